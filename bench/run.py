@@ -1,0 +1,305 @@
+#!/usr/bin/env python
+"""npgen's benchmark: one table of workload x backend, on one thread.
+
+    python bench/run.py [--json PATH] [--repeats 3] [--only gan_step,vae_step]
+
+Columns: ms per call, GFLOP/s (the same flop count for every backend: the dense-layer products
+the algorithm needs, 2*n*in*out per product), % of this machine's sgemm peak (a float32 numpy
+matmul measured in the same run, on one thread), and speed-up against torch when torch is
+importable (torch is never a dependency of npgen; its implementation of each step lives here,
+written as the paper's published code does it).
+"""
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import npgen  # noqa: E402
+from npgen.data import two_gaussians  # noqa: E402
+
+BATCH = 1000
+BACKENDS = ("numpy", "cpu")
+
+try:
+    import torch
+    torch.set_num_threads(1)
+except ImportError:
+    torch = None
+
+# --------------------------------------------------------------------------- flop model
+
+
+def dense_flops(sizes, n, forward=True, weight_grads=True, input_grads=True, first_input_grad=False):
+    """Flops of the dense products of an MLP ``sizes`` on n rows (2*n*in*out per product)."""
+    total = 0
+    for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        product = 2 * n * fan_in * fan_out
+        total += product * (forward + weight_grads)
+        if input_grads and (k > 0 or first_input_grad):
+            total += product
+    return total
+
+
+GENERATOR = (1, 128, 256, 1)
+DISCRIMINATOR = (1, 512, 256, 128, 1)
+ENCODER = (1, 256, 128, 2)          # the two heads 128 -> 1 counted as one 128 -> 2 layer
+SCORE_X_PATH = (1, 96)
+SCORE_TRUNK = ((160, 196), (260, 1))
+
+
+def gan_step_flops(n=BATCH):
+    """Generator step: G forward, D forward, D input-gradients, G backward;
+    discriminator step: G forward, D forward and backward on 2n rows (real and fake)."""
+    g_step = (dense_flops(GENERATOR, n, weight_grads=False, input_grads=False)
+              + dense_flops(DISCRIMINATOR, n, weight_grads=False, first_input_grad=True)
+              + dense_flops(GENERATOR, n, forward=False))
+    d_step = (dense_flops(GENERATOR, n, weight_grads=False, input_grads=False)
+              + dense_flops(DISCRIMINATOR, 2 * n))
+    return g_step + d_step
+
+
+def vae_step_flops(n=BATCH):
+    return dense_flops(ENCODER, n) + dense_flops(GENERATOR, n, first_input_grad=True)
+
+
+def score_step_flops(n=BATCH):
+    x_path = dense_flops(SCORE_X_PATH, n)
+    trunk = sum(2 * n * i * o * 3 for i, o in SCORE_TRUNK)
+    return x_path + trunk
+
+
+# --------------------------------------------------------------------------- npgen steps
+
+
+def npgen_step(model_name, backend):
+    """A zero-argument callable doing one npgen training step at the paper's sizes."""
+    data = two_gaussians(5.0, n=BATCH, seed=0)
+    if model_name == "gan":
+        model = npgen.GAN(seed=0, backend=backend)
+    elif model_name == "vae":
+        model = npgen.VAE(seed=0, backend=backend)
+    else:
+        model = npgen.SGM(seed=0, backend=backend)
+        data = (data - data.mean()) / data.std()
+    return lambda: model.step(data)
+
+
+# --------------------------------------------------------------------------- torch steps
+
+
+def torch_mlp(sizes, activation, spectral_norm=False, output=None):
+    layers = []
+    for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        linear = torch.nn.Linear(fan_in, fan_out)
+        layers.append(torch.nn.utils.spectral_norm(linear) if spectral_norm else linear)
+        if k < len(sizes) - 2:
+            layers.append(activation())
+    if output is not None:
+        layers.append(output)
+    return torch.nn.Sequential(*layers)
+
+
+def torch_gan_step():
+    """The published code's GAN step: generator step, then discriminator step with fresh z."""
+    torch.manual_seed(0)
+    leaky = lambda: torch.nn.LeakyReLU(0.2)  # noqa: E731
+    G = torch_mlp(GENERATOR, leaky)
+    D = torch_mlp(DISCRIMINATOR, leaky, spectral_norm=True, output=torch.nn.Sigmoid())
+    opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.9, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.9, 0.999))
+    bce = torch.nn.BCELoss()
+    x = torch.from_numpy(two_gaussians(5.0, n=BATCH, seed=0))
+    ones, zeros = torch.ones(BATCH, 1), torch.zeros(BATCH, 1)
+
+    def step():
+        opt_g.zero_grad()
+        loss_g = bce(D(G(torch.randn(BATCH, 1))), ones)
+        loss_g.backward()
+        opt_g.step()
+        opt_d.zero_grad()
+        fake = G(torch.randn(BATCH, 1)).detach()
+        loss_d = (bce(D(x), ones) + bce(D(fake), zeros)) / 2
+        loss_d.backward()
+        opt_d.step()
+    return step
+
+
+def torch_vae_step():
+    """The published code's VAE step (Gaussian decoder with variance c = 0.1)."""
+    torch.manual_seed(0)
+    encoder = torch_mlp(ENCODER[:3], torch.nn.ReLU, output=torch.nn.ReLU())
+    mean_head, logvar_head = torch.nn.Linear(128, 1), torch.nn.Linear(128, 1)
+    decoder = torch_mlp(GENERATOR, lambda: torch.nn.LeakyReLU(0.2))
+    params = [p for m in (encoder, mean_head, logvar_head, decoder) for p in m.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-4, betas=(0.9, 0.999))
+    x = torch.from_numpy(two_gaussians(5.0, n=BATCH, seed=0))
+
+    def step():
+        opt.zero_grad()
+        h = encoder(x)
+        mu, logvar = mean_head(h), logvar_head(h)
+        z = mu + torch.exp(logvar / 2) * torch.randn_like(mu)
+        recon = ((x - decoder(z)) ** 2).sum() / (2 * 0.1)
+        kl = 0.5 * (mu ** 2 + torch.exp(logvar) - logvar - 1).sum()
+        (recon + kl).backward()
+        opt.step()
+    return step
+
+
+def torch_score_step():
+    """The published code's score-network step: one sigma per batch, embedding per sample."""
+    torch.manual_seed(0)
+
+    class ScoreNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.freqs = torch.exp(-torch.arange(8) * np.log(10000) / 7)
+            self.embed = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.LeakyReLU(0.2),
+                                             torch.nn.Linear(32, 64), torch.nn.LeakyReLU(0.2))
+            self.x_in = torch.nn.Linear(1, 96)
+            self.hidden = torch.nn.Linear(160, 196)
+            self.out = torch.nn.Linear(260, 1)
+
+        def forward(self, x, sigma):
+            angles = sigma * self.freqs
+            e = self.embed(torch.cat([torch.sin(angles), torch.cos(angles)], dim=1))
+            h = torch.nn.functional.leaky_relu(self.x_in(x), 0.01)
+            h = self.hidden(torch.cat([h, e], dim=1))
+            h = torch.nn.functional.leaky_relu(torch.cat([h, e], dim=1), 0.2)
+            return self.out(h)
+
+    net = ScoreNet()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999))
+    data = two_gaussians(5.0, n=BATCH, seed=0)
+    x = torch.from_numpy((data - data.mean()) / data.std())
+    levels = 0.6 ** torch.arange(10, dtype=torch.float32)
+
+    def step():
+        opt.zero_grad()
+        sigma = levels[torch.randint(10, (1,))].expand(BATCH, 1)
+        noisy = x + sigma * torch.randn_like(x)
+        target = (x - noisy) / sigma ** 2
+        loss = (sigma * (net(noisy, sigma) - target) ** 2).sum()
+        loss.backward()
+        opt.step()
+    return step
+
+
+TORCH_STEPS = {"gan_step": torch_gan_step, "vae_step": torch_vae_step, "score_step": torch_score_step}
+
+WORKLOADS = {
+    "gan_step": ("GAN training step, batch 1000 (G 1-128-256-1, D 1-512-256-128-1 + SN)",
+                 gan_step_flops(), lambda b: npgen_step("gan", b)),
+    "vae_step": ("VAE training step, batch 1000 (enc 1-256-128-(1,1), dec 1-128-256-1)",
+                 vae_step_flops(), lambda b: npgen_step("vae", b)),
+    "score_step": ("score-network training step, batch 1000", score_step_flops(),
+                   lambda b: npgen_step("sgm", b)),
+}
+
+# --------------------------------------------------------------------------- timing
+
+
+def time_call(fn, repeats, min_time=1.0, warmup=3):
+    """Best over ``repeats`` of the mean seconds per call, each repeat lasting >= min_time."""
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-6)
+    calls = max(1, int(min_time / once))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def sgemm_peak_gflops(size=2048, repeats=5):
+    """Single-thread float32 numpy matmul rate: the roof every row is compared with."""
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    b = a.copy()
+    seconds = time_call(lambda: a @ b, repeats, min_time=0.5, warmup=1)
+    return 2 * size ** 3 / seconds / 1e9
+
+
+def run(only, repeats):
+    peak = sgemm_peak_gflops()
+    rows = []
+    for key, (title, flops, make) in WORKLOADS.items():
+        if only and key not in only:
+            continue
+        torch_s = time_call(TORCH_STEPS[key](), repeats) if torch is not None else None
+        impls = [(b, make(b)) for b in BACKENDS]
+        for backend, fn in impls:
+            seconds = time_call(fn, repeats)
+            rows.append(_row(key, title, backend, seconds, flops, peak, torch_s))
+        if torch_s is not None:
+            rows.append(_row(key, title, "torch", torch_s, flops, peak, torch_s))
+    return {"sgemm_peak_gflops": peak, "batch": BATCH, "rows": rows, "machine": _machine()}
+
+
+def _row(key, title, backend, seconds, flops, peak, torch_s):
+    gflops = flops / seconds / 1e9 if flops else None
+    return {"workload": key, "title": title, "backend": backend, "ms": seconds * 1e3,
+            "gflop_per_call": flops / 1e9 if flops else None, "gflops": gflops,
+            "pct_peak": 100 * gflops / peak if gflops else None,
+            "speedup_vs_torch": torch_s / seconds if torch_s else None}
+
+
+def _machine():
+    info = {"python": platform.python_version(), "numpy": np.__version__,
+            "processor": platform.processor() or platform.machine()}
+    try:
+        import numba
+        info["numba"] = numba.__version__
+    except ImportError:
+        pass
+    if torch is not None:
+        info["torch"] = torch.__version__
+    return info
+
+
+def format_table(result):
+    def cell(value, fmt):
+        return "-" if value is None else format(value, fmt)
+    lines = [f"sgemm peak (float32 numpy matmul 2048^3, 1 thread): {result['sgemm_peak_gflops']:.1f} GFLOP/s",
+             "", f"{'workload':<14} {'backend':<7} {'ms':>10} {'GFLOP/s':>8} {'% peak':>7} {'vs torch':>9}"]
+    for r in result["rows"]:
+        lines.append(f"{r['workload']:<14} {r['backend']:<7} {r['ms']:>10.3f} "
+                     f"{cell(r['gflops'], '8.1f')} {cell(r['pct_peak'], '6.1f')}% "
+                     f"{cell(r['speedup_vs_torch'], '8.2f')}x")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", help="write the table as JSON to this path")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {sorted(WORKLOADS)}")
+    args = parser.parse_args(argv)
+    only = {w for w in args.only.split(",") if w}
+    unknown = only - set(WORKLOADS)
+    if unknown:
+        parser.error(f"--only must name workloads among {sorted(WORKLOADS)}, got {sorted(unknown)}")
+    result = run(only, args.repeats)
+    print(format_table(result))
+    if args.json:
+        from npgen.io import atomic_write_json
+        atomic_write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Array kernels behind npgen: one module per backend, the same function names in each.
+
+``numpy_ref``
+    Plain numpy, written to be read. It is the teaching text and the test oracle.
+``cpu``
+    numba ``@njit`` versions of the same functions: fused loops, BLAS for the products,
+    no allocation in the training hot loop.
+
+Every kernel writes into output arrays that the caller allocates once, so the same
+signatures can be implemented on device arrays by a CUDA backend. Arrays are C-contiguous,
+2-D ``(batch, features)`` for activations and ``(out, in)`` for weights (the layout of
+``torch.nn.Linear``), 1-D for biases and for the flat parameter buffers Adam updates.
+Scalar losses return a Python float and write the gradient of the *mean* loss.
+
+This package never imports ``npgen``: data flows one way, from models to kernels.
+"""
+
+import importlib
+import os
+
+#: Activation codes shared by every backend (numba kernels take an int, not a string).
+IDENTITY, RELU, LEAKY_RELU, SILU, TANH, SIGMOID = range(6)
+
+ACTIVATIONS = {
+    "identity": IDENTITY,
+    "relu": RELU,
+    "leaky_relu": LEAKY_RELU,
+    "silu": SILU,
+    "tanh": TANH,
+    "sigmoid": SIGMOID,
+}
+
+#: Backend name -> module name inside this package.
+BACKENDS = {"numpy": "numpy_ref", "cpu": "cpu"}
+
+#: Environment variable that picks the default backend.
+BACKEND_ENV = "NPGEN_BACKEND"
+DEFAULT_BACKEND = "cpu"
+
+
+def activation_code(name):
+    """Return the integer code of activation ``name`` (one of ``ACTIVATIONS``)."""
+    try:
+        return ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}"
+        ) from None
+
+
+def backend_name(name=None):
+    """Resolve a backend name: the argument, else ``$NPGEN_BACKEND``, else ``'cpu'``."""
+    if name is None:
+        name = os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {name!r}")
+    return name
+
+
+def get_backend(name=None):
+    """Return the kernel module for backend ``name`` (see :func:`backend_name`)."""
+    return importlib.import_module(f"{__name__}.{BACKENDS[backend_name(name)]}")

@@ -1,0 +1,64 @@
+"""Argument checks that turn a user's mistake into one clear sentence.
+
+Every public entry point of npgen validates its inputs here before any numba kernel sees
+them, so a wrong shape or a NaN never surfaces as a typing traceback from deep inside a kernel.
+"""
+
+import math
+
+import numpy as np
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def dtype_of(dtype):
+    """Return the numpy dtype for ``dtype`` ('float32', 'float64' or the numpy type)."""
+    for name, np_type in DTYPES.items():
+        if dtype in (name, np_type) or (isinstance(dtype, np.dtype) and dtype == np_type):
+            return np.dtype(np_type)
+    raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+
+
+def check_matrix(name, x, n_cols, dtype):
+    """Check that ``x`` is a finite 2-D array of shape (n, n_cols) and the given dtype.
+
+    Returns ``x`` as a C-contiguous array (a copy only when the layout requires one).
+    """
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array of shape (n, {n_cols}), got {type(x).__name__}")
+    if x.ndim != 2 or x.shape[1] != n_cols or x.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (n, {n_cols}) with n >= 1, got {x.shape}")
+    if x.dtype != dtype:
+        raise ValueError(
+            f"{name} must have dtype {np.dtype(dtype).name} to match the network, got {x.dtype.name}"
+            f" (convert it with .astype(np.{np.dtype(dtype).name}))"
+        )
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf values; npgen accepts finite inputs only")
+    return np.ascontiguousarray(x)
+
+
+def check_number(name, value, low=-math.inf, high=math.inf, low_open=False, high_open=False,
+                 integer=False):
+    """Check that ``value`` is a finite number in the given interval and return it."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    if integer and not float(value).is_integer():
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def check_choice(name, value, choices):
+    """Check that ``value`` is one of ``choices`` and return it."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value

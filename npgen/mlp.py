@@ -1,0 +1,477 @@
+"""A multilayer perceptron with hand-written backprop, forward-mode tangents and spectral norm.
+
+Layer k (k = 0 .. L-1) computes ``a_k = act_k(W_k h_k + b_k)``. Its input ``h_k`` is built
+from the earlier *nodes* (node 0 is the network input x, node k+1 is a_k) by the skip style:
+
+``plain``      h_k = node k                                   (a feed-forward chain)
+``resnet``     h_k = node k + h_{k-1}  when layer k-1 maps width w to the same width w,
+               else node k                                     (additive skips, He et al. 2016)
+``densenet``   h_k = concat(node 0, node 1, ..., node k)       (concatenation skips, Huang et al. 2017)
+
+Each h_k is written as a list of *segments* laid side by side, each segment the sum of some
+nodes; that one description drives the forward pass, the backward pass (the gradient of a
+segment is added to every node in it) and the tangent pass alike.
+
+With ``spectral_norm=True`` every layer uses W_k / sigma_k, sigma_k = u_k . W_k v_k, with one
+power iteration per forward in training mode, as ``torch.nn.utils.spectral_norm`` does.
+All parameters live in one flat buffer ``params`` (gradients in ``grads``), so that one
+optimizer call updates a whole network.
+"""
+
+import json
+import zipfile
+
+import numpy as np
+
+import kernels
+
+from .checks import check_choice, check_matrix, check_number, dtype_of
+
+SKIP_STYLES = ("plain", "resnet", "densenet")
+CONFIG_KEY = "__npgen_mlp__"
+FORMAT_VERSION = 1
+
+
+def layer_segments(sizes, skip):
+    """Return, for each layer k, its input as a list of segments (tuples of node indices).
+
+    >>> layer_segments([1, 8, 8, 1], "resnet")
+    [[(0,)], [(1,)], [(2, 1)]]
+    >>> layer_segments([1, 8, 8, 1], "densenet")
+    [[(0,)], [(0,), (1,)], [(0,), (1,), (2,)]]
+    """
+    check_choice("skip", skip, SKIP_STYLES)
+    n_layers = len(sizes) - 1
+    if skip == "plain":
+        return [[(k,)] for k in range(n_layers)]
+    if skip == "densenet":
+        return [[(j,) for j in range(k + 1)] for k in range(n_layers)]
+    segments, members = [], (0,)
+    for k in range(n_layers):
+        if k > 0:
+            residual = k >= 2 and sizes[k] == sizes[k - 1]
+            members = (k,) + members if residual else (k,)
+        segments.append([members])
+    return segments
+
+
+class _Workspace:
+    """Arrays for one batch size, allocated once and reused by every later call."""
+
+    def __init__(self, net, n):
+        dt, L = net.dtype, net.n_layers
+        self.n = n
+        self.z = [np.empty((n, net.sizes[k + 1]), dt) for k in range(L)]
+        self.a = [np.empty((n, net.sizes[k + 1]), dt) for k in range(L)]
+        self.h = [None if net._aliased(k) else np.empty((n, net.fan_in[k]), dt) for k in range(L)]
+        self.grad_z = [np.empty((n, net.sizes[k + 1]), dt) for k in range(L)]
+        self.grad_h = [np.empty((n, net.fan_in[k]), dt) for k in range(L)]
+        self.grad_node = [np.empty((n, w), dt) for w in net.sizes]
+        self.tangents = None
+
+    def with_tangents(self, net):
+        """Allocate (once) the extra arrays a Jacobian-vector product and its backward need."""
+        if self.tangents is None:
+            dt, L, n = net.dtype, net.n_layers, self.n
+            self.tangents = {
+                "dz": [np.empty((n, net.sizes[k + 1]), dt) for k in range(L)],
+                "da": [np.empty((n, net.sizes[k + 1]), dt) for k in range(L)],
+                "dh": [None if net._aliased(k) else np.empty((n, net.fan_in[k]), dt)
+                       for k in range(L)],
+                "grad_dz": [np.empty((n, net.sizes[k + 1]), dt) for k in range(L)],
+                "grad_dh": [np.empty((n, net.fan_in[k]), dt) for k in range(L)],
+                "grad_dnode": [np.empty((n, w), dt) for w in net.sizes],
+            }
+        return self.tangents
+
+
+class MLP:
+    """Multilayer perceptron ``sizes[0] -> sizes[1] -> ... -> sizes[-1]`` (see the module doc).
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Widths of the input, the hidden layers and the output, e.g. ``[1, 128, 256, 1]``.
+    activation : str
+        Hidden activation: 'identity', 'relu', 'leaky_relu', 'silu', 'tanh' or 'sigmoid'.
+    slope : float
+        Negative slope of 'leaky_relu' (ignored by the others).
+    spectral_norm : bool
+        Divide every weight by its spectral-norm estimate (one power iteration per training forward).
+    skip : str
+        'plain', 'resnet' or 'densenet'.
+    output_activation : str
+        Activation of the last layer ('identity' by default: networks output logits or values).
+    dtype : str
+        'float32' (default) or 'float64'.
+    seed : int
+        Seed of the initialization: weights and biases uniform in +-1/sqrt(fan_in), as
+        torch.nn.Linear; spectral-norm vectors u, v normalized standard normals, as torch.
+    backend : str or None
+        Kernel backend: 'cpu' (numba, default), 'numpy' (reference); None reads $NPGEN_BACKEND.
+    """
+
+    def __init__(self, sizes, activation="leaky_relu", slope=0.2, spectral_norm=False,
+                 skip="plain", output_activation="identity", dtype="float32", seed=0,
+                 backend=None):
+        sizes = list(sizes) if isinstance(sizes, (list, tuple)) else sizes
+        if not isinstance(sizes, list) or len(sizes) < 2 or not all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in sizes):
+            raise ValueError(f"sizes must be a list of at least two positive integers, got {sizes!r}")
+        self.sizes = tuple(int(s) for s in sizes)
+        self.activation = activation
+        self.output_activation = output_activation
+        self.activation_codes = [kernels.activation_code(activation)] * (len(sizes) - 2) + [
+            kernels.activation_code(output_activation)]
+        self.slope = check_number("slope", slope)
+        self.spectral_norm = bool(spectral_norm)
+        self.skip = check_choice("skip", skip, SKIP_STYLES)
+        self.dtype = dtype_of(dtype)
+        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.backend_name = kernels.backend_name(backend)
+        self.backend = kernels.get_backend(self.backend_name)
+        self.n_layers = len(self.sizes) - 1
+        self.segments = layer_segments(self.sizes, self.skip)
+        self.fan_in = [sum(self.sizes[seg[0]] for seg in segs) for segs in self.segments]
+        self.training = True
+        self._allocate_parameters()
+        self._initialize(np.random.default_rng(self.seed))
+        self._workspaces = {}
+        self._last = None
+        self._grads_fresh = True
+
+    # ----------------------------------------------------------------- parameters
+
+    def _allocate_parameters(self):
+        shapes = [((self.sizes[k + 1], self.fan_in[k]), (self.sizes[k + 1],))
+                  for k in range(self.n_layers)]
+        total = sum(o * i + o for (o, i), _ in shapes)
+        self.params = np.zeros(total, self.dtype)
+        self.grads = np.zeros(total, self.dtype)
+        self.weights, self.biases, self.weight_grads, self.bias_grads = [], [], [], []
+        offset = 0
+        for (out, fan_in), _ in shapes:
+            for flat, dest, shape in ((self.params, self.weights, (out, fan_in)),
+                                      (self.grads, self.weight_grads, (out, fan_in))):
+                dest.append(flat[offset:offset + out * fan_in].reshape(shape))
+            offset += out * fan_in
+            self.biases.append(self.params[offset:offset + out])
+            self.bias_grads.append(self.grads[offset:offset + out])
+            offset += out
+        if self.spectral_norm:
+            self.sn_u = [np.zeros(o, self.dtype) for (o, _), _ in shapes]
+            self.sn_v = [np.zeros(i, self.dtype) for (_, i), _ in shapes]
+            self.sn_weights = [np.zeros(s, self.dtype) for s, _ in shapes]
+            self.sn_weight_grads = [np.zeros(s, self.dtype) for s, _ in shapes]
+            self.sn_sigma = [1.0] * self.n_layers
+
+    def _initialize(self, rng):
+        for W, b in zip(self.weights, self.biases):
+            bound = 1.0 / np.sqrt(W.shape[1])
+            W[...] = rng.uniform(-bound, bound, W.shape)
+            b[...] = rng.uniform(-bound, bound, b.shape)
+        if self.spectral_norm:
+            for u, v in zip(self.sn_u, self.sn_v):
+                for vec in (u, v):
+                    draw = rng.standard_normal(vec.shape)
+                    vec[...] = draw / max(np.linalg.norm(draw), 1e-12)
+
+    @property
+    def n_params(self):
+        """Number of trainable parameters."""
+        return self.params.size
+
+    def effective_weight(self, k):
+        """The weight layer k applies in evaluation mode: W_k, or W_k / (u . W_k v) with spectral norm."""
+        W = self.weights[k]
+        if not self.spectral_norm:
+            return W.copy()
+        u, v = self.sn_u[k].astype(np.float64), self.sn_v[k].astype(np.float64)
+        return (W / float(u @ (W.astype(np.float64) @ v))).astype(self.dtype)
+
+    def zero_grad(self):
+        """Set the parameter gradients to zero; the next backward writes instead of adding."""
+        self.grads[...] = 0
+        self._grads_fresh = True
+
+    def train(self, mode=True):
+        """Training mode (power iteration at every forward) or evaluation mode (``mode=False``)."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode: spectral norm uses the stored u, v without iterating."""
+        return self.train(False)
+
+    # ----------------------------------------------------------------- wiring helpers
+
+    def _aliased(self, k):
+        """Layer k reads one node as it is (no copy into an input buffer)."""
+        return len(self.segments[k]) == 1 and len(self.segments[k][0]) == 1
+
+    def _workspace(self, n):
+        ws = self._workspaces.get(n)
+        if ws is None:
+            ws = self._workspaces[n] = _Workspace(self, n)
+        return ws
+
+    def _gather(self, k, nodes, buffers):
+        """Build the input h_k of layer k from ``nodes`` (into ``buffers[k]`` unless aliased)."""
+        if self._aliased(k):
+            return nodes[self.segments[k][0][0]]
+        h, col = buffers[k], 0
+        for seg in self.segments[k]:
+            width = self.sizes[seg[0]]
+            block = h[:, col:col + width]
+            block[...] = nodes[seg[0]]
+            for j in seg[1:]:
+                block += nodes[j]
+            col += width
+        return h
+
+    def _scatter(self, k, grad_h, grad_nodes, written):
+        """Add the gradient of layer k's input to the gradient of every node it was built from."""
+        col = 0
+        for seg in self.segments[k]:
+            width = self.sizes[seg[0]]
+            block = grad_h[:, col:col + width]
+            for j in seg:
+                if written[j]:
+                    grad_nodes[j] += block
+                else:
+                    grad_nodes[j][...] = block
+                    written[j] = True
+            col += width
+
+    def _layer_weight(self, k):
+        """The weight used by layer k in this pass (runs the power iteration in training mode)."""
+        if not self.spectral_norm:
+            return self.weights[k]
+        self.sn_sigma[k] = self.backend.spectral_norm_forward(
+            self.weights[k], self.sn_u[k], self.sn_v[k], 1 if self.training else 0,
+            self.sn_weights[k])
+        return self.sn_weights[k]
+
+    def _param_grad_targets(self, k):
+        """Where layer k's weight gradient goes, and whether to add to it."""
+        if self.spectral_norm:
+            return self.sn_weight_grads[k], False
+        return self.weight_grads[k], not self._grads_fresh
+
+    def _finish_weight_grad(self, k):
+        if self.spectral_norm:
+            self.backend.spectral_norm_backward(
+                self.weights[k], self.sn_u[k], self.sn_v[k], self.sn_sigma[k],
+                self.sn_weight_grads[k], self.weight_grads[k], not self._grads_fresh)
+
+    # ----------------------------------------------------------------- passes (unchecked)
+
+    def _forward(self, x):
+        """Forward pass without argument checks; returns a view valid until the next call."""
+        ws = self._workspace(x.shape[0])
+        nodes = [x] + ws.a
+        for k in range(self.n_layers):
+            h = self._gather(k, nodes, ws.h)
+            self.backend.linear_forward(h, self._layer_weight(k), self.biases[k],
+                                        self.activation_codes[k], self.slope, ws.z[k], ws.a[k])
+        self._last = (ws, nodes, False)
+        return ws.a[-1]
+
+    def _backward(self, grad_out, need_grad_in=True):
+        """Backward pass of the last ``_forward``; adds parameter gradients, returns dL/dx."""
+        ws, nodes, _ = self._last
+        written = [False] * (self.n_layers + 1)
+        grad_nodes = ws.grad_node
+        for k in reversed(range(self.n_layers)):
+            grad_a = grad_out if k == self.n_layers - 1 else grad_nodes[k + 1]
+            need_x = k > 0 or need_grad_in
+            grad_W, accumulate = self._param_grad_targets(k)
+            W = self.sn_weights[k] if self.spectral_norm else self.weights[k]
+            h = self._gather_cached(k, nodes, ws.h)
+            self.backend.linear_backward(
+                h, W, ws.z[k], ws.a[k], grad_a, self.activation_codes[k], self.slope,
+                ws.grad_z[k], grad_W, self.bias_grads[k], ws.grad_h[k],
+                accumulate, need_x)
+            self._finish_weight_grad(k)
+            if need_x:
+                self._scatter(k, ws.grad_h[k], grad_nodes, written)
+        self._grads_fresh = False
+        return grad_nodes[0] if need_grad_in else None
+
+    def _gather_cached(self, k, nodes, buffers):
+        """Layer k's input as built by the last forward (no recomputation)."""
+        return nodes[self.segments[k][0][0]] if self._aliased(k) else buffers[k]
+
+    def _jvp(self, x, dx):
+        """Forward pass with tangent dx; returns views (y, dy) = (g(x), Jg(x) dx)."""
+        ws = self._workspace(x.shape[0])
+        tan = ws.with_tangents(self)
+        nodes, dnodes = [x] + ws.a, [dx] + tan["da"]
+        for k in range(self.n_layers):
+            h = self._gather(k, nodes, ws.h)
+            dh = self._gather(k, dnodes, tan["dh"])
+            self.backend.linear_jvp(h, dh, self._layer_weight(k), self.biases[k],
+                                    self.activation_codes[k], self.slope,
+                                    ws.z[k], ws.a[k], tan["dz"][k], tan["da"][k])
+        self._last = (ws, nodes, dnodes)
+        return ws.a[-1], tan["da"][-1]
+
+    def _jvp_backward(self, grad_y, grad_dy, need_grad_in=True):
+        """Backward of the last ``_jvp`` through both the primal and the tangent path."""
+        ws, nodes, dnodes = self._last
+        if dnodes is False:
+            raise RuntimeError("jvp_backward needs a preceding jvp, not a forward")
+        tan = ws.tangents
+        written = [False] * (self.n_layers + 1)
+        dwritten = [False] * (self.n_layers + 1)
+        for k in reversed(range(self.n_layers)):
+            last = k == self.n_layers - 1
+            grad_a = grad_y if last else ws.grad_node[k + 1]
+            grad_da = grad_dy if last else tan["grad_dnode"][k + 1]
+            need_x = k > 0 or need_grad_in
+            grad_W, accumulate = self._param_grad_targets(k)
+            W = self.sn_weights[k] if self.spectral_norm else self.weights[k]
+            self.backend.linear_jvp_backward(
+                self._gather_cached(k, nodes, ws.h), self._gather_cached(k, dnodes, tan["dh"]),
+                W, ws.z[k], ws.a[k], tan["dz"][k], grad_a, grad_da,
+                self.activation_codes[k], self.slope, ws.grad_z[k], tan["grad_dz"][k],
+                grad_W, self.bias_grads[k], ws.grad_h[k], tan["grad_dh"][k], accumulate, need_x)
+            self._finish_weight_grad(k)
+            if need_x:
+                self._scatter(k, ws.grad_h[k], ws.grad_node, written)
+                self._scatter(k, tan["grad_dh"][k], tan["grad_dnode"], dwritten)
+        self._grads_fresh = False
+        if need_grad_in:
+            return ws.grad_node[0], tan["grad_dnode"][0]
+        return None, None
+
+    # ----------------------------------------------------------------- public API (checked)
+
+    def forward(self, x):
+        """Return g(x) for x of shape (n, sizes[0]); keeps what backward needs."""
+        x = check_matrix("x", x, self.sizes[0], self.dtype)
+        return self._forward(x).copy()
+
+    __call__ = forward
+
+    def backward(self, grad_out, need_grad_in=True):
+        """Backprop dL/dy (shape (n, sizes[-1])) through the last forward.
+
+        Adds dL/dtheta to ``grads`` (call ``zero_grad`` first) and returns dL/dx.
+        """
+        if self._last is None:
+            raise RuntimeError("backward needs a preceding forward")
+        grad_out = check_matrix("grad_out", grad_out, self.sizes[-1], self.dtype)
+        if grad_out.shape[0] != self._last[0].n:
+            raise ValueError(f"grad_out must have {self._last[0].n} rows like the last forward's"
+                             f" input, got {grad_out.shape[0]}")
+        grad_in = self._backward(grad_out, need_grad_in)
+        return None if grad_in is None else grad_in.copy()
+
+    def jvp(self, x, dx):
+        """Return (g(x), J_g(x) dx): the output and its directional derivative along dx."""
+        x = check_matrix("x", x, self.sizes[0], self.dtype)
+        dx = check_matrix("dx", dx, self.sizes[0], self.dtype)
+        if dx.shape != x.shape:
+            raise ValueError(f"dx must have the shape of x {x.shape}, got {dx.shape}")
+        y, dy = self._jvp(x, dx)
+        return y.copy(), dy.copy()
+
+    def jvp_backward(self, grad_y, grad_dy, need_grad_in=True):
+        """Backprop cotangents of (y, dy) from the last ``jvp``; returns (dL/dx, dL/ddx)."""
+        if self._last is None or self._last[2] is False:
+            raise RuntimeError("jvp_backward needs a preceding jvp")
+        n = self._last[0].n
+        grads = [check_matrix(name, g, self.sizes[-1], self.dtype)
+                 for name, g in (("grad_y", grad_y), ("grad_dy", grad_dy))]
+        if any(g.shape[0] != n for g in grads):
+            raise ValueError(f"grad_y and grad_dy must have {n} rows like the last jvp's input")
+        gx, gdx = self._jvp_backward(grads[0], grads[1], need_grad_in)
+        return (None, None) if gx is None else (gx.copy(), gdx.copy())
+
+    # ----------------------------------------------------------------- persistence
+
+    def config(self):
+        """The constructor arguments, as a JSON-able dict."""
+        return {"sizes": list(self.sizes), "activation": self.activation, "slope": self.slope,
+                "spectral_norm": self.spectral_norm, "skip": self.skip,
+                "output_activation": self.output_activation, "dtype": self.dtype.name,
+                "seed": self.seed}
+
+    def state_dict(self):
+        """Arrays under torch.nn.Sequential(Linear, act, Linear, ...) names.
+
+        Linear layer k is Sequential entry 2k: '0.weight', '0.bias', '2.weight', ...
+        With spectral norm the names are those of torch.nn.utils.spectral_norm:
+        '0.weight_orig', '0.weight_u', '0.weight_v' (and '0.bias').
+        """
+        state = {}
+        for k in range(self.n_layers):
+            name = str(2 * k)
+            if self.spectral_norm:
+                state[f"{name}.weight_orig"] = self.weights[k].copy()
+                state[f"{name}.weight_u"] = self.sn_u[k].copy()
+                state[f"{name}.weight_v"] = self.sn_v[k].copy()
+            else:
+                state[f"{name}.weight"] = self.weights[k].copy()
+            state[f"{name}.bias"] = self.biases[k].copy()
+        return state
+
+    def load_state_dict(self, state):
+        """Copy arrays from ``state`` (names and shapes as in :meth:`state_dict`)."""
+        expected = self.state_dict()
+        missing = sorted(set(expected) - set(state))
+        if missing:
+            raise ValueError(f"state is missing {missing[:3]} for this network; expected keys {sorted(expected)}")
+        targets = {}
+        for k in range(self.n_layers):
+            name = str(2 * k)
+            targets[f"{name}.weight_orig" if self.spectral_norm else f"{name}.weight"] = self.weights[k]
+            targets[f"{name}.bias"] = self.biases[k]
+            if self.spectral_norm:
+                targets[f"{name}.weight_u"] = self.sn_u[k]
+                targets[f"{name}.weight_v"] = self.sn_v[k]
+        for key, target in targets.items():
+            value = np.asarray(state[key])
+            if value.shape != target.shape or value.dtype.kind != "f":
+                raise ValueError(f"state[{key!r}] must be a float array of shape {target.shape},"
+                                 f" got {value.dtype.name} {value.shape}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"state[{key!r}] contains NaN or inf values")
+            target[...] = value
+
+    def save(self, path):
+        """Write the network to ``path`` (.npz): its state_dict plus its configuration as JSON."""
+        from .io import atomic_savez
+        meta = dict(self.config(), format=FORMAT_VERSION, kind="MLP")
+        atomic_savez(path, **self.state_dict(), **{CONFIG_KEY: np.array(json.dumps(meta))})
+
+    @classmethod
+    def load(cls, path, backend=None):
+        """Read a network written by :meth:`save` (loaded with ``allow_pickle=False``)."""
+        arrays = read_npz(path)
+        if CONFIG_KEY not in arrays:
+            raise ValueError(f"{path} is not an npgen network file (no {CONFIG_KEY} entry)")
+        try:
+            meta = json.loads(str(arrays.pop(CONFIG_KEY)))
+            config = {key: meta[key] for key in ("sizes", "activation", "slope", "spectral_norm",
+                                                 "skip", "output_activation", "dtype", "seed")}
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path} has a corrupt npgen configuration entry ({err})") from None
+        net = cls(**config, backend=backend)
+        net.load_state_dict(arrays)
+        return net
+
+
+def read_npz(path):
+    """Load every array of an .npz file into a dict, with ``allow_pickle=False``.
+
+    Raises ValueError (one sentence) when the file is missing, not an .npz, or corrupt.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
+        raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})") from None

@@ -1,0 +1,48 @@
+"""Adam on a network's flat parameter buffer, with torch.optim.Adam's semantics."""
+
+import numpy as np
+
+from .checks import check_number
+
+
+class Adam:
+    """Adam (Kingma & Ba, 2015) as torch.optim.Adam computes it (no weight decay, no amsgrad).
+
+    For step t = 1, 2, ... and gradient g:
+        m <- beta1 m + (1 - beta1) g,          v <- beta2 v + (1 - beta2) g^2
+        theta <- theta - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    ``net`` is anything with flat arrays ``params`` and ``grads`` of the same shape and a
+    ``backend`` kernel module (an :class:`npgen.MLP`); the state m, v is kept per parameter.
+    """
+
+    def __init__(self, net, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        self.net = net
+        self.lr = check_number("lr", lr, low=0, low_open=True)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.beta1 = check_number("betas[0]", betas[0], low=0, high=1, high_open=True)
+        self.beta2 = check_number("betas[1]", betas[1], low=0, high=1, high_open=True)
+        self.eps = check_number("eps", eps, low=0)
+        self.m = np.zeros_like(net.params)
+        self.v = np.zeros_like(net.params)
+        self.t = 0
+
+    def step(self):
+        """Apply one update from ``net.grads``."""
+        self.t += 1
+        self.net.backend.adam_step(self.net.params, self.net.grads, self.m, self.v, self.t,
+                                   self.lr, self.beta1, self.beta2, self.eps)
+
+    def state_dict(self):
+        """Optimizer state as arrays: first and second moments and the step count."""
+        return {"m": self.m.copy(), "v": self.v.copy(), "t": np.array(self.t)}
+
+    def load_state_dict(self, state):
+        """Restore the state written by :meth:`state_dict`."""
+        for key in ("m", "v"):
+            value = np.asarray(state[key])
+            if value.shape != self.m.shape:
+                raise ValueError(f"optimizer state {key!r} must have shape {self.m.shape}, got {value.shape}")
+            getattr(self, key)[...] = value
+        self.t = int(state["t"])
