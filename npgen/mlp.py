@@ -133,6 +133,7 @@ class MLP:
         self.n_layers = len(self.sizes) - 1
         self.segments = layer_segments(self.sizes, self.skip)
         self.fan_in = [sum(self.sizes[seg[0]] for seg in segs) for segs in self.segments]
+        self._sole_input = self._sole_inputs()
         self.training = True
         self._allocate_parameters()
         self._initialize(np.random.default_rng(self.seed))
@@ -208,6 +209,17 @@ class MLP:
     def _aliased(self, k):
         """Layer k reads one node as it is (no copy into an input buffer)."""
         return len(self.segments[k]) == 1 and len(self.segments[k][0]) == 1
+
+    def _sole_inputs(self):
+        """For each layer k: the node it reads as is, when layer k is that node's only reader
+        (its input gradient can then be written straight into the node's gradient); else None."""
+        readers = [0] * (self.n_layers + 1)
+        for segs in self.segments:
+            for seg in segs:
+                for j in seg:
+                    readers[j] += 1
+        return [self.segments[k][0][0] if self._aliased(k) and readers[self.segments[k][0][0]] == 1
+                else None for k in range(self.n_layers)]
 
     def _workspace(self, n):
         ws = self._workspaces.get(n)
@@ -288,13 +300,15 @@ class MLP:
             grad_W, accumulate = self._param_grad_targets(k)
             W = self.sn_weights[k] if self.spectral_norm else self.weights[k]
             h = self._gather_cached(k, nodes, ws.h)
+            sole = self._sole_input[k]
+            grad_h = ws.grad_h[k] if sole is None else grad_nodes[sole]
             self.backend.linear_backward(
                 h, W, ws.z[k], ws.a[k], grad_a, self.activation_codes[k], self.slope,
-                ws.grad_z[k], grad_W, self.bias_grads[k], ws.grad_h[k],
+                ws.grad_z[k], grad_W, self.bias_grads[k], grad_h,
                 accumulate, need_x)
             self._finish_weight_grad(k)
-            if need_x:
-                self._scatter(k, ws.grad_h[k], grad_nodes, written)
+            if need_x and sole is None:
+                self._scatter(k, grad_h, grad_nodes, written)
         self._grads_fresh = False
         return grad_nodes[0] if need_grad_in else None
 
@@ -331,15 +345,18 @@ class MLP:
             need_x = k > 0 or need_grad_in
             grad_W, accumulate = self._param_grad_targets(k)
             W = self.sn_weights[k] if self.spectral_norm else self.weights[k]
+            sole = self._sole_input[k]
+            grad_h, grad_dh = ((ws.grad_h[k], tan["grad_dh"][k]) if sole is None
+                               else (ws.grad_node[sole], tan["grad_dnode"][sole]))
             self.backend.linear_jvp_backward(
                 self._gather_cached(k, nodes, ws.h), self._gather_cached(k, dnodes, tan["dh"]),
                 W, ws.z[k], ws.a[k], tan["dz"][k], grad_a, grad_da,
                 self.activation_codes[k], self.slope, ws.grad_z[k], tan["grad_dz"][k],
-                grad_W, self.bias_grads[k], ws.grad_h[k], tan["grad_dh"][k], accumulate, need_x)
+                grad_W, self.bias_grads[k], grad_h, grad_dh, accumulate, need_x)
             self._finish_weight_grad(k)
-            if need_x:
-                self._scatter(k, ws.grad_h[k], ws.grad_node, written)
-                self._scatter(k, tan["grad_dh"][k], tan["grad_dnode"], dwritten)
+            if need_x and sole is None:
+                self._scatter(k, grad_h, ws.grad_node, written)
+                self._scatter(k, grad_dh, tan["grad_dnode"], dwritten)
         self._grads_fresh = False
         if need_grad_in:
             return ws.grad_node[0], tan["grad_dnode"][0]

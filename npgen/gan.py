@@ -1,0 +1,443 @@
+"""Generative adversarial network (Goodfellow et al., 2014), and what it shares with the VAE.
+
+A push-forward model generates x = g(z), z ~ N(0, I_p), with a network g (the GAN's
+generator, the VAE's decoder). :class:`PushForwardModel` holds what every such model needs:
+a seeded random stream, training by minibatches, sampling, saving and loading.
+:func:`generator_sizes` is the one architecture of g that both models use, so that the paper's
+comparison of GAN and VAE is a comparison of training methods and not of networks.
+
+The GAN of the paper's univariate experiments (Section 4.1), with the settings of the published
+code (``REFERENCE.md``, "Univariate setting"):
+
+* generator G = :func:`generator_sizes` ([1, 128, 256, 1], leaky ReLU 0.2);
+* discriminator D = :func:`discriminator_sizes` ([1, 512, 256, 128, 1], leaky ReLU 0.2),
+  every layer spectrally normalized (Miyato et al., 2018). D outputs a logit s = D(x); the
+  published code ends with a sigmoid and uses BCELoss on p = sigmoid(s), which is the same
+  function as the binary cross-entropy with logits computed here, only evaluated without
+  overflow: -log sigmoid(s) = log(1 + exp(-s)) = max(-s, 0) + log(1 + exp(-|s|));
+* losses, for a minibatch x_1..x_B and latents z_1..z_B:
+      L_G = mean_i BCE(D(G(z_i)), 1) = mean_i -log sigmoid(D(G(z_i)))   (non-saturating)
+      L_D = [mean_i BCE(D(x_i), 1) + mean_i BCE(D(G(z_i)), 0)] / 2
+* per minibatch one generator step, then one discriminator step with fresh latents;
+  Adam, lr 1e-4, betas (0.9, 0.999), for both networks.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from .checks import check_choice, check_matrix, check_number, dtype_of
+from .io import atomic_write_json
+from .mlp import MLP, SKIP_STYLES, read_npz
+from .optim import Adam
+from .training import fit_loop
+
+#: Allowed numbers of linear layers of the generator (the paper's Figure 5 uses 2 to 6).
+MIN_LAYERS, MAX_LAYERS = 2, 7
+#: Rows pushed through the network at once when sampling (one reusable workspace).
+SAMPLE_CHUNK = 1024
+#: Version of the saved-model directory layout.
+FORMAT_VERSION = 1
+#: Weight of the generator gradient penalty is PENALTY_WEIGHT / L^2.
+PENALTY_WEIGHT = 10.0
+GAN_LOSSES = ("bce", "hinge")
+
+
+def check_layers(n_layers):
+    """Return ``n_layers`` if it is an integer in [MIN_LAYERS, MAX_LAYERS], else raise."""
+    return check_number("n_layers", n_layers, low=MIN_LAYERS, high=MAX_LAYERS, integer=True)
+
+
+def generator_sizes(n_layers=3, latent_dim=1, data_dim=1, base_width=128):
+    """Widths of the generator (and VAE decoder) with ``n_layers`` linear layers.
+
+    [latent_dim, w, 2w, 4w, ..., 2^(n-2) w, data_dim] with w = base_width: the published
+    Linear 1->128, 128->256, 256->1 for n_layers = 3; each extra layer doubles the width.
+
+    >>> generator_sizes(3)
+    [1, 128, 256, 1]
+    >>> generator_sizes(5, base_width=8)
+    [1, 8, 16, 32, 64, 1]
+    """
+    n_layers = check_layers(n_layers)
+    base_width = check_number("base_width", base_width, low=1, integer=True)
+    hidden = [base_width * 2 ** k for k in range(n_layers - 1)]
+    return [latent_dim] + hidden + [data_dim]
+
+
+def discriminator_sizes(n_layers=3, data_dim=1, base_width=128):
+    """Widths of the discriminator that goes with a generator of ``n_layers`` layers.
+
+    The discriminator mirrors the generator: its hidden widths are the generator's in reverse
+    order, preceded by one layer twice as wide as the generator's widest, so it has
+    n_layers + 1 linear layers:
+    [data_dim, 2^(n-1) w, ..., 2w, w, 1] with w = base_width. For n_layers = 3 this is the
+    published Linear 1->512, 512->256, 256->128, 128->1; that the discriminator deepens with
+    the generator is the published code's, this doubling rule is npgen's.
+
+    >>> discriminator_sizes(3)
+    [1, 512, 256, 128, 1]
+    >>> discriminator_sizes(2, base_width=8)
+    [1, 16, 8, 1]
+    """
+    n_layers = check_layers(n_layers)
+    base_width = check_number("base_width", base_width, low=1, integer=True)
+    hidden = [base_width * 2 ** k for k in reversed(range(n_layers))]
+    return [data_dim] + hidden + [1]
+
+
+def generator_network(n_layers, latent_dim, data_dim, base_width, skip, spectral_norm, dtype,
+                      seed, backend):
+    """The generator / decoder MLP: :func:`generator_sizes`, leaky ReLU 0.2, linear output."""
+    return MLP(generator_sizes(n_layers, latent_dim, data_dim, base_width),
+               activation="leaky_relu", slope=0.2, spectral_norm=spectral_norm, skip=skip,
+               dtype=dtype, seed=seed, backend=backend)
+
+
+class PushForwardModel:
+    """What the GAN and the VAE share: x = g(z), z ~ N(0, I_p), with g the network
+    :attr:`push_forward_network`.
+
+    One ``numpy.random.Generator`` seeded with ``seed`` drives everything random: the network
+    initializations (each network gets a seed drawn from it), the latent and noise draws of
+    every step and the shuffling of :meth:`fit`. The same seed therefore gives the same run,
+    bit for bit on a given backend. Subclasses provide ``networks()``, ``step(batch)`` and
+    ``push_forward_network``.
+    """
+
+    def __init__(self, latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype,
+                 seed):
+        self.latent_dim = check_number("latent_dim", latent_dim, low=1, integer=True)
+        self.data_dim = check_number("data_dim", data_dim, low=1, integer=True)
+        self.n_layers = check_layers(n_layers)
+        self.skip = check_choice("skip", skip, SKIP_STYLES)
+        self.base_width = check_number("base_width", base_width, low=1, integer=True)
+        self.lr = check_number("lr", lr, low=0, low_open=True)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = tuple(check_number(f"betas[{i}]", b, low=0, high=1, high_open=True)
+                           for i, b in enumerate(betas))
+        self.dtype = dtype_of(dtype)
+        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.rng = np.random.default_rng(self.seed)
+
+    def _network_seed(self):
+        """A seed for one network's initialization, drawn from the model's stream."""
+        return int(self.rng.integers(2 ** 32))
+
+    def _optimizer(self, net):
+        return Adam(net, lr=self.lr, betas=self.betas)
+
+    def config(self):
+        """The constructor arguments (without the backend), as a JSON-able dict."""
+        return {"latent_dim": self.latent_dim, "data_dim": self.data_dim,
+                "n_layers": self.n_layers, "skip": self.skip, "base_width": self.base_width,
+                "lr": self.lr, "betas": list(self.betas), "dtype": self.dtype.name,
+                "seed": self.seed}
+
+    # ----------------------------------------------------------------- training
+
+    def fit(self, data, epochs=400, batch_size=1000, quiet=False, on_epoch=None):
+        """Train on ``data`` (n, data_dim) for ``epochs`` shuffled passes of ``batch_size``.
+
+        The data must be finite; it is cast to the model's dtype. Returns the per-epoch mean
+        losses (see :func:`npgen.training.fit_loop`, which also documents ``on_epoch``).
+        Raises :class:`npgen.training.TrainingDiverged` if a loss or parameter stops being finite.
+        """
+        data = self._as_array("data", data, self.data_dim)
+        return fit_loop(self, data, epochs, batch_size, self.rng, type(self).__name__,
+                        quiet=quiet, on_epoch=on_epoch)
+
+    def _as_array(self, name, values, n_cols):
+        """``values`` as a finite (n, n_cols) C-contiguous array of the model's dtype (no copy
+        when it already is one), else a ValueError naming ``name``."""
+        try:
+            values = np.asarray(values, dtype=self.dtype)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a numeric array of shape (n, {n_cols})") from None
+        return check_matrix(name, values, n_cols, self.dtype)
+
+    # ----------------------------------------------------------------- sampling
+
+    def generate(self, z):
+        """g(z) for latents z of shape (n, latent_dim), with the network in evaluation mode."""
+        z = self._as_array("z", z, self.latent_dim)
+        net = self.push_forward_network
+        out = np.empty((len(z), net.sizes[-1]), self.dtype)
+        # Fixed-size chunks keep one workspace whatever n is; rows are independent, so the
+        # padding rows of the last chunk do not affect the others.
+        chunk = np.zeros((SAMPLE_CHUNK, self.latent_dim), self.dtype)
+        was_training = net.training
+        net.eval()
+        try:
+            for start in range(0, len(z), SAMPLE_CHUNK):
+                rows = min(SAMPLE_CHUNK, len(z) - start)
+                chunk[:rows] = z[start:start + rows]
+                out[start:start + rows] = net._forward(chunk)[:rows]
+        finally:
+            net.train(was_training)
+        return out
+
+    def sample(self, n, seed=0):
+        """n samples g(z), z ~ N(0, I) drawn from ``numpy.random.default_rng(seed)``: (n, data_dim).
+
+        Sampling uses its own stream, so it never changes the course of training.
+        """
+        n = check_number("n", n, low=1, integer=True)
+        seed = check_number("seed", seed, low=0, integer=True)
+        z = np.random.default_rng(seed).standard_normal((n, self.latent_dim), dtype=self.dtype)
+        return self.generate(z)
+
+    # ----------------------------------------------------------------- persistence
+
+    def save(self, path_dir):
+        """Write the model to the directory ``path_dir``: one ``<name>.npz`` per network
+        (see :meth:`npgen.MLP.save`) and ``config.json`` (written last). Optimizer state and
+        the random stream are not saved: a loaded model samples exactly like the saved one.
+        """
+        path_dir = os.fspath(path_dir)
+        os.makedirs(path_dir, exist_ok=True)
+        for name, net in self.networks().items():
+            net.save(os.path.join(path_dir, f"{name}.npz"))
+        atomic_write_json(os.path.join(path_dir, "config.json"),
+                          {"model": type(self).__name__, "format": FORMAT_VERSION,
+                           "config": self.config()})
+
+    @classmethod
+    def load(cls, path_dir, backend=None):
+        """Read a model written by :meth:`save`."""
+        config_path = os.path.join(os.fspath(path_dir), "config.json")
+        try:
+            with open(config_path, encoding="utf-8") as handle:
+                meta = json.load(handle)
+            if meta["model"] != cls.__name__:
+                raise ValueError(f"{path_dir} holds a saved {meta['model']}, not a {cls.__name__}")
+            model = cls(**meta["config"], backend=backend)
+        except FileNotFoundError:
+            raise ValueError(f"{path_dir} has no config.json: it is not a saved npgen"
+                             " model") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{config_path} is corrupt ({type(err).__name__}: {err})") from None
+        for name, net in model.networks().items():
+            net.load_state_dict(read_npz(os.path.join(os.fspath(path_dir), f"{name}.npz")))
+        return model
+
+
+class _GANBuffers:
+    """Arrays for one batch size B, allocated once and reused by every step."""
+
+    def __init__(self, model, n):
+        dt, p, d = model.dtype, model.latent_dim, model.data_dim
+        self.z = np.empty((n, p), dt)
+        self.ones = np.ones((n, 1), dt)
+        self.grad_logits = np.empty((n, 1), dt)
+        self.real_and_fake = np.empty((2 * n, d), dt)
+        fake_label = 0 if model.loss == "bce" else -1
+        self.labels = np.concatenate([np.ones((n, 1), dt), np.full((n, 1), fake_label, dt)])
+        self.grad_logits_both = np.empty((2 * n, 1), dt)
+        if model.gp_lipschitz is not None:
+            self.unit_tangent = np.ones((n, p), dt)
+            self.grad_tangent = np.zeros((n, d), dt)
+
+
+class GAN(PushForwardModel):
+    """Generative adversarial network with the paper's settings (see the module doc).
+
+    Parameters
+    ----------
+    latent_dim, data_dim : int
+        Dimensions p of z and d of x (1 and 1 in the univariate experiments).
+    n_layers : int
+        Linear layers of the generator, 2..7 (3 in the paper); the discriminator has one more
+        (:func:`generator_sizes`, :func:`discriminator_sizes`).
+    skip : str
+        Generator skip connections (Figure 6): 'plain', 'resnet' or 'densenet'.
+    base_width : int
+        Narrowest hidden width (128 in the paper); every hidden width is base_width times a
+        power of two.
+    sn_generator : bool
+        Spectral normalization on the generator too (Figure 4 left).
+    gp_lipschitz : float or None
+        Target Lipschitz constant L of the generator gradient penalty (Figure 4 right), see
+        :meth:`generator_gradient`; latent_dim must be 1.
+    loss : str
+        'bce' (the univariate experiments) or 'hinge' (the published MNIST code):
+        L_D = [mean_i max(0, 1 - D(x_i)) + mean_i max(0, 1 + D(G(z_i)))] / 2,
+        L_G = -mean_i D(G(z_i)). L_D is halved like the BCE one (the usual hinge loss is the
+        plain sum); a constant factor does not change Adam's steps (up to its eps).
+    discriminator_first : bool
+        Take the discriminator step before the generator step (the published MNIST code);
+        False: generator first (the univariate code).
+    lr, betas : float, (float, float)
+        Adam settings of both networks (1e-4, (0.9, 0.999)).
+    dtype : str
+        'float32' (the paper) or 'float64' (gradient checks).
+    seed : int
+        Seed of the model's random stream (see :class:`PushForwardModel`).
+    backend : str or None
+        Kernel backend, see :class:`npgen.MLP`.
+
+    Spectral normalization runs one power iteration per training forward of D. The published
+    code evaluates D twice in its discriminator step (D(x), then D(G(z))), hence two
+    iterations there; here real and fake rows go through D as one batch of 2B rows (one
+    forward, one backward, one iteration). The losses are the same: with labels t = 1 for the
+    B real rows and t = 0 for the B fake rows,
+        mean over 2B rows of BCE = [sum_real + sum_fake] / (2B)
+                                 = [mean_real + mean_fake] / 2 = L_D.
+    In the generator step D also runs one power iteration, as in the published code.
+    """
+
+    def __init__(self, latent_dim=1, data_dim=1, n_layers=3, skip="plain", base_width=128,
+                 sn_generator=False, gp_lipschitz=None, loss="bce", discriminator_first=False,
+                 lr=1e-4, betas=(0.9, 0.999), dtype="float32", seed=0, backend=None):
+        super().__init__(latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype,
+                         seed)
+        self.sn_generator = bool(sn_generator)
+        if gp_lipschitz is not None:
+            gp_lipschitz = check_number("gp_lipschitz", gp_lipschitz, low=0, low_open=True)
+            if self.latent_dim != 1:
+                raise ValueError("gp_lipschitz needs latent_dim == 1 (the penalty uses the exact"
+                                 " derivative dG/dz, a single tangent), got"
+                                 f" latent_dim={self.latent_dim}")
+        self.gp_lipschitz = gp_lipschitz
+        self.loss = check_choice("loss", loss, GAN_LOSSES)
+        self.discriminator_first = bool(discriminator_first)
+        self.generator = generator_network(
+            self.n_layers, self.latent_dim, self.data_dim, self.base_width, self.skip,
+            self.sn_generator, self.dtype, self._network_seed(), backend)
+        self.discriminator = MLP(
+            discriminator_sizes(self.n_layers, self.data_dim, self.base_width),
+            activation="leaky_relu", slope=0.2, spectral_norm=True, dtype=self.dtype,
+            seed=self._network_seed(), backend=backend)
+        self.backend = self.generator.backend
+        self.generator_optimizer = self._optimizer(self.generator)
+        self.discriminator_optimizer = self._optimizer(self.discriminator)
+        self._buffers_by_size = {}
+
+    def config(self):
+        return dict(super().config(), sn_generator=self.sn_generator,
+                    gp_lipschitz=self.gp_lipschitz, loss=self.loss,
+                    discriminator_first=self.discriminator_first)
+
+    def networks(self):
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    @property
+    def push_forward_network(self):
+        return self.generator
+
+    def _buffers(self, n):
+        buffers = self._buffers_by_size.get(n)
+        if buffers is None:
+            buffers = self._buffers_by_size[n] = _GANBuffers(self, n)
+        return buffers
+
+    # ----------------------------------------------------------------- losses and gradients
+
+    def generator_gradient(self, z):
+        """Generator loss on latents z (B, latent_dim); writes dL/dtheta_G into generator.grads.
+
+        L = L_G(z) [+ P(z)], with the gradient penalty of the Lipschitz experiment (Figure 4
+        right) when ``gp_lipschitz`` = L_target is set:
+            P = (10 / L_target^2) (max_i |t_i| - L_target)^2,   t_i = dG/dz (z_i),
+        |t_i| the Euclidean norm of the d-vector t_i (|dG/dz| for d = 1). This is the published
+        code's term; the paper's text writes the squared norm ||grad_z g||^2 instead.
+
+        Backward: L_G reaches G's output y_i through D: dL_G/dy_i = D'(y_i)^T dL_G/ds_i,
+        s_i = D(y_i). D's parameter gradients are computed on the way and discarded (the
+        discriminator step zeroes them): wasted work that a backward computing dL/d(input)
+        alone would save. The tangents t = J_G(z) 1 come from a forward-mode
+        pass of G, and P depends on them through the maximizing row i* alone:
+            dP/dt_{i*} = (20 / L_target^2) (|t_{i*}| - L_target) t_{i*} / |t_{i*}|,
+        zero for the other rows. One backward of G through both its primal and its tangent
+        path then gives dL/dtheta_G. Returns {'generator': L_G} [+ {'penalty': P}].
+        """
+        z = self._as_array("z", z, self.latent_dim)
+        buffers = self._buffers(len(z))
+        G, D = self.generator, self.discriminator
+        if self.gp_lipschitz is None:
+            fake = G._forward(z)
+        else:
+            fake, tangent = G._jvp(z, buffers.unit_tangent)
+        logits = D._forward(fake)
+        losses = {"generator": self._generator_criterion(logits, buffers)}
+        grad_fake = D._backward(buffers.grad_logits, need_grad_in=True)
+        G.zero_grad()
+        if self.gp_lipschitz is None:
+            G._backward(grad_fake, need_grad_in=False)
+        else:
+            losses["penalty"] = self._gradient_penalty(tangent, buffers.grad_tangent)
+            G._jvp_backward(grad_fake, buffers.grad_tangent, need_grad_in=False)
+        return losses
+
+    def discriminator_gradient(self, real, z):
+        """Discriminator loss on real rows and fakes G(z); writes dL_D/dtheta_D into
+        discriminator.grads. Real and fake rows go through D as one batch (see the class doc).
+        Returns {'discriminator': L_D}.
+        """
+        real = self._as_array("real", real, self.data_dim)
+        z = self._as_array("z", z, self.latent_dim)
+        if len(z) != len(real):
+            raise ValueError(f"z must have as many rows as real ({len(real)}), got {len(z)}")
+        n = len(real)
+        buffers = self._buffers(n)
+        buffers.real_and_fake[:n] = real
+        buffers.real_and_fake[n:] = self.generator._forward(z)
+        logits = self.discriminator._forward(buffers.real_and_fake)
+        if self.loss == "bce":
+            loss = self.backend.bce_with_logits(logits, buffers.labels, buffers.grad_logits_both)
+        else:
+            loss = self.backend.hinge(logits, buffers.labels, buffers.grad_logits_both)
+        self.discriminator.zero_grad()
+        self.discriminator._backward(buffers.grad_logits_both, need_grad_in=False)
+        return {"discriminator": loss}
+
+    def _generator_criterion(self, logits, buffers):
+        """L_G from the logits s_i = D(G(z_i)); writes dL_G/ds into buffers.grad_logits."""
+        if self.loss == "bce":
+            return self.backend.bce_with_logits(logits, buffers.ones, buffers.grad_logits)
+        n = len(logits)
+        buffers.grad_logits.fill(-1.0 / n)
+        return -float(logits.sum(dtype=np.float64)) / n
+
+    def _gradient_penalty(self, tangent, grad_tangent):
+        """P of :meth:`generator_gradient` from the tangents t (B, d); writes dP/dt."""
+        target = self.gp_lipschitz
+        weight = PENALTY_WEIGHT / target ** 2
+        norms = np.sqrt(np.einsum("ij,ij->i", tangent, tangent))
+        i = int(np.argmax(norms))
+        gap = float(norms[i]) - target
+        grad_tangent.fill(0)
+        if norms[i] > 0:
+            grad_tangent[i] = tangent[i] * (2 * weight * gap / float(norms[i]))
+        return weight * gap ** 2
+
+    # ----------------------------------------------------------------- training step
+
+    def step(self, batch):
+        """One generator step and one discriminator step (order: ``discriminator_first``),
+        each with fresh latents. Returns the losses of both."""
+        batch = self._as_array("batch", batch, self.data_dim)
+        if self.discriminator_first:
+            losses = self._discriminator_step(batch)
+            losses.update(self._generator_step(len(batch)))
+        else:
+            losses = self._generator_step(len(batch))
+            losses.update(self._discriminator_step(batch))
+        return losses
+
+    def _draw_latents(self, n):
+        z = self._buffers(n).z
+        self.rng.standard_normal(out=z, dtype=self.dtype)
+        return z
+
+    def _generator_step(self, n):
+        losses = self.generator_gradient(self._draw_latents(n))
+        self.generator_optimizer.step()
+        return losses
+
+    def _discriminator_step(self, batch):
+        losses = self.discriminator_gradient(batch, self._draw_latents(len(batch)))
+        self.discriminator_optimizer.step()
+        return losses

@@ -1,0 +1,178 @@
+"""Variational autoencoder (Kingma & Welling, 2014) with a Gaussian decoder of fixed variance.
+
+Generative model: z ~ N(0, I_p), x | z ~ N(g(z), c I_d) with c = 0.1; the decoder g is the
+GAN's generator architecture (:func:`npgen.gan.generator_sizes`). Samples are g(z), without
+decoder noise, so the VAE is a push-forward model like the GAN.
+
+Encoder q(z | x) = N(mu(x), diag exp(lv(x))): Linear d->256, ReLU, 256->128, ReLU, then two
+heads 128->p for the mean mu and the log-variance lv (the published code). Here the heads are
+one linear layer 128 -> 2p whose first p outputs are mu and last p are lv: with
+W = [W_mu; W_lv] and b = [b_mu; b_lv] stacked, it is the same function, and the
+initialization of each head (uniform in +-1/sqrt(128)) is that of the stacked layer.
+
+Loss of a minibatch x_1..x_B: the negative ELBO *summed* over the batch, as in the published
+code (constant terms log(2 pi c) dropped), with z_i = mu_i + exp(lv_i / 2) * eps_i,
+eps_i ~ N(0, I_p) (the reparameterization trick):
+
+    L = sum_i ||x_i - g(z_i)||^2 / (2c)  +  sum_i KL_i
+    kl='correct': KL_i = 1/2 sum_j (mu_ij^2 + exp(lv_ij) - lv_ij - 1) = KL(q(z | x_i) || N(0, I))
+    kl='paper':   KL_i = 1/2 sum_j (mu_ij^2 + exp(lv_ij)^2 - lv_ij - 1)   (the published code)
+
+The published term squares the variance. Its prior part 1/2 (sigma^4 - log sigma^2 - 1) is
+minimized where d/dlv [exp(2 lv) - lv] = 2 exp(2 lv) - 1 = 0, i.e. sigma^2 = 1/sqrt(2) ~ 0.707:
+it pulls the posterior variances towards 0.707 instead of 1 (and is negative there, so it is
+not a divergence). Summing rather than averaging over the batch scales the gradient by B,
+which changes Adam's steps only through its eps.
+
+Training: Adam, lr 1e-4, betas (0.9, 0.999), on encoder and decoder (one Adam per network,
+which is the same as one Adam over both: Adam acts on each parameter separately); batch 1000,
+400 epochs.
+"""
+
+import numpy as np
+
+from .checks import check_choice, check_number
+from .gan import PushForwardModel, generator_network
+from .mlp import MLP
+
+KL_VARIANTS = ("correct", "paper")
+
+
+def encoder_sizes(data_dim=1, latent_dim=1, base_width=128):
+    """Widths of the encoder, heads stacked: [data_dim, 2w, w, 2 latent_dim], w = base_width.
+
+    >>> encoder_sizes()
+    [1, 256, 128, 2]
+    """
+    base_width = check_number("base_width", base_width, low=1, integer=True)
+    return [data_dim, 2 * base_width, base_width, 2 * latent_dim]
+
+
+class _VAEBuffers:
+    """Arrays for one batch size B, allocated once and reused by every step."""
+
+    def __init__(self, model, n):
+        dt, p, d = model.dtype, model.latent_dim, model.data_dim
+        self.eps = np.empty((n, p), dt)
+        self.std = np.empty((n, p), dt)
+        self.variance = np.empty((n, p), dt)
+        self.variance_squared = np.empty((n, p), dt)
+        self.z = np.empty((n, p), dt)
+        self.residual = np.empty((n, d), dt)
+        self.grad_code = np.empty((n, 2 * p), dt)
+        self.kl_grad = np.empty((n, p), dt)
+
+
+class VAE(PushForwardModel):
+    """Gaussian VAE with the paper's settings (see the module doc).
+
+    Parameters
+    ----------
+    latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype, seed, backend
+        As for :class:`npgen.GAN`; ``n_layers`` and ``skip`` shape the decoder, the encoder is
+        fixed (:func:`encoder_sizes`).
+    kl : str
+        'correct' (default, the true KL divergence) or 'paper' (the published code's term).
+    decoder_variance : float
+        The fixed variance c of x | z (0.1).
+    """
+
+    def __init__(self, latent_dim=1, data_dim=1, n_layers=3, skip="plain", base_width=128,
+                 kl="correct", decoder_variance=0.1, lr=1e-4, betas=(0.9, 0.999),
+                 dtype="float32", seed=0, backend=None):
+        super().__init__(latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype,
+                         seed)
+        self.kl = check_choice("kl", kl, KL_VARIANTS)
+        self.decoder_variance = check_number("decoder_variance", decoder_variance, low=0,
+                                             low_open=True)
+        self.encoder = MLP(encoder_sizes(self.data_dim, self.latent_dim, self.base_width),
+                           activation="relu", dtype=self.dtype, seed=self._network_seed(),
+                           backend=backend)
+        self.decoder = generator_network(
+            self.n_layers, self.latent_dim, self.data_dim, self.base_width, self.skip, False,
+            self.dtype, self._network_seed(), backend)
+        self.encoder_optimizer = self._optimizer(self.encoder)
+        self.decoder_optimizer = self._optimizer(self.decoder)
+        self._buffers_by_size = {}
+
+    def config(self):
+        return dict(super().config(), kl=self.kl, decoder_variance=self.decoder_variance)
+
+    def networks(self):
+        return {"encoder": self.encoder, "decoder": self.decoder}
+
+    @property
+    def push_forward_network(self):
+        return self.decoder
+
+    def _buffers(self, n):
+        buffers = self._buffers_by_size.get(n)
+        if buffers is None:
+            buffers = self._buffers_by_size[n] = _VAEBuffers(self, n)
+        return buffers
+
+    def negative_elbo_gradient(self, x, eps):
+        """The batch loss L (module doc) for data x (B, d) and noise eps (B, p); writes
+        dL/dtheta into encoder.grads and decoder.grads.
+
+        Backward, row by row (c the decoder variance, sigma = exp(lv / 2)):
+            r     = (g(z) - x) / c                     dL/dg(z)
+            dL/dz = J_g(z)^T r                         (decoder backward)
+            dL/dmu = dL/dz + mu
+            dL/dlv = dL/dz * eps * sigma / 2 + dKL/dlv,
+                     dKL/dlv = (sigma^2 - 1) / 2 ('correct')  or  sigma^4 - 1/2 ('paper'),
+                     i.e. (k exp(k lv) - 1) / 2 with k = 1 or 2
+        then the encoder backward from (dL/dmu, dL/dlv).
+        Returns {'loss': L, 'reconstruction': sum of the first term, 'kl': sum of KL_i}.
+        """
+        x = self._as_array("x", x, self.data_dim)
+        eps = self._as_array("eps", eps, self.latent_dim)
+        if len(eps) != len(x):
+            raise ValueError(f"eps must have as many rows as x ({len(x)}), got {len(eps)}")
+        p, c = self.latent_dim, self.decoder_variance
+        buf = self._buffers(len(x))
+
+        code = self.encoder._forward(x)
+        mu, logvar = code[:, :p], code[:, p:]
+        np.multiply(logvar, 0.5, out=buf.std)
+        np.exp(buf.std, out=buf.std)
+        np.multiply(buf.std, buf.std, out=buf.variance)
+        np.multiply(buf.std, eps, out=buf.z)
+        buf.z += mu
+        reconstruction = self.decoder._forward(buf.z)
+
+        np.subtract(reconstruction, x, out=buf.residual)
+        reconstruction_loss = float(np.vdot(buf.residual, buf.residual)) / (2 * c)
+        # The variance term of KL_i is exp(k lv) = sigma^(2k), k = 1 ('correct') or 2 ('paper').
+        k = 1 if self.kl == "correct" else 2
+        variance_term = (buf.variance if k == 1
+                         else np.multiply(buf.variance, buf.variance, out=buf.variance_squared))
+        kl = 0.5 * (float(np.einsum("ij,ij->", mu, mu))
+                    + float(variance_term.sum(dtype=np.float64))
+                    - float(logvar.sum(dtype=np.float64)) - mu.size)
+
+        buf.residual *= 1 / c
+        self.decoder.zero_grad()
+        grad_z = self.decoder._backward(buf.residual, need_grad_in=True)
+        grad_mu, grad_logvar = buf.grad_code[:, :p], buf.grad_code[:, p:]
+        np.add(grad_z, mu, out=grad_mu)
+        np.multiply(grad_z, eps, out=grad_logvar)
+        grad_logvar *= buf.std
+        grad_logvar *= 0.5
+        np.multiply(variance_term, 0.5 * k, out=buf.kl_grad)  # dKL/dlv = (k exp(k lv) - 1) / 2
+        buf.kl_grad -= 0.5
+        grad_logvar += buf.kl_grad
+        self.encoder.zero_grad()
+        self.encoder._backward(buf.grad_code, need_grad_in=False)
+        return {"loss": reconstruction_loss + kl, "reconstruction": reconstruction_loss, "kl": kl}
+
+    def step(self, batch):
+        """One Adam step on the batch loss with fresh noise eps. Returns the losses divided by
+        the batch size (per-sample values, comparable across batch sizes)."""
+        batch = self._as_array("batch", batch, self.data_dim)
+        eps = self._buffers(len(batch)).eps
+        self.rng.standard_normal(out=eps, dtype=self.dtype)
+        losses = self.negative_elbo_gradient(batch, eps)
+        self.encoder_optimizer.step()
+        self.decoder_optimizer.step()
+        return {name: value / len(batch) for name, value in losses.items()}
