@@ -4,12 +4,13 @@ Layer k (k = 0 .. L-1) computes ``a_k = act_k(W_k h_k + b_k)``. Its input ``h_k`
 from the earlier *nodes* (node 0 is the network input x, node k+1 is a_k) by the skip style:
 
 ``plain``      h_k = node k                                   (a feed-forward chain)
-``resnet``     h_k = node k + h_{k-1}  when layer k-1 maps width w to the same width w,
-               else node k                                     (additive skips, He et al. 2016)
+``resnet``     h_k = node k + h_{k-1}  when hidden layer k-1 (not the first) does not narrow
+               its input, else node k                          (additive skips, He et al. 2016;
+               a narrower h_{k-1} is zero-padded, the parameter-free "option A" shortcut)
 ``densenet``   h_k = concat(node 0, node 1, ..., node k)       (concatenation skips, Huang et al. 2017)
 
 Each h_k is written as a list of *segments* laid side by side, each segment the sum of some
-nodes; that one description drives the forward pass, the backward pass (the gradient of a
+nodes (a narrower node adds into the segment's leading columns); that one description drives the forward pass, the backward pass (the gradient of a
 segment is added to every node in it) and the tangent pass alike.
 
 With ``spectral_norm=True`` every layer uses W_k / sigma_k, sigma_k = u_k . W_k v_k, with one
@@ -49,10 +50,15 @@ def layer_segments(sizes, skip):
     segments, members = [], (0,)
     for k in range(n_layers):
         if k > 0:
-            residual = k >= 2 and sizes[k] == sizes[k - 1]
+            residual = k >= 2 and sizes[k] >= sizes[k - 1]
             members = (k,) + members if residual else (k,)
         segments.append([members])
     return segments
+
+
+def segment_width(sizes, segment):
+    """Width of a segment: that of its widest node (narrower nodes are zero-padded)."""
+    return max(sizes[j] for j in segment)
 
 
 class _Workspace:
@@ -132,7 +138,7 @@ class MLP:
         self.backend = kernels.get_backend(self.backend_name)
         self.n_layers = len(self.sizes) - 1
         self.segments = layer_segments(self.sizes, self.skip)
-        self.fan_in = [sum(self.sizes[seg[0]] for seg in segs) for segs in self.segments]
+        self.fan_in = [sum(segment_width(self.sizes, seg) for seg in segs) for segs in self.segments]
         self._sole_input = self._sole_inputs()
         self.training = True
         self._allocate_parameters()
@@ -233,11 +239,11 @@ class MLP:
             return nodes[self.segments[k][0][0]]
         h, col = buffers[k], 0
         for seg in self.segments[k]:
-            width = self.sizes[seg[0]]
+            width = segment_width(self.sizes, seg)
             block = h[:, col:col + width]
-            block[...] = nodes[seg[0]]
-            for j in seg[1:]:
-                block += nodes[j]
+            block[...] = 0
+            for j in seg:
+                block[:, :self.sizes[j]] += nodes[j]
             col += width
         return h
 
@@ -245,13 +251,14 @@ class MLP:
         """Add the gradient of layer k's input to the gradient of every node it was built from."""
         col = 0
         for seg in self.segments[k]:
-            width = self.sizes[seg[0]]
+            width = segment_width(self.sizes, seg)
             block = grad_h[:, col:col + width]
             for j in seg:
+                part = block[:, :self.sizes[j]]
                 if written[j]:
-                    grad_nodes[j] += block
+                    grad_nodes[j] += part
                 else:
-                    grad_nodes[j][...] = block
+                    grad_nodes[j][...] = part
                     written[j] = True
             col += width
 

@@ -16,9 +16,21 @@ SKIPS = ["plain", "resnet", "densenet"]
 
 
 def small_net(skip="plain", activation="tanh", spectral_norm=False, backend="numpy", seed=3,
-              sizes=(3, 6, 6, 5, 2)):
+              sizes=(3, 4, 6, 6, 2)):
     return MLP(list(sizes), activation=activation, slope=0.1, spectral_norm=spectral_norm,
                skip=skip, dtype="float64", seed=seed, backend=backend)
+
+
+def settled_eval_net(*args, **kwargs):
+    """A small float64 network in evaluation mode, after one training forward.
+
+    The training forward runs a power iteration, so that spectral norm divides by a sensible
+    sigma rather than by u . W v for the random initial u, v (which can be tiny and make the
+    effective weights, and the finite-difference error, huge).
+    """
+    net = small_net(*args, **kwargs)
+    net.forward(np.random.default_rng(99).standard_normal((8, net.sizes[0])))
+    return net.eval()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -52,7 +64,7 @@ def test_backward_matches_finite_differences(backend, skip, spectral_norm, activ
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_jvp_matches_finite_differences(backend, skip, spectral_norm, activation):
     rng = np.random.default_rng(1)
-    net = small_net(skip, activation, spectral_norm, backend).eval()
+    net = settled_eval_net(skip, activation, spectral_norm, backend)
     x, dx = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
     y, dy = net.jvp(x, dx)
     np.testing.assert_allclose(y, net.forward(x), rtol=1e-12)
@@ -67,7 +79,7 @@ def test_jvp_matches_finite_differences(backend, skip, spectral_norm, activation
 def test_jvp_backward_matches_finite_differences(backend, skip, spectral_norm, activation):
     """Gradient of a loss of (g(x), J_g(x) dx) wrt the parameters, x and dx."""
     rng = np.random.default_rng(2)
-    net = small_net(skip, activation, spectral_norm, backend).eval()
+    net = settled_eval_net(skip, activation, spectral_norm, backend)
     x, dx = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
     r_y, r_dy = rng.standard_normal((4, 2)), rng.standard_normal((4, 2))
     net.zero_grad()
@@ -134,6 +146,19 @@ def test_initialization_matches_torch_linear_bounds():
         assert abs(W.std() - bound / np.sqrt(3)) < 0.05 * bound
     assert np.array_equal(MLP([4, 300, 2], seed=0).params, net.params)
     assert not np.array_equal(MLP([4, 300, 2], seed=1).params, net.params)
+
+
+def test_resnet_zero_pads_narrower_skips():
+    """[1, 4, 8, 8, 1]: layer 2 reads a_2 + pad(a_1) (4 -> 8 wide), layer 3 reads a_3 + that."""
+    net = MLP([1, 4, 8, 8, 1], skip="resnet", activation="relu", dtype="float64", seed=0)
+    assert net.segments == [[(0,)], [(1,)], [(2, 1)], [(3, 2, 1)]]
+    assert [W.shape for W in net.weights] == [(4, 1), (8, 4), (8, 8), (1, 8)]
+    x = np.array([[0.7], [-1.3]])
+    a1 = np.maximum(x @ net.weights[0].T + net.biases[0], 0)
+    a2 = np.maximum(a1 @ net.weights[1].T + net.biases[1], 0)
+    h2 = a2 + np.pad(a1, ((0, 0), (0, 4)))
+    a3 = np.maximum(h2 @ net.weights[2].T + net.biases[2], 0)
+    np.testing.assert_allclose(net.forward(x), (a3 + h2) @ net.weights[3].T + net.biases[3], rtol=1e-12)
 
 
 def test_densenet_widths_and_resnet_skips():
