@@ -29,7 +29,7 @@ import numpy as np
 
 import kernels
 
-from .mlp import MLP
+from .mlp import MLP, segment_width
 
 PIECEWISE_LINEAR = ("identity", "relu", "leaky_relu")
 
@@ -45,8 +45,11 @@ class AffineLayer:
 
     ``inputs`` lists the segments that build h from earlier nodes (node 0 is the network input,
     node k+1 the output of layer k), as :func:`npgen.mlp.layer_segments` does: segments are laid
-    side by side and each is the sum of the nodes it names. Inputs held fixed (the noise-level
-    embedding of a score network) are folded into ``bias``.
+    side by side and each is the sum of the nodes it names, ``s = sum_j P_j a_j``. A segment is
+    as wide as its widest node (:func:`npgen.mlp.segment_width`); P_j zero-pads a narrower node
+    into the segment's leading columns (the parameter-free shortcut of a widening resnet layer),
+    so ``weight`` has as many columns as the segment widths add up to. Inputs held fixed (the
+    noise-level embedding of a score network) are folded into ``bias``.
     """
 
     weight: np.ndarray
@@ -100,22 +103,59 @@ def _node_widths(layers):
         if W.ndim != 2 or b.shape != (W.shape[0],) or not (np.isfinite(W).all() and np.isfinite(b).all()):
             raise ValueError(f"layer {k} needs a finite 2-D weight and a bias of matching length,"
                              f" got {W.shape} and {b.shape}")
-        if not layer.inputs or any(not seg or min(seg) < 0 or max(seg) > k
-                                   or len({widths[j] for j in seg}) != 1 for seg in layer.inputs):
-            raise ValueError(f"layer {k} inputs {layer.inputs} must name earlier nodes 0..{k},"
-                             " all nodes of a segment of one width")
-        fan_in = sum(widths[seg[0]] for seg in layer.inputs)
+        if not layer.inputs or any(not seg or min(seg) < 0 or max(seg) > k for seg in layer.inputs):
+            raise ValueError(f"layer {k} inputs {layer.inputs} must name earlier nodes 0..{k}")
+        fan_in = _segment_spans(layer.inputs, widths)[-1][1]
         if fan_in != W.shape[1]:
             raise ValueError(f"layer {k} reads {fan_in} features but its weight has {W.shape[1]} columns")
         widths.append(W.shape[0])
     return widths
 
 
+def _segment_spans(inputs, widths):
+    """Columns [start, stop) of each segment of a layer input, given the node widths.
+
+    Segments lie side by side, each as wide as its widest node (:func:`npgen.mlp.segment_width`);
+    node j of a segment occupies its leading columns start .. start + widths[j].
+    """
+    spans, start = [], 0
+    for seg in inputs:
+        stop = start + segment_width(widths, seg)
+        spans.append((start, stop))
+        start = stop
+    return spans
+
+
+def _widths(inputs, nodes):
+    """Widths of the nodes a layer reads, from their arrays (rows are samples, columns units)."""
+    return {j: nodes[j].shape[1] for seg in inputs for j in seg}
+
+
 def _gather(inputs, nodes):
-    """Build a layer input from node arrays: segments side by side, each the sum of its nodes."""
-    blocks = [sum(nodes[j] for j in seg[1:]) + nodes[seg[0]] if len(seg) > 1 else nodes[seg[0]]
-              for seg in inputs]
-    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+    """Build a layer input h = [s_1; ...; s_S] from node arrays, s = sum_j P_j a_j over the
+    segment's nodes (P_j zero-pads node j into the segment's leading columns).
+
+    The same map builds values, tangents, Jacobians (rows of their transposes) and interval
+    ends: the padded columns are exactly 0, a constant with zero derivative.
+    """
+    if len(inputs) == 1 and len(inputs[0]) == 1:
+        return nodes[inputs[0][0]]
+    widths = _widths(inputs, nodes)
+    spans = _segment_spans(inputs, widths)
+    h = np.zeros((nodes[inputs[0][0]].shape[0], spans[-1][1]))
+    for (start, _), seg in zip(spans, inputs):
+        for j in seg:
+            h[:, start:start + widths[j]] += nodes[j]
+    return h
+
+
+def _scatter(inputs, grad_h, grads):
+    """Add the gradient of a layer input to its nodes' gradients: the adjoint of :func:`_gather`,
+    P_j^T keeps the leading widths[j] columns of the segment's block."""
+    widths = _widths(inputs, grads)
+    for (start, _), seg in zip(_segment_spans(inputs, widths), inputs):
+        for j in seg:
+            grads[j] = grads[j] + grad_h[:, start:start + widths[j]]
 
 
 def _kink_slope(layer):
@@ -244,7 +284,7 @@ def _jvp(layers, x, v):
 
 
 def _vjp(layers, x, u):
-    """J_g(x)^T u, row by row: backprop of the cotangent u (a segment's gradient goes to each of its nodes)."""
+    """J_g(x)^T u, row by row: backprop of the cotangent u through :func:`_scatter`."""
     nodes, pre = [x], []
     for layer in layers:
         pre.append(_gather(layer.inputs, nodes) @ layer.weight.T + layer.bias)
@@ -253,12 +293,7 @@ def _vjp(layers, x, u):
     grads[-1] = u
     for k in reversed(range(len(layers))):
         grad_h = (grads[k + 1] * _act_prime(layers[k], pre[k])) @ layers[k].weight
-        col = 0
-        for seg in layers[k].inputs:
-            width = nodes[seg[0]].shape[1]
-            for j in seg:
-                grads[j] = grads[j] + grad_h[:, col:col + width]
-            col += width
+        _scatter(layers[k].inputs, grad_h, grads)
     return grads[0]
 
 
@@ -371,7 +406,8 @@ def exact_lipschitz_1d(net):
     sorted set of breakpoints plus its slopes on every piece, the two unbounded end pieces
     included. Layer by layer, in float64:
 
-    1. z = W h + b at the breakpoints and dz = W dh on the pieces (h gathered from the nodes);
+    1. z = W h + b at the breakpoints and dz = W dh on the pieces (h gathered from the nodes;
+       the zero-padded columns of a widening skip are 0 with slope 0, affine on every piece);
     2. where a unit of a kinked activation changes sign inside a piece (end pieces included),
        the crossing becomes a new breakpoint, and every live node is re-expressed on the finer set;
     3. now each unit has one sign per piece: a = act(z), da = act'(sign) dz.
@@ -542,7 +578,8 @@ def _box_bounds(layers, offsets, lo, hi, x0, forced):
     and which free kinked units straddle their kink on the box.
 
     Each node carries intervals of its value v, first derivative v' and second derivative v''
-    in x. For a pre-activation z = W h + b, plain interval arithmetic gives enclosures of z, z'
+    in x; a narrower node enters a skip sum zero-padded, [0, 0] in all three. For a
+    pre-activation z = W h + b, plain interval arithmetic gives enclosures of z, z'
     and z''; the mean-value forms
 
         z(X)  in  z(x0)  + z'(X)  (X - x0),        z'(X)  in  z'(x0) + z''(X) (X - x0)
@@ -684,11 +721,13 @@ def certified_lipschitz_1d(net, tol=1e-3, max_boxes=2_000_000, chunk=4096):
 def product_upper_bound(net):
     """Certified Lip(g) <= the layer-product bound, propagated node by node through skips.
 
-    With L_j a bound for node j (L_0 = 1): a segment that sums nodes has Lip <= sum of their L_j;
-    the layer input h = [s_1; ...; s_S] stacks segments, and
+    With L_j a bound for node j (L_0 = 1): a segment s = sum_j P_j a_j has Lip <= sum of their
+    L_j, since the zero-padding P_j preserves norms (||P_j v|| = ||v||); the layer input
+    h = [s_1; ...; s_S] stacks segments, and
     ||W (h(x) - h(y))|| <= min(||W||_2 sqrt(sum_s L_s^2), sum_s ||W_s||_2 L_s) ||x - y||
     (the first since ||h(x) - h(y)||^2 = sum_s ||s_s(x) - s_s(y)||^2, the second by the triangle
-    inequality over the column blocks W_s). The activation multiplies by max |act'|.
+    inequality over the column blocks W_s, each as wide as its segment: :func:`_segment_spans`).
+    The activation multiplies by max |act'|.
     """
     layers = layers_of(net)
     bounds, widths = [1.0], _node_widths(layers)
@@ -697,9 +736,8 @@ def product_upper_bound(net):
         norm = np.linalg.norm(layer.weight, 2)
         whole = norm * np.sqrt(sum(v * v for v in seg))
         if len(seg) > 1:
-            cuts = np.cumsum([0] + [widths[s[0]] for s in layer.inputs])
             blocks = sum(np.linalg.norm(layer.weight[:, a:b], 2) * v
-                         for a, b, v in zip(cuts[:-1], cuts[1:], seg))
+                         for (a, b), v in zip(_segment_spans(layer.inputs, widths), seg))
             whole = min(whole, blocks)
         lo, hi = _derivative_range(layer)
         bounds.append(max(abs(lo), abs(hi)) * whole)
@@ -726,7 +764,8 @@ def split_slope_upper_bound(net):
     recursion over where the last block starts: F(j) = sum_i F(i-1) r_{i-1} N(i, j) prod_{i<=k<j} |c_k|
     (F(-1) r_{-1} = 1), and the bound is m_{L-1} F(L-1). Replacing each N by the product of the
     norms returns the layer-product bound, so this one is never larger; with identity
-    activations (r = 0) it is ||W_{L-1} ... W_0||, the exact constant.
+    activations (r = 0) it is ||W_{L-1} ... W_0||, the exact constant. Skips, the zero-padded
+    ones of a widening resnet included, break the product form of J: such networks are refused.
     """
     layers = layers_of(net)
     if not _is_chain(layers):
@@ -754,7 +793,9 @@ def interval_jacobian_upper_bound(net):
     """Certified Lip(g) <= max over x of ||J(x)||_2 <= a bound from an interval matrix holding every J(x).
 
     Node j's Jacobian lies in C_j +- R_j elementwise (C_0 = I, R_0 = 0). Sums and stacks of
-    nodes add and stack (C, R); z = W h gives (W C, |W| R); an activation whose slopes lie in
+    nodes add and stack (C, R); a narrower node enters a sum zero-padded by P_j, a 0/1 matrix
+    with at most one 1 per row, so J_j in C_j +- R_j gives P_j J_j in P_j C_j +- P_j R_j (the
+    padded rows are 0 in all three): every enclosure still holds every J(x). z = W h gives (W C, |W| R); an activation whose slopes lie in
     [c - r, c + r] multiplies by D = c I + r E with E diagonal, |E| <= 1, hence
     C' = c W C,  R' = |c| |W| R + r (|W C| + |W| R).
     For J = C + Delta with |Delta| <= R: ||J|| <= ||C|| + ||Delta|| <= ||C||_2 + ||R||_2, and

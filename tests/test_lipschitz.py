@@ -8,8 +8,9 @@ import pytest
 
 from npgen import MLP
 from npgen.lipschitz import (AffineLayer, certified_lipschitz_1d, exact_lipschitz_1d,
-                             layers_of, lipschitz_bounds, lipschitz_report, paper_grid_estimate,
-                             product_upper_bound, split_slope_upper_bound)
+                             interval_jacobian_upper_bound, layers_of, lipschitz_bounds,
+                             lipschitz_report, paper_grid_estimate, product_upper_bound,
+                             split_slope_upper_bound)
 
 SKIPS = ["plain", "resnet", "densenet"]
 
@@ -21,15 +22,15 @@ def layer(W, b, activation="identity", slope=0.0, inputs=None, k=0):
 
 
 def evaluate(layers, x):
-    """Reference forward pass of an AffineLayer list, written independently of the module."""
+    """Reference forward pass of an AffineLayer list, written independently of the module
+    (a segment sums its nodes, each padded with zero columns on the right to the widest)."""
     nodes = [x]
     for lay in layers:
         parts = []
         for seg in lay.inputs:
-            total = nodes[seg[0]].copy()
-            for j in seg[1:]:
-                total = total + nodes[j]
-            parts.append(total)
+            width = max(nodes[j].shape[1] for j in seg)
+            parts.append(sum(np.pad(nodes[j], ((0, 0), (0, width - nodes[j].shape[1])))
+                             for j in seg))
         z = np.concatenate(parts, axis=1) @ lay.weight.T + lay.bias
         if lay.activation == "relu":
             z = np.maximum(z, 0)
@@ -130,6 +131,66 @@ def test_resnet_and_densenet_skips_by_hand():
     r = exact_lipschitz_1d(dense)
     np.testing.assert_allclose(r.slopes, [-1.0, 2.0])
     assert r.constant == pytest.approx(2.0) and r.location == np.inf
+
+
+def widening_by_hand():
+    """MLP 1-1-2-1, resnet, relu; layer 2 reads a_2 + pad(a_1), a_1 in the first column:
+    a_1 = relu(x), a_2 = (2 relu(x), relu(1 - relu(x))), h_2 = (3 relu(x), relu(1 - relu(x))),
+    g = 3 relu(x) + 5 relu(1 - relu(x)): slopes 0, -2, 3 on x < 0, 0 < x < 1, x > 1."""
+    net = MLP([1, 1, 2, 1], activation="relu", skip="resnet", dtype="float64", backend="numpy")
+    assert net.segments[2] == [(2, 1)]
+    return _set(net, [[[1.0]], [[2.0], [-1.0]], [[1.0, 5.0]]], [[0.0], [0.0, 1.0], [0.0]])
+
+
+def test_widening_resnet_skip_by_hand():
+    net = widening_by_hand()
+    r = exact_lipschitz_1d(net)
+    assert r.constant == pytest.approx(3.0, rel=1e-15) and r.location == np.inf
+    np.testing.assert_allclose(r.breakpoints, [0.0, 1.0], atol=1e-15)
+    np.testing.assert_allclose(r.slopes, [0.0, -2.0, 3.0], atol=1e-15)
+    check_pieces(net.forward, r)
+    lower, upper, _ = certified_lipschitz_1d(net, tol=1e-6)
+    assert lower <= 3.0 * (1 + 1e-12) and 3.0 <= upper * (1 + 1e-12)
+    b = lipschitz_bounds(net, n_starts=4, steps=10)
+    assert b["lower"] == pytest.approx(3.0, rel=1e-12) and b["upper"] >= 3.0 * (1 - 1e-12)
+    # the same network as a hand-built list: the widening segment is accepted, the layer reads
+    # 2 columns; a weight laid out as if the segment were 3 columns wide is refused
+    layers = layers_of(net)
+    assert layers[2].inputs == ((2, 1),)
+    again = [layer(L.weight, L.bias, L.activation, 0.0, inputs=L.inputs) for L in layers]
+    assert exact_lipschitz_1d(again).constant == pytest.approx(3.0, rel=1e-15)
+    np.testing.assert_allclose(evaluate(again, np.array([[-2.0], [0.5], [4.0]])), [[5.0], [4.0], [12.0]])
+    with pytest.raises(ValueError, match="columns"):
+        layers_of(again[:2] + [layer([[1.0, 5.0, 0.0]], [0.0], inputs=((2, 1),))])
+
+
+def widens(net):
+    """True when some segment of the network sums nodes of different widths."""
+    return any(len({net.sizes[j] for j in seg}) > 1 for segs in net.segments for seg in segs)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_exact_on_a_widening_resnet_matches_a_fine_grid(activation, spectral_norm):
+    net = MLP([1, 4, 8, 16, 1], activation=activation, slope=0.1, skip="resnet",
+              spectral_norm=spectral_norm, dtype="float64", seed=12, backend="numpy").eval()
+    assert net.segments[3] == [(3, 2, 1)] and widens(net)
+    r = exact_lipschitz_1d(net)
+    assert r.n_pieces >= 3
+    check_pieces(net.forward, r)
+    check_grid(net.forward, r)
+    assert paper_grid_estimate(net) == pytest.approx(paper_grid_estimate(net.forward), rel=1e-12)
+
+
+def test_exact_on_the_widening_paper_generator():
+    net = MLP([1, 128, 256, 1], skip="resnet", dtype="float64", seed=3, backend="numpy")
+    assert net.segments[2] == [(2, 1)]
+    r = exact_lipschitz_1d(net)
+    assert r.n_pieces > 100
+    check_pieces(net.forward, r)
+    check_grid(net.forward, r, n=50_001, count=False)
+    x = np.linspace(-30, 30, 1001)[:, None]
+    np.testing.assert_allclose(evaluate(layers_of(net), x), net.forward(x), rtol=1e-12, atol=1e-12)
 
 
 def test_spectral_norm_networks_use_the_effective_weight():
@@ -316,6 +377,14 @@ def test_certified_enclosure_of_smooth_networks(activation, skip):
     check_enclosure(net.forward, lower, upper, location, 1e-3)
 
 
+def test_certified_enclosure_of_a_widening_tanh_resnet():
+    net = MLP([1, 4, 8, 16, 1], activation="tanh", skip="resnet", dtype="float64", seed=6,
+              backend="numpy")
+    assert widens(net)
+    lower, upper, location = certified_lipschitz_1d(net, tol=1e-3)
+    check_enclosure(net.forward, lower, upper, location, 1e-3)
+
+
 def test_certified_with_a_supremum_only_reached_at_infinity():
     # g(x) = 2x - tanh(x): g' = 1 + tanh(x)^2 < 2 = Lip(g)
     net = [layer([[1.0]], [0.0], "tanh"), layer([[2.0, -1.0]], [0.0], inputs=((0,), (1,)))]
@@ -370,13 +439,28 @@ def test_bounds_bracket_random_finite_differences(skip, activation):
     assert b["lower_location"].shape == (4,)
 
 
-@pytest.mark.parametrize("skip", SKIPS)
-def test_bounds_of_a_linear_network_are_its_spectral_norm(skip):
-    net = MLP([5, 7, 7, 7, 3], activation="identity", skip=skip, dtype="float64", seed=2,
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "silu"])
+def test_bounds_bracket_random_finite_differences_on_a_widening_resnet(activation):
+    net = MLP([3, 4, 8, 8, 2], activation=activation, skip="resnet", dtype="float64", seed=5,
               backend="numpy")
-    J = (net.forward(np.eye(5)) - net.forward(np.zeros((1, 5)))).T
+    assert net.segments[2] == [(2, 1)] and net.segments[3] == [(3, 2, 1)]
+    b = lipschitz_bounds(net)
+    near, far = random_pair_slopes(net.forward, 3)
+    assert b["lower"] >= near * (1 - 1e-6)
+    assert b["upper"] >= b["lower"] and b["upper"] >= far
+    assert b["split_slope_upper_bound"] is None
+
+
+@pytest.mark.parametrize("sizes, skip", [([5, 7, 7, 7, 3], s) for s in SKIPS]
+                         + [([3, 4, 8, 8, 2], "resnet")])
+def test_bounds_of_a_linear_network_are_its_spectral_norm(sizes, skip):
+    net = MLP(sizes, activation="identity", skip=skip, dtype="float64", seed=2,
+              backend="numpy")
+    d = sizes[0]
+    J = (net.forward(np.eye(d)) - net.forward(np.zeros((1, d)))).T
     norm = np.linalg.norm(J, 2)
     b = lipschitz_bounds(net, n_starts=4, steps=10)
+    assert interval_jacobian_upper_bound(net) == pytest.approx(norm, rel=1e-10)
     assert b["upper"] == pytest.approx(norm, rel=1e-10)
     assert b["lower"] == pytest.approx(norm, rel=1e-10)
 
