@@ -1,0 +1,740 @@
+"""numba kernels with the names, arguments and math of :mod:`kernels.numpy_ref`.
+
+Each docstring gives the formula in short; ``numpy_ref`` has the full text. What differs is
+how the work is done:
+
+* matrix products go to BLAS ``?gemm`` (scipy's ``cython_blas``), with ``beta = 1`` where a
+  gradient is accumulated, so no product is staged in a temporary;
+* a thin layer skips BLAS: with one input, ``x W^T`` is an outer product computed in the
+  elementwise pass; with one output, it is a dot product per row; their backward products
+  are row loops;
+* the elementwise work (bias, activation, its derivatives, bias-gradient sums) is one pass
+  per kernel, compiled once per activation so that it vectorises, with an exp of its own
+  (libm's is a scalar call);
+* loss and spectral-norm reductions accumulate in float64.
+
+Every public kernel is compiled ahead of use for float32 and float64 C-contiguous arrays (two
+signatures each) and cached on disk. Nothing allocates: outputs are the caller's arrays.
+Shapes are checked (the loops themselves do not bounds-check). Elementwise functions and
+losses accept arrays of any shape, as flat views.
+"""
+
+import math
+
+import llvmlite.binding as llvm
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import get_cython_function_address, intrinsic
+
+from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SILU, TANH
+from .numpy_ref import SPECTRAL_NORM_EPS
+
+__all__ = [
+    "SPECTRAL_NORM_EPS",
+    "activation_forward", "activation_derivative", "activation_second_derivative",
+    "activation_backward",
+    "linear_forward", "linear_backward", "linear_jvp", "linear_jvp_backward",
+    "bce_with_logits", "bce", "hinge", "squared_error",
+    "adam_step",
+    "spectral_norm_forward", "spectral_norm_backward",
+]
+
+_FLOAT_TYPES = (types.float32, types.float64)
+
+# --------------------------------------------------------------------------- compilation
+
+
+def _signatures(spec, ret=types.none):
+    """One explicit signature per float type for an argument list written as ``spec``.
+
+    ``rN`` / ``wN``: read-only / writable C-contiguous array of rank N (a writable array is
+    accepted where a read-only one is declared); ``oN``: writable rank-N array or None;
+    ``i``, ``f``, ``b``: int64, float64, bool.
+    """
+    scalars = {"i": types.int64, "f": types.float64, "b": types.boolean}
+    signatures = []
+    for dtype in _FLOAT_TYPES:
+        args = []
+        for code in spec.split():
+            if code in scalars:
+                args.append(scalars[code])
+                continue
+            array = types.Array(dtype, int(code[1]), "C", readonly=code[0] == "r")
+            args.append(types.Optional(array) if code[0] == "o" else array)
+        signatures.append(ret(*args))
+    return signatures
+
+
+#: Options shared by every compiled function here: cached on disk, and numpy's error model
+#: (a float division by zero gives inf or NaN instead of raising, which keeps the per-element
+#: checks out of the loops so that they vectorise).
+_OPTIONS = dict(cache=True, error_model="numpy")
+_jit = njit(**_OPTIONS)
+
+
+def _kernel(spec, ret=types.none, **options):
+    """Decorator: compile eagerly for float32 and float64 only (see :func:`_signatures`).
+
+    Also used for array helpers: their callers' arrays convert to the declared types, so each
+    helper is compiled twice instead of once per mix of read-only and writable arguments.
+    """
+    return njit(_signatures(spec, ret), **_OPTIONS, **options)
+
+
+def _flat(*arrays):
+    """1-D views of C-contiguous arrays of one size (never copies: outputs are written to)."""
+    size = arrays[0].size
+    for array in arrays:
+        if not array.flags.c_contiguous or array.size != size:
+            raise ValueError("kernels need C-contiguous arrays of one size")
+    return tuple(array.reshape(-1) for array in arrays)
+
+
+@_jit
+def _check(fits):
+    """Raise for arrays whose shapes do not fit together (the loops do not bounds-check)."""
+    if not fits:
+        raise ValueError("array shapes do not fit together")
+
+
+@intrinsic
+def _like(typingctx, value, like):
+    """``value`` converted to the float type of ``like`` (a scalar or an array's dtype)."""
+    target = like.dtype if isinstance(like, types.Array) else like
+    sig = target(value, like)
+
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[0], signature.args[0], signature.return_type)
+
+    return sig, codegen
+
+
+@intrinsic
+def _present(typingctx, maybe):
+    """The array held by an optional argument; a TypeError if it is None."""
+    inner = maybe.type if isinstance(maybe, types.Optional) else maybe
+    sig = inner(maybe)
+
+    def codegen(context, builder, signature, args):
+        value = context.cast(builder, args[0], signature.args[0], signature.return_type)
+        return impl_ret_borrowed(context, builder, signature.return_type, value)
+
+    return sig, codegen
+
+
+# --------------------------------------------------------------------------- BLAS
+
+# The gemm of scipy's cython_blas, made known to LLVM under a fixed name so that compiled
+# kernels refer to it by symbol (and stay cacheable) rather than by a process address.
+_GEMM_SYMBOLS = {}
+for _dtype, _name in ((types.float32, "sgemm"), (types.float64, "dgemm")):
+    _GEMM_SYMBOLS[_dtype] = "npgen_cython_blas_" + _name
+    llvm.add_symbol(_GEMM_SYMBOLS[_dtype],
+                    get_cython_function_address("scipy.linalg.cython_blas", _name))
+
+
+@intrinsic
+def _fortran_gemm(typingctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """Fortran ``?gemm``: c = op(a) op(b) + beta c, column-major; op is set by 'N' / 'T' codes.
+
+    Takes scalars by value and arrays (whose data pointers are passed) and hands BLAS the
+    pointers it expects; the scalars live in stack slots of the calling kernel.
+    """
+    dtype = c.dtype
+    if not (a.dtype == b.dtype == dtype and dtype in _GEMM_SYMBOLS):
+        return None
+    sig = types.none(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc)
+
+    def codegen(context, builder, signature, args):
+        float_type = context.get_value_type(dtype)
+
+        def by_ref(i, to_type):
+            value = context.cast(builder, args[i], signature.args[i], to_type)
+            return cgutils.alloca_once_value(builder, value)
+
+        def data(i):
+            return context.make_array(signature.args[i])(context, builder, args[i]).data
+
+        char_p = ir.IntType(8).as_pointer()
+        int_p = ir.IntType(32).as_pointer()
+        float_p = float_type.as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [
+            char_p, char_p, int_p, int_p, int_p, float_p, float_p, int_p, float_p, int_p,
+            float_p, float_p, int_p])
+        gemm = cgutils.get_or_insert_function(builder.module, fnty, _GEMM_SYMBOLS[dtype])
+        alpha = cgutils.alloca_once_value(builder, float_type(1.0))
+        builder.call(gemm, [
+            by_ref(0, types.int8), by_ref(1, types.int8),
+            by_ref(2, types.int32), by_ref(3, types.int32), by_ref(4, types.int32),
+            alpha, data(5), by_ref(6, types.int32), data(7), by_ref(8, types.int32),
+            by_ref(9, dtype), data(10), by_ref(11, types.int32)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@_kernel("r2 b r2 b f w2")
+def _gemm(a, trans_a, b, trans_b, beta, c):
+    """c = op(a) op(b) + beta c for row-major matrices, op(m) = m^T when its flag is set.
+
+    A row-major matrix is its transpose in column-major order, so BLAS is asked for
+    c^T = op(b)^T op(a)^T: the operands swap places and keep their transpose flags.
+    """
+    k = b.shape[1] if trans_b else b.shape[0]
+    _fortran_gemm(ord("T") if trans_b else ord("N"), ord("T") if trans_a else ord("N"),
+                  c.shape[1], c.shape[0], k, b, b.shape[1], a, a.shape[1], beta, c, c.shape[1])
+
+
+# --------------------------------------------------------------------------- exp, in vector form
+#
+# libm's exp and tanh are scalar calls that stop the elementwise loops from vectorising, so the
+# activations use this exp: x = k ln2 + r with |r| <= ln2/2 (Cody-Waite), expm1(r) by its
+# Taylor series to degree 13 (truncation below 2e-17 relative), and 2^k built from its bits.
+# Accurate to a few units in the last place in float32 and float64; only x <= 0 is needed.
+
+
+@intrinsic
+def _is_single(typingctx, like):
+    """Whether ``like`` (a float scalar) is float32, as a compile-time constant."""
+    sig = types.boolean(like)
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.boolean, signature.args[0] == types.float32)
+
+    return sig, codegen
+
+
+@intrinsic
+def _pow2(typingctx, k, like):
+    """2^k in the type of ``like``, for a whole-valued float k in the normal exponent range."""
+    sig = like(k, like)
+    single = like == types.float32
+    mantissa_bits, exponent_bias, width = (23, 127, 32) if single else (52, 1023, 64)
+
+    def codegen(context, builder, signature, args):
+        int_type = ir.IntType(width)
+        # through int32, which AVX2 converts in vector form (it has no float64 -> int64)
+        exponent = builder.sext(builder.fptosi(args[0], ir.IntType(32)), int_type)
+        biased = builder.add(exponent, int_type(exponent_bias))
+        bits = builder.shl(biased, int_type(mantissa_bits))
+        return builder.bitcast(bits, context.get_value_type(like))
+
+    return sig, codegen
+
+
+_EXPM1_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(13, 0, -1))
+_LOG2E = 1.4426950408889634
+# Constants given as (float32, float64) pairs. ln 2 = hi + lo, hi short enough for k hi to be
+# exact (fdlibm's split for float64); below "lowest", exp(x) rounds to 0.
+_LN2_HI = (0.693359375, 6.93147180369123816490e-01)
+_LN2_LO = (-2.12194440e-4, 1.90821492927058770002e-10)
+_EXP_LOWEST = (-104.0, -746.0)
+# 2^k is built as 2^(k + 64) 2^-64, so that both factors stay normal down to "lowest".
+_POW2_SHIFT = 64.0
+
+
+@_jit
+def _constant(pair, like):
+    """The entry of a (float32, float64) pair for the type of ``like``, in that type."""
+    return _like(pair[0] if _is_single(like) else pair[1], like)
+
+
+@_jit
+def _exp_reduced(x):
+    """(scale, q) with exp(x) = scale (1 + q), scale = 2^k, q = expm1(x - k ln2); x <= 0."""
+    lowest = _constant(_EXP_LOWEST, x)
+    x_for_k = x if x >= lowest else lowest  # NaN too: k stays a finite number
+    x_kept = lowest if x < lowest else x    # NaN stays NaN
+    k = np.floor(x_for_k * _like(_LOG2E, x) + _like(0.5, x))
+    r = (x_kept - k * _constant(_LN2_HI, x)) - k * _constant(_LN2_LO, x)
+    p = _like(0.0, x)
+    for c in _EXPM1_TAYLOR:
+        p = p * r + _like(c, x)
+    shift = _like(_POW2_SHIFT, x)
+    return _pow2(k + shift, x) * _pow2(-shift, x), p * r
+
+
+@_jit
+def _exp_nonpositive(x):
+    """exp(x) for x <= 0."""
+    scale, q = _exp_reduced(x)
+    return _like(0.0, x) if x < _constant(_EXP_LOWEST, x) else scale + scale * q
+
+
+@_jit
+def _expm1_nonpositive(x):
+    """exp(x) - 1 for x <= 0, accurate near 0."""
+    scale, q = _exp_reduced(x)
+    return scale * q + (scale - _like(1.0, x))
+
+
+# --------------------------------------------------------------------------- activations
+#
+# An activation is a pair of scalar rules, value(z, slope) = act(z) and
+# derivatives(z, a, slope) = (act'(z), act''(z)), slope being of the array's float type.
+# identity, relu and leaky_relu share one piecewise-linear pair, with slopes 1, 0 and slope.
+# A loop over arrays is written once and takes the rules as arguments: _with_activation and
+# the loops are inlined into each kernel, so every pair of rules gets its own compiled copy of
+# the loop, free of branches on the activation, which vectorises.
+
+
+@_jit
+def _sigmoid_given(z, e):
+    """sigmoid(z) from e = exp(-|z|), without overflow for any z."""
+    one = _like(1.0, z)
+    return one / (one + e) if z >= 0 else e / (one + e)
+
+
+@_jit
+def _sigmoid(z, slope):
+    """1 / (1 + exp(-z))."""
+    return _sigmoid_given(z, _exp_nonpositive(-abs(z)))
+
+
+@_jit
+def _sigmoid_derivatives(z, a, slope):
+    """(a (1 - a), a (1 - a) (1 - 2 a))."""
+    one = _like(1.0, z)
+    d1 = a * (one - a)
+    return d1, d1 * (one - _like(2.0, z) * a)
+
+
+@_jit
+def _linear_pieces(z, slope):
+    """z above 0 (and for NaN), slope * z below, exactly 0 there when slope is 0 (relu)."""
+    if z <= 0:
+        return slope * z if slope != 0 else _like(0.0, z)
+    return z
+
+
+@_jit
+def _linear_pieces_derivatives(z, a, slope):
+    """(1 or slope, 0); the left derivative at the kink, as torch."""
+    return (_like(1.0, z) if z > 0 else slope), _like(0.0, z)
+
+
+@_jit
+def _silu(z, slope):
+    """z sigmoid(z)."""
+    return z * _sigmoid(z, slope)
+
+
+@_jit
+def _silu_derivatives(z, a, slope):
+    """(s (1 + z (1 - s)), s (1 - s) (2 + z (1 - 2 s))) with s = sigmoid(z)."""
+    one, two = _like(1.0, z), _like(2.0, z)
+    s = _sigmoid(z, slope)
+    return s * (one + z * (one - s)), s * (one - s) * (two + z * (one - two * s))
+
+
+@_jit
+def _tanh(z, slope):
+    """tanh(z) = -expm1(-2|z|) / (2 + expm1(-2|z|)), with the sign of z."""
+    two = _like(2.0, z)
+    em = _expm1_nonpositive(-two * abs(z))
+    return math.copysign(-em / (two + em), z)
+
+
+@_jit
+def _tanh_derivatives(z, a, slope):
+    """(1 - a^2, -2 a (1 - a^2))."""
+    d1 = _like(1.0, z) - a * a
+    return d1, -_like(2.0, z) * a * d1
+
+
+@njit(inline="always")
+def _with_activation(kind, slope, loop, args):
+    """loop(value, derivatives, slope, args) with the scalar rules of activation ``kind``."""
+    if kind == IDENTITY or kind == RELU or kind == LEAKY_RELU:
+        piece_slope = 1.0 if kind == IDENTITY else (0.0 if kind == RELU else slope)
+        loop(_linear_pieces, _linear_pieces_derivatives, piece_slope, args)
+    elif kind == SILU:
+        loop(_silu, _silu_derivatives, slope, args)
+    elif kind == TANH:
+        loop(_tanh, _tanh_derivatives, slope, args)
+    elif kind == SIGMOID:
+        loop(_sigmoid, _sigmoid_derivatives, slope, args)
+    else:
+        raise ValueError("unknown activation code")
+
+
+@njit(inline="always")
+def _elementwise_loop(value, derivatives, slope, args):
+    """out = act(z), act'(z) or act''(z) (order 0, 1, 2), times grad when use_grad."""
+    order, z, a, grad, use_grad, out = args
+    s = _like(slope, z)
+    for i in range(z.size):
+        d1, d2 = derivatives(z[i], a[i], s)
+        result = value(z[i], s) if order == 0 else (d1 if order == 1 else d2)
+        out[i] = result * grad[i] if use_grad else result
+
+
+@_kernel("i f i r1 r1 r1 b w1")
+def _elementwise(kind, slope, order, z, a, grad, use_grad, out):
+    """The four activation functions below, on flat arrays; a and grad may be stand-ins
+    (any array of the right size) where they are not used."""
+    _with_activation(kind, slope, _elementwise_loop, (order, z, a, grad, use_grad, out))
+
+
+def activation_forward(kind, slope, z, out):
+    """out = act(z) (the formulas are in numpy_ref.activation_forward)."""
+    z, out = _flat(z, out)
+    _elementwise(kind, slope, 0, z, z, z, False, out)
+
+
+def activation_derivative(kind, slope, z, a, out):
+    """out = act'(z), given z and a = act(z)."""
+    z, a, out = _flat(z, a, out)
+    _elementwise(kind, slope, 1, z, a, z, False, out)
+
+
+def activation_second_derivative(kind, slope, z, a, out):
+    """out = act''(z), given z and a = act(z)."""
+    z, a, out = _flat(z, a, out)
+    _elementwise(kind, slope, 2, z, a, z, False, out)
+
+
+def activation_backward(kind, slope, z, a, grad_a, grad_z):
+    """grad_z = grad_a * act'(z)."""
+    _elementwise(kind, slope, 1, *_flat(z, a, grad_a), True, *_flat(grad_z))
+
+
+# --------------------------------------------------------------------------- dense layer
+#
+# Products by shape. A thin layer, with one input or one output, gets row loops instead of
+# BLAS: with in = 1, x W^T is an outer product, computed in the elementwise pass; with
+# out = 1 it is a dot product per row. Anything else goes to BLAS.
+
+
+@_jit
+def _is_thin(W):
+    """A layer with one input or one output."""
+    return W.shape[0] == 1 or W.shape[1] == 1
+
+
+@_kernel("r2 r2 w2", fastmath={"reassoc", "contract"})
+def _product(x, W, z):
+    """z = x W^T, except for in = 1, which the elementwise pass computes itself."""
+    if x.shape[1] == 1:
+        return
+    if W.shape[0] == 1:  # a dot product per row
+        for i in range(x.shape[0]):
+            acc = _like(0.0, z)
+            for k in range(x.shape[1]):
+                acc += x[i, k] * W[0, k]
+            z[i, 0] = acc
+    else:
+        _gemm(x, False, W, True, 0.0, z)
+
+
+@_kernel("r2 r2 r2 w2 w2 f b", fastmath={"reassoc", "contract"})
+def _thin_products(g, x, W, grad_W, grad_x, beta, need_grad_x):
+    """:func:`_products` of a thin layer, as row loops (W and grad_W viewed as one row)."""
+    w = W.reshape(1, W.size)
+    grad_w = grad_W.reshape(1, W.size)
+    if beta == 0:
+        grad_w[:] = 0
+    if x.shape[1] == 1:  # in = 1: grad_W[:, 0] += g_i x_i0,  grad_x_i0 = g_i . W[:, 0]
+        for i in range(g.shape[0]):
+            for j in range(g.shape[1]):
+                grad_w[0, j] += g[i, j] * x[i, 0]
+            if need_grad_x:
+                acc = _like(0.0, w)
+                for j in range(g.shape[1]):
+                    acc += g[i, j] * w[0, j]
+                grad_x[i, 0] = acc
+    else:  # out = 1: grad_W[0] += g_i0 x_i,  grad_x_i = g_i0 W[0]
+        for i in range(g.shape[0]):
+            for k in range(x.shape[1]):
+                grad_w[0, k] += g[i, 0] * x[i, k]
+            if need_grad_x:
+                for k in range(x.shape[1]):
+                    grad_x[i, k] = g[i, 0] * w[0, k]
+
+
+@_kernel("w2 r2 r2 w2 o2 f b")
+def _products(g, x, W, grad_W, grad_x, beta, need_grad_x):
+    """grad_W = g^T x + beta grad_W, and grad_x = g W when need_grad_x (grad_x may be None
+    otherwise): the backward products of a layer, g being the gradient of its z or dz."""
+    grad_x = _present(grad_x) if need_grad_x else g  # g stands in for None, unwritten
+    _check(grad_W.shape == W.shape and (grad_x.shape == x.shape or not need_grad_x))
+    if _is_thin(W):
+        _thin_products(g, x, W, grad_W, grad_x, beta, need_grad_x)
+        return
+    _gemm(g, True, x, False, beta, grad_W)
+    if need_grad_x:
+        _gemm(g, False, W, False, 0.0, grad_x)
+
+
+@njit(inline="always")
+def _forward_rows(value, derivatives, slope, args):
+    """z += b (z = x W^T + b for in = 1), a = act(z)."""
+    x, W, b, z, a = args
+    s = _like(slope, z)
+    outer = x.shape[1] == 1
+    for i in range(z.shape[0]):
+        xi = x[i, 0]
+        for j in range(z.shape[1]):
+            zij = (xi * W[j, 0] if outer else z[i, j]) + b[j]
+            z[i, j] = zij
+            a[i, j] = value(zij, s)
+
+
+@njit(inline="always")
+def _tangent_rows(value, derivatives, slope, args):
+    """da = act'(z) dz (after dz = dx W^T for in = 1)."""
+    dx, W, z, a, dz, da = args
+    s = _like(slope, z)
+    outer = dx.shape[1] == 1
+    for i in range(z.shape[0]):
+        dxi = dx[i, 0]
+        for j in range(z.shape[1]):
+            dzij = dxi * W[j, 0] if outer else dz[i, j]
+            dz[i, j] = dzij
+            da[i, j] = derivatives(z[i, j], a[i, j], s)[0] * dzij
+
+
+@njit(inline="always")
+def _backward_rows(value, derivatives, slope, args):
+    """grad_z = grad_a act'(z), grad_b (+)= sum_rows grad_z."""
+    z, a, grad_a, grad_z, grad_b, accumulate = args
+    s = _like(slope, z)
+    if not accumulate:
+        grad_b[:] = 0
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            gij = grad_a[i, j] * derivatives(z[i, j], a[i, j], s)[0]
+            grad_z[i, j] = gij
+            grad_b[j] += gij
+
+
+@njit(inline="always")
+def _jvp_backward_rows(value, derivatives, slope, args):
+    """grad_dz = grad_da d1, grad_z = grad_a d1 + grad_da d2 dz, grad_b (+)= sum_rows grad_z."""
+    z, a, dz, grad_a, grad_da, grad_z, grad_dz, grad_b, accumulate = args
+    s = _like(slope, z)
+    if not accumulate:
+        grad_b[:] = 0
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            d1, d2 = derivatives(z[i, j], a[i, j], s)
+            gij = d2 * (grad_da[i, j] * dz[i, j]) + grad_a[i, j] * d1
+            grad_dz[i, j] = grad_da[i, j] * d1
+            grad_z[i, j] = gij
+            grad_b[j] += gij
+
+
+@_kernel("r2 r2 r1 r2")
+def _check_layer(x, W, b, z):
+    """Raise unless x is (n, in), W (out, in), b (out,) and z (n, out)."""
+    _check(W.shape[1] == x.shape[1] and b.shape[0] == W.shape[0]
+           and z.shape[0] == x.shape[0] and z.shape[1] == W.shape[0])
+
+
+@_kernel("r2 r2 r1 i f w2 w2")
+def linear_forward(x, W, b, kind, slope, z, a):
+    """z = x W^T + b, a = act(z)."""
+    _check_layer(x, W, b, z)
+    _check(a.shape == z.shape)
+    _product(x, W, z)
+    _with_activation(kind, slope, _forward_rows, (x, W, b, z, a))
+
+
+@_kernel("r2 r2 r2 r2 r2 i f w2 w2 w1 o2 b b")
+def linear_backward(x, W, z, a, grad_a, kind, slope, grad_z, grad_W, grad_b, grad_x,
+                    accumulate, need_grad_x):
+    """grad_z = grad_a act'(z), grad_W (+)= grad_z^T x, grad_b (+)= sum_rows grad_z,
+    grad_x = grad_z W when need_grad_x (grad_x may be None otherwise)."""
+    _check_layer(x, W, grad_b, z)
+    _check(a.shape == z.shape and grad_a.shape == z.shape and grad_z.shape == z.shape)
+    _with_activation(kind, slope, _backward_rows, (z, a, grad_a, grad_z, grad_b, accumulate))
+    _products(grad_z, x, W, grad_W, grad_x, 1.0 if accumulate else 0.0, need_grad_x)
+
+
+@_kernel("r2 r2 r2 r1 i f w2 w2 w2 w2")
+def linear_jvp(x, dx, W, b, kind, slope, z, a, dz, da):
+    """z = x W^T + b, a = act(z), dz = dx W^T, da = act'(z) dz."""
+    _check(dx.shape == x.shape and dz.shape == z.shape and da.shape == z.shape)
+    linear_forward(x, W, b, kind, slope, z, a)
+    _product(dx, W, dz)
+    _with_activation(kind, slope, _tangent_rows, (dx, W, z, a, dz, da))
+
+
+@_kernel("r2 r2 r2 r2 r2 r2 r2 r2 i f w2 w2 w2 w1 o2 o2 b b")
+def linear_jvp_backward(x, dx, W, z, a, dz, grad_a, grad_da, kind, slope,
+                        grad_z, grad_dz, grad_W, grad_b, grad_x, grad_dx,
+                        accumulate, need_grad_x):
+    """Cotangents of (a, da) to those of (W, b, x, dx); with d1 = act'(z), d2 = act''(z):
+    grad_dz = grad_da d1, grad_z = grad_a d1 + grad_da d2 dz,
+    grad_W (+)= grad_z^T x + grad_dz^T dx, grad_b (+)= sum_rows grad_z,
+    grad_x = grad_z W and grad_dx = grad_dz W when need_grad_x (else they may be None)."""
+    _check_layer(x, W, grad_b, z)
+    _check(dx.shape == x.shape and a.shape == z.shape and dz.shape == z.shape
+           and grad_a.shape == z.shape and grad_da.shape == z.shape
+           and grad_z.shape == z.shape and grad_dz.shape == z.shape)
+    _with_activation(kind, slope, _jvp_backward_rows,
+                     (z, a, dz, grad_a, grad_da, grad_z, grad_dz, grad_b, accumulate))
+    _products(grad_z, x, W, grad_W, grad_x, 1.0 if accumulate else 0.0, need_grad_x)
+    _products(grad_dz, dx, W, grad_W, grad_dx, 1.0, need_grad_x)
+
+
+# --------------------------------------------------------------------------- losses
+#
+# Each loss is a scalar rule (p, t) -> (l, dl/dp) evaluated in float64; the kernel averages.
+
+_BCE_WITH_LOGITS, _BCE, _HINGE, _SQUARED_ERROR = range(4)
+
+
+@_jit
+def _bce_with_logits_rule(s, t):
+    """l = max(s, 0) - s t + log(1 + exp(-|s|)),  dl/ds = sigmoid(s) - t."""
+    e = math.exp(-abs(s))
+    return max(s, 0.0) - s * t + math.log1p(e), _sigmoid_given(s, e) - t
+
+
+@_jit
+def _bce_rule(p, t):
+    """l = -(t log p + (1 - t) log(1 - p)), logs clamped at -100,
+    dl/dp = (p - t) / max(p (1 - p), 1e-12)."""
+    log_p = max(math.log(p), -100.0)
+    log_1mp = max(math.log1p(-p), -100.0)
+    return -(t * log_p + (1 - t) * log_1mp), (p - t) / max(p * (1 - p), 1e-12)
+
+
+@_jit
+def _hinge_rule(s, t):
+    """l = max(0, 1 - t s),  dl/ds = -t [1 - t s > 0]."""
+    margin = 1 - t * s
+    return max(margin, 0.0), -t if margin > 0 else 0.0
+
+
+@_jit
+def _squared_error_rule(p, t):
+    """l = (p - t)^2,  dl/dp = 2 (p - t)."""
+    diff = p - t
+    return diff * diff, 2 * diff
+
+
+@njit(inline="always")
+def _mean_of(rule, pred, target, grad):
+    """mean_i l_i, with grad_i = (dl/dp)_i / N, for the scalar rule (p, t) -> (l, dl/dp)."""
+    n = pred.size
+    total = 0.0
+    for i in range(n):
+        loss, slope = rule(float(pred[i]), float(target[i]))
+        grad[i] = slope / n
+        total += loss
+    return total / n
+
+
+@_kernel("i r1 r1 w1", ret=types.float64)
+def _mean_loss(which, pred, target, grad):
+    """L = mean_i l(p_i, t_i); grad = dL/dp (each rule's derivative / N)."""
+    if which == _BCE_WITH_LOGITS:
+        return _mean_of(_bce_with_logits_rule, pred, target, grad)
+    if which == _BCE:
+        return _mean_of(_bce_rule, pred, target, grad)
+    if which == _HINGE:
+        return _mean_of(_hinge_rule, pred, target, grad)
+    return _mean_of(_squared_error_rule, pred, target, grad)
+
+
+def bce_with_logits(logits, target, grad):
+    """Mean of max(s, 0) - s t + log(1 + exp(-|s|)); grad = (sigmoid(s) - t) / N."""
+    return _mean_loss(_BCE_WITH_LOGITS, *_flat(logits, target, grad))
+
+
+def bce(probs, target, grad):
+    """Mean of -(t log p + (1 - t) log(1 - p)), logs clamped at -100 (torch.nn.BCELoss);
+    grad = (p - t) / max(p (1 - p), 1e-12) / N."""
+    return _mean_loss(_BCE, *_flat(probs, target, grad))
+
+
+def hinge(scores, target, grad):
+    """Mean of max(0, 1 - t s) for t in {-1, +1}; grad = -t [1 - t s > 0] / N."""
+    return _mean_loss(_HINGE, *_flat(scores, target, grad))
+
+
+def squared_error(pred, target, grad):
+    """Mean of (p - t)^2; grad = 2 (p - t) / N."""
+    return _mean_loss(_SQUARED_ERROR, *_flat(pred, target, grad))
+
+
+# --------------------------------------------------------------------------- optimizer
+
+
+@_kernel("w1 r1 w1 w1 i f f f f")
+def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps):
+    """torch.optim.Adam on a flat buffer, step t counted from 1:
+    m <- beta1 m + (1 - beta1) g,  v <- beta2 v + (1 - beta2) g^2,
+    param <- param - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
+    _check(grad.size == param.size and m.size == param.size and v.size == param.size)
+    step_size = lr / (1 - beta1 ** float(step))
+    root_bias2 = math.sqrt(1 - beta2 ** float(step))
+    for i in range(param.size):
+        g = grad[i]
+        m[i] = beta1 * m[i] + (1 - beta1) * g
+        v[i] = beta2 * v[i] + (1 - beta2) * g * g
+        param[i] -= step_size * m[i] / (math.sqrt(v[i]) / root_bias2 + eps)
+
+
+# --------------------------------------------------------------------------- spectral norm
+
+
+@_kernel("r2 i r2 i", ret=types.float64, fastmath={"reassoc", "contract"})
+def _dot(a, i, b, j):
+    """a[i] . b[j] (rows of 2-D arrays), accumulated in float64 in any order."""
+    acc = 0.0
+    for k in range(a.shape[1]):
+        acc += float(a[i, k]) * b[j, k]
+    return acc
+
+
+@_jit
+def _normalize(u):
+    """u <- u / max(||u||, eps), the norm taken in float64."""
+    row = u.reshape(1, u.size)
+    scale = 1.0 / max(math.sqrt(_dot(row, 0, row, 0)), SPECTRAL_NORM_EPS)
+    for i in range(u.size):
+        u[i] *= scale
+
+
+@_kernel("r2 w1 w1 i w2", ret=types.float64)
+def spectral_norm_forward(W, u, v, n_power_iterations, W_sn):
+    """Power iterations v <- W^T u / ||W^T u||, u <- W v / ||W v|| (none in evaluation),
+    then sigma = u . W v (in float64) and W_sn = W / sigma. Returns sigma."""
+    rows, cols = W.shape
+    _check(u.size == rows and v.size == cols and W_sn.shape == W.shape)
+    v_row = v.reshape(1, cols)
+    for _ in range(n_power_iterations):
+        v[:] = 0
+        for i in range(rows):
+            for j in range(cols):
+                v[j] += u[i] * W[i, j]
+        _normalize(v)
+        for i in range(rows):
+            u[i] = _dot(W, i, v_row, 0)
+        _normalize(u)
+    sigma = 0.0
+    for i in range(rows):
+        sigma += u[i] * _dot(W, i, v_row, 0)
+    for i in range(rows):
+        for j in range(cols):
+            W_sn[i, j] = W[i, j] / sigma
+    return sigma
+
+
+@_kernel("r2 r1 r1 f r2 w2 b")
+def spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
+    """grad_W (+)= grad_W_sn / sigma - (<grad_W_sn, W> / sigma^2) u v^T, the inner product
+    in float64."""
+    _check(u.size == W.shape[0] and v.size == W.shape[1] and grad_W_sn.shape == W.shape
+           and grad_W.shape == W.shape)
+    coupling = _dot(grad_W_sn.reshape(1, W.size), 0, W.reshape(1, W.size), 0) / sigma ** 2
+    for i in range(W.shape[0]):
+        for j in range(W.shape[1]):
+            step = grad_W_sn[i, j] / sigma - coupling * (u[i] * v[j])
+            grad_W[i, j] = grad_W[i, j] + step if accumulate else step
