@@ -156,7 +156,9 @@ def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
         process.kill()
     assert process.returncode != 0 and "interrupted after" in stderr
     _, pids = calls(tmp_path)
-    assert len(pids) == 2 and not any(map(is_running, pids))
+    # Every worker that ran something (the one holding the hung run among them) is gone; how
+    # many workers got a run before the interrupt depends on scheduling.
+    assert 1 <= len(pids) <= 2 and not any(map(is_running, pids))
     assert [r is not None for r in run_sweep(configs, toy_run, out, quiet=True)] == [True] * 6
 
 
