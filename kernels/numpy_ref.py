@@ -282,3 +282,75 @@ def spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
         grad_W += step_W
     else:
         grad_W[...] = step_W
+
+
+# --------------------------------------------------------------------------- annealed Langevin
+#
+# Langevin noise is a pure function of (seed, sample index i, step t), so a run is reproducible
+# from its seed however the samples are grouped or ordered, and every backend draws the same
+# numbers. Step pair q = t // 2 of sample i gets 64 random bits
+#     key_i = mix(mix(seed + G) + (i + 1) G),     bits = mix(key_i + (q + 1) G)     (mod 2^64)
+# with G = 0x9E3779B97F4A7C15 and mix the splitmix64 finalizer: each sample reads the splitmix64
+# sequence seeded with key_i. The two 32-bit halves give uniforms in (0, 1),
+#     u1 = (bits_high + 1/2) / 2^32,    u2 = (bits_low + 1/2) / 2^32,
+# and Box-Muller turns them into two independent standard normals, for steps 2q and 2q + 1:
+#     z_2q = sqrt(-2 ln u1) cos(2 pi u2),    z_2q+1 = sqrt(-2 ln u1) sin(2 pi u2).
+
+LANGEVIN_GOLDEN = 0x9E3779B97F4A7C15
+LANGEVIN_MIX = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+
+
+def _mix64(z):
+    """splitmix64's finalizer on a uint64 array (a bijection that spreads every bit):
+    z ^= z >> 30; z *= M1; z ^= z >> 27; z *= M2; z ^= z >> 31   (mod 2^64)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(LANGEVIN_MIX[0])
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(LANGEVIN_MIX[1])
+    return z ^ (z >> np.uint64(31))
+
+
+def langevin_sample_keys(seed, n):
+    """key_i = mix(mix(seed + G) + (i + 1) G) for samples i = 0 .. n-1 (uint64)."""
+    golden = np.uint64(LANGEVIN_GOLDEN)
+    base = _mix64(np.array([seed], np.uint64) + golden)
+    return _mix64(base + (np.arange(n, dtype=np.uint64) + np.uint64(1)) * golden)
+
+
+def langevin_noise(keys, step):
+    """The standard normals z(seed, i, step) of the samples with these keys (float64)."""
+    bits = _mix64(keys + np.uint64((step // 2 + 1) * LANGEVIN_GOLDEN % 2 ** 64))
+    u1 = ((bits >> np.uint64(32)).astype(np.float64) + 0.5) * 2.0 ** -32
+    u2 = ((bits & np.uint64(0xFFFFFFFF)).astype(np.float64) + 0.5) * 2.0 ** -32
+    radius = np.sqrt(-2.0 * np.log(u1))
+    angle = 2.0 * np.pi * u2
+    return radius * (np.cos(angle) if step % 2 == 0 else np.sin(angle))
+
+
+def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed,
+                      first_step, slope1, slope2):
+    """Annealed Langevin dynamics (Song & Ermon, 2019) with the score network of a scalar x.
+
+    At noise level l the score network is the chain
+        s_l(x) = W3a leaky_slope2(W2a leaky_slope1(W1 x + b1) + beff2[l]) + beff3[l]
+    with W1 (H1, 1), b1 (H1,), W2a (H2, H1), beff2 (L, H2), W3a (1, H2), beff3 (L,): the
+    noise-level embedding is folded into the biases beff2, beff3. For each level l = 0 .. L-1
+    in turn, ``n_steps_per_level`` times,
+        x <- x + (alpha_l / 2) s_l(x) + sqrt(alpha_l) z
+    updates ``x`` (n,) in place. Step t of the run (t = first_step, first_step + 1, ...) gives
+    sample i the normal z(seed, i, t) described above, so a run split into several calls
+    (one per level, say, each with its ``first_step``) draws what a single call would.
+    """
+    keys = langevin_sample_keys(seed, x.size)
+    w1, w3 = W1[:, 0], W3a[0]
+    step = first_step
+    for level in range(alphas.size):
+        half_alpha = x.dtype.type(alphas[level] / 2)
+        root_alpha = x.dtype.type(np.sqrt(alphas[level]))
+        for _ in range(n_steps_per_level):
+            z1 = x[:, None] * w1 + b1
+            h1 = np.where(z1 > 0, z1, slope1 * z1).astype(x.dtype)
+            z2 = h1 @ W2a.T + beff2[level]
+            h2 = np.where(z2 > 0, z2, slope2 * z2).astype(x.dtype)
+            score = h2 @ w3 + beff3[level]
+            noise = langevin_noise(keys, step).astype(x.dtype)
+            x += half_alpha * score + root_alpha * noise
+            step += 1

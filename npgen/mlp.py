@@ -493,9 +493,16 @@ def read_npz(path):
     Raises ValueError (one sentence) when the file is missing, not an .npz, or corrupt.
     """
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+        with open(path, "rb") as handle:
+            header = handle.read(4)
     except FileNotFoundError:
         raise ValueError(f"no such file: {path}") from None
+    except OSError as err:
+        raise ValueError(f"cannot read {path} ({err.strerror})") from None
+    if header != b"PK\x03\x04":
+        raise ValueError(f"{path} is not a readable .npz file (it is not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
         raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})") from None

@@ -1,0 +1,186 @@
+"""One training run of the paper's univariate study, from a configuration to numbers on disk.
+
+A run trains one model (GAN, VAE or SGM) on 50 000 fresh samples of
+nu = 1/2 N(-m, 1) + 1/2 N(m, 1), draws samples from it, and measures what Section 4.1 reports:
+
+* the exact Lipschitz constant of the generator / decoder (of the score network at every
+  trained noise level for the SGM), and the paper's 1000-point grid estimate beside it;
+* the generated mass in [-m/2, m/2] next to the true mass nu([-m/2, m/2]), and the Figure 3
+  lower bound Phi(m / Lip + Phi^-1(p)) - p (p = generated mass left of -m/2);
+* histogram estimates of TV and KL to nu, and the best Theorem 4 / Theorem 7 lower bounds.
+
+``train_run(config, run_dir)`` is both what ``npgen train`` calls and the function a sweep runs.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+
+from .checks import check_choice, check_number
+from .data import two_gaussians
+
+MODELS = ("gan", "vae", "sgm")
+
+#: Training budgets. ``paper`` is the published code's: 400 epochs of 50 steps (20 000 Adam
+#: steps at lr 1e-4, batch 1000). ``quick`` keeps the data and the product lr x steps = 2 but
+#: takes 2 000 steps of batch 250 at lr 1e-3 (10 epochs of 200 steps), about 4% of the paper's
+#: compute per run, and draws 20 000 samples instead of 50 000 (see README, "Presets").
+PRESETS = {
+    "paper": {"epochs": 400, "batch_size": 1000, "lr": 1e-4, "n_data": 50000, "n_samples": 50000},
+    "quick": {"epochs": 10, "batch_size": 250, "lr": 1e-3, "n_data": 50000, "n_samples": 20000},
+}
+
+#: Histogram used for the masses and the TV / KL estimates (the paper's: 400 bins on [-20, 20]).
+HIST_EDGES = np.linspace(-20.0, 20.0, 401)
+
+
+def make_config(model, m, preset="quick", seed=0, **options):
+    """A complete, validated run configuration (a JSON-able dict; its hash keys the run)."""
+    check_choice("model", model, MODELS)
+    check_choice("preset", preset, PRESETS)
+    config = {"model": model, "m": check_number("m", m, low=0), "seed": check_number("seed", seed, low=0, integer=True),
+              **PRESETS[preset]}
+    defaults = {"n_layers": 3, "skip": "plain", "sn_generator": False, "gp_lipschitz": None,
+                "kl": "correct", "weighting": "paper", "denoise": False}
+    for key, value in options.items():
+        if key not in defaults and key not in PRESETS["paper"]:
+            raise ValueError(f"unknown run option {key!r}; accepted: {sorted(defaults) + sorted(PRESETS['paper'])}")
+    config.update({k: v for k, v in defaults.items()})
+    config.update({k: v for k, v in options.items() if v is not None or k == "gp_lipschitz"})
+    return config
+
+
+def build_model(config, backend=None):
+    """The model a configuration describes (untrained)."""
+    from . import GAN, SGM, VAE
+    common = {"seed": config["seed"], "lr": config["lr"], "backend": backend}
+    if config["model"] == "gan":
+        return GAN(n_layers=config["n_layers"], skip=config["skip"], sn_generator=config["sn_generator"],
+                   gp_lipschitz=config["gp_lipschitz"], **common)
+    if config["model"] == "vae":
+        return VAE(n_layers=config["n_layers"], skip=config["skip"], kl=config["kl"], **common)
+    return SGM(weighting=config["weighting"], **common)
+
+
+def lipschitz_metrics(model, config):
+    """Exact Lipschitz constant(s) and the paper's grid estimate for a trained model."""
+    from .lipschitz import exact_lipschitz_1d, paper_grid_estimate
+    if config["model"] == "sgm":
+        per_level = []
+        for sigma in model.sigmas:
+            exact = exact_lipschitz_1d(model.score.layers_at(float(sigma)))
+            grid = paper_grid_estimate(
+                lambda x, s=float(sigma): model.score.forward(x.astype(model.score.dtype), s))
+            per_level.append({"sigma": float(sigma), "exact": exact.constant, "grid": grid,
+                              "n_pieces": exact.n_pieces})
+        worst = max(per_level, key=lambda row: row["exact"])
+        return {"lipschitz": worst["exact"], "lipschitz_grid": worst["grid"],
+                "lipschitz_sigma": worst["sigma"], "lipschitz_per_sigma": per_level}
+    net = model.push_forward_network
+    exact = exact_lipschitz_1d(net)
+    return {"lipschitz": exact.constant, "lipschitz_location": exact.location,
+            "lipschitz_pieces": exact.n_pieces, "lipschitz_grid": paper_grid_estimate(net)}
+
+
+def lipschitz_tracker(model, config, n_points=10):
+    """An ``on_epoch`` callback recording the exact Lip(g) at ``n_points`` evenly spaced epochs
+    (GAN and VAE), and the list it fills with ``[epoch, Lip]`` pairs."""
+    from .lipschitz import exact_lipschitz_1d
+    curve = []
+    if config["model"] == "sgm":
+        return curve, None
+    epochs = config["epochs"]
+    checkpoints = {max(1, round(epochs * k / n_points)) for k in range(1, n_points + 1)}
+
+    def on_epoch(epoch, history):
+        if epoch in checkpoints:
+            curve.append([epoch, exact_lipschitz_1d(model.push_forward_network).constant])
+    return curve, on_epoch
+
+
+def distribution_metrics(samples, m, lip=None):
+    """Masses, histogram TV / KL estimates and (given Lip) the paper's lower bounds."""
+    from .theory import (GaussianMixture1D, best_kl_bound, best_tv_bound, mass_between_modes_bound,
+                         mixture_mass_between)
+    x = np.asarray(samples, np.float64).ravel()
+    mixture = GaussianMixture1D.symmetric(m)
+    counts, _ = np.histogram(np.clip(x, HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)
+    generated = counts / x.size
+    target = mixture.mass(HIST_EDGES[:-1], HIST_EDGES[1:])
+    target[0] += mixture.cdf(HIST_EDGES[0])
+    target[-1] += mixture.sf(HIST_EDGES[-1])
+    positive = generated > 0
+    out = {
+        "mass_between": float(np.mean(np.abs(x) <= m / 2)),
+        "true_mass_between": float(mixture_mass_between(m)),
+        "mass_left": float(np.mean(x < -m / 2)),
+        "mass_right": float(np.mean(x > m / 2)),
+        "tv_estimate": float(0.5 * np.abs(generated - target).sum()),
+        "kl_estimate": float(np.sum(generated[positive] * np.log(generated[positive] / target[positive]))),
+        "sample_mean": float(x.mean()),
+        "sample_std": float(x.std()),
+    }
+    if lip is not None and m > 0:
+        p_left = min(max(out["mass_left"], 1.0 / x.size), 1 - 1.0 / x.size)
+        out["fig3_bound"] = float(mass_between_modes_bound(m, lip, p_left))
+        out["best_tv_bound"] = best_tv_bound(x, mixture, lip).value
+        out["best_kl_bound"] = best_kl_bound(x, mixture, lip).value
+    return out
+
+
+def train_run(config, run_dir, quiet=True, backend=None):
+    """Train, sample and measure one configuration; write everything into ``run_dir``.
+
+    Files: model/ (weights), samples.npy, history.json, histogram.png. Returns the metrics
+    dict (the caller writes metrics.json and config.json).
+    """
+    from .figures import save_histogram
+    from .io import atomic_save_npy, atomic_write_json
+    start = time.perf_counter()
+    data = two_gaussians(config["m"], n=config["n_data"], seed=config["seed"])
+    model = build_model(config, backend)
+    lipschitz_curve, on_epoch = lipschitz_tracker(model, config)
+    history = model.fit(data, epochs=config["epochs"], batch_size=config["batch_size"], quiet=quiet,
+                        on_epoch=on_epoch)
+    train_seconds = time.perf_counter() - start
+    sample_options = {"denoise": config["denoise"], "quiet": quiet} if config["model"] == "sgm" else {}
+    samples = model.sample(config["n_samples"], seed=config["seed"] + 1_000_003, **sample_options)
+    metrics = {"train_seconds": train_seconds, "lipschitz_vs_epoch": lipschitz_curve}
+    metrics.update(lipschitz_metrics(model, config))
+    lip_for_bounds = metrics["lipschitz"] if config["model"] != "sgm" else None
+    metrics.update(distribution_metrics(samples, config["m"], lip_for_bounds))
+    metrics["final_losses"] = {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}
+    metrics["wall_seconds"] = time.perf_counter() - start
+    os.makedirs(run_dir, exist_ok=True)
+    model.save(os.path.join(run_dir, "model"))
+    atomic_save_npy(os.path.join(run_dir, "samples.npy"), samples.astype(np.float32))
+    atomic_write_json(os.path.join(run_dir, "history.json"), history)
+    save_histogram(os.path.join(run_dir, "histogram.png"), samples, config["m"],
+                   title=f"{config['model'].upper()}, m = {config['m']:g}", model=config["model"])
+    return metrics
+
+
+def train_command(model, m, preset, seed, out, **options):
+    """``npgen train``: one run into ``out`` (config.json, weights, samples, metrics, histogram)."""
+    from .io import atomic_write_json
+    config = make_config(model, m, preset, seed, **options)
+    os.makedirs(out, exist_ok=True)
+    atomic_write_json(os.path.join(out, "config.json"), config)
+    metrics = train_run(config, out, quiet=False)
+    atomic_write_json(os.path.join(out, "metrics.json"), metrics)
+    return config, metrics
+
+
+def summarize_metrics(metrics):
+    """A few lines for the terminal."""
+    keys = ["lipschitz", "lipschitz_grid", "mass_between", "true_mass_between", "fig3_bound",
+            "tv_estimate", "kl_estimate", "best_tv_bound", "best_kl_bound", "wall_seconds"]
+    return "\n".join(f"{k:>18}: {metrics[k]:.6g}" for k in keys if k in metrics)
+
+
+def load_metrics(run_dir):
+    """Read ``run_dir/metrics.json``."""
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as handle:
+        return json.load(handle)

@@ -1,0 +1,247 @@
+"""Score-based generative model (Song & Ermon, 2019) of the paper's univariate experiments.
+
+The settings are the published code's (``REFERENCE.md``, "Univariate setting"):
+
+* data standardized by its global mean and standard deviation; samples are mapped back;
+* noise levels sigma_k = 0.6^k, k = 0 .. 9 (1 down to about 0.0101);
+* denoising score matching: for each minibatch x_1..x_B one level sigma drawn uniformly,
+  x~_i = x_i + sigma eps_i with eps_i ~ N(0, 1), and the loss
+
+      L = w(sigma) sum_i (s(x~_i, sigma) - (x_i - x~_i) / sigma^2)^2,
+      dL/ds_i = 2 w(sigma) (s(x~_i, sigma) - (x_i - x~_i) / sigma^2),
+
+  a *sum* over the batch, as the published code (``sigma * 2 * (1/2) mse(reduction='sum')``);
+  w(sigma) = sigma there ('paper'), sigma^2 in Song & Ermon ('sigma2'). The regression target
+  (x - x~) / sigma^2 = -eps / sigma is the score of the Gaussian kernel N(x~; x, sigma^2);
+* Adam, lr 1e-4, betas (0.9, 0.999), batch 1000, 400 epochs;
+* annealed Langevin sampling: x ~ N(0, 1), then for each level i, largest sigma first,
+  alpha_i = step_lr sigma_i^2 / sigma_L^2 (step_lr = 2e-5, sigma_L the smallest level) and
+  100 steps of x <- x + (alpha_i / 2) s(x, sigma_i) + sqrt(alpha_i) z, z ~ N(0, 1); no final
+  denoising step unless asked (``denoise=True``: x <- x + sigma_L^2 s(x, sigma_L), Tweedie's
+  formula for E[clean | noisy]).
+"""
+
+import json
+import os
+
+import numpy as np
+
+from .checks import check_choice, check_matrix, check_number, dtype_of
+from .io import atomic_savez, atomic_write_json
+from .mlp import read_npz
+from .optim import Adam
+from .progress import Progress
+from .score import SLOPE, SLOPE_X, ScoreNetwork
+from .training import fit_loop
+
+#: The paper's noise levels, largest first.
+NOISE_LEVELS = 0.6 ** np.arange(10)
+#: Loss weights w(sigma) by name.
+WEIGHTINGS = {"paper": lambda sigma: sigma, "sigma2": lambda sigma: sigma * sigma}
+#: Annealed Langevin defaults: base step size and steps per noise level.
+STEP_LR = 2e-5
+STEPS_PER_LEVEL = 100
+#: Rows evaluated at once by the final denoising step (one reusable workspace).
+DENOISE_CHUNK = 4096
+#: Version of the saved-model directory layout.
+FORMAT_VERSION = 1
+
+
+def check_noise_levels(sigmas):
+    """Return ``sigmas`` as a float64 array if it is a strictly decreasing sequence of positive numbers."""
+    try:
+        levels = np.asarray(sigmas, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"sigmas must be a sequence of positive numbers, got {sigmas!r}") from None
+    if levels.ndim != 1 or levels.size == 0 or not np.isfinite(levels).all() or (levels <= 0).any():
+        raise ValueError(f"sigmas must be a non-empty 1-D sequence of positive finite numbers, got {sigmas!r}")
+    if (np.diff(levels) >= 0).any():
+        raise ValueError(f"sigmas must be strictly decreasing (largest level first), got {sigmas!r}")
+    return levels
+
+
+class SGM:
+    """Score-based generative model of scalar data (d = 1), see the module doc.
+
+    Parameters
+    ----------
+    weighting : str
+        'paper' (w(sigma) = sigma, the published code) or 'sigma2' (Song & Ermon's sigma^2).
+    sigmas : sequence of float or None
+        Noise levels, largest first; None for the paper's 0.6^k, k = 0 .. 9.
+    lr, betas : Adam's settings.
+    dtype : str
+        'float32' (default) or 'float64'.
+    seed : int
+        Seeds the one random stream of training: the network initialization, the level and
+        noise draws of every step, and the shuffling. Sampling has its own seed.
+    backend : str or None
+        Kernel backend ('cpu', 'numpy'); None reads $NPGEN_BACKEND.
+    """
+
+    def __init__(self, weighting="paper", sigmas=None, lr=1e-4, betas=(0.9, 0.999),
+                 dtype="float32", seed=0, backend=None):
+        self.weighting = check_choice("weighting", weighting, WEIGHTINGS)
+        self.sigmas = check_noise_levels(NOISE_LEVELS if sigmas is None else sigmas)
+        self.lr = check_number("lr", lr, low=0, low_open=True)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = tuple(check_number(f"betas[{i}]", b, low=0, high=1, high_open=True)
+                           for i, b in enumerate(betas))
+        self.dtype = dtype_of(dtype)
+        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.rng = np.random.default_rng(self.seed)
+        self.score = ScoreNetwork(dtype=self.dtype, seed=int(self.rng.integers(2 ** 32)),
+                                  backend=backend)
+        self.optimizer = Adam(self.score, lr=self.lr, betas=self.betas)
+        self.mean = None
+        self.std = None
+
+    def config(self):
+        """The constructor arguments (without the backend), as a JSON-able dict."""
+        return {"weighting": self.weighting, "sigmas": self.sigmas.tolist(), "lr": self.lr,
+                "betas": list(self.betas), "dtype": self.dtype.name, "seed": self.seed}
+
+    def networks(self):
+        """The trained networks by name (one: the score network)."""
+        return {"score": self.score}
+
+    # ----------------------------------------------------------------- training
+
+    def _check_data(self, data):
+        """``data`` as a finite (n, 1) array of the model's dtype (the model is univariate)."""
+        try:
+            data = np.asarray(data, dtype=self.dtype)
+        except (TypeError, ValueError):
+            raise ValueError("data must be a numeric array of shape (n, 1)") from None
+        return check_matrix("data", data, 1, self.dtype)
+
+    def denoising_loss(self, x, eps, sigma):
+        """The denoising score-matching loss of clean rows x (n, 1), noise eps (n, 1), level sigma.
+
+        L = w(sigma) sum_i (s(x_i + sigma eps_i, sigma) + eps_i / sigma)^2. Writes dL/dtheta
+        into ``score.grads`` and returns L (a float).
+        """
+        x = check_matrix("x", x, 1, self.dtype)
+        eps = check_matrix("eps", eps, 1, self.dtype)
+        if eps.shape != x.shape:
+            raise ValueError(f"eps must have the shape of x {x.shape}, got {eps.shape}")
+        sigma = check_number("sigma", sigma, low=0, low_open=True)
+        return self._denoising_loss(x, eps, sigma)
+
+    def _denoising_loss(self, x, eps, sigma):
+        noisy = x + self.dtype.type(sigma) * eps
+        residual = self.score._forward(noisy, sigma) + eps / self.dtype.type(sigma)
+        weight = WEIGHTINGS[self.weighting](sigma)
+        loss = weight * float(np.sum(residual.astype(np.float64) ** 2))
+        self.score._backward((2 * weight) * residual, need_grad_x=False)
+        return loss
+
+    def step(self, batch):
+        """One Adam step on a minibatch of *standardized* data (n, 1); returns {'loss': L}."""
+        batch = check_matrix("batch", batch, 1, self.dtype)
+        sigma = float(self.sigmas[self.rng.integers(self.sigmas.size)])
+        eps = self.rng.standard_normal(batch.shape, dtype=self.dtype)
+        loss = self._denoising_loss(batch, eps, sigma)
+        self.optimizer.step()
+        return {"loss": loss}
+
+    def fit(self, data, epochs=400, batch_size=1000, quiet=False, on_epoch=None):
+        """Train on ``data`` (n, 1) for ``epochs`` shuffled passes of ``batch_size``.
+
+        The first call fixes the standardization (mean and std of ``data``, kept afterwards);
+        the model trains on (data - mean) / std. Returns the per-epoch mean losses (see
+        :func:`npgen.training.fit_loop`, which also documents ``on_epoch``).
+        """
+        data = self._check_data(data)
+        if self.mean is None:
+            values = data.astype(np.float64)
+            std = float(values.std())
+            if std == 0:
+                raise ValueError("data must not be constant: its standard deviation is 0")
+            self.mean, self.std = float(values.mean()), std
+        standardized = ((data - self.mean) / self.std).astype(self.dtype)
+        return fit_loop(self, standardized, epochs, batch_size, self.rng, "SGM", quiet=quiet,
+                        on_epoch=on_epoch)
+
+    # ----------------------------------------------------------------- sampling
+
+    def sample(self, n, seed=0, denoise=False, step_lr=STEP_LR, n_steps_per_level=STEPS_PER_LEVEL,
+               quiet=False):
+        """n samples of annealed Langevin dynamics, in data coordinates: shape (n, 1).
+
+        The start x ~ N(0, 1) and the Langevin noise come from ``seed`` alone (see
+        ``kernels.numpy_ref.annealed_langevin``), so a seed gives the same samples on every
+        backend, to float rounding. ``quiet=False`` prints a progress line over the levels.
+        """
+        if self.mean is None:
+            raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
+        n = check_number("n", n, low=1, integer=True)
+        seed = check_number("seed", seed, low=0, integer=True)
+        step_lr = check_number("step_lr", step_lr, low=0, low_open=True)
+        n_steps_per_level = check_number("n_steps_per_level", n_steps_per_level, low=1,
+                                         integer=True)
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal(n, dtype=self.dtype)
+        noise_seed = int(rng.integers(2 ** 63))
+        w = self.score.weights
+        beff2, beff3 = self.score.effective_biases(self.sigmas)
+        alphas = (step_lr * self.sigmas ** 2 / self.sigmas[-1] ** 2).astype(self.dtype)
+        progress = Progress(self.sigmas.size, label="SGM sampling", unit="level", quiet=quiet)
+        try:
+            for level in range(self.sigmas.size):
+                one = slice(level, level + 1)
+                self.score.backend.annealed_langevin(
+                    x, w["fc_1.weight"], w["fc_1.bias"], w["fc_2.x"], beff2[one], w["fc_3.x"],
+                    beff3[one], alphas[one], n_steps_per_level, noise_seed,
+                    level * n_steps_per_level, SLOPE_X, SLOPE)
+                progress.update(1, sigma=float(self.sigmas[level]))
+        finally:
+            progress.close()
+        if denoise:
+            self._denoise(x)
+        return (x.astype(np.float64) * self.std + self.mean).astype(self.dtype)[:, None]
+
+    def _denoise(self, x):
+        """x <- x + sigma_L^2 s(x, sigma_L) in place, in fixed-size chunks."""
+        sigma = float(self.sigmas[-1])
+        chunk = np.zeros((DENOISE_CHUNK, 1), self.dtype)
+        for start in range(0, x.size, DENOISE_CHUNK):
+            rows = min(DENOISE_CHUNK, x.size - start)
+            chunk[:rows, 0] = x[start:start + rows]
+            x[start:start + rows] += self.dtype.type(sigma ** 2) * self.score._forward(chunk, sigma)[:rows, 0]
+
+    # ----------------------------------------------------------------- persistence
+
+    def save(self, path_dir):
+        """Write the model to the directory ``path_dir``: ``score.npz`` (the score network's
+        state_dict) and ``config.json`` (constructor arguments and standardization, written
+        last). Optimizer state and the training stream are not saved."""
+        path_dir = os.fspath(path_dir)
+        os.makedirs(path_dir, exist_ok=True)
+        atomic_savez(os.path.join(path_dir, "score.npz"), **self.score.state_dict())
+        atomic_write_json(os.path.join(path_dir, "config.json"),
+                          {"model": "SGM", "format": FORMAT_VERSION, "config": self.config(),
+                           "standardization": {"mean": self.mean, "std": self.std}})
+
+    @classmethod
+    def load(cls, path_dir, backend=None):
+        """Read a model written by :meth:`save`."""
+        config_path = os.path.join(os.fspath(path_dir), "config.json")
+        try:
+            with open(config_path, encoding="utf-8") as handle:
+                meta = json.load(handle)
+            if meta["model"] != "SGM":
+                raise ValueError(f"{path_dir} holds a saved {meta['model']}, not an SGM")
+            model = cls(**meta["config"], backend=backend)
+            standardization = meta["standardization"]
+            mean, std = standardization["mean"], standardization["std"]
+        except FileNotFoundError:
+            raise ValueError(f"{path_dir} has no config.json: it is not a saved npgen model") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{config_path} is corrupt ({type(err).__name__}: {err})") from None
+        if mean is not None:
+            model.mean = check_number("standardization mean", mean)
+            model.std = check_number("standardization std", std, low=0, low_open=True)
+        model.score.load_state_dict(read_npz(os.path.join(os.fspath(path_dir), "score.npz")))
+        return model
