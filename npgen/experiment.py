@@ -70,9 +70,9 @@ def lipschitz_metrics(model, config):
     if config["model"] == "sgm":
         per_level = []
         for sigma in model.sigmas:
-            exact = exact_lipschitz_1d(model.score.layers_at(float(sigma)))
-            grid = paper_grid_estimate(
-                lambda x, s=float(sigma): model.score.forward(x.astype(model.score.dtype), s))
+            layers = model.score.layers_at(float(sigma))
+            exact = exact_lipschitz_1d(layers)
+            grid = paper_grid_estimate(layers)
             per_level.append({"sigma": float(sigma), "exact": exact.constant, "grid": grid,
                               "n_pieces": exact.n_pieces})
         worst = max(per_level, key=lambda row: row["exact"])

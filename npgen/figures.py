@@ -1,0 +1,188 @@
+"""Figures drawn from numbers on disk (headless: the Agg backend, PNG and PDF)."""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+#: Colours of the paper's Figure 2: data in blue, VAE orange, GAN green, SGM purple.
+MODEL_COLORS = {"data": "tab:blue", "vae": "tab:orange", "gan": "tab:green", "sgm": "tab:purple"}
+
+
+def mixture_density(x, m, sigma=1.0, weight=0.5):
+    """Density of weight N(-m, sigma^2) + (1 - weight) N(m, sigma^2)."""
+    norm = 1.0 / (sigma * np.sqrt(2 * np.pi))
+    return norm * (weight * np.exp(-0.5 * ((x + m) / sigma) ** 2)
+                   + (1 - weight) * np.exp(-0.5 * ((x - m) / sigma) ** 2))
+
+
+def draw_histogram(ax, samples, m, model="gan", title=None, bins=200):
+    """A Figure 2 panel: the histogram of generated samples over the data density."""
+    x = np.asarray(samples).ravel()
+    span = max(m + 5.0, float(np.quantile(np.abs(x), 0.999)) + 0.5)
+    edges = np.linspace(-span, span, bins + 1)
+    ax.hist(x, bins=edges, density=True, color=MODEL_COLORS.get(model, "gray"), alpha=0.75,
+            label=f"{model.upper()} samples")
+    grid = np.linspace(-span, span, 1000)
+    ax.plot(grid, mixture_density(grid, m), color=MODEL_COLORS["data"], lw=1.5, label="data density")
+    ax.axvspan(-m / 2, m / 2, color="gray", alpha=0.08, lw=0)
+    ax.set_xlabel("x")
+    ax.set_title(title or f"{model.upper()}, m = {m:g}")
+    ax.legend(fontsize=7, loc="upper right")
+
+
+def save_figure(fig, path):
+    """Write ``fig`` to ``path`` (PNG) and, beside it, the same figure as PDF; close it."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    stem, _ = os.path.splitext(path)
+    fig.savefig(stem + ".png", dpi=130, bbox_inches="tight")
+    fig.savefig(stem + ".pdf", bbox_inches="tight")
+    plt.close(fig)
+
+
+def save_histogram(path, samples, m, title=None, model="gan"):
+    """One histogram panel to ``path`` (.png, plus .pdf)."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    draw_histogram(ax, samples, m, model=model, title=title)
+    save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- study figures
+# Each function takes rows [(config, metrics, run_dir)] collected from finished runs.
+
+
+def _band(ax, table, label, color, marker="o"):
+    """Plot mean +- std of {(x,): (mean, std, n)} as a line with a shaded band."""
+    if not table:
+        return
+    xs = np.array([key[-1] for key in table])
+    mean = np.array([v[0] for v in table.values()])
+    std = np.array([v[1] for v in table.values()])
+    ax.plot(xs, mean, marker=marker, ms=3, color=color, label=label)
+    ax.fill_between(xs, np.maximum(mean - std, 1e-300), mean + std, color=color, alpha=0.2, lw=0)
+
+
+def figure1(path):
+    """Figure 1: the Gaussian isoperimetric profile t -> phi(Phi^-1(t))."""
+    from .theory import isoperimetric_profile
+    t = np.linspace(0, 1, 1001)
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    ax.plot(t, isoperimetric_profile(t), color="k")
+    ax.set_xlabel("t")
+    ax.set_ylabel(r"$\varphi(\Phi^{-1}(t))$")
+    ax.set_title("Gaussian isoperimetric profile")
+    save_figure(fig, path)
+
+
+def figure2(path, samples_by_model, m):
+    """Figure 2: histograms of VAE, GAN and SGM samples for one m, over the data density."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharey=True)
+    for ax, model in zip(axes, ("vae", "gan", "sgm")):
+        if model in samples_by_model:
+            draw_histogram(ax, samples_by_model[model], m, model=model)
+        else:
+            ax.set_title(f"{model.upper()}: no finished run")
+    save_figure(fig, path)
+
+
+def figure3(path, lip_by_model, mass_by_model, bound_by_model, m_grid, true_mass, cor2_log_bound):
+    """Figure 3: Lip against m with Corollary 2's bound (left); mass in [-m/2, m/2] against m
+    with each model's Theorem 1 bound and the true mass (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for model, table in lip_by_model.items():
+        _band(left, table, f"{model.upper()} (exact Lip)", MODEL_COLORS[model])
+    left.plot(m_grid, np.exp(np.minimum(cor2_log_bound, 700)), "k--", label="Corollary 2 lower bound")
+    left.set_yscale("log")
+    left.set_xlabel("m")
+    left.set_ylabel("Lipschitz constant")
+    left.legend(fontsize=7)
+    for model, table in mass_by_model.items():
+        _band(right, table, f"{model.upper()}", MODEL_COLORS[model])
+    for model, table in bound_by_model.items():
+        _band(right, table, f"Theorem 1 bound ({model.upper()})", MODEL_COLORS[model], marker="x")
+        right.lines[-1].set_linestyle(":")
+    right.plot(m_grid, true_mass, color=MODEL_COLORS["data"], lw=2, label=r"$\nu([-m/2, m/2])$")
+    right.set_xlabel("m")
+    right.set_ylabel("mass in [-m/2, m/2]")
+    right.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def figure4(path, histograms, m, lip_vs_L, balance_vs_L):
+    """Figure 4: histograms of the SN-generator GAN and of gradient-penalty GANs (top); measured
+    Lip and mode balance against the penalty's target L (bottom)."""
+    n = len(histograms)
+    fig = plt.figure(figsize=(3.4 * max(n, 2), 6.4))
+    for i, (title, samples) in enumerate(histograms):
+        ax = fig.add_subplot(2, n, i + 1)
+        draw_histogram(ax, samples, m, model="gan", title=title)
+    ax_lip = fig.add_subplot(2, 2, 3)
+    _band(ax_lip, lip_vs_L, "measured exact Lip(G)", MODEL_COLORS["gan"])
+    if lip_vs_L:
+        Ls = [key[-1] for key in lip_vs_L]
+        ax_lip.plot(Ls, Ls, "k:", label="Lip = L")
+    ax_lip.set_xlabel("penalty target L")
+    ax_lip.set_ylabel("Lipschitz constant")
+    ax_lip.legend(fontsize=7)
+    ax_bal = fig.add_subplot(2, 2, 4)
+    _band(ax_bal, balance_vs_L, "smaller mode's share", MODEL_COLORS["gan"])
+    ax_bal.axhline(0.5, color=MODEL_COLORS["data"], ls="--", label="data (balanced)")
+    ax_bal.set_xlabel("penalty target L")
+    ax_bal.set_ylabel("mass of the smaller mode / mass of both")
+    ax_bal.set_ylim(0, 0.55)
+    ax_bal.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def figure5(path, lip_vs_depth, lip_vs_epoch):
+    """Figure 5: Lip against the number of layers (left) and against epochs (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for model, table in lip_vs_depth.items():
+        _band(left, table, model.upper(), MODEL_COLORS[model])
+    left.set_xlabel("number of layers")
+    left.set_ylabel("Lipschitz constant")
+    left.set_yscale("log")
+    left.legend(fontsize=7)
+    for model, table in lip_vs_epoch.items():
+        _band(right, table, model.upper(), MODEL_COLORS[model])
+    right.set_xlabel("epoch")
+    right.set_ylabel("Lipschitz constant")
+    right.set_yscale("log")
+    right.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def figure6(path, lip_by_model_and_skip):
+    """Figure 6: Lip against m for plain, resnet and densenet generators (VAE left, GAN right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    styles = {"plain": "tab:gray", "resnet": "tab:red", "densenet": "tab:cyan"}
+    for ax, model in zip(axes, ("vae", "gan")):
+        for skip, table in lip_by_model_and_skip.get(model, {}).items():
+            _band(ax, table, skip, styles[skip])
+        ax.set_title(model.upper())
+        ax.set_xlabel("m")
+        ax.set_ylabel("Lipschitz constant")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def figure_grid_vs_exact(path, exact, grid, models):
+    """How far the paper's 1000-point grid estimate falls below the exact constant."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    exact, grid = np.asarray(exact), np.asarray(grid)
+    for model in sorted(set(models)):
+        sel = np.asarray(models) == model
+        ax.scatter(exact[sel], grid[sel], s=10, color=MODEL_COLORS[model], label=model.upper())
+    lo = max(1e-3, float(min(exact.min(), grid.min()))) if exact.size else 1e-3
+    hi = float(max(exact.max(), grid.max())) if exact.size else 1.0
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="grid = exact")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("exact Lipschitz constant (npgen)")
+    ax.set_ylabel("grid estimate (paper: 1000 points in [-10, 10])")
+    ax.legend(fontsize=7)
+    save_figure(fig, path)

@@ -1,0 +1,150 @@
+"""``npgen reproduce``: the paper's Section 4.1, from training runs to figures and a report.
+
+The study is a list of run configurations per figure (:func:`plan`). Runs are keyed by their
+configuration and executed by :mod:`npgen.sweep`, so an interrupted reproduction resumes
+where it stopped and figures shared by several figures (Figure 2 reads Figure 3's runs at
+m = 10) are trained once. Every figure is then drawn from the numbers on disk
+(:mod:`npgen.figures`), and :mod:`npgen.report` writes report.md and report.html.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .checks import check_choice
+from .experiment import MODELS, make_config, train_run
+
+FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "grid")
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """The settings of one preset of the study (see README, "Presets")."""
+
+    m_values: tuple
+    seeds: tuple
+    gp_values: tuple
+    depths: tuple
+    gan_depths: tuple
+    arch_m_values: tuple
+    arch_seeds: tuple
+    fig4_seeds: tuple
+    fig4_m: float = 5.0
+    fig5_m: float = 5.0
+    histogram_m: float = 10.0
+    skips: tuple = field(default=("plain", "resnet", "densenet"))
+
+
+PLANS = {
+    "paper": StudyPlan(m_values=tuple(range(11)), seeds=tuple(range(10)),
+                       gp_values=tuple(range(1, 24, 2)) + (25,), depths=(2, 3, 4, 5, 6),
+                       gan_depths=(2, 3, 4, 5, 6), arch_m_values=tuple(range(11)),
+                       arch_seeds=tuple(range(5)), fig4_seeds=tuple(range(10))),
+    # The discriminator deepens with the generator (1-4096-...-1 at 6 layers, ~150x the
+    # 3-layer step): the quick preset keeps GAN depths to 4.
+    "quick": StudyPlan(m_values=(0, 2, 5, 8, 10), seeds=(0, 1), gp_values=(1, 5, 10, 15, 20, 25),
+                       depths=(2, 3, 4, 5, 6), gan_depths=(2, 3, 4), arch_m_values=(2, 5, 10),
+                       arch_seeds=(0,), fig4_seeds=(0,)),
+}
+
+
+def plan(preset):
+    """Run configurations per figure: {figure: [config, ...]} (figures 1 and grid need none of their own)."""
+    check_choice("preset", preset, PLANS)
+    p = PLANS[preset]
+    runs = {"fig1": []}
+    runs["fig3"] = [make_config(model, m, preset, seed)
+                    for model in MODELS for m in p.m_values for seed in p.seeds]
+    runs["fig2"] = [make_config(model, p.histogram_m, preset, p.seeds[0]) for model in MODELS]
+    runs["fig4"] = ([make_config("gan", p.fig4_m, preset, seed, sn_generator=True) for seed in p.fig4_seeds]
+                    + [make_config("gan", p.fig4_m, preset, seed, gp_lipschitz=float(L))
+                       for L in p.gp_values for seed in p.fig4_seeds])
+    runs["fig5"] = [make_config(model, p.fig5_m, preset, seed, n_layers=depth)
+                    for model, depths in (("vae", p.depths), ("gan", p.gan_depths))
+                    for depth in depths for seed in p.seeds]
+    runs["fig6"] = [make_config(model, m, preset, seed, skip=skip)
+                    for model in ("vae", "gan") for skip in p.skips
+                    for m in p.arch_m_values for seed in p.arch_seeds]
+    runs["grid"] = []
+    return runs
+
+
+def selected_figures(only):
+    """Parse ``--only fig3,fig4`` into a tuple of figure names."""
+    if not only:
+        return FIGURES
+    names = tuple(name.strip() for name in only.split(",") if name.strip())
+    for name in names:
+        check_choice("--only entries", name, FIGURES)
+    return names
+
+
+def sweep_run(config, run_dir):
+    """The sweep's run function: one training run (see :func:`npgen.experiment.train_run`)."""
+    return train_run(config, run_dir, quiet=True)
+
+
+def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=False, executor=None):
+    """Run what is missing for the selected figures, draw them, write the report.
+
+    Returns the path of report.md.
+    """
+    from .report import write_report
+    from .sweep import run_sweep
+    figures = selected_figures(only)
+    runs = plan(preset)
+    needed = [config for name in figures for config in runs[name]]
+    if "grid" in figures:
+        needed += [c for name in ("fig3", "fig4", "fig5", "fig6") for c in runs[name]]
+    runs_dir = os.path.join(out, "runs")
+    from .io import atomic_write_json
+    atomic_write_json(os.path.join(out, "study.json"), {"preset": preset})
+    if needed:
+        run_sweep(needed, sweep_run, runs_dir, executor=executor, jobs=jobs, quiet=quiet)
+    return write_report(out, preset, figures, runs)
+
+
+def redraw_figure(number, out):
+    """Redraw figure ``number`` ('1'..'6' or 'grid') from the runs stored in ``out``; no training."""
+    from .report import build_sections
+    name = "grid" if str(number) == "grid" else f"fig{number}"
+    check_choice("figure number", name, FIGURES)
+    study = os.path.join(out, "study.json")
+    if not os.path.exists(study):
+        raise ValueError(f"{out} is not a folder written by npgen reproduce (no study.json)")
+    with open(study, encoding="utf-8") as handle:
+        preset = json.load(handle).get("preset")
+    check_choice("preset in study.json", preset, PLANS)
+    section, = build_sections(out, preset, [name], plan(preset))
+    return section.image
+
+
+def collect(configs, runs_dir):
+    """[(config, metrics, run_dir)] for the configurations that finished."""
+    from .sweep import find_run_dir, load_results
+    rows = []
+    for config, metrics in zip(configs, load_results(configs, runs_dir)):
+        if metrics is not None:
+            rows.append((config, metrics, find_run_dir(config, runs_dir)))
+    return rows
+
+
+def aggregate(rows, by, value):
+    """Group rows by the config fields ``by``; mean, std and count of ``value(metrics)`` per group.
+
+    Returns {group_key: (mean, std, n)} with groups in sorted order.
+    """
+    groups = {}
+    for config, metrics, _ in rows:
+        key = tuple(config[k] for k in by)
+        v = value(metrics)
+        if v is not None and np.isfinite(v):
+            groups.setdefault(key, []).append(float(v))
+    return {key: (float(np.mean(vals)), float(np.std(vals)), len(vals))
+            for key, vals in sorted(groups.items(), key=lambda kv: tuple(map(_sortable, kv[0])))}
+
+
+def _sortable(value):
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
