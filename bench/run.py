@@ -16,7 +16,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -110,40 +109,40 @@ def torch_mlp(sizes, activation, spectral_norm=False, output=None):
     return torch.nn.Sequential(*layers)
 
 
-def torch_gan_step():
+def torch_gan_step(batch=BATCH, lr=1e-4):
     """The published code's GAN step: generator step, then discriminator step with fresh z."""
     torch.manual_seed(0)
     leaky = lambda: torch.nn.LeakyReLU(0.2)  # noqa: E731
     G = torch_mlp(GENERATOR, leaky)
     D = torch_mlp(DISCRIMINATOR, leaky, spectral_norm=True, output=torch.nn.Sigmoid())
-    opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.9, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.9, 0.999))
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.9, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.9, 0.999))
     bce = torch.nn.BCELoss()
-    x = torch.from_numpy(two_gaussians(5.0, n=BATCH, seed=0))
-    ones, zeros = torch.ones(BATCH, 1), torch.zeros(BATCH, 1)
+    x = torch.from_numpy(two_gaussians(5.0, n=batch, seed=0))
+    ones, zeros = torch.ones(batch, 1), torch.zeros(batch, 1)
 
     def step():
         opt_g.zero_grad()
-        loss_g = bce(D(G(torch.randn(BATCH, 1))), ones)
+        loss_g = bce(D(G(torch.randn(batch, 1))), ones)
         loss_g.backward()
         opt_g.step()
         opt_d.zero_grad()
-        fake = G(torch.randn(BATCH, 1)).detach()
+        fake = G(torch.randn(batch, 1)).detach()
         loss_d = (bce(D(x), ones) + bce(D(fake), zeros)) / 2
         loss_d.backward()
         opt_d.step()
     return step
 
 
-def torch_vae_step():
+def torch_vae_step(batch=BATCH, lr=1e-4):
     """The published code's VAE step (Gaussian decoder with variance c = 0.1)."""
     torch.manual_seed(0)
     encoder = torch_mlp(ENCODER[:3], torch.nn.ReLU, output=torch.nn.ReLU())
     mean_head, logvar_head = torch.nn.Linear(128, 1), torch.nn.Linear(128, 1)
     decoder = torch_mlp(GENERATOR, lambda: torch.nn.LeakyReLU(0.2))
     params = [p for m in (encoder, mean_head, logvar_head, decoder) for p in m.parameters()]
-    opt = torch.optim.Adam(params, lr=1e-4, betas=(0.9, 0.999))
-    x = torch.from_numpy(two_gaussians(5.0, n=BATCH, seed=0))
+    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
+    x = torch.from_numpy(two_gaussians(5.0, n=batch, seed=0))
 
     def step():
         opt.zero_grad()
@@ -157,9 +156,8 @@ def torch_vae_step():
     return step
 
 
-def torch_score_step():
-    """The published code's score-network step: one sigma per batch, embedding per sample."""
-    torch.manual_seed(0)
+def torch_score_net():
+    """The published code's score network s(x, sigma) (the sigma embedding computed per sample)."""
 
     class ScoreNet(torch.nn.Module):
         def __init__(self):
@@ -179,15 +177,24 @@ def torch_score_step():
             h = torch.nn.functional.leaky_relu(torch.cat([h, e], dim=1), 0.2)
             return self.out(h)
 
-    net = ScoreNet()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999))
-    data = two_gaussians(5.0, n=BATCH, seed=0)
+    return ScoreNet()
+
+
+NOISE_LEVELS = 0.6 ** np.arange(10)
+
+
+def torch_score_step(batch=BATCH, lr=1e-4):
+    """The published code's score-network step: one sigma per batch."""
+    torch.manual_seed(0)
+    net = torch_score_net()
+    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999))
+    data = two_gaussians(5.0, n=batch, seed=0)
     x = torch.from_numpy((data - data.mean()) / data.std())
-    levels = 0.6 ** torch.arange(10, dtype=torch.float32)
+    levels = torch.from_numpy(NOISE_LEVELS.astype(np.float32))
 
     def step():
         opt.zero_grad()
-        sigma = levels[torch.randint(10, (1,))].expand(BATCH, 1)
+        sigma = levels[torch.randint(10, (1,))].expand(batch, 1)
         noisy = x + sigma * torch.randn_like(x)
         target = (x - noisy) / sigma ** 2
         loss = (sigma * (net(noisy, sigma) - target) ** 2).sum()
@@ -196,16 +203,96 @@ def torch_score_step():
     return step
 
 
-TORCH_STEPS = {"gan_step": torch_gan_step, "vae_step": torch_vae_step, "score_step": torch_score_step}
+def torch_langevin_level(n=50000, steps=100, step_lr=2e-5):
+    """One noise level (100 steps) of the published annealed Langevin loop on n samples."""
+    torch.manual_seed(0)
+    net = torch_score_net()
+    x0 = torch.randn(n, 1)
 
-WORKLOADS = {
-    "gan_step": ("GAN training step, batch 1000 (G 1-128-256-1, D 1-512-256-128-1 + SN)",
-                 gan_step_flops(), lambda b: npgen_step("gan", b)),
-    "vae_step": ("VAE training step, batch 1000 (enc 1-256-128-(1,1), dec 1-128-256-1)",
-                 vae_step_flops(), lambda b: npgen_step("vae", b)),
-    "score_step": ("score-network training step, batch 1000", score_step_flops(),
-                   lambda b: npgen_step("sgm", b)),
-}
+    def level():
+        with torch.no_grad():
+            x = x0.clone()
+            sigma = float(NOISE_LEVELS[0])
+            alpha = step_lr * (sigma / NOISE_LEVELS[-1]) ** 2
+            labels = torch.full((n, 1), sigma)
+            for _ in range(steps):
+                x = x + alpha / 2 * net(x, labels) + np.sqrt(alpha) * torch.randn_like(x)
+    return level
+
+
+def torch_run(make_step, steps):
+    """A whole training run of ``steps`` steps of a torch step."""
+    def run():
+        step = make_step()
+        for _ in range(steps):
+            step()
+    return run
+
+
+QUICK = {"epochs": 10, "batch_size": 250, "lr": 1e-3}   # npgen.experiment.PRESETS["quick"]
+QUICK_STEPS = QUICK["epochs"] * (50000 // QUICK["batch_size"])
+
+
+def npgen_quick_run(model_name):
+    """One training run of the quick preset (2000 steps of batch 250), numba backend."""
+    data = two_gaussians(5.0, n=50000, seed=0)
+    cls = {"gan": npgen.GAN, "vae": npgen.VAE, "sgm": npgen.SGM}[model_name]
+    return lambda: cls(seed=0, lr=QUICK["lr"]).fit(data, epochs=QUICK["epochs"],
+                                                  batch_size=QUICK["batch_size"], quiet=True)
+
+
+def npgen_langevin():
+    """Annealed Langevin, 50 000 samples x 10 levels x 100 steps, the paper's step rule."""
+    model = npgen.SGM(seed=0)
+    return lambda: model.sample(50000, seed=0, quiet=True)
+
+
+def lipschitz_workloads():
+    """Exact Lipschitz constant against the paper's grid estimate, for a paper-size generator
+    (1-128-256-1) and the score network at sigma = 1, both at initialization."""
+    from npgen.lipschitz import exact_lipschitz_1d, paper_grid_estimate
+    from npgen.score import ScoreNetwork
+    generator = npgen.MLP([1, 128, 256, 1], seed=0)
+    score_layers = ScoreNetwork(seed=0).layers_at(1.0)
+    return {
+        "lip_generator": ("Lipschitz of G 1-128-256-1", None, {
+            "exact": lambda: exact_lipschitz_1d(generator).constant,
+            "grid": lambda: paper_grid_estimate(generator)}),
+        "lip_score": ("Lipschitz of the score network in x at sigma = 1", None, {
+            "exact": lambda: exact_lipschitz_1d(score_layers).constant,
+            "grid": lambda: paper_grid_estimate(score_layers)}),
+    }
+
+
+def workloads():
+    """{key: (title, flops per call or None, {implementation: zero-argument callable factory})}."""
+    table = {
+        "gan_step": ("GAN training step, batch 1000 (G 1-128-256-1, D 1-512-256-128-1 + SN)",
+                     gan_step_flops(), {b: (lambda b=b: npgen_step("gan", b)) for b in BACKENDS}),
+        "vae_step": ("VAE training step, batch 1000 (enc 1-256-128-(1,1), dec 1-128-256-1)",
+                     vae_step_flops(), {b: (lambda b=b: npgen_step("vae", b)) for b in BACKENDS}),
+        "score_step": ("score-network training step, batch 1000", score_step_flops(),
+                       {b: (lambda b=b: npgen_step("sgm", b)) for b in BACKENDS}),
+        "langevin": ("annealed Langevin, 50 000 samples x 1000 steps", None, {"cpu": npgen_langevin}),
+    }
+    for model, flops in (("gan", gan_step_flops), ("vae", vae_step_flops), ("sgm", score_step_flops)):
+        table[f"{model}_quick_run"] = (f"{model.upper()} training run, quick preset ({QUICK_STEPS} steps, batch 250)",
+                                       QUICK_STEPS * flops(QUICK["batch_size"]),
+                                       {"cpu": lambda model=model: npgen_quick_run(model)})
+    if torch is not None:
+        table["gan_step"][2]["torch"] = torch_gan_step
+        table["vae_step"][2]["torch"] = torch_vae_step
+        table["score_step"][2]["torch"] = torch_score_step
+        table["langevin"][2]["torch"] = torch_langevin_level
+        for model, make in (("gan", torch_gan_step), ("vae", torch_vae_step), ("sgm", torch_score_step)):
+            table[f"{model}_quick_run"][2]["torch"] = (
+                lambda make=make: torch_run(lambda: make(QUICK["batch_size"], QUICK["lr"]), QUICK_STEPS))
+    return table
+
+
+#: Workloads whose torch implementation is timed on a part and scaled: {key: factor}.
+TORCH_SCALE = {"langevin": 10}     # one of the ten noise levels
+
 
 # --------------------------------------------------------------------------- timing
 
@@ -227,6 +314,13 @@ def time_call(fn, repeats, min_time=1.0, warmup=3):
     return best
 
 
+def time_once(fn):
+    """Seconds of one call (for workloads that last many seconds: whole runs)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def sgemm_peak_gflops(size=2048, repeats=5):
     """Single-thread float32 numpy matmul rate: the roof every row is compared with."""
     a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
@@ -238,25 +332,38 @@ def sgemm_peak_gflops(size=2048, repeats=5):
 def run(only, repeats):
     peak = sgemm_peak_gflops()
     rows = []
-    for key, (title, flops, make) in WORKLOADS.items():
+    table = workloads()
+    table.update(lipschitz_workloads())
+    for key, (title, flops, impls) in table.items():
         if only and key not in only:
             continue
-        torch_s = time_call(TORCH_STEPS[key](), repeats) if torch is not None else None
-        impls = [(b, make(b)) for b in BACKENDS]
-        for backend, fn in impls:
-            seconds = time_call(fn, repeats)
-            rows.append(_row(key, title, backend, seconds, flops, peak, torch_s))
-        if torch_s is not None:
-            rows.append(_row(key, title, "torch", torch_s, flops, peak, torch_s))
-    return {"sgemm_peak_gflops": peak, "batch": BATCH, "rows": rows, "machine": _machine()}
+        results = {}
+        for name, make in impls.items():
+            fn = make()
+            value = fn() if key.startswith("lip_") else None
+            if key.endswith("_quick_run") or key == "langevin":
+                if key == "langevin" and name != "torch":
+                    fn()                           # compile (or load from cache) first
+                seconds = time_once(fn)
+            else:
+                seconds = time_call(fn, repeats)
+            seconds *= TORCH_SCALE.get(key, 1) if name == "torch" else 1
+            results[name] = (seconds, value)
+        torch_s = results.get("torch", (None,))[0]
+        for name, (seconds, value) in results.items():
+            rows.append(_row(key, title, name, seconds, flops, peak, torch_s, value))
+    return {"sgemm_peak_gflops": peak, "batch": BATCH, "rows": rows, "machine": _machine(),
+            "notes": {"langevin": "torch timed on one noise level (100 steps) and multiplied by 10",
+                      "lip_*": "value = the Lipschitz estimate; exact is npgen's, grid the paper's"}}
 
 
-def _row(key, title, backend, seconds, flops, peak, torch_s):
+def _row(key, title, backend, seconds, flops, peak, torch_s, value=None):
     gflops = flops / seconds / 1e9 if flops else None
     return {"workload": key, "title": title, "backend": backend, "ms": seconds * 1e3,
             "gflop_per_call": flops / 1e9 if flops else None, "gflops": gflops,
             "pct_peak": 100 * gflops / peak if gflops else None,
-            "speedup_vs_torch": torch_s / seconds if torch_s else None}
+            "speedup_vs_torch": torch_s / seconds if torch_s and backend != "torch" else None,
+            "value": value}
 
 
 def _machine():
@@ -276,11 +383,12 @@ def format_table(result):
     def cell(value, fmt):
         return "-" if value is None else format(value, fmt)
     lines = [f"sgemm peak (float32 numpy matmul 2048^3, 1 thread): {result['sgemm_peak_gflops']:.1f} GFLOP/s",
-             "", f"{'workload':<14} {'backend':<7} {'ms':>10} {'GFLOP/s':>8} {'% peak':>7} {'vs torch':>9}"]
+             "", f"{'workload':<14} {'impl':<6} {'ms':>11} {'GFLOP/s':>8} {'% peak':>7} {'vs torch':>9}  value"]
     for r in result["rows"]:
-        lines.append(f"{r['workload']:<14} {r['backend']:<7} {r['ms']:>10.3f} "
+        lines.append(f"{r['workload']:<14} {r['backend']:<6} {r['ms']:>11.3f} "
                      f"{cell(r['gflops'], '8.1f')} {cell(r['pct_peak'], '6.1f')}% "
-                     f"{cell(r['speedup_vs_torch'], '8.2f')}x")
+                     f"{cell(r['speedup_vs_torch'], '8.2f')}x  {cell(r['value'], '.6g')}")
+    lines += ["", *(f"{k}: {v}" for k, v in result["notes"].items())]
     return "\n".join(lines)
 
 
@@ -288,12 +396,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="write the table as JSON to this path")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", default="", help=f"comma-separated subset of {sorted(WORKLOADS)}")
+    names = sorted(workloads()) + ["lip_generator", "lip_score"]
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {names}")
     args = parser.parse_args(argv)
     only = {w for w in args.only.split(",") if w}
-    unknown = only - set(WORKLOADS)
+    unknown = only - set(names)
     if unknown:
-        parser.error(f"--only must name workloads among {sorted(WORKLOADS)}, got {sorted(unknown)}")
+        parser.error(f"--only must name workloads among {names}, got {sorted(unknown)}")
     result = run(only, args.repeats)
     print(format_table(result))
     if args.json:

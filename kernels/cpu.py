@@ -36,7 +36,8 @@ __all__ = [
     "SPECTRAL_NORM_EPS",
     "activation_forward", "activation_derivative", "activation_second_derivative",
     "activation_backward",
-    "linear_forward", "linear_backward", "linear_jvp", "linear_jvp_backward",
+    "linear_forward", "linear_backward", "linear_backward_input", "linear_jvp",
+    "linear_jvp_backward",
     "bce_with_logits", "bce", "hinge", "squared_error",
     "adam_step",
     "spectral_norm_forward", "spectral_norm_backward",
@@ -552,6 +553,15 @@ def linear_backward(x, W, z, a, grad_a, kind, slope, grad_z, grad_W, grad_b, gra
     _check(a.shape == z.shape and grad_a.shape == z.shape and grad_z.shape == z.shape)
     _with_activation(kind, slope, _backward_rows, (z, a, grad_a, grad_z, grad_b, accumulate))
     _products(grad_z, x, W, grad_W, grad_x, 1.0 if accumulate else 0.0, need_grad_x)
+
+
+def linear_backward_input(W, z, a, grad_a, kind, slope, grad_z, grad_x):
+    """grad_z = grad_a act'(z), grad_x = grad_z W: the backward to the input alone."""
+    _check(a.shape == z.shape and grad_a.shape == z.shape and grad_z.shape == z.shape
+           and W.shape[0] == z.shape[1] and grad_x.shape[0] == z.shape[0]
+           and grad_x.shape[1] == W.shape[1])
+    activation_backward(kind, slope, z, a, grad_a, grad_z)
+    _gemm(grad_z, False, W, False, 0.0, grad_x)
 
 
 @_kernel("r2 r2 r2 r1 i f w2 w2 w2 w2")

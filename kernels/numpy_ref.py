@@ -133,6 +133,18 @@ def linear_backward(x, W, z, a, grad_a, kind, slope, grad_z, grad_W, grad_b, gra
         np.dot(grad_z, W, out=grad_x)
 
 
+def linear_backward_input(W, z, a, grad_a, kind, slope, grad_z, grad_x):
+    """Backward of :func:`linear_forward` to the input alone, the parameters held fixed.
+
+    grad_z = grad_a * act'(z)
+    grad_x = grad_z W          (n, in)
+    What a network needs when it only passes a gradient through (a GAN's discriminator
+    during the generator's step): a third less work than :func:`linear_backward`.
+    """
+    activation_backward(kind, slope, z, a, grad_a, grad_z)
+    np.dot(grad_z, W, out=grad_x)
+
+
 def linear_jvp(x, dx, W, b, kind, slope, z, a, dz, da):
     """Forward pass with a forward-mode tangent (a Jacobian-vector product).
 

@@ -62,3 +62,11 @@ def check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
+
+
+def check_betas(betas):
+    """Check Adam's (beta1, beta2), each in [0, 1), and return them as a tuple of floats."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    return tuple(check_number(f"betas[{i}]", b, low=0, high=1, high_open=True)
+                 for i, b in enumerate(betas))

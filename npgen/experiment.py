@@ -100,10 +100,18 @@ def lipschitz_tracker(model, config, n_points=10):
     return curve, on_epoch
 
 
+def figure3_bound(m, lip, p_left):
+    """Theorem 1's lower bound on the mass in [-m/2, m/2], Phi(m / Lip + Phi^-1(p)) - p, for
+    p = g#mu((-inf, -m/2]); it is 0 when p is 0 or 1 (all the mass on one side)."""
+    from .theory import mass_between_modes_bound
+    if not 0 < p_left < 1:
+        return 0.0
+    return float(mass_between_modes_bound(m, lip, p_left))
+
+
 def distribution_metrics(samples, m, lip=None):
     """Masses, histogram TV / KL estimates and (given Lip) the paper's lower bounds."""
-    from .theory import (GaussianMixture1D, best_kl_bound, best_tv_bound, mass_between_modes_bound,
-                         mixture_mass_between)
+    from .theory import GaussianMixture1D, best_kl_bound, best_tv_bound, mixture_mass_between
     x = np.asarray(samples, np.float64).ravel()
     mixture = GaussianMixture1D.symmetric(m)
     counts, _ = np.histogram(np.clip(x, HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)
@@ -123,8 +131,7 @@ def distribution_metrics(samples, m, lip=None):
         "sample_std": float(x.std()),
     }
     if lip is not None and m > 0:
-        p_left = min(max(out["mass_left"], 1.0 / x.size), 1 - 1.0 / x.size)
-        out["fig3_bound"] = float(mass_between_modes_bound(m, lip, p_left))
+        out["fig3_bound"] = figure3_bound(m, lip, out["mass_left"])
         out["best_tv_bound"] = best_tv_bound(x, mixture, lip).value
         out["best_kl_bound"] = best_kl_bound(x, mixture, lip).value
     return out

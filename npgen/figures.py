@@ -137,36 +137,33 @@ def figure4(path, histograms, m, lip_vs_L, balance_vs_L):
     save_figure(fig, path)
 
 
+def _lipschitz_panel(ax, tables, colors, xlabel, title=None):
+    """Mean +- std bands of Lip against ``xlabel``, one per entry of ``tables``, on a log axis."""
+    for label, table in tables.items():
+        _band(ax, table, label, colors[label])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Lipschitz constant")
+    ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7)
+
+
 def figure5(path, lip_vs_depth, lip_vs_epoch):
     """Figure 5: Lip against the number of layers (left) and against epochs (right)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for model, table in lip_vs_depth.items():
-        _band(left, table, model.upper(), MODEL_COLORS[model])
-    left.set_xlabel("number of layers")
-    left.set_ylabel("Lipschitz constant")
-    left.set_yscale("log")
-    left.legend(fontsize=7)
-    for model, table in lip_vs_epoch.items():
-        _band(right, table, model.upper(), MODEL_COLORS[model])
-    right.set_xlabel("epoch")
-    right.set_ylabel("Lipschitz constant")
-    right.set_yscale("log")
-    right.legend(fontsize=7)
+    colors = {model.upper(): MODEL_COLORS[model] for model in MODEL_COLORS}
+    _lipschitz_panel(left, {m.upper(): t for m, t in lip_vs_depth.items()}, colors, "number of layers")
+    _lipschitz_panel(right, {m.upper(): t for m, t in lip_vs_epoch.items()}, colors, "epoch")
     save_figure(fig, path)
 
 
 def figure6(path, lip_by_model_and_skip):
     """Figure 6: Lip against m for plain, resnet and densenet generators (VAE left, GAN right)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    styles = {"plain": "tab:gray", "resnet": "tab:red", "densenet": "tab:cyan"}
+    colors = {"plain": "tab:gray", "resnet": "tab:red", "densenet": "tab:cyan"}
     for ax, model in zip(axes, ("vae", "gan")):
-        for skip, table in lip_by_model_and_skip.get(model, {}).items():
-            _band(ax, table, skip, styles[skip])
-        ax.set_title(model.upper())
-        ax.set_xlabel("m")
-        ax.set_ylabel("Lipschitz constant")
-        ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        _lipschitz_panel(ax, lip_by_model_and_skip.get(model, {}), colors, "m", title=model.upper())
     save_figure(fig, path)
 
 

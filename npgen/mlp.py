@@ -296,27 +296,36 @@ class MLP:
         self._last = (ws, nodes, False)
         return ws.a[-1]
 
-    def _backward(self, grad_out, need_grad_in=True):
-        """Backward pass of the last ``_forward``; adds parameter gradients, returns dL/dx."""
+    def _backward(self, grad_out, need_grad_in=True, param_grads=True):
+        """Backward pass of the last ``_forward``; returns dL/dx.
+
+        Adds the parameter gradients to ``grads``, unless ``param_grads`` is False: then only
+        the gradient is passed through to the input (``need_grad_in`` must be True).
+        """
         ws, nodes, _ = self._last
         written = [False] * (self.n_layers + 1)
         grad_nodes = ws.grad_node
         for k in reversed(range(self.n_layers)):
             grad_a = grad_out if k == self.n_layers - 1 else grad_nodes[k + 1]
             need_x = k > 0 or need_grad_in
-            grad_W, accumulate = self._param_grad_targets(k)
             W = self.sn_weights[k] if self.spectral_norm else self.weights[k]
-            h = self._gather_cached(k, nodes, ws.h)
             sole = self._sole_input[k]
             grad_h = ws.grad_h[k] if sole is None else grad_nodes[sole]
-            self.backend.linear_backward(
-                h, W, ws.z[k], ws.a[k], grad_a, self.activation_codes[k], self.slope,
-                ws.grad_z[k], grad_W, self.bias_grads[k], grad_h,
-                accumulate, need_x)
-            self._finish_weight_grad(k)
+            if param_grads:
+                grad_W, accumulate = self._param_grad_targets(k)
+                self.backend.linear_backward(
+                    self._gather_cached(k, nodes, ws.h), W, ws.z[k], ws.a[k], grad_a,
+                    self.activation_codes[k], self.slope, ws.grad_z[k], grad_W,
+                    self.bias_grads[k], grad_h, accumulate, need_x)
+                self._finish_weight_grad(k)
+            else:
+                self.backend.linear_backward_input(
+                    W, ws.z[k], ws.a[k], grad_a, self.activation_codes[k], self.slope,
+                    ws.grad_z[k], grad_h)
             if need_x and sole is None:
                 self._scatter(k, grad_h, grad_nodes, written)
-        self._grads_fresh = False
+        if param_grads:
+            self._grads_fresh = False
         return grad_nodes[0] if need_grad_in else None
 
     def _gather_cached(self, k, nodes, buffers):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .checks import check_number
+from .checks import check_betas, check_number
 
 
 class Adam:
@@ -19,10 +19,7 @@ class Adam:
     def __init__(self, net, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         self.net = net
         self.lr = check_number("lr", lr, low=0, low_open=True)
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        self.beta1 = check_number("betas[0]", betas[0], low=0, high=1, high_open=True)
-        self.beta2 = check_number("betas[1]", betas[1], low=0, high=1, high_open=True)
+        self.beta1, self.beta2 = check_betas(betas)
         self.eps = check_number("eps", eps, low=0)
         self.m = np.zeros_like(net.params)
         self.v = np.zeros_like(net.params)

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from .checks import check_choice, check_matrix, check_number, dtype_of
+from .checks import check_betas, check_choice, check_matrix, check_number, dtype_of
 from .io import atomic_savez, atomic_write_json
 from .mlp import read_npz
 from .optim import Adam
@@ -84,10 +84,7 @@ class SGM:
         self.weighting = check_choice("weighting", weighting, WEIGHTINGS)
         self.sigmas = check_noise_levels(NOISE_LEVELS if sigmas is None else sigmas)
         self.lr = check_number("lr", lr, low=0, low_open=True)
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = tuple(check_number(f"betas[{i}]", b, low=0, high=1, high_open=True)
-                           for i, b in enumerate(betas))
+        self.betas = check_betas(betas)
         self.dtype = dtype_of(dtype)
         self.seed = check_number("seed", seed, low=0, integer=True)
         self.rng = np.random.default_rng(self.seed)

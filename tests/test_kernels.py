@@ -181,6 +181,9 @@ def test_linear_backward_matches_finite_differences(backend, name, shape):
                             False, True)
     for analytic, param in ((grad_W, W), (grad_b, b), (grad_x, x)):
         assert_matches_fd(analytic, numerical_gradient(loss, param))
+    input_only = np.empty_like(x)
+    backend.linear_backward_input(W, z, a, weights, kind, SLOPE, np.empty_like(z), input_only)
+    assert_matches_fd(input_only, numerical_gradient(loss, x))
 
 
 @pytest.mark.parametrize("shape", FD_SHAPES)
@@ -423,6 +426,9 @@ def _dense_layer_outputs(backend, inputs, kind):
         return {"grad_z": np.empty_like(z), "grad_dz": np.empty_like(z), "grad_W": grad_W0.copy(),
                 "grad_b": grad_b0.copy(), "grad_x": np.zeros_like(x), "grad_dx": np.zeros_like(x)}
 
+    grad_z, grad_x = np.empty_like(z), np.empty_like(x)
+    backend.linear_backward_input(W, z, a, grad_a, kind, SLOPE, grad_z, grad_x)
+    out.update({"backward_input grad_z": grad_z, "backward_input grad_x": grad_x})
     for flags in [(False, False), (False, True), (True, False), (True, True)]:
         g = fresh()
         backend.linear_backward(x, W, z, a, grad_a, kind, SLOPE, g["grad_z"], g["grad_W"],

@@ -96,6 +96,24 @@ def test_jvp_backward_matches_finite_differences(backend, skip, spectral_norm, a
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("skip", SKIPS)
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_input_only_backward_matches_full_backward(backend, skip, spectral_norm):
+    """param_grads=False passes the same dL/dx back and leaves the parameter gradients alone."""
+    rng = np.random.default_rng(6)
+    net = settled_eval_net(skip, "leaky_relu", spectral_norm, backend)
+    x, g = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    net.zero_grad()
+    net._forward(x)
+    full = net._backward(g).copy()
+    before = net.grads.copy()
+    net._forward(x)
+    passed = net._backward(g, param_grads=False)
+    np.testing.assert_allclose(passed, full, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(net.grads, before)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_gradients_accumulate_until_zero_grad(backend):
     rng = np.random.default_rng(3)
     net = small_net(backend=backend)

@@ -10,7 +10,7 @@ from scipy import stats
 
 from npgen.training import TrainingDiverged
 from npgen.vae import VAE, encoder_sizes
-from finite_differences import EPS, assert_matches_fd, central_difference
+from finite_differences import assert_matches_fd, central_difference
 
 
 def tiny_vae(**kwargs):

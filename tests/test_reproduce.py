@@ -1,0 +1,168 @@
+"""npgen.experiment, npgen.reproduce and npgen.report on a tiny study: runs on disk, figures
+drawn headless, the report, redrawing without training, and the CLI's one-sentence errors."""
+
+import json
+import os
+
+import matplotlib
+import numpy as np
+import pytest
+
+from npgen import cli, experiment, reproduce
+from npgen.sweep import config_key
+
+TINY_PRESET = {"epochs": 1, "batch_size": 500, "lr": 1e-3, "n_data": 2000, "n_samples": 2000}
+TINY_PLAN = reproduce.StudyPlan(m_values=(0, 5), seeds=(0, 1), gp_values=(5, 25), depths=(2, 3),
+                                gan_depths=(2, 3), arch_m_values=(5,), arch_seeds=(0,), fig4_seeds=(0,),
+                                fig4_m=5.0, fig5_m=5.0, histogram_m=5.0)
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """Register a 'tiny' preset: one epoch of 4 steps per run, 2000 samples."""
+    monkeypatch.setitem(experiment.PRESETS, "tiny", TINY_PRESET)
+    monkeypatch.setitem(reproduce.PLANS, "tiny", TINY_PLAN)
+    return "tiny"
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """One tiny reproduction of every figure, shared by the tests that read it."""
+    patch = pytest.MonkeyPatch()
+    patch.setitem(experiment.PRESETS, "tiny", TINY_PRESET)
+    patch.setitem(reproduce.PLANS, "tiny", TINY_PLAN)
+    out = tmp_path_factory.mktemp("study")
+    report = reproduce.reproduce("tiny", out=str(out), jobs=1, quiet=True)
+    yield out, report
+    patch.undo()
+
+
+def test_figures_are_drawn_headless():
+    import npgen.figures  # noqa: F401
+    assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_reproduce_writes_every_figure_and_the_report(tiny_study):
+    out, report = tiny_study
+    for name in reproduce.FIGURES:
+        assert (out / f"{name}.png").stat().st_size > 1000
+        assert (out / f"{name}.pdf").exists()
+    text = open(report, encoding="utf-8").read()
+    for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "grid estimate"):
+        assert title in text
+    assert text.count("**Paper's claim.**") == len(reproduce.FIGURES)
+    assert text.count("**Verdict:") == len(reproduce.FIGURES)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == len(reproduce.FIGURES)
+    assert "src='fig" not in page          # self-contained: no file references
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == set(reproduce.FIGURES)
+    assert summary["fig1"]["verdict"] == "held"
+
+
+def test_every_planned_run_is_on_disk_with_its_numbers(tiny_study, tiny):
+    out, _ = tiny_study
+    planned = {config_key(c): c for configs in reproduce.plan("tiny").values() for c in configs}
+    rows = reproduce.collect(list(planned.values()), str(out / "runs"))
+    assert len(rows) == len(planned)
+    for config, metrics, run_dir in rows:
+        assert os.path.exists(os.path.join(run_dir, "samples.npy"))
+        assert os.path.exists(os.path.join(run_dir, "histogram.png"))
+        assert 0 <= metrics["mass_between"] <= 1 and metrics["lipschitz"] > 0
+        # The paper's estimate is a lower estimate of the exact constant.
+        assert metrics["lipschitz_grid"] <= metrics["lipschitz"] * (1 + 1e-9)
+        if "fig3_bound" in metrics:       # Theorem 1 with the exact Lip, up to sampling error
+            assert metrics["mass_between"] >= metrics["fig3_bound"] - 4 * np.sqrt(0.25 / config["n_samples"])
+
+
+@pytest.mark.parametrize("p_left", [0.0, 1.0])
+def test_figure3_bound_is_zero_when_all_mass_is_on_one_side(p_left):
+    assert experiment.figure3_bound(2.0, 4.0, p_left) == 0.0
+
+
+def test_figure3_bound_matches_theorem1():
+    from scipy.stats import norm
+    m, lip, p = 5.0, 30.0, 0.47
+    assert experiment.figure3_bound(m, lip, p) == pytest.approx(norm.cdf(m / lip + norm.ppf(p)) - p, rel=1e-12)
+
+
+def test_figure_is_redrawn_without_training(tiny_study, tiny, monkeypatch):
+    out, _ = tiny_study
+    os.remove(out / "fig3.png")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("redrawing a figure must not train")
+    monkeypatch.setattr(experiment, "train_run", no_training)
+    monkeypatch.setattr(reproduce, "train_run", no_training)
+    assert cli.main(["figure", "3", "--from", str(out)]) == 0
+    assert (out / "fig3.png").exists()
+
+
+def test_reproduce_resumes_without_recomputing(tiny_study, tiny, monkeypatch):
+    out, _ = tiny_study
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("every run is already on disk")
+    monkeypatch.setattr(reproduce, "train_run", no_training)
+    reproduce.reproduce("tiny", out=str(out), jobs=1, quiet=True, only="fig3,fig6")
+
+
+def test_train_run_writes_a_run_directory(tmp_path, tiny):
+    out = tmp_path / "run"
+    config, metrics = experiment.train_command("gan", 4, "tiny", 3, str(out), gp_lipschitz=5.0)
+    for name in ("config.json", "metrics.json", "samples.npy", "histogram.png", "history.json"):
+        assert (out / name).exists()
+    assert json.loads((out / "config.json").read_text()) == config
+    assert np.load(out / "samples.npy").shape == (TINY_PRESET["n_samples"], 1)
+    for key in ("lipschitz", "lipschitz_grid", "mass_between", "true_mass_between", "fig3_bound",
+                "tv_estimate", "kl_estimate", "best_tv_bound", "best_kl_bound", "wall_seconds"):
+        assert key in metrics
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(model="flow", m=4), "model must be one of"),
+    (dict(model="gan", m=-1), "m must be"),
+    (dict(model="gan", m=4, preset="huge"), "preset must be one of"),
+    (dict(model="gan", m=4, colour="red"), "unknown run option 'colour'"),
+])
+def test_make_config_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        experiment.make_config(**kwargs)
+
+
+def test_cli_bounds_prints_the_table(capsys):
+    assert cli.main(["bounds", "--m", "10", "--lip", "25"]) == 0
+    table = capsys.readouterr().out
+    assert "Corollary 2" in table and "Corollary 6" in table and "Corollary 8" in table
+
+
+def test_cli_lipschitz_reports_the_exact_constant(tmp_path, capsys):
+    from npgen import MLP
+    path = tmp_path / "g.npz"
+    MLP([1, 16, 16, 1], seed=0).save(path)
+    assert cli.main(["lipschitz", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "exact" in text and "grid estimate" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bounds", "--m", "10", "--sigma", "-1"], "sigma"),
+    (["bounds", "--m", "10", "--lam", "1.5"], "lam"),
+    (["lipschitz", "missing.npz"], "no such file"),
+    (["figure", "3", "--from", "nowhere"], "not a folder written by npgen reproduce"),
+    (["figure", "9", "--from", "."], "figure number must be one of"),
+    (["train", "gan", "--m", "-2"], "m must be"),
+    (["reproduce", "--only", "fig9"], "--only entries must be one of"),
+])
+def test_cli_errors_are_one_sentence(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_cli_lipschitz_rejects_a_foreign_file(tmp_path, capsys):
+    path = tmp_path / "weights.npz"
+    np.savez(path, w=np.ones(3))
+    assert cli.main(["lipschitz", str(path)]) == 2
+    assert "not an npgen network" in capsys.readouterr().err
