@@ -53,8 +53,6 @@ def dense_flops(sizes, n, forward=True, weight_grads=True, input_grads=True, fir
 GENERATOR = (1, 128, 256, 1)
 DISCRIMINATOR = (1, 512, 256, 128, 1)
 ENCODER = (1, 256, 128, 2)          # the two heads 128 -> 1 counted as one 128 -> 2 layer
-SCORE_X_PATH = (1, 96)
-SCORE_TRUNK = ((160, 196), (260, 1))
 
 
 def gan_step_flops(n=BATCH):
@@ -73,9 +71,12 @@ def vae_step_flops(n=BATCH):
 
 
 def score_step_flops(n=BATCH):
-    x_path = dense_flops(SCORE_X_PATH, n)
-    trunk = sum(2 * n * i * o * 3 for i, o in SCORE_TRUNK)
-    return x_path + trunk
+    """One sigma per batch: the embedding's 64 columns of the 160- and 260-wide inputs are the
+    same for every row, so per row the products are 1 -> 96, 96 -> 196 and 196 -> 1 (forward,
+    weight gradients, and input gradients past the first layer); the embedding path runs once."""
+    per_row = dense_flops((1, 96, 196, 1), n)
+    once = dense_flops((16, 32, 64), 1) + 2 * 3 * (64 * 196 + 64)
+    return per_row + once
 
 
 # --------------------------------------------------------------------------- npgen steps
@@ -244,6 +245,7 @@ def npgen_quick_run(model_name):
 def npgen_langevin():
     """Annealed Langevin, 50 000 samples x 10 levels x 100 steps, the paper's step rule."""
     model = npgen.SGM(seed=0)
+    model.fit(two_gaussians(5.0, n=50000, seed=0), epochs=1, quiet=True)  # sets the standardization
     return lambda: model.sample(50000, seed=0, quiet=True)
 
 
@@ -254,14 +256,11 @@ def lipschitz_workloads():
     from npgen.score import ScoreNetwork
     generator = npgen.MLP([1, 128, 256, 1], seed=0)
     score_layers = ScoreNetwork(seed=0).layers_at(1.0)
-    return {
-        "lip_generator": ("Lipschitz of G 1-128-256-1", None, {
-            "exact": lambda: exact_lipschitz_1d(generator).constant,
-            "grid": lambda: paper_grid_estimate(generator)}),
-        "lip_score": ("Lipschitz of the score network in x at sigma = 1", None, {
-            "exact": lambda: exact_lipschitz_1d(score_layers).constant,
-            "grid": lambda: paper_grid_estimate(score_layers)}),
-    }
+    def estimators(net):
+        return {"exact": lambda: (lambda: exact_lipschitz_1d(net).constant),
+                "grid": lambda: (lambda: paper_grid_estimate(net))}
+    return {"lip_generator": ("Lipschitz of G 1-128-256-1", None, estimators(generator)),
+            "lip_score": ("Lipschitz of the score network in x at sigma = 1", None, estimators(score_layers))}
 
 
 def workloads():
@@ -339,6 +338,7 @@ def run(only, repeats):
             continue
         results = {}
         for name, make in impls.items():
+            print(f"timing {key} [{name}]", file=sys.stderr, flush=True)
             fn = make()
             value = fn() if key.startswith("lip_") else None
             if key.endswith("_quick_run") or key == "langevin":
@@ -381,7 +381,8 @@ def _machine():
 
 def format_table(result):
     def cell(value, fmt):
-        return "-" if value is None else format(value, fmt)
+        width = int(fmt.split(".")[0] or 0)
+        return f"{'-':>{width}}" if value is None else format(value, fmt)
     lines = [f"sgemm peak (float32 numpy matmul 2048^3, 1 thread): {result['sgemm_peak_gflops']:.1f} GFLOP/s",
              "", f"{'workload':<14} {'impl':<6} {'ms':>11} {'GFLOP/s':>8} {'% peak':>7} {'vs torch':>9}  value"]
     for r in result["rows"]:
@@ -392,10 +393,64 @@ def format_table(result):
     return "\n".join(lines)
 
 
+def profile_steps(steps=30):
+    """Where the time of a training step goes: every kernel call timed, by kernel, in ms per step.
+    The remainder is Python: the models' and networks' own code between kernel calls."""
+    from collections import defaultdict
+
+    import kernels
+    backend = kernels.get_backend("cpu")
+    totals = defaultdict(float)
+    originals = {}
+    for name in backend.__all__:
+        fn = getattr(backend, name)
+        if not callable(fn):
+            continue
+        originals[name] = fn
+
+        def timed(*args, _fn=fn, _name=name):
+            start = time.perf_counter()
+            out = _fn(*args)
+            totals[_name] += time.perf_counter() - start
+            return out
+        setattr(backend, name, timed)
+    report = {}
+    try:
+        for model in ("gan", "vae"):
+            step = npgen_step(model, "cpu")
+            for _ in range(3):
+                step()
+            totals.clear()
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            wall = (time.perf_counter() - start) / steps
+            kernels_ms = {k: 1e3 * v / steps for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+            report[model] = {"step_ms": 1e3 * wall, "kernels_ms": kernels_ms,
+                             "python_ms": 1e3 * wall - sum(kernels_ms.values())}
+    finally:
+        for name, fn in originals.items():
+            setattr(backend, name, fn)
+    return report
+
+
+def format_profile(report):
+    lines = []
+    for model, r in report.items():
+        lines.append(f"{model}_step: {r['step_ms']:.2f} ms per step")
+        for name, ms in r["kernels_ms"].items():
+            lines.append(f"  {name:<24} {ms:8.3f} ms  {100 * ms / r['step_ms']:5.1f}%")
+        lines.append(f"  {'python (between kernels)':<24} {r['python_ms']:8.3f} ms  "
+                     f"{100 * r['python_ms'] / r['step_ms']:5.1f}%")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="write the table as JSON to this path")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of the table: the GAN and VAE steps' time by kernel")
     names = sorted(workloads()) + ["lip_generator", "lip_score"]
     parser.add_argument("--only", default="", help=f"comma-separated subset of {names}")
     args = parser.parse_args(argv)
@@ -403,6 +458,9 @@ def main(argv=None):
     unknown = only - set(names)
     if unknown:
         parser.error(f"--only must name workloads among {names}, got {sorted(unknown)}")
+    if args.profile:
+        print(format_profile(profile_steps()))
+        return
     result = run(only, args.repeats)
     print(format_table(result))
     if args.json:
