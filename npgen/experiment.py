@@ -12,7 +12,6 @@ nu = 1/2 N(-m, 1) + 1/2 N(m, 1), draws samples from it, and measures what Sectio
 ``train_run(config, run_dir)`` is both what ``npgen train`` calls and the function a sweep runs.
 """
 
-import json
 import os
 import time
 
@@ -186,8 +185,3 @@ def summarize_metrics(metrics):
             "tv_estimate", "kl_estimate", "best_tv_bound", "best_kl_bound", "wall_seconds"]
     return "\n".join(f"{k:>18}: {metrics[k]:.6g}" for k in keys if k in metrics)
 
-
-def load_metrics(run_dir):
-    """Read ``run_dir/metrics.json``."""
-    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as handle:
-        return json.load(handle)

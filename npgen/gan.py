@@ -22,13 +22,12 @@ code (``REFERENCE.md``, "Univariate setting"):
   Adam, lr 1e-4, betas (0.9, 0.999), for both networks.
 """
 
-import json
 import os
 
 import numpy as np
 
 from .checks import check_betas, check_choice, check_matrix, check_number, dtype_of
-from .io import atomic_write_json
+from .io import atomic_write_json, read_model_meta
 from .mlp import MLP, SKIP_STYLES, read_npz
 from .optim import Adam
 from .training import fit_loop
@@ -204,18 +203,11 @@ class PushForwardModel:
     @classmethod
     def load(cls, path_dir, backend=None):
         """Read a model written by :meth:`save`."""
-        config_path = os.path.join(os.fspath(path_dir), "config.json")
+        meta = read_model_meta(path_dir, cls.__name__)
         try:
-            with open(config_path, encoding="utf-8") as handle:
-                meta = json.load(handle)
-            if meta["model"] != cls.__name__:
-                raise ValueError(f"{path_dir} holds a saved {meta['model']}, not a {cls.__name__}")
             model = cls(**meta["config"], backend=backend)
-        except FileNotFoundError:
-            raise ValueError(f"{path_dir} has no config.json: it is not a saved npgen"
-                             " model") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ValueError(f"{config_path} is corrupt ({type(err).__name__}: {err})") from None
+        except TypeError as err:
+            raise ValueError(f"{path_dir}/config.json is corrupt ({err})") from None
         for name, net in model.networks().items():
             net.load_state_dict(read_npz(os.path.join(os.fspath(path_dir), f"{name}.npz")))
         return model

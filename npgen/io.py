@@ -54,3 +54,24 @@ def atomic_write_text(path, text):
 def atomic_write_json(path, obj):
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_model_meta(path_dir, model_name):
+    """Read ``path_dir/config.json`` of a saved npgen model and check it holds ``model_name``.
+
+    Returns the parsed dict (with at least "model" and "config"). Raises ValueError with one
+    sentence when the folder holds no saved model, another model, or a corrupt file.
+    """
+    config_path = os.path.join(os.fspath(path_dir), "config.json")
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            meta = json.load(handle)
+        saved = meta["model"]
+        meta["config"]
+    except FileNotFoundError:
+        raise ValueError(f"{path_dir} has no config.json: it is not a saved npgen model") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{config_path} is corrupt ({type(err).__name__}: {err})") from None
+    if saved != model_name:
+        raise ValueError(f"{path_dir} holds a saved {saved}, not a {model_name}")
+    return meta

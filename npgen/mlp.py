@@ -189,12 +189,13 @@ class MLP:
         return self.params.size
 
     def effective_weight(self, k):
-        """The weight layer k applies in evaluation mode: W_k, or W_k / (u . W_k v) with spectral norm."""
-        W = self.weights[k]
+        """The weight layer k applies in evaluation mode, in float64: W_k, or W_k / (u . W_k v)
+        with spectral norm."""
+        W = self.weights[k].astype(np.float64)
         if not self.spectral_norm:
-            return W.copy()
+            return W
         u, v = self.sn_u[k].astype(np.float64), self.sn_v[k].astype(np.float64)
-        return (W / float(u @ (W.astype(np.float64) @ v))).astype(self.dtype)
+        return W / float(u @ (W @ v))
 
     def zero_grad(self):
         """Set the parameter gradients to zero; the next backward writes instead of adding."""

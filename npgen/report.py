@@ -9,7 +9,6 @@ judgement call, so that a run that does not show the claim says so.
 
 import base64
 import html
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -388,7 +387,3 @@ def write_report(out, preset, names, runs):
                  "rows": s.rows, "checks": [[t, h] for t, h in s.checks]} for s in sections})
     return os.path.join(out, "report.md")
 
-
-def load_summary(out):
-    with open(os.path.join(out, "summary.json"), encoding="utf-8") as handle:
-        return json.load(handle)

@@ -21,13 +21,12 @@ The settings are the published code's (``REFERENCE.md``, "Univariate setting"):
   formula for E[clean | noisy]).
 """
 
-import json
 import os
 
 import numpy as np
 
 from .checks import check_betas, check_choice, check_matrix, check_number, dtype_of
-from .io import atomic_savez, atomic_write_json
+from .io import atomic_savez, atomic_write_json, read_model_meta
 from .mlp import read_npz
 from .optim import Adam
 from .progress import Progress
@@ -224,19 +223,12 @@ class SGM:
     @classmethod
     def load(cls, path_dir, backend=None):
         """Read a model written by :meth:`save`."""
-        config_path = os.path.join(os.fspath(path_dir), "config.json")
+        meta = read_model_meta(path_dir, "SGM")
         try:
-            with open(config_path, encoding="utf-8") as handle:
-                meta = json.load(handle)
-            if meta["model"] != "SGM":
-                raise ValueError(f"{path_dir} holds a saved {meta['model']}, not an SGM")
             model = cls(**meta["config"], backend=backend)
-            standardization = meta["standardization"]
-            mean, std = standardization["mean"], standardization["std"]
-        except FileNotFoundError:
-            raise ValueError(f"{path_dir} has no config.json: it is not a saved npgen model") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ValueError(f"{config_path} is corrupt ({type(err).__name__}: {err})") from None
+            mean, std = meta["standardization"]["mean"], meta["standardization"]["std"]
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{path_dir}/config.json is corrupt ({type(err).__name__}: {err})") from None
         if mean is not None:
             model.mean = check_number("standardization mean", mean)
             model.std = check_number("standardization std", std, low=0, low_open=True)
