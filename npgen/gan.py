@@ -117,6 +117,13 @@ class PushForwardModel:
         self.dtype = dtype_of(dtype)
         self.seed = check_number("seed", seed, low=0, integer=True)
         self.rng = np.random.default_rng(self.seed)
+        self._buffers_by_size = {}
+
+    def _buffers(self, n):
+        """The step's arrays for batch size n (``buffer_type(model, n)``), allocated once."""
+        if n not in self._buffers_by_size:
+            self._buffers_by_size[n] = self.buffer_type(self, n)
+        return self._buffers_by_size[n]
 
     def _network_seed(self):
         """A seed for one network's initialization, drawn from the model's stream."""
@@ -277,6 +284,8 @@ class GAN(PushForwardModel):
     In the generator step D also runs one power iteration, as in the published code.
     """
 
+    buffer_type = _GANBuffers
+
     def __init__(self, latent_dim=1, data_dim=1, n_layers=3, skip="plain", base_width=128,
                  sn_generator=False, gp_lipschitz=None, loss="bce", discriminator_first=False,
                  lr=1e-4, betas=(0.9, 0.999), dtype="float32", seed=0, backend=None):
@@ -302,7 +311,6 @@ class GAN(PushForwardModel):
         self.backend = self.generator.backend
         self.generator_optimizer = self._optimizer(self.generator)
         self.discriminator_optimizer = self._optimizer(self.discriminator)
-        self._buffers_by_size = {}
 
     def config(self):
         return dict(super().config(), sn_generator=self.sn_generator,
@@ -316,11 +324,6 @@ class GAN(PushForwardModel):
     def push_forward_network(self):
         return self.generator
 
-    def _buffers(self, n):
-        buffers = self._buffers_by_size.get(n)
-        if buffers is None:
-            buffers = self._buffers_by_size[n] = _GANBuffers(self, n)
-        return buffers
 
     # ----------------------------------------------------------------- losses and gradients
 

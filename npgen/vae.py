@@ -77,6 +77,8 @@ class VAE(PushForwardModel):
         The fixed variance c of x | z (0.1).
     """
 
+    buffer_type = _VAEBuffers
+
     def __init__(self, latent_dim=1, data_dim=1, n_layers=3, skip="plain", base_width=128,
                  kl="correct", decoder_variance=0.1, lr=1e-4, betas=(0.9, 0.999),
                  dtype="float32", seed=0, backend=None):
@@ -93,7 +95,6 @@ class VAE(PushForwardModel):
             self.dtype, self._network_seed(), backend)
         self.encoder_optimizer = self._optimizer(self.encoder)
         self.decoder_optimizer = self._optimizer(self.decoder)
-        self._buffers_by_size = {}
 
     def config(self):
         return dict(super().config(), kl=self.kl, decoder_variance=self.decoder_variance)
@@ -105,11 +106,6 @@ class VAE(PushForwardModel):
     def push_forward_network(self):
         return self.decoder
 
-    def _buffers(self, n):
-        buffers = self._buffers_by_size.get(n)
-        if buffers is None:
-            buffers = self._buffers_by_size[n] = _VAEBuffers(self, n)
-        return buffers
 
     def negative_elbo_gradient(self, x, eps):
         """The batch loss L (module doc) for data x (B, d) and noise eps (B, p); writes
