@@ -22,8 +22,6 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import npgen  # noqa: E402
 from npgen.data import two_gaussians  # noqa: E402
 
@@ -398,7 +396,7 @@ def profile_steps(steps=30):
     The remainder is Python: the models' and networks' own code between kernel calls."""
     from collections import defaultdict
 
-    import kernels
+    from npgen import kernels
     backend = kernels.get_backend("cpu")
     totals = defaultdict(float)
     originals = {}

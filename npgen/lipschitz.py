@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-import kernels
+from . import kernels
 
 from .mlp import MLP, segment_width
 

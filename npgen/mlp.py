@@ -24,7 +24,7 @@ import zipfile
 
 import numpy as np
 
-import kernels
+from . import kernels
 
 from .checks import check_choice, check_matrix, check_number, dtype_of
 

@@ -30,7 +30,7 @@ and dL/de is then backpropagated through the two embedding layers.
 
 import numpy as np
 
-import kernels
+from . import kernels
 
 from .checks import check_matrix, check_number, dtype_of
 from .lipschitz import AffineLayer

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kernels
+from npgen import kernels
 from finite_differences import EPS, assert_matches_fd, central_difference
-from kernels import numpy_ref
+from npgen.kernels import numpy_ref
 
 BACKENDS = ["numpy", "cpu"]
 ACTIVATIONS = sorted(kernels.ACTIVATIONS)
@@ -576,7 +576,7 @@ def test_mismatched_shapes_raise(backend):
 _ALLOCATION_PROBE = textwrap.dedent("""
     import numpy as np
     from numba.core.runtime import rtsys
-    from kernels import cpu
+    from npgen.kernels import cpu
 
     def allocations(kernel, *args):
         kernel(*args)
@@ -616,7 +616,7 @@ def test_cpu_kernels_allocate_nothing(cpu):
     cache that the ``cpu`` fixture filled), no kernel allocates beyond argument passing."""
     env = dict(os.environ, NUMBA_NRT_STATS="1")
     result = subprocess.run([sys.executable, "-c", _ALLOCATION_PROBE], env=env,
-                            cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                            cwd=Path(__file__).resolve().parent, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr
 

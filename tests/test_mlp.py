@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-import kernels
+from npgen import kernels
 from npgen import MLP, Adam
 from finite_differences import EPS, assert_matches_fd, central_difference
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import kernels
-from kernels import cpu, numpy_ref
+from npgen import kernels
+from npgen.kernels import cpu, numpy_ref
 from npgen.score import ScoreNetwork, sinusoidal_features
 from npgen.sgm import NOISE_LEVELS, SGM
 from finite_differences import assert_matches_fd, central_difference
