@@ -228,7 +228,7 @@ def torch_run(make_step, steps):
     return run
 
 
-QUICK = {"epochs": 10, "batch_size": 250, "lr": 1e-3}   # npgen.experiment.PRESETS["quick"]
+QUICK = {"epochs": 10, "batch_size": 250, "lr": 1e-3}   # npgen.study.runs.PRESETS["quick"]
 QUICK_STEPS = QUICK["epochs"] * (50000 // QUICK["batch_size"])
 
 
@@ -250,8 +250,8 @@ def npgen_langevin():
 def lipschitz_workloads():
     """Exact Lipschitz constant against the paper's grid estimate, for a paper-size generator
     (1-128-256-1) and the score network at sigma = 1, both at initialization."""
-    from npgen.lipschitz import exact_lipschitz_1d, paper_grid_estimate
-    from npgen.score import ScoreNetwork
+    from npgen.analysis.lipschitz import exact_lipschitz_1d, paper_grid_estimate
+    from npgen.nn.score import ScoreNetwork
     generator = npgen.MLP([1, 128, 256, 1], seed=0)
     score_layers = ScoreNetwork(seed=0).layers_at(1.0)
     def estimators(net):
@@ -462,7 +462,7 @@ def main(argv=None):
     result = run(only, args.repeats)
     print(format_table(result))
     if args.json:
-        from npgen.io import atomic_write_json
+        from npgen.util.io import atomic_write_json
         atomic_write_json(args.json, result)
 
 

@@ -4,22 +4,21 @@ A reimplementation of "Can Push-forward Generative Models Fit Multimodal Distrib
 (Salmona, De Bortoli, Delon, Desolneux, NeurIPS 2022) with hand-written networks, so that
 Lipschitz constants can be computed exactly from the weights.
 
-npgen's matrix products are small (widths of a few hundred), where several BLAS threads per
-process cost more than they bring; parallel work runs as processes instead (``--jobs``). So,
-unless the environment already says otherwise, npgen asks for one BLAS thread; this takes
-effect only when npgen is imported before numpy.
+The package is layered; each layer imports only the ones before it:
+
+``npgen.kernels``   array kernels: the plain-numpy reference and the numba backend
+``npgen.util``      argument checks, atomic file io, progress lines, one BLAS thread
+``npgen.data``      the data sets
+``npgen.nn``        MLP, score network, their wiring, Adam          (kernels <- nn)
+``npgen.models``    GAN, VAE, SGM                                    (nn <- models)
+``npgen.analysis``  exact Lipschitz constants, the paper's theory    (nn <- analysis)
+``npgen.study``     presets, runs, sweeps, figures, the report       (models, analysis <- study)
+``npgen.cli``       the ``npgen`` command
 """
 
-import os
+from .analysis import lipschitz, theory
+from .models import GAN, SGM, VAE
+from .nn import MLP, Adam, ScoreNetwork
 
-for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
-
-from .gan import GAN  # noqa: E402
-from .mlp import MLP  # noqa: E402
-from .optim import Adam  # noqa: E402
-from .sgm import SGM  # noqa: E402
-from .vae import VAE  # noqa: E402
-
-__all__ = ["MLP", "Adam", "GAN", "VAE", "SGM"]
+__all__ = ["MLP", "Adam", "ScoreNetwork", "GAN", "VAE", "SGM", "lipschitz", "theory"]
 __version__ = "0.1.0"

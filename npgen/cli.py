@@ -17,19 +17,21 @@ import argparse
 import os
 import sys
 
+from .analysis.lipschitz import lipschitz_report
+from .analysis.theory import bounds_table, format_bounds_table
+from .study.reproduce import redraw_figure, reproduce
+from .study.runs import summarize_metrics, train_command
+
 
 def _cmd_lipschitz(args):
-    from .lipschitz import lipschitz_report
     print(lipschitz_report(args.weights))
 
 
 def _cmd_bounds(args):
-    from .theory import bounds_table, format_bounds_table
     print(format_bounds_table(bounds_table(args.m, sigma=args.sigma, lip=args.lip, lam=args.lam)))
 
 
 def _cmd_train(args):
-    from .experiment import summarize_metrics, train_command
     out = args.out or f"npgen-run-{args.model}-m{args.m:g}-seed{args.seed}"
     _, metrics = train_command(args.model, args.m, args.preset, args.seed, out,
                                gp_lipschitz=args.gp, sn_generator=args.sn_generator,
@@ -40,13 +42,11 @@ def _cmd_train(args):
 
 
 def _cmd_reproduce(args):
-    from .reproduce import reproduce
     report = reproduce(preset=args.preset, only=args.only, jobs=args.jobs, out=args.out)
     print(f"wrote {report} and {report[:-3]}.html")
 
 
 def _cmd_figure(args):
-    from .reproduce import redraw_figure
     print(f"wrote {redraw_figure(args.number, args.source)}")
 
 

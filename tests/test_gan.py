@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from npgen.gan import GAN, discriminator_sizes, generator_sizes
-from npgen.training import TrainingDiverged
+from npgen.models.gan import GAN, discriminator_sizes
+from npgen.models.push_forward import generator_sizes
+from npgen.models.training import TrainingDiverged
 from finite_differences import EPS, assert_matches_fd, central_difference
 
 

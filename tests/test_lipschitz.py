@@ -1,4 +1,4 @@
-"""npgen.lipschitz: hand-built networks with known constants, brute force on fine grids,
+"""npgen.analysis.lipschitz: hand-built networks with known constants, brute force on fine grids,
 the paper's grid estimate, certified enclosures, bounds in dimension > 1 and the report."""
 
 import time
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from npgen import MLP
-from npgen.lipschitz import (AffineLayer, certified_lipschitz_1d, exact_lipschitz_1d,
+from npgen.analysis.lipschitz import (AffineLayer, certified_lipschitz_1d, exact_lipschitz_1d,
                              interval_jacobian_upper_bound, layers_of, lipschitz_bounds,
                              lipschitz_report, paper_grid_estimate, product_upper_bound,
                              split_slope_upper_bound)

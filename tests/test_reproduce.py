@@ -1,4 +1,4 @@
-"""npgen.experiment, npgen.reproduce and npgen.report on a tiny study: runs on disk, figures
+"""npgen.study (runs, plans, reproduce, report) on a tiny study: runs on disk, figures
 drawn headless, the report, redrawing without training, and the CLI's one-sentence errors."""
 
 import json
@@ -8,11 +8,12 @@ import matplotlib
 import numpy as np
 import pytest
 
-from npgen import cli, experiment, reproduce
-from npgen.sweep import config_key
+from npgen import cli
+from npgen.study import plans, reproduce, runs
+from npgen.study.sweep import config_key
 
 TINY_PRESET = {"epochs": 1, "batch_size": 500, "lr": 1e-3, "n_data": 2000, "n_samples": 2000}
-TINY_PLAN = reproduce.StudyPlan(m_values=(0, 5), seeds=(0, 1), gp_values=(5, 25), depths=(2, 3),
+TINY_PLAN = plans.StudyPlan(m_values=(0, 5), seeds=(0, 1), gp_values=(5, 25), depths=(2, 3),
                                 gan_depths=(2, 3), arch_m_values=(5,), arch_seeds=(0,), fig4_seeds=(0,),
                                 fig4_m=5.0, fig5_m=5.0, histogram_m=5.0)
 
@@ -20,8 +21,8 @@ TINY_PLAN = reproduce.StudyPlan(m_values=(0, 5), seeds=(0, 1), gp_values=(5, 25)
 @pytest.fixture
 def tiny(monkeypatch):
     """Register a 'tiny' preset: one epoch of 4 steps per run, 2000 samples."""
-    monkeypatch.setitem(experiment.PRESETS, "tiny", TINY_PRESET)
-    monkeypatch.setitem(reproduce.PLANS, "tiny", TINY_PLAN)
+    monkeypatch.setitem(runs.PRESETS, "tiny", TINY_PRESET)
+    monkeypatch.setitem(plans.PLANS, "tiny", TINY_PLAN)
     return "tiny"
 
 
@@ -29,8 +30,8 @@ def tiny(monkeypatch):
 def tiny_study(tmp_path_factory):
     """One tiny reproduction of every figure, shared by the tests that read it."""
     patch = pytest.MonkeyPatch()
-    patch.setitem(experiment.PRESETS, "tiny", TINY_PRESET)
-    patch.setitem(reproduce.PLANS, "tiny", TINY_PLAN)
+    patch.setitem(runs.PRESETS, "tiny", TINY_PRESET)
+    patch.setitem(plans.PLANS, "tiny", TINY_PLAN)
     out = tmp_path_factory.mktemp("study")
     report = reproduce.reproduce("tiny", out=str(out), jobs=1, quiet=True)
     yield out, report
@@ -38,32 +39,32 @@ def tiny_study(tmp_path_factory):
 
 
 def test_figures_are_drawn_headless():
-    import npgen.figures  # noqa: F401
+    import npgen.study.figures  # noqa: F401
     assert matplotlib.get_backend().lower() == "agg"
 
 
 def test_reproduce_writes_every_figure_and_the_report(tiny_study):
     out, report = tiny_study
-    for name in reproduce.FIGURES:
+    for name in plans.FIGURES:
         assert (out / f"{name}.png").stat().st_size > 1000
         assert (out / f"{name}.pdf").exists()
     text = open(report, encoding="utf-8").read()
     for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "grid estimate"):
         assert title in text
-    assert text.count("**Paper's claim.**") == len(reproduce.FIGURES)
-    assert text.count("**Verdict:") == len(reproduce.FIGURES)
+    assert text.count("**Paper's claim.**") == len(plans.FIGURES)
+    assert text.count("**Verdict:") == len(plans.FIGURES)
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") == len(reproduce.FIGURES)
+    assert page.count("data:image/png;base64,") == len(plans.FIGURES)
     assert "src='fig" not in page          # self-contained: no file references
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == set(reproduce.FIGURES)
+    assert set(summary) == set(plans.FIGURES)
     assert summary["fig1"]["verdict"] == "held"
 
 
 def test_every_planned_run_is_on_disk_with_its_numbers(tiny_study, tiny):
     out, _ = tiny_study
-    planned = {config_key(c): c for configs in reproduce.plan("tiny").values() for c in configs}
-    rows = reproduce.collect(list(planned.values()), str(out / "runs"))
+    planned = {config_key(c): c for configs in plans.plan("tiny").values() for c in configs}
+    rows = plans.collect(list(planned.values()), str(out / "runs"))
     assert len(rows) == len(planned)
     for config, metrics, run_dir in rows:
         assert os.path.exists(os.path.join(run_dir, "samples.npy"))
@@ -77,13 +78,13 @@ def test_every_planned_run_is_on_disk_with_its_numbers(tiny_study, tiny):
 
 @pytest.mark.parametrize("p_left", [0.0, 1.0])
 def test_figure3_bound_is_zero_when_all_mass_is_on_one_side(p_left):
-    assert experiment.figure3_bound(2.0, 4.0, p_left) == 0.0
+    assert runs.figure3_bound(2.0, 4.0, p_left) == 0.0
 
 
 def test_figure3_bound_matches_theorem1():
     from scipy.stats import norm
     m, lip, p = 5.0, 30.0, 0.47
-    assert experiment.figure3_bound(m, lip, p) == pytest.approx(norm.cdf(m / lip + norm.ppf(p)) - p, rel=1e-12)
+    assert runs.figure3_bound(m, lip, p) == pytest.approx(norm.cdf(m / lip + norm.ppf(p)) - p, rel=1e-12)
 
 
 def test_figure_is_redrawn_without_training(tiny_study, tiny, monkeypatch):
@@ -92,7 +93,7 @@ def test_figure_is_redrawn_without_training(tiny_study, tiny, monkeypatch):
 
     def no_training(*args, **kwargs):
         raise AssertionError("redrawing a figure must not train")
-    monkeypatch.setattr(experiment, "train_run", no_training)
+    monkeypatch.setattr(runs, "train_run", no_training)
     monkeypatch.setattr(reproduce, "train_run", no_training)
     assert cli.main(["figure", "3", "--from", str(out)]) == 0
     assert (out / "fig3.png").exists()
@@ -109,7 +110,7 @@ def test_reproduce_resumes_without_recomputing(tiny_study, tiny, monkeypatch):
 
 def test_train_run_writes_a_run_directory(tmp_path, tiny):
     out = tmp_path / "run"
-    config, metrics = experiment.train_command("gan", 4, "tiny", 3, str(out), gp_lipschitz=5.0)
+    config, metrics = runs.train_command("gan", 4, "tiny", 3, str(out), gp_lipschitz=5.0)
     for name in ("config.json", "metrics.json", "samples.npy", "histogram.png", "history.json"):
         assert (out / name).exists()
     assert json.loads((out / "config.json").read_text()) == config
@@ -127,7 +128,7 @@ def test_train_run_writes_a_run_directory(tmp_path, tiny):
 ])
 def test_make_config_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        experiment.make_config(**kwargs)
+        runs.make_config(**kwargs)
 
 
 def test_cli_bounds_prints_the_table(capsys):

@@ -1,4 +1,4 @@
-"""npgen.score and npgen.sgm: the score network's gradients against central finite differences,
+"""npgen.nn.score and npgen.models.sgm: the score network's gradients against central finite differences,
 its fixed-sigma chain, the Langevin kernels against each other and against a known score,
 learning a Gaussian, persistence and the errors a user sees."""
 
@@ -11,8 +11,8 @@ from scipy import stats
 
 from npgen import kernels
 from npgen.kernels import cpu, numpy_ref
-from npgen.score import ScoreNetwork, sinusoidal_features
-from npgen.sgm import NOISE_LEVELS, SGM
+from npgen.nn.score import ScoreNetwork, sinusoidal_features
+from npgen.models.sgm import NOISE_LEVELS, SGM
 from finite_differences import assert_matches_fd, central_difference
 
 BACKENDS = sorted(kernels.BACKENDS)

@@ -1,4 +1,4 @@
-"""npgen.sweep: resuming after kill -9, corrupt runs redone, parallel and custom executors,
+"""npgen.study.sweep: resuming after kill -9, corrupt runs redone, parallel and custom executors,
 failed and interrupted runs, configuration keys."""
 
 import collections
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import npgen
-from npgen import sweep
-from npgen.sweep import (config_key, find_run_dir, load_results, run_name, run_sweep,
+from npgen.study import sweep
+from npgen.study.sweep import (config_key, find_run_dir, load_results, run_name, run_sweep,
                          sweep_status)
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -87,7 +87,7 @@ def start_sweep_process(configs, out, held, jobs=1):
         import json, signal, sys
         signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.path[:0] = [{TESTS_DIR!r}, {NPGEN_PARENT!r}]
-        from npgen.sweep import run_sweep
+        from npgen.study.sweep import run_sweep
         from test_sweep import toy_run
         if __name__ == "__main__":
             run_sweep(json.loads({json.dumps(configs)!r}), toy_run, {str(out)!r}, jobs={jobs})

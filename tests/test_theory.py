@@ -1,4 +1,4 @@
-"""Evidence that the bounds of npgen.theory are true lower bounds.
+"""Evidence that the bounds of npgen.analysis.theory are true lower bounds.
 
 The ground truth comes from explicit Lipschitz maps g(z) = a z + b tanh(c (z - s)), a > 0,
 b >= 0, whose push-forward of N(0, 1) is known exactly: g is increasing with

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from npgen.training import TrainingDiverged
-from npgen.vae import VAE, encoder_sizes
+from npgen.models.training import TrainingDiverged
+from npgen.models.vae import VAE, encoder_sizes
 from finite_differences import assert_matches_fd, central_difference
 
 

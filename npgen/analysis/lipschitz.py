@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import kernels
-
-from .mlp import MLP, segment_width
+from .. import kernels
+from ..nn.layers import AffineLayer, segment_width
+from ..nn.mlp import MLP
 
 PIECEWISE_LINEAR = ("identity", "relu", "leaky_relu")
 
@@ -37,26 +37,6 @@ PIECEWISE_LINEAR = ("identity", "relu", "leaky_relu")
 MERGE_RTOL = 1e-12
 #: Adjacent pieces whose slopes agree to this relative precision are one piece.
 SLOPE_RTOL = 1e-9
-
-
-@dataclass(frozen=True)
-class AffineLayer:
-    """One layer ``a = act(W h + b)`` of a network seen as a function of its input alone.
-
-    ``inputs`` lists the segments that build h from earlier nodes (node 0 is the network input,
-    node k+1 the output of layer k), as :func:`npgen.mlp.layer_segments` does: segments are laid
-    side by side and each is the sum of the nodes it names, ``s = sum_j P_j a_j``. A segment is
-    as wide as its widest node (:func:`npgen.mlp.segment_width`); P_j zero-pads a narrower node
-    into the segment's leading columns (the parameter-free shortcut of a widening resnet layer),
-    so ``weight`` has as many columns as the segment widths add up to. Inputs held fixed (the
-    noise-level embedding of a score network) are folded into ``bias``.
-    """
-
-    weight: np.ndarray
-    bias: np.ndarray
-    activation: str
-    slope: float
-    inputs: tuple
 
 
 # --------------------------------------------------------------------------- the layers
@@ -115,7 +95,7 @@ def _node_widths(layers):
 def _segment_spans(inputs, widths):
     """Columns [start, stop) of each segment of a layer input, given the node widths.
 
-    Segments lie side by side, each as wide as its widest node (:func:`npgen.mlp.segment_width`);
+    Segments lie side by side, each as wide as its widest node (:func:`npgen.nn.layers.segment_width`);
     node j of a segment occupies its leading columns start .. start + widths[j].
     """
     spans, start = [], 0

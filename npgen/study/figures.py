@@ -8,15 +8,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..analysis.theory import GaussianMixture1D, isoperimetric_profile  # noqa: E402
+
 #: Colours of the paper's Figure 2: data in blue, VAE orange, GAN green, SGM purple.
 MODEL_COLORS = {"data": "tab:blue", "vae": "tab:orange", "gan": "tab:green", "sgm": "tab:purple"}
-
-
-def mixture_density(x, m, sigma=1.0, weight=0.5):
-    """Density of weight N(-m, sigma^2) + (1 - weight) N(m, sigma^2)."""
-    norm = 1.0 / (sigma * np.sqrt(2 * np.pi))
-    return norm * (weight * np.exp(-0.5 * ((x + m) / sigma) ** 2)
-                   + (1 - weight) * np.exp(-0.5 * ((x - m) / sigma) ** 2))
 
 
 def draw_histogram(ax, samples, m, model="gan", title=None, bins=200):
@@ -27,7 +22,7 @@ def draw_histogram(ax, samples, m, model="gan", title=None, bins=200):
     ax.hist(x, bins=edges, density=True, color=MODEL_COLORS.get(model, "gray"), alpha=0.75,
             label=f"{model.upper()} samples")
     grid = np.linspace(-span, span, 1000)
-    ax.plot(grid, mixture_density(grid, m), color=MODEL_COLORS["data"], lw=1.5, label="data density")
+    ax.plot(grid, GaussianMixture1D.symmetric(m).pdf(grid), color=MODEL_COLORS["data"], lw=1.5, label="data density")
     ax.axvspan(-m / 2, m / 2, color="gray", alpha=0.08, lw=0)
     ax.set_xlabel("x")
     ax.set_title(title or f"{model.upper()}, m = {m:g}")
@@ -67,7 +62,6 @@ def _band(ax, table, label, color, marker="o"):
 
 def figure1(path):
     """Figure 1: the Gaussian isoperimetric profile t -> phi(Phi^-1(t))."""
-    from .theory import isoperimetric_profile
     t = np.linspace(0, 1, 1001)
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     ax.plot(t, isoperimetric_profile(t), color="k")

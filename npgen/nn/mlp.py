@@ -9,8 +9,9 @@ from the earlier *nodes* (node 0 is the network input x, node k+1 is a_k) by the
                a narrower h_{k-1} is zero-padded, the parameter-free "option A" shortcut)
 ``densenet``   h_k = concat(node 0, node 1, ..., node k)       (concatenation skips, Huang et al. 2017)
 
-Each h_k is written as a list of *segments* laid side by side, each segment the sum of some
-nodes (a narrower node adds into the segment's leading columns); that one description drives the forward pass, the backward pass (the gradient of a
+Each h_k is written as a list of *segments* (:func:`npgen.nn.layers.layer_segments`) laid side
+by side, each segment the sum of some nodes (a narrower node adds into the segment's leading
+columns); that one description drives the forward pass, the backward pass (the gradient of a
 segment is added to every node in it) and the tangent pass alike.
 
 With ``spectral_norm=True`` every layer uses W_k / sigma_k, sigma_k = u_k . W_k v_k, with one
@@ -20,45 +21,16 @@ optimizer call updates a whole network.
 """
 
 import json
-import zipfile
 
 import numpy as np
 
-from . import kernels
+from .. import kernels
+from ..util.checks import check_choice, check_matrix, check_number, dtype_of
+from ..util.io import atomic_savez, read_npz
+from .layers import SKIP_STYLES, layer_segments, segment_width
 
-from .checks import check_choice, check_matrix, check_number, dtype_of
-
-SKIP_STYLES = ("plain", "resnet", "densenet")
 CONFIG_KEY = "__npgen_mlp__"
 FORMAT_VERSION = 1
-
-
-def layer_segments(sizes, skip):
-    """Return, for each layer k, its input as a list of segments (tuples of node indices).
-
-    >>> layer_segments([1, 8, 8, 1], "resnet")
-    [[(0,)], [(1,)], [(2, 1)]]
-    >>> layer_segments([1, 8, 8, 1], "densenet")
-    [[(0,)], [(0,), (1,)], [(0,), (1,), (2,)]]
-    """
-    check_choice("skip", skip, SKIP_STYLES)
-    n_layers = len(sizes) - 1
-    if skip == "plain":
-        return [[(k,)] for k in range(n_layers)]
-    if skip == "densenet":
-        return [[(j,) for j in range(k + 1)] for k in range(n_layers)]
-    segments, members = [], (0,)
-    for k in range(n_layers):
-        if k > 0:
-            residual = k >= 2 and sizes[k] >= sizes[k - 1]
-            members = (k,) + members if residual else (k,)
-        segments.append([members])
-    return segments
-
-
-def segment_width(sizes, segment):
-    """Width of a segment: that of its widest node (narrower nodes are zero-padded)."""
-    return max(sizes[j] for j in segment)
 
 
 class _Workspace:
@@ -476,7 +448,6 @@ class MLP:
 
     def save(self, path):
         """Write the network to ``path`` (.npz): its state_dict plus its configuration as JSON."""
-        from .io import atomic_savez
         meta = dict(self.config(), format=FORMAT_VERSION, kind="MLP")
         atomic_savez(path, **self.state_dict(), **{CONFIG_KEY: np.array(json.dumps(meta))})
 
@@ -496,23 +467,3 @@ class MLP:
         net.load_state_dict(arrays)
         return net
 
-
-def read_npz(path):
-    """Load every array of an .npz file into a dict, with ``allow_pickle=False``.
-
-    Raises ValueError (one sentence) when the file is missing, not an .npz, or corrupt.
-    """
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(4)
-    except FileNotFoundError:
-        raise ValueError(f"no such file: {path}") from None
-    except OSError as err:
-        raise ValueError(f"cannot read {path} ({err.strerror})") from None
-    if header != b"PK\x03\x04":
-        raise ValueError(f"{path} is not a readable .npz file (it is not a zip archive)")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
-        raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})") from None

@@ -1,7 +1,7 @@
 """Variational autoencoder (Kingma & Welling, 2014) with a Gaussian decoder of fixed variance.
 
 Generative model: z ~ N(0, I_p), x | z ~ N(g(z), c I_d) with c = 0.1; the decoder g is the
-GAN's generator architecture (:func:`npgen.gan.generator_sizes`). Samples are g(z), without
+GAN's generator architecture (:func:`npgen.models.push_forward.generator_sizes`). Samples are g(z), without
 decoder noise, so the VAE is a push-forward model like the GAN.
 
 Encoder q(z | x) = N(mu(x), diag exp(lv(x))): Linear d->256, ReLU, 256->128, ReLU, then two
@@ -31,9 +31,9 @@ which is the same as one Adam over both: Adam acts on each parameter separately)
 
 import numpy as np
 
-from .checks import check_choice, check_number
-from .gan import PushForwardModel, generator_network
-from .mlp import MLP
+from ..nn.mlp import MLP
+from ..util.checks import check_choice, check_number
+from .push_forward import PushForwardModel, generator_network
 
 KL_VARIANTS = ("correct", "paper")
 

@@ -9,8 +9,9 @@ import math
 
 import numpy as np
 
-from .checks import check_number
-from .progress import Progress
+from ..util.checks import check_number
+from ..util.progress import Progress
+from ..util.threads import one_blas_thread
 
 
 class TrainingDiverged(FloatingPointError):
@@ -34,6 +35,7 @@ def minibatches(n, batch_size, rng):
     return [order[i:i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
 
 
+@one_blas_thread
 def fit_loop(model, data, epochs, batch_size, rng, label, quiet=False, on_epoch=None):
     """Train ``model`` for ``epochs`` passes over ``data`` in shuffled minibatches.
 

@@ -15,10 +15,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import spearmanr
 
+from ..analysis.theory import (
+    corollary2_log_lip_lower_bound,
+    isoperimetric_profile,
+    mixture_mass_between,
+)
+from ..util.io import atomic_write_json, atomic_write_text
 from . import figures
-from .experiment import figure3_bound
-from .io import atomic_write_json, atomic_write_text
-from .reproduce import PLANS, aggregate, collect
+from .plans import PLANS, aggregate, collect
+from .runs import figure3_bound
 
 
 @dataclass
@@ -88,7 +93,6 @@ def _by_model(rows, model):
 def section_fig1(out):
     path = os.path.join(out, "fig1.png")
     figures.figure1(path)
-    from .theory import isoperimetric_profile
     t = np.linspace(0, 1, 10001)
     prof = isoperimetric_profile(t)
     s = Section("fig1", "Figure 1: the Gaussian isoperimetric profile",
@@ -131,7 +135,6 @@ def section_fig2(out, rows, m):
 
 
 def section_fig3(out, rows, m_values):
-    from .theory import corollary2_log_lip_lower_bound, mixture_mass_between
     lip = {model: aggregate(_by_model(rows, model), ["m"], lambda mt: mt["lipschitz"]) for model in ("vae", "gan", "sgm")}
     mass = {model: aggregate(_by_model(rows, model), ["m"], lambda mt: mt["mass_between"]) for model in ("vae", "gan", "sgm")}
     rows = [(c, dict(mt, fig3_bound=figure3_bound(c["m"], mt["lipschitz"], mt["mass_left"])) if c["m"] > 0

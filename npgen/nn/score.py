@@ -30,10 +30,9 @@ and dL/de is then backpropagated through the two embedding layers.
 
 import numpy as np
 
-from . import kernels
-
-from .checks import check_matrix, check_number, dtype_of
-from .lipschitz import AffineLayer
+from .. import kernels
+from ..util.checks import check_matrix, check_number, dtype_of
+from .layers import AffineLayer
 
 #: Number of sinusoidal features of sigma (half sines, half cosines).
 FEATURES = 16

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .checks import check_betas, check_number
+from ..util.checks import check_betas, check_number
 
 
 class Adam:

@@ -1,8 +1,8 @@
-"""Data sets of the paper's experiments."""
+"""The paper's univariate data: a mixture of two Gaussians, weight N(-m, sigma^2) + (1 - weight) N(m, sigma^2)."""
 
 import numpy as np
 
-from .checks import check_number
+from ..util.checks import check_number
 
 
 def two_gaussians(m, sigma=1.0, n=50000, d=1, weight=0.5, seed=0, dtype="float32"):

@@ -25,12 +25,18 @@ import os
 
 import numpy as np
 
-from .checks import check_betas, check_choice, check_matrix, check_number, dtype_of
-from .io import atomic_savez, atomic_write_json, read_model_meta
-from .mlp import read_npz
-from .optim import Adam
-from .progress import Progress
-from .score import SLOPE, SLOPE_X, ScoreNetwork
+from ..nn.adam import Adam
+from ..nn.score import SLOPE, SLOPE_X, ScoreNetwork
+from ..util.checks import (
+    check_betas,
+    check_choice,
+    check_matrix,
+    check_number,
+    dtype_of,
+)
+from ..util.io import atomic_savez, atomic_write_json, read_model_meta, read_npz
+from ..util.progress import Progress
+from ..util.threads import one_blas_thread
 from .training import fit_loop
 
 #: The paper's noise levels, largest first.
@@ -147,7 +153,7 @@ class SGM:
 
         The first call fixes the standardization (mean and std of ``data``, kept afterwards);
         the model trains on (data - mean) / std. Returns the per-epoch mean losses (see
-        :func:`npgen.training.fit_loop`, which also documents ``on_epoch``).
+        :func:`npgen.models.training.fit_loop`, which also documents ``on_epoch``).
         """
         data = self._check_data(data)
         if self.mean is None:
@@ -162,6 +168,7 @@ class SGM:
 
     # ----------------------------------------------------------------- sampling
 
+    @one_blas_thread
     def sample(self, n, seed=0, denoise=False, step_lr=STEP_LR, n_steps_per_level=STEPS_PER_LEVEL,
                quiet=False):
         """n samples of annealed Langevin dynamics, in data coordinates: shape (n, 1).

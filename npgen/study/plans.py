@@ -1,20 +1,17 @@
-"""``npgen reproduce``: the paper's Section 4.1, from training runs to figures and a report.
+"""The study's plan: which runs each figure needs under each preset, and how their results are read.
 
-The study is a list of run configurations per figure (:func:`plan`). Runs are keyed by their
-configuration and executed by :mod:`npgen.sweep`, so an interrupted reproduction resumes
-where it stopped and figures shared by several figures (Figure 2 reads Figure 3's runs at
-m = 10) are trained once. Every figure is then drawn from the numbers on disk
-(:mod:`npgen.figures`), and :mod:`npgen.report` writes report.md and report.html.
+A figure's runs are configurations (:func:`npgen.study.runs.make_config`); :func:`plan` lists
+them per figure for a preset (:data:`PLANS`). :func:`collect` reads back the runs that finished
+and :func:`aggregate` summarizes them per group, for the figures and the report alike.
 """
 
-import json
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import check_choice
-from .experiment import MODELS, make_config, train_run
+from ..util.checks import check_choice
+from .runs import MODELS, make_config
+from .sweep import find_run_dir, load_results
 
 FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "grid")
 
@@ -82,49 +79,8 @@ def selected_figures(only):
     return names
 
 
-def sweep_run(config, run_dir):
-    """The sweep's run function: one training run (see :func:`npgen.experiment.train_run`)."""
-    return train_run(config, run_dir, quiet=True)
-
-
-def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=False, executor=None):
-    """Run what is missing for the selected figures, draw them, write the report.
-
-    Returns the path of report.md.
-    """
-    from .report import write_report
-    from .sweep import run_sweep
-    figures = selected_figures(only)
-    runs = plan(preset)
-    needed = [config for name in figures for config in runs[name]]
-    if "grid" in figures:
-        needed += [c for name in ("fig3", "fig4", "fig5", "fig6") for c in runs[name]]
-    runs_dir = os.path.join(out, "runs")
-    from .io import atomic_write_json
-    atomic_write_json(os.path.join(out, "study.json"), {"preset": preset})
-    if needed:
-        run_sweep(needed, sweep_run, runs_dir, executor=executor, jobs=jobs, quiet=quiet)
-    return write_report(out, preset, figures, runs)
-
-
-def redraw_figure(number, out):
-    """Redraw figure ``number`` ('1'..'6' or 'grid') from the runs stored in ``out``; no training."""
-    from .report import build_sections
-    name = "grid" if str(number) == "grid" else f"fig{number}"
-    check_choice("figure number", name, FIGURES)
-    study = os.path.join(out, "study.json")
-    if not os.path.exists(study):
-        raise ValueError(f"{out} is not a folder written by npgen reproduce (no study.json)")
-    with open(study, encoding="utf-8") as handle:
-        preset = json.load(handle).get("preset")
-    check_choice("preset in study.json", preset, PLANS)
-    section, = build_sections(out, preset, [name], plan(preset))
-    return section.image
-
-
 def collect(configs, runs_dir):
     """[(config, metrics, run_dir)] for the configurations that finished."""
-    from .sweep import find_run_dir, load_results
     rows = []
     for config, metrics in zip(configs, load_results(configs, runs_dir)):
         if metrics is not None:

@@ -1,12 +1,14 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+"""Files npgen writes and reads: atomic writes, and readers that fail with one sentence.
 
-Each writer writes to a temporary file in the destination folder, flushes it to disk, then
-renames it over the destination (``os.replace`` is atomic on POSIX and Windows).
+A reader sees the old file or the new one, never half of one: each writer writes to a
+temporary file in the destination folder, flushes it to disk, then renames it over the
+destination (``os.replace`` is atomic on POSIX and Windows).
 """
 
 import json
 import os
 import tempfile
+import zipfile
 from contextlib import contextmanager
 
 import numpy as np
@@ -75,3 +77,24 @@ def read_model_meta(path_dir, model_name):
     if saved != model_name:
         raise ValueError(f"{path_dir} holds a saved {saved}, not a {model_name}")
     return meta
+
+
+def read_npz(path):
+    """Load every array of an .npz file into a dict, with ``allow_pickle=False``.
+
+    Raises ValueError (one sentence) when the file is missing, not an .npz, or corrupt.
+    """
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(4)
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except OSError as err:
+        raise ValueError(f"cannot read {path} ({err.strerror})") from None
+    if header != b"PK\x03\x04":
+        raise ValueError(f"{path} is not a readable .npz file (it is not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
+        raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})") from None

@@ -1,10 +1,4 @@
-"""Generative adversarial network (Goodfellow et al., 2014), and what it shares with the VAE.
-
-A push-forward model generates x = g(z), z ~ N(0, I_p), with a network g (the GAN's
-generator, the VAE's decoder). :class:`PushForwardModel` holds what every such model needs:
-a seeded random stream, training by minibatches, sampling, saving and loading.
-:func:`generator_sizes` is the one architecture of g that both models use, so that the paper's
-comparison of GAN and VAE is a comparison of training methods and not of networks.
+"""Generative adversarial network (Goodfellow et al., 2014).
 
 The GAN of the paper's univariate experiments (Section 4.1), with the settings of the published
 code (``REFERENCE.md``, "Univariate setting"):
@@ -22,47 +16,15 @@ code (``REFERENCE.md``, "Univariate setting"):
   Adam, lr 1e-4, betas (0.9, 0.999), for both networks.
 """
 
-import os
-
 import numpy as np
 
-from .checks import check_betas, check_choice, check_matrix, check_number, dtype_of
-from .io import atomic_write_json, read_model_meta
-from .mlp import MLP, SKIP_STYLES, read_npz
-from .optim import Adam
-from .training import fit_loop
+from ..nn.mlp import MLP
+from ..util.checks import check_choice, check_number
+from .push_forward import PushForwardModel, check_layers, generator_network
 
-#: Allowed numbers of linear layers of the generator (the paper's Figure 5 uses 2 to 6).
-MIN_LAYERS, MAX_LAYERS = 2, 7
-#: Rows pushed through the network at once when sampling (one reusable workspace).
-SAMPLE_CHUNK = 1024
-#: Version of the saved-model directory layout.
-FORMAT_VERSION = 1
 #: Weight of the generator gradient penalty is PENALTY_WEIGHT / L^2.
 PENALTY_WEIGHT = 10.0
 GAN_LOSSES = ("bce", "hinge")
-
-
-def check_layers(n_layers):
-    """Return ``n_layers`` if it is an integer in [MIN_LAYERS, MAX_LAYERS], else raise."""
-    return check_number("n_layers", n_layers, low=MIN_LAYERS, high=MAX_LAYERS, integer=True)
-
-
-def generator_sizes(n_layers=3, latent_dim=1, data_dim=1, base_width=128):
-    """Widths of the generator (and VAE decoder) with ``n_layers`` linear layers.
-
-    [latent_dim, w, 2w, 4w, ..., 2^(n-2) w, data_dim] with w = base_width: the published
-    Linear 1->128, 128->256, 256->1 for n_layers = 3; each extra layer doubles the width.
-
-    >>> generator_sizes(3)
-    [1, 128, 256, 1]
-    >>> generator_sizes(5, base_width=8)
-    [1, 8, 16, 32, 64, 1]
-    """
-    n_layers = check_layers(n_layers)
-    base_width = check_number("base_width", base_width, low=1, integer=True)
-    hidden = [base_width * 2 ** k for k in range(n_layers - 1)]
-    return [latent_dim] + hidden + [data_dim]
 
 
 def discriminator_sizes(n_layers=3, data_dim=1, base_width=128):
@@ -84,140 +46,6 @@ def discriminator_sizes(n_layers=3, data_dim=1, base_width=128):
     base_width = check_number("base_width", base_width, low=1, integer=True)
     hidden = [base_width * 2 ** k for k in reversed(range(n_layers))]
     return [data_dim] + hidden + [1]
-
-
-def generator_network(n_layers, latent_dim, data_dim, base_width, skip, spectral_norm, dtype,
-                      seed, backend):
-    """The generator / decoder MLP: :func:`generator_sizes`, leaky ReLU 0.2, linear output."""
-    return MLP(generator_sizes(n_layers, latent_dim, data_dim, base_width),
-               activation="leaky_relu", slope=0.2, spectral_norm=spectral_norm, skip=skip,
-               dtype=dtype, seed=seed, backend=backend)
-
-
-class PushForwardModel:
-    """What the GAN and the VAE share: x = g(z), z ~ N(0, I_p), with g the network
-    :attr:`push_forward_network`.
-
-    One ``numpy.random.Generator`` seeded with ``seed`` drives everything random: the network
-    initializations (each network gets a seed drawn from it), the latent and noise draws of
-    every step and the shuffling of :meth:`fit`. The same seed therefore gives the same run,
-    bit for bit on a given backend. Subclasses provide ``networks()``, ``step(batch)`` and
-    ``push_forward_network``.
-    """
-
-    def __init__(self, latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype,
-                 seed):
-        self.latent_dim = check_number("latent_dim", latent_dim, low=1, integer=True)
-        self.data_dim = check_number("data_dim", data_dim, low=1, integer=True)
-        self.n_layers = check_layers(n_layers)
-        self.skip = check_choice("skip", skip, SKIP_STYLES)
-        self.base_width = check_number("base_width", base_width, low=1, integer=True)
-        self.lr = check_number("lr", lr, low=0, low_open=True)
-        self.betas = check_betas(betas)
-        self.dtype = dtype_of(dtype)
-        self.seed = check_number("seed", seed, low=0, integer=True)
-        self.rng = np.random.default_rng(self.seed)
-        self._buffers_by_size = {}
-
-    def _buffers(self, n):
-        """The step's arrays for batch size n (``buffer_type(model, n)``), allocated once."""
-        if n not in self._buffers_by_size:
-            self._buffers_by_size[n] = self.buffer_type(self, n)
-        return self._buffers_by_size[n]
-
-    def _network_seed(self):
-        """A seed for one network's initialization, drawn from the model's stream."""
-        return int(self.rng.integers(2 ** 32))
-
-    def _optimizer(self, net):
-        return Adam(net, lr=self.lr, betas=self.betas)
-
-    def config(self):
-        """The constructor arguments (without the backend), as a JSON-able dict."""
-        return {"latent_dim": self.latent_dim, "data_dim": self.data_dim,
-                "n_layers": self.n_layers, "skip": self.skip, "base_width": self.base_width,
-                "lr": self.lr, "betas": list(self.betas), "dtype": self.dtype.name,
-                "seed": self.seed}
-
-    # ----------------------------------------------------------------- training
-
-    def fit(self, data, epochs=400, batch_size=1000, quiet=False, on_epoch=None):
-        """Train on ``data`` (n, data_dim) for ``epochs`` shuffled passes of ``batch_size``.
-
-        The data must be finite; it is cast to the model's dtype. Returns the per-epoch mean
-        losses (see :func:`npgen.training.fit_loop`, which also documents ``on_epoch``).
-        Raises :class:`npgen.training.TrainingDiverged` if a loss or parameter stops being finite.
-        """
-        data = self._as_array("data", data, self.data_dim)
-        return fit_loop(self, data, epochs, batch_size, self.rng, type(self).__name__,
-                        quiet=quiet, on_epoch=on_epoch)
-
-    def _as_array(self, name, values, n_cols):
-        """``values`` as a finite (n, n_cols) C-contiguous array of the model's dtype (no copy
-        when it already is one), else a ValueError naming ``name``."""
-        try:
-            values = np.asarray(values, dtype=self.dtype)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a numeric array of shape (n, {n_cols})") from None
-        return check_matrix(name, values, n_cols, self.dtype)
-
-    # ----------------------------------------------------------------- sampling
-
-    def generate(self, z):
-        """g(z) for latents z of shape (n, latent_dim), with the network in evaluation mode."""
-        z = self._as_array("z", z, self.latent_dim)
-        net = self.push_forward_network
-        out = np.empty((len(z), net.sizes[-1]), self.dtype)
-        # Fixed-size chunks keep one workspace whatever n is; rows are independent, so the
-        # padding rows of the last chunk do not affect the others.
-        chunk = np.zeros((SAMPLE_CHUNK, self.latent_dim), self.dtype)
-        was_training = net.training
-        net.eval()
-        try:
-            for start in range(0, len(z), SAMPLE_CHUNK):
-                rows = min(SAMPLE_CHUNK, len(z) - start)
-                chunk[:rows] = z[start:start + rows]
-                out[start:start + rows] = net._forward(chunk)[:rows]
-        finally:
-            net.train(was_training)
-        return out
-
-    def sample(self, n, seed=0):
-        """n samples g(z), z ~ N(0, I) drawn from ``numpy.random.default_rng(seed)``: (n, data_dim).
-
-        Sampling uses its own stream, so it never changes the course of training.
-        """
-        n = check_number("n", n, low=1, integer=True)
-        seed = check_number("seed", seed, low=0, integer=True)
-        z = np.random.default_rng(seed).standard_normal((n, self.latent_dim), dtype=self.dtype)
-        return self.generate(z)
-
-    # ----------------------------------------------------------------- persistence
-
-    def save(self, path_dir):
-        """Write the model to the directory ``path_dir``: one ``<name>.npz`` per network
-        (see :meth:`npgen.MLP.save`) and ``config.json`` (written last). Optimizer state and
-        the random stream are not saved: a loaded model samples exactly like the saved one.
-        """
-        path_dir = os.fspath(path_dir)
-        os.makedirs(path_dir, exist_ok=True)
-        for name, net in self.networks().items():
-            net.save(os.path.join(path_dir, f"{name}.npz"))
-        atomic_write_json(os.path.join(path_dir, "config.json"),
-                          {"model": type(self).__name__, "format": FORMAT_VERSION,
-                           "config": self.config()})
-
-    @classmethod
-    def load(cls, path_dir, backend=None):
-        """Read a model written by :meth:`save`."""
-        meta = read_model_meta(path_dir, cls.__name__)
-        try:
-            model = cls(**meta["config"], backend=backend)
-        except TypeError as err:
-            raise ValueError(f"{path_dir}/config.json is corrupt ({err})") from None
-        for name, net in model.networks().items():
-            net.load_state_dict(read_npz(os.path.join(os.fspath(path_dir), f"{name}.npz")))
-        return model
 
 
 class _GANBuffers:

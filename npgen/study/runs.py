@@ -17,8 +17,22 @@ import time
 
 import numpy as np
 
-from .checks import check_choice, check_number
-from .data import two_gaussians
+from ..analysis.lipschitz import exact_lipschitz_1d, paper_grid_estimate
+from ..analysis.theory import (
+    GaussianMixture1D,
+    best_kl_bound,
+    best_tv_bound,
+    mass_between_modes_bound,
+    mixture_mass_between,
+)
+from ..data import two_gaussians
+from ..models.gan import GAN
+from ..models.sgm import SGM
+from ..models.vae import VAE
+from ..util.checks import check_choice, check_number
+from ..util.io import atomic_save_npy, atomic_write_json
+from ..util.threads import one_blas_thread
+from .figures import save_histogram
 
 MODELS = ("gan", "vae", "sgm")
 
@@ -53,7 +67,6 @@ def make_config(model, m, preset="quick", seed=0, **options):
 
 def build_model(config, backend=None):
     """The model a configuration describes (untrained)."""
-    from . import GAN, SGM, VAE
     common = {"seed": config["seed"], "lr": config["lr"], "backend": backend}
     if config["model"] == "gan":
         return GAN(n_layers=config["n_layers"], skip=config["skip"], sn_generator=config["sn_generator"],
@@ -65,7 +78,6 @@ def build_model(config, backend=None):
 
 def lipschitz_metrics(model, config):
     """Exact Lipschitz constant(s) and the paper's grid estimate for a trained model."""
-    from .lipschitz import exact_lipschitz_1d, paper_grid_estimate
     if config["model"] == "sgm":
         per_level = []
         for sigma in model.sigmas:
@@ -86,7 +98,6 @@ def lipschitz_metrics(model, config):
 def lipschitz_tracker(model, config, n_points=10):
     """An ``on_epoch`` callback recording the exact Lip(g) at ``n_points`` evenly spaced epochs
     (GAN and VAE), and the list it fills with ``[epoch, Lip]`` pairs."""
-    from .lipschitz import exact_lipschitz_1d
     curve = []
     if config["model"] == "sgm":
         return curve, None
@@ -102,7 +113,6 @@ def lipschitz_tracker(model, config, n_points=10):
 def figure3_bound(m, lip, p_left):
     """Theorem 1's lower bound on the mass in [-m/2, m/2], Phi(m / Lip + Phi^-1(p)) - p, for
     p = g#mu((-inf, -m/2]); it is 0 when p is 0 or 1 (all the mass on one side)."""
-    from .theory import mass_between_modes_bound
     if not 0 < p_left < 1:
         return 0.0
     return float(mass_between_modes_bound(m, lip, p_left))
@@ -110,7 +120,6 @@ def figure3_bound(m, lip, p_left):
 
 def distribution_metrics(samples, m, lip=None):
     """Masses, histogram TV / KL estimates and (given Lip) the paper's lower bounds."""
-    from .theory import GaussianMixture1D, best_kl_bound, best_tv_bound, mixture_mass_between
     x = np.asarray(samples, np.float64).ravel()
     mixture = GaussianMixture1D.symmetric(m)
     counts, _ = np.histogram(np.clip(x, HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)
@@ -136,14 +145,13 @@ def distribution_metrics(samples, m, lip=None):
     return out
 
 
+@one_blas_thread
 def train_run(config, run_dir, quiet=True, backend=None):
     """Train, sample and measure one configuration; write everything into ``run_dir``.
 
     Files: model/ (weights), samples.npy, history.json, histogram.png. Returns the metrics
     dict (the caller writes metrics.json and config.json).
     """
-    from .figures import save_histogram
-    from .io import atomic_save_npy, atomic_write_json
     start = time.perf_counter()
     data = two_gaussians(config["m"], n=config["n_data"], seed=config["seed"])
     model = build_model(config, backend)
@@ -170,7 +178,6 @@ def train_run(config, run_dir, quiet=True, backend=None):
 
 def train_command(model, m, preset, seed, out, **options):
     """``npgen train``: one run into ``out`` (config.json, weights, samples, metrics, histogram)."""
-    from .io import atomic_write_json
     config = make_config(model, m, preset, seed, **options)
     os.makedirs(out, exist_ok=True)
     atomic_write_json(os.path.join(out, "config.json"), config)

@@ -69,9 +69,9 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .checks import check_number
-from .io import atomic_write_json
-from .progress import format_seconds
+from ..util.checks import check_number
+from ..util.io import atomic_write_json
+from ..util.progress import format_seconds
 
 try:
     import fcntl

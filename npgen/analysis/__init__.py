@@ -1,0 +1,9 @@
+"""What npgen proves and measures about networks: exact Lipschitz constants and the paper's theory.
+
+:mod:`npgen.analysis.lipschitz` computes constants from a network's weights (it reads
+:mod:`npgen.nn`); :mod:`npgen.analysis.theory` holds the paper's Section 3 bounds as functions.
+"""
+
+from . import lipschitz, theory
+
+__all__ = ["lipschitz", "theory"]

@@ -1,0 +1,10 @@
+"""The paper's three generative models: GAN, VAE (push-forward models) and SGM (score-based).
+
+Built on :mod:`npgen.nn`; a model never imports :mod:`npgen.analysis` or :mod:`npgen.study`.
+"""
+
+from .gan import GAN
+from .sgm import SGM
+from .vae import VAE
+
+__all__ = ["GAN", "VAE", "SGM"]

@@ -1,0 +1,54 @@
+"""``npgen reproduce``: the paper's Section 4.1, from training runs to figures and a report.
+
+The study is a list of run configurations per figure (:func:`npgen.study.plans.plan`). Runs are
+keyed by their configuration and executed by :mod:`npgen.study.sweep`, so an interrupted
+reproduction resumes where it stopped and runs shared by several figures (Figure 2 reads
+Figure 3's runs at m = 10) are trained once. Every figure is then drawn from the numbers on disk
+(:mod:`npgen.study.figures`), and :mod:`npgen.study.report` writes report.md and report.html.
+"""
+
+import json
+import os
+
+from ..util.checks import check_choice
+from ..util.io import atomic_write_json
+from .plans import FIGURES, PLANS, plan, selected_figures
+from .report import build_sections, write_report
+from .runs import train_run
+from .sweep import run_sweep
+
+
+def sweep_run(config, run_dir):
+    """The sweep's run function: one training run (see :func:`npgen.study.runs.train_run`)."""
+    return train_run(config, run_dir, quiet=True)
+
+
+def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=False, executor=None):
+    """Run what is missing for the selected figures, draw them, write the report.
+
+    Returns the path of report.md.
+    """
+    figures = selected_figures(only)
+    runs = plan(preset)
+    needed = [config for name in figures for config in runs[name]]
+    if "grid" in figures:
+        needed += [c for name in ("fig3", "fig4", "fig5", "fig6") for c in runs[name]]
+    runs_dir = os.path.join(out, "runs")
+    atomic_write_json(os.path.join(out, "study.json"), {"preset": preset})
+    if needed:
+        run_sweep(needed, sweep_run, runs_dir, executor=executor, jobs=jobs, quiet=quiet)
+    return write_report(out, preset, figures, runs)
+
+
+def redraw_figure(number, out):
+    """Redraw figure ``number`` ('1'..'6' or 'grid') from the runs stored in ``out``; no training."""
+    name = "grid" if str(number) == "grid" else f"fig{number}"
+    check_choice("figure number", name, FIGURES)
+    study = os.path.join(out, "study.json")
+    if not os.path.exists(study):
+        raise ValueError(f"{out} is not a folder written by npgen reproduce (no study.json)")
+    with open(study, encoding="utf-8") as handle:
+        preset = json.load(handle).get("preset")
+    check_choice("preset in study.json", preset, PLANS)
+    section, = build_sections(out, preset, [name], plan(preset))
+    return section.image
