@@ -120,19 +120,6 @@ def test_learns_a_gaussian():
     assert stats.kstest(samples, "norm").statistic < 0.1
 
 
-def test_same_seed_same_run_and_different_seed_different_run():
-    data = gaussian_data(400, 0.0, 1.0, seed=5)
-
-    def trained(seed):
-        gan = GAN(base_width=8, lr=1e-3, seed=seed)
-        gan.fit(data, epochs=2, batch_size=100, quiet=True)
-        return np.concatenate([gan.generator.params, gan.discriminator.params])
-
-    first, again, other = trained(7), trained(7), trained(8)
-    np.testing.assert_array_equal(first, again)
-    assert not np.array_equal(first, other)
-
-
 @pytest.mark.parametrize("discriminator_first", [False, True])
 def test_step_order(discriminator_first):
     """One step is one update of each network, in the chosen order, each with its own latent
@@ -156,18 +143,6 @@ def test_step_order(discriminator_first):
         replay.discriminator_optimizer.step()
     for name, net in gan.networks().items():
         np.testing.assert_array_equal(net.params, replay.networks()[name].params, err_msg=name)
-
-
-def test_save_load_round_trip_reproduces_samples(tmp_path):
-    gan = GAN(base_width=8, lr=1e-3, sn_generator=True, gp_lipschitz=2.0, seed=3)
-    gan.fit(gaussian_data(300, 1.0, 1.0, seed=7), epochs=2, batch_size=100, quiet=True)
-    gan.save(tmp_path / "gan")
-    assert sorted(p.name for p in (tmp_path / "gan").iterdir()) == [
-        "config.json", "discriminator.npz", "generator.npz"]
-    loaded = GAN.load(tmp_path / "gan")
-    assert loaded.config() == gan.config()
-    np.testing.assert_array_equal(loaded.sample(3000, seed=4), gan.sample(3000, seed=4))
-    np.testing.assert_array_equal(loaded.discriminator.params, gan.discriminator.params)
 
 
 def test_load_rejects_what_is_not_a_saved_gan(tmp_path):
@@ -194,22 +169,6 @@ def test_divergence_is_reported_with_its_step():
 
 
 # ----------------------------------------------------------------------------- user errors
-
-
-@pytest.mark.parametrize("data, message", [
-    (np.array([[0.0], [np.nan], [1.0], [2.0]]), "NaN or inf"),
-    (np.zeros((4, 2)), r"shape \(n, 1\)"),
-    (np.zeros(4), r"shape \(n, 1\)"),
-    ("text", "numeric array"),
-])
-def test_fit_rejects_bad_data(data, message):
-    with pytest.raises(ValueError, match=message):
-        GAN(base_width=4).fit(data, epochs=1, batch_size=2, quiet=True)
-
-
-def test_fit_rejects_a_batch_larger_than_the_data():
-    with pytest.raises(ValueError, match="batch_size"):
-        GAN(base_width=4).fit(np.zeros((10, 1)), epochs=1, batch_size=11, quiet=True)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -15,6 +15,16 @@ ACTIVATIONS = ["relu", "leaky_relu", "silu", "tanh", "sigmoid", "identity"]
 SKIPS = ["plain", "resnet", "densenet"]
 
 
+def every_network(activations):
+    """Parametrize a test over every backend, skip style, spectral-norm setting and activation."""
+    def decorate(test):
+        for name, values in (("activation", activations), ("spectral_norm", [False, True]),
+                             ("skip", SKIPS), ("backend", BACKENDS)):
+            test = pytest.mark.parametrize(name, values)(test)
+        return test
+    return decorate
+
+
 def small_net(skip="plain", activation="tanh", spectral_norm=False, backend="numpy", seed=3,
               sizes=(3, 4, 6, 6, 2)):
     return MLP(list(sizes), activation=activation, slope=0.1, spectral_norm=spectral_norm,
@@ -33,10 +43,7 @@ def settled_eval_net(*args, **kwargs):
     return net.eval()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("skip", SKIPS)
-@pytest.mark.parametrize("spectral_norm", [False, True])
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@every_network(ACTIVATIONS)
 def test_backward_matches_finite_differences(backend, skip, spectral_norm, activation):
     rng = np.random.default_rng(0)
     net = small_net(skip, activation, spectral_norm, backend)
@@ -58,10 +65,7 @@ def test_backward_matches_finite_differences(backend, skip, spectral_norm, activ
     assert_matches_fd(grad_x, expected_x)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("skip", SKIPS)
-@pytest.mark.parametrize("spectral_norm", [False, True])
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@every_network(ACTIVATIONS)
 def test_jvp_matches_finite_differences(backend, skip, spectral_norm, activation):
     rng = np.random.default_rng(1)
     net = settled_eval_net(skip, activation, spectral_norm, backend)
@@ -72,10 +76,7 @@ def test_jvp_matches_finite_differences(backend, skip, spectral_norm, activation
     assert_matches_fd(dy, expected)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("skip", SKIPS)
-@pytest.mark.parametrize("spectral_norm", [False, True])
-@pytest.mark.parametrize("activation", ["leaky_relu", "silu", "tanh", "sigmoid"])
+@every_network(["leaky_relu", "silu", "tanh", "sigmoid"])
 def test_jvp_backward_matches_finite_differences(backend, skip, spectral_norm, activation):
     """Gradient of a loss of (g(x), J_g(x) dx) wrt the parameters, x and dx."""
     rng = np.random.default_rng(2)
@@ -113,23 +114,39 @@ def test_input_only_backward_matches_full_backward(backend, skip, spectral_norm)
     np.testing.assert_array_equal(net.grads, before)
 
 
+def _backward_pass(net, kind, x, g):
+    """One forward and backward of ``kind``: 'backward' (g = dL/dy) or 'jvp_backward'
+    (cotangents g of y and of the tangent along a fixed dx)."""
+    if kind == "backward":
+        net.forward(x)
+        net.backward(g)
+    else:
+        net.jvp(x, np.ones_like(x))
+        net.jvp_backward(g, 0.5 * g)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_gradients_accumulate_until_zero_grad(backend):
+@pytest.mark.parametrize("spectral_norm", [False, True])
+@pytest.mark.parametrize("kind", ["backward", "jvp_backward"])
+def test_gradients_accumulate_until_zero_grad(backend, spectral_norm, kind):
+    """Two passes without zero_grad leave the sum of their gradients in every weight and bias."""
     rng = np.random.default_rng(3)
-    net = small_net(backend=backend)
+    net = settled_eval_net(activation="tanh", spectral_norm=spectral_norm, backend=backend)
     x1, x2 = rng.standard_normal((5, 3)), rng.standard_normal((7, 3))
     g1, g2 = rng.standard_normal((5, 2)), rng.standard_normal((7, 2))
     single = []
     for x, g in ((x1, g1), (x2, g2)):
         net.zero_grad()
-        net.forward(x)
-        net.backward(g)
-        single.append(net.grads.copy())
+        _backward_pass(net, kind, x, g)
+        single.append([(W.copy(), b.copy()) for W, b in zip(net.weight_grads, net.bias_grads)])
     net.zero_grad()
     for x, g in ((x1, g1), (x2, g2)):
-        net.forward(x)
-        net.backward(g)
-    np.testing.assert_allclose(net.grads, single[0] + single[1], rtol=1e-12)
+        _backward_pass(net, kind, x, g)
+    for k, (W, b) in enumerate(zip(net.weight_grads, net.bias_grads)):
+        np.testing.assert_allclose(W, single[0][k][0] + single[1][k][0], rtol=1e-12, atol=1e-15,
+                                   err_msg=f"weight gradient of layer {k}")
+        np.testing.assert_allclose(b, single[0][k][1] + single[1][k][1], rtol=1e-12, atol=1e-15,
+                                   err_msg=f"bias gradient of layer {k}")
 
 
 @pytest.mark.parametrize("skip", SKIPS)

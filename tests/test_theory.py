@@ -342,25 +342,41 @@ def test_monge_map_of_one_gaussian_is_its_sigma():
 # --------------------------------------------------------------------------------------------
 
 
-def test_corollary6_is_below_the_true_tv():
+#: The two corollaries as bound(m, sigma, g, lip, r), each with the index of the divergence it
+#: bounds in truth(m, sigma, g) = (tv, kl). Corollary 8's lam is g#mu of the half-space on the
+#: -m side.
+COROLLARIES = {
+    "corollary6_tv": (0, lambda m, sigma, g, lip, r: theory.corollary6_tv_bound(2 * m, sigma, lip, r=r)),
+    "corollary8_kl": (1, lambda m, sigma, g, lip, r: theory.corollary8_kl_bound(
+        2 * m, sigma, lip, float(g.mass_below(0.0)), r=r)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COROLLARIES))
+def test_corollaries_are_below_the_true_divergence(name):
+    which, bound_of = COROLLARIES[name]
     informative = 0
     for m, sigma, g in CASES:
-        tv, _ = truth(m, sigma, g)
+        true_value = truth(m, sigma, g)[which]
         for lip in (g.lip, 1.5 * g.lip):  # any upper bound on Lip(g) is allowed
             for r in (None, m / 2, m):  # the paper's D / (4 sigma), and other radii
-                bound = theory.corollary6_tv_bound(2 * m, sigma, lip, r=r)
-                assert bound <= tv + 1e-6, (m, sigma, g, lip, r, bound, tv)
+                bound = bound_of(m, sigma, g, lip, r)
+                assert bound <= true_value + 1e-6, (m, sigma, g, lip, r, bound, true_value)
                 informative += bound > 0.05
     assert informative >= 20
+
+
+def exact_mass_setting(m, sigma):
+    """The data nu, the enlargement radii (a column) and the half-line ends t of the exact-mass checks."""
+    return (Mixture.symmetric(m, sigma), np.array([0.5, m / 2, m, 2 * m])[:, None],
+            np.array([-m, -m / 2, 0.0, m / 2]))
 
 
 def test_theorem4_with_exact_masses_is_below_the_true_tv():
     informative = 0
     for m, sigma, g in CASES:
         tv, _ = truth(m, sigma, g)
-        nu = Mixture.symmetric(m, sigma)
-        radii = np.array([0.5, m / 2, m, 2 * m])[:, None]
-        t = np.array([-m, -m / 2, 0.0, m / 2])
+        nu, radii, t = exact_mass_setting(m, sigma)
         left = theory.theorem4_tv_bound(g.mass_below(t), nu.cdf(t), nu.mass(t, t + radii), radii, g.lip)
         right = theory.theorem4_tv_bound(g.mass_above(t), 1 - nu.cdf(t), nu.mass(t - radii, t), radii, g.lip)
         lo, hi = np.array([-m - 1, -m / 2, -1.0]), np.array([-m + 1, m / 2, 1.0])
@@ -407,26 +423,11 @@ def test_tv_bounds_vanish_or_turn_vacuous_as_lip_grows():
 # --------------------------------------------------------------------------------------------
 
 
-def test_corollary8_is_below_the_true_kl():
-    informative = 0
-    for m, sigma, g in CASES:
-        _, kl = truth(m, sigma, g)
-        lam = float(g.mass_below(0.0))  # g#mu of the half-space on the -m side
-        for lip in (g.lip, 1.5 * g.lip):
-            for r in (None, m / 2, m):
-                bound = theory.corollary8_kl_bound(2 * m, sigma, lip, lam, r=r)
-                assert bound <= kl + 1e-6, (m, sigma, g, lip, r, bound, kl)
-                informative += bound > 0.05
-    assert informative >= 20
-
-
 def test_theorem7_with_exact_masses_is_below_the_true_kl():
     informative = 0
     for m, sigma, g in CASES:
         _, kl = truth(m, sigma, g)
-        nu = Mixture.symmetric(m, sigma)
-        radii = np.array([0.5, m / 2, m, 2 * m])[:, None]
-        t = np.array([-m, -m / 2, 0.0, m / 2])
+        nu, radii, t = exact_mass_setting(m, sigma)
         left = theory.theorem7_kl_bound(g.mass_below(t), nu.mass(t, t + radii), radii, g.lip)
         lo, hi = np.array([-m - 1, -m / 2]), np.array([-m + 1, m / 2])
         shell = nu.mass(lo - radii, lo) + nu.mass(hi, hi + radii)

@@ -218,6 +218,15 @@ def _beta_and_complement(mass, delta):
     return beta, one_minus_beta
 
 
+def _checked_beta(name, mass, r, lip):
+    """Validate g#mu(A) (argument ``name``), r and Lip; return (g#mu(A), beta, 1 - beta) with
+    beta = beta_g(A, r) of :func:`beta_bound`."""
+    mass = _probability(name, mass)
+    r = _nonnegative("r", r)
+    lip = _positive("lip", lip)
+    return (mass,) + _beta_and_complement(mass, r / lip)
+
+
 def beta_bound(mass, r, lip):
     r"""beta_g(A, r) = alpha_g(A, r) - g#mu(A), the lower bound on g#mu(A_r \ A) (Section 3.2).
 
@@ -236,10 +245,7 @@ def beta_bound(mass, r, lip):
     lip : float or array > 0
         Lipschitz constant of g.
     """
-    mass = _probability("mass", mass)
-    r = _nonnegative("r", r)
-    lip = _positive("lip", lip)
-    return _scalar_or_array(_beta_and_complement(mass, r / lip)[0])
+    return _scalar_or_array(_checked_beta("mass", mass, r, lip)[1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -528,14 +534,11 @@ def theorem4_tv_bound(g_mass_A, nu_mass_A, nu_mass_shell, r, lip):
     lip : float or array > 0
         Lipschitz constant of g.
     """
-    g_mass_A = _probability("g_mass_A", g_mass_A)
     nu_mass_A = _probability("nu_mass_A", nu_mass_A)
     nu_mass_shell = _probability("nu_mass_shell", nu_mass_shell)
-    r = _nonnegative("r", r)
-    lip = _positive("lip", lip)
     if np.any(nu_mass_A + nu_mass_shell > 1.0 + 1e-12):
         raise ValueError("nu_mass_A + nu_mass_shell must be <= 1, since A and A_r \\ A are disjoint")
-    beta = _beta_and_complement(g_mass_A, r / lip)[0]
+    g_mass_A, beta, _ = _checked_beta("g_mass_A", g_mass_A, r, lip)
     return _scalar_or_array(beta + np.maximum(g_mass_A - nu_mass_A, 0.0) - nu_mass_shell)
 
 
@@ -585,6 +588,14 @@ def _corollary_shell_radius(distance, sigma, r):
     return _nonnegative("r", r)
 
 
+def _corollary_arguments(distance, sigma, lip, r):
+    """Validate the arguments of Corollaries 6 and 8; r defaults to the paper's D / (4 sigma)."""
+    distance = _nonnegative("distance", distance)
+    sigma = _positive("sigma", sigma)
+    lip = _positive("lip", lip)
+    return distance, sigma, lip, _corollary_shell_radius(distance, sigma, r)
+
+
 def corollary6_tv_bound(distance, sigma, lip, r=None):
     r"""Corollary 6: d_TV lower bound for the balanced mixture of two isotropic Gaussians.
 
@@ -625,10 +636,7 @@ def corollary6_tv_bound(distance, sigma, lip, r=None):
     r : float or array >= 0, optional
         Width of the slab H_r \ H; defaults to the paper's D / (4 sigma).
     """
-    distance = _nonnegative("distance", distance)
-    sigma = _positive("sigma", sigma)
-    lip = _positive("lip", lip)
-    r = _corollary_shell_radius(distance, sigma, r)
+    distance, sigma, lip, r = _corollary_arguments(distance, sigma, lip, r)
     shell_mass = _half_gap_shell_mass(distance, sigma, r)[0]
     return _scalar_or_array(_phi_interval(0.0, r / lip) - shell_mass)
 
@@ -684,11 +692,8 @@ def theorem7_kl_bound(g_mass_A, nu_mass_shell, r, lip):
     lip : float or array > 0
         Lipschitz constant of g.
     """
-    g_mass_A = _probability("g_mass_A", g_mass_A)
     q = _probability("nu_mass_shell", nu_mass_shell)
-    r = _nonnegative("r", r)
-    lip = _positive("lip", lip)
-    beta, one_minus_beta = _beta_and_complement(g_mass_A, r / lip)
+    _, beta, one_minus_beta = _checked_beta("g_mass_A", g_mass_A, r, lip)
     with np.errstate(divide="ignore"):
         log_q, log_one_minus_q = np.log(q), np.log1p(-q)
     return _scalar_or_array(_binary_kl_lower_bound(beta, one_minus_beta, log_q, log_one_minus_q))
@@ -718,24 +723,12 @@ def corollary8_kl_bound(distance, sigma, lip, lam, r=None):
     text of the paper prints the lower limit as D / (4 sigma^2); the two agree for sigma = 1
     (the paper's experiments), and the derivation gives D (2 sigma - 1) / (4 sigma^2).
 
-    Parameters
-    ----------
-    distance : float or array >= 0
-        D = ||m2 - m1|| (2m for 1/2 N(-m, sigma^2) + 1/2 N(m, sigma^2)).
-    sigma : float or array > 0
-        Common standard deviation of the two components.
-    lip : float or array > 0
-        Lipschitz constant of g.
-    lam : float or array in (0, 1)
-        g#mu(H), the generated mass on the m1 side of the bisecting hyperplane.
-    r : float or array >= 0, optional
-        Width of the slab H_r \ H; defaults to the paper's D / (4 sigma).
+    Parameters: ``distance``, ``sigma``, ``lip`` and ``r`` as in :func:`corollary6_tv_bound`;
+    ``lam`` (float or array in (0, 1)) is g#mu(H), the generated mass on the m1 side of the
+    bisecting hyperplane.
     """
-    distance = _nonnegative("distance", distance)
-    sigma = _positive("sigma", sigma)
-    lip = _positive("lip", lip)
     lam = _open_probability("lam", lam)
-    r = _corollary_shell_radius(distance, sigma, r)
+    distance, sigma, lip, r = _corollary_arguments(distance, sigma, lip, r)
     beta, one_minus_beta = _beta_and_complement(np.minimum(lam, 1.0 - lam), r / lip)
     shell_mass, log_shell_mass = _half_gap_shell_mass(distance, sigma, r)
     bound = _binary_kl_lower_bound(beta, one_minus_beta, log_shell_mass, np.log1p(-shell_mass))
@@ -833,15 +826,6 @@ class BoundSearchResult:
     nu_mass_A: float
     nu_mass_shell: float
     confidence: object = None
-
-    @property
-    def set_description(self):
-        """The set A in interval notation, e.g. '(-inf, 1.5]'."""
-        if self.kind == "left half-line":
-            return f"(-inf, {self.endpoints[0]:.6g}]"
-        if self.kind == "right half-line":
-            return f"[{self.endpoints[0]:.6g}, inf)"
-        return f"[{self.endpoints[0]:.6g}, {self.endpoints[1]:.6g}]"
 
 
 def _set_masses(kind, params, r, sorted_samples, mixture):

@@ -245,10 +245,19 @@ class MLP:
         return self.sn_weights[k]
 
     def _param_grad_targets(self, k):
-        """Where layer k's weight gradient goes, and whether to add to it."""
+        """Where the kernel writes layer k's weight gradient, and whether it adds to its targets.
+
+        The kernel's one ``accumulate`` flag covers the weight and the bias gradient alike, and
+        after a backward without ``zero_grad`` both must be added to. With spectral norm the
+        kernel's weight target is dL/dW_sn, a scratch buffer that then starts from zero:
+        :meth:`_finish_weight_grad` adds its contribution to dL/dW.
+        """
+        accumulate = not self._grads_fresh
         if self.spectral_norm:
-            return self.sn_weight_grads[k], False
-        return self.weight_grads[k], not self._grads_fresh
+            if accumulate:
+                self.sn_weight_grads[k][...] = 0
+            return self.sn_weight_grads[k], accumulate
+        return self.weight_grads[k], accumulate
 
     def _finish_weight_grad(self, k):
         if self.spectral_norm:
