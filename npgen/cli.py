@@ -6,7 +6,7 @@
     npgen train gan|vae|sgm --m M [--preset quick|paper] [--seed S] [--out DIR] [--gp L]
                 [--sn-generator] [--kl paper] [--weighting sigma2] [--layers N] [--skip resnet]
                                     one training run into DIR (config, weights, samples, metrics, histogram)
-    npgen lipschitz WEIGHTS.npz     exact Lipschitz constant (or certified bounds) of a saved network
+    npgen lipschitz WEIGHTS.npz     exact Lipschitz constant (or an enclosure, or bounds) of a saved network
     npgen bounds --m 10 [--sigma 1] [--lip 25] [--lam 0.5]
                                     every lower bound of the paper's Section 3, as a table
 

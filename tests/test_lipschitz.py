@@ -1,5 +1,5 @@
 """npgen.analysis.lipschitz: hand-built networks with known constants, brute force on fine grids,
-the paper's grid estimate, certified enclosures, bounds in dimension > 1 and the report."""
+the paper's grid estimate, interval enclosures, bounds in dimension > 1 and the report."""
 
 import time
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from npgen import MLP
-from npgen.analysis.lipschitz import (AffineLayer, certified_lipschitz_1d, exact_lipschitz_1d,
+from npgen.analysis.lipschitz import (AffineLayer, lipschitz_enclosure_1d, exact_lipschitz_1d,
                              interval_jacobian_upper_bound, layers_of, lipschitz_bounds,
                              lipschitz_report, paper_grid_estimate, product_upper_bound,
                              split_slope_upper_bound)
@@ -149,7 +149,7 @@ def test_widening_resnet_skip_by_hand():
     np.testing.assert_allclose(r.breakpoints, [0.0, 1.0], atol=1e-15)
     np.testing.assert_allclose(r.slopes, [0.0, -2.0, 3.0], atol=1e-15)
     check_pieces(net.forward, r)
-    lower, upper, _ = certified_lipschitz_1d(net, tol=1e-6)
+    lower, upper, _ = lipschitz_enclosure_1d(net, tol=1e-6)
     assert lower <= 3.0 * (1 + 1e-12) and 3.0 <= upper * (1 + 1e-12)
     b = lipschitz_bounds(net, n_starts=4, steps=10)
     assert b["lower"] == pytest.approx(3.0, rel=1e-12) and b["upper"] >= 3.0 * (1 - 1e-12)
@@ -343,7 +343,7 @@ def test_grid_estimate_is_the_largest_neighbour_slope():
 
 
 def test_exact_refuses_smooth_activations_and_wide_inputs():
-    with pytest.raises(ValueError, match="tanh.*certified_lipschitz_1d"):
+    with pytest.raises(ValueError, match="tanh.*lipschitz_enclosure_1d"):
         exact_lipschitz_1d(MLP([1, 4, 1], activation="tanh", backend="numpy"))
     with pytest.raises(ValueError, match="lipschitz_bounds"):
         exact_lipschitz_1d(MLP([3, 4, 1], backend="numpy"))
@@ -351,7 +351,7 @@ def test_exact_refuses_smooth_activations_and_wide_inputs():
         layers_of([layer([[1.0]], [0.0], "relu"), layer([[1.0, 1.0]], [0.0], k=1)])
 
 
-# --------------------------------------------------------------------------- certified, 1-D
+# --------------------------------------------------------------------------- enclosure, 1-D
 
 
 def check_enclosure(f, lower, upper, location, tol):
@@ -370,46 +370,46 @@ def check_enclosure(f, lower, upper, location, tol):
 
 @pytest.mark.parametrize("activation", ["tanh", "silu", "sigmoid"])
 @pytest.mark.parametrize("skip", ["plain", "densenet"])
-def test_certified_enclosure_of_smooth_networks(activation, skip):
+def test_enclosure_enclosure_of_smooth_networks(activation, skip):
     net = MLP([1, 12, 12, 1], activation=activation, skip=skip, dtype="float64", seed=6,
               backend="numpy")
-    lower, upper, location = certified_lipschitz_1d(net, tol=1e-3)
+    lower, upper, location = lipschitz_enclosure_1d(net, tol=1e-3)
     check_enclosure(net.forward, lower, upper, location, 1e-3)
 
 
-def test_certified_enclosure_of_a_widening_tanh_resnet():
+def test_enclosure_enclosure_of_a_widening_tanh_resnet():
     net = MLP([1, 4, 8, 16, 1], activation="tanh", skip="resnet", dtype="float64", seed=6,
               backend="numpy")
     assert widens(net)
-    lower, upper, location = certified_lipschitz_1d(net, tol=1e-3)
+    lower, upper, location = lipschitz_enclosure_1d(net, tol=1e-3)
     check_enclosure(net.forward, lower, upper, location, 1e-3)
 
 
-def test_certified_with_a_supremum_only_reached_at_infinity():
+def test_enclosure_with_a_supremum_only_reached_at_infinity():
     # g(x) = 2x - tanh(x): g' = 1 + tanh(x)^2 < 2 = Lip(g)
     net = [layer([[1.0]], [0.0], "tanh"), layer([[2.0, -1.0]], [0.0], inputs=((0,), (1,)))]
-    lower, upper, location = certified_lipschitz_1d(net, tol=1e-4)
+    lower, upper, location = lipschitz_enclosure_1d(net, tol=1e-4)
     assert lower <= 2.0 <= upper and upper - lower <= 1e-4 * upper
     assert abs(location) > 3
 
 
-def test_certified_finds_the_maximum_slope_of_silu():
+def test_enclosure_finds_the_maximum_slope_of_silu():
     silu_prime = lambda z: (lambda s: s * (1 + z * (1 - s)))(1 / (1 + np.exp(-z)))  # noqa: E731
     z = np.linspace(2.0, 3.0, 1_000_001)
     true = silu_prime(z).max()
-    lower, upper, location = certified_lipschitz_1d([layer([[1.0]], [0.0], "silu")], tol=1e-6)
+    lower, upper, location = lipschitz_enclosure_1d([layer([[1.0]], [0.0], "silu")], tol=1e-6)
     assert lower <= true * (1 + 1e-12) and true <= upper * (1 + 1e-12)
     assert location == pytest.approx(z[np.argmax(silu_prime(z))], abs=1e-2)
 
 
-def test_certified_agrees_with_exact_on_piecewise_linear_and_mixed_networks():
+def test_enclosure_agrees_with_exact_on_piecewise_linear_and_mixed_networks():
     pl = MLP([1, 16, 16, 1], dtype="float64", seed=7, backend="numpy")
     exact = exact_lipschitz_1d(pl).constant
-    lower, upper, _ = certified_lipschitz_1d(pl, tol=1e-6)
+    lower, upper, _ = lipschitz_enclosure_1d(pl, tol=1e-6)
     assert lower <= exact * (1 + 1e-12) and exact <= upper * (1 + 1e-12)
     mixed = MLP([1, 16, 16, 1], output_activation="sigmoid", dtype="float64", seed=8,
                 backend="numpy")
-    lower, upper, location = certified_lipschitz_1d(mixed, tol=1e-3)
+    lower, upper, location = lipschitz_enclosure_1d(mixed, tol=1e-3)
     check_enclosure(mixed.forward, lower, upper, location, 1e-3)
 
 
@@ -490,7 +490,7 @@ def test_report_on_saved_networks(tmp_path):
     assert "exact" in text and f"{exact_lipschitz_1d(pl).constant:.10g}" in text
     assert "grid estimate" in text and "pieces" in text
     MLP([1, 8, 1], activation="tanh", seed=1, backend="numpy").save(tmp_path / "smooth.npz")
-    assert "certified enclosure" in lipschitz_report(tmp_path / "smooth.npz")
+    assert "enclosure, interval branch and bound" in lipschitz_report(tmp_path / "smooth.npz")
     MLP([3, 8, 2], seed=1, backend="numpy").save(tmp_path / "wide.npz")
     text = lipschitz_report(tmp_path / "wide.npz")
     assert "upper bound" in text and "lower bound" in text and "not applicable" in text

@@ -8,12 +8,12 @@ we can do better:
     A network R -> R^d with identity / ReLU / LeakyReLU activations is continuous and piecewise
     linear. We find all its linear pieces and return max over pieces of ||slope||: the exact
     constant, up to float64 rounding.
-:func:`certified_lipschitz_1d`
+:func:`lipschitz_enclosure_1d`
     Any activations (SiLU, tanh, sigmoid, mixed with piecewise-linear ones), input in R:
     interval branch and bound over the whole real line, tails included, encloses
     Lip(g) = sup_x ||g'(x)|| in [lower, upper] with upper - lower <= tol * upper.
 :func:`lipschitz_bounds`
-    Any input dimension: certified upper bounds from the weights (:func:`product_upper_bound`,
+    Any input dimension: upper bounds from the weights (:func:`product_upper_bound`,
     :func:`split_slope_upper_bound`, :func:`interval_jacobian_upper_bound`), and a lower bound,
     the largest Jacobian norm ||J(x)||_2 found by search (:func:`jacobian_norm_search`).
 
@@ -396,14 +396,14 @@ def exact_lipschitz_1d(net):
     Adjacent pieces whose slopes agree to SLOPE_RTOL are merged (a kink that no path carries to
     the output, e.g. through dead ReLUs, is no breakpoint of g); breakpoints closer than
     MERGE_RTOL * max(1, |x|) are one. Raises ValueError for smooth activations
-    (use :func:`certified_lipschitz_1d`) or an input dimension other than 1.
+    (use :func:`lipschitz_enclosure_1d`) or an input dimension other than 1.
     """
     layers = layers_of(net)
     _require_1d_input(layers, "exact_lipschitz_1d", "lipschitz_bounds")
     for k, layer in enumerate(layers):
         if layer.activation not in PIECEWISE_LINEAR:
             raise ValueError(f"layer {k} uses the smooth activation {layer.activation!r}, so the"
-                             " network is not piecewise linear: use certified_lipschitz_1d")
+                             " network is not piecewise linear: use lipschitz_enclosure_1d")
     last_use = _last_use(layers)
     t = np.zeros(1)  # a first breakpoint, merged away at the end if nothing bends there
     nodes = {0: (np.zeros((1, 1)), np.ones((2, 1)))}
@@ -449,7 +449,7 @@ def _summarize(t, slopes):
                           slopes=slopes[:, 0] if slopes.shape[1] == 1 else slopes, note=note)
 
 
-# --------------------------------------------------------------------------- certified, 1-D
+# --------------------------------------------------------------------------- enclosure, 1-D
 
 
 def _interval_mul(al, ah, bl, bh):
@@ -638,8 +638,8 @@ def _initial_boxes(layers, n_inner=64):
 BRANCH_UNITS = 2
 
 
-def certified_lipschitz_1d(net, tol=1e-3, max_boxes=2_000_000, chunk=4096):
-    """Certified enclosure lower <= Lip(g) <= upper for a network g: R -> R^d of any activations.
+def lipschitz_enclosure_1d(net, tol=1e-3, max_boxes=2_000_000, chunk=4096):
+    """An enclosure lower <= Lip(g) <= upper for a network g: R -> R^d of any activations.
 
     Lip(g) = sup over x in R of ||g'(x)||_2. Branch and bound over sub-problems of the extended
     line: for each an upper bound of ||g'|| from interval arithmetic (:func:`_box_bounds`) and a
@@ -654,14 +654,15 @@ def certified_lipschitz_1d(net, tol=1e-3, max_boxes=2_000_000, chunk=4096):
       [slope, 1] feeding many downstream units is counted independently by each of them.
 
     On return ``upper - lower <= tol * upper``, lower = ||g'(location)|| is attained, and upper
-    is the largest upper bound of sub-problems that cover R. Certified up to float64 rounding
-    (intervals are rounded to nearest, not outward: errors of order 1e-15 relative, far below tol).
+    is the largest upper bound of sub-problems that cover R. The enclosure is exact in real
+    arithmetic but not certified: it is computed in float64 rounded to nearest, not rounded
+    outward, so its ends carry rounding errors (of order 1e-15 relative, far below ``tol``).
 
     Returns (lower, upper, location). Raises RuntimeError when more than ``max_boxes``
     sub-problems were needed (loosen ``tol``).
     """
     layers = layers_of(net)
-    _require_1d_input(layers, "certified_lipschitz_1d", "lipschitz_bounds")
+    _require_1d_input(layers, "lipschitz_enclosure_1d", "lipschitz_bounds")
     if not tol > 0:
         raise ValueError(f"tol must be positive, got {tol!r}")
     offsets, n_kinked = _kink_columns(layers)
@@ -671,7 +672,7 @@ def certified_lipschitz_1d(net, tol=1e-3, max_boxes=2_000_000, chunk=4096):
     while lo.size:
         spent += lo.size
         if spent > max_boxes:
-            raise RuntimeError(f"certified_lipschitz_1d used {max_boxes} boxes without closing the"
+            raise RuntimeError(f"lipschitz_enclosure_1d used {max_boxes} boxes without closing the"
                                f" gap (lower {lower:.6g}); retry with a larger tol")
         x0 = _anchors(lo, hi)
         parts = [_box_bounds(layers, offsets, lo[i:i + chunk], hi[i:i + chunk], x0[i:i + chunk],
@@ -699,7 +700,7 @@ def certified_lipschitz_1d(net, tol=1e-3, max_boxes=2_000_000, chunk=4096):
 
 
 def product_upper_bound(net):
-    """Certified Lip(g) <= the layer-product bound, propagated node by node through skips.
+    """Lip(g) <= the layer-product bound, propagated node by node through skips.
 
     With L_j a bound for node j (L_0 = 1): a segment s = sum_j P_j a_j has Lip <= sum of their
     L_j, since the zero-padding P_j preserves norms (||P_j v|| = ||v||); the layer input
@@ -730,7 +731,7 @@ def _is_chain(layers):
 
 
 def split_slope_upper_bound(net):
-    """Certified Lip(g) bound for a chain (no skips), after Combettes and Pesquet (2020).
+    """A Lip(g) upper bound for a chain (no skips), after Combettes and Pesquet (2020).
 
     The Jacobian is J = A_{L-1} W_{L-1} ... A_1 W_1 A_0 W_0 with A_k = diag(act_k'(z_k)) and
     every slope in [c_k - r_k, c_k + r_k]; so A_k = c_k I + r_k E_k with E_k diagonal, ||E_k|| <= 1.
@@ -770,7 +771,7 @@ def split_slope_upper_bound(net):
 
 
 def interval_jacobian_upper_bound(net):
-    """Certified Lip(g) <= max over x of ||J(x)||_2 <= a bound from an interval matrix holding every J(x).
+    """Lip(g) <= max over x of ||J(x)||_2 <= a bound from an interval matrix holding every J(x).
 
     Node j's Jacobian lies in C_j +- R_j elementwise (C_0 = I, R_0 = 0). Sums and stacks of
     nodes add and stack (C, R); a narrower node enters a sum zero-padded by P_j, a 0/1 matrix
@@ -870,13 +871,13 @@ def jacobian_norm_search(net, n_starts=32, steps=200, seed=0):
 
 
 def lipschitz_bounds(net, n_starts=32, steps=200, seed=0):
-    """Certified upper and searched lower bounds of Lip(g) (l2 norms) for any input dimension.
+    """Upper bounds (from the weights) and a searched lower bound of Lip(g) (l2 norms) for any input dimension.
 
     Returns a dict: ``upper``, the smallest of :func:`product_upper_bound`,
     :func:`interval_jacobian_upper_bound` and, for chains, :func:`split_slope_upper_bound`
     (each also returned, None where it does not apply), ``upper_method`` naming it; ``lower``
     and ``lower_location`` from :func:`jacobian_norm_search`, ``lower_method``; and ``exact``:
-    None (for input dimension 1 use :func:`exact_lipschitz_1d` or :func:`certified_lipschitz_1d`).
+    None (for input dimension 1 use :func:`exact_lipschitz_1d` or :func:`lipschitz_enclosure_1d`).
     """
     layers = layers_of(net)
     candidates = {"layer-product bound": product_upper_bound(layers),
@@ -941,8 +942,8 @@ def _describe(net):
 def lipschitz_report(path):
     """Text report of the Lipschitz constant of the npgen network saved at ``path``.
 
-    Input dimension 1: the exact constant (piecewise-linear activations) or a certified
-    enclosure (smooth ones), beside the paper's grid estimate. Otherwise: certified upper and
+    Input dimension 1: the exact constant (piecewise-linear activations) or an interval
+    enclosure (smooth ones), beside the paper's grid estimate. Otherwise: upper bounds and
     searched lower bounds. Errors from :meth:`npgen.MLP.load` (ValueError) pass through.
     """
     net = MLP.load(path, backend="numpy")
@@ -954,15 +955,15 @@ def lipschitz_report(path):
             lines += [f"Lipschitz constant (exact, piecewise linear): {exact.constant:.10g}",
                       f"  {exact.note}; x* = {exact.location:.6g}; {exact.n_pieces} linear pieces"]
         else:
-            lower, upper, where = certified_lipschitz_1d(layers)
-            lines += [f"Lipschitz constant (certified enclosure, interval branch and bound):"
+            lower, upper, where = lipschitz_enclosure_1d(layers)
+            lines += [f"Lipschitz constant (enclosure, interval branch and bound in float64):"
                       f" [{lower:.8g}, {upper:.8g}]",
                       f"  lower bound attained at x = {where:.6g}"]
         lines.append("paper's grid estimate (largest slope between 1000 points of [-10, 10]):"
                      f" {paper_grid_estimate(layers):.10g}")
     else:
         bounds = lipschitz_bounds(layers)
-        lines += [f"Lipschitz constant (l2), certified upper bound: {bounds['upper']:.8g}"
+        lines += [f"Lipschitz constant (l2), upper bound from the weights: {bounds['upper']:.8g}"
                   f" ({bounds['upper_method']})",
                   f"Lipschitz constant (l2), lower bound: {bounds['lower']:.8g}"
                   f" ({bounds['lower_method']})",
