@@ -9,7 +9,7 @@ Notation, for a batch of ``n`` rows (one sample a row):
 * ``kind`` is an activation code (``IDENTITY``, ``RELU``, ``LEAKY_RELU``, ``SILU``, ``TANH``,
   ``SIGMOID`` of :mod:`npgen.kernels`) and ``slope`` the negative slope of leaky_relu.
 
-The file reads from the bottom of a network up: activations, the dense layer, losses, Adam,
+The file goes from the small pieces to the large: activations, the dense layer, losses, Adam,
 spectral norm, and last annealed Langevin sampling. A forward returns what its backward needs,
 and a backward returns the gradients of its inputs and parameters. Nothing is written in place.
 
@@ -54,6 +54,7 @@ from . import ACTIVATIONS, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SILU, TANH
 
 
 def _unknown_activation(kind):
+    """The error for a code that is not one of npgen.kernels.ACTIVATIONS' values."""
     return ValueError(f"activation code must be one of {sorted(ACTIVATIONS.values())}, "
                       f"got {kind!r}")
 

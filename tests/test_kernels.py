@@ -159,6 +159,12 @@ def test_unknown_activation_raises(function):
         function(17, SLOPE, np.zeros(2))
 
 
+def test_backends_reject_an_unknown_activation(backend):
+    x, W, b = make_layer(np.random.default_rng(22), 2, 3, 4)
+    with pytest.raises(ValueError):
+        forward(backend, x, W, b, 17)
+
+
 def limits_on_the_extended_reals(name, slope, big):
     """(act, act', act'') at z = (-inf, -big, big, inf), big a large finite float of big's type.
 
