@@ -1,16 +1,20 @@
-"""Array kernels behind npgen: one module per backend, the same function names in each.
+"""Array kernels behind npgen: the math in one textbook module, and one module per backend.
 
 ``numpy_ref``
-    Plain numpy, written to be read. It is the teaching text and the test oracle.
-``cpu``
-    numba ``@njit`` versions of the same functions: fused loops, BLAS for the products,
-    no allocation in the training hot loop.
+    Plain numpy, written to be read: functions that take arrays and return arrays, the math in
+    their docstrings. It is the teaching text and the test oracle.
+``numpy_backend`` (backend ``"numpy"``)
+    ``numpy_ref`` in the destination-passing form below, by calling it and copying.
+``cpu`` (backend ``"cpu"``)
+    numba ``@njit`` kernels of the same math: fused loops, BLAS for the products, no
+    allocation in the training hot loop.
 
-Every kernel writes into output arrays that the caller allocates once, so the same
-signatures can be implemented on device arrays by a CUDA backend. Arrays are C-contiguous,
-2-D ``(batch, features)`` for activations and ``(out, in)`` for weights (the layout of
-``torch.nn.Linear``), 1-D for biases and for the flat parameter buffers Adam updates.
-Scalar losses return a Python float and write the gradient of the *mean* loss.
+A backend provides the kernels named in ``KERNELS`` (its ``__all__``). They write into
+output arrays that the caller allocates once, so the same signatures can be implemented on
+device arrays by a CUDA backend. Arrays are C-contiguous, 2-D ``(batch, features)`` for
+activations and ``(out, in)`` for weights (the layout of ``torch.nn.Linear``), 1-D for biases
+and for the flat parameter buffers Adam updates. Scalar losses return a Python float and write
+the gradient of the *mean* loss.
 
 This package never imports ``npgen``: data flows one way, from models to kernels.
 """
@@ -30,8 +34,18 @@ ACTIVATIONS = {
     "sigmoid": SIGMOID,
 }
 
+#: The kernels every backend module provides, in the destination-passing form (its ``__all__``).
+KERNELS = (
+    "linear_forward", "linear_backward", "linear_backward_input", "linear_jvp",
+    "linear_jvp_backward",
+    "bce_with_logits", "hinge",
+    "adam_step",
+    "spectral_norm_forward", "spectral_norm_backward",
+    "annealed_langevin",
+)
+
 #: Backend name -> module name inside this package.
-BACKENDS = {"numpy": "numpy_ref", "cpu": "cpu"}
+BACKENDS = {"numpy": "numpy_backend", "cpu": "cpu"}
 
 #: Environment variable that picks the default backend.
 BACKEND_ENV = "NPGEN_BACKEND"

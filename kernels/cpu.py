@@ -1,4 +1,4 @@
-"""numba kernels with the names, arguments and math of :mod:`kernels.numpy_ref`.
+"""numba kernels: the signatures of :mod:`kernels.numpy_backend`, the math of ``numpy_ref``.
 
 Each docstring gives the formula in short; ``numpy_ref`` has the full text. What differs is
 how the work is done:
@@ -15,8 +15,8 @@ how the work is done:
 
 Every public kernel is compiled ahead of use for float32 and float64 C-contiguous arrays (two
 signatures each) and cached on disk. Nothing allocates: outputs are the caller's arrays.
-Shapes are checked (the loops themselves do not bounds-check). Elementwise functions and
-losses accept arrays of any shape, as flat views.
+Shapes are checked (the loops themselves do not bounds-check). Losses accept arrays of any
+shape, as flat views.
 """
 
 import math
@@ -29,19 +29,10 @@ from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import get_cython_function_address, intrinsic
 
-from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SILU, TANH
-from .numpy_ref import SPECTRAL_NORM_EPS
+from . import IDENTITY, KERNELS, LEAKY_RELU, RELU, SIGMOID, SILU, TANH
+from .numpy_ref import LANGEVIN_GOLDEN, LANGEVIN_MIX, SPECTRAL_NORM_EPS
 
-__all__ = [
-    "SPECTRAL_NORM_EPS",
-    "activation_forward", "activation_derivative", "activation_second_derivative",
-    "activation_backward",
-    "linear_forward", "linear_backward", "linear_backward_input", "linear_jvp",
-    "linear_jvp_backward",
-    "bce_with_logits", "bce", "hinge", "squared_error",
-    "adam_step",
-    "spectral_norm_forward", "spectral_norm_backward",
-]
+__all__ = list(KERNELS)
 
 _FLOAT_TYPES = (types.float32, types.float64)
 
@@ -363,44 +354,18 @@ def _with_activation(kind, slope, loop, args):
 
 
 @njit(inline="always")
-def _elementwise_loop(value, derivatives, slope, args):
-    """out = act(z), act'(z) or act''(z) (order 0, 1, 2), times grad when use_grad."""
-    order, z, a, grad, use_grad, out = args
+def _chain_rule_loop(value, derivatives, slope, args):
+    """grad_z = act'(z) grad_a, on flat arrays."""
+    z, a, grad_a, grad_z = args
     s = _like(slope, z)
     for i in range(z.size):
-        d1, d2 = derivatives(z[i], a[i], s)
-        result = value(z[i], s) if order == 0 else (d1 if order == 1 else d2)
-        out[i] = result * grad[i] if use_grad else result
+        grad_z[i] = derivatives(z[i], a[i], s)[0] * grad_a[i]
 
 
-@_kernel("i f i r1 r1 r1 b w1")
-def _elementwise(kind, slope, order, z, a, grad, use_grad, out):
-    """The four activation functions below, on flat arrays; a and grad may be stand-ins
-    (any array of the right size) where they are not used."""
-    _with_activation(kind, slope, _elementwise_loop, (order, z, a, grad, use_grad, out))
-
-
-def activation_forward(kind, slope, z, out):
-    """out = act(z) (the formulas are in numpy_ref.activation_forward)."""
-    z, out = _flat(z, out)
-    _elementwise(kind, slope, 0, z, z, z, False, out)
-
-
-def activation_derivative(kind, slope, z, a, out):
-    """out = act'(z), given z and a = act(z)."""
-    z, a, out = _flat(z, a, out)
-    _elementwise(kind, slope, 1, z, a, z, False, out)
-
-
-def activation_second_derivative(kind, slope, z, a, out):
-    """out = act''(z), given z and a = act(z)."""
-    z, a, out = _flat(z, a, out)
-    _elementwise(kind, slope, 2, z, a, z, False, out)
-
-
-def activation_backward(kind, slope, z, a, grad_a, grad_z):
-    """grad_z = grad_a * act'(z)."""
-    _elementwise(kind, slope, 1, *_flat(z, a, grad_a), True, *_flat(grad_z))
+@_kernel("i f r1 r1 r1 w1")
+def _activation_backward(kind, slope, z, a, grad_a, grad_z):
+    """grad_z = grad_a act'(z), elementwise on flat arrays."""
+    _with_activation(kind, slope, _chain_rule_loop, (z, a, grad_a, grad_z))
 
 
 # --------------------------------------------------------------------------- dense layer
@@ -560,7 +525,7 @@ def linear_backward_input(W, z, a, grad_a, kind, slope, grad_z, grad_x):
     _check(a.shape == z.shape and grad_a.shape == z.shape and grad_z.shape == z.shape
            and W.shape[0] == z.shape[1] and grad_x.shape[0] == z.shape[0]
            and grad_x.shape[1] == W.shape[1])
-    activation_backward(kind, slope, z, a, grad_a, grad_z)
+    _activation_backward(kind, slope, *_flat(z, a, grad_a, grad_z))
     _gemm(grad_z, False, W, False, 0.0, grad_x)
 
 
@@ -595,7 +560,7 @@ def linear_jvp_backward(x, dx, W, z, a, dz, grad_a, grad_da, kind, slope,
 #
 # Each loss is a scalar rule (p, t) -> (l, dl/dp) evaluated in float64; the kernel averages.
 
-_BCE_WITH_LOGITS, _BCE, _HINGE, _SQUARED_ERROR = range(4)
+_BCE_WITH_LOGITS, _HINGE = range(2)
 
 
 @_jit
@@ -606,26 +571,10 @@ def _bce_with_logits_rule(s, t):
 
 
 @_jit
-def _bce_rule(p, t):
-    """l = -(t log p + (1 - t) log(1 - p)), logs clamped at -100,
-    dl/dp = (p - t) / max(p (1 - p), 1e-12)."""
-    log_p = max(math.log(p), -100.0)
-    log_1mp = max(math.log1p(-p), -100.0)
-    return -(t * log_p + (1 - t) * log_1mp), (p - t) / max(p * (1 - p), 1e-12)
-
-
-@_jit
 def _hinge_rule(s, t):
     """l = max(0, 1 - t s),  dl/ds = -t [1 - t s > 0]."""
     margin = 1 - t * s
     return max(margin, 0.0), -t if margin > 0 else 0.0
-
-
-@_jit
-def _squared_error_rule(p, t):
-    """l = (p - t)^2,  dl/dp = 2 (p - t)."""
-    diff = p - t
-    return diff * diff, 2 * diff
 
 
 @njit(inline="always")
@@ -645,11 +594,7 @@ def _mean_loss(which, pred, target, grad):
     """L = mean_i l(p_i, t_i); grad = dL/dp (each rule's derivative / N)."""
     if which == _BCE_WITH_LOGITS:
         return _mean_of(_bce_with_logits_rule, pred, target, grad)
-    if which == _BCE:
-        return _mean_of(_bce_rule, pred, target, grad)
-    if which == _HINGE:
-        return _mean_of(_hinge_rule, pred, target, grad)
-    return _mean_of(_squared_error_rule, pred, target, grad)
+    return _mean_of(_hinge_rule, pred, target, grad)
 
 
 def bce_with_logits(logits, target, grad):
@@ -657,20 +602,10 @@ def bce_with_logits(logits, target, grad):
     return _mean_loss(_BCE_WITH_LOGITS, *_flat(logits, target, grad))
 
 
-def bce(probs, target, grad):
-    """Mean of -(t log p + (1 - t) log(1 - p)), logs clamped at -100 (torch.nn.BCELoss);
-    grad = (p - t) / max(p (1 - p), 1e-12) / N."""
-    return _mean_loss(_BCE, *_flat(probs, target, grad))
-
-
 def hinge(scores, target, grad):
     """Mean of max(0, 1 - t s) for t in {-1, +1}; grad = -t [1 - t s > 0] / N."""
     return _mean_loss(_HINGE, *_flat(scores, target, grad))
 
-
-def squared_error(pred, target, grad):
-    """Mean of (p - t)^2; grad = 2 (p - t) / N."""
-    return _mean_loss(_SQUARED_ERROR, *_flat(pred, target, grad))
 
 
 # --------------------------------------------------------------------------- optimizer
@@ -754,10 +689,6 @@ def spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
 #
 # The noise is numpy_ref's counter-based generator, bit for bit (its constants are imported
 # from there); the score is evaluated through the pieces of the first layer.
-
-from .numpy_ref import LANGEVIN_GOLDEN, LANGEVIN_MIX  # noqa: E402
-
-__all__ += ["annealed_langevin"]
 
 _GOLDEN = np.uint64(LANGEVIN_GOLDEN)
 _MIX1, _MIX2 = np.uint64(LANGEVIN_MIX[0]), np.uint64(LANGEVIN_MIX[1])

@@ -1,260 +1,290 @@
-"""Plain-numpy reference kernels: the math of every npgen operation, written to be read.
+"""The math of every npgen operation in plain numpy: arrays in, arrays out, written to be read.
 
-Notation, for a batch of ``n`` rows:
+Notation, for a batch of ``n`` rows (one sample a row):
 
 * ``x``  (n, in)   layer input            ``W`` (out, in) weight     ``b`` (out,) bias
 * ``z``  (n, out)  pre-activation          ``a`` (n, out)  activation, ``a = act(z)``
 * ``grad_y`` is dL/dy for a scalar loss L ("the gradient flowing back into y").
 * ``dx``, ``dz``, ``da`` are forward-mode tangents (a directional derivative pushed forward).
+* ``kind`` is an activation code (``IDENTITY``, ``RELU``, ``LEAKY_RELU``, ``SILU``, ``TANH``,
+  ``SIGMOID`` of :mod:`npgen.kernels`) and ``slope`` the negative slope of leaky_relu.
 
-Every function writes its results into arrays given by the caller and returns nothing, except
-losses, which return the loss value. Parameter gradients are overwritten, or added to when
-``accumulate`` is true (a network used twice in one loss, as the gradient penalty does).
-The numba backend in ``cpu.py`` has the same names and signatures and is tested against this file.
+The file goes from the small pieces to the large: activations, the dense layer, losses, Adam,
+spectral norm, and last annealed Langevin sampling. A forward returns what its backward needs,
+and a backward returns the gradients of its inputs and parameters. Nothing is written in place.
+
+A 3-layer MLP, chained by hand
+------------------------------
+The network ``y = W3 tanh(W2 tanh(W1 x + b1) + b2) + b3`` trained as a classifier of logits::
+
+    a1, z1 = dense_forward(x,  W1, b1, TANH, 0.0)        # each forward keeps z for its backward
+    a2, z2 = dense_forward(a1, W2, b2, TANH, 0.0)
+    y,  z3 = dense_forward(a2, W3, b3, IDENTITY, 0.0)
+    loss, grad_y = bce_with_logits(y, labels)            # the loss starts the backward pass
+
+    grad_a2, grad_W3, grad_b3 = dense_backward(a2, W3, z3, grad_y,  IDENTITY, 0.0)
+    grad_a1, grad_W2, grad_b2 = dense_backward(a1, W2, z2, grad_a2, TANH, 0.0)
+    _,       grad_W1, grad_b1 = dense_backward(x,  W1, z1, grad_a1, TANH, 0.0)
+
+    W1, m_W1, v_W1 = adam_step(W1, grad_W1, m_W1, v_W1, t, lr, beta1, beta2, eps)   # and so on
+
+Each layer's backward takes the layer's input, its weight, the ``z`` its forward returned and
+the gradient of its output, and returns the gradient of its input: the next layer down's
+``grad_a``. With spectral norm, layer k uses ``W_sn, sigma, u, v = spectral_norm_forward(W, u,
+v, 1)`` in place of W, and ``spectral_norm_backward(W, u, v, sigma, grad_W_sn)`` turns the
+gradient of W_sn that its dense_backward returns into that of W. A Jacobian-vector product
+runs the same chain with :func:`dense_jvp`, carrying a tangent ``dx`` along (``da1`` feeds the
+next layer's ``dx``), and :func:`dense_jvp_backward` differentiates through both paths.
+
+The destination-passing backends (``numpy_backend``, built on this file, and the numba kernels
+in ``cpu``) compute the same things into arrays that the caller owns; ``cpu`` is tested
+against this file.
 """
 
 import numpy as np
 
-from . import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SILU, TANH
+from . import ACTIVATIONS, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SILU, TANH
 
 # --------------------------------------------------------------------------- activations
+#
+# Each activation is defined on the extended reals: at z = -inf and z = +inf it takes its
+# limits, and no finite or infinite z gives NaN or a numpy warning. Where a formula would
+# multiply an infinity by a vanishing factor (-inf * 0 is NaN), z is first clipped to the
+# finite floats, where the formula already equals its limit.
+
+
+def _unknown_activation(kind):
+    """The error for a code that is not one of npgen.kernels.ACTIVATIONS' values."""
+    return ValueError(f"activation code must be one of {sorted(ACTIVATIONS.values())}, "
+                      f"got {kind!r}")
 
 
 def _sigmoid(z):
-    """sigmoid(z) = 1 / (1 + exp(-z)), evaluated without overflow for large |z|."""
+    """sigmoid(z) = 1 / (1 + exp(-z)), through e = exp(-|z|) so that nothing overflows."""
     e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
 
 
-def activation_forward(kind, slope, z, out):
-    """out = act(z).
+def _clipped_to_finite(z):
+    """z with -inf and +inf replaced by the most negative and the largest float of its type."""
+    info = np.finfo(z.dtype)
+    return np.clip(z, info.min, info.max)
 
-    identity: z            relu: max(z, 0)           leaky_relu: z if z > 0 else slope * z
-    silu: z * sigmoid(z)   tanh: tanh(z)             sigmoid: 1 / (1 + exp(-z))
+
+def activation(kind, slope, z):
+    """a = act(z), elementwise, in the float type of z.
+
+    identity: z            relu: max(z, 0)           leaky_relu: z if z > 0 else slope z
+    silu: z sigmoid(z)     tanh: tanh(z)             sigmoid: 1 / (1 + exp(-z))
+
+    On the extended reals: act(+inf) = +inf for identity, relu, leaky_relu and silu, 1 for
+    tanh and sigmoid; act(-inf) = -inf for identity, 0 for relu, silu and sigmoid, -1 for tanh,
+    and for leaky_relu -inf when slope > 0 and 0 when slope = 0. No finite or infinite z gives
+    NaN or a warning (for leaky_relu, |slope| <= 1, so that slope z cannot overflow).
     """
+    z = np.asarray(z)
+    slope = z.dtype.type(slope)
     if kind == IDENTITY:
-        out[...] = z
-    elif kind == RELU:
-        out[...] = np.maximum(z, 0)
-    elif kind == LEAKY_RELU:
-        out[...] = np.where(z > 0, z, slope * z)
-    elif kind == SILU:
-        out[...] = z * _sigmoid(z)
-    elif kind == TANH:
-        out[...] = np.tanh(z)
-    elif kind == SIGMOID:
-        out[...] = _sigmoid(z)
-    else:
-        raise ValueError(f"unknown activation code {kind}")
+        return z.copy()
+    if kind == RELU or (kind == LEAKY_RELU and slope == 0):
+        return np.maximum(z, 0)  # not slope z: 0 * -inf is NaN
+    if kind == LEAKY_RELU:
+        return np.where(z > 0, z, slope * z)
+    if kind == SILU:  # z stops at the most negative float, where z sigmoid(z) is already 0
+        return np.maximum(z, np.finfo(z.dtype).min) * _sigmoid(z)
+    if kind == TANH:
+        return np.tanh(z)
+    if kind == SIGMOID:
+        return _sigmoid(z)
+    raise _unknown_activation(kind)
 
 
-def activation_derivative(kind, slope, z, a, out):
-    """out = act'(z), given z and a = act(z).
+def activation_derivative(kind, slope, z):
+    """act'(z), elementwise, in the float type of z.
 
     identity: 1    relu: [z > 0]    leaky_relu: 1 if z > 0 else slope
     silu: s (1 + z (1 - s)) with s = sigmoid(z)
-    tanh: 1 - a^2                   sigmoid: a (1 - a)
-    At the kink z = 0 of relu / leaky_relu the left derivative is used (as torch does).
+    tanh: 1 - tanh(z)^2             sigmoid: s (1 - s)
+
+    At the kink z = 0 of relu and leaky_relu the left derivative is used (0, slope), as torch
+    does. On the extended reals: 1 at +inf and 0 at -inf for silu, 0 at both for tanh and
+    sigmoid; relu and leaky_relu keep their one-sided values. No NaN, no warning, for any z.
     """
+    z = np.asarray(z)
+    slope = z.dtype.type(slope)
     if kind == IDENTITY:
-        out[...] = 1
-    elif kind == RELU:
-        out[...] = z > 0
-    elif kind == LEAKY_RELU:
-        out[...] = np.where(z > 0, 1.0, slope)
-    elif kind == SILU:
+        return np.ones_like(z)
+    if kind in (RELU, LEAKY_RELU):
+        return np.where(z > 0, 1, slope if kind == LEAKY_RELU else 0).astype(z.dtype)
+    if kind == SILU:
+        z = _clipped_to_finite(z)  # z (1 - s): inf * 0 at +inf
         s = _sigmoid(z)
-        out[...] = s * (1 + z * (1 - s))
-    elif kind == TANH:
-        out[...] = 1 - a * a
-    elif kind == SIGMOID:
-        out[...] = a * (1 - a)
-    else:
-        raise ValueError(f"unknown activation code {kind}")
+        return s * (1 + z * (1 - s))
+    if kind == TANH:
+        a = np.tanh(z)
+        return 1 - a * a
+    if kind == SIGMOID:
+        s = _sigmoid(z)
+        return s * (1 - s)
+    raise _unknown_activation(kind)
 
 
-def activation_second_derivative(kind, slope, z, a, out):
-    """out = act''(z), given z and a = act(z).
+def activation_second_derivative(kind, slope, z):
+    """act''(z), elementwise, in the float type of z.
 
-    identity, relu, leaky_relu: 0 (piecewise linear)
+    identity, relu, leaky_relu: 0 (piecewise linear; 0 at the kink too)
     silu: s (1 - s) (2 + z (1 - 2 s)) with s = sigmoid(z)
-    tanh: -2 a (1 - a^2)            sigmoid: a (1 - a) (1 - 2 a)
+    tanh: -2 a (1 - a^2) with a = tanh(z)         sigmoid: s (1 - s) (1 - 2 s)
+
+    On the extended reals every second derivative is 0 at -inf and +inf. No NaN, no warning,
+    for any z.
     """
+    z = np.asarray(z)
     if kind in (IDENTITY, RELU, LEAKY_RELU):
-        out[...] = 0
-    elif kind == SILU:
+        return np.zeros_like(z)
+    if kind == SILU:
+        z = _clipped_to_finite(z)  # s (1 - s) z: 0 * inf at both ends
         s = _sigmoid(z)
-        out[...] = s * (1 - s) * (2 + z * (1 - 2 * s))
-    elif kind == TANH:
-        out[...] = -2 * a * (1 - a * a)
-    elif kind == SIGMOID:
-        out[...] = a * (1 - a) * (1 - 2 * a)
-    else:
-        raise ValueError(f"unknown activation code {kind}")
+        return s * (1 - s) * (2 + z * (1 - 2 * s))
+    if kind == TANH:
+        a = np.tanh(z)
+        return -2 * a * (1 - a * a)
+    if kind == SIGMOID:
+        s = _sigmoid(z)
+        return s * (1 - s) * (1 - 2 * s)
+    raise _unknown_activation(kind)
 
 
-def activation_backward(kind, slope, z, a, grad_a, grad_z):
-    """grad_z = grad_a * act'(z)   (the chain rule through an elementwise map)."""
-    activation_derivative(kind, slope, z, a, grad_z)
-    grad_z *= grad_a
+def activation_backward(kind, slope, z, grad_a):
+    """grad_z = grad_a * act'(z): the chain rule through an elementwise map."""
+    return grad_a * activation_derivative(kind, slope, z)
+
+
+def activation_jvp_backward(kind, slope, z, dz, grad_a, grad_da):
+    """Backward of (a, da) = (act(z), act'(z) dz) to (z, dz); returns (grad_z, grad_dz).
+
+    With d1 = act'(z) and d2 = act''(z):
+    grad_z  = grad_da d2 dz + grad_a d1     (z moves both a and the slope that scales dz)
+    grad_dz = grad_da d1
+    """
+    d1 = activation_derivative(kind, slope, z)
+    d2 = activation_second_derivative(kind, slope, z)
+    return d2 * (grad_da * dz) + grad_a * d1, grad_da * d1
 
 
 # --------------------------------------------------------------------------- dense layer
 
 
-def linear_forward(x, W, b, kind, slope, z, a):
-    """Dense layer with its activation.
+def dense_forward(x, W, b, kind, slope):
+    """Dense layer with its activation; returns (a, z).
 
     z = x W^T + b          (n, out)
     a = act(z)             (n, out)
     """
-    np.dot(x, W.T, out=z)
-    z += b
-    activation_forward(kind, slope, z, a)
+    z = x @ W.T + b
+    return activation(kind, slope, z), z
 
 
-def linear_backward(x, W, z, a, grad_a, kind, slope, grad_z, grad_W, grad_b, grad_x,
-                    accumulate, need_grad_x):
-    """Backward of :func:`linear_forward`.
-
-    grad_z = grad_a * act'(z)
-    grad_W = grad_z^T x        (out, in)   (added to grad_W when ``accumulate``)
-    grad_b = sum_rows grad_z   (out,)      (added to grad_b when ``accumulate``)
-    grad_x = grad_z W          (n, in)     (only when ``need_grad_x``)
-    """
-    activation_backward(kind, slope, z, a, grad_a, grad_z)
-    if accumulate:
-        grad_W += grad_z.T @ x
-        grad_b += grad_z.sum(axis=0)
-    else:
-        np.dot(grad_z.T, x, out=grad_W)
-        grad_b[...] = grad_z.sum(axis=0)
-    if need_grad_x:
-        np.dot(grad_z, W, out=grad_x)
-
-
-def linear_backward_input(W, z, a, grad_a, kind, slope, grad_z, grad_x):
-    """Backward of :func:`linear_forward` to the input alone, the parameters held fixed.
+def dense_backward(x, W, z, grad_a, kind, slope):
+    """Backward of :func:`dense_forward`; returns (grad_x, grad_W, grad_b).
 
     grad_z = grad_a * act'(z)
     grad_x = grad_z W          (n, in)
-    What a network needs when it only passes a gradient through (a GAN's discriminator
-    during the generator's step): a third less work than :func:`linear_backward`.
+    grad_W = grad_z^T x        (out, in)
+    grad_b = sum_rows grad_z   (out,)
     """
-    activation_backward(kind, slope, z, a, grad_a, grad_z)
-    np.dot(grad_z, W, out=grad_x)
+    grad_z = activation_backward(kind, slope, z, grad_a)
+    return grad_z @ W, grad_z.T @ x, grad_z.sum(axis=0)
 
 
-def linear_jvp(x, dx, W, b, kind, slope, z, a, dz, da):
-    """Forward pass with a forward-mode tangent (a Jacobian-vector product).
+def dense_backward_input(W, z, grad_a, kind, slope):
+    """The grad_x of :func:`dense_backward` alone, the parameters held fixed.
+
+    grad_x = (grad_a * act'(z)) W
+    What a network needs when it only passes a gradient through (a GAN's discriminator
+    during the generator's step): a third less work than the full backward.
+    """
+    return activation_backward(kind, slope, z, grad_a) @ W
+
+
+def dense_jvp(x, dx, W, b, kind, slope):
+    """Forward pass with a forward-mode tangent (a Jacobian-vector product); returns
+    (a, da, z, dz).
 
     z  = x W^T + b,   a  = act(z)
     dz = dx W^T,      da = act'(z) * dz       (the bias does not move with x)
     """
-    linear_forward(x, W, b, kind, slope, z, a)
-    np.dot(dx, W.T, out=dz)
-    activation_derivative(kind, slope, z, a, da)
-    da *= dz
+    a, z = dense_forward(x, W, b, kind, slope)
+    dz = dx @ W.T
+    return a, activation_derivative(kind, slope, z) * dz, z, dz
 
 
-def linear_jvp_backward(x, dx, W, z, a, dz, grad_a, grad_da, kind, slope,
-                        grad_z, grad_dz, grad_W, grad_b, grad_x, grad_dx,
-                        accumulate, need_grad_x):
-    """Backward of :func:`linear_jvp`: cotangents of (a, da) -> cotangents of (W, b, x, dx).
+def dense_jvp_backward(x, dx, W, z, dz, grad_a, grad_da, kind, slope):
+    """Backward of :func:`dense_jvp`: cotangents of (a, da) to those of (x, dx, W, b);
+    returns (grad_x, grad_dx, grad_W, grad_b).
 
-    With d1 = act'(z) and d2 = act''(z):
-    grad_dz = grad_da * d1
-    grad_z  = grad_a * d1 + grad_da * d2 * dz
-    grad_W  = grad_z^T x + grad_dz^T dx,   grad_b = sum_rows grad_z
-    grad_x  = grad_z W,                    grad_dx = grad_dz W
+    With d1 = act'(z) and d2 = act''(z) (:func:`activation_jvp_backward`):
+    grad_z  = grad_a d1 + grad_da d2 dz,    grad_dz = grad_da d1
+    grad_x  = grad_z W,                     grad_dx = grad_dz W
+    grad_W  = grad_z^T x + grad_dz^T dx,    grad_b  = sum_rows grad_z
     This is what a gradient penalty on ||dG/dz|| needs: backprop through both the primal
     and the tangent path of the network.
     """
-    d1 = np.empty_like(z)
-    activation_derivative(kind, slope, z, a, d1)
-    activation_second_derivative(kind, slope, z, a, grad_z)
-    grad_z *= grad_da * dz
-    grad_z += grad_a * d1
-    np.multiply(grad_da, d1, out=grad_dz)
-    step_W = grad_z.T @ x + grad_dz.T @ dx
-    if accumulate:
-        grad_W += step_W
-        grad_b += grad_z.sum(axis=0)
-    else:
-        grad_W[...] = step_W
-        grad_b[...] = grad_z.sum(axis=0)
-    if need_grad_x:
-        np.dot(grad_z, W, out=grad_x)
-        np.dot(grad_dz, W, out=grad_dx)
+    grad_z, grad_dz = activation_jvp_backward(kind, slope, z, dz, grad_a, grad_da)
+    return grad_z @ W, grad_dz @ W, grad_z.T @ x + grad_dz.T @ dx, grad_z.sum(axis=0)
 
 
 # --------------------------------------------------------------------------- losses
 
 
-def bce_with_logits(logits, target, grad):
-    """Binary cross-entropy of sigmoid(logits) against targets in [0, 1], averaged.
+def _check_targets(pred, target):
+    if pred.shape != target.shape:
+        raise ValueError(f"target must have the shape of the predictions {pred.shape}, "
+                         f"got {target.shape}")
+
+
+def bce_with_logits(logits, target):
+    """Binary cross-entropy of sigmoid(logits) against targets in [0, 1], averaged; returns
+    (loss, grad) with grad = dL/dlogits.
 
     l_i = max(s_i, 0) - s_i t_i + log(1 + exp(-|s_i|))      (stable for any s_i)
     L = mean_i l_i,    dL/ds_i = (sigmoid(s_i) - t_i) / N
+    The loss is summed in float64 and returned as a Python float.
     """
+    _check_targets(logits, target)
     n = logits.size
     loss = np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits)))
-    grad[...] = (_sigmoid(logits) - target) / n
-    return float(loss.sum(dtype=np.float64) / n)
+    return float(loss.sum(dtype=np.float64) / n), (_sigmoid(logits) - target) / n
 
 
-def bce(probs, target, grad):
-    """Binary cross-entropy of probabilities p in [0, 1] against targets, averaged.
-
-    l_i = -(t_i log p_i + (1 - t_i) log(1 - p_i)), each log clamped at -100 as torch.nn.BCELoss
-    dL/dp_i = (p_i - t_i) / max(p_i (1 - p_i), 1e-12) / N
-    """
-    n = probs.size
-    with np.errstate(divide="ignore"):
-        log_p = np.maximum(np.log(probs), -100)
-        log_1mp = np.maximum(np.log1p(-probs), -100)
-    loss = -(target * log_p + (1 - target) * log_1mp)
-    grad[...] = (probs - target) / np.maximum(probs * (1 - probs), 1e-12) / n
-    return float(loss.sum(dtype=np.float64) / n)
-
-
-def hinge(scores, target, grad):
-    """Hinge loss with labels t_i in {-1, +1}, averaged.
+def hinge(scores, target):
+    """Hinge loss with labels t_i in {-1, +1}, averaged; returns (loss, grad = dL/dscores).
 
     L = mean_i max(0, 1 - t_i s_i),    dL/ds_i = -t_i [1 - t_i s_i > 0] / N
     """
+    _check_targets(scores, target)
     n = scores.size
     margin = 1 - target * scores
-    grad[...] = np.where(margin > 0, -target, 0) / n
-    return float(np.maximum(margin, 0).sum(dtype=np.float64) / n)
-
-
-def squared_error(pred, target, grad):
-    """Mean squared error. L = mean_i (p_i - t_i)^2,    dL/dp_i = 2 (p_i - t_i) / N"""
-    n = pred.size
-    diff = pred - target
-    grad[...] = 2 * diff / n
-    return float((diff.astype(np.float64) ** 2).sum() / n)
+    return (float(np.maximum(margin, 0).sum(dtype=np.float64) / n),
+            np.where(margin > 0, -target, 0) / n)
 
 
 # --------------------------------------------------------------------------- optimizer
 
 
 def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps):
-    """One Adam update of a flat parameter buffer, with torch.optim.Adam's semantics.
+    """One Adam update with torch.optim.Adam's semantics; returns the new (param, m, v).
 
     m <- beta1 m + (1 - beta1) g
     v <- beta2 v + (1 - beta2) g^2
     param <- param - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
     ``step`` is t, counted from 1; eps is added after the square root.
     """
-    m *= beta1
-    m += (1 - beta1) * grad
-    v *= beta2
-    v += (1 - beta2) * grad * grad
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad * grad
     bias1 = 1 - beta1 ** step
     bias2 = 1 - beta2 ** step
-    param -= (lr / bias1) * m / (np.sqrt(v) / np.sqrt(bias2) + eps)
+    return param - (lr / bias1) * m / (np.sqrt(v) / np.sqrt(bias2) + eps), m, v
 
 
 # --------------------------------------------------------------------------- spectral norm
@@ -262,38 +292,34 @@ def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps):
 SPECTRAL_NORM_EPS = 1e-12
 
 
-def spectral_norm_forward(W, u, v, n_power_iterations, W_sn):
-    """Spectral normalization as torch.nn.utils.spectral_norm computes it.
+def spectral_norm_forward(W, u, v, n_power_iterations):
+    """Spectral normalization as torch.nn.utils.spectral_norm computes it; returns
+    (W_sn, sigma, u, v).
 
-    Training (n_power_iterations >= 1), with u (out,) and v (in,) kept between calls:
+    Training (n_power_iterations >= 1), with u (out,) and v (in,) carried between calls:
         v <- W^T u / max(||W^T u||, eps),   u <- W v / max(||W v||, eps)
-    Evaluation (n_power_iterations = 0) leaves u and v as they are. Then
-        sigma = u . W v      (an estimate of the largest singular value of W)
+    Evaluation (n_power_iterations = 0) keeps u and v as they are. Then
+        sigma = u . W v      (an estimate of the largest singular value of W, a Python float)
         W_sn  = W / sigma
-    Returns sigma.
     """
     for _ in range(n_power_iterations):
         wu = W.T @ u
-        v[...] = wu / max(np.linalg.norm(wu), SPECTRAL_NORM_EPS)
+        v = wu / max(np.linalg.norm(wu), SPECTRAL_NORM_EPS)
         wv = W @ v
-        u[...] = wv / max(np.linalg.norm(wv), SPECTRAL_NORM_EPS)
+        u = wv / max(np.linalg.norm(wv), SPECTRAL_NORM_EPS)
     sigma = float(u @ (W @ v))
-    np.divide(W, sigma, out=W_sn)
-    return sigma
+    return W / sigma, sigma, u, v
 
 
-def spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
-    """Backward of W_sn = W / sigma(W) with sigma = u^T W v, u and v held constant.
+def spectral_norm_backward(W, u, v, sigma, grad_W_sn):
+    """Backward of W_sn = W / sigma(W) with sigma = u^T W v, u and v held constant; returns
+    grad_W.
 
     d sigma / dW = u v^T, so
     grad_W = grad_W_sn / sigma - (<grad_W_sn, W> / sigma^2) u v^T
     """
     coupling = float(np.sum(grad_W_sn * W, dtype=np.float64)) / sigma ** 2
-    step_W = grad_W_sn / sigma - coupling * np.outer(u, v)
-    if accumulate:
-        grad_W += step_W
-    else:
-        grad_W[...] = step_W
+    return grad_W_sn / sigma - coupling * np.outer(u, v)
 
 
 # --------------------------------------------------------------------------- annealed Langevin
@@ -339,7 +365,8 @@ def langevin_noise(keys, step):
 
 def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed,
                       first_step, slope1, slope2):
-    """Annealed Langevin dynamics (Song & Ermon, 2019) with the score network of a scalar x.
+    """Annealed Langevin dynamics (Song & Ermon, 2019) with the score network of a scalar x;
+    returns the moved samples (x itself is left as it is).
 
     At noise level l the score network is the chain
         s_l(x) = W3a leaky_slope2(W2a leaky_slope1(W1 x + b1) + beff2[l]) + beff3[l]
@@ -347,10 +374,11 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
     noise-level embedding is folded into the biases beff2, beff3. For each level l = 0 .. L-1
     in turn, ``n_steps_per_level`` times,
         x <- x + (alpha_l / 2) s_l(x) + sqrt(alpha_l) z
-    updates ``x`` (n,) in place. Step t of the run (t = first_step, first_step + 1, ...) gives
+    for samples x (n,). Step t of the run (t = first_step, first_step + 1, ...) gives
     sample i the normal z(seed, i, t) described above, so a run split into several calls
     (one per level, say, each with its ``first_step``) draws what a single call would.
     """
+    x = x.copy()
     keys = langevin_sample_keys(seed, x.size)
     w1, w3 = W1[:, 0], W3a[0]
     step = first_step
@@ -366,3 +394,4 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
             noise = langevin_noise(keys, step).astype(x.dtype)
             x += half_alpha * score + root_alpha * noise
             step += 1
+    return x

@@ -10,13 +10,13 @@ import pytest
 from scipy import stats
 
 from npgen import kernels
-from npgen.kernels import cpu, numpy_ref
-from npgen.nn.score import ScoreNetwork, sinusoidal_features
+from npgen.kernels import cpu, numpy_backend
 from npgen.models.sgm import NOISE_LEVELS, SGM
+from npgen.nn.score import ScoreNetwork, sinusoidal_features
 from finite_differences import assert_matches_fd, central_difference
 
 BACKENDS = sorted(kernels.BACKENDS)
-LANGEVIN = {"numpy": numpy_ref.annealed_langevin, "cpu": cpu.annealed_langevin}
+LANGEVIN = {"numpy": numpy_backend.annealed_langevin, "cpu": cpu.annealed_langevin}
 
 
 def check_parameter_gradients(net, grads, loss, per_block, seed=0):

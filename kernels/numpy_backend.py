@@ -1,0 +1,126 @@
+"""The ``numpy`` backend: :mod:`numpy_ref`'s functions in the destination-passing form of the
+fast backends.
+
+npgen's models call a backend with the arrays they own: each kernel below calls the textbook
+function, then copies its results into the caller's arrays (``out = result``, or ``out +=
+result`` where ``accumulate`` is true: a network used twice in one loss, as the gradient
+penalty does). Every output must have the shape of the result it receives; a mismatch raises
+ValueError. The signatures are those of :mod:`cpu`, argument for argument:
+
+* the activation ``a`` is accepted and not read (the textbook differentiates from ``z``);
+* ``grad_z`` and ``grad_dz``, the numba kernels' buffers for dL/dz and dL/d(dz), are written
+  here too, so that the two backends' outputs compare one for one;
+* ``grad_x`` (and ``grad_dx``) is written only when ``need_grad_x`` is true, and may be None
+  otherwise;
+* losses return the loss as a Python float and write dL/dpred into ``grad``;
+* ``adam_step``, ``spectral_norm_forward`` (u, v) and ``annealed_langevin`` (x) update their
+  arrays in place.
+"""
+
+from . import KERNELS, numpy_ref
+
+__all__ = list(KERNELS)
+
+
+def _store(out, result, accumulate=False):
+    """out = result, or out += result when accumulating, into the caller's array."""
+    if out.shape != result.shape:
+        raise ValueError(f"an output of shape {out.shape} cannot hold a result of shape "
+                         f"{result.shape}")
+    if accumulate:
+        out += result
+    else:
+        out[...] = result
+
+
+def linear_forward(x, W, b, kind, slope, z, a):
+    """z = x W^T + b, a = act(z) (:func:`numpy_ref.dense_forward`)."""
+    a_new, z_new = numpy_ref.dense_forward(x, W, b, kind, slope)
+    _store(z, z_new)
+    _store(a, a_new)
+
+
+def linear_backward(x, W, z, a, grad_a, kind, slope, grad_z, grad_W, grad_b, grad_x,
+                    accumulate, need_grad_x):
+    """grad_z = grad_a act'(z), grad_W (+)= grad_z^T x, grad_b (+)= sum_rows grad_z,
+    grad_x = grad_z W when need_grad_x (:func:`numpy_ref.dense_backward`)."""
+    grad_x_new, grad_W_new, grad_b_new = numpy_ref.dense_backward(x, W, z, grad_a, kind, slope)
+    _store(grad_z, numpy_ref.activation_backward(kind, slope, z, grad_a))
+    _store(grad_W, grad_W_new, accumulate)
+    _store(grad_b, grad_b_new, accumulate)
+    if need_grad_x:
+        _store(grad_x, grad_x_new)
+
+
+def linear_backward_input(W, z, a, grad_a, kind, slope, grad_z, grad_x):
+    """grad_z = grad_a act'(z), grad_x = grad_z W (:func:`numpy_ref.dense_backward_input`)."""
+    _store(grad_z, numpy_ref.activation_backward(kind, slope, z, grad_a))
+    _store(grad_x, numpy_ref.dense_backward_input(W, z, grad_a, kind, slope))
+
+
+def linear_jvp(x, dx, W, b, kind, slope, z, a, dz, da):
+    """z = x W^T + b, a = act(z), dz = dx W^T, da = act'(z) dz (:func:`numpy_ref.dense_jvp`)."""
+    a_new, da_new, z_new, dz_new = numpy_ref.dense_jvp(x, dx, W, b, kind, slope)
+    for out, result in ((z, z_new), (a, a_new), (dz, dz_new), (da, da_new)):
+        _store(out, result)
+
+
+def linear_jvp_backward(x, dx, W, z, a, dz, grad_a, grad_da, kind, slope,
+                        grad_z, grad_dz, grad_W, grad_b, grad_x, grad_dx,
+                        accumulate, need_grad_x):
+    """Cotangents of (a, da) to those of (W, b, x, dx) (:func:`numpy_ref.dense_jvp_backward`):
+    grad_W and grad_b (+)=, grad_x and grad_dx when need_grad_x."""
+    grad_x_new, grad_dx_new, grad_W_new, grad_b_new = numpy_ref.dense_jvp_backward(
+        x, dx, W, z, dz, grad_a, grad_da, kind, slope)
+    grad_z_new, grad_dz_new = numpy_ref.activation_jvp_backward(kind, slope, z, dz, grad_a,
+                                                                grad_da)
+    _store(grad_z, grad_z_new)
+    _store(grad_dz, grad_dz_new)
+    _store(grad_W, grad_W_new, accumulate)
+    _store(grad_b, grad_b_new, accumulate)
+    if need_grad_x:
+        _store(grad_x, grad_x_new)
+        _store(grad_dx, grad_dx_new)
+
+
+def bce_with_logits(logits, target, grad):
+    """Mean binary cross-entropy of sigmoid(logits); grad = dL/dlogits (returns the loss)."""
+    loss, grad_new = numpy_ref.bce_with_logits(logits, target)
+    _store(grad, grad_new)
+    return loss
+
+
+def hinge(scores, target, grad):
+    """Mean hinge loss for labels in {-1, +1}; grad = dL/dscores (returns the loss)."""
+    loss, grad_new = numpy_ref.hinge(scores, target)
+    _store(grad, grad_new)
+    return loss
+
+
+def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps):
+    """One Adam update of param, m and v in place (:func:`numpy_ref.adam_step`)."""
+    for out, result in zip((param, m, v),
+                           numpy_ref.adam_step(param, grad, m, v, step, lr, beta1, beta2, eps)):
+        _store(out, result)
+
+
+def spectral_norm_forward(W, u, v, n_power_iterations, W_sn):
+    """W_sn = W / sigma, u and v updated in place by the power iterations; returns sigma
+    (:func:`numpy_ref.spectral_norm_forward`)."""
+    W_sn_new, sigma, u_new, v_new = numpy_ref.spectral_norm_forward(W, u, v, n_power_iterations)
+    for out, result in ((W_sn, W_sn_new), (u, u_new), (v, v_new)):
+        _store(out, result)
+    return sigma
+
+
+def spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
+    """grad_W (+)= the gradient through W_sn = W / sigma
+    (:func:`numpy_ref.spectral_norm_backward`)."""
+    _store(grad_W, numpy_ref.spectral_norm_backward(W, u, v, sigma, grad_W_sn), accumulate)
+
+
+def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed,
+                      first_step, slope1, slope2):
+    """The samples x moved in place by :func:`numpy_ref.annealed_langevin`."""
+    _store(x, numpy_ref.annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas,
+                                          n_steps_per_level, seed, first_step, slope1, slope2))
