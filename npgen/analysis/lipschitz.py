@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import kernels
+from ..kernels import numpy_ref
 from ..nn.layers import AffineLayer, segment_width
 from ..nn.mlp import MLP
 
@@ -144,19 +145,31 @@ def _kink_slope(layer):
 
 
 # --------------------------------------------------------------------------- activations
+# The activations' math is the reference kernels' (npgen.kernels.numpy_ref), defined on the
+# extended reals: the tail boxes of the interval arithmetic reach z = -inf and z = +inf.
 
 
-def _sigmoid(z):
-    """1 / (1 + exp(-z)) without overflow; exact limits 0 and 1 at -inf and +inf."""
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+def _act(layer, z):
+    """act(z) elementwise, with the limits at z = +-inf."""
+    return numpy_ref.activation(kernels.activation_code(layer.activation), layer.slope, z)
 
 
-def _silu_prime(z):
-    """silu'(z) = s (1 + z (1 - s)), s = sigmoid(z); z clipped to +-700 (the limits 0, 1 hold there)."""
-    z = np.clip(z, -700.0, 700.0)
-    s = _sigmoid(z)
-    return s * (1 + z * (1 - s))
+def _act_prime(layer, z):
+    """act'(z) elementwise (the left derivative at the kink of relu / leaky_relu, as npgen's kernels)."""
+    return numpy_ref.activation_derivative(kernels.activation_code(layer.activation), layer.slope, z)
+
+
+def _act_second(layer, z):
+    """act''(z) elementwise (0 for the piecewise-linear activations away from their kink)."""
+    return numpy_ref.activation_second_derivative(kernels.activation_code(layer.activation),
+                                                  layer.slope, z)
+
+
+def _silu(order, z):
+    """silu's ``order``-th derivative (0, 1 or 2) at a float z."""
+    functions = (numpy_ref.activation, numpy_ref.activation_derivative,
+                 numpy_ref.activation_second_derivative)
+    return float(functions[order](kernels.SILU, 0.0, np.float64(z)))
 
 
 def _bisect(f, lo, hi):
@@ -173,62 +186,17 @@ def _bisect(f, lo, hi):
 
 #: silu'' = s (1 - s) (2 - z tanh(z / 2)) vanishes at +-SILU_KNEE: silu' is largest there
 #: (about 1.0998) and smallest at -SILU_KNEE (about -0.0998).
-SILU_KNEE = _bisect(lambda z: z * np.tanh(z / 2) - 2, 0.0, 5.0)
+SILU_KNEE = _bisect(lambda z: _silu(2, z), 0.0, 5.0)
 #: silu' vanishes at SILU_ARGMIN (about -1.2785), where silu is smallest (about -0.2785).
-SILU_ARGMIN = _bisect(lambda z: float(_silu_prime(z)), -5.0, 0.0)
+SILU_ARGMIN = _bisect(lambda z: _silu(1, z), -5.0, 0.0)
 #: silu''' = s (1 - s) [(1 - 2s)(3 + z (1 - 2s)) - 2 z s (1 - s)] vanishes at 0 and +-SILU_KNEE2
 #: (about 3.4358): silu'' (even) is largest at 0 (1/2), smallest at +-SILU_KNEE2.
 SILU_KNEE2 = _bisect(lambda z: (lambda s: (1 - 2 * s) * (3 + z * (1 - 2 * s)) - 2 * z * s * (1 - s))(
-    float(_sigmoid(z))), 1.0, 6.0)
+    float(numpy_ref.activation(kernels.SIGMOID, 0.0, np.float64(z)))), 1.0, 6.0)
 #: tanh'' = -2 t (1 - t^2) (odd) is largest at -TANH_KNEE, smallest at +TANH_KNEE, where t^2 = 1/3.
 TANH_KNEE = float(np.arctanh(1 / np.sqrt(3)))
 #: sigmoid'' = s (1 - s) (1 - 2s) has the same shape, extremes where s = (3 -+ sqrt 3) / 6.
 SIGMOID_KNEE = float(np.log((3 + np.sqrt(3)) / (3 - np.sqrt(3))))
-
-
-def _act(layer, z):
-    """act(z) elementwise, with the limits at z = +-inf."""
-    name = layer.activation
-    if name == "identity":
-        return z
-    if name in ("relu", "leaky_relu"):
-        s = _kink_slope(layer)
-        return np.where(z > 0, z, s * np.minimum(z, 0) if s != 0 else 0.0)
-    if name == "tanh":
-        return np.tanh(z)
-    if name == "sigmoid":
-        return _sigmoid(z)
-    return np.where(np.isneginf(z), 0.0, z) * _sigmoid(z)
-
-
-def _act_prime(layer, z):
-    """act'(z) elementwise (the left derivative at the kink of relu / leaky_relu, as npgen's kernels)."""
-    name = layer.activation
-    if name == "identity":
-        return np.ones_like(z)
-    if name in ("relu", "leaky_relu"):
-        return np.where(z > 0, 1.0, _kink_slope(layer))
-    if name == "tanh":
-        return 1 - np.tanh(z) ** 2
-    if name == "sigmoid":
-        s = _sigmoid(z)
-        return s * (1 - s)
-    return _silu_prime(z)
-
-
-def _act_second(layer, z):
-    """act''(z) elementwise (0 for the piecewise-linear activations away from their kink)."""
-    name = layer.activation
-    if name in PIECEWISE_LINEAR:
-        return np.zeros_like(z)
-    if name == "tanh":
-        t = np.tanh(z)
-        return -2 * t * (1 - t * t)
-    z = np.clip(z, -700.0, 700.0)
-    s = _sigmoid(z)
-    if name == "sigmoid":
-        return s * (1 - s) * (1 - 2 * s)
-    return s * (1 - s) * (2 + z * (1 - 2 * s))
 
 
 def _derivative_range(layer):
@@ -241,7 +209,7 @@ def _derivative_range(layer):
         return 0.0, 1.0
     if name == "sigmoid":
         return 0.0, 0.25
-    return float(_silu_prime(-SILU_KNEE)), float(_silu_prime(SILU_KNEE))
+    return _silu(1, -SILU_KNEE), _silu(1, SILU_KNEE)
 
 
 # --------------------------------------------------------------------------- float64 passes

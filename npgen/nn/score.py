@@ -31,6 +31,7 @@ and dL/de is then backpropagated through the two embedding layers.
 import numpy as np
 
 from .. import kernels
+from ..kernels import numpy_ref
 from ..util.checks import check_matrix, check_number, dtype_of
 from .layers import AffineLayer
 
@@ -66,8 +67,9 @@ def sinusoidal_features(sigma, dim=FEATURES):
 
 
 def _leaky(z, slope):
-    """leaky_slope(z) = z if z > 0 else slope * z (a small numpy helper for vectors)."""
-    return np.where(z > 0, z, slope * z)
+    """leaky_slope(z) = z if z > 0 else slope * z, by the reference kernels (for the embedding's
+    vectors, one row per noise level)."""
+    return numpy_ref.activation(kernels.LEAKY_RELU, slope, z)
 
 
 class _Workspace:
@@ -245,7 +247,8 @@ class ScoreNetwork:
         np.multiply(grad_beff2[:, None], emb["e"], out=g["fc_2.e"])
         np.multiply(grad_beff3[:, None], emb["leaky_e"], out=g["fc_3.e"])
         grad_e = (grad_beff2 @ w["fc_2.e"]
-                  + np.where(emb["e"] > 0, 1.0, SLOPE) * (grad_beff3 @ w["fc_3.e"]))
+                  + numpy_ref.activation_derivative(kernels.LEAKY_RELU, SLOPE, emb["e"][0].astype(np.float64))
+                  * (grad_beff3 @ w["fc_3.e"]))
         grad_e = np.ascontiguousarray(grad_e, dtype=self.dtype).reshape(1, -1)
         grad_z_e2 = np.empty_like(grad_e)
         grad_a_e1, grad_z_e1 = (np.empty((1, EMBED_WIDTHS[0]), self.dtype) for _ in range(2))
