@@ -53,7 +53,7 @@ def test_save_load_round_trip_reproduces_samples(tmp_path, name):
     (np.zeros((4, 2)), r"shape \(n, 1\)"),
     (np.zeros((2, 2, 1)), r"shape \(n, 1\)"),
     (np.zeros(4), r"shape \(n, 1\)"),
-    ("text", "numeric array"),
+    ("text", "real numbers"),
 ])
 def test_fit_rejects_bad_data(name, bad, message):
     with pytest.raises(ValueError, match=message):

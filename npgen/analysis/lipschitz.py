@@ -29,8 +29,10 @@ import numpy as np
 
 from .. import kernels
 from ..kernels import numpy_ref
+from ..nn import ScoreNetwork, read_network
 from ..nn.layers import AffineLayer, segment_width
 from ..nn.mlp import MLP
+from ..util.checks import check_number
 
 PIECEWISE_LINEAR = ("identity", "relu", "leaky_relu")
 
@@ -907,14 +909,28 @@ def _describe(net):
             f" skip {net.skip}, spectral norm {'on' if net.spectral_norm else 'off'}")
 
 
-def lipschitz_report(path):
+def lipschitz_report(path, sigmas=None):
     """Text report of the Lipschitz constant of the npgen network saved at ``path``.
 
-    Input dimension 1: the exact constant (piecewise-linear activations) or an interval
-    enclosure (smooth ones), beside the paper's grid estimate. Otherwise: upper bounds and
-    searched lower bounds. Errors from :meth:`npgen.MLP.load` (ValueError) pass through.
+    An MLP with input dimension 1: the exact constant (piecewise-linear activations) or an
+    interval enclosure (smooth ones), beside the paper's grid estimate. Otherwise: upper bounds
+    from the weights and searched lower bounds.
+
+    A score network (the ``score.npz`` of a saved SGM): the exact constant of x -> s(x, sigma)
+    at each noise level ``sigmas``, by default the levels it was trained on (stored in the
+    file). Each is given on the standardized scale the network works in (the paper's number)
+    and, when the file records the data's standard deviation std, on the data's own scale:
+    the score of the data is s((y - mean) / std, sigma) / std, so its constant is the
+    standardized one divided by std^2; that is the number to compare with a GAN's or a VAE's.
+
+    Raises ValueError (one sentence) for a file :func:`npgen.nn.read_network` refuses, for
+    ``sigmas`` given with an MLP, or for a score network without stored levels and no ``sigmas``.
     """
-    net = MLP.load(path, backend="numpy")
+    net, meta = read_network(path, backend="numpy")
+    if isinstance(net, ScoreNetwork):
+        return _score_report(path, net, meta, sigmas)
+    if sigmas is not None:
+        raise ValueError(f"--sigma applies to score networks only, and {path} holds an MLP")
     layers = layers_of(net)
     lines = [f"{path}: {_describe(net)}"]
     if net.sizes[0] == 1:
@@ -936,4 +952,33 @@ def lipschitz_report(path):
                   f"Lipschitz constant (l2), lower bound: {bounds['lower']:.8g}"
                   f" ({bounds['lower_method']})",
                   f"paper's grid estimate: not applicable (input dimension {net.sizes[0]} > 1)"]
+    return "\n".join(lines)
+
+
+def _score_report(path, net, meta, sigmas):
+    """The per-noise-level table of :func:`lipschitz_report` for a score network."""
+    if sigmas is None:
+        sigmas = meta.get("noise_levels")
+        if sigmas is None:
+            raise ValueError(f"{path} is a score network saved without its noise levels; give"
+                             " them with --sigma (e.g. --sigma 1,0.1)")
+    if isinstance(sigmas, (str, bytes)) or not hasattr(sigmas, "__len__") or len(sigmas) == 0:
+        raise ValueError(f"--sigma must be a non-empty list of noise levels > 0, got {sigmas!r}")
+    sigmas = [check_number("--sigma", sigma, low=0, low_open=True) for sigma in sigmas]
+    std = meta.get("data_std")
+    lines = [f"{path}: score network s(x, sigma), x -> 96 -> 196 -> 1 at each sigma",
+             "Lipschitz constant of x -> s(x, sigma) (exact, piecewise linear):",
+             "       sigma    standardized scale" + ("    data scale" if std else "")]
+    constants = []
+    for sigma in sigmas:
+        constant = exact_lipschitz_1d(net.layers_at(sigma)).constant
+        constants.append(constant)
+        lines.append(f"  {sigma:10.4g}    {constant:18.8g}" + (f"    {constant / std ** 2:10.6g}" if std else ""))
+    worst = int(np.argmax(constants))
+    lines.append(f"largest: {constants[worst]:.8g} at sigma = {sigmas[worst]:.4g} (standardized scale)")
+    if std:
+        lines.append(f"the data scale divides by std^2 = {std ** 2:.6g} (the data was divided by"
+                     f" std = {std:.6g}): it is in the data's own units, as a GAN's or a VAE's is")
+    else:
+        lines.append("the file does not record the data's scale: these are standardized-scale numbers")
     return "\n".join(lines)

@@ -19,7 +19,7 @@ code (``REFERENCE.md``, "Univariate setting"):
 import numpy as np
 
 from ..nn.mlp import MLP
-from ..util.checks import check_choice, check_number
+from ..util.checks import check_bool, check_choice, check_number
 from .push_forward import PushForwardModel, check_layers, generator_network
 
 #: Weight of the generator gradient penalty is PENALTY_WEIGHT / L^2.
@@ -119,7 +119,7 @@ class GAN(PushForwardModel):
                  lr=1e-4, betas=(0.9, 0.999), dtype="float32", seed=0, backend=None):
         super().__init__(latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype,
                          seed)
-        self.sn_generator = bool(sn_generator)
+        self.sn_generator = check_bool("sn_generator", sn_generator)
         if gp_lipschitz is not None:
             gp_lipschitz = check_number("gp_lipschitz", gp_lipschitz, low=0, low_open=True)
             if self.latent_dim != 1:
@@ -128,7 +128,7 @@ class GAN(PushForwardModel):
                                  f" latent_dim={self.latent_dim}")
         self.gp_lipschitz = gp_lipschitz
         self.loss = check_choice("loss", loss, GAN_LOSSES)
-        self.discriminator_first = bool(discriminator_first)
+        self.discriminator_first = check_bool("discriminator_first", discriminator_first)
         self.generator = generator_network(
             self.n_layers, self.latent_dim, self.data_dim, self.base_width, self.skip,
             self.sn_generator, self.dtype, self._network_seed(), backend)

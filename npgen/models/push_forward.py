@@ -12,16 +12,20 @@ import os
 import numpy as np
 
 from ..nn.adam import Adam
+from ..nn.files import read_network_file
 from ..nn.layers import SKIP_STYLES
 from ..nn.mlp import MLP
 from ..util.checks import (
+    as_real_array,
     check_betas,
+    check_bool,
     check_choice,
     check_matrix,
     check_number,
     dtype_of,
 )
-from ..util.io import atomic_write_json, read_model_meta, read_npz
+from ..util.io import read_model_meta, write_model_meta
+from ..util.progress import Progress
 from ..util.threads import one_blas_thread
 from .training import fit_loop
 
@@ -29,13 +33,12 @@ from .training import fit_loop
 MIN_LAYERS, MAX_LAYERS = 2, 7
 #: Rows pushed through the network at once when sampling (one reusable workspace).
 SAMPLE_CHUNK = 1024
-#: Version of the saved-model directory layout.
-FORMAT_VERSION = 1
 
 
-def check_layers(n_layers):
-    """Return ``n_layers`` if it is an integer in [MIN_LAYERS, MAX_LAYERS], else raise."""
-    return check_number("n_layers", n_layers, low=MIN_LAYERS, high=MAX_LAYERS, integer=True)
+def check_layers(n_layers, name="n_layers"):
+    """Return ``n_layers`` if it is an integer in [MIN_LAYERS, MAX_LAYERS], else raise,
+    naming the argument ``name``."""
+    return check_number(name, n_layers, low=MIN_LAYERS, high=MAX_LAYERS, integer=True)
 
 
 def generator_sizes(n_layers=3, latent_dim=1, data_dim=1, base_width=128):
@@ -71,7 +74,8 @@ class PushForwardModel:
     initializations (each network gets a seed drawn from it), the latent and noise draws of
     every step and the shuffling of :meth:`fit`. The same seed therefore gives the same run,
     bit for bit on a given backend. Subclasses provide ``networks()``, ``step(batch)`` and
-    ``push_forward_network``.
+    ``push_forward_network``. A model samples once it is trained: after :meth:`fit` returns,
+    or when it was loaded (:meth:`load`).
     """
 
     def __init__(self, latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype,
@@ -87,6 +91,7 @@ class PushForwardModel:
         self.seed = check_number("seed", seed, low=0, integer=True)
         self.rng = np.random.default_rng(self.seed)
         self._buffers_by_size = {}
+        self.trained = False
 
     def _buffers(self, n):
         """The step's arrays for batch size n (``buffer_type(model, n)``), allocated once."""
@@ -118,23 +123,25 @@ class PushForwardModel:
         Raises :class:`npgen.models.training.TrainingDiverged` if a loss or parameter stops being finite.
         """
         data = self._as_array("data", data, self.data_dim)
-        return fit_loop(self, data, epochs, batch_size, self.rng, type(self).__name__,
-                        quiet=quiet, on_epoch=on_epoch)
+        history = fit_loop(self, data, epochs, batch_size, self.rng, type(self).__name__,
+                           quiet=quiet, on_epoch=on_epoch)
+        self.trained = True
+        return history
 
     def _as_array(self, name, values, n_cols):
         """``values`` as a finite (n, n_cols) C-contiguous array of the model's dtype (no copy
-        when it already is one), else a ValueError naming ``name``."""
-        try:
-            values = np.asarray(values, dtype=self.dtype)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a numeric array of shape (n, {n_cols})") from None
+        when it already is one), else a ValueError naming ``name`` (see
+        :func:`npgen.util.checks.as_real_array` for what is refused)."""
+        values = as_real_array(name, values, self.dtype, f"(n, {n_cols})")
         return check_matrix(name, values, n_cols, self.dtype)
 
     # ----------------------------------------------------------------- sampling
 
     @one_blas_thread
-    def generate(self, z):
-        """g(z) for latents z of shape (n, latent_dim), with the network in evaluation mode."""
+    def generate(self, z, on_chunk=None):
+        """g(z) for latents z of shape (n, latent_dim), with the network in evaluation mode.
+
+        ``on_chunk()``, if given, is called after each chunk of :data:`SAMPLE_CHUNK` rows."""
         z = self._as_array("z", z, self.latent_dim)
         net = self.push_forward_network
         out = np.empty((len(z), net.sizes[-1]), self.dtype)
@@ -148,19 +155,33 @@ class PushForwardModel:
                 rows = min(SAMPLE_CHUNK, len(z) - start)
                 chunk[:rows] = z[start:start + rows]
                 out[start:start + rows] = net._forward(chunk)[:rows]
+                if on_chunk is not None:
+                    on_chunk()
         finally:
             net.train(was_training)
         return out
 
-    def sample(self, n, seed=0):
+    def sample(self, n, seed=None, quiet=False):
         """n samples g(z), z ~ N(0, I) drawn from ``numpy.random.default_rng(seed)``: (n, data_dim).
 
-        Sampling uses its own stream, so it never changes the course of training.
+        Without a seed every call draws fresh samples; a seed gives the same samples every
+        time. Sampling uses its own stream, so it never changes the course of training.
+        ``quiet=False`` prints a progress line over the chunks of :data:`SAMPLE_CHUNK` rows, as
+        the SGM's sampler does over its noise levels. Raises RuntimeError if the model is untrained.
         """
+        if not self.trained:
+            raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
         n = check_number("n", n, low=1, integer=True)
-        seed = check_number("seed", seed, low=0, integer=True)
+        if seed is not None:
+            seed = check_number("seed", seed, low=0, integer=True)
+        quiet = check_bool("quiet", quiet)
         z = np.random.default_rng(seed).standard_normal((n, self.latent_dim), dtype=self.dtype)
-        return self.generate(z)
+        progress = Progress(-(-n // SAMPLE_CHUNK), label=f"{type(self).__name__} sampling",
+                            unit="chunk", quiet=quiet)
+        try:
+            return self.generate(z, progress.update)
+        finally:
+            progress.close()
 
     # ----------------------------------------------------------------- persistence
 
@@ -173,9 +194,7 @@ class PushForwardModel:
         os.makedirs(path_dir, exist_ok=True)
         for name, net in self.networks().items():
             net.save(os.path.join(path_dir, f"{name}.npz"))
-        atomic_write_json(os.path.join(path_dir, "config.json"),
-                          {"model": type(self).__name__, "format": FORMAT_VERSION,
-                           "config": self.config()})
+        write_model_meta(path_dir, type(self).__name__, self.config())
 
     @classmethod
     def load(cls, path_dir, backend=None):
@@ -183,8 +202,14 @@ class PushForwardModel:
         meta = read_model_meta(path_dir, cls.__name__)
         try:
             model = cls(**meta["config"], backend=backend)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise ValueError(f"{path_dir}/config.json is corrupt ({err})") from None
         for name, net in model.networks().items():
-            net.load_state_dict(read_npz(os.path.join(os.fspath(path_dir), f"{name}.npz")))
+            path = os.path.join(os.fspath(path_dir), f"{name}.npz")
+            _, arrays = read_network_file(path, ("MLP",))
+            try:
+                net.load_state_dict(arrays)
+            except ValueError as err:
+                raise ValueError(f"{path} does not fit {path_dir}/config.json: {err}") from None
+        model.trained = True
         return model

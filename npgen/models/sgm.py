@@ -12,7 +12,9 @@ The settings are the published code's (``REFERENCE.md``, "Univariate setting"):
 
   a *sum* over the batch, as the published code (``sigma * 2 * (1/2) mse(reduction='sum')``);
   w(sigma) = sigma there ('paper'), sigma^2 in Song & Ermon ('sigma2'). The regression target
-  (x - x~) / sigma^2 = -eps / sigma is the score of the Gaussian kernel N(x~; x, sigma^2);
+  (x - x~) / sigma^2 = -eps / sigma is the score of the Gaussian kernel N(x~; x, sigma^2).
+  Adam follows the gradient of that sum, as the published code does; :meth:`SGM.step` and the
+  training history report L / B, the per-sample mean, like the GAN's and the VAE's losses;
 * Adam, lr 1e-4, betas (0.9, 0.999), batch 1000, 400 epochs;
 * annealed Langevin sampling: x ~ N(0, 1), then for each level i, largest sigma first,
   alpha_i = step_lr sigma_i^2 / sigma_L^2 (step_lr = 2e-5, sigma_L the smallest level) and
@@ -26,15 +28,18 @@ import os
 import numpy as np
 
 from ..nn.adam import Adam
+from ..nn.files import read_network_file
 from ..nn.score import SLOPE, SLOPE_X, ScoreNetwork
 from ..util.checks import (
+    as_real_array,
     check_betas,
+    check_bool,
     check_choice,
     check_matrix,
     check_number,
     dtype_of,
 )
-from ..util.io import atomic_savez, atomic_write_json, read_model_meta, read_npz
+from ..util.io import read_model_meta, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
 from .training import fit_loop
@@ -48,8 +53,6 @@ STEP_LR = 2e-5
 STEPS_PER_LEVEL = 100
 #: Rows evaluated at once by the final denoising step (one reusable workspace).
 DENOISE_CHUNK = 4096
-#: Version of the saved-model directory layout.
-FORMAT_VERSION = 1
 
 
 def check_noise_levels(sigmas):
@@ -112,11 +115,7 @@ class SGM:
 
     def _check_data(self, data):
         """``data`` as a finite (n, 1) array of the model's dtype (the model is univariate)."""
-        try:
-            data = np.asarray(data, dtype=self.dtype)
-        except (TypeError, ValueError):
-            raise ValueError("data must be a numeric array of shape (n, 1)") from None
-        return check_matrix("data", data, 1, self.dtype)
+        return check_matrix("data", as_real_array("data", data, self.dtype, "(n, 1)"), 1, self.dtype)
 
     def denoising_loss(self, x, eps, sigma):
         """The denoising score-matching loss of clean rows x (n, 1), noise eps (n, 1), level sigma.
@@ -140,13 +139,18 @@ class SGM:
         return loss
 
     def step(self, batch):
-        """One Adam step on a minibatch of *standardized* data (n, 1); returns {'loss': L}."""
+        """One Adam step on a minibatch of *standardized* data (n, 1); returns {'loss': L / n}.
+
+        The step follows the gradient of the batch sum L (:meth:`denoising_loss`, the published
+        code's loss); the reported loss is its per-sample mean L / n, comparable with the GAN's
+        and the VAE's and across batch sizes.
+        """
         batch = check_matrix("batch", batch, 1, self.dtype)
         sigma = float(self.sigmas[self.rng.integers(self.sigmas.size)])
         eps = self.rng.standard_normal(batch.shape, dtype=self.dtype)
         loss = self._denoising_loss(batch, eps, sigma)
         self.optimizer.step()
-        return {"loss": loss}
+        return {"loss": loss / len(batch)}
 
     def fit(self, data, epochs=400, batch_size=1000, quiet=False, on_epoch=None):
         """Train on ``data`` (n, 1) for ``epochs`` shuffled passes of ``batch_size``.
@@ -169,18 +173,23 @@ class SGM:
     # ----------------------------------------------------------------- sampling
 
     @one_blas_thread
-    def sample(self, n, seed=0, denoise=False, step_lr=STEP_LR, n_steps_per_level=STEPS_PER_LEVEL,
-               quiet=False):
+    def sample(self, n, seed=None, denoise=False, step_lr=STEP_LR,
+               n_steps_per_level=STEPS_PER_LEVEL, quiet=False):
         """n samples of annealed Langevin dynamics, in data coordinates: shape (n, 1).
 
         The start x ~ N(0, 1) and the Langevin noise come from ``seed`` alone (see
         ``kernels.numpy_ref.annealed_langevin``), so a seed gives the same samples on every
-        backend, to float rounding. ``quiet=False`` prints a progress line over the levels.
+        backend, to float rounding; without a seed every call draws fresh samples.
+        ``quiet=False`` prints a progress line over the levels. A step size that makes the
+        samples NaN or inf raises ValueError, naming the level where it happened.
         """
         if self.mean is None:
             raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
         n = check_number("n", n, low=1, integer=True)
-        seed = check_number("seed", seed, low=0, integer=True)
+        if seed is not None:
+            seed = check_number("seed", seed, low=0, integer=True)
+        denoise = check_bool("denoise", denoise)
+        quiet = check_bool("quiet", quiet)
         step_lr = check_number("step_lr", step_lr, low=0, low_open=True)
         n_steps_per_level = check_number("n_steps_per_level", n_steps_per_level, low=1,
                                          integer=True)
@@ -198,6 +207,10 @@ class SGM:
                     x, w["fc_1.weight"], w["fc_1.bias"], w["fc_2.x"], beff2[one], w["fc_3.x"],
                     beff3[one], alphas[one], n_steps_per_level, noise_seed,
                     level * n_steps_per_level, SLOPE_X, SLOPE)
+                if not np.isfinite(x).all():
+                    raise ValueError(
+                        f"step_lr={step_lr:g} made the samples NaN or inf at noise level {level}"
+                        f" (sigma={self.sigmas[level]:.3g}); use a smaller step_lr (default {STEP_LR:g})")
                 progress.update(1, sigma=float(self.sigmas[level]))
         finally:
             progress.close()
@@ -217,15 +230,17 @@ class SGM:
     # ----------------------------------------------------------------- persistence
 
     def save(self, path_dir):
-        """Write the model to the directory ``path_dir``: ``score.npz`` (the score network's
-        state_dict) and ``config.json`` (constructor arguments and standardization, written
-        last). Optimizer state and the training stream are not saved."""
+        """Write the model to the directory ``path_dir``: ``score.npz`` (the score network in
+        npgen's one network-file format, with its noise levels and the data's std, so that
+        ``npgen lipschitz`` reads it; see :meth:`npgen.ScoreNetwork.save`) and ``config.json``
+        (constructor arguments and standardization, written last). Optimizer state and the
+        training stream are not saved."""
         path_dir = os.fspath(path_dir)
         os.makedirs(path_dir, exist_ok=True)
-        atomic_savez(os.path.join(path_dir, "score.npz"), **self.score.state_dict())
-        atomic_write_json(os.path.join(path_dir, "config.json"),
-                          {"model": "SGM", "format": FORMAT_VERSION, "config": self.config(),
-                           "standardization": {"mean": self.mean, "std": self.std}})
+        self.score.save(os.path.join(path_dir, "score.npz"), noise_levels=self.sigmas,
+                        data_std=self.std)
+        write_model_meta(path_dir, "SGM", self.config(),
+                         standardization={"mean": self.mean, "std": self.std})
 
     @classmethod
     def load(cls, path_dir, backend=None):
@@ -234,10 +249,12 @@ class SGM:
         try:
             model = cls(**meta["config"], backend=backend)
             mean, std = meta["standardization"]["mean"], meta["standardization"]["std"]
-        except (KeyError, TypeError) as err:
+            if mean is not None:
+                model.mean = check_number("standardization mean", mean)
+                model.std = check_number("standardization std", std, low=0, low_open=True)
+        except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path_dir}/config.json is corrupt ({type(err).__name__}: {err})") from None
-        if mean is not None:
-            model.mean = check_number("standardization mean", mean)
-            model.std = check_number("standardization std", std, low=0, low_open=True)
-        model.score.load_state_dict(read_npz(os.path.join(os.fspath(path_dir), "score.npz")))
+        path = os.path.join(os.fspath(path_dir), "score.npz")
+        _, arrays = read_network_file(path, ("ScoreNetwork",))
+        model.score.load_state_dict(arrays)
         return model

@@ -17,6 +17,13 @@ class Adam:
     """
 
     def __init__(self, net, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        params, grads = getattr(net, "params", None), getattr(net, "grads", None)
+        if not (isinstance(params, np.ndarray) and isinstance(grads, np.ndarray)
+                and params.ndim == 1 and params.dtype.kind == "f" and grads.shape == params.shape
+                and grads.dtype == params.dtype and hasattr(net, "backend")):
+            raise ValueError("Adam needs a network with flat float arrays params and grads of one"
+                             f" shape and a kernel backend (an npgen MLP or ScoreNetwork), got"
+                             f" {type(net).__name__}")
         self.net = net
         self.lr = check_number("lr", lr, low=0, low_open=True)
         self.beta1, self.beta2 = check_betas(betas)
@@ -36,10 +43,24 @@ class Adam:
         return {"m": self.m.copy(), "v": self.v.copy(), "t": np.array(self.t)}
 
     def load_state_dict(self, state):
-        """Restore the state written by :meth:`state_dict`."""
+        """Restore the state written by :meth:`state_dict`: m and v of the parameters' shape,
+        finite, v >= 0 (a mean of squares), and a step count t >= 0 (an integer)."""
+        if not isinstance(state, dict) or not {"m", "v", "t"} <= set(state):
+            raise ValueError("optimizer state must be a dict with the keys 'm', 'v' and 't', got"
+                             f" {sorted(state) if isinstance(state, dict) else type(state).__name__}")
+        moments = {}
         for key in ("m", "v"):
             value = np.asarray(state[key])
-            if value.shape != self.m.shape:
-                raise ValueError(f"optimizer state {key!r} must have shape {self.m.shape}, got {value.shape}")
-            getattr(self, key)[...] = value
-        self.t = int(state["t"])
+            if value.shape != self.m.shape or value.dtype.kind not in "iuf":
+                raise ValueError(f"optimizer state {key!r} must be a real array of shape"
+                                 f" {self.m.shape}, got {value.dtype.name} {value.shape}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"optimizer state {key!r} contains NaN or inf values")
+            moments[key] = value
+        if (moments["v"] < 0).any():
+            raise ValueError("optimizer state 'v' must be >= 0 (a running mean of squared gradients)")
+        t = np.asarray(state["t"])
+        if t.shape != () or t.dtype.kind not in "iu" or int(t) < 0:
+            raise ValueError(f"optimizer state 't' must be a step count, an integer >= 0, got {state['t']!r}")
+        self.m[...], self.v[...] = moments["m"], moments["v"]
+        self.t = int(t)

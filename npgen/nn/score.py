@@ -33,6 +33,7 @@ import numpy as np
 from .. import kernels
 from ..kernels import numpy_ref
 from ..util.checks import check_matrix, check_number, dtype_of
+from .files import build_network, read_network_file, write_network_file
 from .layers import AffineLayer
 
 #: Number of sinusoidal features of sigma (half sines, half cosines).
@@ -101,6 +102,9 @@ class ScoreNetwork:
     embedding column blocks (``weights['fc_2.x']``, ``weights['fc_2.e']``, ...), each
     contiguous; :meth:`state_dict` reassembles the torch-shaped matrices.
     """
+
+    #: The constructor arguments a network file records (see :mod:`npgen.nn.files`).
+    FILE_FIELDS = ("dtype", "seed")
 
     def __init__(self, dtype="float32", seed=0, backend=None):
         self.dtype = dtype_of(dtype)
@@ -336,3 +340,22 @@ class ScoreNetwork:
         for name, _, _ in LAYERS:
             self._set_weight(name, np.asarray(state[f"{name}.weight"]))
             self.weights[f"{name}.bias"][...] = state[f"{name}.bias"]
+
+    def save(self, path, noise_levels=None, data_std=None):
+        """Write the network to ``path`` (.npz) in the format of :meth:`npgen.MLP.save`: its
+        state_dict plus its configuration (kind "ScoreNetwork", see :mod:`npgen.nn.files`).
+
+        ``noise_levels`` (the sigmas it was trained on) and ``data_std`` (the standard deviation
+        the data was divided by) make the file self-describing: ``npgen lipschitz`` reports the
+        constant of s(., sigma) at those levels, on the standardized and on the data's scale.
+        """
+        extra = {"noise_levels": None if noise_levels is None
+                 else [check_number("noise level", s, low=0, low_open=True) for s in noise_levels],
+                 "data_std": None if data_std is None
+                 else check_number("data_std", data_std, low=0, low_open=True)}
+        write_network_file(path, "ScoreNetwork", dict(self.config(), **extra), self.state_dict())
+
+    @classmethod
+    def load(cls, path, backend=None):
+        """Read a network written by :meth:`save`; any other file is refused in one sentence."""
+        return build_network(cls, path, *read_network_file(path, ("ScoreNetwork",)), backend)

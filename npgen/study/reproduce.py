@@ -9,13 +9,16 @@ Figure 3's runs at m = 10) are trained once. Every figure is then drawn from the
 
 import json
 import os
+import sys
 
-from ..util.checks import check_choice
-from ..util.io import atomic_write_json
+from ..util.checks import check_choice, check_number
+from ..util.io import atomic_write_json, check_folder_target
 from .plans import FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
 from .runs import train_run
-from .sweep import run_sweep
+from .sweep import other_runs, run_sweep, sweep_status
+
+STUDY_FILE = "study.json"
 
 
 def sweep_run(config, run_dir):
@@ -23,20 +26,70 @@ def sweep_run(config, run_dir):
     return train_run(config, run_dir, quiet=True)
 
 
+def study_preset(out):
+    """The preset recorded in ``out/study.json``, or None when ``out`` holds no study.json.
+
+    Raises ValueError with one sentence, naming the file, when it cannot be read, is not a
+    JSON object, or names no known preset.
+    """
+    path = os.path.join(out, STUDY_FILE)
+    if not os.path.lexists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            study = json.load(handle)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path} cannot be read as JSON ({type(err).__name__}: {err})") from None
+    if not isinstance(study, dict):
+        raise ValueError(f"{path} must hold a JSON object such as {{\"preset\": \"quick\"}},"
+                         f" got {type(study).__name__}")
+    return check_choice(f"the preset in {path}", study.get("preset"), PLANS)
+
+
+def check_study_target(out, preset):
+    """Refuse, in one sentence, an ``--out`` that ``npgen reproduce`` must not write into: a
+    file or read-only place, a folder of other files (no study.json), or a study of another preset."""
+    check_folder_target("--out", out)
+    recorded = study_preset(out)
+    if recorded is None and os.path.isdir(out) and os.listdir(out):
+        raise ValueError(f"--out {out} is a folder that npgen reproduce did not write (no"
+                         f" {STUDY_FILE}); give a new or empty folder")
+    if recorded is not None and recorded != preset:
+        raise ValueError(f"--out {out} holds a study of the {recorded} preset; give --preset"
+                         f" {recorded} to resume it, or another --out for the {preset} preset")
+
+
 def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=False, executor=None):
     """Run what is missing for the selected figures, draw them, write the report.
 
+    Every argument is checked before anything is written. Finished runs of the same
+    configuration and code (the key covers :func:`npgen.study.runs.code_fingerprint`) are
+    reused; unless ``quiet``, a line says how many runs were reused and how many trained, and
+    how many other runs in ``out/runs`` (other figures, settings or code) were left as they are.
     Returns the path of report.md.
     """
+    check_choice("--preset", preset, PLANS)
+    if only is not None and not str(only).strip(" ,"):
+        raise ValueError(f"--only must name at least one figure of {list(FIGURES)}, got {only!r}")
     figures = selected_figures(only)
+    if executor is None:
+        jobs = check_number("--jobs", jobs, low=1, integer=True)
+    check_study_target(out, preset)
     runs = plan(preset)
     needed = [config for name in figures for config in runs[name]]
     if "grid" in figures:
         needed += [c for name in ("fig3", "fig4", "fig5", "fig6") for c in runs[name]]
     runs_dir = os.path.join(out, "runs")
-    atomic_write_json(os.path.join(out, "study.json"), {"preset": preset})
+    reused = sweep_status(needed, runs_dir)["done"]
+    atomic_write_json(os.path.join(out, STUDY_FILE), {"preset": preset})
     if needed:
         run_sweep(needed, sweep_run, runs_dir, executor=executor, jobs=jobs, quiet=quiet)
+    if not quiet:
+        status = sweep_status(needed, runs_dir)
+        print(f"reproduce: reused {reused} finished runs, trained {status['done'] - reused},"
+              f" {status['total'] - status['done']} failed; {other_runs(needed, runs_dir)} other"
+              " runs in runs/ (other figures, settings or code versions) were left as they are",
+              file=sys.stderr)
     return write_report(out, preset, figures, runs)
 
 
@@ -44,11 +97,8 @@ def redraw_figure(number, out):
     """Redraw figure ``number`` ('1'..'6' or 'grid') from the runs stored in ``out``; no training."""
     name = "grid" if str(number) == "grid" else f"fig{number}"
     check_choice("figure number", name, FIGURES)
-    study = os.path.join(out, "study.json")
-    if not os.path.exists(study):
-        raise ValueError(f"{out} is not a folder written by npgen reproduce (no study.json)")
-    with open(study, encoding="utf-8") as handle:
-        preset = json.load(handle).get("preset")
-    check_choice("preset in study.json", preset, PLANS)
+    preset = study_preset(out)
+    if preset is None:
+        raise ValueError(f"{out} is not a folder written by npgen reproduce (no {STUDY_FILE})")
     section, = build_sections(out, preset, [name], plan(preset))
     return section.image

@@ -10,8 +10,15 @@ nu = 1/2 N(-m, 1) + 1/2 N(m, 1), draws samples from it, and measures what Sectio
 * histogram estimates of TV and KL to nu, and the best Theorem 4 / Theorem 7 lower bounds.
 
 ``train_run(config, run_dir)`` is both what ``npgen train`` calls and the function a sweep runs.
+
+A configuration records the code that computes it (:func:`code_fingerprint`), so a run's key
+changes with the math: after a fix, ``npgen reproduce`` trains again instead of reusing old runs.
 """
 
+import functools
+import hashlib
+import importlib
+import json
 import os
 import time
 
@@ -27,10 +34,18 @@ from ..analysis.theory import (
 )
 from ..data import two_gaussians
 from ..models.gan import GAN
-from ..models.sgm import SGM
-from ..models.vae import VAE
-from ..util.checks import check_choice, check_number
-from ..util.io import atomic_save_npy, atomic_write_json
+from ..models.push_forward import check_layers
+from ..models.sgm import SGM, WEIGHTINGS
+from ..models.training import TrainingDiverged  # noqa: F401 -- raised by train_run, caught by the CLI
+from ..models.vae import KL_VARIANTS, VAE
+from ..nn.layers import SKIP_STYLES
+from ..util.checks import check_bool, check_choice, check_number
+from ..util.io import (
+    atomic_directory,
+    atomic_save_npy,
+    atomic_write_json,
+    check_folder_target,
+)
 from ..util.threads import one_blas_thread
 from .figures import save_histogram
 
@@ -49,19 +64,104 @@ PRESETS = {
 HIST_EDGES = np.linspace(-20.0, 20.0, 401)
 
 
+#: The options each model takes, with their defaults. An option of another model is refused,
+#: not recorded: a run's config.json holds exactly what shaped the run.
+MODEL_OPTIONS = {
+    "gan": {"n_layers": 3, "skip": "plain", "sn_generator": False, "gp_lipschitz": None},
+    "vae": {"n_layers": 3, "skip": "plain", "kl": "correct"},
+    "sgm": {"weighting": "paper", "denoise": False},
+}
+
+
+def _positive_integer(name, value):
+    return check_number(name, value, low=1, integer=True)
+
+
+#: The check of every option and preset field: (name, value) -> the value to record.
+OPTION_CHECKS = {
+    "n_layers": lambda name, v: check_layers(v, name),
+    "skip": lambda name, v: check_choice(name, v, SKIP_STYLES),
+    "sn_generator": check_bool,
+    "gp_lipschitz": lambda name, v: None if v is None else check_number(name, v, low=0, low_open=True),
+    "kl": lambda name, v: check_choice(name, v, KL_VARIANTS),
+    "weighting": lambda name, v: check_choice(name, v, WEIGHTINGS),
+    "denoise": check_bool,
+    "epochs": _positive_integer,
+    "batch_size": _positive_integer,
+    "lr": lambda name, v: check_number(name, v, low=0, low_open=True),
+    "n_data": _positive_integer,
+    "n_samples": _positive_integer,
+}
+
+#: The ``npgen train`` flag of each model option (named in the messages).
+OPTION_FLAGS = {"n_layers": "--layers", "skip": "--skip", "sn_generator": "--sn-generator",
+                "gp_lipschitz": "--gp", "kl": "--kl", "weighting": "--weighting",
+                "denoise": "--denoise"}
+
+#: The modules whose source decides a run's numbers: the kernels, the data, the networks, the
+#: models, the Lipschitz constants and bounds, and this module (training, sampling, metrics).
+#: Figures, the report and the sweep's bookkeeping only read numbers and are left out.
+MATH_MODULES = ("npgen.kernels", "npgen.data", "npgen.nn", "npgen.models", "npgen.analysis",
+                "npgen.study.runs")
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint():
+    """'<npgen version>+<16 hex digits>': the version and a SHA-256 of the source of
+    :data:`MATH_MODULES` (every .py file of a package, in sorted order, with its path; line
+    endings normalized). Any edit to those files changes it, and with it every run's key."""
+    import npgen
+
+    digest = hashlib.sha256()
+    for name in MATH_MODULES:
+        module = importlib.import_module(name)
+        if hasattr(module, "__path__"):
+            root = module.__path__[0]
+            files = sorted(os.path.join(folder, f) for folder, _, names in os.walk(root)
+                           for f in names if f.endswith(".py"))
+        else:
+            root, files = os.path.dirname(module.__file__), [module.__file__]
+        for path in files:
+            relpath = os.path.relpath(path, root).replace(os.sep, "/")
+            with open(path, "rb") as handle:
+                source = handle.read().replace(b"\r\n", b"\n")
+            digest.update(f"{name}/{relpath}\0{len(source)}\0".encode())
+            digest.update(source)
+    return f"{npgen.__version__}+{digest.hexdigest()[:16]}"
+
+
 def make_config(model, m, preset="quick", seed=0, **options):
-    """A complete, validated run configuration (a JSON-able dict; its hash keys the run)."""
+    """A complete, validated run configuration (a JSON-able dict; its hash keys the run).
+
+    ``options``: the model's options (:data:`MODEL_OPTIONS`; None means the default) and
+    overrides of the preset's fields. Every value is checked here, before anything is written;
+    an option of another model is refused. The configuration ends with ``code``, the
+    :func:`code_fingerprint` of the code that will compute it.
+    """
     check_choice("model", model, MODELS)
     check_choice("preset", preset, PRESETS)
-    config = {"model": model, "m": check_number("m", m, low=0), "seed": check_number("seed", seed, low=0, integer=True),
-              **PRESETS[preset]}
-    defaults = {"n_layers": 3, "skip": "plain", "sn_generator": False, "gp_lipschitz": None,
-                "kl": "correct", "weighting": "paper", "denoise": False}
-    for key, value in options.items():
-        if key not in defaults and key not in PRESETS["paper"]:
-            raise ValueError(f"unknown run option {key!r}; accepted: {sorted(defaults) + sorted(PRESETS['paper'])}")
-    config.update({k: v for k, v in defaults.items()})
-    config.update({k: v for k, v in options.items() if v is not None or k == "gp_lipschitz"})
+    config = {"model": model, "m": check_number("m", m, low=0),
+              "seed": check_number("seed", seed, low=0, integer=True), **PRESETS[preset]}
+    accepted = MODEL_OPTIONS[model]
+    given = {key: value for key, value in options.items() if value is not None}
+    for key in given:
+        if key in accepted or key in PRESETS["paper"]:
+            continue
+        takes = ", ".join(f"{k} ({OPTION_FLAGS[k]})" for k in accepted)
+        if key in OPTION_FLAGS:
+            raise ValueError(f"option {key} ({OPTION_FLAGS[key]}) does not apply to the {model};"
+                             f" the {model} takes {takes}")
+        raise ValueError(f"unknown run option {key!r}; the {model} takes {takes}"
+                         f" and the preset fields {sorted(PRESETS['paper'])}")
+    config.update(accepted)
+    config.update(given)
+    for key in list(config)[3:]:
+        name = f"{key} ({OPTION_FLAGS[key]})" if key in OPTION_FLAGS else key
+        config[key] = OPTION_CHECKS[key](name, config[key])
+    if config["batch_size"] > config["n_data"]:
+        raise ValueError(f"batch_size must be at most n_data ({config['n_data']}),"
+                         f" got {config['batch_size']}")
+    config["code"] = code_fingerprint()
     return config
 
 
@@ -159,8 +259,9 @@ def train_run(config, run_dir, quiet=True, backend=None):
     history = model.fit(data, epochs=config["epochs"], batch_size=config["batch_size"], quiet=quiet,
                         on_epoch=on_epoch)
     train_seconds = time.perf_counter() - start
-    sample_options = {"denoise": config["denoise"], "quiet": quiet} if config["model"] == "sgm" else {}
-    samples = model.sample(config["n_samples"], seed=config["seed"] + 1_000_003, **sample_options)
+    sample_options = {"denoise": config["denoise"]} if config["model"] == "sgm" else {}
+    samples = model.sample(config["n_samples"], seed=config["seed"] + 1_000_003, quiet=quiet,
+                           **sample_options)
     metrics = {"train_seconds": train_seconds, "lipschitz_vs_epoch": lipschitz_curve}
     metrics.update(lipschitz_metrics(model, config))
     lip_for_bounds = metrics["lipschitz"] if config["model"] != "sgm" else None
@@ -176,13 +277,48 @@ def train_run(config, run_dir, quiet=True, backend=None):
     return metrics
 
 
-def train_command(model, m, preset, seed, out, **options):
-    """``npgen train``: one run into ``out`` (config.json, weights, samples, metrics, histogram)."""
+def is_run_folder(path):
+    """Whether ``path`` holds an npgen run: a config.json naming one of :data:`MODELS`."""
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("model") in MODELS and "m" in config
+
+
+def check_run_target(out, force):
+    """Refuse, in one sentence, a run folder ``out`` that ``npgen train`` must not write.
+
+    ``out`` may be new or an empty folder. A folder holding an npgen run is replaced only with
+    ``force``; any other folder, a user's, is never replaced. Files and read-only places are
+    refused by :func:`npgen.util.io.check_folder_target`.
+    """
+    check_folder_target("--out", out)
+    if not os.path.isdir(out) or not os.listdir(out):
+        return
+    if not is_run_folder(out):
+        raise ValueError(f"--out {out} is a folder that holds no npgen run (no run's"
+                         " config.json); npgen never writes into it, give a new or empty folder")
+    if not force:
+        raise ValueError(f"--out {out} already holds an npgen run; give --force to replace it"
+                         " (the old run stays until the new one is complete) or another --out")
+
+
+def train_command(model, m, preset, seed, out, force=False, **options):
+    """``npgen train``: one run into ``out`` (config.json, weights, samples, metrics, histogram).
+
+    Everything is checked before anything is written (:func:`make_config`,
+    :func:`check_run_target`). The run is written into a temporary folder beside ``out`` and
+    renamed into place once complete, so ``out`` holds a whole run or what it held before:
+    an error or Ctrl-C leaves it untouched, and ``force`` replaces an old run only at the end.
+    """
     config = make_config(model, m, preset, seed, **options)
-    os.makedirs(out, exist_ok=True)
-    atomic_write_json(os.path.join(out, "config.json"), config)
-    metrics = train_run(config, out, quiet=False)
-    atomic_write_json(os.path.join(out, "metrics.json"), metrics)
+    check_run_target(out, check_bool("force", force))
+    with atomic_directory(out, replace=force) as tmp:
+        atomic_write_json(os.path.join(tmp, "config.json"), config)
+        metrics = train_run(config, tmp, quiet=False)
+        atomic_write_json(os.path.join(tmp, "metrics.json"), metrics)
     return config, metrics
 
 

@@ -60,7 +60,6 @@ import pickle
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -70,7 +69,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..util.checks import check_number
-from ..util.io import atomic_write_json
+from ..util.io import TMP_PREFIX, atomic_directory, atomic_write_json, file_sizes
 from ..util.progress import format_seconds
 
 try:
@@ -84,7 +83,6 @@ MARKER_FILE = "COMPLETE.json"
 FAILURES_FILE = "failures.json"
 CORRUPT_DIR = ".corrupt"
 LOCK_FILE = ".lock"
-TMP_PREFIX = ".tmp-"
 HASH_CHARS = 12
 NAME_CHARS = 60
 
@@ -245,6 +243,13 @@ def load_results(configs, out_dir):
     return [_inspect(config_key(config), run_dirs)[0][1] for config in configs]
 
 
+def other_runs(configs, out_dir):
+    """How many run directories in ``out_dir`` belong to none of ``configs``: runs of other
+    configurations, or of the same ones computed by other code. They are never read or removed."""
+    hashes = {key[:HASH_CHARS] for key in _unique(configs)}
+    return sum(len(paths) for h, paths in _run_dirs_by_hash(out_dir).items() if h not in hashes)
+
+
 def sweep_status(configs, out_dir):
     """Counts over the distinct configurations: {"total", "done", "missing", "corrupt", "temporary"}.
 
@@ -267,28 +272,6 @@ def sweep_status(configs, out_dir):
 
 # --------------------------------------------------------------------------- one run
 
-def _fsync_path(path):
-    """Flush a file, or a directory's entries (POSIX only), to disk."""
-    if os.path.isdir(path) and os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _flush_files(folder):
-    """fsync every file under ``folder``; return {relative path: size in bytes}."""
-    sizes = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            _fsync_path(path)
-            sizes[os.path.relpath(path, folder).replace(os.sep, "/")] = os.path.getsize(path)
-    return sizes
-
-
 def _execute(run_fn, key, config, name, out_dir):
     """Run one configuration in a fresh temporary directory and move the finished run into place.
 
@@ -296,22 +279,17 @@ def _execute(run_fn, key, config, name, out_dir):
     its temporary directory is removed and the exception propagates.
     """
     start = time.perf_counter()
-    tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{key[:HASH_CHARS]}-{os.getpid()}-", dir=out_dir)
-    try:
+    prefix = f"{TMP_PREFIX}{key[:HASH_CHARS]}-{os.getpid()}-"
+    with atomic_directory(os.path.join(out_dir, name), prefix=prefix) as tmp:
         metrics = run_fn(copy.deepcopy(config), tmp)
         if not isinstance(metrics, dict):
             raise TypeError(f"run_fn must return a dict of metrics, got {type(metrics).__name__}")
         atomic_write_json(os.path.join(tmp, CONFIG_FILE), config)
         atomic_write_json(os.path.join(tmp, METRICS_FILE), _plain(metrics, "metrics"))
-        marker = {"key": key, "name": name, "files": _flush_files(tmp),
+        marker = {"key": key, "name": name, "files": file_sizes(tmp),
                   "seconds": time.perf_counter() - start,
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         atomic_write_json(os.path.join(tmp, MARKER_FILE), marker)
-        _fsync_path(tmp)
-        os.rename(tmp, os.path.join(out_dir, name))
-        _fsync_path(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _exit_with_parent(parent_pid):

@@ -38,6 +38,38 @@ def check_matrix(name, x, n_cols, dtype):
     return np.ascontiguousarray(x)
 
 
+def as_real_array(name, values, dtype, shape_hint):
+    """``values`` as a numpy array of ``dtype`` if it holds real numbers that ``dtype`` can hold.
+
+    Accepted: arrays and nested lists of ints or floats. Refused, with one sentence naming
+    ``name``: complex numbers, booleans, strings, objects, ragged lists, NaN or inf, and values
+    beyond the largest finite number of ``dtype`` (about 3.4e38 for float32), which a cast
+    would turn into inf. ``shape_hint`` (e.g. "(n, 1)") goes into the messages.
+    """
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a numeric array of shape {shape_hint}") from None
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must hold real numbers (ints or floats) in an array of shape"
+                         f" {shape_hint}, got dtype {array.dtype.name}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or inf values; npgen accepts finite inputs only")
+    largest = float(np.finfo(dtype).max)
+    if array.size and float(np.max(np.abs(array.astype(np.float64)))) > largest:
+        raise ValueError(f"{name} holds values beyond the range of {np.dtype(dtype).name}"
+                         f" (|x| <= {largest:.3g}); rescale the data")
+    return array.astype(dtype, copy=False)
+
+
+def check_bool(name, value):
+    """Return ``value`` if it is a bool (Python's or numpy's), else raise: "no", "false", 0 and
+    None are not bools, and reading them as truthy would switch a feature on by accident."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_number(name, value, low=-math.inf, high=math.inf, low_open=False, high_open=False,
                  integer=False):
     """Check that ``value`` is a finite number in the given interval and return it."""

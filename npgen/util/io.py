@@ -2,16 +2,23 @@
 
 A reader sees the old file or the new one, never half of one: each writer writes to a
 temporary file in the destination folder, flushes it to disk, then renames it over the
-destination (``os.replace`` is atomic on POSIX and Windows).
+destination (``os.replace`` is atomic on POSIX and Windows). Folders are written the same way
+(:func:`atomic_directory`): into a temporary folder beside the destination, renamed into place
+once complete.
 """
 
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from contextlib import contextmanager
 
 import numpy as np
+
+
+#: Prefix of the temporary files and folders npgen writes before renaming them into place.
+TMP_PREFIX = ".tmp-"
 
 
 @contextmanager
@@ -20,7 +27,7 @@ def _atomic_path(path):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=os.path.splitext(path)[1])
     os.close(fd)
     try:
         yield tmp
@@ -58,24 +65,43 @@ def atomic_write_json(path, obj):
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+#: Version of the saved-model folder layout (config.json beside one .npz per network).
+MODEL_FORMAT_VERSION = 1
+
+
+def write_model_meta(path_dir, model_name, config, **extra):
+    """Write ``path_dir/config.json`` of a saved model: its name, the format version, its
+    constructor arguments ``config`` and any ``extra`` entries. Written last by every save."""
+    atomic_write_json(os.path.join(os.fspath(path_dir), "config.json"),
+                      {"model": model_name, "format": MODEL_FORMAT_VERSION, "config": config,
+                       **extra})
+
+
 def read_model_meta(path_dir, model_name):
     """Read ``path_dir/config.json`` of a saved npgen model and check it holds ``model_name``.
 
-    Returns the parsed dict (with at least "model" and "config"). Raises ValueError with one
-    sentence when the folder holds no saved model, another model, or a corrupt file.
+    Returns the parsed dict (with at least "model", "format" and a "config" dict). Raises
+    ValueError with one sentence when the folder holds no saved model, another model, a
+    format version other than :data:`MODEL_FORMAT_VERSION`, or a corrupt file.
     """
     config_path = os.path.join(os.fspath(path_dir), "config.json")
     try:
         with open(config_path, encoding="utf-8") as handle:
             meta = json.load(handle)
-        saved = meta["model"]
-        meta["config"]
+        saved, version, config = meta["model"], meta["format"], meta["config"]
     except FileNotFoundError:
         raise ValueError(f"{path_dir} has no config.json: it is not a saved npgen model") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except NotADirectoryError:
+        raise ValueError(f"{path_dir} is not a folder: a saved npgen model is a folder") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{config_path} is corrupt ({type(err).__name__}: {err})") from None
     if saved != model_name:
         raise ValueError(f"{path_dir} holds a saved {saved}, not a {model_name}")
+    if version != MODEL_FORMAT_VERSION or isinstance(version, bool):
+        raise ValueError(f"{config_path} has format version {version!r}; this npgen reads"
+                         f" version {MODEL_FORMAT_VERSION}")
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path} is corrupt: its \"config\" entry is not an object")
     return meta
 
 
@@ -98,3 +124,87 @@ def read_npz(path):
             return {key: data[key] for key in data.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
         raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})") from None
+
+
+# --------------------------------------------------------------------------- whole folders
+
+def fsync_path(path):
+    """Flush a file, or a directory's entries (POSIX only), to disk."""
+    if os.path.isdir(path) and os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_sizes(folder):
+    """{path relative to ``folder`` (with /): size in bytes} for every file under ``folder``."""
+    sizes = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            sizes[os.path.relpath(path, folder).replace(os.sep, "/")] = os.path.getsize(path)
+    return sizes
+
+
+def check_folder_target(name, path):
+    """Check that the folder ``path`` could be created or replaced, without creating anything.
+
+    Raises ValueError with one sentence, naming the argument ``name``, when ``path`` is an
+    existing file, lies under a file, or its nearest existing folder is not writable.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ValueError(f"{name} must be a folder path, got {path!r}")
+    path = os.path.abspath(os.fspath(path))
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise ValueError(f"{name} {path} is an existing file, not a folder; give a folder path")
+    parent = os.path.dirname(path)
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{name} {path} lies under the file {parent}; give a folder path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} {path} cannot be written: the folder {parent} is read-only")
+
+
+@contextmanager
+def atomic_directory(path, replace=False, prefix=TMP_PREFIX):
+    """Write the folder ``path`` whole or not at all.
+
+    Yields a fresh temporary folder (``prefix`` + random) beside ``path``, created with its
+    missing parents. When the block ends normally, every file in it is flushed to disk and it
+    is renamed to ``path``; if the block raises (Ctrl-C included), the temporary folder is
+    removed and ``path`` is left exactly as it was. ``path`` must not exist or be an empty
+    folder, unless ``replace``: then an existing ``path`` is replaced whole, once the new
+    folder is complete (renamed aside, the new one renamed in, the old one deleted).
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    try:
+        yield tmp
+        for relpath in file_sizes(tmp):
+            fsync_path(os.path.join(tmp, relpath))
+        fsync_path(tmp)
+        if replace and os.path.lexists(path):
+            aside = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}old-", dir=parent)
+            os.rename(path, os.path.join(aside, "old"))
+            try:
+                os.rename(tmp, path)
+            except BaseException:
+                os.rename(os.path.join(aside, "old"), path)
+                os.rmdir(aside)
+                raise
+            shutil.rmtree(aside)
+        else:
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                raise ValueError(f"{path} was created by someone else while npgen wrote it;"
+                                 " nothing was replaced") from None
+        fsync_path(parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,106 @@
+"""What npgen does with folders and files when the inputs are good: ``npgen train`` replaces a
+run whole with --force, a reproduction reuses only runs of the same code and says so, every
+network file npgen writes is read back by ``npgen lipschitz`` and the shared loader, and the
+three models report comparable per-sample losses."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from npgen import SGM, ScoreNetwork, cli
+from npgen.nn import load_network
+from npgen.study import plans, reproduce, runs
+
+TINY_PRESET = {"epochs": 1, "batch_size": 500, "lr": 1e-3, "n_data": 2000, "n_samples": 2000}
+TINY_PLAN = plans.StudyPlan(m_values=(5,), seeds=(0,), gp_values=(5,), depths=(3,), gan_depths=(3,),
+                            arch_m_values=(5,), arch_seeds=(0,), fig4_seeds=(0,), histogram_m=5.0)
+
+
+@pytest.fixture
+def tiny(monkeypatch, tmp_path):
+    monkeypatch.setitem(runs.PRESETS, "tiny", TINY_PRESET)
+    monkeypatch.setitem(plans.PLANS, "tiny", TINY_PLAN)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def train(*argv):
+    assert cli.main(["train", *argv, "--preset", "tiny"]) == 0
+
+
+def test_force_replaces_a_run_whole(tiny):
+    train("gan", "--m", "5", "--out", "run")
+    (tiny / "run" / "left-over.txt").write_text("from the old run")
+    train("vae", "--m", "5", "--seed", "1", "--out", "run", "--force")
+    assert json.loads((tiny / "run" / "config.json").read_text())["model"] == "vae"
+    assert not (tiny / "run" / "left-over.txt").exists()
+    assert sorted(os.listdir(tiny / "run" / "model")) == ["config.json", "decoder.npz", "encoder.npz"]
+    assert [p for p in os.listdir(tiny) if p.startswith(".tmp-")] == []
+
+
+def test_train_writes_into_an_empty_folder_and_records_only_its_options(tiny):
+    (tiny / "empty").mkdir()
+    train("sgm", "--m", "5", "--out", "empty", "--weighting", "sigma2")
+    config = json.loads((tiny / "empty" / "config.json").read_text())
+    assert config["weighting"] == "sigma2" and config["denoise"] is False
+    assert not {"n_layers", "skip", "kl", "sn_generator", "gp_lipschitz"} & set(config)
+    assert config["code"] == runs.code_fingerprint()
+
+
+def test_the_fingerprint_follows_the_source_of_the_math(tmp_path, monkeypatch):
+    package = tmp_path / "fake_math"
+    package.mkdir()
+    (package / "__init__.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(runs, "MATH_MODULES", ("fake_math",))
+    before = runs.code_fingerprint.__wrapped__()
+    assert before.startswith(__import__("npgen").__version__ + "+")
+    (package / "__init__.py").write_text("X = 2\n")
+    assert runs.code_fingerprint.__wrapped__() != before
+
+
+def test_reproduce_reuses_runs_of_the_same_code_only(tiny, monkeypatch, capsys):
+    out = str(tiny / "study")
+    reproduce.reproduce("tiny", only="fig2", out=out, jobs=1)
+    assert "reused 0 finished runs, trained 3, 0 failed" in capsys.readouterr().err
+    reproduce.reproduce("tiny", only="fig2", out=out, jobs=1)
+    assert "reused 3 finished runs, trained 0, 0 failed" in capsys.readouterr().err
+    monkeypatch.setattr(runs, "code_fingerprint", lambda: "0.1.0+after-a-fix")
+    reproduce.reproduce("tiny", only="fig2", out=out, jobs=1)
+    err = capsys.readouterr().err
+    assert "reused 0 finished runs, trained 3, 0 failed; 3 other runs" in err
+    assert len(os.listdir(tiny / "study" / "runs")) >= 6     # the old runs are kept
+
+
+def test_lipschitz_reads_the_score_network_that_train_sgm_writes(tiny, capsys):
+    train("sgm", "--m", "5", "--out", "run")
+    capsys.readouterr()
+    path = str(tiny / "run" / "model" / "score.npz")
+    assert cli.main(["lipschitz", path]) == 0
+    text = capsys.readouterr().out
+    assert "standardized scale" in text and "data scale" in text
+    assert len(re.findall(r"^ +[0-9.e+-]+ +[0-9.e+-]+ +[0-9.e+-]+$", text, re.M)) == 10   # one per level
+    assert cli.main(["lipschitz", path, "--sigma", "1,0.01"]) == 0
+    metrics = json.loads((tiny / "run" / "metrics.json").read_text())
+    levels = {round(row["sigma"], 12): row["exact"] for row in metrics["lipschitz_per_sigma"]}
+    assert f"{levels[1.0]:18.8g}" in capsys.readouterr().out
+    assert isinstance(load_network(path), ScoreNetwork)
+    np.testing.assert_array_equal(ScoreNetwork.load(path).params, SGM.load(tiny / "run" / "model").score.params)
+
+
+def test_sgm_reports_the_per_sample_mean_and_steps_along_the_sum():
+    x = np.random.default_rng(0).standard_normal((64, 1)).astype(np.float32)
+    a, b = SGM(seed=3), SGM(seed=3)
+    a.rng = np.random.default_rng(9)
+    reported = a.step(x)["loss"]
+    sigma = float(b.sigmas[np.random.default_rng(9).integers(b.sigmas.size)])
+    rng = np.random.default_rng(9)
+    rng.integers(b.sigmas.size)
+    eps = rng.standard_normal(x.shape, dtype=np.float32)
+    total = b.denoising_loss(x, eps, sigma)
+    assert reported == pytest.approx(total / len(x), rel=1e-12)
+    b.optimizer.step()
+    np.testing.assert_array_equal(a.score.params, b.score.params)
