@@ -30,15 +30,8 @@ import numpy as np
 from ..nn.adam import Adam
 from ..nn.files import read_network_file
 from ..nn.score import SLOPE, SLOPE_X, ScoreNetwork
-from ..util.checks import (
-    as_real_array,
-    check_betas,
-    check_bool,
-    check_choice,
-    check_matrix,
-    check_number,
-    dtype_of,
-)
+from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
+                           check_number, dtype_of)
 from ..util.io import read_model_meta, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread

@@ -15,11 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import spearmanr
 
-from ..analysis.theory import (
-    corollary2_log_lip_lower_bound,
-    isoperimetric_profile,
-    mixture_mass_between,
-)
+from ..analysis.theory import (corollary2_log_lip_lower_bound, isoperimetric_profile,
+                               mixture_mass_between)
 from ..util.io import atomic_write_json, atomic_write_text
 from . import figures
 from .plans import PLANS, aggregate, collect

@@ -25,13 +25,8 @@ import time
 import numpy as np
 
 from ..analysis.lipschitz import exact_lipschitz_1d, paper_grid_estimate
-from ..analysis.theory import (
-    GaussianMixture1D,
-    best_kl_bound,
-    best_tv_bound,
-    mass_between_modes_bound,
-    mixture_mass_between,
-)
+from ..analysis.theory import (GaussianMixture1D, best_kl_bound, best_tv_bound,
+                               mass_between_modes_bound, mixture_mass_between)
 from ..data import two_gaussians
 from ..models.gan import GAN
 from ..models.push_forward import check_layers
@@ -40,12 +35,7 @@ from ..models.training import TrainingDiverged  # noqa: F401 -- raised by train_
 from ..models.vae import KL_VARIANTS, VAE
 from ..nn.layers import SKIP_STYLES
 from ..util.checks import check_bool, check_choice, check_number
-from ..util.io import (
-    atomic_directory,
-    atomic_save_npy,
-    atomic_write_json,
-    check_folder_target,
-)
+from ..util.io import (atomic_directory, atomic_save_npy, atomic_write_json, check_folder_target)
 from ..util.threads import one_blas_thread
 from .figures import save_histogram
 
