@@ -40,15 +40,34 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
     return write_report(out, preset, figures, runs)
 
 
+def study_preset(out):
+    """The preset recorded in ``out/study.json``; ValueError (one sentence naming the file) when the
+    file is missing, a folder, unreadable, not a JSON object, or names no known preset."""
+    study = os.path.join(out, "study.json")
+    accepted = f'a JSON object {{"preset": NAME}} with NAME in {sorted(PLANS)}, as npgen reproduce writes it'
+    if not os.path.lexists(study):
+        raise ValueError(f"{out} is not a folder written by npgen reproduce (no study.json)")
+    if os.path.isdir(study):
+        raise ValueError(f"{study} is a folder; expected a file holding {accepted}")
+    try:
+        with open(study, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except OSError as err:
+        raise ValueError(f"{study} cannot be read ({err.strerror}); expected {accepted}") from None
+    except ValueError as err:
+        raise ValueError(f"{study} is not valid JSON text ({err}); expected {accepted}") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{study} holds a JSON {type(content).__name__}; expected {accepted}")
+    if content.get("preset") not in PLANS:
+        raise ValueError(f"{study} names the preset {content.get('preset')!r}; expected {accepted}")
+    return content["preset"]
+
+
 def redraw_figure(number, out):
-    """Redraw figure ``number`` ('1'..'6' or 'grid') from the runs stored in ``out``; no training."""
+    """Redraw figure ``number`` ('1'..'6' or 'grid') from the runs stored in ``out``; no training.
+    A figure none of whose runs finished raises ValueError instead of drawing an empty figure."""
     name = "grid" if str(number) == "grid" else f"fig{number}"
     check_choice("figure number", name, FIGURES)
-    study = os.path.join(out, "study.json")
-    if not os.path.exists(study):
-        raise ValueError(f"{out} is not a folder written by npgen reproduce (no study.json)")
-    with open(study, encoding="utf-8") as handle:
-        preset = json.load(handle).get("preset")
-    check_choice("preset in study.json", preset, PLANS)
-    section, = build_sections(out, preset, [name], plan(preset))
+    preset = study_preset(out)
+    section, = build_sections(out, preset, [name], plan(preset), require_runs=True)
     return section.image
