@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from npgen import cli
-from npgen.study import plans, reproduce, runs
+from npgen.study import plans, report, reproduce, runs
 from npgen.study.sweep import config_key
 
-TINY_PRESET = {"epochs": 1, "batch_size": 500, "lr": 1e-3, "gan_betas": [0.5, 0.999], "n_data": 2000,
+TINY_PRESET = {"epochs": 1, "batch_size": 500, "lr": 1e-3, "gan_lr": 5e-4, "gan_betas": [0.5, 0.999], "n_data": 2000,
                "n_samples": 2000}
 TINY_PLAN = plans.StudyPlan(m_values=(0, 5), seeds=(0, 1), gp_values=(5, 25), depths=(2, 3),
                                 gan_depths=(2, 3), arch_m_values=(5,), arch_seeds=(0,), fig4_seeds=(0,),
@@ -260,3 +260,67 @@ def test_figure_1_needs_no_runs(tiny_study, tiny, tmp_path):
     shutil.copytree(tiny_study[0], study)
     shutil.rmtree(study / "runs")
     assert cli.main(["figure", "1", "--from", str(study)]) == 0
+
+
+# --------------------------------------------------------------------------- collapse and verdicts
+
+@pytest.mark.parametrize("m, samples, expected", [
+    (2.0, np.random.default_rng(0).normal(0.0, 0.1, 20000), "one spike"),        # all mass at 0
+    (5.0, np.random.default_rng(1).normal(5.0, 1.0, 20000), "one mode"),         # the left mode dropped
+    (5.0, np.r_[np.random.default_rng(2).normal(5.0, 1.0, 19500), -5.0 + np.zeros(500)], "one mode"),  # 2.5%
+    (5.0, np.r_[np.random.default_rng(3).normal(5.0, 1.0, 18800), np.random.default_rng(4).normal(-5, 1, 1200)],
+     None),                                                                      # 6% in the smaller mode
+    (0.0, np.random.default_rng(5).normal(0.0, 1.0, 20000), None),               # m = 0: one mode is right
+    (10.0, np.r_[np.full(10000, -10.0), np.full(10000, 10.0)], None),            # two spikes keep both modes
+])
+def test_collapse_rules(m, samples, expected):
+    assert runs.distribution_metrics(samples, m)["collapse"] == expected
+
+
+def test_narrowest_interval_holds_ninety_percent():
+    x = np.linspace(0.0, 1.0, 100001)
+    assert runs.narrowest_interval_width(x) == pytest.approx(0.9, abs=1e-4)
+    assert runs.narrowest_interval_width(np.r_[np.zeros(95), np.linspace(5, 100, 5)]) == 0.0
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    ((1.0, 0.1, 3), (2.0, 0.1, 3), report.HELD),
+    ((2.0, 0.1, 3), (1.0, 0.1, 3), report.NOT_HELD),
+    ((1.0, 0.6, 5), (2.0, 0.6, 5), report.INCONCLUSIVE),         # the bands overlap
+    ((1.0, 0.1, 2), (2.0, 0.1, 3), report.INCONCLUSIVE),         # too few seeds
+    ((1.0, 0.1, 3), (2.0, 0.0, None), report.HELD),              # against an exact number
+    (None, (2.0, 0.1, 3), report.INCONCLUSIVE),
+])
+def test_band_comparison(a, b, expected):
+    assert report._less(a, b, "a", "b")[0] == expected
+
+
+@pytest.mark.parametrize("results, verdict", [
+    ([report.HELD, report.HELD], "held"),
+    ([report.INCONCLUSIVE], "inconclusive"),
+    ([report.HELD, report.INCONCLUSIVE], "partly held (1 held, 0 did not hold, 1 inconclusive)"),
+    ([report.NOT_HELD, report.INCONCLUSIVE], "did not hold (0 held, 1 did not hold, 1 inconclusive)"),
+    ([], "not checked (no finished runs)"),
+])
+def test_section_verdict_is_held_only_when_every_check_held(results, verdict):
+    section = report.Section("x", "x", "x", checks=[report.Check("rule", r, "") for r in results])
+    assert section.verdict == verdict
+
+
+def test_a_check_on_collapsed_runs_says_so_and_is_evaluated_without_them():
+    config = runs.make_config("gan", 2, "quick", 0)
+    rows = [(dict(config, seed=seed), {"collapse": "one spike" if seed == 1 else None, "x": seed}, "")
+            for seed in range(4)]
+    section = report.Section("x", "x", "x")
+    section.add("x grows", lambda r: (report.HELD, str(len(r))), rows)
+    check, = section.checks
+    assert check.collapsed == ["GAN m=2 seed 1"] and check.without_collapsed == (report.HELD, "3")
+    assert "Rests on 1 collapsed run(s) (GAN m=2 seed 1); without them: held (3)." in report._check_lines(check)[1]
+
+
+def test_one_seed_per_architecture_is_inconclusive(tiny_study):
+    summary = json.loads((tiny_study[0] / "summary.json").read_text())
+    fig6, = summary["fig6"]["checks"]
+    assert fig6["result"] == "inconclusive" and "fewer than 3 seeds" in fig6["measured"]
+    text = open(tiny_study[1], encoding="utf-8").read()
+    assert "rule: the mean ± std bands over >= 3 seeds must not overlap" in text

@@ -45,18 +45,18 @@ MODELS = ("gan", "vae", "sgm")
 
 #: Training budgets. ``paper`` is the published code's: 400 epochs of 50 steps (20 000 Adam
 #: steps at lr 1e-4, batch 1000), Adam betas (0.9, 0.999) for every network. ``quick`` keeps the
-#: data and the product lr x steps = 2 but takes 2 000 steps of batch 250 at lr 1e-3 (10 epochs
-#: of 200 steps), about 4% of the paper's compute per run, and draws 20 000 samples instead of
-#: 50 000. At that learning rate the GAN's Adam momentum beta1 = 0.9 makes the GAN at m = 2
-#: collapse in every seed checked, to one mode or to one spike between the modes, and which of
-#: the two depends on the BLAS kernels' rounding (bench/results/quick_robustness.md); the quick
-#: preset's GAN takes beta1 = 0.5 (Radford et al. 2016's GAN setting) instead. The VAE and the
-#: SGM keep (0.9, 0.999). See README, "Presets".
+#: data but takes 2 000 steps of batch 250 (10 epochs of 200 steps), about 4% of the paper's
+#: compute per run, and draws 20 000 samples instead of 50 000. The VAE and the SGM take lr 1e-3
+#: (lr x steps = 2, as the paper). The GAN takes lr 5e-4 and betas (0.5, 0.999) (beta1 = 0.5 is
+#: Radford et al. 2016's GAN setting): with lr 1e-3 and beta1 = 0.9 it collapsed at m = 2 in every
+#: seed checked, to one mode or to one spike between the modes (which of the two depends on the
+#: BLAS kernels' rounding), and with lr 1e-3 and beta1 = 0.5 it still collapsed to a spike at
+#: m = 0 (bench/results/quick_robustness.md). See README, "Presets".
 PRESETS = {
-    "paper": {"epochs": 400, "batch_size": 1000, "lr": 1e-4, "gan_betas": [0.9, 0.999], "n_data": 50000,
-              "n_samples": 50000},
-    "quick": {"epochs": 10, "batch_size": 250, "lr": 1e-3, "gan_betas": [0.5, 0.999], "n_data": 50000,
-              "n_samples": 20000},
+    "paper": {"epochs": 400, "batch_size": 1000, "lr": 1e-4, "gan_lr": 1e-4, "gan_betas": [0.9, 0.999],
+              "n_data": 50000, "n_samples": 50000},
+    "quick": {"epochs": 10, "batch_size": 250, "lr": 1e-3, "gan_lr": 5e-4, "gan_betas": [0.5, 0.999],
+              "n_data": 50000, "n_samples": 20000},
 }
 
 #: Collapse rules (see :func:`collapse`). SPIKE_WIDTH is in data units: one data mode N(+-m, 1)
@@ -88,13 +88,14 @@ def make_config(model, m, preset="quick", seed=0, **options):
 
 def build_model(config, backend=None):
     """The model a configuration describes (untrained)."""
-    common = {"seed": config["seed"], "lr": config["lr"], "backend": backend}
+    common = {"seed": config["seed"], "backend": backend}
     if config["model"] == "gan":
         return GAN(n_layers=config["n_layers"], skip=config["skip"], sn_generator=config["sn_generator"],
-                   gp_lipschitz=config["gp_lipschitz"], betas=tuple(config["gan_betas"]), **common)
+                   gp_lipschitz=config["gp_lipschitz"], lr=config["gan_lr"], betas=tuple(config["gan_betas"]),
+                   **common)
     if config["model"] == "vae":
-        return VAE(n_layers=config["n_layers"], skip=config["skip"], kl=config["kl"], **common)
-    return SGM(weighting=config["weighting"], **common)
+        return VAE(n_layers=config["n_layers"], skip=config["skip"], kl=config["kl"], lr=config["lr"], **common)
+    return SGM(weighting=config["weighting"], lr=config["lr"], **common)
 
 
 def lipschitz_metrics(model, config):
