@@ -5,7 +5,8 @@
 Each GLOB matches run folders (from ``npgen train`` or a study's ``runs/``) holding config.json
 and samples.npy. For every run the script recomputes npgen's two collapse rules from the
 samples (:func:`npgen.study.runs.collapse`: one spike, or one mode) and tabulates, per group,
-model and m, how many seeds collapsed and which.
+model and m, how many seeds collapsed and which. Only the runs of Figures 2-3 count (3 layers,
+plain, no spectral norm on G, no gradient penalty); the variants of Figures 4-6 are skipped.
 """
 
 import argparse
@@ -19,9 +20,12 @@ from npgen.study.runs import collapse, narrowest_interval_width, smaller_mode_sh
 
 
 def run_row(folder):
-    """The collapse numbers of one run folder."""
+    """The collapse numbers of one run folder, or None for a run outside Figures 2-3."""
     with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
         config = json.load(handle)
+    if (config.get("n_layers", 3), config.get("skip", "plain"), config.get("sn_generator", False),
+            config.get("gp_lipschitz")) != (3, "plain", False, None):
+        return None
     x = np.load(os.path.join(folder, "samples.npy")).astype(np.float64).ravel()
     m = config["m"]
     width, share = narrowest_interval_width(x), smaller_mode_share(np.mean(x < -m / 2), np.mean(x > m / 2))
@@ -34,6 +38,7 @@ def table(groups):
     out = {}
     for label, pattern in groups:
         runs = [run_row(f) for f in sorted(glob.glob(pattern)) if os.path.exists(os.path.join(f, "samples.npy"))]
+        runs = [run for run in runs if run is not None]
         cells = {}
         for run in runs:
             cells.setdefault((run["model"], run["m"]), []).append(run)
