@@ -18,14 +18,8 @@ import pytest
 from npgen import GAN, MLP, SGM, VAE, Adam, ScoreNetwork, cli
 from npgen.models import training
 from npgen.nn.files import CONFIG_KEY
-from npgen.study import plans, runs
-
-TINY_PRESET = {"epochs": 1, "batch_size": 500, "lr": 1e-3, "n_data": 2000, "n_samples": 2000}
-#: A preset whose learning rate makes any model diverge within a few steps.
-BLOWUP_PRESET = {"epochs": 2, "batch_size": 500, "lr": 1e15, "n_data": 2000, "n_samples": 100}
-TINY_PLAN = plans.StudyPlan(m_values=(5,), seeds=(0,), gp_values=(5,), depths=(3,), gan_depths=(3,),
-                            arch_m_values=(5,), arch_seeds=(0,), fig4_seeds=(0,), histogram_m=5.0)
-
+from npgen.study import runs
+from tiny_study import ONE_RUN_PLAN, register
 
 def tree_digest(root):
     """{relative path: sha256 of the file, or 'dir'} for everything under ``root``."""
@@ -66,9 +60,7 @@ def rewrite_model_config(source, target, change):
 def world(tmp_path_factory):
     """The shared folder: finished runs, user files, studies, damaged files (see the module doc)."""
     patch = pytest.MonkeyPatch()
-    patch.setitem(runs.PRESETS, "tiny", TINY_PRESET)
-    patch.setitem(runs.PRESETS, "blowup", BLOWUP_PRESET)
-    patch.setitem(plans.PLANS, "tiny", TINY_PLAN)
+    register(patch, ONE_RUN_PLAN)
     w = tmp_path_factory.mktemp("world")
     patch.chdir(w)
     for model in ("gan", "sgm"):

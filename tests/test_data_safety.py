@@ -12,17 +12,12 @@ import pytest
 
 from npgen import SGM, ScoreNetwork, cli
 from npgen.nn import load_network
-from npgen.study import plans, reproduce, runs
-
-TINY_PRESET = {"epochs": 1, "batch_size": 500, "lr": 1e-3, "n_data": 2000, "n_samples": 2000}
-TINY_PLAN = plans.StudyPlan(m_values=(5,), seeds=(0,), gp_values=(5,), depths=(3,), gan_depths=(3,),
-                            arch_m_values=(5,), arch_seeds=(0,), fig4_seeds=(0,), histogram_m=5.0)
-
+from npgen.study import reproduce, runs
+from tiny_study import ONE_RUN_PLAN, register
 
 @pytest.fixture
 def tiny(monkeypatch, tmp_path):
-    monkeypatch.setitem(runs.PRESETS, "tiny", TINY_PRESET)
-    monkeypatch.setitem(plans.PLANS, "tiny", TINY_PLAN)
+    register(monkeypatch, ONE_RUN_PLAN)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -85,7 +80,8 @@ def test_lipschitz_reads_the_score_network_that_train_sgm_writes(tiny, capsys):
     assert len(re.findall(r"^ +[0-9.e+-]+ +[0-9.e+-]+ +[0-9.e+-]+$", text, re.M)) == 10   # one per level
     assert cli.main(["lipschitz", path, "--sigma", "1,0.01"]) == 0
     metrics = json.loads((tiny / "run" / "metrics.json").read_text())
-    levels = {round(row["sigma"], 12): row["exact"] for row in metrics["lipschitz_per_sigma"]}
+    levels = {round(row["sigma_standardized"], 12): row["exact_standardized"]
+              for row in metrics["score_lipschitz_per_sigma"]}
     assert f"{levels[1.0]:18.8g}" in capsys.readouterr().out
     assert isinstance(load_network(path), ScoreNetwork)
     np.testing.assert_array_equal(ScoreNetwork.load(path).params, SGM.load(tiny / "run" / "model").score.params)

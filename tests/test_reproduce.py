@@ -3,26 +3,21 @@ drawn headless, the report, redrawing without training, and the CLI's one-senten
 
 import json
 import os
+import shutil
 
 import matplotlib
 import numpy as np
 import pytest
 
 from npgen import cli
-from npgen.study import plans, reproduce, runs
+from npgen.study import plans, report, reproduce, runs
 from npgen.study.sweep import config_key
-
-TINY_PRESET = {"epochs": 1, "batch_size": 500, "lr": 1e-3, "n_data": 2000, "n_samples": 2000}
-TINY_PLAN = plans.StudyPlan(m_values=(0, 5), seeds=(0, 1), gp_values=(5, 25), depths=(2, 3),
-                                gan_depths=(2, 3), arch_m_values=(5,), arch_seeds=(0,), fig4_seeds=(0,),
-                                fig4_m=5.0, fig5_m=5.0, histogram_m=5.0)
-
+from tiny_study import TINY_PRESET, register
 
 @pytest.fixture
 def tiny(monkeypatch):
     """Register a 'tiny' preset: one epoch of 4 steps per run, 2000 samples."""
-    monkeypatch.setitem(runs.PRESETS, "tiny", TINY_PRESET)
-    monkeypatch.setitem(plans.PLANS, "tiny", TINY_PLAN)
+    register(monkeypatch)
     return "tiny"
 
 
@@ -30,8 +25,7 @@ def tiny(monkeypatch):
 def tiny_study(tmp_path_factory):
     """One tiny reproduction of every figure, shared by the tests that read it."""
     patch = pytest.MonkeyPatch()
-    patch.setitem(runs.PRESETS, "tiny", TINY_PRESET)
-    patch.setitem(plans.PLANS, "tiny", TINY_PLAN)
+    register(patch)
     out = tmp_path_factory.mktemp("study")
     report = reproduce.reproduce("tiny", out=str(out), jobs=1, quiet=True)
     yield out, report
@@ -69,9 +63,15 @@ def test_every_planned_run_is_on_disk_with_its_numbers(tiny_study, tiny):
     for config, metrics, run_dir in rows:
         assert os.path.exists(os.path.join(run_dir, "samples.npy"))
         assert os.path.exists(os.path.join(run_dir, "histogram.png"))
-        assert 0 <= metrics["mass_between"] <= 1 and metrics["lipschitz"] > 0
+        assert 0 <= metrics["mass_between"] <= 1
+        if config["model"] == "sgm":      # both scales: data scale = standardized / variance
+            assert metrics["score_lipschitz_data_scale"] == pytest.approx(
+                metrics["score_lipschitz_standardized"] / metrics["data_variance"], rel=1e-12)
+            lip, grid = metrics["score_lipschitz_standardized"], metrics["score_lipschitz_grid_standardized"]
+        else:
+            lip, grid = metrics["lipschitz"], metrics["lipschitz_grid"]
         # The paper's estimate is a lower estimate of the exact constant.
-        assert metrics["lipschitz_grid"] <= metrics["lipschitz"] * (1 + 1e-9)
+        assert lip > 0 and grid <= lip * (1 + 1e-9)
         if "fig3_bound" in metrics:       # Theorem 1 with the exact Lip, up to sampling error
             assert metrics["mass_between"] >= metrics["fig3_bound"] - 4 * np.sqrt(0.25 / config["n_samples"])
 
@@ -167,3 +167,151 @@ def test_cli_lipschitz_rejects_a_foreign_file(tmp_path, capsys):
     np.savez(path, w=np.ones(3))
     assert cli.main(["lipschitz", str(path)]) == 2
     assert "not an npgen network" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- a study's files, damaged
+
+def _rewrite_metrics(study, change):
+    """Apply ``change(metrics)`` to every run's metrics.json and record the new size in its
+    completion marker, so that the run still counts as finished."""
+    for marker_path in (study / "runs").glob("*/COMPLETE.json"):
+        metrics_path = marker_path.parent / "metrics.json"
+        metrics = json.loads(metrics_path.read_text())
+        change(metrics)
+        metrics_path.write_text(json.dumps(metrics))
+        marker = json.loads(marker_path.read_text())
+        marker["files"]["metrics.json"] = metrics_path.stat().st_size
+        marker_path.write_text(json.dumps(marker))
+
+
+def _corrupt_every_run(study):
+    for metrics_path in (study / "runs").glob("*/metrics.json"):
+        with open(metrics_path, "a", encoding="utf-8") as handle:
+            handle.write(" ")
+
+
+def _study_json(content):
+    def write(study):
+        path = study / "study.json"
+        path.unlink()
+        if content is None:
+            path.mkdir()
+        else:
+            path.write_bytes(content)
+    return write
+
+
+STUDY_ERRORS = [
+    ("3", _study_json(b"[1, 2]"), "study.json holds a JSON list; expected a JSON object"),
+    ("3", _study_json(b'"tiny"'), "study.json holds a JSON str; expected a JSON object"),
+    ("3", _study_json(b"{"), "study.json is not valid JSON text"),
+    ("3", _study_json(b"\xff\xfe\x00"), "study.json is not valid JSON text"),
+    ("3", _study_json(None), "study.json is a folder; expected a file"),
+    ("3", _study_json(b'{"preset": "huge"}'), "study.json names the preset 'huge'"),
+    ("3", _study_json(b'{"preset": 3}'), "study.json names the preset 3"),
+] + [
+    (number, lambda study: shutil.rmtree(study / "runs"), f"holds no finished run of {name} (")
+    for number, name in [("2", "fig2"), ("3", "fig3"), ("4", "fig4"), ("5", "fig5"), ("6", "fig6"), ("grid", "grid")]
+] + [
+    ("3", _corrupt_every_run, "holds no finished run of fig3 ("),
+    ("6", _corrupt_every_run, "corrupt, 0 missing"),
+    ("3", lambda study: _rewrite_metrics(study, lambda mt: mt.update(mass_between="0.5")),
+     "metrics.json: 'mass_between' must be a number, not '0.5'"),
+    ("2", lambda study: _rewrite_metrics(study, lambda mt: mt.update(mass_left=None)),
+     "metrics.json: 'mass_left' must be a number, not None"),
+    ("4", lambda study: _rewrite_metrics(study, lambda mt: mt.update(smaller_mode_share=True)),
+     "metrics.json: 'smaller_mode_share' must be a number, not True"),
+    ("3", lambda study: _rewrite_metrics(study, lambda mt: mt.pop("mass_between")),
+     "metrics.json lacks the key 'mass_between' (a number)"),
+    ("5", lambda study: _rewrite_metrics(study, lambda mt: mt.update(lipschitz_vs_epoch=[[1, "x"]])),
+     "'lipschitz_vs_epoch' must be a list of [epoch, Lip] number pairs"),
+    ("grid", lambda study: _rewrite_metrics(study, lambda mt: mt.update(score_lipschitz_per_sigma={})),
+     "'score_lipschitz_per_sigma' must be a list of objects"),
+    ("3", lambda study: _rewrite_metrics(study, lambda mt: mt.update(collapse="maybe")),
+     "'collapse' must be null or one of ['one spike', 'one mode'], not 'maybe'"),
+    ("6", lambda study: _rewrite_metrics(study, lambda mt: mt.pop("collapse")), "lacks the key 'collapse'"),
+]
+
+
+@pytest.mark.parametrize("number, damage, message", STUDY_ERRORS)
+def test_figure_from_a_damaged_study_is_one_sentence(number, damage, message, tiny_study, tiny, tmp_path, capsys):
+    study = tmp_path / "study"
+    shutil.copytree(tiny_study[0], study)
+    damage(study)
+    assert cli.main(["figure", number, "--from", str(study)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert message in err, err
+    assert str(study) in err                   # names the file or folder
+    assert len(err.splitlines()) == 1 and "Traceback" not in captured.err + captured.out
+
+
+def test_figure_1_needs_no_runs(tiny_study, tiny, tmp_path):
+    study = tmp_path / "study"
+    shutil.copytree(tiny_study[0], study)
+    shutil.rmtree(study / "runs")
+    assert cli.main(["figure", "1", "--from", str(study)]) == 0
+
+
+# --------------------------------------------------------------------------- collapse and verdicts
+
+@pytest.mark.parametrize("m, samples, expected", [
+    (2.0, np.random.default_rng(0).normal(0.0, 0.1, 20000), "one spike"),        # all mass at 0
+    (5.0, np.random.default_rng(1).normal(5.0, 1.0, 20000), "one mode"),         # the left mode dropped
+    (5.0, np.r_[np.random.default_rng(2).normal(5.0, 1.0, 19500), -5.0 + np.zeros(500)], "one mode"),  # 2.5%
+    (5.0, np.r_[np.random.default_rng(3).normal(5.0, 1.0, 18800), np.random.default_rng(4).normal(-5, 1, 1200)],
+     None),                                                                      # 6% in the smaller mode
+    (0.0, np.random.default_rng(5).normal(0.0, 1.0, 20000), None),               # m = 0: one mode is right
+    (10.0, np.r_[np.full(10000, -10.0), np.full(10000, 10.0)], None),            # two spikes keep both modes
+])
+def test_collapse_rules(m, samples, expected):
+    assert runs.distribution_metrics(samples, m)["collapse"] == expected
+
+
+def test_narrowest_interval_holds_ninety_percent():
+    x = np.linspace(0.0, 1.0, 100001)
+    assert runs.narrowest_interval_width(x) == pytest.approx(0.9, abs=1e-4)
+    assert runs.narrowest_interval_width(np.r_[np.zeros(95), np.linspace(5, 100, 5)]) == 0.0
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    ((1.0, 0.1, 3), (2.0, 0.1, 3), report.HELD),
+    ((2.0, 0.1, 3), (1.0, 0.1, 3), report.NOT_HELD),
+    ((1.0, 0.6, 5), (2.0, 0.6, 5), report.INCONCLUSIVE),         # the bands overlap
+    ((1.0, 0.1, 2), (2.0, 0.1, 3), report.INCONCLUSIVE),         # too few seeds
+    ((1.0, 0.1, 3), (2.0, 0.0, None), report.HELD),              # against an exact number
+    (None, (2.0, 0.1, 3), report.INCONCLUSIVE),
+])
+def test_band_comparison(a, b, expected):
+    assert report._less(a, b, "a", "b")[0] == expected
+
+
+@pytest.mark.parametrize("results, verdict", [
+    ([report.HELD, report.HELD], "held"),
+    ([report.INCONCLUSIVE], "inconclusive"),
+    ([report.HELD, report.INCONCLUSIVE], "partly held (1 held, 0 did not hold, 1 inconclusive)"),
+    ([report.NOT_HELD, report.INCONCLUSIVE], "did not hold (0 held, 1 did not hold, 1 inconclusive)"),
+    ([], "not checked (no finished runs)"),
+])
+def test_section_verdict_is_held_only_when_every_check_held(results, verdict):
+    section = report.Section("x", "x", "x", checks=[report.Check("rule", r, "") for r in results])
+    assert section.verdict == verdict
+
+
+def test_a_check_on_collapsed_runs_says_so_and_is_evaluated_without_them():
+    config = runs.make_config("gan", 2, "quick", 0)
+    rows = [(dict(config, seed=seed), {"collapse": "one spike" if seed == 1 else None, "x": seed}, "")
+            for seed in range(4)]
+    section = report.Section("x", "x", "x")
+    section.add("x grows", lambda r: (report.HELD, str(len(r))), rows)
+    check, = section.checks
+    assert check.collapsed == ["GAN m=2 seed 1"] and check.without_collapsed == (report.HELD, "3")
+    assert "Rests on 1 collapsed run(s) (GAN m=2 seed 1); without them: held (3)." in report._check_lines(check)[1]
+
+
+def test_one_seed_per_architecture_is_inconclusive(tiny_study):
+    summary = json.loads((tiny_study[0] / "summary.json").read_text())
+    fig6, = summary["fig6"]["checks"]
+    assert fig6["result"] == "inconclusive" and "fewer than 3 seeds" in fig6["measured"]
+    text = open(tiny_study[1], encoding="utf-8").read()
+    assert "rule: the mean ± std bands over >= 3 seeds must not overlap" in text

@@ -15,7 +15,8 @@ code (constant terms log(2 pi c) dropped), with z_i = mu_i + exp(lv_i / 2) * eps
 eps_i ~ N(0, I_p) (the reparameterization trick):
 
     L = sum_i ||x_i - g(z_i)||^2 / (2c)  +  sum_i KL_i
-    kl='correct': KL_i = 1/2 sum_j (mu_ij^2 + exp(lv_ij) - lv_ij - 1) = KL(q(z | x_i) || N(0, I))
+    kl='correct' (the default, the textbook KL):
+                  KL_i = 1/2 sum_j (mu_ij^2 + exp(lv_ij) - lv_ij - 1) = KL(q(z | x_i) || N(0, I))
     kl='paper':   KL_i = 1/2 sum_j (mu_ij^2 + exp(lv_ij)^2 - lv_ij - 1)   (the published code)
 
 The published term squares the variance. Its prior part 1/2 (sigma^4 - log sigma^2 - 1) is

@@ -49,14 +49,14 @@ def save_histogram(path, samples, m, title=None, model="gan"):
 # Each function takes rows [(config, metrics, run_dir)] collected from finished runs.
 
 
-def _band(ax, table, label, color, marker="o"):
+def _band(ax, table, label, color, marker="o", linestyle="-"):
     """Plot mean +- std of {(x,): (mean, std, n)} as a line with a shaded band."""
     if not table:
         return
     xs = np.array([key[-1] for key in table])
     mean = np.array([v[0] for v in table.values()])
     std = np.array([v[1] for v in table.values()])
-    ax.plot(xs, mean, marker=marker, ms=3, color=color, label=label)
+    ax.plot(xs, mean, marker=marker, ms=3, color=color, ls=linestyle, label=label)
     ax.fill_between(xs, np.maximum(mean - std, 1e-300), mean + std, color=color, alpha=0.2, lw=0)
 
 
@@ -82,12 +82,13 @@ def figure2(path, samples_by_model, m):
     save_figure(fig, path)
 
 
-def figure3(path, lip_by_model, mass_by_model, bound_by_model, m_grid, true_mass, cor2_log_bound):
+def figure3(path, lip_series, mass_by_model, bound_by_model, m_grid, true_mass, cor2_log_bound):
     """Figure 3: Lip against m with Corollary 2's bound (left); mass in [-m/2, m/2] against m
-    with each model's Theorem 1 bound and the true mass (right)."""
+    with each model's Theorem 1 bound and the true mass (right). ``lip_series`` maps a legend
+    label to (table, model, line style)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for model, table in lip_by_model.items():
-        _band(left, table, f"{model.upper()} (exact Lip)", MODEL_COLORS[model])
+    for label, (table, model, linestyle) in lip_series.items():
+        _band(left, table, label, MODEL_COLORS[model], linestyle=linestyle)
     left.plot(m_grid, np.exp(np.minimum(cor2_log_bound, 700)), "k--", label="Corollary 2 lower bound")
     left.set_yscale("log")
     left.set_xlabel("m")
@@ -96,8 +97,7 @@ def figure3(path, lip_by_model, mass_by_model, bound_by_model, m_grid, true_mass
     for model, table in mass_by_model.items():
         _band(right, table, f"{model.upper()}", MODEL_COLORS[model])
     for model, table in bound_by_model.items():
-        _band(right, table, f"Theorem 1 bound ({model.upper()})", MODEL_COLORS[model], marker="x")
-        right.lines[-1].set_linestyle(":")
+        _band(right, table, f"Theorem 1 bound ({model.upper()})", MODEL_COLORS[model], marker="x", linestyle=":")
     right.plot(m_grid, true_mass, color=MODEL_COLORS["data"], lw=2, label=r"$\nu([-m/2, m/2])$")
     right.set_xlabel("m")
     right.set_ylabel("mass in [-m/2, m/2]")

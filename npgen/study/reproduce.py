@@ -29,21 +29,27 @@ def sweep_run(config, run_dir):
 def study_preset(out):
     """The preset recorded in ``out/study.json``, or None when ``out`` holds no study.json.
 
-    Raises ValueError with one sentence, naming the file, when it cannot be read, is not a
-    JSON object, or names no known preset.
+    Raises ValueError with one sentence, naming the file, when it is a folder, cannot be read,
+    is not valid JSON, is not a JSON object, or names no known preset.
     """
-    path = os.path.join(out, STUDY_FILE)
-    if not os.path.lexists(path):
+    study = os.path.join(out, STUDY_FILE)
+    accepted = f'a JSON object {{"preset": NAME}} with NAME in {sorted(PLANS)}, as npgen reproduce writes it'
+    if not os.path.lexists(study):
         return None
+    if os.path.isdir(study):
+        raise ValueError(f"{study} is a folder; expected a file holding {accepted}")
     try:
-        with open(path, encoding="utf-8") as handle:
-            study = json.load(handle)
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise ValueError(f"{path} cannot be read as JSON ({type(err).__name__}: {err})") from None
-    if not isinstance(study, dict):
-        raise ValueError(f"{path} must hold a JSON object such as {{\"preset\": \"quick\"}},"
-                         f" got {type(study).__name__}")
-    return check_choice(f"the preset in {path}", study.get("preset"), PLANS)
+        with open(study, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except OSError as err:
+        raise ValueError(f"{study} cannot be read ({err.strerror}); expected {accepted}") from None
+    except ValueError as err:  # undecodable bytes and invalid JSON alike
+        raise ValueError(f"{study} is not valid JSON text ({err}); expected {accepted}") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{study} holds a JSON {type(content).__name__}; expected {accepted}")
+    if content.get("preset") not in PLANS:
+        raise ValueError(f"{study} names the preset {content.get('preset')!r}; expected {accepted}")
+    return content["preset"]
 
 
 def check_study_target(out, preset):
@@ -94,11 +100,12 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
 
 
 def redraw_figure(number, out):
-    """Redraw figure ``number`` ('1'..'6' or 'grid') from the runs stored in ``out``; no training."""
+    """Redraw figure ``number`` ('1'..'6' or 'grid') from the runs stored in ``out``; no training.
+    A figure none of whose runs finished raises ValueError instead of drawing an empty figure."""
     name = "grid" if str(number) == "grid" else f"fig{number}"
     check_choice("figure number", name, FIGURES)
     preset = study_preset(out)
     if preset is None:
         raise ValueError(f"{out} is not a folder written by npgen reproduce (no {STUDY_FILE})")
-    section, = build_sections(out, preset, [name], plan(preset))
+    section, = build_sections(out, preset, [name], plan(preset), require_runs=True)
     return section.image

@@ -7,7 +7,14 @@ nu = 1/2 N(-m, 1) + 1/2 N(m, 1), draws samples from it, and measures what Sectio
   trained noise level for the SGM), and the paper's 1000-point grid estimate beside it;
 * the generated mass in [-m/2, m/2] next to the true mass nu([-m/2, m/2]), and the Figure 3
   lower bound Phi(m / Lip + Phi^-1(p)) - p (p = generated mass left of -m/2);
-* histogram estimates of TV and KL to nu, and the best Theorem 4 / Theorem 7 lower bounds.
+* histogram estimates of TV and KL to nu, and the best Theorem 4 / Theorem 7 lower bounds;
+* whether the samples collapsed (:func:`collapse`: one spike, or one mode).
+
+The SGM trains on standardized data z = (x - mu) / sd, so its score network is a function of z.
+Its constant is reported on both scales: on the standardized one, as the paper does, and on the
+data's own scale. The data's score is s_data(x) = s_std((x - mu) / sd) / sd, so
+d s_data / dx = s_std'(z) / sd^2 and Lip(s_data) = Lip(s_std) / sd^2 (sd^2 = the variance used
+to standardize, about 1 + m^2).
 
 ``train_run(config, run_dir)`` is both what ``npgen train`` calls and the function a sweep runs.
 
@@ -34,7 +41,7 @@ from ..models.sgm import SGM, WEIGHTINGS
 from ..models.training import TrainingDiverged  # noqa: F401 -- raised by train_run, caught by the CLI
 from ..models.vae import KL_VARIANTS, VAE
 from ..nn.layers import SKIP_STYLES
-from ..util.checks import check_bool, check_choice, check_number
+from ..util.checks import check_betas, check_bool, check_choice, check_number
 from ..util.io import (atomic_directory, atomic_save_npy, atomic_write_json, check_folder_target)
 from ..util.threads import one_blas_thread
 from .figures import save_histogram
@@ -42,13 +49,30 @@ from .figures import save_histogram
 MODELS = ("gan", "vae", "sgm")
 
 #: Training budgets. ``paper`` is the published code's: 400 epochs of 50 steps (20 000 Adam
-#: steps at lr 1e-4, batch 1000). ``quick`` keeps the data and the product lr x steps = 2 but
-#: takes 2 000 steps of batch 250 at lr 1e-3 (10 epochs of 200 steps), about 4% of the paper's
-#: compute per run, and draws 20 000 samples instead of 50 000 (see README, "Presets").
+#: steps at lr 1e-4, batch 1000), Adam betas (0.9, 0.999) for every network. ``quick`` keeps the
+#: data but takes 2 000 steps of batch 250 (10 epochs of 200 steps), about 4% of the paper's
+#: compute per run, and draws 20 000 samples instead of 50 000. The VAE and the SGM take lr 1e-3
+#: (lr x steps = 2, as the paper). The GAN takes lr 5e-4 and betas (0.5, 0.999) (beta1 = 0.5 is
+#: Radford et al. 2016's GAN setting): with lr 1e-3 and beta1 = 0.9 it collapsed at m = 2 in every
+#: seed checked, to one mode or to one spike between the modes (which of the two depends on the
+#: BLAS kernels' rounding), and with lr 1e-3 and beta1 = 0.5 it still collapsed to a spike at
+#: m = 0 (bench/results/quick_robustness.md). See README, "Presets".
+#: A run's config holds the Adam settings its model trains with: ``lr`` and ``betas`` are the
+#: preset's ``gan_lr`` and ``gan_betas`` for a GAN, its ``lr`` and ADAM_BETAS for the others.
+ADAM_BETAS = (0.9, 0.999)
 PRESETS = {
-    "paper": {"epochs": 400, "batch_size": 1000, "lr": 1e-4, "n_data": 50000, "n_samples": 50000},
-    "quick": {"epochs": 10, "batch_size": 250, "lr": 1e-3, "n_data": 50000, "n_samples": 20000},
+    "paper": {"epochs": 400, "batch_size": 1000, "lr": 1e-4, "gan_lr": 1e-4, "gan_betas": [0.9, 0.999],
+              "n_data": 50000, "n_samples": 50000},
+    "quick": {"epochs": 10, "batch_size": 250, "lr": 1e-3, "gan_lr": 5e-4, "gan_betas": [0.5, 0.999],
+              "n_data": 50000, "n_samples": 20000},
 }
+
+#: Collapse rules (see :func:`collapse`). SPIKE_WIDTH is in data units: one data mode N(+-m, 1)
+#: needs 2 * 1.645 = 3.29 to hold 90% of its mass.
+SPIKE_MASS = 0.9
+SPIKE_WIDTH = 1.0
+MIN_MODE_SHARE = 0.05
+COLLAPSES = ("one spike", "one mode")
 
 #: Histogram used for the masses and the TV / KL estimates (the paper's: 400 bins on [-20, 20]).
 HIST_EDGES = np.linspace(-20.0, 20.0, 401)
@@ -79,6 +103,7 @@ OPTION_CHECKS = {
     "epochs": _positive_integer,
     "batch_size": _positive_integer,
     "lr": lambda name, v: check_number(name, v, low=0, low_open=True),
+    "betas": lambda name, v: list(check_betas(v)),
     "n_data": _positive_integer,
     "n_samples": _positive_integer,
 }
@@ -130,19 +155,23 @@ def make_config(model, m, preset="quick", seed=0, **options):
     """
     check_choice("model", model, MODELS)
     check_choice("preset", preset, PRESETS)
+    budget = dict(PRESETS[preset])
+    gan_adam = {"lr": budget.pop("gan_lr"), "betas": budget.pop("gan_betas")}
     config = {"model": model, "m": check_number("m", m, low=0),
-              "seed": check_number("seed", seed, low=0, integer=True), **PRESETS[preset]}
+              "seed": check_number("seed", seed, low=0, integer=True), **budget,
+              "betas": list(ADAM_BETAS), **(gan_adam if model == "gan" else {})}
+    run_fields = list(config)[3:]
     accepted = MODEL_OPTIONS[model]
     given = {key: value for key, value in options.items() if value is not None}
     for key in given:
-        if key in accepted or key in PRESETS["paper"]:
+        if key in accepted or key in run_fields:
             continue
         takes = ", ".join(f"{k} ({OPTION_FLAGS[k]})" for k in accepted)
         if key in OPTION_FLAGS:
             raise ValueError(f"option {key} ({OPTION_FLAGS[key]}) does not apply to the {model};"
                              f" the {model} takes {takes}")
         raise ValueError(f"unknown run option {key!r}; the {model} takes {takes}"
-                         f" and the preset fields {sorted(PRESETS['paper'])}")
+                         f" and the run fields {sorted(run_fields)}")
     config.update(accepted)
     config.update(given)
     for key in list(config)[3:]:
@@ -157,28 +186,41 @@ def make_config(model, m, preset="quick", seed=0, **options):
 
 def build_model(config, backend=None):
     """The model a configuration describes (untrained)."""
-    common = {"seed": config["seed"], "lr": config["lr"], "backend": backend}
+    common = {"seed": config["seed"], "backend": backend}
     if config["model"] == "gan":
         return GAN(n_layers=config["n_layers"], skip=config["skip"], sn_generator=config["sn_generator"],
-                   gp_lipschitz=config["gp_lipschitz"], **common)
+                   gp_lipschitz=config["gp_lipschitz"], lr=config["lr"], betas=tuple(config["betas"]),
+                   **common)
     if config["model"] == "vae":
-        return VAE(n_layers=config["n_layers"], skip=config["skip"], kl=config["kl"], **common)
-    return SGM(weighting=config["weighting"], **common)
+        return VAE(n_layers=config["n_layers"], skip=config["skip"], kl=config["kl"], lr=config["lr"],
+                   betas=tuple(config["betas"]), **common)
+    return SGM(weighting=config["weighting"], lr=config["lr"], betas=tuple(config["betas"]), **common)
 
 
 def lipschitz_metrics(model, config):
-    """Exact Lipschitz constant(s) and the paper's grid estimate for a trained model."""
+    """Exact Lipschitz constant(s) and the paper's grid estimate for a trained model.
+
+    GAN / VAE: ``lipschitz`` is Lip(g) of the generator / decoder, z -> x in data units.
+    SGM: the score network's constant in its input, at every trained noise level, on the
+    standardized scale (``*_standardized``, the paper's) and on the data's own scale
+    (``*_data_scale`` = standardized / ``data_variance``); the ``score_lipschitz_*`` keys hold
+    the maximum over the noise levels (sigma in standardized units).
+    """
     if config["model"] == "sgm":
+        variance = model.std ** 2
         per_level = []
         for sigma in model.sigmas:
             layers = model.score.layers_at(float(sigma))
             exact = exact_lipschitz_1d(layers)
-            grid = paper_grid_estimate(layers)
-            per_level.append({"sigma": float(sigma), "exact": exact.constant, "grid": grid,
-                              "n_pieces": exact.n_pieces})
-        worst = max(per_level, key=lambda row: row["exact"])
-        return {"lipschitz": worst["exact"], "lipschitz_grid": worst["grid"],
-                "lipschitz_sigma": worst["sigma"], "lipschitz_per_sigma": per_level}
+            per_level.append({"sigma_standardized": float(sigma), "exact_standardized": exact.constant,
+                              "exact_data_scale": exact.constant / variance,
+                              "grid_standardized": paper_grid_estimate(layers), "n_pieces": exact.n_pieces})
+        worst = max(per_level, key=lambda row: row["exact_standardized"])
+        return {"score_lipschitz_standardized": worst["exact_standardized"],
+                "score_lipschitz_data_scale": worst["exact_data_scale"],
+                "score_lipschitz_grid_standardized": worst["grid_standardized"],
+                "score_lipschitz_sigma_standardized": worst["sigma_standardized"],
+                "data_variance": variance, "score_lipschitz_per_sigma": per_level}
     net = model.push_forward_network
     exact = exact_lipschitz_1d(net)
     return {"lipschitz": exact.constant, "lipschitz_location": exact.location,
@@ -208,8 +250,39 @@ def figure3_bound(m, lip, p_left):
     return float(mass_between_modes_bound(m, lip, p_left))
 
 
+def narrowest_interval_width(samples, mass=SPIKE_MASS):
+    """Width of the narrowest interval [x_(i), x_(i+k-1)] holding k = ceil(mass * n) of the samples."""
+    x = np.sort(np.asarray(samples, np.float64).ravel())
+    k = max(1, int(np.ceil(mass * x.size)))
+    return float(np.min(x[k - 1:] - x[:x.size - k + 1]))
+
+
+def smaller_mode_share(mass_left, mass_right):
+    """min(p_left, p_right) / (p_left + p_right): the smaller mode's share of the mass outside
+    [-m/2, m/2] (0 when no sample lies outside)."""
+    outside = mass_left + mass_right
+    return min(mass_left, mass_right) / outside if outside > 0 else 0.0
+
+
+def collapse(m, width90, share):
+    """Which collapse the samples show, or None. The two rules:
+
+    * ``"one spike"``: the narrowest interval holding 90% of the samples is under SPIKE_WIDTH = 1.0
+      wide (data units; one data mode needs 3.29);
+    * ``"one mode"`` (m > 0 only): the smaller mode's share, min(p_left, p_right) / (p_left +
+      p_right) with p_left = mass below -m/2 and p_right = mass above m/2, is under
+      MIN_MODE_SHARE = 5%.
+    """
+    if width90 < SPIKE_WIDTH:
+        return "one spike"
+    if m > 0 and share < MIN_MODE_SHARE:
+        return "one mode"
+    return None
+
+
 def distribution_metrics(samples, m, lip=None):
-    """Masses, histogram TV / KL estimates and (given Lip) the paper's lower bounds."""
+    """Masses, histogram TV / KL estimates, the collapse rules' numbers and (given Lip) the
+    paper's lower bounds."""
     x = np.asarray(samples, np.float64).ravel()
     mixture = GaussianMixture1D.symmetric(m)
     counts, _ = np.histogram(np.clip(x, HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)
@@ -227,7 +300,10 @@ def distribution_metrics(samples, m, lip=None):
         "kl_estimate": float(np.sum(generated[positive] * np.log(generated[positive] / target[positive]))),
         "sample_mean": float(x.mean()),
         "sample_std": float(x.std()),
+        "narrowest_90pct_interval_width": narrowest_interval_width(x),
     }
+    out["smaller_mode_share"] = smaller_mode_share(out["mass_left"], out["mass_right"])
+    out["collapse"] = collapse(m, out["narrowest_90pct_interval_width"], out["smaller_mode_share"])
     if lip is not None and m > 0:
         out["fig3_bound"] = figure3_bound(m, lip, out["mass_left"])
         out["best_tv_bound"] = best_tv_bound(x, mixture, lip).value
@@ -312,9 +388,54 @@ def train_command(model, m, preset, seed, out, force=False, **options):
     return config, metrics
 
 
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_epoch_curve(value):
+    return isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 and all(map(_is_number, p))
+                                           for p in value)
+
+
+def _is_sigma_table(value):
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(row, dict) and _is_number(row.get("exact_standardized")) and _is_number(row.get("grid_standardized"))
+        for row in value)
+
+
+_NUMBER = ("a number", _is_number)
+#: The metrics.json keys the report and the figures read, per model: key -> (what is accepted, test).
+METRICS_READ = {
+    "any": {key: _NUMBER for key in ("mass_between", "true_mass_between", "mass_left", "mass_right",
+                                     "tv_estimate", "narrowest_90pct_interval_width", "smaller_mode_share")},
+    "push_forward": {"lipschitz": _NUMBER, "lipschitz_grid": _NUMBER,
+                     "lipschitz_vs_epoch": ("a list of [epoch, Lip] number pairs", _is_epoch_curve)},
+    "sgm": {"score_lipschitz_standardized": _NUMBER, "score_lipschitz_data_scale": _NUMBER,
+            "score_lipschitz_per_sigma": ("a list of objects with numbers 'exact_standardized' and "
+                                          "'grid_standardized'", _is_sigma_table)},
+}
+METRICS_READ["any"]["collapse"] = (f"null or one of {list(COLLAPSES)}", lambda v: v is None or v in COLLAPSES)
+
+
+def check_metrics(metrics, model, path):
+    """Raise ValueError (one sentence naming ``path``) unless ``metrics`` holds every key the report
+    reads for ``model``, each of the accepted type."""
+    expected = {**METRICS_READ["any"], **METRICS_READ["sgm" if model == "sgm" else "push_forward"]}
+    for key, (accepted, test) in expected.items():
+        if key not in metrics:
+            raise ValueError(f"{path} lacks the key {key!r} ({accepted}); delete that run's folder and rerun "
+                             "npgen reproduce to retrain it")
+        if not test(metrics[key]):
+            shown = repr(metrics[key])
+            raise ValueError(f"{path}: {key!r} must be {accepted}, not {shown[:40] + '...' * (len(shown) > 40)}; "
+                             "delete that run's folder and rerun npgen reproduce to retrain it")
+
+
 def summarize_metrics(metrics):
     """A few lines for the terminal."""
-    keys = ["lipschitz", "lipschitz_grid", "mass_between", "true_mass_between", "fig3_bound",
+    keys = ["lipschitz", "lipschitz_grid", "score_lipschitz_standardized", "score_lipschitz_data_scale",
+            "score_lipschitz_grid_standardized", "mass_between", "true_mass_between", "fig3_bound",
             "tv_estimate", "kl_estimate", "best_tv_bound", "best_kl_bound", "wall_seconds"]
-    return "\n".join(f"{k:>18}: {metrics[k]:.6g}" for k in keys if k in metrics)
+    lines = [f"{k:>33}: {metrics[k]:.6g}" for k in keys if k in metrics]
+    return "\n".join(lines + [f"{'collapse':>33}: {metrics.get('collapse') or 'none'}"])
 
