@@ -12,8 +12,9 @@ import pytest
 
 from npgen import SGM, ScoreNetwork, cli
 from npgen.nn import load_network
-from npgen.study import reproduce, runs
+from npgen.study import plans, reproduce, runs
 from tiny_study import ONE_RUN_PLAN, register
+
 
 @pytest.fixture
 def tiny(monkeypatch, tmp_path):
@@ -100,3 +101,16 @@ def test_sgm_reports_the_per_sample_mean_and_steps_along_the_sum():
     assert reported == pytest.approx(total / len(x), rel=1e-12)
     b.optimizer.step()
     np.testing.assert_array_equal(a.score.params, b.score.params)
+
+
+def test_reproduce_with_failed_runs_says_so_and_exits_non_zero(tiny, monkeypatch, capsys):
+    """Every run of the 'blowup' preset diverges: the report lists them and the command fails."""
+    monkeypatch.setitem(plans.PLANS, "blowup", ONE_RUN_PLAN)
+    status = cli.main(["reproduce", "--preset", "blowup", "--only", "fig3", "--jobs", "1", "--out", "study"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    message = [line for line in err.splitlines() if line.startswith("npgen reproduce: error:")]
+    assert len(message) == 1 and "3 of 3 runs failed" in message[0], err
+    text = (tiny / "study" / "report.md").read_text()
+    assert "## Failed runs" in text and text.count("TrainingDiverged") == 3
+    assert len(json.loads((tiny / "study" / "runs" / "failures.json").read_text())) == 3

@@ -957,15 +957,18 @@ def lipschitz_report(path, sigmas=None):
 
 def _score_report(path, net, meta, sigmas):
     """The per-noise-level table of :func:`lipschitz_report` for a score network."""
+    source = "--sigma"
     if sigmas is None:
-        sigmas = meta.get("noise_levels")
+        sigmas, source = meta.get("noise_levels"), f"the noise_levels entry of {path}"
         if sigmas is None:
             raise ValueError(f"{path} is a score network saved without its noise levels; give"
                              " them with --sigma (e.g. --sigma 1,0.1)")
     if isinstance(sigmas, (str, bytes)) or not hasattr(sigmas, "__len__") or len(sigmas) == 0:
-        raise ValueError(f"--sigma must be a non-empty list of noise levels > 0, got {sigmas!r}")
-    sigmas = [check_number("--sigma", sigma, low=0, low_open=True) for sigma in sigmas]
+        raise ValueError(f"{source} must be a non-empty list of noise levels > 0, got {sigmas!r}")
+    sigmas = [check_number(source, sigma, low=0, low_open=True) for sigma in sigmas]
     std = meta.get("data_std")
+    if std is not None:
+        std = check_number(f"the data_std entry of {path}", std, low=0, low_open=True)
     lines = [f"{path}: score network s(x, sigma), x -> 96 -> 196 -> 1 at each sigma",
              "Lipschitz constant of x -> s(x, sigma) (exact, piecewise linear):",
              "       sigma    standardized scale" + ("    data scale" if std else "")]

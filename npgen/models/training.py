@@ -86,7 +86,9 @@ def fit_loop(model, data, epochs, batch_size, rng, label, quiet=False, on_epoch=
             sums = {}
             for index in minibatches(len(data), batch_size, rng):
                 step += 1
-                losses = model.step(data[index])
+                # Overflow and NaN are reported by check_step in one sentence, not by numpy.
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    losses = model.step(data[index])
                 check_step(model, step, losses, starts, label)
                 for key, value in losses.items():
                     sums[key] = sums.get(key, 0.0) + value

@@ -548,13 +548,25 @@ def _check_lines(check):
     return lines
 
 
-def render_markdown(sections, preset):
+def _failure_lines(failures):
+    """The runs that failed, one line each, or nothing when none did."""
+    if not failures:
+        return []
+    return [f"{len(failures)} runs failed and are missing from every table and figure below"
+            " (their errors and tracebacks are in runs/failures.json):"] + [
+        f"{name}: {error}" for name, error in failures]
+
+
+def render_markdown(sections, preset, failures=()):
     lines = [f"# npgen reproduction report ({preset} preset)", "",
              "Each section: the paper's claim, what this run measured (mean ± std over seeds, n = number "
              "of runs), and each check's rule beside its verdict. A check is \"held\" only when its rule has "
              "the evidence to decide; otherwise it is \"inconclusive\", with the reason.", "",
              f"Collapse: {COLLAPSE_RULES}. Collapsed runs are named in each section; table cells that "
              "include one also give the mean without them, and a check that rests on one says so.", ""]
+    failed = _failure_lines(failures)
+    if failed:
+        lines += ["## Failed runs", "", failed[0], ""] + [f"- {line}" for line in failed[1:]] + [""]
     for s in sections:
         lines += [f"## {s.title}", "", f"**Paper's claim.** {s.claim}", ""]
         if s.image:
@@ -573,7 +585,7 @@ def render_markdown(sections, preset):
     return "\n".join(lines)
 
 
-def render_html(sections, preset):
+def render_html(sections, preset, failures=()):
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>npgen report ({preset})</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}.held{color:#060}.no{color:#a00}"
@@ -581,6 +593,10 @@ def render_html(sections, preset):
              f"</head><body><h1>npgen reproduction report ({html.escape(preset)} preset)</h1>",
              f"<p>A check is \"held\" only when its rule has the evidence to decide. Collapse: "
              f"{html.escape(COLLAPSE_RULES)}.</p>"]
+    failed = _failure_lines(failures)
+    if failed:
+        parts.append(f"<h2>Failed runs</h2><p class='no'>{html.escape(failed[0])}</p><ul>"
+                     + "".join(f"<li>{html.escape(line)}</li>" for line in failed[1:]) + "</ul>")
     css = {HELD: "held", NOT_HELD: "no", INCONCLUSIVE: "open"}
     for s in sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2><p><b>Paper's claim.</b> {html.escape(s.claim)}</p>")
@@ -603,11 +619,14 @@ def render_html(sections, preset):
     return "\n".join(parts)
 
 
-def write_report(out, preset, names, runs):
-    """Draw the figures and write report.md, report.html and summary.json into ``out``."""
+def write_report(out, preset, names, runs, failures=()):
+    """Draw the figures and write report.md, report.html and summary.json into ``out``.
+
+    ``failures``: (run name, error) of the runs that failed; both reports list them first.
+    """
     sections = build_sections(out, preset, names, runs)
-    atomic_write_text(os.path.join(out, "report.md"), render_markdown(sections, preset))
-    atomic_write_text(os.path.join(out, "report.html"), render_html(sections, preset))
+    atomic_write_text(os.path.join(out, "report.md"), render_markdown(sections, preset, failures))
+    atomic_write_text(os.path.join(out, "report.html"), render_html(sections, preset, failures))
     atomic_write_json(os.path.join(out, "summary.json"), {
         s.name: {"title": s.title, "claim": s.claim, "verdict": s.verdict, "header": s.header, "rows": s.rows,
                  "checks": [{"rule": c.rule, "result": c.result, "measured": c.measured,

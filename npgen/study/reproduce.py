@@ -16,7 +16,7 @@ from ..util.io import atomic_write_json, check_folder_target
 from .plans import FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
 from .runs import train_run
-from .sweep import other_runs, run_sweep, sweep_status
+from .sweep import FAILURES_FILE, other_runs, read_failures, run_sweep, sweep_status
 
 STUDY_FILE = "study.json"
 
@@ -65,6 +65,10 @@ def check_study_target(out, preset):
                          f" {recorded} to resume it, or another --out for the {preset} preset")
 
 
+class StudyIncomplete(ValueError):
+    """Some runs of a reproduction failed: the report was written without them."""
+
+
 def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=False, executor=None):
     """Run what is missing for the selected figures, draw them, write the report.
 
@@ -88,15 +92,22 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
     runs_dir = os.path.join(out, "runs")
     reused = sweep_status(needed, runs_dir)["done"]
     atomic_write_json(os.path.join(out, STUDY_FILE), {"preset": preset})
+    failures = []
     if needed:
         run_sweep(needed, sweep_run, runs_dir, executor=executor, jobs=jobs, quiet=quiet)
+        failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
     if not quiet:
         status = sweep_status(needed, runs_dir)
         print(f"reproduce: reused {reused} finished runs, trained {status['done'] - reused},"
-              f" {status['total'] - status['done']} failed; {other_runs(needed, runs_dir)} other"
+              f" {len(failures)} failed; {other_runs(needed, runs_dir)} other"
               " runs in runs/ (other figures, settings or code versions) were left as they are",
               file=sys.stderr)
-    return write_report(out, preset, figures, runs)
+    report = write_report(out, preset, figures, runs, failures)
+    if failures:
+        raise StudyIncomplete(f"{len(failures)} of {len(needed)} runs failed (first: {failures[0][0]}:"
+                              f" {failures[0][1]}); {report} lists them and"
+                              f" {os.path.join(runs_dir, FAILURES_FILE)} holds their tracebacks")
+    return report
 
 
 def redraw_figure(number, out):

@@ -363,6 +363,16 @@ def _failure(task, error):
             "traceback": "".join(traceback.format_exception(error))}
 
 
+def read_failures(out_dir):
+    """The failed runs of the latest sweep in ``out_dir``: failures.json's records (see
+    :func:`_failure`), [] when there is none."""
+    path = os.path.join(out_dir, FAILURES_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 @contextmanager
 def _sweep_lock(out_dir):
     """Hold ``out_dir/.lock``; a second sweep in the same folder stops with a clear error."""

@@ -70,22 +70,30 @@ def check_bool(name, value):
     return bool(value)
 
 
+def accepted_numbers(low=-math.inf, high=math.inf, low_open=False, high_open=False, integer=False):
+    """What :func:`check_number` accepts, in words: 'a finite number >= 0', 'an integer in [1, 7]'."""
+    kind = "an integer" if integer else "a finite number"
+    if math.isinf(low) and math.isinf(high):
+        return kind
+    if math.isinf(high):
+        return f"{kind} {'>' if low_open else '>='} {low:g}"
+    if math.isinf(low):
+        return f"{kind} {'<' if high_open else '<='} {high:g}"
+    return f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
 def check_number(name, value, low=-math.inf, high=math.inf, low_open=False, high_open=False,
                  integer=False):
     """Check that ``value`` is a finite number in the given interval and return it."""
-    kind = "an integer" if integer else "a number"
+    accepted = accepted_numbers(low, high, low_open, high_open, integer)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
     if integer and not float(value).is_integer():
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
-    if too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}")
+    if not math.isfinite(value) or too_low or too_high:
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
     return int(value) if integer else float(value)
 
 
