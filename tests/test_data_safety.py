@@ -114,3 +114,12 @@ def test_reproduce_with_failed_runs_says_so_and_exits_non_zero(tiny, monkeypatch
     text = (tiny / "study" / "report.md").read_text()
     assert "## Failed runs" in text and text.count("TrainingDiverged") == 3
     assert len(json.loads((tiny / "study" / "runs" / "failures.json").read_text())) == 3
+
+
+def test_a_run_folder_follows_the_umask(tiny):
+    previous = os.umask(0o027)
+    try:
+        train("sgm", "--m", "5", "--out", "run")
+    finally:
+        os.umask(previous)
+    assert os.stat(tiny / "run").st_mode & 0o777 == 0o750

@@ -17,7 +17,7 @@ from ..nn.layers import SKIP_STYLES
 from ..nn.mlp import MLP
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, dtype_of)
-from ..util.io import read_model_meta, write_model_meta
+from ..util.io import check_model_folder, read_model_meta, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
 from .training import fit_loop
@@ -182,7 +182,9 @@ class PushForwardModel:
         """Write the model to the directory ``path_dir``: one ``<name>.npz`` per network
         (see :meth:`npgen.MLP.save`) and ``config.json`` (written last). Optimizer state and
         the random stream are not saved: a loaded model samples exactly like the saved one.
+        A folder that is not empty and holds no saved model of this kind is refused.
         """
+        check_model_folder(path_dir, type(self).__name__)
         path_dir = os.fspath(path_dir)
         os.makedirs(path_dir, exist_ok=True)
         for name, net in self.networks().items():

@@ -32,7 +32,7 @@ from ..nn.files import read_network_file
 from ..nn.score import SLOPE, SLOPE_X, ScoreNetwork
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, dtype_of)
-from ..util.io import read_model_meta, write_model_meta
+from ..util.io import check_model_folder, read_model_meta, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
 from .training import fit_loop
@@ -227,7 +227,9 @@ class SGM:
         npgen's one network-file format, with its noise levels and the data's std, so that
         ``npgen lipschitz`` reads it; see :meth:`npgen.ScoreNetwork.save`) and ``config.json``
         (constructor arguments and standardization, written last). Optimizer state and the
-        training stream are not saved."""
+        training stream are not saved. A folder that is not empty and holds no saved SGM is
+        refused."""
+        check_model_folder(path_dir, "SGM")
         path_dir = os.fspath(path_dir)
         os.makedirs(path_dir, exist_ok=True)
         self.score.save(os.path.join(path_dir, "score.npz"), noise_levels=self.sigmas,

@@ -27,7 +27,7 @@ class Adam:
         self.net = net
         self.lr = check_number("lr", lr, low=0, low_open=True)
         self.beta1, self.beta2 = check_betas(betas)
-        self.eps = check_number("eps", eps, low=0)
+        self.eps = check_number("eps", eps, low=0, low_open=True)  # eps = 0 divides 0 by 0
         self.m = np.zeros_like(net.params)
         self.v = np.zeros_like(net.params)
         self.t = 0

@@ -361,6 +361,10 @@ def check_run_target(out, force):
     refused by :func:`npgen.util.io.check_folder_target`.
     """
     check_folder_target("--out", out)
+    here = os.path.abspath(os.getcwd())
+    if os.path.commonpath([here, os.path.abspath(out)]) == os.path.abspath(out):
+        raise ValueError(f"--out {out} is the current folder or holds it; npgen train replaces"
+                         " its --out folder whole, give a new folder inside it instead")
     if not os.path.isdir(out) or not os.listdir(out):
         return
     if not is_run_folder(out):

@@ -23,11 +23,19 @@ TMP_PREFIX = ".tmp-"
 
 @contextmanager
 def _atomic_path(path):
-    """Yield a temporary path next to ``path``; on success, move it over ``path``."""
+    """Yield a temporary path next to ``path``; on success, move it over ``path``.
+
+    Raises ValueError (one sentence) when ``path`` is a folder or cannot be written there.
+    """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; give the path of a file to write")
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=os.path.splitext(path)[1])
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=os.path.splitext(path)[1])
+    except OSError as err:
+        raise ValueError(f"cannot write {path} ({err.strerror or err})") from None
     os.close(fd)
     try:
         yield tmp
@@ -169,6 +177,26 @@ def check_folder_target(name, path):
         raise ValueError(f"{name} {path} cannot be written: the folder {parent} is read-only")
 
 
+def check_model_folder(path_dir, model_name):
+    """Check that a model may be saved into the folder ``path_dir``: a new or empty folder, or
+    one holding a saved ``model_name`` (which the save replaces). Anything else, a user's
+    folder of other files included, is refused in one sentence; nothing is created."""
+    check_folder_target("path_dir", path_dir)
+    if os.path.isdir(path_dir) and os.listdir(path_dir):
+        try:
+            read_model_meta(path_dir, model_name)
+        except ValueError as err:
+            raise ValueError(f"{os.fspath(path_dir)} is not empty and holds no saved {model_name}"
+                             f" ({err}); give a new or empty folder") from None
+
+
+def _umask():
+    """The process's file-mode creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_directory(path, replace=False, prefix=TMP_PREFIX):
     """Write the folder ``path`` whole or not at all.
@@ -184,6 +212,7 @@ def atomic_directory(path, replace=False, prefix=TMP_PREFIX):
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a run folder follows the umask
     try:
         yield tmp
         for relpath in file_sizes(tmp):
