@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 import npgen  # noqa: E402
 from npgen.data import two_gaussians  # noqa: E402
+from npgen.study.runs import PRESETS, build_model, make_config  # noqa: E402
 
 BATCH = 1000
 BACKENDS = ("numpy", "cpu")
@@ -228,16 +229,16 @@ def torch_run(make_step, steps):
     return run
 
 
-QUICK = {"epochs": 10, "batch_size": 250, "lr": 1e-3}   # npgen.study.runs.PRESETS["quick"]
+QUICK = PRESETS["quick"]
 QUICK_STEPS = QUICK["epochs"] * (50000 // QUICK["batch_size"])
 
 
 def npgen_quick_run(model_name):
     """One training run of the quick preset (2000 steps of batch 250), numba backend."""
     data = two_gaussians(5.0, n=50000, seed=0)
-    cls = {"gan": npgen.GAN, "vae": npgen.VAE, "sgm": npgen.SGM}[model_name]
-    return lambda: cls(seed=0, lr=QUICK["lr"]).fit(data, epochs=QUICK["epochs"],
-                                                  batch_size=QUICK["batch_size"], quiet=True)
+    config = make_config(model_name, 5.0, "quick")
+    return lambda: build_model(config).fit(data, epochs=QUICK["epochs"], batch_size=QUICK["batch_size"],
+                                           quiet=True)
 
 
 def npgen_langevin():

@@ -1,4 +1,4 @@
-"""numba kernels: the signatures of :mod:`kernels.numpy_backend`, the math of ``numpy_ref``.
+"""numba kernels: the signatures of :mod:`npgen.kernels.numpy_backend`, the math of ``numpy_ref``.
 
 Each docstring gives the formula in short; ``numpy_ref`` has the full text. What differs is
 how the work is done:

@@ -129,8 +129,8 @@ CLI_ROWS = [
      "--layers"),
     ("gan-layers-1", ["train", "gan", "--m", "5", "--layers", "1"], "--layers"),
     ("m-negative", ["train", "gan", "--m", "-2"], "m must be"),
-    ("m-nan", ["train", "gan", "--m", "nan"], "m must be a finite number >= 0"),
-    ("m-inf", ["train", "gan", "--m", "inf"], "m must be a finite number >= 0"),
+    ("m-nan", ["train", "gan", "--m", "nan"], "m must be a finite number in [0, 1000]"),
+    ("m-inf", ["train", "gan", "--m", "inf"], "m must be a finite number in [0, 1000]"),
     ("m-text", ["train", "gan", "--m", "x"], "--m"),
     ("m-missing", ["train", "gan"], "--m"),
     ("seed-negative", ["train", "gan", "--m", "5", "--seed", "-1"], "seed"),
@@ -201,7 +201,8 @@ CLI_ROWS = [
     ("bounds-lam", ["bounds", "--m", "10", "--lam", "1.5"], "lam"),
     ("bounds-lip", ["bounds", "--m", "10", "--lip", "-3"], "lip"),
     ("bounds-m-nan", ["bounds", "--m", "nan"], "m must be"),
-    ("figure-number", ["figure", "9", "--from", "study"], "figure number"),
+    ("figure-number", ["figure", "9", "--from", "study"], "figure number must be one of 1, 2, 3, 4, 5, 6, grid, got '9'"),
+    ("figure-name", ["figure", "fig3", "--from", "study"], "got 'fig3'"),
     ("figure-nowhere", ["figure", "3", "--from", "nowhere"], "not a folder written by npgen reproduce"),
 ]
 
@@ -275,6 +276,10 @@ API_ROWS = [
     ("mlp-activation", lambda w: MLP([1, 4, 1], activation="swish"), ValueError, "activation"),
     # Adam and its state
     ("adam-on-a-list", lambda w: Adam([1.0, 2.0]), ValueError, "Adam needs a network"),
+    ("config-m-huge", lambda w: runs.make_config("gan", 1e39), ValueError, "m must be a finite number in [0, 1000]"),
+    ("config-samples-huge", lambda w: runs.make_config("gan", 2, n_samples=10 ** 12), ValueError, "n_samples"),
+    ("config-epochs-huge", lambda w: runs.make_config("vae", 2, epochs=10 ** 12), ValueError, "epochs"),
+    ("sample-huge", lambda w: trained(w, "gan").sample(10 ** 12), ValueError, "n must be an integer in [1, 1e+08]"),
     ("adam-eps-zero", lambda w: Adam(MLP([1, 4, 1]), eps=0), ValueError, "eps must be a finite number > 0"),
     # saving never overwrites what is not a saved model of the same kind
     ("sgm-save-into-a-user-folder", lambda w: trained(w, "sgm").save(w / "mine"), ValueError,

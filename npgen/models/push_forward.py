@@ -20,7 +20,7 @@ from ..util.checks import (as_real_array, check_betas, check_bool, check_choice,
 from ..util.io import check_model_folder, read_model_meta, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
-from .training import fit_loop
+from .training import MAX_SAMPLES, fit_loop
 
 #: Allowed numbers of linear layers of the generator (the paper's Figure 5 uses 2 to 6).
 MIN_LAYERS, MAX_LAYERS = 2, 7
@@ -164,7 +164,7 @@ class PushForwardModel:
         """
         if not self.trained:
             raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
-        n = check_number("n", n, low=1, integer=True)
+        n = check_number("n", n, low=1, high=MAX_SAMPLES, integer=True)
         if seed is not None:
             seed = check_number("seed", seed, low=0, integer=True)
         quiet = check_bool("quiet", quiet)

@@ -35,7 +35,7 @@ from ..util.checks import (as_real_array, check_betas, check_bool, check_choice,
 from ..util.io import check_model_folder, read_model_meta, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
-from .training import fit_loop
+from .training import MAX_SAMPLES, fit_loop
 
 #: The paper's noise levels, largest first.
 NOISE_LEVELS = 0.6 ** np.arange(10)
@@ -171,14 +171,14 @@ class SGM:
         """n samples of annealed Langevin dynamics, in data coordinates: shape (n, 1).
 
         The start x ~ N(0, 1) and the Langevin noise come from ``seed`` alone (see
-        ``kernels.numpy_ref.annealed_langevin``), so a seed gives the same samples on every
+        ``npgen.kernels.numpy_ref.annealed_langevin``), so a seed gives the same samples on every
         backend, to float rounding; without a seed every call draws fresh samples.
         ``quiet=False`` prints a progress line over the levels. A step size that makes the
         samples NaN or inf raises ValueError, naming the level where it happened.
         """
         if self.mean is None:
             raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
-        n = check_number("n", n, low=1, integer=True)
+        n = check_number("n", n, low=1, high=MAX_SAMPLES, integer=True)
         if seed is not None:
             seed = check_number("seed", seed, low=0, integer=True)
         denoise = check_bool("denoise", denoise)

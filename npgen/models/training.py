@@ -24,6 +24,11 @@ RUNAWAY_FACTOR = 1e6
 RUNAWAY_FLOOR = 1.0
 
 
+#: The most samples one ``sample`` call draws (10^8 float32 values are 400 MB): a larger n is
+#: refused before anything is allocated.
+MAX_SAMPLES = 10 ** 8
+
+
 class TrainingDiverged(FloatingPointError):
     """A loss or a parameter became NaN or inf, or a loss ran away; the message names the step
     and the network."""

@@ -19,6 +19,8 @@ from .runs import train_run
 from .sweep import FAILURES_FILE, other_runs, read_failures, run_sweep, sweep_status
 
 STUDY_FILE = "study.json"
+#: The most worker processes ``--jobs`` starts (each imports numba and holds a few hundred MB).
+MAX_JOBS = 256
 
 
 def sweep_run(config, run_dir):
@@ -83,7 +85,7 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
         raise ValueError(f"--only must name at least one figure of {list(FIGURES)}, got {only!r}")
     figures = selected_figures(only)
     if executor is None:
-        jobs = check_number("--jobs", jobs, low=1, integer=True)
+        jobs = check_number("--jobs", jobs, low=1, high=MAX_JOBS, integer=True)
     check_study_target(out, preset)
     runs = plan(preset)
     needed = [config for name in figures for config in runs[name]]
@@ -113,8 +115,10 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
 def redraw_figure(number, out):
     """Redraw figure ``number`` ('1'..'6' or 'grid') from the runs stored in ``out``; no training.
     A figure none of whose runs finished raises ValueError instead of drawing an empty figure."""
-    name = "grid" if str(number) == "grid" else f"fig{number}"
-    check_choice("figure number", name, FIGURES)
+    numbers = {name[3:] if name.startswith("fig") else name: name for name in FIGURES}
+    if str(number) not in numbers:
+        raise ValueError(f"figure number must be one of {', '.join(numbers)}, got {str(number)!r}")
+    name = numbers[str(number)]
     preset = study_preset(out)
     if preset is None:
         raise ValueError(f"{out} is not a folder written by npgen reproduce (no {STUDY_FILE})")

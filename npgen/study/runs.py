@@ -87,8 +87,15 @@ MODEL_OPTIONS = {
 }
 
 
+#: Largest accepted m (the modes sit at +-m; the paper's reach 10) and largest counts of
+#: epochs, rows and samples: beyond them a run could not finish or fit in memory on any
+#: machine npgen targets, and is refused before anything is written.
+MAX_M = 1000.0
+MAX_COUNT = 10 ** 8
+
+
 def _positive_integer(name, value):
-    return check_number(name, value, low=1, integer=True)
+    return check_number(name, value, low=1, high=MAX_COUNT, integer=True)
 
 
 #: The check of every option and preset field: (name, value) -> the value to record.
@@ -157,7 +164,7 @@ def make_config(model, m, preset="quick", seed=0, **options):
     check_choice("preset", preset, PRESETS)
     budget = dict(PRESETS[preset])
     gan_adam = {"lr": budget.pop("gan_lr"), "betas": budget.pop("gan_betas")}
-    config = {"model": model, "m": check_number("m", m, low=0),
+    config = {"model": model, "m": check_number("m", m, low=0, high=MAX_M),
               "seed": check_number("seed", seed, low=0, integer=True), **budget,
               "betas": list(ADAM_BETAS), **(gan_adam if model == "gan" else {})}
     run_fields = list(config)[3:]
