@@ -12,7 +12,7 @@ import os
 import sys
 
 from ..util.checks import check_choice, check_number
-from ..util.io import atomic_write_json, check_folder_target
+from ..util.io import atomic_write_json, check_own_folder
 from .plans import FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
 from .runs import train_run
@@ -57,11 +57,9 @@ def study_preset(out):
 def check_study_target(out, preset):
     """Refuse, in one sentence, an ``--out`` that ``npgen reproduce`` must not write into: a
     file or read-only place, a folder of other files (no study.json), or a study of another preset."""
-    check_folder_target("--out", out)
     recorded = study_preset(out)
-    if recorded is None and os.path.isdir(out) and os.listdir(out):
-        raise ValueError(f"--out {out} is a folder that npgen reproduce did not write (no"
-                         f" {STUDY_FILE}); give a new or empty folder")
+    check_own_folder("--out", out, lambda path: recorded is not None,
+                     f"study of npgen reproduce (no {STUDY_FILE})")
     if recorded is not None and recorded != preset:
         raise ValueError(f"--out {out} holds a study of the {recorded} preset; give --preset"
                          f" {recorded} to resume it, or another --out for the {preset} preset")

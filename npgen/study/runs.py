@@ -42,7 +42,8 @@ from ..models.training import TrainingDiverged  # noqa: F401 -- raised by train_
 from ..models.vae import KL_VARIANTS, VAE
 from ..nn.layers import SKIP_STYLES
 from ..util.checks import check_betas, check_bool, check_choice, check_number
-from ..util.io import (atomic_directory, atomic_save_npy, atomic_write_json, check_folder_target)
+from ..util.io import (atomic_directory, atomic_save_npy, atomic_write_json, check_folder_target,
+                       check_own_folder)
 from ..util.threads import one_blas_thread
 from .figures import save_histogram
 
@@ -372,12 +373,7 @@ def check_run_target(out, force):
     if os.path.commonpath([here, os.path.abspath(out)]) == os.path.abspath(out):
         raise ValueError(f"--out {out} is the current folder or holds it; npgen train replaces"
                          " its --out folder whole, give a new folder inside it instead")
-    if not os.path.isdir(out) or not os.listdir(out):
-        return
-    if not is_run_folder(out):
-        raise ValueError(f"--out {out} is a folder that holds no npgen run (no run's"
-                         " config.json); npgen never writes into it, give a new or empty folder")
-    if not force:
+    if check_own_folder("--out", out, is_run_folder, "npgen run (no run's config.json)") and not force:
         raise ValueError(f"--out {out} already holds an npgen run; give --force to replace it"
                          " (the old run stays until the new one is complete) or another --out")
 

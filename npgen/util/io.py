@@ -177,17 +177,33 @@ def check_folder_target(name, path):
         raise ValueError(f"{name} {path} cannot be written: the folder {parent} is read-only")
 
 
+def check_own_folder(name, path, holds, what):
+    """:func:`check_folder_target`, then refuse a folder that is not empty and of which
+    ``holds(path)`` is false: npgen writes only into new or empty folders, or into one that
+    already holds ``what`` (its own kind of output). Returns whether ``path`` holds ``what``."""
+    check_folder_target(name, path)
+    if not os.path.isdir(path) or not os.listdir(path):
+        return False
+    if not holds(path):
+        raise ValueError(f"{name} {os.fspath(path)} is a folder that holds no {what}; npgen never"
+                         " writes into it, give a new or empty folder")
+    return True
+
+
+def holds_model(path_dir, model_name):
+    """Whether ``path_dir`` holds a saved ``model_name`` that :func:`read_model_meta` accepts."""
+    try:
+        read_model_meta(path_dir, model_name)
+    except ValueError:
+        return False
+    return True
+
+
 def check_model_folder(path_dir, model_name):
     """Check that a model may be saved into the folder ``path_dir``: a new or empty folder, or
     one holding a saved ``model_name`` (which the save replaces). Anything else, a user's
     folder of other files included, is refused in one sentence; nothing is created."""
-    check_folder_target("path_dir", path_dir)
-    if os.path.isdir(path_dir) and os.listdir(path_dir):
-        try:
-            read_model_meta(path_dir, model_name)
-        except ValueError as err:
-            raise ValueError(f"{os.fspath(path_dir)} is not empty and holds no saved {model_name}"
-                             f" ({err}); give a new or empty folder") from None
+    check_own_folder("path_dir", path_dir, lambda p: holds_model(p, model_name), f"saved {model_name}")
 
 
 def _umask():
