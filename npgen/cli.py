@@ -2,7 +2,7 @@
 
     npgen reproduce [--preset quick|paper] [--only fig3,fig4] [--jobs N] [--out DIR]
                                     the paper's Section 4.1: runs, figures, report.md and report.html
-    npgen figure N --from DIR       redraw figure N (1-6, or "grid") from a reproduction's stored runs
+    npgen figure N --from DIR       redraw figure N (1-6, 3b, or "grid") from a reproduction's stored runs
     npgen train gan|vae|sgm --m M [--preset quick|paper] [--seed S] [--out DIR] [--force]
                 [--gp L] [--sn-generator] [--layers N] [--skip resnet]     (GAN)
                 [--kl paper] [--layers N] [--skip resnet]                  (VAE)
@@ -85,14 +85,14 @@ def build_parser():
 
     rep = sub.add_parser("reproduce", help="reproduce the paper's Section 4.1 (figures 1-6 and a report)")
     rep.add_argument("--preset", choices=sorted(PLANS), default="quick")
-    rep.add_argument("--only", default=None, help="comma-separated figures: fig1,...,fig6,grid")
+    rep.add_argument("--only", default=None, help="comma-separated figures: fig1,...,fig6,fig3b,grid")
     rep.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                      help="parallel worker processes (default: one per CPU core)")
     rep.add_argument("--out", default="npgen-results", help="output folder (default ./npgen-results)")
     rep.set_defaults(handler=_cmd_reproduce)
 
     fig = sub.add_parser("figure", help="redraw one figure from stored results, without training")
-    fig.add_argument("number", help="1, 2, 3, 4, 5, 6 or grid")
+    fig.add_argument("number", help="1, 2, 3, 3b, 4, 5, 6 or grid")
     fig.add_argument("--from", dest="source", required=True, help="a folder written by npgen reproduce")
     fig.set_defaults(handler=_cmd_figure)
 

@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 import pytest
 
-from npgen import GAN, MLP, SGM, VAE, Adam, ScoreNetwork, cli
+from npgen import GAN, MLP, SGM, VAE, Adam, ScoreNetwork, cli, theory
 from npgen.analysis import mixtures
 from npgen.models import training
 from npgen.nn.files import CONFIG_KEY
@@ -385,6 +385,19 @@ API_ROWS = [
     ("fit-mixture-inf", lambda w: mixtures.fit_mixture([[1.0, np.inf]], 1), ValueError, "samples contains NaN"),
     ("fit-mixture-no-component", lambda w: mixtures.fit_mixture(np.zeros((4, 1)), 0), ValueError, "n_components"),
     ("target-mixture-negative-m", lambda w: mixtures.target_mixture(-1.0), ValueError, "m must be"),
+    # the sampler's gradient and Theorem 1's demand
+    ("sgm-lipschitz-text", lambda w: trained(w, "sgm").sample(10, lipschitz="yes", quiet=True), ValueError,
+     "lipschitz"),
+    ("sgm-trace-without-lipschitz", lambda w: trained(w, "sgm").sample(10, trace=[0], quiet=True), ValueError,
+     "trace records the sampler's gradient, so it needs lipschitz=True"),
+    ("sgm-trace-beyond-n", lambda w: trained(w, "sgm").sample(10, lipschitz=True, trace=[3, 10], quiet=True),
+     ValueError, "trace indices must lie in [0, n - 1] = [0, 9]"),
+    ("sgm-trace-fractions", lambda w: trained(w, "sgm").sample(10, lipschitz=True, trace=[0.5], quiet=True),
+     ValueError, "trace must be a non-empty 1-D sequence of sample indices"),
+    ("theorem1-demand-masses-above-one", lambda w: theory.theorem1_required_lipschitz(5.0, 0.7, 0.5), ValueError,
+     "p_left + mass_between must be at most 1"),
+    ("theorem1-demand-negative-mass", lambda w: theory.theorem1_required_lipschitz(5.0, 0.5, -0.1), ValueError,
+     "mass_between must be a probability in [0, 1]"),
 ]
 
 

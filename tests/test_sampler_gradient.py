@@ -1,13 +1,15 @@
 """The annealed Langevin sampler's gradient with respect to its Gaussian inputs (x_0, z_1..z_T):
 the textbook recursion against central finite differences of the whole sampler, a closed form,
-and every backend against the textbook."""
+every backend against the textbook; the SGM's sampler gradient on the data scale, its traces and
+its denoising step; the study's numbers made from it."""
 
 import numpy as np
 import pytest
 
-from npgen import kernels
+from npgen import kernels, theory
 from npgen.kernels import numpy_ref
-from npgen.models.sgm import NOISE_LEVELS
+from npgen.models.sgm import NOISE_LEVELS, SGM
+from npgen.study import sampler
 from npgen.nn.score import ScoreNetwork
 from finite_differences import EPS, assert_matches_fd
 from test_sgm import LANGEVIN, kernel_arguments, linear_score_weights
@@ -138,3 +140,91 @@ def test_textbook_sampler_returns_new_gradient_arrays():
     np.testing.assert_array_equal(grad_sq, 1)
     for new, old in ((x, x0), (new_dx0, dx0), (new_grad_sq, grad_sq)):
         assert np.abs(new - old).min() > 0
+
+
+# --------------------------------------------------------------------------- the model's sampler
+
+
+def untrained_sgm(backend, sigmas=None):
+    """A float64 SGM with its random network and a standardization set by hand (mean 0.3, sd 2)."""
+    model = SGM(seed=5, dtype="float64", sigmas=sigmas, backend=backend)
+    model.mean, model.std = 0.3, 2.0
+    return model
+
+
+SAMPLING = {"n_steps_per_level": 6, "step_lr": 2e-3, "quiet": True}
+
+
+def test_sampler_gradient_is_the_kernels_on_the_data_scale():
+    fast, slow = untrained_sgm("cpu"), untrained_sgm("numpy")
+    plain = fast.sample(300, seed=4, **SAMPLING)
+    samples, gradient = fast.sample(300, seed=4, lipschitz=True, **SAMPLING)
+    np.testing.assert_array_equal(samples, plain)
+    reference_samples, reference = slow.sample(300, seed=4, lipschitz=True, **SAMPLING)
+    np.testing.assert_allclose(samples, reference_samples, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(gradient.grad_sq, reference.grad_sq, rtol=1e-10)
+    np.testing.assert_allclose(gradient.dx0, reference.dx0, rtol=1e-10, atol=1e-12)
+    assert np.abs(gradient.grad_sq - 1).max() > 0.5
+    np.testing.assert_allclose(gradient.norm, 2.0 * np.sqrt(gradient.grad_sq), rtol=1e-15)
+    np.testing.assert_allclose(gradient.x0_part ** 2 + gradient.noise_part ** 2, gradient.norm ** 2, rtol=1e-12)
+    assert gradient.grad_sq_by_level.shape == (NOISE_LEVELS.size + 1, 300)
+    np.testing.assert_array_equal(gradient.grad_sq_by_level[0], 1)
+    np.testing.assert_array_equal(gradient.grad_sq_by_level[-1], gradient.grad_sq)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_traced_samples_follow_the_same_run_step_by_step(backend):
+    model = untrained_sgm(backend)
+    samples, gradient = model.sample(50, seed=6, lipschitz=True, **SAMPLING)
+    traced = [0, 7, 49]
+    again, by_step = model.sample(50, seed=6, lipschitz=True, trace=traced, **SAMPLING)
+    np.testing.assert_array_equal(again, samples)
+    assert by_step.grad_sq_by_step.shape == (NOISE_LEVELS.size * 6 + 1, 3)
+    np.testing.assert_array_equal(by_step.grad_sq_by_step[::6], gradient.grad_sq_by_level[:, traced])
+
+
+def test_denoising_step_carries_the_gradient():
+    """x <- x + sigma_L^2 s(x) multiplies d x / d x_0 by f = 1 + sigma_L^2 s'(x) and |grad g|^2 by f^2;
+    s' here by central differences of the score network."""
+    model = untrained_sgm("cpu", sigmas=[1.0, 0.5])  # a large last level: f far from 1
+    samples, plain = model.sample(20, seed=8, lipschitz=True, **SAMPLING)
+    _, denoised = model.sample(20, seed=8, lipschitz=True, denoise=True, **SAMPLING)
+    x = (samples.astype(np.float64) - model.mean) / model.std
+    sigma = model.sigmas[-1]
+    slope = (model.score.forward(x + EPS, sigma) - model.score.forward(x - EPS, sigma))[:, 0] / (2 * EPS)
+    f = 1 + sigma ** 2 * slope
+    assert np.abs(f - 1).min() > 1e-3
+    assert_matches_fd(denoised.dx0 / plain.dx0 - 1, f - 1)
+    assert_matches_fd(denoised.grad_sq / plain.grad_sq - 1, f ** 2 - 1)
+
+
+# --------------------------------------------------------------------------- the study's sampler numbers
+
+
+def test_mass_upper_limit_is_clopper_pearsons():
+    assert sampler.mass_upper_limit(0, 1000) == pytest.approx(1 - 0.05 ** (1 / 1000), rel=1e-10)
+    assert sampler.mass_upper_limit(1000, 1000) == 1.0
+    # The limit covers: a mass of 0.01 gives 0 of 100 draws with probability 0.366 > 5%, so 0.01 < limit.
+    assert 0.01 < sampler.mass_upper_limit(0, 100) < 0.03
+
+
+def test_required_lipschitz_reads_both_sides():
+    x = np.concatenate([np.full(700, -5.0), np.full(10, 0.1), np.full(290, 5.0)])
+    demand, plugin = sampler.required_lipschitz(4.0, x)
+    sides = [theory.theorem1_required_lipschitz(4.0, p, 0.01) for p in (0.7, 0.29)]
+    assert plugin == pytest.approx(max(sides), rel=1e-12)
+    assert 0 < demand < plugin  # the upper limit on the mass between asks for less
+    no_gap = sampler.required_lipschitz(4.0, np.concatenate([np.full(500, -5.0), np.full(500, 5.0)]))
+    assert no_gap[1] == np.inf and np.isfinite(no_gap[0])
+
+
+def test_expansion_steps_count_the_steps_that_carry_the_growth():
+    grad_sq = np.ones((11, 3))
+    grad_sq[4:, 0] *= 10.0        # one step of growth
+    grad_sq[2:, 1] *= 2.0         # two doublings and one thousandfold step: log 1000 is 83% of
+    grad_sq[3:, 1] *= 2.0         # the growth, so 90% needs two steps
+    grad_sq[8:, 1] *= 1000.0
+    grad_sq[:, 2] = np.linspace(1, 0.5, 11)  # contraction only
+    np.testing.assert_array_equal(sampler.expansion_steps(grad_sq), [1, 2, 0])
+    np.testing.assert_array_equal(sampler.expansion_steps(grad_sq, share=0.8), [1, 1, 0])
+    np.testing.assert_array_equal(sampler.expansion_steps(grad_sq, share=0.99), [1, 3, 0])

@@ -668,3 +668,39 @@ def test_bad_input_raises_value_error_naming_the_argument(name, call):
 def test_error_message_shape():
     with pytest.raises(ValueError, match=r"^lip must be a finite number > 0, got -1\.0$"):
         theory.theorem1_surface_bound(0.5, -1.0)
+
+
+# --------------------------------------------------------------------------- Theorem 1 inverted
+
+
+@pytest.mark.parametrize("m, p_left, mass", [(5.0, 0.4, 0.01), (2.0, 1e-30, 0.3), (3.0, 0.49, 0.5),
+                                             (10.0, 1 - 1e-6, 1e-7), (8.0, 0.2, 1e-4), (1.0, 0.7, 0.29)])
+def test_required_lipschitz_inverts_the_figure3_bound(m, p_left, mass):
+    """At the demanded constant the bound gives back the mass (to the rounding of the two
+    normal quantiles both functions take near p), and any smaller constant forces more mass."""
+    demand = theory.theorem1_required_lipschitz(m, p_left, mass)
+    assert 0 < demand < np.inf
+    assert theory.mass_between_modes_bound(m, demand, p_left) == pytest.approx(mass, rel=1e-9)
+    assert theory.mass_between_modes_bound(m, demand * (1 - 1e-6), p_left) > mass
+
+
+def test_required_lipschitz_is_monotone_and_has_its_limits():
+    masses = np.geomspace(1e-12, 0.49, 200)
+    demands = theory.theorem1_required_lipschitz(5.0, 0.5, masses)
+    assert np.all(np.diff(demands) < 0)  # less mass between the modes demands a steeper map
+    by_m = theory.theorem1_required_lipschitz(np.linspace(0.5, 10, 50), 0.3, 0.05)
+    assert np.all(np.diff(by_m) > 0)  # and so do modes further apart (linearly in m)
+    np.testing.assert_allclose(by_m / np.linspace(0.5, 10, 50), by_m[0] / 0.5, rtol=1e-12)
+    assert theory.theorem1_required_lipschitz(5.0, 0.5, 0.0) == np.inf
+    assert theory.theorem1_required_lipschitz(5.0, 0.0, 0.2) == 0.0
+    assert theory.theorem1_required_lipschitz(5.0, 0.6, 0.4) == 0.0
+    assert theory.theorem1_required_lipschitz(0.0, 0.3, 0.1) == 0.0
+
+
+def test_required_lipschitz_is_the_least_constant_the_theorem_allows():
+    """Brute force: on a fine grid of constants, the bound stays above the mass exactly below the demand."""
+    m, p_left, mass = 4.0, 0.45, 0.02
+    grid = np.geomspace(1, 1e4, 20001)
+    allowed = grid[theory.mass_between_modes_bound(m, grid, p_left) <= mass]
+    demand = theory.theorem1_required_lipschitz(m, p_left, mass)
+    assert allowed.min() >= demand and allowed.min() / demand < 1 + 1e-3

@@ -19,7 +19,8 @@ Contents, in the paper's order:
 * Theorem 4 and Corollaries 5, 6: ``theorem4_tv_bound``, ``corollary5_tv_bound``,
   ``corollary6_tv_bound``.
 * Theorem 7 and Corollary 8: ``theorem7_kl_bound``, ``corollary8_kl_bound``.
-* Figure 3: ``mass_between_modes_bound``, ``mixture_mass_between``.
+* Figure 3: ``mass_between_modes_bound``, its inverse in Lip ``theorem1_required_lipschitz``,
+  ``mixture_mass_between``.
 * Bounds estimated from samples of g#mu: ``best_tv_bound``, ``best_kl_bound``.
 * A summary for the command line: ``bounds_table``, ``format_bounds_table``.
 
@@ -761,6 +762,44 @@ def mass_between_modes_bound(m, lip, p_left):
     lip = _positive("lip", lip)
     p_left = _probability("p_left", p_left)
     return _scalar_or_array(_beta_and_complement(p_left, m / lip)[0])
+
+
+def theorem1_required_lipschitz(m, p_left, mass_between):
+    r"""The inverse of :func:`mass_between_modes_bound` in Lip: the smallest Lipschitz constant
+    that any push-forward g#mu of a Gaussian needs to put only ``mass_between`` in (-m/2, m/2]
+    while putting ``p_left`` left of -m/2.
+
+    The bound Phi(m / L + Phi^-1(p)) - p falls as L grows, so Theorem 1 allows the mass q
+    between the modes only to maps with
+
+        Lip(g) >= m / (Phi^-1(p + q) - Phi^-1(p)),
+
+    the value returned: the bound at that constant is exactly q. It is +inf when q = 0 and
+    0 < p < 1 (no Lipschitz map leaves the gap empty), and 0 when p = 0, p + q = 1 or m = 0
+    (the theorem then asks nothing). By the mirror image (A = [m/2, inf)), the same function
+    of p_right = g#mu((m/2, inf)) gives a second demand; both hold.
+
+    Parameters
+    ----------
+    m : float or array >= 0
+        Half the distance between the modes.
+    p_left : float or array in [0, 1]
+        g#mu((-inf, -m/2]).
+    mass_between : float or array in [0, 1 - p_left]
+        g#mu((-m/2, m/2]).
+    """
+    m = _nonnegative("m", m)
+    p = _probability("p_left", p_left)
+    q = _probability("mass_between", mass_between)
+    if np.any(p + q > 1 + 1e-12):
+        raise ValueError(f"p_left + mass_between must be at most 1 (they are masses of disjoint sets), "
+                         f"got {float(np.max(p + q))!r}")
+    right = np.maximum(1.0 - p - q, 0.0)  # 1 - (p + q), for the quantile's upper tail
+    upper = np.where(p + q > 0.5, -special.ndtri(right), special.ndtri(np.minimum(p + q, 1.0)))
+    with np.errstate(divide="ignore", invalid="ignore"):  # q = 0: gap 0, demand inf; p = 0: gap inf
+        demand = m / (upper - _norm_ppf(p))
+    demand = np.where((p == 0) | (right == 0) | (m == 0), 0.0, np.where(q == 0, np.inf, demand))
+    return _scalar_or_array(demand)
 
 
 def mixture_mass_between(m, sigma=1.0, weight=0.5):

@@ -20,10 +20,14 @@ The settings are the published code's (``REFERENCE.md``, "Univariate setting"):
   alpha_i = step_lr sigma_i^2 / sigma_L^2 (step_lr = 2e-5, sigma_L the smallest level) and
   100 steps of x <- x + (alpha_i / 2) s(x, sigma_i) + sqrt(alpha_i) z, z ~ N(0, 1); no final
   denoising step unless asked (``denoise=True``: x <- x + sigma_L^2 s(x, sigma_L), Tweedie's
-  formula for E[clean | noisy]).
+  formula for E[clean | noisy]);
+* the sampler as a push-forward: ``sample(..., lipschitz=True)`` also returns the gradient of
+  x_T with respect to all of the sampler's Gaussian inputs, sample by sample
+  (:class:`SamplerGradient`).
 """
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -59,6 +63,71 @@ def check_noise_levels(sigmas):
     if (np.diff(levels) >= 0).any():
         raise ValueError(f"sigmas must be strictly decreasing (largest level first), got {sigmas!r}")
     return levels
+
+
+def _check_trace(trace, n, lipschitz):
+    """The sample indices of ``trace`` as an int64 array (None for no trace)."""
+    if trace is None:
+        return None
+    if not lipschitz:
+        raise ValueError("trace records the sampler's gradient, so it needs lipschitz=True")
+    indices = np.asarray(trace)
+    if indices.ndim != 1 or indices.size == 0 or indices.dtype.kind not in "iu":
+        raise ValueError(f"trace must be a non-empty 1-D sequence of sample indices (ints), got {trace!r}")
+    if indices.min() < 0 or indices.max() >= n:
+        raise ValueError(f"trace indices must lie in [0, n - 1] = [0, {n - 1}], got {indices.min()}"
+                         f" to {indices.max()}")
+    return indices.astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class SamplerGradient:
+    """The gradient of the whole sampler, sample by sample (from :meth:`SGM.sample`).
+
+    The sampler is a map g(x_0, z_1, ..., z_T) = x_T of T + 1 = L S + 1 independent standard
+    normals (L levels of S steps): a push-forward of N(0, I_{T+1}), so Theorem 1 of the paper
+    applies to it, with Lip(g) >= |grad g| at every input. In standardized units a step
+    x' = x + (alpha / 2) s(x) + sqrt(alpha) z has dx'/dx = f = 1 + (alpha / 2) s'(x) and
+    dx'/dz = sqrt(alpha), so |grad g|^2 follows n <- f^2 n + alpha from n = 1 (the
+    Langevin kernels' ``grad_sq``) and d x_T / d x_0 follows d <- f d from 1 (``dx0``).
+    Samples are x_data = data_std x_T + mean, so on the data's own scale every gradient is
+    ``data_std`` times the standardized one.
+
+    Attributes (standardized units unless said):
+    data_std : float, the standardization's sd.
+    dx0 : (n,) d x_T / d x_0.
+    grad_sq : (n,) |grad g|^2 over (x_0, z_1..z_T).
+    grad_sq_by_level : (L + 1, n) |grad g|^2 after 0, 1, .., L levels (row 0 is 1; the
+        denoising step, when taken, is in ``grad_sq`` only).
+    steps_per_level : int, S.
+    traced : (k,) sample indices, or None.
+    grad_sq_by_step : (T + 1, k) |grad g|^2 of the traced samples after 0, 1, .., T steps, or None.
+    """
+
+    data_std: float
+    dx0: np.ndarray
+    grad_sq: np.ndarray
+    grad_sq_by_level: np.ndarray
+    steps_per_level: int
+    traced: np.ndarray = None
+    grad_sq_by_step: np.ndarray = None
+
+    @property
+    def norm(self):
+        """(n,) |grad g| on the data's scale: data_std sqrt(grad_sq) (float64)."""
+        return self.data_std * np.sqrt(self.grad_sq.astype(np.float64))
+
+    @property
+    def x0_part(self):
+        """(n,) |d x_data / d x_0| = data_std |dx0|, the start's share of :attr:`norm`."""
+        return self.data_std * np.abs(self.dx0.astype(np.float64))
+
+    @property
+    def noise_part(self):
+        """(n,) the Langevin noise's share, data_std sqrt(grad_sq - dx0^2):
+        norm^2 = x0_part^2 + noise_part^2."""
+        rest = self.grad_sq.astype(np.float64) - self.dx0.astype(np.float64) ** 2
+        return self.data_std * np.sqrt(np.maximum(rest, 0))
 
 
 class SGM:
@@ -167,7 +236,7 @@ class SGM:
 
     @one_blas_thread
     def sample(self, n, seed=None, denoise=False, step_lr=STEP_LR,
-               n_steps_per_level=STEPS_PER_LEVEL, quiet=False):
+               n_steps_per_level=STEPS_PER_LEVEL, quiet=False, lipschitz=False, trace=None):
         """n samples of annealed Langevin dynamics, in data coordinates: shape (n, 1).
 
         The start x ~ N(0, 1) and the Langevin noise come from ``seed`` alone (see
@@ -175,6 +244,13 @@ class SGM:
         backend, to float rounding; without a seed every call draws fresh samples.
         ``quiet=False`` prints a progress line over the levels. A step size that makes the
         samples NaN or inf raises ValueError, naming the level where it happened.
+
+        ``lipschitz=True`` also tracks the gradient of the whole sampler, a map
+        g(x_0, z_1, ..., z_T) of its T + 1 standard normal inputs, for each sample, and returns
+        ``(samples, SamplerGradient)`` (see :class:`SamplerGradient`). ``trace``, a sequence of
+        sample indices (with ``lipschitz=True`` only), also records those samples' squared
+        gradient norm after every step; the samples are the same, the steps then run one kernel
+        call each.
         """
         if self.mean is None:
             raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
@@ -183,42 +259,70 @@ class SGM:
             seed = check_number("seed", seed, low=0, integer=True)
         denoise = check_bool("denoise", denoise)
         quiet = check_bool("quiet", quiet)
+        lipschitz = check_bool("lipschitz", lipschitz)
         step_lr = check_number("step_lr", step_lr, low=0, low_open=True)
         n_steps_per_level = check_number("n_steps_per_level", n_steps_per_level, low=1,
                                          integer=True)
+        traced = _check_trace(trace, n, lipschitz)
         rng = np.random.default_rng(seed)
         x = rng.standard_normal(n, dtype=self.dtype)
         noise_seed = int(rng.integers(2 ** 63))
         w = self.score.weights
         beff2, beff3 = self.score.effective_biases(self.sigmas)
         alphas = (step_lr * self.sigmas ** 2 / self.sigmas[-1] ** 2).astype(self.dtype)
+        gradient = (np.ones_like(x), np.ones_like(x)) if lipschitz else ()
+        by_level = [gradient[1].copy()] if lipschitz else None
+        steps = [gradient[1][traced].copy()] if traced is not None else None
+        n_calls, steps_per_call = (n_steps_per_level, 1) if traced is not None else (1, n_steps_per_level)
         progress = Progress(self.sigmas.size, label="SGM sampling", unit="level", quiet=quiet)
         try:
             for level in range(self.sigmas.size):
                 one = slice(level, level + 1)
-                self.score.backend.annealed_langevin(
-                    x, w["fc_1.weight"], w["fc_1.bias"], w["fc_2.x"], beff2[one], w["fc_3.x"],
-                    beff3[one], alphas[one], n_steps_per_level, noise_seed,
-                    level * n_steps_per_level, SLOPE_X, SLOPE)
+                for call in range(n_calls):
+                    self.score.backend.annealed_langevin(
+                        x, w["fc_1.weight"], w["fc_1.bias"], w["fc_2.x"], beff2[one], w["fc_3.x"],
+                        beff3[one], alphas[one], steps_per_call, noise_seed,
+                        level * n_steps_per_level + call, SLOPE_X, SLOPE, *gradient)
+                    if steps is not None:
+                        steps.append(gradient[1][traced].copy())
                 if not np.isfinite(x).all():
                     raise ValueError(
                         f"step_lr={step_lr:g} made the samples NaN or inf at noise level {level}"
                         f" (sigma={self.sigmas[level]:.3g}); use a smaller step_lr (default {STEP_LR:g})")
+                if lipschitz:
+                    by_level.append(gradient[1].copy())
                 progress.update(1, sigma=float(self.sigmas[level]))
         finally:
             progress.close()
         if denoise:
-            self._denoise(x)
-        return (x.astype(np.float64) * self.std + self.mean).astype(self.dtype)[:, None]
+            self._denoise(x, *gradient)
+        samples = (x.astype(np.float64) * self.std + self.mean).astype(self.dtype)[:, None]
+        if not lipschitz:
+            return samples
+        return samples, SamplerGradient(
+            data_std=self.std, dx0=gradient[0], grad_sq=gradient[1],
+            grad_sq_by_level=np.array(by_level), steps_per_level=n_steps_per_level,
+            traced=traced, grad_sq_by_step=None if steps is None else np.array(steps))
 
-    def _denoise(self, x):
-        """x <- x + sigma_L^2 s(x, sigma_L) in place, in fixed-size chunks."""
+    def _denoise(self, x, dx0=None, grad_sq=None):
+        """x <- x + sigma_L^2 s(x, sigma_L) in place, in fixed-size chunks; with dx0 and grad_sq,
+        the gradient is carried through the step: f = 1 + sigma_L^2 s'(x), dx0 <- f dx0,
+        grad_sq <- f^2 grad_sq (the step adds no noise). s'(x) is the score network's backward
+        pass of the chunk's sum (samples are independent); it overwrites ``score.grads``."""
         sigma = float(self.sigmas[-1])
+        scale = self.dtype.type(sigma ** 2)
         chunk = np.zeros((DENOISE_CHUNK, 1), self.dtype)
+        ones = np.ones((DENOISE_CHUNK, 1), self.dtype)
         for start in range(0, x.size, DENOISE_CHUNK):
             rows = min(DENOISE_CHUNK, x.size - start)
-            chunk[:rows, 0] = x[start:start + rows]
-            x[start:start + rows] += self.dtype.type(sigma ** 2) * self.score._forward(chunk, sigma)[:rows, 0]
+            part = slice(start, start + rows)
+            chunk[:rows, 0] = x[part]
+            step = scale * self.score._forward(chunk, sigma)[:rows, 0]
+            if dx0 is not None:
+                f = 1 + scale * self.score._backward(ones, need_grad_x=True)[:rows, 0]
+                dx0[part] *= f
+                grad_sq[part] *= f * f
+            x[part] += step
 
     # ----------------------------------------------------------------- persistence
 

@@ -177,3 +177,40 @@ def figure_grid_vs_exact(path, exact, grid, models):
     ax.set_ylabel("grid estimate (paper: 1000 points in [-10, 10])")
     ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+#: Colours of the samples a sampler trace ends with: in the left mode, between, in the right one.
+END_COLORS = {"left": "tab:blue", "between": "tab:red", "right": "tab:green"}
+
+
+def figure3b(path, constant_series, trace, m):
+    """Figure 3b: the SGM's three constants against m with the GAN's and VAE's beside them
+    (left; ``constant_series`` maps a legend label to (table, colour, line style, marker)),
+    and one SGM run's |grad g| on the data scale against the step index, for traced samples
+    coloured by where they end (right; ``trace`` holds the arrays of its sampler_trace.npz,
+    or is None)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for label, (table, color, linestyle, marker) in constant_series.items():
+        _band(left, table, label, color, marker=marker, linestyle=linestyle)
+    left.set_yscale("log")
+    left.set_xlabel("m")
+    left.set_ylabel("Lipschitz constant (data units)")
+    left.legend(fontsize=7)
+    if trace is None:
+        right.set_title("no SGM run with a sampler trace")
+    else:
+        norm = trace["data_std"] * np.sqrt(trace["grad_sq_by_step"].astype(np.float64))
+        steps = np.arange(norm.shape[0])
+        for name, color in END_COLORS.items():
+            chosen = np.flatnonzero(trace["classes"] == name)
+            for k, column in enumerate(chosen):
+                right.plot(steps, norm[:, column], color=color, lw=0.8, alpha=0.7,
+                           label=f"ends {name} ({chosen.size})" if k == 0 else None)
+        for boundary in range(0, norm.shape[0], int(trace["steps_per_level"])):
+            right.axvline(boundary, color="gray", lw=0.4, ls=":")
+        right.set_yscale("log")
+        right.set_xlabel("Langevin step (dotted: a new noise level)")
+        right.set_ylabel(r"$|\nabla g|$ so far (data units)")
+        right.set_title(f"SGM sampler at m = {m:g}: where the expansion happens", fontsize=9)
+        right.legend(fontsize=7)
+    save_figure(fig, path)

@@ -15,7 +15,7 @@ from ..util.checks import check_choice
 from .runs import MODELS, check_metrics, make_config
 from .sweep import find_run_dir, load_results
 
-FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "grid")
+FIGURES = ("fig1", "fig2", "fig3", "fig3b", "fig4", "fig5", "fig6", "grid")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ def plan(preset):
     runs = {"fig1": []}
     runs["fig3"] = [make_config(model, m, preset, seed)
                     for model in MODELS for m in p.m_values for seed in p.seeds]
+    runs["fig3b"] = runs["fig3"]  # the same runs, read for the SGM's sampler
     runs["fig2"] = [make_config(model, p.histogram_m, preset, seed) for model in MODELS for seed in p.seeds]
     runs["fig4"] = ([make_config("gan", p.fig4_m, preset, seed, sn_generator=True) for seed in p.fig4_seeds]
                     + [make_config("gan", p.fig4_m, preset, seed, gp_lipschitz=float(L))

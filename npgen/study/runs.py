@@ -8,6 +8,11 @@ nu = 1/2 N(-m, 1) + 1/2 N(m, 1), draws samples from it, and measures what Sectio
 * the generated mass in [-m/2, m/2] next to the true mass nu([-m/2, m/2]), and the Figure 3
   lower bound Phi(m / Lip + Phi^-1(p)) - p (p = generated mass left of -m/2);
 * histogram estimates of TV and KL to nu, and the best Theorem 4 / Theorem 7 lower bounds;
+* MW2^2 (``mw2_squared``, data units squared) between a two-component Gaussian mixture fitted
+  to the samples and nu itself (:mod:`npgen.analysis.mixtures`): a mode-coverage number, as
+  the mass a fit puts in excess on one mode must cross the 2m between the modes;
+* for the SGM, the Lipschitz constant of its whole sampler beside Theorem 1's demand
+  (:mod:`npgen.study.sampler`);
 * whether the samples collapsed (:func:`collapse`: one spike, or one mode).
 
 The SGM trains on standardized data z = (x - mu) / sd, so its score network is a function of z.
@@ -32,6 +37,7 @@ import time
 import numpy as np
 
 from ..analysis.lipschitz import exact_lipschitz_1d, paper_grid_estimate
+from ..analysis.mixtures import fit_mixture, mw2, target_mixture
 from ..analysis.theory import (GaussianMixture1D, best_kl_bound, best_tv_bound,
                                mass_between_modes_bound, mixture_mass_between)
 from ..data import two_gaussians
@@ -46,6 +52,7 @@ from ..util.io import (atomic_directory, atomic_save_npy, atomic_write_json, che
                        check_own_folder)
 from ..util.threads import one_blas_thread
 from .figures import save_histogram
+from .sampler import sampler_metrics
 
 MODELS = ("gan", "vae", "sgm")
 
@@ -74,6 +81,9 @@ SPIKE_MASS = 0.9
 SPIKE_WIDTH = 1.0
 MIN_MODE_SHARE = 0.05
 COLLAPSES = ("one spike", "one mode")
+
+#: Components of the Gaussian mixture fitted to a run's samples for MW2 (those of the data).
+MW2_COMPONENTS = 2
 
 #: Histogram used for the masses and the TV / KL estimates (the paper's: 400 bins on [-20, 20]).
 HIST_EDGES = np.linspace(-20.0, 20.0, 401)
@@ -122,10 +132,11 @@ OPTION_FLAGS = {"n_layers": "--layers", "skip": "--skip", "sn_generator": "--sn-
                 "denoise": "--denoise"}
 
 #: The modules whose source decides a run's numbers: the kernels, the data, the networks, the
-#: models, the Lipschitz constants and bounds, and this module (training, sampling, metrics).
+#: models, the Lipschitz constants and bounds, this module (training, sampling, metrics) and the
+#: sampler's gradient metrics.
 #: Figures, the report and the sweep's bookkeeping only read numbers and are left out.
 MATH_MODULES = ("npgen.kernels", "npgen.data", "npgen.nn", "npgen.models", "npgen.analysis",
-                "npgen.study.runs")
+                "npgen.study.runs", "npgen.study.sampler")
 
 
 @functools.lru_cache(maxsize=None)
@@ -311,6 +322,7 @@ def distribution_metrics(samples, m, lip=None):
         "narrowest_90pct_interval_width": narrowest_interval_width(x),
     }
     out["smaller_mode_share"] = smaller_mode_share(out["mass_left"], out["mass_right"])
+    out["mw2_squared"] = mw2(fit_mixture(x, MW2_COMPONENTS), target_mixture(m))
     out["collapse"] = collapse(m, out["narrowest_90pct_interval_width"], out["smaller_mode_share"])
     if lip is not None and m > 0:
         out["fig3_bound"] = figure3_bound(m, lip, out["mass_left"])
@@ -334,12 +346,15 @@ def train_run(config, run_dir, quiet=True, backend=None):
                         on_epoch=on_epoch)
     train_seconds = time.perf_counter() - start
     sample_options = {"denoise": config["denoise"]} if config["model"] == "sgm" else {}
-    samples = model.sample(config["n_samples"], seed=config["seed"] + 1_000_003, quiet=quiet,
-                           **sample_options)
+    sample_seed = config["seed"] + 1_000_003
+    samples = model.sample(config["n_samples"], seed=sample_seed, quiet=quiet, **sample_options)
     metrics = {"train_seconds": train_seconds, "lipschitz_vs_epoch": lipschitz_curve}
     metrics.update(lipschitz_metrics(model, config))
     lip_for_bounds = metrics["lipschitz"] if config["model"] != "sgm" else None
     metrics.update(distribution_metrics(samples, config["m"], lip_for_bounds))
+    if config["model"] == "sgm":
+        os.makedirs(run_dir, exist_ok=True)
+        metrics.update(sampler_metrics(model, config, run_dir, samples, sample_seed, sample_options))
     metrics["final_losses"] = {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}
     metrics["wall_seconds"] = time.perf_counter() - start
     os.makedirs(run_dir, exist_ok=True)
@@ -410,14 +425,34 @@ def _is_sigma_table(value):
         for row in value)
 
 
+def _is_level_table(value):
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(row, dict) and all(_is_number(row.get(key)) for key in
+                                      ("sigma_standardized", "grad_sq_factor_median", "grad_sq_factor_at_max"))
+        for row in value)
+
+
+def _is_steps_by_end(value):
+    return isinstance(value, dict) and all(
+        isinstance(value.get(name), list) and all(isinstance(k, int) and not isinstance(k, bool) for k in value[name])
+        for name in ("left", "between", "right"))
+
+
 _NUMBER = ("a number", _is_number)
 #: The metrics.json keys the report and the figures read, per model: key -> (what is accepted, test).
 METRICS_READ = {
     "any": {key: _NUMBER for key in ("mass_between", "true_mass_between", "mass_left", "mass_right",
-                                     "tv_estimate", "narrowest_90pct_interval_width", "smaller_mode_share")},
+                                     "tv_estimate", "narrowest_90pct_interval_width", "smaller_mode_share",
+                                     "mw2_squared")},
     "push_forward": {"lipschitz": _NUMBER, "lipschitz_grid": _NUMBER,
                      "lipschitz_vs_epoch": ("a list of [epoch, Lip] number pairs", _is_epoch_curve)},
     "sgm": {"score_lipschitz_standardized": _NUMBER, "score_lipschitz_data_scale": _NUMBER,
+            "sampler_lipschitz": _NUMBER, "sampler_lipschitz_x0": _NUMBER, "sampler_lipschitz_noise": _NUMBER,
+            "sampler_gradient_median": _NUMBER, "sampler_steps_per_level": _NUMBER,
+            "theorem1_required_lipschitz": _NUMBER,
+            "sampler_levels": ("a list of objects with numbers 'sigma_standardized', 'grad_sq_factor_median' and "
+                               "'grad_sq_factor_at_max'", _is_level_table),
+            "sampler_expansion_steps": ("an object of integer lists 'left', 'between' and 'right'", _is_steps_by_end),
             "score_lipschitz_per_sigma": ("a list of objects with numbers 'exact_standardized' and "
                                           "'grid_standardized'", _is_sigma_table)},
 }
@@ -441,7 +476,8 @@ def check_metrics(metrics, model, path):
 def summarize_metrics(metrics):
     """A few lines for the terminal."""
     keys = ["lipschitz", "lipschitz_grid", "score_lipschitz_standardized", "score_lipschitz_data_scale",
-            "score_lipschitz_grid_standardized", "mass_between", "true_mass_between", "fig3_bound",
+            "score_lipschitz_grid_standardized", "sampler_lipschitz", "theorem1_required_lipschitz",
+            "mass_between", "true_mass_between", "fig3_bound", "mw2_squared",
             "tv_estimate", "kl_estimate", "best_tv_bound", "best_kl_bound", "wall_seconds"]
     lines = [f"{k:>33}: {metrics[k]:.6g}" for k in keys if k in metrics]
     return "\n".join(lines + [f"{'collapse':>33}: {metrics.get('collapse') or 'none'}"])

@@ -1,0 +1,128 @@
+"""The SGM's sampler as a push-forward: its measured Lipschitz constant beside Theorem 1's demand.
+
+Annealed Langevin sampling is a map g(x_0, z_1, ..., z_T) = x_T of T + 1 standard normals
+(:class:`npgen.models.sgm.SamplerGradient`), so Theorem 1 applies to it as to a GAN's
+generator. For one SGM run this module measures, on the data's own scale:
+
+* ``sampler_lipschitz``: the largest |grad g| over the run's samples. Lip(g) is the supremum of
+  |grad g| over all inputs, so this is a *lower bound* on Lip(g). Its split at that sample into
+  the start's part |d x / d x_0| (``sampler_lipschitz_x0``) and the Langevin noise's part
+  (``sampler_lipschitz_noise``; the two add in squares);
+* ``theorem1_required_lipschitz``: the smallest Lip(g) with which any push-forward of a Gaussian
+  can leave as little mass between the modes as the run did
+  (:func:`npgen.analysis.theory.theorem1_required_lipschitz`, the larger of the left and right
+  demands), taking for the mass between the modes its one-sided 95% Clopper-Pearson upper limit
+  (so that a run with no sample between the modes demands a finite constant); the plug-in
+  value, from the sample mass itself, is ``theorem1_required_lipschitz_plugin`` (null when it
+  is infinite);
+* ``sampler_meets_theorem1``: whether the measured lower bound reaches that demand. When it
+  does, the measured steepness alone accounts for the small mass between the modes; when it
+  does not, Lip(g) must still reach the demand (the theorem holds for every push-forward),
+  somewhere off the samples' own inputs, and the sample maximum does not show where;
+* per-level attribution: for each noise level, the factor by which its steps multiply
+  |grad g|^2 (median over the samples, and at the sample of the maximum), and, on a few traced
+  samples ending left of, between and right of the modes, how many steps carry 90% of the
+  growth of log |grad g|^2 (``sampler_expansion_steps``). The traces go to
+  ``sampler_trace.npz`` in the run folder, for the report's figure.
+"""
+
+import os
+
+import numpy as np
+from scipy import stats
+
+from ..analysis.theory import theorem1_required_lipschitz
+from ..util.io import atomic_savez
+
+#: One-sided confidence of the upper limit on the mass between the modes.
+MASS_CONFIDENCE = 0.95
+#: Traced samples per class (ending left of, between and right of the modes).
+TRACED_PER_CLASS = 10
+#: Share of the growth of log |grad g|^2 whose carrying steps are counted.
+EXPANSION_SHARE = 0.9
+CLASSES = ("left", "between", "right")
+TRACE_FILE = "sampler_trace.npz"
+
+
+def mass_upper_limit(count, n, confidence=MASS_CONFIDENCE):
+    """One-sided Clopper-Pearson upper limit on a probability seen ``count`` times in ``n``."""
+    return 1.0 if count >= n else float(stats.beta.ppf(confidence, count + 1, n - count))
+
+
+def required_lipschitz(m, x):
+    """(demand at the upper limit of the mass between the modes, plug-in demand) for samples x
+    of a 1-D push-forward: the larger of the demands read from the left and from the right
+    (a side's mass is capped at 1 - q, as the three masses sum to 1)."""
+    n = x.size
+    left, right = int(np.sum(x < -m / 2)), int(np.sum(x > m / 2))
+    between = n - left - right
+
+    def demand(q):
+        return max(float(theorem1_required_lipschitz(m, min(count / n, 1.0 - q), q)) for count in (left, right))
+    return demand(mass_upper_limit(between, n)), demand(between / n)
+
+
+def classes_of(x, m):
+    """'left', 'between' or 'right' of each sample (between: |x| <= m/2)."""
+    return np.where(x < -m / 2, "left", np.where(x > m / 2, "right", "between"))
+
+
+def traced_indices(x, m, argmax):
+    """The first TRACED_PER_CLASS samples of each class, and the sample of the maximum."""
+    labels = classes_of(x, m)
+    chosen = [np.flatnonzero(labels == name)[:TRACED_PER_CLASS] for name in CLASSES]
+    return np.unique(np.concatenate(chosen + [[argmax]])).astype(np.int64)
+
+
+def expansion_steps(grad_sq_by_step, share=EXPANSION_SHARE):
+    """Per traced sample, the fewest steps whose increases of log |grad g|^2 sum to ``share`` of
+    all its increases (0 when it never grows)."""
+    rises = np.maximum(np.diff(np.log(grad_sq_by_step.astype(np.float64)), axis=0), 0)
+    ordered = -np.sort(-rises, axis=0)
+    total = ordered.sum(axis=0)
+    reached = np.cumsum(ordered, axis=0) >= share * total
+    return np.where(total > 0, np.argmax(reached, axis=0) + 1, 0)
+
+
+def sampler_metrics(model, config, run_dir, samples, sample_seed, sample_options):
+    """Sample the run's SGM again with the sampler's gradient (``sample_seed``, the seed of
+    the run's ``samples``), then once more tracing a few samples; returns the metrics above and
+    writes TRACE_FILE into ``run_dir``. All three passes draw the same samples (checked)."""
+    drawn, gradient = model.sample(config["n_samples"], seed=sample_seed, quiet=True, lipschitz=True,
+                                   **sample_options)
+    if not np.array_equal(drawn, samples):
+        raise RuntimeError("sampling with the sampler's gradient drew other samples than the run's; "
+                           "the gradient metrics would not describe them")
+    x, m = samples[:, 0].astype(np.float64), config["m"]
+    norm = gradient.norm
+    top = int(np.argmax(norm))
+    traced = traced_indices(x, m, top)
+    again, traced_gradient = model.sample(config["n_samples"], seed=sample_seed, quiet=True, lipschitz=True,
+                                          trace=traced, **sample_options)
+    if not np.array_equal(again, samples):
+        raise RuntimeError("the traced sampling pass drew other samples than the run's; the traces "
+                           "would not describe them")
+    by_step = traced_gradient.grad_sq_by_step
+    labels = classes_of(x[traced], m)
+    steps = expansion_steps(by_step)
+    demand, plugin = required_lipschitz(m, x)
+    levels = gradient.grad_sq_by_level.astype(np.float64)
+    factors = levels[1:] / levels[:-1]
+    atomic_savez(os.path.join(run_dir, TRACE_FILE), grad_sq_by_step=by_step, classes=labels,
+                 final_x=x[traced], indices=traced, steps_per_level=gradient.steps_per_level,
+                 data_std=gradient.data_std, sigmas=model.sigmas)
+    return {
+        "sampler_lipschitz": float(norm[top]),
+        "sampler_lipschitz_x0": float(gradient.x0_part[top]),
+        "sampler_lipschitz_noise": float(gradient.noise_part[top]),
+        "sampler_lipschitz_standardized": float(norm[top] / gradient.data_std),
+        "sampler_gradient_median": float(np.median(norm)),
+        "theorem1_required_lipschitz": demand,
+        "theorem1_required_lipschitz_plugin": plugin if np.isfinite(plugin) else None,
+        "sampler_meets_theorem1": bool(norm[top] >= demand),
+        "sampler_steps_per_level": gradient.steps_per_level,
+        "sampler_levels": [{"sigma_standardized": float(sigma), "grad_sq_factor_median": float(np.median(f)),
+                            "grad_sq_factor_at_max": float(f[top])}
+                           for sigma, f in zip(model.sigmas, factors)],
+        "sampler_expansion_steps": {name: [int(k) for k in steps[labels == name]] for name in CLASSES},
+    }
