@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from npgen import GAN, MLP, SGM, VAE, Adam, ScoreNetwork, cli
+from npgen.data import digit_subset, mnist, two_digit_mixture
 from npgen.models import training
 from npgen.nn.files import CONFIG_KEY
 from npgen.study import runs
@@ -361,6 +362,15 @@ API_ROWS = [
      training.TrainingDiverged, "ran away at step 3"),
     ("nan-loss", lambda w: runaway_fit(lambda k: {"discriminator": 0.5 if k < 4 else float("nan")}),
      training.TrainingDiverged, "diverged at step 4: the discriminator loss"),
+    # MNIST folders and data sets
+    ("mnist-folder-is-a-file", lambda w: mnist(w / "file.txt"), ValueError, "is a file, not a folder"),
+    ("mnist-folder-missing", lambda w: mnist(w / "nowhere"), ValueError, "does not exist"),
+    ("mnist-folder-without-the-files", lambda w: mnist(w / "mine", name="--mnist"), ValueError,
+     "--mnist"),
+    ("mnist-mixture-pixels-0-255", lambda w: two_digit_mixture(np.full((2, 784), 255.0), [3, 7]), ValueError,
+     "[0, 1]"),
+    ("mnist-subset-digit-11", lambda w: digit_subset(np.zeros((2, 784)), [3, 7], digits=(11,)), ValueError,
+     "digits"),
 ]
 
 
