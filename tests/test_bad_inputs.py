@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from npgen import GAN, MLP, SGM, VAE, Adam, ScoreNetwork, cli, theory
-from npgen.analysis import mixtures
+from npgen.analysis import mixtures, transport
+from npgen.data import digit_subset, mnist, two_digit_mixture
+from npgen.models import DigitClassifier, WassersteinEmbedding
 from npgen.models import training
 from npgen.nn.files import CONFIG_KEY
 from npgen.study import runs
@@ -398,6 +400,36 @@ API_ROWS = [
      "p_left + mass_between must be at most 1"),
     ("theorem1-demand-negative-mass", lambda w: theory.theorem1_required_lipschitz(5.0, 0.5, -0.1), ValueError,
      "mass_between must be a probability in [0, 1]"),
+    # MNIST folders and data sets
+    ("mnist-folder-is-a-file", lambda w: mnist(w / "file.txt"), ValueError, "is a file, not a folder"),
+    ("mnist-folder-missing", lambda w: mnist(w / "nowhere"), ValueError, "does not exist"),
+    ("mnist-folder-without-the-files", lambda w: mnist(w / "mine", name="--mnist"), ValueError,
+     "--mnist"),
+    ("mnist-mixture-pixels-0-255", lambda w: two_digit_mixture(np.full((2, 784), 255.0), [3, 7]), ValueError,
+     "[0, 1]"),
+    ("mnist-subset-digit-11", lambda w: digit_subset(np.zeros((2, 784)), [3, 7], digits=(11,)), ValueError,
+     "digits"),
+    # the digit classifier, the Wasserstein embedding and the OT pair cache
+    ("classifier-untrained-predict", lambda w: DigitClassifier(hidden=(4,)).predict(np.zeros((2, 784))),
+     RuntimeError, "call fit first"),
+    ("classifier-labels-10", lambda w: DigitClassifier(hidden=(4,)).fit(np.zeros((2, 784)), [3, 10]),
+     ValueError, "labels must be digits 0 to 9"),
+    ("classifier-save-into-a-user-folder", lambda w: DigitClassifier(hidden=(4,)).save(w / "mine"), ValueError,
+     "holds no saved DigitClassifier"),
+    ("classifier-load-a-gan", lambda w: DigitClassifier.load(w / "gan-run" / "model"), ValueError,
+     "holds a saved GAN, not a DigitClassifier"),
+    ("embedding-load-a-file", lambda w: WassersteinEmbedding.load(w / "file.txt"), ValueError,
+     "file.txt is not a folder"),
+    ("embedding-untrained-encode", lambda w: WassersteinEmbedding(encoder_hidden=(4,)).encode(np.ones((2, 784))),
+     RuntimeError, "call fit first"),
+    ("pairs-cache-a-text-file", lambda w: transport.pair_costs(np.ones((3, 784)), 2, cache=w / "file.txt",
+                                                                quiet=True), ValueError, "file.txt is not a readable .npz"),
+    ("pairs-cache-a-network-file", lambda w: transport.pair_costs(np.ones((3, 784)), 2, cache=w / "nets" / "mlp.npz",
+                                                                   quiet=True), ValueError, "is not an npgen pair cache"),
+    ("pairs-cache-a-folder", lambda w: transport.pair_costs(np.ones((3, 784)), 2, cache=w / "mine", quiet=True),
+     ValueError, "is a folder"),
+    ("pairs-negative-pixels", lambda w: transport.pair_costs(-np.ones((3, 784)), 2, quiet=True), ValueError,
+     "pixel values >= 0"),
 ]
 
 

@@ -4,8 +4,9 @@
 :mod:`npgen.nn`); :mod:`npgen.analysis.theory` holds the paper's Section 3 bounds as functions;
 :mod:`npgen.analysis.mixtures` fits Gaussian mixtures to samples and measures MW2 and MGW2
 between mixtures (imported on use: it loads POT and scikit-learn).
+:mod:`npgen.analysis.transport` computes exact optimal-transport costs between images.
 """
 
-from . import lipschitz, theory
+from . import lipschitz, theory, transport
 
-__all__ = ["lipschitz", "theory"]
+__all__ = ["lipschitz", "theory", "transport"]

@@ -1,10 +1,14 @@
-"""The paper's three generative models: GAN, VAE (push-forward models) and SGM (score-based).
+"""The paper's three generative models: GAN, VAE (push-forward models) and SGM (score-based),
+the digit classifier that judges their MNIST samples, and the Wasserstein embedding in which
+the subset of 3s and 7s is seen.
 
 Built on :mod:`npgen.nn`; a model never imports :mod:`npgen.analysis` or :mod:`npgen.study`.
 """
 
+from .classifier import DigitClassifier
 from .gan import GAN
 from .sgm import SGM
 from .vae import VAE
+from .wasserstein_embedding import WassersteinEmbedding
 
-__all__ = ["GAN", "VAE", "SGM"]
+__all__ = ["GAN", "VAE", "SGM", "DigitClassifier", "WassersteinEmbedding"]
