@@ -1,0 +1,140 @@
+"""The CUDA backend without a GPU: its kernels compile to PTX for sm_90 (Hopper, H100/H200),
+run under numba-cuda's simulator against numpy_ref (tests/test_cuda_kernels.py, in a fresh
+process), and asking for it where it cannot run is one sentence."""
+
+import os
+import subprocess
+import sys
+import types as pytypes
+
+import pytest
+
+from npgen import kernels
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run_simulated(test_file, *args, timeout=600):
+    """Run a test module of this folder under the simulator in a fresh interpreter (the switch
+    must be set before numba is imported); returns (exit code, output)."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W",
+         "ignore::DeprecationWarning", os.path.join("tests", test_file), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_kernels_match_numpy_ref_under_the_simulator():
+    pytest.importorskip("numba_cuda")
+    code, output = _run_simulated("test_cuda_kernels.py")
+    assert code == 0 and " passed" in output and "skipped" not in output, output[-4000:]
+
+
+# --------------------------------------------------------------------------- PTX for sm_90
+
+#: Argument codes of each kernel: aN float array of rank N in the float type compiled for,
+#: dN float64 array, uN uint64 array, s xoroshiro128+ states, i int64, f float64, b bool.
+KERNEL_ARGUMENTS = {
+    "_bias_activation": "a2 i f a3 a3",
+    "_tangent": "i f a1 a1 a1",
+    "_chain_rule": "i f a1 a1 a1",
+    "_backward_columns": "i f a3 a3 a3 a2 b",
+    "_jvp_backward_columns": "i f a3 a3 a3 a3 a3 a3 a2 b",
+    "_mean_loss": "i a2 a2 a2 d1",
+    "_adam": "a1 a1 a1 a1 f f f f f",
+    "_matrix_vector": "a3 b a2 a2",
+    "_normalize": "a2",
+    "_sigma_and_scaled": "a3 a2 a2 d1 a3",
+    "_spectral_norm_backward": "a3 a2 a2 d1 a3 a3 b",
+    "_standard_normal": "s b a2",
+    "_langevin": "a2 a3 a2 a3 a3 a3 a2 a2 i u1 i f f b a2 a2",
+}
+
+
+def _argument_types(spec, dtype):
+    from numba import types
+    from numba.cuda.random import xoroshiro128p_type
+
+    scalars = {"i": types.int64, "f": types.float64, "b": types.boolean}
+    arrays = {"a": dtype, "d": types.float64, "u": types.uint64}
+    out = []
+    for code in spec.split():
+        if code in scalars:
+            out.append(scalars[code])
+        elif code == "s":
+            out.append(types.Array(xoroshiro128p_type, 1, "C"))
+        else:
+            out.append(types.Array(arrays[code[0]], int(code[1]), "C"))
+    return tuple(out)
+
+
+@pytest.fixture
+def ptx_compiler(monkeypatch):
+    """numba-cuda's compile_ptx with no GPU: device functions called from a kernel ask the
+    current device for its compute capability, so the test names sm_90's."""
+    pytest.importorskip("numba_cuda")
+    from numba import config
+    if config.ENABLE_CUDASIM:
+        pytest.skip("PTX needs numba-cuda's compiler, not its simulator")
+    from cuda.pathfinder import DynamicLibNotFoundError
+    from numba import cuda
+    from numba.cuda import dispatcher
+    from numba.cuda.cudadrv.error import NvvmSupportError
+
+    monkeypatch.setattr(dispatcher, "get_current_device",
+                        lambda: pytypes.SimpleNamespace(compute_capability=(9, 0)))
+
+    def compile_ptx(kernel, argument_types):
+        try:
+            return cuda.compile_ptx(kernel.py_func, argument_types, cc=(9, 0))[0]
+        except (NvvmSupportError, DynamicLibNotFoundError) as err:
+            pytest.skip(f"NVVM or NVRTC is missing (pip install 'cuda-toolkit[nvvm,nvrtc]==13.*'):"
+                        f" {str(err).splitlines()[0]}")
+
+    return compile_ptx
+
+
+def test_every_kernel_compiles_to_ptx_for_sm_90(ptx_compiler):
+    from npgen.kernels import cuda as ck
+    from numba import types
+    from numba.cuda.dispatcher import CUDADispatcher
+
+    found = {name for name, value in vars(ck).items() if isinstance(value, CUDADispatcher)
+             and not value.targetoptions.get("device")}
+    assert found == set(KERNEL_ARGUMENTS)
+    for name, spec in KERNEL_ARGUMENTS.items():
+        for dtype in (types.float32, types.float64):
+            ptx = ptx_compiler(getattr(ck, name), _argument_types(spec, dtype))
+            assert ".target sm_90" in ptx and ".entry" in ptx, name
+
+
+# --------------------------------------------------------------------------- one sentence
+
+
+def test_cuda_without_numba_cuda_is_one_sentence(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numba_cuda", None)  # find_spec then says: not installed
+    monkeypatch.delitem(sys.modules, "npgen.kernels.cuda", raising=False)
+    with pytest.raises(ValueError, match=r'^backend "cuda" needs numba-cuda and CuPy .*'
+                                         r'pip install "npgen\[cuda\]"$'):
+        kernels.get_replica_backend("cuda")
+
+
+def test_cuda_without_a_gpu_is_one_sentence():
+    pytest.importorskip("numba_cuda")
+    from numba import config, cuda
+    if config.ENABLE_CUDASIM or cuda.is_available():
+        pytest.skip("this machine can run the cuda backend")
+    with pytest.raises(ValueError, match=r'pip install "npgen\[cuda\]"$'):
+        kernels.get_replica_backend("cuda")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("cuda", "trains batched replicas"),
+    ("gpu", "backend must be one of"),
+])
+def test_a_network_backend_named_cuda_is_one_sentence(name, message):
+    with pytest.raises(ValueError, match=message):
+        kernels.backend_name(name)
+    with pytest.raises(ValueError, match="replica backend must be one of"):
+        kernels.get_replica_backend("gpu")
