@@ -51,13 +51,12 @@ if importlib.util.find_spec("numba_cuda") is None:
 
 from numba import config, cuda, float64, uint32, uint64
 from numba.cuda.random import (
-    init_xoroshiro128p_states_cpu,
     xoroshiro128p_dtype,
     xoroshiro128p_normal_float32,
     xoroshiro128p_normal_float64,
 )
 
-__all__ = list(KERNELS) + ["standard_normal", "rng_states"]
+__all__ = list(KERNELS) + ["standard_normal", "rng_states", "gather_rows", "to_device", "to_host"]
 
 #: Whether numba-cuda runs its simulator (NUMBA_ENABLE_CUDASIM=1) instead of a GPU.
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -561,15 +560,45 @@ def spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
 # --------------------------------------------------------------------------- random numbers
 
 
+_MASK64 = 2 ** 64 - 1
+#: xoroshiro128+'s jump polynomial: 2^64 steps ahead.
+_XOROSHIRO_JUMP = (0xBEAC0467EBA5FACB, 0xD86B048B86AA9922)
+
+
+def _xoroshiro_next(s0, s1):
+    """The state after one xoroshiro128+ step (Python integers)."""
+    s1 ^= s0
+    rotated = ((s0 << 55) | (s0 >> 9)) & _MASK64
+    return rotated ^ s1 ^ ((s1 << 14) & _MASK64), ((s1 << 36) | (s1 >> 28)) & _MASK64
+
+
+def _seeded_states(seed, count):
+    """numba-cuda's init_xoroshiro128p_states_cpu(states, seed, 0), in Python integers: state 0
+    is splitmix64's first output for ``seed`` (twice), and each next state jumps 2^64 steps."""
+    z = (seed + LANGEVIN_GOLDEN) & _MASK64
+    z = ((z ^ (z >> 30)) * LANGEVIN_MIX[0]) & _MASK64
+    z = ((z ^ (z >> 27)) * LANGEVIN_MIX[1]) & _MASK64
+    s0 = s1 = z ^ (z >> 31)
+    states = [(s0, s1)]
+    for _ in range(count - 1):
+        j0 = j1 = 0
+        for word in _XOROSHIRO_JUMP:
+            for bit in range(64):
+                if word >> bit & 1:
+                    j0, j1 = j0 ^ s0, j1 ^ s1
+                s0, s1 = _xoroshiro_next(s0, s1)
+        s0, s1 = j0, j1
+        states.append((s0, s1))
+    return states
+
+
 def rng_states(seeds):
     """Device xoroshiro128+ states for replicas with these seeds: replica r owns states
-    r S .. r S + S - 1 (S = RNG_STATES_PER_REPLICA), numba-cuda's initialization from seed r
-    alone (splitmix64 of the seed, then 2^64-step jumps from state to state)."""
-    seeds = [int(seed) for seed in seeds]
-    S = RNG_STATES_PER_REPLICA
-    states = np.empty(len(seeds) * S, xoroshiro128p_dtype)
-    for r, seed in enumerate(seeds):
-        init_xoroshiro128p_states_cpu(states[r * S:(r + 1) * S], seed, 0)
+    r S .. r S + S - 1 (S = RNG_STATES_PER_REPLICA), seeded from seed r alone as numba-cuda's
+    ``init_xoroshiro128p_states`` seeds an array of S states."""
+    states = np.array([state for seed in seeds
+                       for state in _seeded_states(int(seed), RNG_STATES_PER_REPLICA)],
+                      xoroshiro128p_dtype)
     return cuda.to_device(states)
 
 
@@ -699,3 +728,39 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
     _langevin[_grid(R * n)](x, W1, b1, W2a, beff2, W3a, beff3, alphas, int(n_steps_per_level),
                             seeds, int(first_step), float(slope1), float(slope2), with_gradient,
                             dx0 if with_gradient else x, grad_sq if with_gradient else x)
+
+
+# --------------------------------------------------------------------------- rows and arrays
+
+
+@cuda.jit
+def _gather_rows(source, index, start, out, offset, count):
+    """out[r, offset + i] = source[r, index[r, start + i]] for i < count."""
+    R, _, width = out.shape
+    first, stride = cuda.grid(1), cuda.gridsize(1)
+    for flat in range(first, R * count * width, stride):
+        r, rest = flat // (count * width), flat % (count * width)
+        i, c = rest // width, rest % width
+        out[r, offset + i, c] = source[r, index[r, start + i], c]
+
+
+def gather_rows(source, index, start, out, offset, count):
+    """out[r, offset:offset + count] = source[r, index[r, start:start + count]]: minibatches
+    taken on the device from per-replica orderings. source (R, N, d), index (R, M) integers,
+    out (R, B, d)."""
+    R, rows, width = out.shape
+    _check(source.shape[0] == R and source.shape[2] == width and index.shape[0] == R
+           and offset >= 0 and count >= 0 and offset + count <= rows
+           and start + count <= index.shape[1], "gather_rows")
+    _gather_rows[_grid(R * count * width)](source, index, int(start), out, int(offset),
+                                           int(count))
+
+
+def to_device(array):
+    """A device copy of a host array."""
+    return cuda.to_device(np.ascontiguousarray(array))
+
+
+def to_host(array):
+    """A host copy of a device array."""
+    return array.copy_to_host()

@@ -14,27 +14,30 @@ from npgen import kernels
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run_simulated(test_file, *args, timeout=600):
-    """Run a test module of this folder under the simulator in a fresh interpreter (the switch
+def _run_simulated(*test_files, timeout=600):
+    """Run test modules of this folder under the simulator in a fresh interpreter (the switch
     must be set before numba is imported); returns (exit code, output)."""
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W",
-         "ignore::DeprecationWarning", os.path.join("tests", test_file), *args],
+         "ignore::DeprecationWarning", *(os.path.join("tests", f) for f in test_files)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     return done.returncode, done.stdout + done.stderr
 
 
-def test_kernels_match_numpy_ref_under_the_simulator():
+def test_kernels_and_batched_training_under_the_simulator():
+    """tests/test_cuda_kernels.py (every kernel against numpy_ref) and
+    tests/test_cuda_replicas.py (batched GAN training) pass under the simulator."""
     pytest.importorskip("numba_cuda")
-    code, output = _run_simulated("test_cuda_kernels.py")
+    code, output = _run_simulated("test_cuda_kernels.py", "test_cuda_replicas.py")
     assert code == 0 and " passed" in output and "skipped" not in output, output[-4000:]
 
 
 # --------------------------------------------------------------------------- PTX for sm_90
 
 #: Argument codes of each kernel: aN float array of rank N in the float type compiled for,
-#: dN float64 array, uN uint64 array, s xoroshiro128+ states, i int64, f float64, b bool.
+#: dN float64 array, uN uint64 array, jN int64 array, s xoroshiro128+ states, i int64,
+#: f float64, b bool.
 KERNEL_ARGUMENTS = {
     "_bias_activation": "a2 i f a3 a3",
     "_tangent": "i f a1 a1 a1",
@@ -48,6 +51,7 @@ KERNEL_ARGUMENTS = {
     "_sigma_and_scaled": "a3 a2 a2 d1 a3",
     "_spectral_norm_backward": "a3 a2 a2 d1 a3 a3 b",
     "_standard_normal": "s b a2",
+    "_gather_rows": "a3 j2 i a3 i i",
     "_langevin": "a2 a3 a2 a3 a3 a3 a2 a2 i u1 i f f b a2 a2",
 }
 
@@ -57,7 +61,7 @@ def _argument_types(spec, dtype):
     from numba.cuda.random import xoroshiro128p_type
 
     scalars = {"i": types.int64, "f": types.float64, "b": types.boolean}
-    arrays = {"a": dtype, "d": types.float64, "u": types.uint64}
+    arrays = {"a": dtype, "d": types.float64, "u": types.uint64, "j": types.int64}
     out = []
     for code in spec.split():
         if code in scalars:
@@ -138,3 +142,20 @@ def test_a_network_backend_named_cuda_is_one_sentence(name, message):
         kernels.backend_name(name)
     with pytest.raises(ValueError, match="replica backend must be one of"):
         kernels.get_replica_backend("gpu")
+
+
+def test_replica_states_are_numba_cudas_seeding():
+    pytest.importorskip("numba_cuda")
+    import numpy as np
+    from numba import config
+    if config.ENABLE_CUDASIM:
+        pytest.skip("numba-cuda's host seeding is compiled outside the simulator only")
+    from numba.cuda.random import init_xoroshiro128p_states_cpu, xoroshiro128p_dtype
+
+    from npgen.kernels import cuda as ck
+
+    for seed in (0, 7, 2 ** 63 + 5):
+        want = np.empty(ck.RNG_STATES_PER_REPLICA, xoroshiro128p_dtype)
+        init_xoroshiro128p_states_cpu(want, np.uint64(seed), 0)
+        got = np.array(ck._seeded_states(seed, ck.RNG_STATES_PER_REPLICA), xoroshiro128p_dtype)
+        np.testing.assert_array_equal(got, want)

@@ -1,0 +1,99 @@
+"""Batched training on the cuda backend, under numba-cuda's simulator (started by
+tests/test_cuda.py in a fresh process, as tests/test_cuda_kernels.py): a batched step is the CPU
+model's step with the device's latents, and replica r of a batch is the run trained alone."""
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba_cuda")
+
+from numba import config
+
+if not (config.ENABLE_CUDASIM or os.environ.get("NPGEN_CUDA_DEVICE") == "1"):
+    pytest.skip("runs in the CUDA simulator, in the subprocess tests/test_cuda.py starts"
+                " (or on a GPU with NPGEN_CUDA_DEVICE=1)", allow_module_level=True)
+
+from npgen import GAN
+from npgen.data import two_gaussians
+from npgen.kernels import cuda as ck
+from npgen.models import replicas
+from npgen.models.replicas import fit_many
+
+if config.ENABLE_CUDASIM:
+    ck.configure(threads=1, max_blocks=1)  # the simulator's cost is per thread launched
+
+TINY = {"n_layers": 2, "base_width": 2, "lr": 1e-2}
+
+
+def _gans(seeds, dtype="float64", **options):
+    return [GAN(seed=seed, dtype=dtype, **TINY, **options) for seed in seeds]
+
+
+def _data(ms, seeds, n):
+    return [two_gaussians(m, n=n, seed=seed) for m, seed in zip(ms, seeds)]
+
+
+@pytest.mark.parametrize("sn_generator", [False, True])
+def test_a_batched_step_is_the_cpu_step_with_the_device_latents(sn_generator):
+    seeds, ms, n = [3, 4], [1.0, 4.0], 6
+    batched = _gans(seeds, sn_generator=sn_generator)
+    alone = _gans(seeds, sn_generator=sn_generator)
+    datasets = _data(ms, seeds, n)
+    fit_many(batched, datasets, epochs=1, batch_size=n)
+    for model, cpu, data in zip(batched, alone, datasets):
+        states = ck.rng_states([cpu.seed])
+        z1, z2 = (ck.standard_normal(states, ck.to_device(np.zeros((1, n, 1)))).copy_to_host()[0]
+                  for _ in range(2))
+        batch = data[cpu.rng.permutation(n)]
+        cpu.generator_gradient(z1)
+        cpu.generator_optimizer.step()
+        cpu.discriminator_gradient(batch, z2)
+        cpu.discriminator_optimizer.step()
+        for name in ("generator", "discriminator"):
+            got, want = model.networks()[name], cpu.networks()[name]
+            np.testing.assert_allclose(got.params, want.params, rtol=1e-10, atol=1e-12)
+            if got.spectral_norm:
+                for k in range(got.n_layers):
+                    np.testing.assert_allclose(got.sn_u[k], want.sn_u[k], rtol=1e-10)
+                    np.testing.assert_allclose(got.sn_v[k], want.sn_v[k], rtol=1e-10)
+
+
+def test_replica_r_of_a_batch_is_the_run_trained_alone():
+    seeds, ms, n = [5, 6, 7], [0.0, 2.0, 6.0], 8
+    together = _gans(seeds, dtype="float32")
+    histories = fit_many(together, _data(ms, seeds, n), epochs=1, batch_size=4)
+    for r, (seed, m) in enumerate(zip(seeds, ms)):
+        [alone] = _gans([seed], dtype="float32")
+        [history] = fit_many([alone], _data([m], [seed], n), epochs=1, batch_size=4)
+        for name in ("generator", "discriminator"):
+            np.testing.assert_array_equal(together[r].networks()[name].params,
+                                          alone.networks()[name].params)
+        assert history["generator"] == histories[r]["generator"]
+        assert history["discriminator"] == histories[r]["discriminator"]
+        assert together[r].trained
+
+
+def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
+    """Replica 1's discriminator loss turns NaN at the second step (a wrapped step reports it
+    so): it is reported failed with the CPU run's sentence, replica 0 trains to the end."""
+    real_step = replicas._BatchedGAN.step
+    calls = []
+
+    def step(self, *args):
+        losses = real_step(self, *args)
+        calls.append(1)
+        if len(calls) == 2:
+            losses["discriminator"][1] = np.nan
+        return losses
+
+    monkeypatch.setattr(replicas._BatchedGAN, "step", step)
+    seeds, n = [1, 2], 4
+    models = _gans(seeds, dtype="float32")
+    curves = [[], []]
+    out = fit_many(models, _data([1.0, 1.0], seeds, n), epochs=2, batch_size=4,
+                   on_epoch=[lambda e, h, c=c: c.append(e) for c in curves])
+    assert isinstance(out[0], dict) and models[0].trained and curves[0] == [1, 2]
+    assert str(out[1]) == "GAN training diverged at step 2: the discriminator loss is nan"
+    assert not models[1].trained and curves[1] == [1]
