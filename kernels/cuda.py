@@ -56,7 +56,8 @@ from numba.cuda.random import (
     xoroshiro128p_normal_float64,
 )
 
-__all__ = list(KERNELS) + ["standard_normal", "rng_states", "gather_rows", "to_device", "to_host"]
+__all__ = list(KERNELS) + ["standard_normal", "rng_states", "gather_rows", "to_device", "to_host",
+                          "free_bytes"]
 
 #: Whether numba-cuda runs its simulator (NUMBA_ENABLE_CUDASIM=1) instead of a GPU.
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -97,6 +98,11 @@ def require():
         return
     if importlib.util.find_spec("cupy") is None or not cuda.is_available():
         raise ValueError(INSTALL_HINT)
+
+
+def free_bytes():
+    """Free device memory in bytes, or None under the simulator (which has no such limit)."""
+    return None if SIMULATOR else cuda.current_context().get_memory_info()[0]
 
 
 def _grid(count):

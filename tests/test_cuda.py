@@ -159,3 +159,61 @@ def test_replica_states_are_numba_cudas_seeding():
         init_xoroshiro128p_states_cpu(want, np.uint64(seed), 0)
         got = np.array(ck._seeded_states(seed, ck.RNG_STATES_PER_REPLICA), xoroshiro128p_dtype)
         np.testing.assert_array_equal(got, want)
+
+
+# --------------------------------------------------------------------------- npgen reproduce --device cuda
+
+
+def test_the_cuda_plan_batches_the_plain_gans_only():
+    from npgen.study import devices, plans
+
+    runs = plans.plan("quick")
+    cuda_runs = devices.device_plan(runs, "cuda")
+    assert devices.device_plan(runs, "cpu") is runs
+    for figure, configs in runs.items():
+        for config, on_device in zip(configs, cuda_runs[figure]):
+            plain_gan = (config["model"] == "gan" and config["skip"] == "plain"
+                         and config["gp_lipschitz"] is None)
+            assert on_device.get("device") == ("cuda" if plain_gan else None)
+            assert {k: v for k, v in on_device.items() if k != "device"} == config
+    assert any(c.get("device") for c in cuda_runs["fig3"])
+
+
+def test_batches_group_an_architecture_and_split_at_the_memory_estimate():
+    from npgen.study import devices, plans
+
+    configs = [c for c in devices.device_plan(plans.plan("quick"), "cuda")["fig3"]
+               if c.get("device")]
+    assert len(configs) == 25  # 5 m x 5 seeds, one architecture
+    [whole] = devices.batches(configs, lambda config: 100, None)
+    assert whole == configs
+    split = devices.batches(configs, lambda config: 100, 1000)  # 0.8 * 1000 / 100 = 8 a batch
+    assert [len(b) for b in split] == [8, 8, 8, 1] and sum(split, []) == configs
+    assert [len(b) for b in devices.batches(configs, lambda config: 10 ** 9, 1000)] == [1] * 25
+    deeper = dict(configs[0], n_layers=4)
+    assert len(devices.batches(configs[:2] + [deeper], lambda config: 1, None)) == 2
+
+
+def test_replica_bytes_grow_with_the_batch_and_the_widths():
+    from npgen import GAN
+    from npgen.models.replicas import replica_bytes
+
+    small = replica_bytes(GAN(base_width=8), 100, 1000)
+    params = GAN(base_width=8)
+    floor = 4 * 4 * (params.generator.n_params + params.discriminator.n_params)
+    assert floor < small < replica_bytes(GAN(base_width=8), 200, 1000)
+    assert small < replica_bytes(GAN(base_width=16), 100, 1000)
+
+
+def test_reproduce_on_cuda_without_a_gpu_is_one_sentence(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("numba_cuda")
+    from numba import config, cuda
+    if config.ENABLE_CUDASIM or cuda.is_available():
+        pytest.skip("this machine can run the cuda backend")
+    from npgen import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["reproduce", "--device", "cuda", "--out", "study"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith('pip install "npgen[cuda]"') and "--device cuda" in err
+    assert len(err.splitlines()) == 1 and os.listdir(tmp_path) == []

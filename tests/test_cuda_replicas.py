@@ -2,6 +2,7 @@
 tests/test_cuda.py in a fresh process, as tests/test_cuda_kernels.py): a batched step is the CPU
 model's step with the device's latents, and replica r of a batch is the run trained alone."""
 
+import json
 import os
 
 import numpy as np
@@ -20,11 +21,13 @@ from npgen.data import two_gaussians
 from npgen.kernels import cuda as ck
 from npgen.models import replicas
 from npgen.models.replicas import fit_many
+from npgen.study import devices, runs, sweep
 
 if config.ENABLE_CUDASIM:
     ck.configure(threads=1, max_blocks=1)  # the simulator's cost is per thread launched
 
-TINY = {"n_layers": 2, "base_width": 2, "lr": 1e-2}
+TINY_ARCHITECTURE = {"n_layers": 2, "base_width": 2}
+TINY = dict(TINY_ARCHITECTURE, lr=1e-2)
 
 
 def _gans(seeds, dtype="float64", **options):
@@ -97,3 +100,36 @@ def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
     assert isinstance(out[0], dict) and models[0].trained and curves[0] == [1, 2]
     assert str(out[1]) == "GAN training diverged at step 2: the discriminator loss is nan"
     assert not models[1].trained and curves[1] == [1]
+
+
+def test_a_cuda_sweep_stores_batched_runs_like_cpu_runs(tmp_path, monkeypatch):
+    """BatchedRuns through the sweep: one batch for the four GAN runs (two m, two seeds), each
+    stored as a CPU run is (files, keys, the metrics the report reads), with its device in
+    config.json; the run trained alone in a batch of one has the same weights and numbers."""
+    monkeypatch.setitem(runs.PRESETS, "sim", {
+        "epochs": 1, "batch_size": 4, "lr": 1e-3, "gan_lr": 1e-2, "gan_betas": [0.5, 0.999],
+        "n_data": 8, "n_samples": 50})
+    monkeypatch.setattr(devices, "build_model", lambda config: GAN(
+        seed=config["seed"], lr=config["lr"], betas=tuple(config["betas"]), **TINY_ARCHITECTURE))
+    configs = devices.device_plan({"fig": [runs.make_config("gan", m, "sim", seed)
+                                           for m in (0.0, 5.0) for seed in (0, 1)]}, "cuda")["fig"]
+    trained = []
+    real_fit_many = devices.fit_many
+    monkeypatch.setattr(devices, "fit_many", lambda models, *a, **k: trained.append(len(models))
+                        or real_fit_many(models, *a, **k))
+    run_dir = tmp_path / "runs"
+    results = sweep.run_sweep(configs, devices.BatchedRuns(configs, run_dir), run_dir, quiet=True)
+    assert trained == [4]
+    for config, metrics in zip(configs, results):
+        folder = sweep.find_run_dir(config, run_dir)
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+            assert json.load(handle)["device"] == "cuda"
+        runs.check_metrics(metrics, "gan", folder)
+        assert metrics["batch"]["replicas"] == 4
+        assert {"model", "samples.npy", "history.json", "histogram.png"} <= set(os.listdir(folder))
+    alone_dir = tmp_path / "alone"
+    [alone] = sweep.run_sweep(configs[3:], devices.BatchedRuns(configs[3:], alone_dir), alone_dir,
+                              quiet=True)
+    assert trained == [4, 1]
+    assert alone["lipschitz"] == results[3]["lipschitz"]
+    assert alone["mass_between"] == results[3]["mass_between"]

@@ -4,7 +4,8 @@ Built on :mod:`npgen.nn`; a model never imports :mod:`npgen.analysis` or :mod:`n
 """
 
 from .gan import GAN
+from .replicas import fit_many
 from .sgm import SGM
 from .vae import VAE
 
-__all__ = ["GAN", "VAE", "SGM"]
+__all__ = ["GAN", "VAE", "SGM", "fit_many"]

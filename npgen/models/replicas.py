@@ -47,10 +47,9 @@ def check_batchable(models):
         if model.skip != "plain" or model.gp_lipschitz is not None or model.loss != "bce" \
                 or model.discriminator_first:
             raise ValueError("fit_many trains plain GANs with the BCE loss, generator step first"
-                             " and no gradient penalty; got skip={!r}, gp_lipschitz={!r},"
-                             " loss={!r}, discriminator_first={!r}".format(
-                                 model.skip, model.gp_lipschitz, model.loss,
-                                 model.discriminator_first))
+                             f" and no gradient penalty; got skip={model.skip!r},"
+                             f" gp_lipschitz={model.gp_lipschitz!r}, loss={model.loss!r},"
+                             f" discriminator_first={model.discriminator_first!r}")
         if model.trained:
             raise ValueError("fit_many trains untrained models; a model was already trained")
     shape = {key: value for key, value in models[0].config().items() if key != "seed"}
@@ -61,6 +60,21 @@ def check_batchable(models):
             raise ValueError(f"models batched together must share every setting but the seed;"
                              f" these differ: {differ}")
     return models
+
+
+def replica_bytes(model, batch_size, n_data):
+    """An upper estimate of the device bytes one replica of ``model`` (a GAN) takes in
+    :func:`fit_many`: for each network its parameters, gradients and Adam's two moments, with
+    spectral norm the normalized weights and their gradients, and per layer the z, a,
+    grad_z and node-gradient arrays of its batch (B rows for the generator, 2B for the
+    discriminator); plus the training data, the batch buffers and the RNG states."""
+    itemsize = np.dtype(model.dtype).itemsize
+    total = n_data * model.data_dim + 8 * batch_size * (model.latent_dim + model.data_dim + 2)
+    for net, rows in ((model.generator, batch_size), (model.discriminator, 2 * batch_size)):
+        weights = sum(o * i for o, i in zip(net.sizes[1:], net.sizes[:-1]))
+        total += 4 * net.n_params + (2 * weights if net.spectral_norm else 0)
+        total += rows * (3 * sum(net.sizes[1:]) + sum(net.sizes))
+    return itemsize * total + 8 * n_data + 16 * 64
 
 
 class _DeviceNetwork:
