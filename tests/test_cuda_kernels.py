@@ -188,6 +188,25 @@ def test_langevin_matches_each_replica_alone(dtype):
         _close(moved.copy_to_host()[r], want, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_langevin_gradient_matches_each_replica_alone(dtype):
+    """dx0 and grad_sq, updated in place from given starts, as numpy_ref returns them."""
+    rng = np.random.default_rng(8)
+    nets = _score_networks(rng, dtype)
+    x = _draw(rng, dtype, R, 4)
+    dx0, grad_sq = 1 + _draw(rng, dtype, R, 4) / 4, np.ones((R, 4), dtype)
+    alphas = np.array([[0.03, 0.01]] * R, dtype)
+    seeds = [21, 22, 23]
+    moved, d_dx0, d_grad_sq = _device(x, dx0, grad_sq)
+    ck.annealed_langevin(moved, *_device(*nets), cuda.to_device(alphas), 2, seeds, 1, 0.01, 0.2,
+                         d_dx0, d_grad_sq)
+    for r in range(R):
+        want = ref.annealed_langevin(x[r], *(p[r] for p in nets), alphas[r], 2, seeds[r], 1,
+                                     0.01, 0.2, dx0[r], grad_sq[r])
+        for got, expected in zip((moved, d_dx0, d_grad_sq), want):
+            _close(got.copy_to_host()[r], expected, dtype)
+
+
 def test_langevin_gradient_is_the_derivative_of_the_chain():
     """dx0 is d x_T / d x_0 (central differences, float64: the noise is a function of the
     seed), and grad_sq = dx0^2 + sum over steps of alpha times the squared derivative of x_T

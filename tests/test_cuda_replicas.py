@@ -26,6 +26,10 @@ from npgen.study import devices, runs, sweep
 if config.ENABLE_CUDASIM:
     ck.configure(threads=1, max_blocks=1)  # the simulator's cost is per thread launched
 
+#: Bit for bit under the simulator (numpy's products per replica); on a GPU cuBLAS may pick
+#: another algorithm for another batch count, so float32 rounding.
+SAME = (np.testing.assert_array_equal if config.ENABLE_CUDASIM else
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6))
 TINY_ARCHITECTURE = {"n_layers": 2, "base_width": 2}
 TINY = dict(TINY_ARCHITECTURE, lr=1e-2)
 
@@ -71,17 +75,16 @@ def test_replica_r_of_a_batch_is_the_run_trained_alone():
         [alone] = _gans([seed], dtype="float32")
         [history] = fit_many([alone], _data([m], [seed], n), epochs=1, batch_size=4)
         for name in ("generator", "discriminator"):
-            np.testing.assert_array_equal(together[r].networks()[name].params,
-                                          alone.networks()[name].params)
-        assert history["generator"] == histories[r]["generator"]
-        assert history["discriminator"] == histories[r]["discriminator"]
+            SAME(together[r].networks()[name].params, alone.networks()[name].params)
+        SAME(history["generator"], histories[r]["generator"])
+        SAME(history["discriminator"], histories[r]["discriminator"])
         assert together[r].trained
 
 
 def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
     """Replica 1's discriminator loss turns NaN at the second step (a wrapped step reports it
     so): it is reported failed with the CPU run's sentence, replica 0 trains to the end."""
-    real_step = replicas._BatchedGAN.step
+    real_step = replicas.BatchedGAN.step
     calls = []
 
     def step(self, *args):
@@ -91,7 +94,7 @@ def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
             losses["discriminator"][1] = np.nan
         return losses
 
-    monkeypatch.setattr(replicas._BatchedGAN, "step", step)
+    monkeypatch.setattr(replicas.BatchedGAN, "step", step)
     seeds, n = [1, 2], 4
     models = _gans(seeds, dtype="float32")
     curves = [[], []]
@@ -120,8 +123,8 @@ def test_a_cuda_sweep_stores_batched_runs_like_cpu_runs(tmp_path, monkeypatch):
     run_dir = tmp_path / "runs"
     results = sweep.run_sweep(configs, devices.BatchedRuns(configs, run_dir), run_dir, quiet=True)
     assert trained == [4]
-    for config, metrics in zip(configs, results):
-        folder = sweep.find_run_dir(config, run_dir)
+    for run, metrics in zip(configs, results):
+        folder = sweep.find_run_dir(run, run_dir)
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
             assert json.load(handle)["device"] == "cuda"
         runs.check_metrics(metrics, "gan", folder)
@@ -131,5 +134,6 @@ def test_a_cuda_sweep_stores_batched_runs_like_cpu_runs(tmp_path, monkeypatch):
     [alone] = sweep.run_sweep(configs[3:], devices.BatchedRuns(configs[3:], alone_dir), alone_dir,
                               quiet=True)
     assert trained == [4, 1]
-    assert alone["lipschitz"] == results[3]["lipschitz"]
-    assert alone["mass_between"] == results[3]["mass_between"]
+    SAME(alone["lipschitz"], results[3]["lipschitz"])
+    if config.ENABLE_CUDASIM:  # on a GPU, a rounding-level change of weights may move a sample
+        assert alone["mass_between"] == results[3]["mass_between"]

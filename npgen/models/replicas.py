@@ -218,8 +218,9 @@ class _DeviceAdam:
                               self.beta1, self.beta2, self.eps)
 
 
-class _BatchedGAN:
-    """The GAN step of :class:`npgen.GAN` (generator first, BCE) on R replicas at once."""
+class BatchedGAN:
+    """The GAN step of :class:`npgen.GAN` (generator first, BCE) on R replicas at once: the
+    step :func:`fit_many` takes, and what bench/gpu.py times."""
 
     def __init__(self, models, ck, batch_size):
         self.models, self.ck, self.R = models, ck, len(models)
@@ -299,7 +300,7 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     ck = kernels.get_replica_backend(backend)
     start_time = time.perf_counter()
     data = ck.to_device(np.stack(arrays))
-    batched = _BatchedGAN(models, ck, batch_size)
+    batched = BatchedGAN(models, ck, batch_size)
     histories = [{} for _ in models]
     outcome = [None] * len(models)
     starts = [{} for _ in models]
