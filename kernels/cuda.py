@@ -57,7 +57,7 @@ from numba.cuda.random import (
 )
 
 __all__ = list(KERNELS) + ["standard_normal", "rng_states", "gather_rows", "to_device", "to_host",
-                          "free_bytes"]
+                          "free_bytes", "synchronize"]
 
 #: Whether numba-cuda runs its simulator (NUMBA_ENABLE_CUDASIM=1) instead of a GPU.
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -760,6 +760,11 @@ def gather_rows(source, index, start, out, offset, count):
            and start + count <= index.shape[1], "gather_rows")
     _gather_rows[_grid(R * count * width)](source, index, int(start), out, int(offset),
                                            int(count))
+
+
+def synchronize():
+    """Wait for every launched kernel and product to finish (for timing)."""
+    cuda.synchronize()
 
 
 def to_device(array):
