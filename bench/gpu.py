@@ -11,8 +11,8 @@ Measures, on the device it finds:
 * the GAN third of the paper preset's Figure 3 (11 m x 10 seeds = 110 runs of 20 000 steps) as
   one batch: as many steps as the time budget allows, and the projected total.
 
-The VAE and the score network's training are not batched on the cuda backend (fit_many trains
-GANs); the table says so instead of timing them.
+The VAE's batched step is not timed here yet, and the score network's training is not batched
+on the cuda backend (fit_many trains GANs and VAEs); the table says so instead.
 
 The roof is 67 TFLOP/s: the FP32 (non-tensor-core) peak NVIDIA states for the H200 SXM. With
 ``--dry-run`` everything runs at tiny sizes (under the simulator when NUMBA_ENABLE_CUDASIM=1)
@@ -192,7 +192,8 @@ def measure(dry_run, budget):
                  "projected_seconds": projected})
     return {"device": device_name(ck), "dry_run": dry_run, "fp32_roof_tflops": FP32_ROOF / 1e12,
             "python": platform.python_version(), "rows": rows,
-            "not_batched": "VAE and score-network training: fit_many trains GANs only"}
+            "not_batched": "the batched VAE step (not in this script yet) and score-network"
+                           " training (fit_many trains GANs and VAEs, not the SGM)"}
 
 
 def table(result):

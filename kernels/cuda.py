@@ -57,7 +57,8 @@ from numba.cuda.random import (
 )
 
 __all__ = list(KERNELS) + ["standard_normal", "rng_states", "gather_rows", "to_device", "to_host",
-                          "free_bytes", "synchronize"]
+                          "free_bytes", "synchronize", "vae_reparameterize", "vae_residual",
+                          "vae_code_gradient"]
 
 #: Whether numba-cuda runs its simulator (NUMBA_ENABLE_CUDASIM=1) instead of a GPU.
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -258,26 +259,11 @@ def _chain_rule(kind, slope, z, grad_a, grad_z):
 
 
 @cuda.jit
-def _backward_columns(kind, slope, z, grad_a, grad_z, grad_b, accumulate):
-    """One thread per (replica, unit j): grad_z = grad_a act'(z) down column j, and
-    grad_b[r, j] (+)= its sum over the rows (in float64)."""
-    R, n, out = z.shape
-    start, stride = cuda.grid(1), cuda.gridsize(1)
-    for index in range(start, R * out, stride):
-        r, j = index // out, index % out
-        total = 0.0
-        for i in range(n):
-            g = grad_a[r, i, j] * _derivative(kind, slope, z[r, i, j])
-            grad_z[r, i, j] = g
-            total += grad_z[r, i, j]
-        grad_b[r, j] = grad_b[r, j] + total if accumulate else total
-
-
-@cuda.jit
-def _jvp_backward_columns(kind, slope, z, dz, grad_a, grad_da, grad_z, grad_dz, grad_b,
-                          accumulate):
-    """One thread per (replica, unit j), with d1 = act'(z), d2 = act''(z):
-    grad_dz = grad_da d1, grad_z = grad_a d1 + grad_da d2 dz, grad_b (+)= sum_rows grad_z."""
+def _backward_columns(kind, slope, z, dz, grad_a, grad_da, grad_z, grad_dz, grad_b, accumulate,
+                      tangents):
+    """One thread per (replica, unit j), down column j, with d1 = act'(z), d2 = act''(z):
+    grad_z = grad_a d1, plus grad_da d2 dz and grad_dz = grad_da d1 when ``tangents`` (else
+    dz, grad_da and grad_dz are not touched); grad_b[r, j] (+)= sum_rows grad_z (in float64)."""
     R, n, out = z.shape
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for index in range(start, R * out, stride):
@@ -285,9 +271,11 @@ def _jvp_backward_columns(kind, slope, z, dz, grad_a, grad_da, grad_z, grad_dz, 
         total = 0.0
         for i in range(n):
             d1 = _derivative(kind, slope, z[r, i, j])
-            d2 = _second_derivative(kind, slope, z[r, i, j])
-            grad_dz[r, i, j] = grad_da[r, i, j] * d1
-            grad_z[r, i, j] = d2 * (grad_da[r, i, j] * dz[r, i, j]) + grad_a[r, i, j] * d1
+            g = grad_a[r, i, j] * d1
+            if tangents:
+                grad_dz[r, i, j] = grad_da[r, i, j] * d1
+                g += _second_derivative(kind, slope, z[r, i, j]) * (grad_da[r, i, j] * dz[r, i, j])
+            grad_z[r, i, j] = g
             total += grad_z[r, i, j]
         grad_b[r, j] = grad_b[r, j] + total if accumulate else total
 
@@ -322,7 +310,7 @@ def linear_backward(x, W, z, a, grad_a, kind, slope, grad_z, grad_W, grad_b, gra
     _check(a.shape == z.shape and grad_a.shape == z.shape and grad_z.shape == z.shape
            and grad_W.shape == W.shape, "linear_backward")
     _backward_columns[_grid(z.shape[0] * z.shape[2])](
-        kind, float(slope), z, grad_a, grad_z, grad_b, bool(accumulate))
+        kind, float(slope), z, z, grad_a, grad_a, grad_z, grad_z, grad_b, bool(accumulate), False)
     _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x)
 
 
@@ -363,8 +351,8 @@ def linear_jvp_backward(x, dx, W, z, a, dz, grad_a, grad_da, kind, slope,
     _check(dx.shape == x.shape and all(t.shape == z.shape for t in (
         a, dz, grad_a, grad_da, grad_z, grad_dz)) and grad_W.shape == W.shape,
         "linear_jvp_backward")
-    _jvp_backward_columns[_grid(z.shape[0] * z.shape[2])](
-        kind, float(slope), z, dz, grad_a, grad_da, grad_z, grad_dz, grad_b, bool(accumulate))
+    _backward_columns[_grid(z.shape[0] * z.shape[2])](
+        kind, float(slope), z, dz, grad_a, grad_da, grad_z, grad_dz, grad_b, bool(accumulate), True)
     _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x)
     _parameter_products(grad_dz, dx, W, grad_W, grad_dx, True, need_grad_x)
 
@@ -439,6 +427,92 @@ def hinge(scores, target, grad, loss):
     """loss[r] = mean of max(0, 1 - t s) over replica r's scores, t in {-1, +1};
     grad = -t [1 - t s > 0] / N. Returns loss."""
     return _loss(_HINGE, "hinge", scores, target, grad, loss)
+
+
+# --------------------------------------------------------------------------- the VAE's loss
+#
+# The elementwise parts of npgen.models.vae's negative ELBO (its module doc has the math),
+# one block per replica, sums in float64. code (R, B, 2p) holds mu then lv; k = kl_power is
+# 1 for the textbook KL and 2 for the published code's term.
+
+
+@cuda.jit
+def _vae_reparameterize(code, eps, kl_power, z, std, kl):
+    """std = exp(lv / 2), z = mu + std eps; kl[r] = 1/2 sum(mu^2 + exp(k lv) - lv - 1)."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, B, p = z.shape
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        partial = 0.0
+        for index in range(cuda.threadIdx.x, B * p, cuda.blockDim.x):
+            i, j = index // p, index % p
+            mu, lv = float64(code[r, i, j]), float64(code[r, i, p + j])
+            std[r, i, j] = math.exp(lv / 2)
+            variance = float64(std[r, i, j]) * std[r, i, j]
+            z[r, i, j] = mu + std[r, i, j] * eps[r, i, j]
+            term = variance if kl_power == 1 else variance * variance
+            partial += mu * mu + term - lv - 1.0
+        total = _block_sum(shared, partial)
+        if cuda.threadIdx.x == 0:
+            kl[r] = total / 2
+
+
+@cuda.jit
+def _vae_residual(reconstruction, x, variance, residual, loss):
+    """residual = (g(z) - x) / c; loss[r] = sum (g(z) - x)^2 / (2 c)."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, B, d = x.shape
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        partial = 0.0
+        for index in range(cuda.threadIdx.x, B * d, cuda.blockDim.x):
+            i, j = index // d, index % d
+            difference = reconstruction[r, i, j] - x[r, i, j]
+            partial += float64(difference) * difference
+            residual[r, i, j] = difference * (1 / variance)
+        total = _block_sum(shared, partial)
+        if cuda.threadIdx.x == 0:
+            loss[r] = total / (2 * variance)
+
+
+@cuda.jit
+def _vae_code_gradient(code, eps, std, grad_z, kl_power, grad_code):
+    """grad_mu = grad_z + mu; grad_lv = grad_z eps std / 2 + (k exp(k lv) - 1) / 2."""
+    R, B, p = std.shape
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for index in range(start, R * B * p, stride):
+        r, rest = index // (B * p), index % (B * p)
+        i, j = rest // p, rest % p
+        variance = float64(std[r, i, j]) * std[r, i, j]
+        term = variance if kl_power == 1 else variance * variance
+        grad_code[r, i, j] = grad_z[r, i, j] + code[r, i, j]
+        grad_code[r, i, p + j] = (grad_z[r, i, j] * eps[r, i, j] * std[r, i, j] * 0.5
+                                  + (kl_power * term - 1.0) * 0.5)
+
+
+def vae_reparameterize(code, eps, kl_power, z, std, kl):
+    """z = mu + exp(lv / 2) eps (and std = exp(lv / 2)) from code = [mu, lv] (R, B, 2p);
+    kl[r] = replica r's summed KL term (k = kl_power: 1 textbook, 2 published). Returns kl."""
+    R, B, p = z.shape
+    _check(code.shape == (R, B, 2 * p) and eps.shape == z.shape and std.shape == z.shape
+           and kl.shape == (R,) and kl_power in (1, 2), "vae_reparameterize")
+    _vae_reparameterize[_reduction_grid(R)](code, eps, int(kl_power), z, std, kl)
+    return kl
+
+
+def vae_residual(reconstruction, x, variance, residual, loss):
+    """residual = (g(z) - x) / c and loss[r] = replica r's sum of (g(z) - x)^2 / (2 c), for
+    the decoder variance c. Returns loss."""
+    _check(reconstruction.shape == x.shape and residual.shape == x.shape
+           and loss.shape == (x.shape[0],), "vae_residual")
+    _vae_residual[_reduction_grid(x.shape[0])](reconstruction, x, float(variance), residual, loss)
+    return loss
+
+
+def vae_code_gradient(code, eps, std, grad_z, kl_power, grad_code):
+    """The loss's gradient with respect to code = [mu, lv], from dL/dz = grad_z."""
+    R, B, p = std.shape
+    _check(code.shape == (R, B, 2 * p) and grad_code.shape == code.shape
+           and eps.shape == std.shape and grad_z.shape == std.shape, "vae_code_gradient")
+    _vae_code_gradient[_grid(R * B * p)](code, eps, std, grad_z, int(kl_power), grad_code)
 
 
 # --------------------------------------------------------------------------- optimizer

@@ -42,8 +42,7 @@ KERNEL_ARGUMENTS = {
     "_bias_activation": "a2 i f a3 a3",
     "_tangent": "i f a1 a1 a1",
     "_chain_rule": "i f a1 a1 a1",
-    "_backward_columns": "i f a3 a3 a3 a2 b",
-    "_jvp_backward_columns": "i f a3 a3 a3 a3 a3 a3 a2 b",
+    "_backward_columns": "i f a3 a3 a3 a3 a3 a3 a2 b b",
     "_mean_loss": "i a2 a2 a2 d1",
     "_adam": "a1 a1 a1 a1 f f f f f",
     "_matrix_vector": "a3 b a2 a2",
@@ -51,6 +50,9 @@ KERNEL_ARGUMENTS = {
     "_sigma_and_scaled": "a3 a2 a2 d1 a3",
     "_spectral_norm_backward": "a3 a2 a2 d1 a3 a3 b",
     "_standard_normal": "s b a2",
+    "_vae_reparameterize": "a3 a3 i a3 a3 d1",
+    "_vae_residual": "a3 a3 f a3 d1",
+    "_vae_code_gradient": "a3 a3 a3 a3 i a3",
     "_gather_rows": "a3 j2 i a3 i i",
     "_langevin": "a2 a3 a2 a3 a3 a3 a2 a2 i u1 i f f b a2 a2",
 }
@@ -164,7 +166,7 @@ def test_replica_states_are_numba_cudas_seeding():
 # --------------------------------------------------------------------------- npgen reproduce --device cuda
 
 
-def test_the_cuda_plan_batches_the_plain_gans_only():
+def test_the_cuda_plan_batches_the_plain_gans_and_vaes_only():
     from npgen.study import devices, plans
 
     runs = plans.plan("quick")
@@ -172,9 +174,10 @@ def test_the_cuda_plan_batches_the_plain_gans_only():
     assert devices.device_plan(runs, "cpu") is runs
     for figure, configs in runs.items():
         for config, on_device in zip(configs, cuda_runs[figure]):
-            plain_gan = (config["model"] == "gan" and config["skip"] == "plain"
-                         and config["gp_lipschitz"] is None)
-            assert on_device.get("device") == ("cuda" if plain_gan else None)
+            batched = config["skip"] == "plain" if config["model"] == "vae" else (
+                config["model"] == "gan" and config["skip"] == "plain"
+                and config["gp_lipschitz"] is None)
+            assert on_device.get("device") == ("cuda" if batched else None)
             assert {k: v for k, v in on_device.items() if k != "device"} == config
     assert any(c.get("device") for c in cuda_runs["fig3"])
 
@@ -183,7 +186,7 @@ def test_batches_group_an_architecture_and_split_at_the_memory_estimate():
     from npgen.study import devices, plans
 
     configs = [c for c in devices.device_plan(plans.plan("quick"), "cuda")["fig3"]
-               if c.get("device")]
+               if c.get("device") and c["model"] == "gan"]
     assert len(configs) == 25  # 5 m x 5 seeds, one architecture
     [whole] = devices.batches(configs, lambda config: 100, None)
     assert whole == configs
@@ -192,6 +195,8 @@ def test_batches_group_an_architecture_and_split_at_the_memory_estimate():
     assert [len(b) for b in devices.batches(configs, lambda config: 10 ** 9, 1000)] == [1] * 25
     deeper = dict(configs[0], n_layers=4)
     assert len(devices.batches(configs[:2] + [deeper], lambda config: 1, None)) == 2
+    vae = dict(configs[0], model="vae")
+    assert len(devices.batches(configs[:2] + [vae], lambda config: 1, None)) == 2
 
 
 def test_replica_bytes_grow_with_the_batch_and_the_widths():

@@ -16,7 +16,7 @@ if not (config.ENABLE_CUDASIM or os.environ.get("NPGEN_CUDA_DEVICE") == "1"):
     pytest.skip("runs in the CUDA simulator, in the subprocess tests/test_cuda.py starts"
                 " (or on a GPU with NPGEN_CUDA_DEVICE=1)", allow_module_level=True)
 
-from npgen import GAN
+from npgen import GAN, VAE
 from npgen.data import two_gaussians
 from npgen.kernels import cuda as ck
 from npgen.models import replicas
@@ -67,17 +67,39 @@ def test_a_batched_step_is_the_cpu_step_with_the_device_latents(sn_generator):
                     np.testing.assert_allclose(got.sn_v[k], want.sn_v[k], rtol=1e-10)
 
 
-def test_replica_r_of_a_batch_is_the_run_trained_alone():
+@pytest.mark.parametrize("kl", ["correct", "paper"])
+def test_a_batched_vae_step_is_the_cpu_step_with_the_device_noise(kl):
+    seeds, ms, n = [3, 4], [1.0, 4.0], 6
+    batched = [VAE(seed=seed, dtype="float64", kl=kl, **TINY) for seed in seeds]
+    alone = [VAE(seed=seed, dtype="float64", kl=kl, **TINY) for seed in seeds]
+    datasets = _data(ms, seeds, n)
+    histories = fit_many(batched, datasets, epochs=1, batch_size=n)
+    for model, cpu, data, history in zip(batched, alone, datasets, histories):
+        eps = ck.standard_normal(ck.rng_states([cpu.seed]),
+                                 ck.to_device(np.zeros((1, n, 1)))).copy_to_host()[0]
+        losses = cpu.negative_elbo_gradient(data[cpu.rng.permutation(n)], eps)
+        cpu.encoder_optimizer.step()
+        cpu.decoder_optimizer.step()
+        for name, net in cpu.networks().items():
+            np.testing.assert_allclose(model.networks()[name].params, net.params, rtol=1e-10,
+                                       atol=1e-12)
+        for name, value in losses.items():
+            np.testing.assert_allclose(history[name], [value / n], rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", [GAN, VAE])
+def test_replica_r_of_a_batch_is_the_run_trained_alone(kind):
     seeds, ms, n = [5, 6, 7], [0.0, 2.0, 6.0], 8
-    together = _gans(seeds, dtype="float32")
+    together = [kind(seed=seed, dtype="float32", **TINY) for seed in seeds]
     histories = fit_many(together, _data(ms, seeds, n), epochs=1, batch_size=4)
     for r, (seed, m) in enumerate(zip(seeds, ms)):
-        [alone] = _gans([seed], dtype="float32")
+        alone = kind(seed=seed, dtype="float32", **TINY)
         [history] = fit_many([alone], _data([m], [seed], n), epochs=1, batch_size=4)
-        for name in ("generator", "discriminator"):
-            SAME(together[r].networks()[name].params, alone.networks()[name].params)
-        SAME(history["generator"], histories[r]["generator"])
-        SAME(history["discriminator"], histories[r]["discriminator"])
+        for name, net in alone.networks().items():
+            SAME(together[r].networks()[name].params, net.params)
+        for name, values in history.items():
+            if name != "wall_time_s":
+                SAME(values, histories[r][name])
         assert together[r].trained
 
 

@@ -7,7 +7,7 @@ every elementwise pass one launch (:mod:`npgen.kernels.cuda`).
 
 What a replica shares with the same model trained alone on CPU, and what not:
 
-* its initialization: the replicas are ordinary CPU models (``GAN(seed=...)``), whose weights
+* its initialization: the replicas are ordinary CPU models (``GAN(seed=...)``, ``VAE(...)``), whose weights
   are copied to the device, and copied back into them when training ends, so that a batched
   run is saved, sampled and measured exactly like a CPU run;
 * its minibatches: each epoch's shuffle is drawn from the model's own stream, as on CPU;
@@ -19,9 +19,9 @@ Every replica keeps its own losses. A replica whose loss stops being finite or r
 (:data:`npgen.models.training.RUNAWAY_FACTOR`) is reported failed with the sentence a CPU run
 would raise; in lockstep it cannot stop alone, and the others are not affected by it.
 
-Batched training takes the GAN of the univariate study: plain generator (any depth, with or
-without spectral norm), BCE loss, generator step first. Other models and options are refused
-in one sentence by :func:`check_batchable`.
+Batched training takes the GANs and VAEs of the univariate study with plain networks (any
+depth; a GAN's generator with or without spectral norm, BCE loss, generator step first).
+Other models and options are refused in one sentence by :func:`check_batchable`.
 """
 
 import math
@@ -33,27 +33,34 @@ from .. import kernels
 from ..util.checks import check_number
 from .gan import GAN
 from .training import TrainingDiverged, check_losses
+from .vae import VAE
 
 
 def check_batchable(models):
-    """Raise ValueError (one sentence) unless ``models`` are untrained GANs that fit_many can
-    train together: one architecture and one set of hyperparameters (seeds differ freely)."""
+    """Raise ValueError (one sentence) unless ``models`` are untrained GANs or VAEs that
+    fit_many can train together: one kind, one architecture and one set of hyperparameters
+    (seeds differ freely)."""
     if not isinstance(models, (list, tuple)) or not models:
-        raise ValueError(f"models must be a non-empty list of GANs, got {models!r}")
+        raise ValueError(f"models must be a non-empty list of GANs or VAEs, got {models!r}")
     for model in models:
-        if not isinstance(model, GAN):
-            raise ValueError("fit_many trains GANs of the univariate study; got a"
+        if not isinstance(model, (GAN, VAE)):
+            raise ValueError("fit_many trains the GANs and VAEs of the univariate study; got a"
                              f" {type(model).__name__} (train it on CPU with its fit)")
-        if model.skip != "plain" or model.gp_lipschitz is not None or model.loss != "bce" \
-                or model.discriminator_first:
-            raise ValueError("fit_many trains plain GANs with the BCE loss, generator step first"
-                             f" and no gradient penalty; got skip={model.skip!r},"
-                             f" gp_lipschitz={model.gp_lipschitz!r}, loss={model.loss!r},"
-                             f" discriminator_first={model.discriminator_first!r}")
+        if isinstance(model, GAN) and (model.gp_lipschitz is not None or model.loss != "bce"
+                                       or model.discriminator_first):
+            raise ValueError("fit_many trains GANs with the BCE loss, generator step first"
+                             f" and no gradient penalty; got gp_lipschitz={model.gp_lipschitz!r},"
+                             f" loss={model.loss!r}, discriminator_first={model.discriminator_first!r}")
+        if model.skip != "plain":
+            raise ValueError(f"fit_many trains plain networks (skip='plain'); got skip={model.skip!r}")
         if model.trained:
             raise ValueError("fit_many trains untrained models; a model was already trained")
+    kind = type(models[0])
     shape = {key: value for key, value in models[0].config().items() if key != "seed"}
     for model in models[1:]:
+        if type(model) is not kind:
+            raise ValueError(f"models batched together must be of one kind, got {kind.__name__}"
+                             f" and {type(model).__name__}")
         other = {key: value for key, value in model.config().items() if key != "seed"}
         if other != shape:
             differ = sorted(k for k in shape if shape[k] != other.get(k))
@@ -63,14 +70,15 @@ def check_batchable(models):
 
 
 def replica_bytes(model, batch_size, n_data):
-    """An upper estimate of the device bytes one replica of ``model`` (a GAN) takes in
-    :func:`fit_many`: for each network its parameters, gradients and Adam's two moments, with
-    spectral norm the normalized weights and their gradients, and per layer the z, a,
-    grad_z and node-gradient arrays of its batch (B rows for the generator, 2B for the
-    discriminator); plus the training data, the batch buffers and the RNG states."""
+    """An upper estimate of the device bytes one replica of ``model`` (a GAN or a VAE) takes
+    in :func:`fit_many`: for each network its parameters, gradients and Adam's two moments,
+    with spectral norm the normalized weights and their gradients, and per layer the z, a,
+    grad_z and node-gradient arrays of its batch (2B rows for a GAN's discriminator, B for the
+    other networks); plus the training data, the batch buffers and the RNG states."""
     itemsize = np.dtype(model.dtype).itemsize
     total = n_data * model.data_dim + 8 * batch_size * (model.latent_dim + model.data_dim + 2)
-    for net, rows in ((model.generator, batch_size), (model.discriminator, 2 * batch_size)):
+    for name, net in model.networks().items():
+        rows = 2 * batch_size if name == "discriminator" else batch_size
         weights = sum(o * i for o, i in zip(net.sizes[1:], net.sizes[:-1]))
         total += 4 * net.n_params + (2 * weights if net.spectral_norm else 0)
         total += rows * (3 * sum(net.sizes[1:]) + sum(net.sizes))
@@ -263,21 +271,75 @@ class BatchedGAN:
         return losses
 
     def finish(self):
+        """Copy every network's weights back into the CPU models."""
         for net in (self.generator, self.discriminator):
             net.copy_to_models()
 
+    @property
+    def push_forward(self):
+        return self.generator
+
+
+class BatchedVAE:
+    """The VAE step of :class:`npgen.VAE` on R replicas at once: one Adam step of encoder and
+    decoder on the summed negative ELBO, with fresh eps; losses divided by the batch size."""
+
+    def __init__(self, models, ck, batch_size):
+        self.models, self.ck, self.R = models, ck, len(models)
+        first = models[0]
+        self.encoder = _DeviceNetwork([m.encoder for m in models], ck)
+        self.decoder = _DeviceNetwork([m.decoder for m in models], ck)
+        self.optimizers = [_DeviceAdam(net, first.lr, first.betas)
+                           for net in (self.encoder, self.decoder)]
+        self.states = ck.rng_states([m.seed for m in models])
+        self.kl_power = 1 if first.kl == "correct" else 2
+        self.variance = first.decoder_variance
+        R, B, p, d, dt = self.R, batch_size, first.latent_dim, first.data_dim, first.dtype
+        self.x, self.residual = (ck.to_device(np.zeros((R, B, d), dt)) for _ in range(2))
+        self.eps, self.z, self.std = (ck.to_device(np.zeros((R, B, p), dt)) for _ in range(3))
+        self.grad_code = ck.to_device(np.zeros((R, B, 2 * p), dt))
+        self.kl, self.reconstruction = ck.to_device(np.zeros(R)), ck.to_device(np.zeros(R))
+
+    def step(self, data, order, start):
+        """One step on the rows order[:, start:start + B] of data; returns {'loss',
+        'reconstruction', 'kl'}: (R,) per-sample losses on the host."""
+        ck, E, D = self.ck, self.encoder, self.decoder
+        B = self.x.shape[1]
+        ck.standard_normal(self.states, self.eps)
+        ck.gather_rows(data, order, start, self.x, 0, B)
+        code = E.forward(self.x)
+        ck.vae_reparameterize(code, self.eps, self.kl_power, self.z, self.std, self.kl)
+        ck.vae_residual(D.forward(self.z), self.x, self.variance, self.residual,
+                        self.reconstruction)
+        grad_z = D.backward(self.residual, True)
+        ck.vae_code_gradient(code, self.eps, self.std, grad_z, self.kl_power, self.grad_code)
+        E.backward(self.grad_code, False)
+        for optimizer in self.optimizers:
+            optimizer.step()
+        reconstruction, kl = ck.to_host(self.reconstruction) / B, ck.to_host(self.kl) / B
+        return {"loss": reconstruction + kl, "reconstruction": reconstruction, "kl": kl}
+
+    def finish(self):
+        """Copy every network's weights back into the CPU models."""
+        for net in (self.encoder, self.decoder):
+            net.copy_to_models()
+
+    @property
+    def push_forward(self):
+        return self.decoder
+
 
 def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"):
-    """Train ``models`` (untrained GANs of one architecture, see :func:`check_batchable`) on
+    """Train ``models`` (untrained GANs or VAEs of one architecture, see :func:`check_batchable`) on
     ``datasets`` (one (n, data_dim) array each, all of one n) in lockstep on ``backend``.
 
     Each replica takes the steps ``model.fit(data, epochs, batch_size)`` would (the same
-    shuffles; latents drawn on the device, see the module doc). ``on_epoch``, if given, is a
+    shuffles; latents and noise drawn on the device, see the module doc). ``on_epoch``, if given, is a
     list of one callable per model, called as ``on_epoch[r](epoch, history)`` after each epoch
     with the model's push-forward network holding that epoch's weights. When training ends
     the weights are copied back into the models, which are then trained CPU models.
 
-    Returns one entry per model: its history (as :meth:`npgen.GAN.fit` returns it, with the
+    Returns one entry per model: its history (as the model's ``fit`` returns it, with the
     batch's ``wall_time_s``) or, for a replica whose training diverged, the
     :class:`npgen.models.training.TrainingDiverged` it would have raised alone (that model
     stays untrained).
@@ -300,7 +362,8 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     ck = kernels.get_replica_backend(backend)
     start_time = time.perf_counter()
     data = ck.to_device(np.stack(arrays))
-    batched = BatchedGAN(models, ck, batch_size)
+    batched = (BatchedGAN if isinstance(models[0], GAN) else BatchedVAE)(models, ck, batch_size)
+    label = type(models[0]).__name__
     histories = [{} for _ in models]
     outcome = [None] * len(models)
     starts = [{} for _ in models]
@@ -317,7 +380,7 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
                     continue
                 mine = {name: float(values[r]) for name, values in losses.items()}
                 try:
-                    check_losses(model, step, mine, starts[r], "GAN")
+                    check_losses(model, step, mine, starts[r], label)
                 except TrainingDiverged as err:
                     outcome[r] = err
                 for name, value in mine.items():
@@ -326,7 +389,7 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
             for name, total in sums[r].items():
                 histories[r].setdefault(name, []).append(total / steps_per_epoch)
         if on_epoch is not None:
-            batched.generator.copy_to_models()
+            batched.push_forward.copy_to_models()
             for r in range(len(models)):
                 if outcome[r] is None:
                     on_epoch[r](epoch + 1, histories[r])

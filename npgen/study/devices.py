@@ -1,7 +1,7 @@
 """Where a study's runs train: on CPU one by one, or on a CUDA GPU in batches of replicas.
 
 With ``device="cuda"`` every run that :func:`npgen.models.replicas.fit_many` can batch (the
-plain GANs of Figures 2, 3 and 5, with or without a spectrally normed generator) records
+plain GANs and VAEs of Figures 2, 3 and 5, a GAN's generator with or without spectral norm) records
 ``"device": "cuda"`` in its configuration. Its key changes with it: a GPU run draws its latents
 on the device, so it is its own run, stored beside CPU runs in the same way (run folder,
 config.json, metrics.json, report). The other runs stay CPU runs.
@@ -33,7 +33,9 @@ def check_device(device):
 
 
 def batchable(config):
-    """Whether fit_many trains this run: a GAN with a plain generator and no gradient penalty."""
+    """Whether fit_many trains this run: a plain VAE, or a plain GAN without gradient penalty."""
+    if config["model"] == "vae":
+        return config["skip"] == "plain"
     return (config["model"] == "gan" and config["skip"] == "plain"
             and config["gp_lipschitz"] is None)
 
