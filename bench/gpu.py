@@ -3,16 +3,18 @@
 Measures, on the device it finds:
 
 * per-step times of the batched GAN (:class:`npgen.models.replicas.BatchedGAN`, the paper's
-  G 1-128-256-1 and spectrally normed D 1-512-256-128-1, batch 1000) at R = 1, 10, 100 and 330
-  replicas, with the FLOPs of its matrix products and their rate as a share of the FP32 roof;
+  G 1-128-256-1 and spectrally normed D 1-512-256-128-1, batch 1000) and VAE (encoder
+  1-256-128-2, decoder 1-128-256-1) at R = 1, 10, 100 and 330 replicas, with the FLOPs of
+  their matrix products and their rate as a share of the FP32 roof;
 * the published PyTorch GAN step on the same GPU (one run, as the published code trains);
 * annealed Langevin sampling (:func:`npgen.kernels.cuda.annealed_langevin`) of R score
   networks of the paper's widths;
-* the GAN third of the paper preset's Figure 3 (11 m x 10 seeds = 110 runs of 20 000 steps) as
-  one batch: as many steps as the time budget allows, and the projected total.
+* the GAN and VAE thirds of the paper preset's Figure 3 (11 m x 10 seeds = 110 runs of 20 000
+  steps each) as one batch each: as many steps as the time budget allows, and the projected
+  totals.
 
-The VAE's batched step is not timed here yet, and the score network's training is not batched
-on the cuda backend (fit_many trains GANs and VAEs); the table says so instead.
+The score network's training is not batched on the cuda backend (fit_many trains GANs and
+VAEs); the table says so instead of timing it.
 
 The roof is 67 TFLOP/s: the FP32 (non-tensor-core) peak NVIDIA states for the H200 SXM. With
 ``--dry-run`` everything runs at tiny sizes (under the simulator when NUMBA_ENABLE_CUDASIM=1)
@@ -55,15 +57,25 @@ def gan_step_flops(model, batch):
     return generator_step + discriminator_step
 
 
-def time_gan_steps(ck, replicas, settings, budget):
-    """(seconds per step, product FLOPs per step) of BatchedGAN at R replicas."""
-    from npgen import GAN
-    from npgen.models.replicas import BatchedGAN
+def vae_step_flops(model, batch):
+    """Product FLOPs of one VAE step: encoder forward and backward (no input gradient),
+    decoder forward and backward down to its input z."""
+    decoder = model.decoder.sizes
+    return (product_flops(model.encoder.sizes, batch, True, False)
+            + product_flops(decoder, batch, True, True) + 2 * batch * decoder[0] * decoder[1])
 
+
+def time_steps(ck, kind, replicas, settings, budget):
+    """(seconds per step, product FLOPs per step) of the batched GAN or VAE at R replicas."""
+    from npgen import GAN, VAE
+    from npgen.models.replicas import BatchedGAN, BatchedVAE
+
+    model_type, batched_type, flops = {"gan": (GAN, BatchedGAN, gan_step_flops),
+                                       "vae": (VAE, BatchedVAE, vae_step_flops)}[kind]
     B = settings["batch"]
-    models = [GAN(seed=r, n_layers=settings["n_layers"], base_width=settings["base_width"],
-                  backend="numpy") for r in range(replicas)]  # only their initial weights are used
-    batched = BatchedGAN(models, ck, B)
+    models = [model_type(seed=r, n_layers=settings["n_layers"], base_width=settings["base_width"],
+                         backend="numpy") for r in range(replicas)]  # only their initial weights
+    batched = batched_type(models, ck, B)
     data = ck.to_device(np.random.default_rng(0).standard_normal((replicas, 4 * B, 1), np.float32))
     order = ck.to_device(np.tile(np.arange(4 * B), (replicas, 1)))
     batched.step(data, order, 0)  # compiles and warms up
@@ -73,7 +85,7 @@ def time_gan_steps(ck, replicas, settings, budget):
         batched.step(data, order, (steps % 4) * B)
         steps += 1
     ck.synchronize()
-    return (time.perf_counter() - start) / steps, gan_step_flops(models[0], B)
+    return (time.perf_counter() - start) / steps, flops(models[0], B)
 
 
 def time_torch_gan(settings, steps=50):
@@ -165,11 +177,12 @@ def measure(dry_run, budget):
         replicas, langevin = REPLICAS, (330, 1000, 50, (96, 196))
         sweep_runs = PAPER["m_values"] * PAPER["seeds"]
     rows = []
-    for R in replicas:
-        seconds, flops = time_gan_steps(ck, R, settings, budget=min(10.0, budget / 20))
-        rows.append({"what": "GAN step (npgen cuda)", "replicas": R, "seconds_per_step": seconds,
-                     "product_gflop_per_step": R * flops / 1e9,
-                     "percent_of_fp32_roof": 100 * R * flops / seconds / FP32_ROOF})
+    for kind in ("gan", "vae"):
+        for R in replicas:
+            seconds, flops = time_steps(ck, kind, R, settings, budget=min(8.0, budget / 30))
+            rows.append({"what": f"{kind.upper()} step (npgen cuda)", "replicas": R,
+                         "seconds_per_step": seconds, "product_gflop_per_step": R * flops / 1e9,
+                         "percent_of_fp32_roof": 100 * R * flops / seconds / FP32_ROOF})
     torch_seconds = None if dry_run else time_torch_gan(settings)
     if torch_seconds is not None:
         flops = rows[0]["product_gflop_per_step"] * 1e9
@@ -183,17 +196,15 @@ def measure(dry_run, budget):
     rows.append({"what": f"Langevin step ({n} samples each)", "replicas": R,
                  "seconds_per_step": time_langevin(ck, R, n, steps, hidden),
                  "product_gflop_per_step": None, "percent_of_fp32_roof": None})
-    sweep_seconds, flops = time_gan_steps(ck, sweep_runs, settings, budget=budget / 4)
-    projected = sweep_seconds * PAPER["steps"]
-    rows.append({"what": "Figure 3 GAN runs as one batch, projected to 20 000 steps",
-                 "replicas": sweep_runs, "seconds_per_step": sweep_seconds,
-                 "product_gflop_per_step": sweep_runs * flops / 1e9,
-                 "percent_of_fp32_roof": 100 * sweep_runs * flops / sweep_seconds / FP32_ROOF,
-                 "projected_seconds": projected})
+    for kind in ("gan", "vae"):
+        seconds, flops = time_steps(ck, kind, sweep_runs, settings, budget=budget / 8)
+        rows.append({"what": f"Figure 3 {kind.upper()} runs as one batch", "replicas": sweep_runs,
+                     "seconds_per_step": seconds, "product_gflop_per_step": sweep_runs * flops / 1e9,
+                     "percent_of_fp32_roof": 100 * sweep_runs * flops / seconds / FP32_ROOF,
+                     "projected_seconds": seconds * PAPER["steps"]})
     return {"device": device_name(ck), "dry_run": dry_run, "fp32_roof_tflops": FP32_ROOF / 1e12,
             "python": platform.python_version(), "rows": rows,
-            "not_batched": "the batched VAE step (not in this script yet) and score-network"
-                           " training (fit_many trains GANs and VAEs, not the SGM)"}
+            "not_batched": "score-network training (fit_many trains GANs and VAEs, not the SGM)"}
 
 
 def table(result):
@@ -209,10 +220,12 @@ def table(result):
         share = "" if row["percent_of_fp32_roof"] is None else f"{row['percent_of_fp32_roof']:.2g}"
         lines.append(f"| {row['what']} | {row['replicas']} | {1e3 * row['seconds_per_step']:.3g} |"
                      f" {gflop} | {share} |")
-    sweep = result["rows"][-1]
-    lines += ["", f"Figure 3's GAN runs: {sweep['projected_seconds']:.0f} s projected for"
-              f" {PAPER['steps']} steps of {sweep['replicas']} replicas in one batch.",
-              f"Not timed: {result['not_batched']}."]
+    lines.append("")
+    for row in result["rows"]:
+        if "projected_seconds" in row:
+            lines.append(f"{row['what']}: {row['projected_seconds']:.0f} s projected for"
+                         f" {PAPER['steps']} steps of {row['replicas']} replicas.")
+    lines.append(f"Not timed: {result['not_batched']}.")
     return "\n".join(lines)
 
 

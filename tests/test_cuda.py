@@ -240,5 +240,6 @@ def test_the_gpu_script_parses_and_its_dry_run_writes_the_table(tmp_path):
     with open(tmp_path / "gpu.md", encoding="utf-8") as handle:
         text = handle.read()
     assert "dry run: tiny sizes, not a measurement" in text and "67 TFLOP/s" in text
-    rows = [line for line in text.splitlines() if line.startswith("| GAN step")]
-    assert [line.split("|")[2].strip() for line in rows] == ["1", "2"]
+    for kind in ("GAN", "VAE"):
+        rows = [line for line in text.splitlines() if line.startswith(f"| {kind} step")]
+        assert [line.split("|")[2].strip() for line in rows] == ["1", "2"]
