@@ -226,18 +226,40 @@ class _DeviceAdam:
                               self.beta1, self.beta2, self.eps)
 
 
-class BatchedGAN:
+class _BatchedModel:
+    """What the batched models share: the device copies of the networks named NETWORKS (the
+    push-forward network first), one Adam each, and the replicas' RNG states."""
+
+    NETWORKS = ()
+
+    def __init__(self, models, ck):
+        self.models, self.ck, self.R = models, ck, len(models)
+        first = models[0]
+        self.networks = [_DeviceNetwork([getattr(m, name) for m in models], ck)
+                         for name in self.NETWORKS]
+        self.optimizers = [_DeviceAdam(net, first.lr, first.betas) for net in self.networks]
+        self.states = ck.rng_states([m.seed for m in models])
+
+    def finish(self):
+        """Copy every network's weights back into the CPU models."""
+        for net in self.networks:
+            net.copy_to_models()
+
+    @property
+    def push_forward(self):
+        return self.networks[0]
+
+
+class BatchedGAN(_BatchedModel):
     """The GAN step of :class:`npgen.GAN` (generator first, BCE) on R replicas at once: the
     step :func:`fit_many` takes, and what bench/gpu.py times."""
 
+    NETWORKS = ("generator", "discriminator")
+
     def __init__(self, models, ck, batch_size):
-        self.models, self.ck, self.R = models, ck, len(models)
+        super().__init__(models, ck)
+        self.generator, self.discriminator = self.networks
         first = models[0]
-        self.generator = _DeviceNetwork([m.generator for m in models], ck)
-        self.discriminator = _DeviceNetwork([m.discriminator for m in models], ck)
-        self.optimizers = [_DeviceAdam(net, first.lr, first.betas)
-                           for net in (self.generator, self.discriminator)]
-        self.states = ck.rng_states([m.seed for m in models])
         R, B, dt = self.R, batch_size, first.dtype
         self.z = ck.to_device(np.zeros((R, B, first.latent_dim), dt))
         self.ones = ck.to_device(np.ones((R, B, 1), dt))
@@ -270,28 +292,16 @@ class BatchedGAN:
         self.optimizers[1].step()
         return losses
 
-    def finish(self):
-        """Copy every network's weights back into the CPU models."""
-        for net in (self.generator, self.discriminator):
-            net.copy_to_models()
-
-    @property
-    def push_forward(self):
-        return self.generator
-
-
-class BatchedVAE:
+class BatchedVAE(_BatchedModel):
     """The VAE step of :class:`npgen.VAE` on R replicas at once: one Adam step of encoder and
     decoder on the summed negative ELBO, with fresh eps; losses divided by the batch size."""
 
+    NETWORKS = ("decoder", "encoder")
+
     def __init__(self, models, ck, batch_size):
-        self.models, self.ck, self.R = models, ck, len(models)
+        super().__init__(models, ck)
+        self.decoder, self.encoder = self.networks
         first = models[0]
-        self.encoder = _DeviceNetwork([m.encoder for m in models], ck)
-        self.decoder = _DeviceNetwork([m.decoder for m in models], ck)
-        self.optimizers = [_DeviceAdam(net, first.lr, first.betas)
-                           for net in (self.encoder, self.decoder)]
-        self.states = ck.rng_states([m.seed for m in models])
         self.kl_power = 1 if first.kl == "correct" else 2
         self.variance = first.decoder_variance
         R, B, p, d, dt = self.R, batch_size, first.latent_dim, first.data_dim, first.dtype
@@ -318,15 +328,6 @@ class BatchedVAE:
             optimizer.step()
         reconstruction, kl = ck.to_host(self.reconstruction) / B, ck.to_host(self.kl) / B
         return {"loss": reconstruction + kl, "reconstruction": reconstruction, "kl": kl}
-
-    def finish(self):
-        """Copy every network's weights back into the CPU models."""
-        for net in (self.encoder, self.decoder):
-            net.copy_to_models()
-
-    @property
-    def push_forward(self):
-        return self.decoder
 
 
 def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"):
