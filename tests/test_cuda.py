@@ -243,3 +243,26 @@ def test_the_gpu_script_parses_and_its_dry_run_writes_the_table(tmp_path):
     for kind in ("GAN", "VAE"):
         rows = [line for line in text.splitlines() if line.startswith(f"| {kind} step")]
         assert [line.split("|")[2].strip() for line in rows] == ["1", "2"]
+
+
+def test_a_failed_batch_fails_each_of_its_runs_once(tmp_path, monkeypatch):
+    """An error of fit_many itself (not of one replica) is every run's error, and the batch
+    is not trained again for each run; a configuration listed twice is one replica."""
+    from npgen.study import devices, plans
+
+    configs = [c for c in devices.device_plan(plans.plan("quick"), "cuda")["fig3"]
+               if c.get("device") and c["model"] == "gan"][:3]
+    calls = []
+
+    def out_of_memory(models, *args, **options):
+        calls.append(len(models))
+        raise MemoryError("device out of memory")
+
+    monkeypatch.setattr(devices.kernels, "get_replica_backend",
+                        lambda name: pytypes.SimpleNamespace(free_bytes=lambda: None))
+    monkeypatch.setattr(devices, "fit_many", out_of_memory)
+    runs = devices.BatchedRuns(configs + configs[:1], tmp_path)
+    for config in configs:
+        with pytest.raises(MemoryError, match="device out of memory"):
+            runs(config, tmp_path / "run")
+    assert calls == [3]

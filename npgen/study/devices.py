@@ -82,12 +82,13 @@ class BatchedRuns:
     The first call for a run trains its whole batch (the unfinished runs of ``configs`` with
     its architecture, see :func:`batches`) with fit_many and keeps the trained models; each
     call then samples, measures and writes one of them. A replica whose training diverged
-    raises its error there, so the sweep records it as a failed run.
+    raises its error there, so the sweep records it as a failed run; an error of the whole
+    batch (the device out of memory, say) is recorded for each of its runs, trained once.
     """
 
     def __init__(self, configs, runs_dir):
-        pending = [c for c in configs if c.get("device") == "cuda"
-                   and find_run_dir(c, runs_dir) is None]
+        unique = {config_key(c): c for c in configs if c.get("device") == "cuda"}
+        pending = [c for c in unique.values() if find_run_dir(c, runs_dir) is None]
         backend = kernels.get_replica_backend("cuda")
         self.batches = batches(pending, config_replica_bytes, backend.free_bytes())
         self.trained = {}
@@ -111,8 +112,11 @@ class BatchedRuns:
         models = [build_model(c) for c in batch]
         trackers = [lipschitz_tracker(model, c) for model, c in zip(models, batch)]
         start = time.perf_counter()
-        outcomes = fit_many(models, [run_data(c) for c in batch], batch[0]["epochs"],
-                            batch[0]["batch_size"], on_epoch=[t[1] for t in trackers])
+        try:
+            outcomes = fit_many(models, [run_data(c) for c in batch], batch[0]["epochs"],
+                                batch[0]["batch_size"], on_epoch=[t[1] for t in trackers])
+        except Exception as error:  # noqa: BLE001 -- the batch's error is each of its runs' own
+            outcomes = [error] * len(batch)
         seconds = time.perf_counter() - start
         for c, model, outcome, (curve, _) in zip(batch, models, outcomes, trackers):
             self.trained[config_key(c)] = (model, outcome, curve, seconds, len(batch))
