@@ -21,7 +21,8 @@ from npgen.data import two_gaussians
 from npgen.kernels import cuda as ck
 from npgen.models import replicas
 from npgen.models.replicas import fit_many
-from npgen.study import devices, runs, sweep
+from npgen.study import devices, plans, reproduce, runs, sweep
+from tiny_study import ONE_RUN_PLAN, register
 
 if config.ENABLE_CUDASIM:
     ck.configure(threads=1, max_blocks=1)  # the simulator's cost is per thread launched
@@ -127,15 +128,47 @@ def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
     assert not models[1].trained and curves[1] == [1]
 
 
+SIM_PRESET = {"epochs": 1, "batch_size": 4, "lr": 1e-3, "gan_lr": 1e-2, "gan_betas": [0.5, 0.999],
+              "n_data": 8, "n_samples": 50}
+
+
+def _tiny_models(config):
+    """The run's model at tiny widths (the simulator's cost grows with them)."""
+    kind = {"gan": GAN, "vae": VAE}[config["model"]]
+    options = {"kl": config["kl"]} if config["model"] == "vae" else {}
+    return kind(seed=config["seed"], lr=config["lr"], betas=tuple(config["betas"]),
+                **TINY_ARCHITECTURE, **options)
+
+
+def test_reproduce_on_cuda_trains_gans_and_vaes_on_the_device_and_reports(tmp_path, monkeypatch):
+    """npgen reproduce --device cuda on Figure 3 of a one-run plan: the GAN and the VAE train
+    on the device (their config.json says so), the SGM on CPU, and the report and a redrawn
+    figure read all three."""
+    register(monkeypatch, plan=ONE_RUN_PLAN)
+    monkeypatch.setitem(runs.PRESETS, "sim", SIM_PRESET)
+    monkeypatch.setitem(plans.PLANS, "sim", ONE_RUN_PLAN)
+    monkeypatch.setattr(devices, "build_model", _tiny_models)
+    out = str(tmp_path / "study")
+    report = reproduce.reproduce("sim", only="fig3", out=out, quiet=True, device="cuda")
+    with open(os.path.join(out, "study.json"), encoding="utf-8") as handle:
+        assert json.load(handle) == {"preset": "sim", "device": "cuda"}
+    devices_seen = {}
+    for folder in os.listdir(os.path.join(out, "runs")):
+        if folder.startswith(".") or not os.path.isdir(os.path.join(out, "runs", folder)):
+            continue  # failures.json, .lock
+        with open(os.path.join(out, "runs", folder, "config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+        devices_seen[config["model"]] = config.get("device", "cpu")
+    assert devices_seen == {"gan": "cuda", "vae": "cuda", "sgm": "cpu"}
+    assert os.path.exists(report) and os.path.exists(reproduce.redraw_figure("3", out))
+
+
 def test_a_cuda_sweep_stores_batched_runs_like_cpu_runs(tmp_path, monkeypatch):
     """BatchedRuns through the sweep: one batch for the four GAN runs (two m, two seeds), each
     stored as a CPU run is (files, keys, the metrics the report reads), with its device in
     config.json; the run trained alone in a batch of one has the same weights and numbers."""
-    monkeypatch.setitem(runs.PRESETS, "sim", {
-        "epochs": 1, "batch_size": 4, "lr": 1e-3, "gan_lr": 1e-2, "gan_betas": [0.5, 0.999],
-        "n_data": 8, "n_samples": 50})
-    monkeypatch.setattr(devices, "build_model", lambda config: GAN(
-        seed=config["seed"], lr=config["lr"], betas=tuple(config["betas"]), **TINY_ARCHITECTURE))
+    monkeypatch.setitem(runs.PRESETS, "sim", SIM_PRESET)
+    monkeypatch.setattr(devices, "build_model", _tiny_models)
     configs = devices.device_plan({"fig": [runs.make_config("gan", m, "sim", seed)
                                            for m in (0.0, 5.0) for seed in (0, 1)]}, "cuda")["fig"]
     trained = []
