@@ -8,6 +8,9 @@
 ``cpu`` (backend ``"cpu"``)
     numba ``@njit`` kernels of the same math: fused loops, BLAS for the products, no
     allocation in the training hot loop.
+``cuda`` (replica backend ``"cuda"``, :func:`get_replica_backend`)
+    numba-cuda kernels of the same math batched over a leading replica axis, for R runs
+    trained in lockstep on a GPU (npgen.models.fit_many); it needs ``npgen[cuda]``.
 
 A backend provides the kernels named in ``KERNELS`` (its ``__all__``). They write into
 output arrays that the caller allocates once, so the same signatures can be implemented on
