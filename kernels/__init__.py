@@ -8,6 +8,9 @@
 ``cpu`` (backend ``"cpu"``)
     numba ``@njit`` kernels of the same math: fused loops, BLAS for the products, no
     allocation in the training hot loop.
+``cuda`` (replica backend ``"cuda"``, :func:`get_replica_backend`)
+    numba-cuda kernels of the same math batched over a leading replica axis, for R runs
+    trained in lockstep on a GPU (npgen.models.fit_many); it needs ``npgen[cuda]``.
 
 A backend provides the kernels named in ``KERNELS`` (its ``__all__``). They write into
 output arrays that the caller allocates once, so the same signatures can be implemented on
@@ -47,6 +50,10 @@ KERNELS = (
 #: Backend name -> module name inside this package.
 BACKENDS = {"numpy": "numpy_backend", "cpu": "cpu"}
 
+#: Backends that train R runs at once, on device arrays with a leading replica axis (backend
+#: name -> module name): imported on first use, since they need optional libraries.
+REPLICA_BACKENDS = {"cuda": "cuda"}
+
 #: Environment variable that picks the default backend.
 BACKEND_ENV = "NPGEN_BACKEND"
 DEFAULT_BACKEND = "cpu"
@@ -66,6 +73,9 @@ def backend_name(name=None):
     """Resolve a backend name: the argument, else ``$NPGEN_BACKEND``, else ``'cpu'``."""
     if name is None:
         name = os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
+    if name in REPLICA_BACKENDS:
+        raise ValueError(f"backend {name!r} trains batched replicas (npgen.models.fit_many), not"
+                         f" one network; a network's backend is one of {sorted(BACKENDS)}")
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {name!r}")
     return name
@@ -74,3 +84,16 @@ def backend_name(name=None):
 def get_backend(name=None):
     """Return the kernel module for backend ``name`` (see :func:`backend_name`)."""
     return importlib.import_module(f"{__name__}.{BACKENDS[backend_name(name)]}")
+
+
+def get_replica_backend(name="cuda"):
+    """Return the batched kernel module ``name`` (one of ``REPLICA_BACKENDS``), or raise
+    ValueError in one sentence when its libraries or its device are missing."""
+    if name not in REPLICA_BACKENDS:
+        raise ValueError(f"replica backend must be one of {sorted(REPLICA_BACKENDS)}, got {name!r}")
+    try:
+        module = importlib.import_module(f"{__name__}.{REPLICA_BACKENDS[name]}")
+    except ImportError as err:
+        raise ValueError(str(err)) from None
+    module.require()
+    return module

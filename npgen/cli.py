@@ -1,6 +1,6 @@
 """The ``npgen`` command line.
 
-    npgen reproduce [--preset quick|paper] [--only fig3,fig4] [--jobs N] [--out DIR]
+    npgen reproduce [--preset quick|paper] [--only fig3,fig4] [--jobs N] [--device cpu|cuda] [--out DIR]
                                     the paper's Section 4.1: runs, figures, report.md and report.html
     npgen figure N --from DIR       redraw figure N (1-6, 3b, or "grid") from a reproduction's stored runs
     npgen train gan|vae|sgm --m M [--preset quick|paper] [--seed S] [--out DIR] [--force]
@@ -22,7 +22,6 @@ writes into a folder that is not an npgen run.
 """
 
 import argparse
-import os
 import sys
 
 from .analysis.lipschitz import lipschitz_report
@@ -69,7 +68,8 @@ def _cmd_train(args):
 
 
 def _cmd_reproduce(args):
-    report = reproduce(preset=args.preset, only=args.only, jobs=args.jobs, out=args.out)
+    report = reproduce(preset=args.preset, only=args.only, jobs=args.jobs, out=args.out,
+                       device=args.device)
     print(f"wrote {report} and {report[:-3]}.html")
 
 
@@ -86,8 +86,11 @@ def build_parser():
     rep = sub.add_parser("reproduce", help="reproduce the paper's Section 4.1 (figures 1-6 and a report)")
     rep.add_argument("--preset", choices=sorted(PLANS), default="quick")
     rep.add_argument("--only", default=None, help="comma-separated figures: fig1,...,fig6,fig3b,grid")
-    rep.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                     help="parallel worker processes (default: one per CPU core)")
+    rep.add_argument("--jobs", type=int, default=None,
+                     help="parallel worker processes (default: one per CPU core; 1 with --device cuda)")
+    rep.add_argument("--device", default="cpu",
+                     help="cpu, or cuda: the GANs that batch train on one GPU, in batches of"
+                          " replicas (needs npgen[cuda])")
     rep.add_argument("--out", default="npgen-results", help="output folder (default ./npgen-results)")
     rep.set_defaults(handler=_cmd_reproduce)
 

@@ -15,11 +15,10 @@ import shutil
 import numpy as np
 import pytest
 
-from npgen import GAN, MLP, SGM, VAE, Adam, ScoreNetwork, cli, theory
+from npgen import GAN, MLP, SGM, VAE, Adam, ScoreNetwork, cli, kernels, theory
 from npgen.analysis import mixtures, transport
 from npgen.data import digit_subset, mnist, two_digit_mixture
-from npgen.models import DigitClassifier, WassersteinEmbedding
-from npgen.models import training
+from npgen.models import DigitClassifier, WassersteinEmbedding, fit_many, training
 from npgen.nn.files import CONFIG_KEY
 from npgen.study import runs
 from tiny_study import ONE_RUN_PLAN, register
@@ -175,6 +174,9 @@ CLI_ROWS = [
     ("reproduce-only-unknown", ["reproduce", "--only", "fig9", "--out", "study"], "--only"),
     ("reproduce-other-preset", ["reproduce", "--preset", "paper", "--out", "study"], "tiny preset"),
     ("reproduce-preset-unknown", ["reproduce", "--preset", "huge", "--out", "study"], "--preset"),
+    ("reproduce-device-unknown", ["reproduce", "--device", "tpu", "--out", "study"], "--device"),
+    ("reproduce-device-cuda-jobs", ["reproduce", "--device", "cuda", "--jobs", "4", "--out", "study"],
+     "drop --jobs"),
     ("reproduce-out-file", ["reproduce", "--out", "file.txt"], "is an existing file"),
     ("reproduce-out-under-file", ["reproduce", "--out", "file.txt/study"], "lies under the file"),
     ("reproduce-out-read-only", ["reproduce", "--out", "ro/study"], "read-only"),
@@ -308,6 +310,23 @@ API_ROWS = [
      ValueError, "'t' must be a step count"),
     ("adam-state-text", lambda w: Adam(MLP([1, 4, 1])).load_state_dict(adam_state(v=np.array(["a"] * 13))),
      ValueError, "'v' must be a real array"),
+    # batched replicas on the cuda backend
+    ("fit-many-sgm", lambda w: fit_many([SGM()], [GOOD], 1, 10), ValueError, "fit_many trains the GANs and VAEs"),
+    ("fit-many-resnet", lambda w: fit_many([VAE(base_width=4, skip="resnet")], [GOOD], 1, 10), ValueError,
+     "plain networks"),
+    ("fit-many-gp", lambda w: fit_many([GAN(base_width=4, gp_lipschitz=1.0)], [GOOD], 1, 10), ValueError,
+     "no gradient penalty"),
+    ("fit-many-two-kinds", lambda w: fit_many([GAN(base_width=4), VAE(base_width=4)], [GOOD, GOOD], 1, 10),
+     ValueError, "of one kind"),
+    ("fit-many-mixed-widths", lambda w: fit_many([GAN(base_width=4), GAN(base_width=8)], [GOOD, GOOD], 1, 10),
+     ValueError, "differ: ['base_width']"),
+    ("fit-many-one-dataset", lambda w: fit_many([GAN(base_width=4), GAN(base_width=4, seed=1)], [GOOD], 1, 10),
+     ValueError, "datasets must be a list of one array per model"),
+    ("fit-many-ragged-datasets", lambda w: fit_many([GAN(base_width=4), GAN(base_width=4, seed=1)],
+                                                    [GOOD, GOOD[:20]], 1, 10), ValueError, "one number of rows"),
+    ("fit-many-empty", lambda w: fit_many([], [], 1, 10), ValueError, "non-empty list of GANs or VAEs"),
+    ("mlp-backend-cuda", lambda w: MLP([1, 4, 1], backend="cuda"), ValueError, "trains batched replicas"),
+    ("replica-backend-unknown", lambda w: kernels.get_replica_backend("tpu"), ValueError, "replica backend"),
     # data that is not real, or beyond float32
     ("gan-complex-data", lambda w: GAN(base_width=4).fit(GOOD + 1j, epochs=1, batch_size=10, quiet=True),
      ValueError, "data must hold real numbers"),

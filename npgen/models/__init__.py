@@ -7,8 +7,9 @@ Built on :mod:`npgen.nn`; a model never imports :mod:`npgen.analysis` or :mod:`n
 
 from .classifier import DigitClassifier
 from .gan import GAN
+from .replicas import fit_many
 from .sgm import SGM
 from .vae import VAE
 from .wasserstein_embedding import WassersteinEmbedding
 
-__all__ = ["GAN", "VAE", "SGM", "DigitClassifier", "WassersteinEmbedding"]
+__all__ = ["GAN", "VAE", "SGM", "DigitClassifier", "WassersteinEmbedding", "fit_many"]

@@ -44,6 +44,15 @@ def check_step(model, step, losses, starts, label):
     """Raise :class:`TrainingDiverged` if, after ``step``, a loss or a parameter of ``model``
     is not finite, or a loss exceeds RUNAWAY_FACTOR times its start (``starts``: loss name ->
     start, filled in at the first step)."""
+    check_losses(model, step, losses, starts, label)
+    for name, net in model.networks().items():
+        if not np.isfinite(net.params).all():
+            raise TrainingDiverged(f"{label} training diverged at step {step}: the {name} has"
+                                   " NaN or inf parameters")
+
+
+def check_losses(model, step, losses, starts, label):
+    """The loss half of :func:`check_step`: a loss that is not finite or that ran away."""
     for name, value in losses.items():
         if not math.isfinite(value):
             raise TrainingDiverged(f"{label} training diverged at step {step}:"
@@ -53,10 +62,6 @@ def check_step(model, step, losses, starts, label):
             raise TrainingDiverged(
                 f"{label} training ran away at step {step}: {_loss_name(model, name)} is"
                 f" {value:.3g}, more than {RUNAWAY_FACTOR:g} times its start {start:.3g}; lower lr")
-    for name, net in model.networks().items():
-        if not np.isfinite(net.params).all():
-            raise TrainingDiverged(f"{label} training diverged at step {step}: the {name} has"
-                                   " NaN or inf parameters")
 
 
 def minibatches(n, batch_size, rng):

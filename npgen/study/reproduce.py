@@ -11,8 +11,10 @@ import json
 import os
 import sys
 
+from .. import kernels
 from ..util.checks import check_choice, check_number
 from ..util.io import atomic_write_json, check_own_folder
+from .devices import BatchedRuns, check_device, device_plan
 from .plans import FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
 from .runs import train_run
@@ -65,36 +67,75 @@ def check_study_target(out, preset):
                          f" {recorded} to resume it, or another --out for the {preset} preset")
 
 
+class _DeviceRuns:
+    """The run function of a cuda study: batched runs through BatchedRuns, the others as
+    :func:`sweep_run`."""
+
+    def __init__(self, configs, runs_dir):
+        self.batched = BatchedRuns(configs, runs_dir)
+
+    def __call__(self, config, run_dir):
+        if config.get("device") == "cuda":
+            return self.batched(config, run_dir)
+        return sweep_run(config, run_dir)
+
+
 class StudyIncomplete(ValueError):
     """Some runs of a reproduction failed: the report was written without them."""
 
 
-def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=False, executor=None):
+def study_device(out):
+    """The device recorded in ``out/study.json`` ('cpu' when it names none)."""
+    with open(os.path.join(out, STUDY_FILE), encoding="utf-8") as handle:
+        return json.load(handle).get("device", "cpu")
+
+
+def _check_device_options(device, jobs, executor):
+    """Refuse, in one sentence, what a device cannot take; returns the --jobs to use."""
+    if check_device(device) == "cuda":
+        if executor is not None or jobs not in (None, 1):
+            raise ValueError("--device cuda trains its batches in this process; drop --jobs"
+                             " (or give --jobs 1)")
+        try:
+            kernels.get_replica_backend("cuda")  # the libraries and the GPU, before any write
+        except ValueError as err:
+            raise ValueError(f"--device cuda: {err}") from None
+        return 1
+    return (os.cpu_count() or 1) if jobs is None else jobs
+
+
+def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=False, executor=None,
+              device="cpu"):
     """Run what is missing for the selected figures, draw them, write the report.
 
     Every argument is checked before anything is written. Finished runs of the same
     configuration and code (the key covers :func:`npgen.study.runs.code_fingerprint`) are
     reused; unless ``quiet``, a line says how many runs were reused and how many trained, and
     how many other runs in ``out/runs`` (other figures, settings or code) were left as they are.
-    Returns the path of report.md.
+    ``device="cuda"`` trains the runs that batch on the GPU (:mod:`npgen.study.devices`) and
+    the others on CPU, all in this process; ``jobs=None`` means one worker per CPU core on
+    cpu. Returns the path of report.md.
     """
     check_choice("--preset", preset, PLANS)
     if only is not None and not str(only).strip(" ,"):
         raise ValueError(f"--only must name at least one figure of {list(FIGURES)}, got {only!r}")
     figures = selected_figures(only)
+    jobs = _check_device_options(device, jobs, executor)
     if executor is None:
         jobs = check_number("--jobs", jobs, low=1, high=MAX_JOBS, integer=True)
     check_study_target(out, preset)
-    runs = plan(preset)
+    runs = device_plan(plan(preset), device)
     needed = [config for name in figures for config in runs[name]]
     if "grid" in figures:
         needed += [c for name in ("fig3", "fig4", "fig5", "fig6") for c in runs[name]]
     runs_dir = os.path.join(out, "runs")
     reused = sweep_status(needed, runs_dir)["done"]
-    atomic_write_json(os.path.join(out, STUDY_FILE), {"preset": preset})
+    atomic_write_json(os.path.join(out, STUDY_FILE),
+                      {"preset": preset, **({"device": device} if device != "cpu" else {})})
     failures = []
     if needed:
-        run_sweep(needed, sweep_run, runs_dir, executor=executor, jobs=jobs, quiet=quiet)
+        run_fn = sweep_run if device == "cpu" else _DeviceRuns(needed, runs_dir)
+        run_sweep(needed, run_fn, runs_dir, executor=executor, jobs=jobs, quiet=quiet)
         failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
     if not quiet:
         status = sweep_status(needed, runs_dir)
@@ -120,5 +161,6 @@ def redraw_figure(number, out):
     preset = study_preset(out)
     if preset is None:
         raise ValueError(f"{out} is not a folder written by npgen reproduce (no {STUDY_FILE})")
-    section, = build_sections(out, preset, [name], plan(preset), require_runs=True)
+    runs = device_plan(plan(preset), study_device(out))
+    section, = build_sections(out, preset, [name], runs, require_runs=True)
     return section.image

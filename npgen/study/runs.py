@@ -339,12 +339,27 @@ def train_run(config, run_dir, quiet=True, backend=None):
     dict (the caller writes metrics.json and config.json).
     """
     start = time.perf_counter()
-    data = two_gaussians(config["m"], n=config["n_data"], seed=config["seed"])
+    data = run_data(config)
     model = build_model(config, backend)
     lipschitz_curve, on_epoch = lipschitz_tracker(model, config)
     history = model.fit(data, epochs=config["epochs"], batch_size=config["batch_size"], quiet=quiet,
                         on_epoch=on_epoch)
-    train_seconds = time.perf_counter() - start
+    return finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet)
+
+
+def run_data(config):
+    """The training data of a run: n_data fresh samples of the mixture at its m, from its seed."""
+    return two_gaussians(config["m"], n=config["n_data"], seed=config["seed"])
+
+
+def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=True,
+               train_seconds=None):
+    """Sample and measure a trained model and write its files into ``run_dir`` (what
+    :func:`train_run` does after training). ``start``: the perf_counter time the run began;
+    ``train_seconds``: its training time, by default the time since ``start``.
+    Returns the metrics dict."""
+    if train_seconds is None:
+        train_seconds = time.perf_counter() - start
     sample_options = {"denoise": config["denoise"]} if config["model"] == "sgm" else {}
     sample_seed = config["seed"] + 1_000_003
     samples = model.sample(config["n_samples"], seed=sample_seed, quiet=quiet, **sample_options)

@@ -1,0 +1,252 @@
+"""Time npgen's CUDA backend on one GPU and print one table (run by bench/gpu.sh).
+
+Measures, on the device it finds:
+
+* per-step times of the batched GAN (:class:`npgen.models.replicas.BatchedGAN`, the paper's
+  G 1-128-256-1 and spectrally normed D 1-512-256-128-1, batch 1000) and VAE (encoder
+  1-256-128-2, decoder 1-128-256-1) at R = 1, 10, 100 and 330 replicas, with the FLOPs of
+  their matrix products and their rate as a share of the FP32 roof;
+* the published PyTorch GAN step on the same GPU (one run, as the published code trains);
+* annealed Langevin sampling (:func:`npgen.kernels.cuda.annealed_langevin`) of R score
+  networks of the paper's widths;
+* the GAN and VAE thirds of the paper preset's Figure 3 (11 m x 10 seeds = 110 runs of 20 000
+  steps each) as one batch each: as many steps as the time budget allows, and the projected
+  totals.
+
+The score network's training is not batched on the cuda backend (fit_many trains GANs and
+VAEs); the table says so instead of timing it.
+
+The roof is 67 TFLOP/s: the FP32 (non-tensor-core) peak NVIDIA states for the H200 SXM. With
+``--dry-run`` everything runs at tiny sizes (under the simulator when NUMBA_ENABLE_CUDASIM=1)
+to check the script itself; its numbers are not measurements.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+#: FP32 peak of the H200 SXM without tensor cores (NVIDIA's datasheet), in FLOP/s.
+FP32_ROOF = 67e12
+REPLICAS = (1, 10, 100, 330)
+PAPER = {"batch": 1000, "steps": 20000, "m_values": 11, "seeds": 10}
+DRY = {"replicas": (1, 2), "batch": 4, "base_width": 2, "n_layers": 2, "steps": 2,
+       "langevin": (2, 8, 3, 4), "sweep_runs": 2}
+
+
+def product_flops(sizes, rows, weight_grads, input_grads):
+    """FLOPs of a dense network's products for ``rows`` rows: 2 rows in out for the forward
+    of each layer, as much again for each of its weight gradient and its input gradient."""
+    total = 0
+    for k, (fan_in, out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        passes = 1 + weight_grads + (input_grads and k > 0)
+        total += 2 * rows * fan_in * out * passes
+    return total
+
+
+def gan_step_flops(model, batch):
+    """Product FLOPs of one GAN step (generator step, then discriminator step on 2B rows)."""
+    G, D = model.generator.sizes, model.discriminator.sizes
+    generator_step = (product_flops(G, batch, True, False)
+                      + product_flops(D, batch, False, True) + 2 * batch * D[0] * D[1])
+    discriminator_step = product_flops(G, batch, False, False) + product_flops(D, 2 * batch, True, False)
+    return generator_step + discriminator_step
+
+
+def vae_step_flops(model, batch):
+    """Product FLOPs of one VAE step: encoder forward and backward (no input gradient),
+    decoder forward and backward down to its input z."""
+    decoder = model.decoder.sizes
+    return (product_flops(model.encoder.sizes, batch, True, False)
+            + product_flops(decoder, batch, True, True) + 2 * batch * decoder[0] * decoder[1])
+
+
+def time_steps(ck, kind, replicas, settings, budget):
+    """(seconds per step, product FLOPs per step) of the batched GAN or VAE at R replicas."""
+    from npgen import GAN, VAE
+    from npgen.models.replicas import BatchedGAN, BatchedVAE
+
+    model_type, batched_type, flops = {"gan": (GAN, BatchedGAN, gan_step_flops),
+                                       "vae": (VAE, BatchedVAE, vae_step_flops)}[kind]
+    B = settings["batch"]
+    models = [model_type(seed=r, n_layers=settings["n_layers"], base_width=settings["base_width"],
+                         backend="numpy") for r in range(replicas)]  # only their initial weights
+    batched = batched_type(models, ck, B)
+    data = ck.to_device(np.random.default_rng(0).standard_normal((replicas, 4 * B, 1), np.float32))
+    order = ck.to_device(np.tile(np.arange(4 * B), (replicas, 1)))
+    batched.step(data, order, 0)  # compiles and warms up
+    ck.synchronize()
+    steps, start = 0, time.perf_counter()
+    while steps < settings["steps"] or (time.perf_counter() - start < budget and steps < 200):
+        batched.step(data, order, (steps % 4) * B)
+        steps += 1
+    ck.synchronize()
+    return (time.perf_counter() - start) / steps, flops(models[0], B)
+
+
+def time_torch_gan(settings, steps=50):
+    """Seconds per step of the published PyTorch GAN on CUDA, or None without torch or CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    from torch import nn
+    sn = nn.utils.spectral_norm
+    device = torch.device("cuda")
+    G = nn.Sequential(nn.Linear(1, 128), nn.LeakyReLU(0.2), nn.Linear(128, 256), nn.LeakyReLU(0.2),
+                      nn.Linear(256, 1)).to(device)
+    D = nn.Sequential(sn(nn.Linear(1, 512)), nn.LeakyReLU(0.2), sn(nn.Linear(512, 256)),
+                      nn.LeakyReLU(0.2), sn(nn.Linear(256, 128)), nn.LeakyReLU(0.2),
+                      sn(nn.Linear(128, 1)), nn.Sigmoid()).to(device)
+    opt_g, opt_d = (torch.optim.Adam(net.parameters(), lr=1e-4) for net in (G, D))
+    bce = nn.BCELoss()
+    B = settings["batch"]
+    x = torch.randn(B, 1, device=device)
+    ones, zeros = torch.ones(B, 1, device=device), torch.zeros(B, 1, device=device)
+
+    def step():
+        opt_g.zero_grad()
+        bce(D(G(torch.randn(B, 1, device=device))), ones).backward()
+        opt_g.step()
+        opt_d.zero_grad()
+        fake = G(torch.randn(B, 1, device=device)).detach()
+        ((bce(D(x), ones) + bce(D(fake), zeros)) / 2).backward()
+        opt_d.step()
+
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def time_langevin(ck, replicas, n, steps, hidden):
+    """Seconds per Langevin step of R replicas of n samples, score widths ``hidden``."""
+    h1, h2 = hidden
+    rng = np.random.default_rng(0)
+
+    def draw(*shape, scale=1.0):
+        return ck.to_device((scale * rng.standard_normal(shape)).astype(np.float32))
+
+    x = draw(replicas, n)
+    W1, b1 = draw(replicas, h1, 1), draw(replicas, h1)
+    W2a, beff2 = draw(replicas, h2, h1, scale=0.1), draw(replicas, 1, h2)
+    W3a, beff3 = draw(replicas, 1, h2, scale=0.1), draw(replicas, 1)
+    alphas = ck.to_device(np.full((replicas, 1), 1e-4, np.float32))
+    seeds = list(range(replicas))
+    ck.annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, 1, seeds, 0, 0.01, 0.2)
+    ck.synchronize()
+    start = time.perf_counter()
+    ck.annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, steps, seeds, 1, 0.01, 0.2)
+    ck.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def device_name(ck):
+    """The GPU's name, or the simulator's."""
+    if ck.SIMULATOR:
+        return "numba-cuda simulator (no GPU)"
+    from numba import cuda
+    name = cuda.get_current_device().name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def measure(dry_run, budget):
+    """Every timing of the module doc, as a JSON-able dict."""
+    from npgen import kernels
+    ck = kernels.get_replica_backend("cuda")
+    if dry_run:
+        budget = 0.0  # exactly DRY["steps"] steps
+        if ck.SIMULATOR:
+            ck.configure(threads=1, max_blocks=1)
+        settings = {"batch": DRY["batch"], "base_width": DRY["base_width"],
+                    "n_layers": DRY["n_layers"], "steps": DRY["steps"]}
+        replicas, langevin = DRY["replicas"], DRY["langevin"]
+        sweep_runs = DRY["sweep_runs"]
+    else:
+        settings = {"batch": PAPER["batch"], "base_width": 128, "n_layers": 3, "steps": 20}
+        replicas, langevin = REPLICAS, (330, 1000, 50, (96, 196))
+        sweep_runs = PAPER["m_values"] * PAPER["seeds"]
+    rows = []
+    for kind in ("gan", "vae"):
+        for R in replicas:
+            seconds, flops = time_steps(ck, kind, R, settings, budget=min(8.0, budget / 30))
+            rows.append({"what": f"{kind.upper()} step (npgen cuda)", "replicas": R,
+                         "seconds_per_step": seconds, "product_gflop_per_step": R * flops / 1e9,
+                         "percent_of_fp32_roof": 100 * R * flops / seconds / FP32_ROOF})
+    torch_seconds = None if dry_run else time_torch_gan(settings)
+    if torch_seconds is not None:
+        flops = rows[0]["product_gflop_per_step"] * 1e9
+        rows.append({"what": "GAN step (published PyTorch, one run)", "replicas": 1,
+                     "seconds_per_step": torch_seconds, "product_gflop_per_step": flops / 1e9,
+                     "percent_of_fp32_roof": 100 * flops / torch_seconds / FP32_ROOF})
+    if dry_run:
+        R, n, steps, hidden = langevin[0], langevin[1], langevin[2], (langevin[3], langevin[3])
+    else:
+        R, n, steps, hidden = langevin
+    rows.append({"what": f"Langevin step ({n} samples each)", "replicas": R,
+                 "seconds_per_step": time_langevin(ck, R, n, steps, hidden),
+                 "product_gflop_per_step": None, "percent_of_fp32_roof": None})
+    for kind in ("gan", "vae"):
+        seconds, flops = time_steps(ck, kind, sweep_runs, settings, budget=budget / 8)
+        rows.append({"what": f"Figure 3 {kind.upper()} runs as one batch", "replicas": sweep_runs,
+                     "seconds_per_step": seconds, "product_gflop_per_step": sweep_runs * flops / 1e9,
+                     "percent_of_fp32_roof": 100 * sweep_runs * flops / seconds / FP32_ROOF,
+                     "projected_seconds": seconds * PAPER["steps"]})
+    return {"device": device_name(ck), "dry_run": dry_run, "fp32_roof_tflops": FP32_ROOF / 1e12,
+            "python": platform.python_version(), "rows": rows,
+            "not_batched": "score-network training (fit_many trains GANs and VAEs, not the SGM)"}
+
+
+def table(result):
+    """The measurements as one markdown table."""
+    lines = [f"Device: {result['device']}" + (" (dry run: tiny sizes, not a measurement)"
+                                              if result["dry_run"] else ""),
+             f"Roof: {result['fp32_roof_tflops']:g} TFLOP/s FP32 (H200 SXM, non-tensor-core);"
+             " % = product FLOPs / step time / roof.", "",
+             "| what | R | ms / step | product GFLOP / step | % of FP32 roof |",
+             "|---|---:|---:|---:|---:|"]
+    for row in result["rows"]:
+        gflop = "" if row["product_gflop_per_step"] is None else f"{row['product_gflop_per_step']:.3g}"
+        share = "" if row["percent_of_fp32_roof"] is None else f"{row['percent_of_fp32_roof']:.2g}"
+        lines.append(f"| {row['what']} | {row['replicas']} | {1e3 * row['seconds_per_step']:.3g} |"
+                     f" {gflop} | {share} |")
+    lines.append("")
+    for row in result["rows"]:
+        if "projected_seconds" in row:
+            lines.append(f"{row['what']}: {row['projected_seconds']:.0f} s projected for"
+                         f" {PAPER['steps']} steps of {row['replicas']} replicas.")
+    lines.append(f"Not timed: {result['not_batched']}.")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder for gpu.json and gpu.md")
+    parser.add_argument("--budget", type=float, default=240.0,
+                        help="seconds the timing loops may take in all (default 240)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="tiny sizes, to check the script (not a measurement)")
+    args = parser.parse_args(argv)
+    result = measure(args.dry_run, args.budget)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "gpu.json"), "w", encoding="utf-8") as handle:
+        json.dump(result, handle, indent=1)
+    text = table(result)
+    with open(os.path.join(args.out, "gpu.md"), "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,851 @@
+"""CUDA kernels (numba-cuda) of every npgen operation, batched over a leading replica axis.
+
+R runs of one architecture are trained in lockstep: every array of :mod:`npgen.kernels.cpu`
+gains a leading axis of length R, replica r holding run r's copy, and one call does the work
+of all of them. Activations are (R, n, features), weights (R, out, in), biases (R, out), flat
+parameter buffers (R, P). Arrays are C-contiguous device arrays (numba-cuda device arrays or
+CuPy arrays: anything with ``__cuda_array_interface__``); the caller allocates them once.
+
+How the work is done:
+
+* matrix products go to a vendor BLAS through :data:`xp_matmul`: CuPy's batched matmul
+  (cuBLAS strided-batched gemm) on a GPU, which reads numba-cuda's arrays in place through
+  ``__cuda_array_interface__``; under numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``,
+  where CuPy cannot run) a numpy stand-in with the same interface;
+* the elementwise work (bias, activation and its derivatives, bias-gradient sums), the losses,
+  Adam, spectral norm and annealed Langevin are numba-cuda kernels with grid-stride loops, so
+  any launch size covers any array (:func:`configure` sets it; the tests use a few threads);
+* reductions (losses, norms, sigma, the spectral-norm coupling) take one block per replica and
+  accumulate in float64.
+
+Where the CPU kernel returns a Python float, the batched one writes one float64 per replica
+into an (R,) device array the caller passes: the losses' ``loss`` and spectral norm's
+``sigma``. Scalars (activation code, slopes, Adam's step and rates, Langevin's step count)
+are shared by the replicas of a batch, which differ only in data and seed. Derivatives are
+computed from z; the activation values ``a`` are accepted for the CPU signatures.
+
+Random numbers come from the device: :func:`rng_states` gives each replica
+``RNG_STATES_PER_REPLICA`` xoroshiro128+ states seeded from that replica's seed alone, and
+:func:`standard_normal` has state s of a replica fill elements s, s + S, s + 2S, ... of that
+replica's rows (S = RNG_STATES_PER_REPLICA), so a run draws the same numbers whatever R and
+whatever the launch size. Langevin noise is numpy_ref's counter-based generator, bit for bit.
+
+This module needs numba-cuda (``pip install "npgen[cuda]"``); importing it does not need a
+GPU, so that its kernels compile to PTX anywhere.
+"""
+
+import importlib.util
+import math
+
+import numpy as np
+
+from . import IDENTITY, KERNELS, LEAKY_RELU, RELU, SILU, TANH
+from .numpy_ref import LANGEVIN_GOLDEN, LANGEVIN_MIX, SPECTRAL_NORM_EPS
+
+#: The one sentence for a machine without the CUDA libraries.
+INSTALL_HINT = ('backend "cuda" needs numba-cuda and CuPy (and an NVIDIA GPU):'
+                ' pip install "npgen[cuda]"')
+
+if importlib.util.find_spec("numba_cuda") is None:
+    raise ImportError(INSTALL_HINT)
+
+from numba import config, cuda, float64, uint32, uint64
+from numba.cuda.random import (
+    xoroshiro128p_dtype,
+    xoroshiro128p_normal_float32,
+    xoroshiro128p_normal_float64,
+)
+
+__all__ = list(KERNELS) + ["standard_normal", "rng_states", "gather_rows", "to_device", "to_host",
+                          "free_bytes", "synchronize", "vae_reparameterize", "vae_residual",
+                          "vae_code_gradient"]
+
+#: Whether numba-cuda runs its simulator (NUMBA_ENABLE_CUDASIM=1) instead of a GPU.
+SIMULATOR = bool(config.ENABLE_CUDASIM)
+
+#: xoroshiro128+ states per replica (fixed: a run's random stream depends on it).
+RNG_STATES_PER_REPLICA = 64
+
+#: Width of the shared-memory array of a block reduction: the most threads of a reduction block.
+REDUCE_WIDTH = 128
+
+#: The most hidden units of the score network's first layer that annealed_langevin takes
+#: (each thread keeps that layer in local memory).
+LANGEVIN_MAX_HIDDEN = 512
+
+#: Launch sizes of the grid-stride kernels (see :func:`configure`).
+LAUNCH = {"threads": 256, "max_blocks": 4096}
+
+
+def configure(threads=None, max_blocks=None):
+    """Set the threads per block (a power of two) and the most blocks of a launch.
+
+    Results do not depend on them; the simulator's tests use a few threads to stay fast.
+    """
+    if threads is not None:
+        if not (isinstance(threads, int) and threads >= 1 and threads & (threads - 1) == 0):
+            raise ValueError(f"threads must be a power of two, got {threads!r}")
+        LAUNCH["threads"] = threads
+    if max_blocks is not None:
+        if not (isinstance(max_blocks, int) and max_blocks >= 1):
+            raise ValueError(f"max_blocks must be a positive integer, got {max_blocks!r}")
+        LAUNCH["max_blocks"] = max_blocks
+
+
+def require():
+    """Raise ValueError (one sentence) unless this machine can run the batched kernels: the
+    simulator, or a GPU with CuPy."""
+    if SIMULATOR:
+        return
+    if importlib.util.find_spec("cupy") is None or not cuda.is_available():
+        raise ValueError(INSTALL_HINT)
+
+
+def free_bytes():
+    """Free device memory in bytes, or None under the simulator (which has no such limit)."""
+    return None if SIMULATOR else cuda.current_context().get_memory_info()[0]
+
+
+def _grid(count):
+    """(blocks, threads) of a grid-stride launch over ``count`` items."""
+    threads = LAUNCH["threads"]
+    return max(1, min(LAUNCH["max_blocks"], -(-count // threads))), threads
+
+
+def _reduction_grid(replicas):
+    """(blocks, threads) of a launch with one block per replica."""
+    return max(1, min(LAUNCH["max_blocks"], replicas)), min(LAUNCH["threads"], REDUCE_WIDTH)
+
+
+def _check(fits, what):
+    if not fits:
+        raise ValueError(f"{what}: array shapes do not fit together")
+
+
+# --------------------------------------------------------------------------- products
+
+
+def _host(array):
+    """A numpy copy of a device array (or the array itself, for a numpy array)."""
+    return array if isinstance(array, np.ndarray) else array.copy_to_host()
+
+
+def host_matmul(a, b, out, transpose_a=False, transpose_b=False, accumulate=False):
+    """out[r] (+)= op(a[r]) op(b[r]) for every replica r, op a transpose where asked, with
+    numpy on host copies: the stand-in for :func:`cupy_matmul` where CuPy cannot run."""
+    A, B = _host(a), _host(b)
+    product = np.matmul(A.transpose(0, 2, 1) if transpose_a else A,
+                        B.transpose(0, 2, 1) if transpose_b else B).astype(out.dtype)
+    if accumulate:
+        product += _host(out)
+    if isinstance(out, np.ndarray):
+        out[...] = product
+    else:
+        out.copy_to_device(product)
+
+
+def cupy_matmul(a, b, out, transpose_a=False, transpose_b=False, accumulate=False):
+    """out[r] (+)= op(a[r]) op(b[r]) for every replica r: one cuBLAS strided-batched gemm
+    through CuPy, on the device arrays in place (``__cuda_array_interface__``)."""
+    import cupy
+
+    A, B, C = cupy.asarray(a), cupy.asarray(b), cupy.asarray(out)
+    A = A.transpose(0, 2, 1) if transpose_a else A
+    B = B.transpose(0, 2, 1) if transpose_b else B
+    if accumulate:
+        C += cupy.matmul(A, B)
+    else:
+        cupy.matmul(A, B, out=C)
+
+
+#: The batched product every kernel here uses: CuPy on a GPU, numpy under the simulator.
+xp_matmul = host_matmul if SIMULATOR else cupy_matmul
+
+
+# --------------------------------------------------------------------------- activations
+#
+# Scalar rules of numpy_ref's activations on the extended reals, evaluated in float64.
+
+
+@cuda.jit(device=True)
+def _sigmoid(z):
+    e = math.exp(-abs(z))
+    return 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+
+
+@cuda.jit(device=True)
+def _value(kind, slope, z):
+    """act(z): z, max(z, 0), leaky, z sigmoid(z), tanh(z), sigmoid(z)."""
+    z = float64(z)
+    if kind == IDENTITY:
+        return z
+    if kind == RELU or kind == LEAKY_RELU:
+        if z <= 0:  # NaN stays NaN below
+            return slope * z if (kind == LEAKY_RELU and slope != 0) else 0.0
+        return z
+    if kind == SILU:
+        return 0.0 if z == -math.inf else z * _sigmoid(z)
+    if kind == TANH:
+        return math.tanh(z)
+    return _sigmoid(z)
+
+
+@cuda.jit(device=True)
+def _derivative(kind, slope, z):
+    """act'(z): the left derivative at the kinks; silu 1 at +inf and 0 at -inf."""
+    z = float64(z)
+    if kind == IDENTITY:
+        return 1.0
+    if kind == RELU or kind == LEAKY_RELU:
+        return 1.0 if z > 0 else (slope if kind == LEAKY_RELU else 0.0)
+    if kind == SILU:
+        if math.isinf(z):
+            return 1.0 if z > 0 else 0.0
+        s = _sigmoid(z)
+        return s * (1.0 + z * (1.0 - s))
+    if kind == TANH:
+        t = math.tanh(z)
+        return 1.0 - t * t
+    s = _sigmoid(z)
+    return s * (1.0 - s)
+
+
+@cuda.jit(device=True)
+def _second_derivative(kind, slope, z):
+    """act''(z): 0 for the piecewise-linear ones, and 0 at -inf and +inf for all."""
+    z = float64(z)
+    if kind == IDENTITY or kind == RELU or kind == LEAKY_RELU or math.isinf(z):
+        return 0.0
+    if kind == SILU:
+        s = _sigmoid(z)
+        return s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
+    if kind == TANH:
+        t = math.tanh(z)
+        return -2.0 * t * (1.0 - t * t)
+    s = _sigmoid(z)
+    return s * (1.0 - s) * (1.0 - 2.0 * s)
+
+
+# --------------------------------------------------------------------------- elementwise kernels
+
+
+@cuda.jit
+def _bias_activation(b, kind, slope, z, a):
+    """z[r, i, j] += b[r, j]; a = act(z)."""
+    R, n, out = z.shape
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for index in range(start, R * n * out, stride):
+        r, rest = index // (n * out), index % (n * out)
+        i, j = rest // out, rest % out
+        value = z[r, i, j] + b[r, j]
+        z[r, i, j] = value
+        a[r, i, j] = _value(kind, slope, value)
+
+
+@cuda.jit
+def _tangent(kind, slope, z, dz, da):
+    """da = act'(z) dz, on flat arrays."""
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, z.size, stride):
+        da[i] = _derivative(kind, slope, z[i]) * dz[i]
+
+
+@cuda.jit
+def _chain_rule(kind, slope, z, grad_a, grad_z):
+    """grad_z = act'(z) grad_a, on flat arrays."""
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, z.size, stride):
+        grad_z[i] = _derivative(kind, slope, z[i]) * grad_a[i]
+
+
+@cuda.jit
+def _backward_columns(kind, slope, z, dz, grad_a, grad_da, grad_z, grad_dz, grad_b, accumulate,
+                      tangents):
+    """One thread per (replica, unit j), down column j, with d1 = act'(z), d2 = act''(z):
+    grad_z = grad_a d1, plus grad_da d2 dz and grad_dz = grad_da d1 when ``tangents`` (else
+    dz, grad_da and grad_dz are not touched); grad_b[r, j] (+)= sum_rows grad_z (in float64)."""
+    R, n, out = z.shape
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for index in range(start, R * out, stride):
+        r, j = index // out, index % out
+        total = 0.0
+        for i in range(n):
+            d1 = _derivative(kind, slope, z[r, i, j])
+            g = grad_a[r, i, j] * d1
+            if tangents:
+                grad_dz[r, i, j] = grad_da[r, i, j] * d1
+                g += _second_derivative(kind, slope, z[r, i, j]) * (grad_da[r, i, j] * dz[r, i, j])
+            grad_z[r, i, j] = g
+            total += grad_z[r, i, j]
+        grad_b[r, j] = grad_b[r, j] + total if accumulate else total
+
+
+def _flat(array):
+    return array.reshape(array.size)
+
+
+# --------------------------------------------------------------------------- dense layer
+
+
+def _check_layer(x, W, b, z, what):
+    R, n = x.shape[:2]
+    _check(x.ndim == 3 and W.shape == (R, W.shape[1], x.shape[2]) and b.shape == W.shape[:2]
+           and z.shape == (R, n, W.shape[1]), what)
+
+
+def linear_forward(x, W, b, kind, slope, z, a):
+    """z = x W^T + b, a = act(z), for every replica: x (R, n, in), W (R, out, in), b (R, out),
+    z and a (R, n, out)."""
+    _check_layer(x, W, b, z, "linear_forward")
+    _check(a.shape == z.shape, "linear_forward")
+    xp_matmul(x, W, z, transpose_b=True)
+    _bias_activation[_grid(z.size)](b, kind, float(slope), z, a)
+
+
+def linear_backward(x, W, z, a, grad_a, kind, slope, grad_z, grad_W, grad_b, grad_x,
+                    accumulate, need_grad_x):
+    """grad_z = grad_a act'(z), grad_W (+)= grad_z^T x, grad_b (+)= sum_rows grad_z,
+    grad_x = grad_z W when need_grad_x (grad_x may be None otherwise); per replica."""
+    _check_layer(x, W, grad_b, z, "linear_backward")
+    _check(a.shape == z.shape and grad_a.shape == z.shape and grad_z.shape == z.shape
+           and grad_W.shape == W.shape, "linear_backward")
+    _backward_columns[_grid(z.shape[0] * z.shape[2])](
+        kind, float(slope), z, z, grad_a, grad_a, grad_z, grad_z, grad_b, bool(accumulate), False)
+    _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x)
+
+
+def _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x):
+    """grad_W (+)= grad_z^T x and, when need_grad_x, grad_x = grad_z W."""
+    xp_matmul(grad_z, x, grad_W, transpose_a=True, accumulate=bool(accumulate))
+    if need_grad_x:
+        _check(grad_x is not None and grad_x.shape == x.shape, "linear_backward")
+        xp_matmul(grad_z, W, grad_x)
+
+
+def linear_backward_input(W, z, a, grad_a, kind, slope, grad_z, grad_x):
+    """grad_z = grad_a act'(z), grad_x = grad_z W: the backward to the input alone."""
+    R, n, out = z.shape
+    _check(a.shape == z.shape and grad_a.shape == z.shape and grad_z.shape == z.shape
+           and W.shape[:2] == (R, out) and grad_x.shape == (R, n, W.shape[2]),
+           "linear_backward_input")
+    _chain_rule[_grid(z.size)](kind, float(slope), _flat(z), _flat(grad_a), _flat(grad_z))
+    xp_matmul(grad_z, W, grad_x)
+
+
+def linear_jvp(x, dx, W, b, kind, slope, z, a, dz, da):
+    """z = x W^T + b, a = act(z), dz = dx W^T, da = act'(z) dz; per replica."""
+    _check(dx.shape == x.shape and dz.shape == z.shape and da.shape == z.shape, "linear_jvp")
+    linear_forward(x, W, b, kind, slope, z, a)
+    xp_matmul(dx, W, dz, transpose_b=True)
+    _tangent[_grid(z.size)](kind, float(slope), _flat(z), _flat(dz), _flat(da))
+
+
+def linear_jvp_backward(x, dx, W, z, a, dz, grad_a, grad_da, kind, slope,
+                        grad_z, grad_dz, grad_W, grad_b, grad_x, grad_dx,
+                        accumulate, need_grad_x):
+    """Cotangents of (a, da) to those of (W, b, x, dx); with d1 = act'(z), d2 = act''(z):
+    grad_dz = grad_da d1, grad_z = grad_a d1 + grad_da d2 dz,
+    grad_W (+)= grad_z^T x + grad_dz^T dx, grad_b (+)= sum_rows grad_z,
+    grad_x = grad_z W and grad_dx = grad_dz W when need_grad_x; per replica."""
+    _check_layer(x, W, grad_b, z, "linear_jvp_backward")
+    _check(dx.shape == x.shape and all(t.shape == z.shape for t in (
+        a, dz, grad_a, grad_da, grad_z, grad_dz)) and grad_W.shape == W.shape,
+        "linear_jvp_backward")
+    _backward_columns[_grid(z.shape[0] * z.shape[2])](
+        kind, float(slope), z, dz, grad_a, grad_da, grad_z, grad_dz, grad_b, bool(accumulate), True)
+    _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x)
+    _parameter_products(grad_dz, dx, W, grad_W, grad_dx, True, need_grad_x)
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+@cuda.jit(device=True)
+def _block_sum(shared, value):
+    """The sum over the block's threads of ``value`` (a tree in shared memory; the block size
+    is a power of two); every thread gets it."""
+    t = cuda.threadIdx.x
+    shared[t] = value
+    cuda.syncthreads()
+    width = cuda.blockDim.x // 2
+    while width > 0:
+        if t < width:
+            shared[t] += shared[t + width]
+        cuda.syncthreads()
+        width //= 2
+    total = shared[0]
+    cuda.syncthreads()
+    return total
+
+
+# --------------------------------------------------------------------------- losses
+
+_BCE_WITH_LOGITS, _HINGE = range(2)
+
+
+@cuda.jit
+def _mean_loss(which, pred, target, grad, loss):
+    """One block per replica r: loss[r] = mean_i l(p_ri, t_ri), grad = dl/dp / N, for
+    l = bce with logits (which 0) or hinge (which 1), in float64."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, N = pred.shape
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        partial = 0.0
+        for i in range(cuda.threadIdx.x, N, cuda.blockDim.x):
+            s, t = float64(pred[r, i]), float64(target[r, i])
+            if which == _BCE_WITH_LOGITS:
+                e = math.exp(-abs(s))
+                partial += max(s, 0.0) - s * t + math.log1p(e)
+                slope = (1.0 / (1.0 + e) if s >= 0 else e / (1.0 + e)) - t
+            else:
+                margin = 1.0 - t * s
+                partial += max(margin, 0.0)
+                slope = -t if margin > 0 else 0.0
+            grad[r, i] = slope / N
+        total = _block_sum(shared, partial)
+        if cuda.threadIdx.x == 0:
+            loss[r] = total / N
+
+
+def _loss(which, what, pred, target, grad, loss):
+    R = pred.shape[0]
+    _check(target.shape == pred.shape and grad.shape == pred.shape and loss.shape == (R,),
+           what)
+    rows = (R, pred.size // R)
+    _mean_loss[_reduction_grid(R)](which, pred.reshape(rows), target.reshape(rows),
+                                   grad.reshape(rows), loss)
+    return loss
+
+
+def bce_with_logits(logits, target, grad, loss):
+    """loss[r] = mean of max(s, 0) - s t + log(1 + exp(-|s|)) over replica r's logits;
+    grad = (sigmoid(s) - t) / N. Arrays (R, ...); loss (R,) float64. Returns loss."""
+    return _loss(_BCE_WITH_LOGITS, "bce_with_logits", logits, target, grad, loss)
+
+
+def hinge(scores, target, grad, loss):
+    """loss[r] = mean of max(0, 1 - t s) over replica r's scores, t in {-1, +1};
+    grad = -t [1 - t s > 0] / N. Returns loss."""
+    return _loss(_HINGE, "hinge", scores, target, grad, loss)
+
+
+# --------------------------------------------------------------------------- the VAE's loss
+#
+# The elementwise parts of npgen.models.vae's negative ELBO (its module doc has the math),
+# one block per replica, sums in float64. code (R, B, 2p) holds mu then lv; k = kl_power is
+# 1 for the textbook KL and 2 for the published code's term.
+
+
+@cuda.jit
+def _vae_reparameterize(code, eps, kl_power, z, std, kl):
+    """std = exp(lv / 2), z = mu + std eps; kl[r] = 1/2 sum(mu^2 + exp(k lv) - lv - 1)."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, B, p = z.shape
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        partial = 0.0
+        for index in range(cuda.threadIdx.x, B * p, cuda.blockDim.x):
+            i, j = index // p, index % p
+            mu, lv = float64(code[r, i, j]), float64(code[r, i, p + j])
+            std[r, i, j] = math.exp(lv / 2)
+            variance = float64(std[r, i, j]) * std[r, i, j]
+            z[r, i, j] = mu + std[r, i, j] * eps[r, i, j]
+            term = variance if kl_power == 1 else variance * variance
+            partial += mu * mu + term - lv - 1.0
+        total = _block_sum(shared, partial)
+        if cuda.threadIdx.x == 0:
+            kl[r] = total / 2
+
+
+@cuda.jit
+def _vae_residual(reconstruction, x, variance, residual, loss):
+    """residual = (g(z) - x) / c; loss[r] = sum (g(z) - x)^2 / (2 c)."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, B, d = x.shape
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        partial = 0.0
+        for index in range(cuda.threadIdx.x, B * d, cuda.blockDim.x):
+            i, j = index // d, index % d
+            difference = reconstruction[r, i, j] - x[r, i, j]
+            partial += float64(difference) * difference
+            residual[r, i, j] = difference * (1 / variance)
+        total = _block_sum(shared, partial)
+        if cuda.threadIdx.x == 0:
+            loss[r] = total / (2 * variance)
+
+
+@cuda.jit
+def _vae_code_gradient(code, eps, std, grad_z, kl_power, grad_code):
+    """grad_mu = grad_z + mu; grad_lv = grad_z eps std / 2 + (k exp(k lv) - 1) / 2."""
+    R, B, p = std.shape
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for index in range(start, R * B * p, stride):
+        r, rest = index // (B * p), index % (B * p)
+        i, j = rest // p, rest % p
+        variance = float64(std[r, i, j]) * std[r, i, j]
+        term = variance if kl_power == 1 else variance * variance
+        grad_code[r, i, j] = grad_z[r, i, j] + code[r, i, j]
+        grad_code[r, i, p + j] = (grad_z[r, i, j] * eps[r, i, j] * std[r, i, j] * 0.5
+                                  + (kl_power * term - 1.0) * 0.5)
+
+
+def vae_reparameterize(code, eps, kl_power, z, std, kl):
+    """z = mu + exp(lv / 2) eps (and std = exp(lv / 2)) from code = [mu, lv] (R, B, 2p);
+    kl[r] = replica r's summed KL term (k = kl_power: 1 textbook, 2 published). Returns kl."""
+    R, B, p = z.shape
+    _check(code.shape == (R, B, 2 * p) and eps.shape == z.shape and std.shape == z.shape
+           and kl.shape == (R,) and kl_power in (1, 2), "vae_reparameterize")
+    _vae_reparameterize[_reduction_grid(R)](code, eps, int(kl_power), z, std, kl)
+    return kl
+
+
+def vae_residual(reconstruction, x, variance, residual, loss):
+    """residual = (g(z) - x) / c and loss[r] = replica r's sum of (g(z) - x)^2 / (2 c), for
+    the decoder variance c. Returns loss."""
+    _check(reconstruction.shape == x.shape and residual.shape == x.shape
+           and loss.shape == (x.shape[0],), "vae_residual")
+    _vae_residual[_reduction_grid(x.shape[0])](reconstruction, x, float(variance), residual, loss)
+    return loss
+
+
+def vae_code_gradient(code, eps, std, grad_z, kl_power, grad_code):
+    """The loss's gradient with respect to code = [mu, lv], from dL/dz = grad_z."""
+    R, B, p = std.shape
+    _check(code.shape == (R, B, 2 * p) and grad_code.shape == code.shape
+           and eps.shape == std.shape and grad_z.shape == std.shape, "vae_code_gradient")
+    _vae_code_gradient[_grid(R * B * p)](code, eps, std, grad_z, int(kl_power), grad_code)
+
+
+# --------------------------------------------------------------------------- optimizer
+
+
+@cuda.jit
+def _adam(param, grad, m, v, step_size, root_bias2, beta1, beta2, eps):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, param.size, stride):
+        g = float64(grad[i])
+        m[i] = beta1 * m[i] + (1 - beta1) * g
+        v[i] = beta2 * v[i] + (1 - beta2) * g * g
+        param[i] -= step_size * m[i] / (math.sqrt(float64(v[i])) / root_bias2 + eps)
+
+
+def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps):
+    """torch.optim.Adam on the flat buffers of every replica at once, step t from 1:
+    m <- beta1 m + (1 - beta1) g,  v <- beta2 v + (1 - beta2) g^2,
+    param <- param - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
+    _check(grad.shape == param.shape and m.shape == param.shape and v.shape == param.shape,
+           "adam_step")
+    step_size = lr / (1 - beta1 ** float(step))
+    root_bias2 = math.sqrt(1 - beta2 ** float(step))
+    _adam[_grid(param.size)](_flat(param), _flat(grad), _flat(m), _flat(v), step_size,
+                             root_bias2, float(beta1), float(beta2), float(eps))
+
+
+# --------------------------------------------------------------------------- spectral norm
+
+
+@cuda.jit
+def _matrix_vector(W, transposed, vector, out):
+    """out[r] = W[r]^T vector[r] (transposed) or W[r] vector[r], one thread per entry of out,
+    in float64."""
+    R, size = out.shape
+    inner = W.shape[1] if transposed else W.shape[2]
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for index in range(start, R * size, stride):
+        r, k = index // size, index % size
+        acc = 0.0
+        for m in range(inner):
+            acc += float64(W[r, m, k] if transposed else W[r, k, m]) * vector[r, m]
+        out[r, k] = acc
+
+
+@cuda.jit
+def _normalize(u):
+    """u[r] <- u[r] / max(||u[r]||, eps), one block per replica."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, size = u.shape
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        partial = 0.0
+        for i in range(cuda.threadIdx.x, size, cuda.blockDim.x):
+            partial += float64(u[r, i]) * u[r, i]
+        scale = 1.0 / max(math.sqrt(_block_sum(shared, partial)), SPECTRAL_NORM_EPS)
+        for i in range(cuda.threadIdx.x, size, cuda.blockDim.x):
+            u[r, i] = u[r, i] * scale
+
+
+@cuda.jit
+def _sigma_and_scaled(W, u, v, sigma, W_sn):
+    """One block per replica: sigma[r] = u[r] . W[r] v[r] (float64), W_sn[r] = W[r] / sigma[r]."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, rows, cols = W.shape
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        partial = 0.0
+        for i in range(cuda.threadIdx.x, rows, cuda.blockDim.x):
+            acc = 0.0
+            for j in range(cols):
+                acc += float64(W[r, i, j]) * v[r, j]
+            partial += u[r, i] * acc
+        value = _block_sum(shared, partial)
+        if cuda.threadIdx.x == 0:
+            sigma[r] = value
+        for index in range(cuda.threadIdx.x, rows * cols, cuda.blockDim.x):
+            i, j = index // cols, index % cols
+            W_sn[r, i, j] = W[r, i, j] / value
+
+
+@cuda.jit
+def _spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
+    """One block per replica: c = <grad_W_sn, W> / sigma^2 (float64), then
+    grad_W (+)= grad_W_sn / sigma - c u v^T."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, rows, cols = W.shape
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        partial = 0.0
+        for index in range(cuda.threadIdx.x, rows * cols, cuda.blockDim.x):
+            i, j = index // cols, index % cols
+            partial += float64(grad_W_sn[r, i, j]) * W[r, i, j]
+        s = sigma[r]
+        coupling = _block_sum(shared, partial) / (s * s)
+        for index in range(cuda.threadIdx.x, rows * cols, cuda.blockDim.x):
+            i, j = index // cols, index % cols
+            step = grad_W_sn[r, i, j] / s - coupling * (u[r, i] * v[r, j])
+            grad_W[r, i, j] = grad_W[r, i, j] + step if accumulate else step
+
+
+def spectral_norm_forward(W, u, v, n_power_iterations, W_sn, sigma):
+    """Per replica: power iterations v <- W^T u / ||W^T u||, u <- W v / ||W v|| (none in
+    evaluation), then sigma = u . W v and W_sn = W / sigma. W, W_sn (R, out, in), u (R, out),
+    v (R, in), sigma (R,) float64. Returns sigma."""
+    R, rows, cols = W.shape
+    _check(u.shape == (R, rows) and v.shape == (R, cols) and W_sn.shape == W.shape
+           and sigma.shape == (R,), "spectral_norm_forward")
+    for _ in range(n_power_iterations):
+        _matrix_vector[_grid(R * cols)](W, True, u, v)
+        _normalize[_reduction_grid(R)](v)
+        _matrix_vector[_grid(R * rows)](W, False, v, u)
+        _normalize[_reduction_grid(R)](u)
+    _sigma_and_scaled[_reduction_grid(R)](W, u, v, sigma, W_sn)
+    return sigma
+
+
+def spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
+    """Per replica: grad_W (+)= grad_W_sn / sigma - (<grad_W_sn, W> / sigma^2) u v^T, the
+    inner product in float64; sigma (R,) as spectral_norm_forward wrote it."""
+    R, rows, cols = W.shape
+    _check(u.shape == (R, rows) and v.shape == (R, cols) and grad_W_sn.shape == W.shape
+           and grad_W.shape == W.shape and sigma.shape == (R,), "spectral_norm_backward")
+    _spectral_norm_backward[_reduction_grid(R)](W, u, v, sigma, grad_W_sn, grad_W,
+                                                bool(accumulate))
+
+
+# --------------------------------------------------------------------------- random numbers
+
+
+_MASK64 = 2 ** 64 - 1
+#: xoroshiro128+'s jump polynomial: 2^64 steps ahead.
+_XOROSHIRO_JUMP = (0xBEAC0467EBA5FACB, 0xD86B048B86AA9922)
+
+
+def _xoroshiro_next(s0, s1):
+    """The state after one xoroshiro128+ step (Python integers)."""
+    s1 ^= s0
+    rotated = ((s0 << 55) | (s0 >> 9)) & _MASK64
+    return rotated ^ s1 ^ ((s1 << 14) & _MASK64), ((s1 << 36) | (s1 >> 28)) & _MASK64
+
+
+def _seeded_states(seed, count):
+    """numba-cuda's init_xoroshiro128p_states_cpu(states, seed, 0), in Python integers: state 0
+    is splitmix64's first output for ``seed`` (twice), and each next state jumps 2^64 steps."""
+    z = (seed + LANGEVIN_GOLDEN) & _MASK64
+    z = ((z ^ (z >> 30)) * LANGEVIN_MIX[0]) & _MASK64
+    z = ((z ^ (z >> 27)) * LANGEVIN_MIX[1]) & _MASK64
+    s0 = s1 = z ^ (z >> 31)
+    states = [(s0, s1)]
+    for _ in range(count - 1):
+        j0 = j1 = 0
+        for word in _XOROSHIRO_JUMP:
+            for bit in range(64):
+                if word >> bit & 1:
+                    j0, j1 = j0 ^ s0, j1 ^ s1
+                s0, s1 = _xoroshiro_next(s0, s1)
+        s0, s1 = j0, j1
+        states.append((s0, s1))
+    return states
+
+
+def rng_states(seeds):
+    """Device xoroshiro128+ states for replicas with these seeds: replica r owns states
+    r S .. r S + S - 1 (S = RNG_STATES_PER_REPLICA), seeded from seed r alone as numba-cuda's
+    ``init_xoroshiro128p_states`` seeds an array of S states."""
+    states = np.array([state for seed in seeds
+                       for state in _seeded_states(int(seed), RNG_STATES_PER_REPLICA)],
+                      xoroshiro128p_dtype)
+    return cuda.to_device(states)
+
+
+@cuda.jit
+def _standard_normal(states, single, out):
+    """State s of replica r fills out[r, s], out[r, s + S], ... with standard normals."""
+    R, size = out.shape
+    S = states.size // R
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for index in range(start, R * S, stride):
+        r, s = index // S, index % S
+        for i in range(s, size, S):
+            if single:
+                out[r, i] = xoroshiro128p_normal_float32(states, index)
+            else:
+                out[r, i] = xoroshiro128p_normal_float64(states, index)
+
+
+def standard_normal(states, out):
+    """Fill out (R, ...) with standard normals from :func:`rng_states` states, replica r's
+    from its own states (the same numbers whatever R)."""
+    R = out.shape[0]
+    _check(states.size == R * RNG_STATES_PER_REPLICA, "standard_normal")
+    _standard_normal[_grid(states.size)](states, out.dtype == np.float32,
+                                         out.reshape(R, out.size // R))
+    return out
+
+
+# --------------------------------------------------------------------------- annealed Langevin
+#
+# numpy_ref's noise generator: splitmix64's finalizer over (seed, sample, step pair), then
+# Box-Muller. Shifts are uint32 so that uint64 arithmetic stays unsigned.
+
+_GOLDEN = np.uint64(LANGEVIN_GOLDEN)
+_MIX1, _MIX2 = np.uint64(LANGEVIN_MIX[0]), np.uint64(LANGEVIN_MIX[1])
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+@cuda.jit(device=True)
+def _mix64(z):
+    """splitmix64's finalizer (see numpy_ref._mix64)."""
+    z = (z ^ (z >> uint32(30))) * _MIX1
+    z = (z ^ (z >> uint32(27))) * _MIX2
+    return z ^ (z >> uint32(31))
+
+
+@cuda.jit(device=True)
+def _noise(key, step):
+    """The standard normal z(seed, i, step) of the sample with ``key`` (float64)."""
+    bits = _mix64(key + (uint64(step // 2) + uint64(1)) * _GOLDEN)
+    u1 = (float64(bits >> uint32(32)) + 0.5) * 2.0 ** -32
+    u2 = (float64(bits & _LOW32) + 0.5) * 2.0 ** -32
+    radius = math.sqrt(-2.0 * math.log(u1))
+    angle = 2.0 * math.pi * u2
+    return radius * (math.cos(angle) if step % 2 == 0 else math.sin(angle))
+
+
+@cuda.jit
+def _langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seeds,
+              first_step, slope1, slope2, with_gradient, dx0, grad_sq):
+    """One thread per (replica r, sample i): the loop of annealed_langevin with replica r's
+    network and seed; with_gradient also carries dx0 and grad_sq."""
+    h1 = cuda.local.array(LANGEVIN_MAX_HIDDEN, float64)
+    dh1 = cuda.local.array(LANGEVIN_MAX_HIDDEN, float64)
+    R, n = x.shape
+    H2, H1 = W2a.shape[1], W2a.shape[2]
+    n_levels = alphas.shape[1]
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for index in range(start, R * n, stride):
+        r, i = index // n, index % n
+        key = _mix64(_mix64(uint64(seeds[r]) + _GOLDEN) + (uint64(i) + uint64(1)) * _GOLDEN)
+        xi = float64(x[r, i])
+        step = first_step
+        for level in range(n_levels):
+            alpha = float64(alphas[r, level])
+            half_alpha, root_alpha = alpha / 2, math.sqrt(alpha)
+            for _ in range(n_steps_per_level):
+                for j in range(H1):
+                    w = float64(W1[r, j, 0])
+                    z1 = xi * w + b1[r, j]
+                    h1[j] = z1 if z1 > 0 else slope1 * z1
+                    dh1[j] = w if z1 > 0 else slope1 * w
+                score = float64(beff3[r, level])
+                dscore = 0.0
+                for k in range(H2):
+                    z2 = float64(beff2[r, level, k])
+                    dz2 = 0.0
+                    for j in range(H1):
+                        z2 += W2a[r, k, j] * h1[j]
+                        if with_gradient:
+                            dz2 += W2a[r, k, j] * dh1[j]
+                    gain = W3a[r, 0, k] * (1.0 if z2 > 0 else slope2)
+                    score += gain * z2
+                    dscore += gain * dz2
+                if with_gradient:
+                    f = 1.0 + half_alpha * dscore
+                    dx0[r, i] = f * dx0[r, i]
+                    grad_sq[r, i] = f * f * grad_sq[r, i] + alpha
+                x[r, i] = xi + (half_alpha * score + root_alpha * _noise(key, step))
+                xi = float64(x[r, i])  # rounded to x's type at every step, as numpy_ref
+                step += 1
+
+
+def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seeds,
+                      first_step, slope1, slope2, dx0=None, grad_sq=None):
+    """x <- x + (alpha_l / 2) s_l(x) + sqrt(alpha_l) z, n_steps_per_level times per level l,
+    in place, for every replica r with its own score network and seed (numpy_ref's
+    annealed_langevin, arrays with a leading replica axis): x (R, n), W1 (R, H1, 1), b1 (R, H1),
+    W2a (R, H2, H1), beff2 (R, L, H2), W3a (R, 1, H2), beff3 (R, L), alphas (R, L), seeds (R,)
+    integers. With dx0 and grad_sq (R, n) given, also, with f = 1 + (alpha_l / 2) s_l'(x) at
+    the x before each step: dx0 <- f dx0 and grad_sq <- f^2 grad_sq + alpha_l.
+    """
+    R, n = x.shape
+    H2, H1 = W2a.shape[1:]
+    L = alphas.shape[1]
+    _check(W1.shape == (R, H1, 1) and b1.shape == (R, H1) and W2a.shape[0] == R
+           and beff2.shape == (R, L, H2) and W3a.shape == (R, 1, H2) and beff3.shape == (R, L)
+           and alphas.shape == (R, L) and len(seeds) == R, "annealed_langevin")
+    if H1 > LANGEVIN_MAX_HIDDEN:
+        raise ValueError(f"annealed_langevin takes at most {LANGEVIN_MAX_HIDDEN} first-layer"
+                         f" units, got {H1}")
+    with_gradient = dx0 is not None or grad_sq is not None
+    if with_gradient:
+        _check(dx0 is not None and grad_sq is not None and dx0.shape == x.shape
+               and grad_sq.shape == x.shape, "annealed_langevin")
+    seeds = np.asarray(seeds, np.uint64)
+    _langevin[_grid(R * n)](x, W1, b1, W2a, beff2, W3a, beff3, alphas, int(n_steps_per_level),
+                            seeds, int(first_step), float(slope1), float(slope2), with_gradient,
+                            dx0 if with_gradient else x, grad_sq if with_gradient else x)
+
+
+# --------------------------------------------------------------------------- rows and arrays
+
+
+@cuda.jit
+def _gather_rows(source, index, start, out, offset, count):
+    """out[r, offset + i] = source[r, index[r, start + i]] for i < count."""
+    R, _, width = out.shape
+    first, stride = cuda.grid(1), cuda.gridsize(1)
+    for flat in range(first, R * count * width, stride):
+        r, rest = flat // (count * width), flat % (count * width)
+        i, c = rest // width, rest % width
+        out[r, offset + i, c] = source[r, index[r, start + i], c]
+
+
+def gather_rows(source, index, start, out, offset, count):
+    """out[r, offset:offset + count] = source[r, index[r, start:start + count]]: minibatches
+    taken on the device from per-replica orderings. source (R, N, d), index (R, M) integers,
+    out (R, B, d)."""
+    R, rows, width = out.shape
+    _check(source.shape[0] == R and source.shape[2] == width and index.shape[0] == R
+           and offset >= 0 and count >= 0 and offset + count <= rows
+           and start + count <= index.shape[1], "gather_rows")
+    _gather_rows[_grid(R * count * width)](source, index, int(start), out, int(offset),
+                                           int(count))
+
+
+def synchronize():
+    """Wait for every launched kernel and product to finish (for timing)."""
+    cuda.synchronize()
+
+
+def to_device(array):
+    """A device copy of a host array."""
+    return cuda.to_device(np.ascontiguousarray(array))
+
+
+def to_host(array):
+    """A host copy of a device array."""
+    return array.copy_to_host()

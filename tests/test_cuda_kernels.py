@@ -1,0 +1,280 @@
+"""The CUDA kernels, batched over replicas, against numpy_ref applied to each replica alone.
+
+These run under numba-cuda's simulator, which must be switched on before numba is imported:
+tests/test_cuda.py starts them in a fresh process with NUMBA_ENABLE_CUDASIM=1 (as stumpy tests
+its GPU code). On a machine with a GPU, NPGEN_CUDA_DEVICE=1 runs them on the device instead.
+Shapes are tiny and launches use a few threads, so the simulator stays fast.
+"""
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba_cuda")
+
+from numba import config
+
+if not (config.ENABLE_CUDASIM or os.environ.get("NPGEN_CUDA_DEVICE") == "1"):
+    pytest.skip("runs in the CUDA simulator, in the subprocess tests/test_cuda.py starts"
+                " (or on a GPU with NPGEN_CUDA_DEVICE=1)", allow_module_level=True)
+
+from npgen.kernels import ACTIVATIONS, IDENTITY
+from npgen.kernels import cuda as ck
+from npgen.kernels import numpy_ref as ref
+from numba import cuda
+
+if config.ENABLE_CUDASIM:
+    ck.configure(threads=4, max_blocks=2)
+
+R = 3
+TOLERANCE = {np.float32: {"rtol": 2e-5, "atol": 2e-6}, np.float64: {"rtol": 1e-11, "atol": 1e-13}}
+DTYPES = (np.float32, np.float64)
+
+
+def _draw(rng, dtype, *shape):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _device(*arrays):
+    return [cuda.to_device(np.ascontiguousarray(a)) for a in arrays]
+
+
+def _close(actual, expected, dtype):
+    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64),
+                               **TOLERANCE[dtype])
+
+
+def _layer(rng, dtype, n=5, fan_in=3, out=4):
+    return _draw(rng, dtype, R, n, fan_in), _draw(rng, dtype, R, out, fan_in), _draw(
+        rng, dtype, R, out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_forward_and_backward_match_each_replica_alone(activation, dtype):
+    rng = np.random.default_rng(1)
+    kind, slope = ACTIVATIONS[activation], 0.2
+    x, W, b = _layer(rng, dtype)
+    grad_a = _draw(rng, dtype, R, 5, 4)
+    old_W, old_b = _draw(rng, dtype, *W.shape), _draw(rng, dtype, *b.shape)
+    z, a, grad_z = (cuda.device_array((R, 5, 4), dtype) for _ in range(3))
+    grad_x = cuda.device_array(x.shape, dtype)
+    dx, dW, db, dga, dgW, dgb = _device(x, W, b, grad_a, old_W, old_b)
+    ck.linear_forward(dx, dW, db, kind, slope, z, a)
+    ck.linear_backward(dx, dW, z, a, dga, kind, slope, grad_z, dgW, dgb, grad_x, True, True)
+    for r in range(R):
+        a_ref, z_ref = ref.dense_forward(x[r], W[r], b[r], kind, slope)
+        _close(z.copy_to_host()[r], z_ref, dtype)
+        _close(a.copy_to_host()[r], a_ref, dtype)
+        gx, gW, gb = ref.dense_backward(x[r], W[r], z_ref, grad_a[r], kind, slope)
+        _close(grad_x.copy_to_host()[r], gx, dtype)
+        _close(dgW.copy_to_host()[r], old_W[r] + gW, dtype)  # accumulated
+        _close(dgb.copy_to_host()[r], old_b[r] + gb, dtype)
+    only_x = cuda.device_array(x.shape, dtype)
+    ck.linear_backward_input(dW, z, a, dga, kind, slope, grad_z, only_x)
+    _close(only_x.copy_to_host(), grad_x.copy_to_host(), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_jvp_and_its_backward_match_each_replica_alone(activation, dtype):
+    rng = np.random.default_rng(2)
+    kind, slope = ACTIVATIONS[activation], 0.2
+    x, W, b = _layer(rng, dtype)
+    tangent = _draw(rng, dtype, *x.shape)
+    grad_a, grad_da = _draw(rng, dtype, R, 5, 4), _draw(rng, dtype, R, 5, 4)
+    z, a, dz, da, grad_z, grad_dz = (cuda.device_array((R, 5, 4), dtype) for _ in range(6))
+    grad_W, grad_b = cuda.device_array(W.shape, dtype), cuda.device_array(b.shape, dtype)
+    grad_x, grad_dx = cuda.device_array(x.shape, dtype), cuda.device_array(x.shape, dtype)
+    dx, dtan, dW, db, dga, dgda = _device(x, tangent, W, b, grad_a, grad_da)
+    ck.linear_jvp(dx, dtan, dW, db, kind, slope, z, a, dz, da)
+    ck.linear_jvp_backward(dx, dtan, dW, z, a, dz, dga, dgda, kind, slope, grad_z, grad_dz,
+                           grad_W, grad_b, grad_x, grad_dx, False, True)
+    for r in range(R):
+        a_ref, da_ref, z_ref, dz_ref = ref.dense_jvp(x[r], tangent[r], W[r], b[r], kind, slope)
+        for got, want in ((a, a_ref), (da, da_ref), (z, z_ref), (dz, dz_ref)):
+            _close(got.copy_to_host()[r], want, dtype)
+        expected = ref.dense_jvp_backward(x[r], tangent[r], W[r], z_ref, dz_ref, grad_a[r],
+                                          grad_da[r], kind, slope)
+        for got, want in zip((grad_x, grad_dx, grad_W, grad_b), expected):
+            _close(got.copy_to_host()[r], want, dtype)
+
+
+def test_activations_on_the_extended_reals():
+    """inf, -inf and 0 (the kink) give numpy_ref's values and derivatives, never NaN."""
+    z = np.array([[[-np.inf, -1e30, -2.0, 0.0, 3.0, 1e30, np.inf]]] * R)
+    for name, kind in ACTIVATIONS.items():
+        a, da = cuda.device_array(z.shape), cuda.device_array(z.shape)
+        z_device, bias, ones = _device(z, np.zeros((R, 7)), np.ones(z.size))
+        ck._bias_activation[ck._grid(z.size)](bias, kind, 0.2, z_device, a)
+        np.testing.assert_array_equal(a.copy_to_host()[0, 0],
+                                      ref.activation(kind, 0.2, z[0, 0]), err_msg=name)
+        ck._tangent[ck._grid(z.size)](kind, 0.2, z_device.reshape(z.size), ones,
+                                      da.reshape(z.size))
+        np.testing.assert_array_equal(da.copy_to_host()[0, 0],
+                                      ref.activation_derivative(kind, 0.2, z[0, 0]), err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_losses_match_each_replica_alone(dtype):
+    rng = np.random.default_rng(3)
+    logits = _draw(rng, dtype, R, 6, 1) * 4
+    labels = rng.integers(0, 2, (R, 6, 1)).astype(dtype)
+    signs = (2 * labels - 1).astype(dtype)
+    for kernel, reference, target in ((ck.bce_with_logits, ref.bce_with_logits, labels),
+                                      (ck.hinge, ref.hinge, signs)):
+        grad, loss = cuda.device_array(logits.shape, dtype), cuda.device_array(R, np.float64)
+        kernel(*_device(logits, target), grad, loss)
+        for r in range(R):
+            want, want_grad = reference(logits[r], target[r])
+            _close(loss.copy_to_host()[r], want, dtype)
+            _close(grad.copy_to_host()[r], want_grad, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_matches_each_replica_alone(dtype):
+    rng = np.random.default_rng(4)
+    param, grad, m = (_draw(rng, dtype, R, 7) for _ in range(3))
+    v = np.abs(_draw(rng, dtype, R, 7))
+    arrays = _device(param, grad, m, v)
+    ck.adam_step(*arrays, 3, 1e-2, 0.5, 0.999, 1e-8)
+    for r in range(R):
+        expected = ref.adam_step(param[r], grad[r], m[r], v[r], 3, 1e-2, 0.5, 0.999, 1e-8)
+        for got, want in zip((arrays[0], arrays[2], arrays[3]), expected):
+            _close(got.copy_to_host()[r], want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("iterations", [0, 2])
+def test_spectral_norm_matches_each_replica_alone(iterations, dtype):
+    rng = np.random.default_rng(5)
+    W = _draw(rng, dtype, R, 4, 3)
+    u, v = _draw(rng, dtype, R, 4), _draw(rng, dtype, R, 3)
+    grad_W_sn, old = _draw(rng, dtype, *W.shape), _draw(rng, dtype, *W.shape)
+    dW, du, dv, dgsn, dgW = _device(W, u, v, grad_W_sn, old)
+    W_sn, sigma = cuda.device_array(W.shape, dtype), cuda.device_array(R, np.float64)
+    ck.spectral_norm_forward(dW, du, dv, iterations, W_sn, sigma)
+    ck.spectral_norm_backward(dW, du, dv, sigma, dgsn, dgW, True)
+    for r in range(R):
+        want_W_sn, want_sigma, want_u, want_v = ref.spectral_norm_forward(
+            W[r], u[r], v[r], iterations)
+        _close(sigma.copy_to_host()[r], want_sigma, dtype)
+        for got, want in ((W_sn, want_W_sn), (du, want_u), (dv, want_v)):
+            _close(got.copy_to_host()[r], want, dtype)
+        want_grad = ref.spectral_norm_backward(W[r], want_u, want_v, want_sigma, grad_W_sn[r])
+        _close(dgW.copy_to_host()[r], old[r] + want_grad, dtype)
+
+
+def _score_networks(rng, dtype, levels=2, h1=5, h2=4):
+    return (_draw(rng, dtype, R, h1, 1), _draw(rng, dtype, R, h1), _draw(rng, dtype, R, h2, h1),
+            _draw(rng, dtype, R, levels, h2), _draw(rng, dtype, R, 1, h2) / 2,
+            _draw(rng, dtype, R, levels))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_langevin_matches_each_replica_alone(dtype):
+    rng = np.random.default_rng(6)
+    nets = _score_networks(rng, dtype)
+    x = _draw(rng, dtype, R, 4)
+    alphas = np.array([[0.02, 0.01]] * R, dtype)
+    seeds = [11, 12, 13]
+    moved = cuda.to_device(x)
+    ck.annealed_langevin(moved, *_device(*nets), cuda.to_device(alphas), 3, seeds, 5, 0.01, 0.2)
+    for r in range(R):
+        want = ref.annealed_langevin(x[r], *(p[r] for p in nets), alphas[r], 3, seeds[r], 5,
+                                     0.01, 0.2)
+        _close(moved.copy_to_host()[r], want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_langevin_gradient_matches_each_replica_alone(dtype):
+    """dx0 and grad_sq, updated in place from given starts, as numpy_ref returns them."""
+    rng = np.random.default_rng(8)
+    nets = _score_networks(rng, dtype)
+    x = _draw(rng, dtype, R, 4)
+    dx0, grad_sq = 1 + _draw(rng, dtype, R, 4) / 4, np.ones((R, 4), dtype)
+    alphas = np.array([[0.03, 0.01]] * R, dtype)
+    seeds = [21, 22, 23]
+    moved, d_dx0, d_grad_sq = _device(x, dx0, grad_sq)
+    ck.annealed_langevin(moved, *_device(*nets), cuda.to_device(alphas), 2, seeds, 1, 0.01, 0.2,
+                         d_dx0, d_grad_sq)
+    for r in range(R):
+        want = ref.annealed_langevin(x[r], *(p[r] for p in nets), alphas[r], 2, seeds[r], 1,
+                                     0.01, 0.2, dx0[r], grad_sq[r])
+        for got, expected in zip((moved, d_dx0, d_grad_sq), want):
+            _close(got.copy_to_host()[r], expected, dtype)
+
+
+def test_langevin_gradient_is_the_derivative_of_the_chain():
+    """dx0 is d x_T / d x_0 (central differences, float64: the noise is a function of the
+    seed), and grad_sq = dx0^2 + sum over steps of alpha times the squared derivative of x_T
+    by that step's noise, which for one level and one step is dx0^2 + alpha."""
+    rng = np.random.default_rng(7)
+    nets = [cuda.to_device(p) for p in _score_networks(rng, np.float64, levels=1)]
+    x = rng.standard_normal((R, 4))
+    alphas = cuda.to_device(np.full((R, 1), 0.05))
+
+    def run(start, steps, with_gradient):
+        moved = cuda.to_device(start)
+        ones = [cuda.to_device(np.ones_like(start)) for _ in range(2)] if with_gradient else []
+        ck.annealed_langevin(moved, *nets, alphas, steps, [1, 2, 3], 0, 0.01, 0.2, *ones)
+        return [moved.copy_to_host()] + [o.copy_to_host() for o in ones]
+
+    h = 1e-6
+    for steps in (1, 4):
+        _, dx0, grad_sq = run(x, steps, True)
+        slope = (run(x + h, steps, False)[0] - run(x - h, steps, False)[0]) / (2 * h)
+        np.testing.assert_allclose(dx0, slope, rtol=1e-6, atol=1e-8)
+        if steps == 1:
+            np.testing.assert_allclose(grad_sq, dx0 ** 2 + 0.05, rtol=1e-12)
+        else:
+            assert (grad_sq >= dx0 ** 2 + 0.05).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_normals_are_the_same_stream_whatever_the_batch(dtype):
+    """Replica r of a batch draws what a batch of that seed alone draws, and the stream is
+    numba-cuda's xoroshiro128+ (a numpy transcription of it gives the same bits)."""
+    seeds = [5, 6, 7]
+    together = ck.standard_normal(ck.rng_states(seeds), cuda.device_array((R, 70, 2), dtype))
+    for r, seed in enumerate(seeds):
+        alone = ck.standard_normal(ck.rng_states([seed]), cuda.device_array((1, 70, 2), dtype))
+        np.testing.assert_array_equal(together.copy_to_host()[r], alone.copy_to_host()[0])
+    first = together.copy_to_host()[0].reshape(-1)
+    np.testing.assert_allclose(first[0], _xoroshiro_first_normal(seeds[0]), rtol=1e-6)
+    draws = together.copy_to_host()
+    assert abs(draws.mean()) < 0.15 and abs(draws.std() - 1) < 0.15
+
+
+def _xoroshiro_first_normal(seed):
+    """The first normal of numba's first state for ``seed``: splitmix64 seeding, two
+    xoroshiro128+ outputs as float32 uniforms, Box-Muller's cosine."""
+    mask = 2 ** 64 - 1
+    z = (seed + ref.LANGEVIN_GOLDEN) & mask
+    z = ((z ^ (z >> 30)) * ref.LANGEVIN_MIX[0]) & mask
+    z = ((z ^ (z >> 27)) * ref.LANGEVIN_MIX[1]) & mask
+    s0 = s1 = z ^ (z >> 31)
+    uniforms = []
+    for _ in range(2):
+        result = (s0 + s1) & mask
+        s1 ^= s0
+        s0 = (((s0 << 55) | (s0 >> 9)) & mask) ^ s1 ^ ((s1 << 14) & mask)
+        s1 = ((s1 << 36) | (s1 >> 28)) & mask
+        uniforms.append(float(np.float32((result >> 11) * 2.0 ** -53)))
+    return math.sqrt(-2 * math.log(uniforms[0])) * math.cos(2 * math.pi * uniforms[1])
+
+
+def test_shapes_that_do_not_fit_are_one_sentence():
+    z = cuda.device_array((R, 5, 4))
+    with pytest.raises(ValueError, match="linear_forward: array shapes do not fit"):
+        ck.linear_forward(cuda.device_array((R, 5, 2)), cuda.device_array((R, 4, 3)),
+                          cuda.device_array((R, 4)), IDENTITY, 0.0, z, z)
+    with pytest.raises(ValueError, match="annealed_langevin takes at most"):
+        big = ck.LANGEVIN_MAX_HIDDEN + 1
+        ck.annealed_langevin(cuda.device_array((R, 2)), cuda.device_array((R, big, 1)),
+                             cuda.device_array((R, big)), cuda.device_array((R, 2, big)),
+                             cuda.device_array((R, 1, 2)), cuda.device_array((R, 1, 2)),
+                             cuda.device_array((R, 1)), cuda.device_array((R, 1)), 1,
+                             [0] * R, 0, 0.01, 0.2)

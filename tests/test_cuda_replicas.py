@@ -1,0 +1,194 @@
+"""Batched training on the cuda backend, under numba-cuda's simulator (started by
+tests/test_cuda.py in a fresh process, as tests/test_cuda_kernels.py): a batched step is the CPU
+model's step with the device's latents, and replica r of a batch is the run trained alone."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba_cuda")
+
+from numba import config
+
+if not (config.ENABLE_CUDASIM or os.environ.get("NPGEN_CUDA_DEVICE") == "1"):
+    pytest.skip("runs in the CUDA simulator, in the subprocess tests/test_cuda.py starts"
+                " (or on a GPU with NPGEN_CUDA_DEVICE=1)", allow_module_level=True)
+
+from npgen import GAN, VAE
+from npgen.data import two_gaussians
+from npgen.kernels import cuda as ck
+from npgen.models import replicas
+from npgen.models.replicas import fit_many
+from npgen.study import devices, plans, reproduce, runs, sweep
+from tiny_study import ONE_RUN_PLAN, register
+
+if config.ENABLE_CUDASIM:
+    ck.configure(threads=1, max_blocks=1)  # the simulator's cost is per thread launched
+
+#: Bit for bit under the simulator (numpy's products per replica); on a GPU cuBLAS may pick
+#: another algorithm for another batch count, so float32 rounding.
+SAME = (np.testing.assert_array_equal if config.ENABLE_CUDASIM else
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6))
+TINY_ARCHITECTURE = {"n_layers": 2, "base_width": 2}
+TINY = dict(TINY_ARCHITECTURE, lr=1e-2)
+
+
+def _gans(seeds, dtype="float64", **options):
+    return [GAN(seed=seed, dtype=dtype, **TINY, **options) for seed in seeds]
+
+
+def _data(ms, seeds, n):
+    return [two_gaussians(m, n=n, seed=seed) for m, seed in zip(ms, seeds)]
+
+
+@pytest.mark.parametrize("sn_generator", [False, True])
+def test_a_batched_step_is_the_cpu_step_with_the_device_latents(sn_generator):
+    seeds, ms, n = [3, 4], [1.0, 4.0], 6
+    batched = _gans(seeds, sn_generator=sn_generator)
+    alone = _gans(seeds, sn_generator=sn_generator)
+    datasets = _data(ms, seeds, n)
+    fit_many(batched, datasets, epochs=1, batch_size=n)
+    for model, cpu, data in zip(batched, alone, datasets):
+        states = ck.rng_states([cpu.seed])
+        z1, z2 = (ck.standard_normal(states, ck.to_device(np.zeros((1, n, 1)))).copy_to_host()[0]
+                  for _ in range(2))
+        batch = data[cpu.rng.permutation(n)]
+        cpu.generator_gradient(z1)
+        cpu.generator_optimizer.step()
+        cpu.discriminator_gradient(batch, z2)
+        cpu.discriminator_optimizer.step()
+        for name in ("generator", "discriminator"):
+            got, want = model.networks()[name], cpu.networks()[name]
+            np.testing.assert_allclose(got.params, want.params, rtol=1e-10, atol=1e-12)
+            if got.spectral_norm:
+                for k in range(got.n_layers):
+                    np.testing.assert_allclose(got.sn_u[k], want.sn_u[k], rtol=1e-10)
+                    np.testing.assert_allclose(got.sn_v[k], want.sn_v[k], rtol=1e-10)
+
+
+@pytest.mark.parametrize("kl", ["correct", "paper"])
+def test_a_batched_vae_step_is_the_cpu_step_with_the_device_noise(kl):
+    seeds, ms, n = [3, 4], [1.0, 4.0], 6
+    batched = [VAE(seed=seed, dtype="float64", kl=kl, **TINY) for seed in seeds]
+    alone = [VAE(seed=seed, dtype="float64", kl=kl, **TINY) for seed in seeds]
+    datasets = _data(ms, seeds, n)
+    histories = fit_many(batched, datasets, epochs=1, batch_size=n)
+    for model, cpu, data, history in zip(batched, alone, datasets, histories):
+        eps = ck.standard_normal(ck.rng_states([cpu.seed]),
+                                 ck.to_device(np.zeros((1, n, 1)))).copy_to_host()[0]
+        losses = cpu.negative_elbo_gradient(data[cpu.rng.permutation(n)], eps)
+        cpu.encoder_optimizer.step()
+        cpu.decoder_optimizer.step()
+        for name, net in cpu.networks().items():
+            np.testing.assert_allclose(model.networks()[name].params, net.params, rtol=1e-10,
+                                       atol=1e-12)
+        for name, value in losses.items():
+            np.testing.assert_allclose(history[name], [value / n], rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", [GAN, VAE])
+def test_replica_r_of_a_batch_is_the_run_trained_alone(kind):
+    seeds, ms, n = [5, 6, 7], [0.0, 2.0, 6.0], 8
+    together = [kind(seed=seed, dtype="float32", **TINY) for seed in seeds]
+    histories = fit_many(together, _data(ms, seeds, n), epochs=1, batch_size=4)
+    for r, (seed, m) in enumerate(zip(seeds, ms)):
+        alone = kind(seed=seed, dtype="float32", **TINY)
+        [history] = fit_many([alone], _data([m], [seed], n), epochs=1, batch_size=4)
+        for name, net in alone.networks().items():
+            SAME(together[r].networks()[name].params, net.params)
+        for name, values in history.items():
+            if name != "wall_time_s":
+                SAME(values, histories[r][name])
+        assert together[r].trained
+
+
+def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
+    """Replica 1's discriminator loss turns NaN at the second step (a wrapped step reports it
+    so): it is reported failed with the CPU run's sentence, replica 0 trains to the end."""
+    real_step = replicas.BatchedGAN.step
+    calls = []
+
+    def step(self, *args):
+        losses = real_step(self, *args)
+        calls.append(1)
+        if len(calls) == 2:
+            losses["discriminator"][1] = np.nan
+        return losses
+
+    monkeypatch.setattr(replicas.BatchedGAN, "step", step)
+    seeds, n = [1, 2], 4
+    models = _gans(seeds, dtype="float32")
+    curves = [[], []]
+    out = fit_many(models, _data([1.0, 1.0], seeds, n), epochs=2, batch_size=4,
+                   on_epoch=[lambda e, h, c=c: c.append(e) for c in curves])
+    assert isinstance(out[0], dict) and models[0].trained and curves[0] == [1, 2]
+    assert str(out[1]) == "GAN training diverged at step 2: the discriminator loss is nan"
+    assert not models[1].trained and curves[1] == [1]
+
+
+SIM_PRESET = {"epochs": 1, "batch_size": 4, "lr": 1e-3, "gan_lr": 1e-2, "gan_betas": [0.5, 0.999],
+              "n_data": 8, "n_samples": 50}
+
+
+def _tiny_models(config):
+    """The run's model at tiny widths (the simulator's cost grows with them)."""
+    kind = {"gan": GAN, "vae": VAE}[config["model"]]
+    options = {"kl": config["kl"]} if config["model"] == "vae" else {}
+    return kind(seed=config["seed"], lr=config["lr"], betas=tuple(config["betas"]),
+                **TINY_ARCHITECTURE, **options)
+
+
+def test_reproduce_on_cuda_trains_gans_and_vaes_on_the_device_and_reports(tmp_path, monkeypatch):
+    """npgen reproduce --device cuda on Figure 3 of a one-run plan: the GAN and the VAE train
+    on the device (their config.json says so), the SGM on CPU, and the report and a redrawn
+    figure read all three."""
+    register(monkeypatch, plan=ONE_RUN_PLAN)
+    monkeypatch.setitem(runs.PRESETS, "sim", SIM_PRESET)
+    monkeypatch.setitem(plans.PLANS, "sim", ONE_RUN_PLAN)
+    monkeypatch.setattr(devices, "build_model", _tiny_models)
+    out = str(tmp_path / "study")
+    report = reproduce.reproduce("sim", only="fig3", out=out, quiet=True, device="cuda")
+    with open(os.path.join(out, "study.json"), encoding="utf-8") as handle:
+        assert json.load(handle) == {"preset": "sim", "device": "cuda"}
+    devices_seen = {}
+    for folder in os.listdir(os.path.join(out, "runs")):
+        if folder.startswith(".") or not os.path.isdir(os.path.join(out, "runs", folder)):
+            continue  # failures.json, .lock
+        with open(os.path.join(out, "runs", folder, "config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+        devices_seen[config["model"]] = config.get("device", "cpu")
+    assert devices_seen == {"gan": "cuda", "vae": "cuda", "sgm": "cpu"}
+    assert os.path.exists(report) and os.path.exists(reproduce.redraw_figure("3", out))
+
+
+def test_a_cuda_sweep_stores_batched_runs_like_cpu_runs(tmp_path, monkeypatch):
+    """BatchedRuns through the sweep: one batch for the four GAN runs (two m, two seeds), each
+    stored as a CPU run is (files, keys, the metrics the report reads), with its device in
+    config.json; the run trained alone in a batch of one has the same weights and numbers."""
+    monkeypatch.setitem(runs.PRESETS, "sim", SIM_PRESET)
+    monkeypatch.setattr(devices, "build_model", _tiny_models)
+    configs = devices.device_plan({"fig": [runs.make_config("gan", m, "sim", seed)
+                                           for m in (0.0, 5.0) for seed in (0, 1)]}, "cuda")["fig"]
+    trained = []
+    real_fit_many = devices.fit_many
+    monkeypatch.setattr(devices, "fit_many", lambda models, *a, **k: trained.append(len(models))
+                        or real_fit_many(models, *a, **k))
+    run_dir = tmp_path / "runs"
+    results = sweep.run_sweep(configs, devices.BatchedRuns(configs, run_dir), run_dir, quiet=True)
+    assert trained == [4]
+    for run, metrics in zip(configs, results):
+        folder = sweep.find_run_dir(run, run_dir)
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+            assert json.load(handle)["device"] == "cuda"
+        runs.check_metrics(metrics, "gan", folder)
+        assert metrics["batch"]["replicas"] == 4
+        assert {"model", "samples.npy", "history.json", "histogram.png"} <= set(os.listdir(folder))
+    alone_dir = tmp_path / "alone"
+    [alone] = sweep.run_sweep(configs[3:], devices.BatchedRuns(configs[3:], alone_dir), alone_dir,
+                              quiet=True)
+    assert trained == [4, 1]
+    SAME(alone["lipschitz"], results[3]["lipschitz"])
+    if config.ENABLE_CUDASIM:  # on a GPU, a rounding-level change of weights may move a sample
+        assert alone["mass_between"] == results[3]["mass_between"]
