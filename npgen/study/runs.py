@@ -36,6 +36,7 @@ from ..analysis.theory import (GaussianMixture1D, best_kl_bound, best_tv_bound,
                                mass_between_modes_bound, mixture_mass_between)
 from ..data import two_gaussians
 from ..models.gan import GAN
+from ..models.latents import check_latent
 from ..models.push_forward import check_layers
 from ..models.sgm import SGM, WEIGHTINGS
 from ..models.training import TrainingDiverged  # noqa: F401 -- raised by train_run, caught by the CLI
@@ -82,7 +83,7 @@ HIST_EDGES = np.linspace(-20.0, 20.0, 401)
 #: The options each model takes, with their defaults. An option of another model is refused,
 #: not recorded: a run's config.json holds exactly what shaped the run.
 MODEL_OPTIONS = {
-    "gan": {"n_layers": 3, "skip": "plain", "sn_generator": False, "gp_lipschitz": None},
+    "gan": {"n_layers": 3, "skip": "plain", "sn_generator": False, "gp_lipschitz": None, "latent": "gaussian"},
     "vae": {"n_layers": 3, "skip": "plain", "kl": "correct"},
     "sgm": {"weighting": "paper", "denoise": False},
 }
@@ -108,6 +109,7 @@ OPTION_CHECKS = {
     "kl": lambda name, v: check_choice(name, v, KL_VARIANTS),
     "weighting": lambda name, v: check_choice(name, v, WEIGHTINGS),
     "denoise": check_bool,
+    "latent": lambda name, v: check_latent(v, name),
     "epochs": _positive_integer,
     "batch_size": _positive_integer,
     "lr": lambda name, v: check_number(name, v, low=0, low_open=True),
@@ -119,7 +121,7 @@ OPTION_CHECKS = {
 #: The ``npgen train`` flag of each model option (named in the messages).
 OPTION_FLAGS = {"n_layers": "--layers", "skip": "--skip", "sn_generator": "--sn-generator",
                 "gp_lipschitz": "--gp", "kl": "--kl", "weighting": "--weighting",
-                "denoise": "--denoise"}
+                "denoise": "--denoise", "latent": "--latent"}
 
 #: The modules whose source decides a run's numbers: the kernels, the data, the networks, the
 #: models, the Lipschitz constants and bounds, and this module (training, sampling, metrics).
@@ -198,7 +200,7 @@ def build_model(config, backend=None):
     if config["model"] == "gan":
         return GAN(n_layers=config["n_layers"], skip=config["skip"], sn_generator=config["sn_generator"],
                    gp_lipschitz=config["gp_lipschitz"], lr=config["lr"], betas=tuple(config["betas"]),
-                   **common)
+                   latent=config["latent"], **common)
     if config["model"] == "vae":
         return VAE(n_layers=config["n_layers"], skip=config["skip"], kl=config["kl"], lr=config["lr"],
                    betas=tuple(config["betas"]), **common)
