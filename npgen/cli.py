@@ -5,6 +5,7 @@
     npgen figure N --from DIR       redraw figure N (1-6, or "grid") from a reproduction's stored runs
     npgen train gan|vae|sgm --m M [--preset quick|paper] [--seed S] [--out DIR] [--force]
                 [--gp L] [--sn-generator] [--layers N] [--skip resnet]     (GAN)
+                [--latent cauchy]                                          (GAN)
                 [--kl paper] [--layers N] [--skip resnet]                  (VAE)
                 [--weighting sigma2] [--denoise]                           (SGM)
                                     one training run into DIR (config, weights, samples, metrics, histogram)
@@ -63,7 +64,7 @@ def _cmd_train(args):
     _, metrics = train_command(args.model, args.m, args.preset, args.seed, out, force=args.force,
                                gp_lipschitz=args.gp, sn_generator=args.sn_generator,
                                kl=args.kl, weighting=args.weighting, n_layers=args.layers,
-                               skip=args.skip, denoise=args.denoise)
+                               skip=args.skip, denoise=args.denoise, latent=args.latent)
     print(summarize_metrics(metrics))
     print(f"wrote {out}/ (config.json, metrics.json, samples.npy, model/, histogram.png)")
 
@@ -118,6 +119,8 @@ def build_parser():
                        help="GAN/VAE: layers of the generator / decoder (default 3)")
     train.add_argument("--skip", choices=["plain", "resnet", "densenet"], default=None,
                        help="GAN/VAE: skip connections of the generator / decoder (default plain)")
+    train.add_argument("--latent", choices=["gaussian", "cauchy"], default=None,
+                       help="GAN: law of the latent z (default gaussian)")
     train.set_defaults(handler=_cmd_train)
 
     lip = sub.add_parser("lipschitz", help="Lipschitz constant of a saved npgen network (.npz)")

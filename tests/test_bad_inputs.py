@@ -124,6 +124,9 @@ CLI_ROWS = [
     ("vae-gp", ["train", "vae", "--m", "5", "--gp", "5"], "--gp"),
     ("vae-sn", ["train", "vae", "--m", "5", "--sn-generator"], "--sn-generator"),
     ("vae-denoise", ["train", "vae", "--m", "5", "--denoise"], "--denoise"),
+    ("vae-latent", ["train", "vae", "--m", "5", "--latent", "cauchy"], "--latent"),
+    ("sgm-latent", ["train", "sgm", "--m", "5", "--latent", "cauchy"], "--latent"),
+    ("latent-unknown", ["train", "gan", "--m", "5", "--latent", "laplace"], "--latent"),
     # values out of range, not numbers, unknown names
     ("vae-layers-100-into-a-gan-run", ["train", "vae", "--m", "7", "--layers", "100", "--out", "gan-run"],
      "--layers"),

@@ -24,8 +24,9 @@ For independent draws z_1, z_2 of the latent law mu and t in [0, 1]:
 
 All three take z_1, z_2 of shape (n, p) (one pair per row) and a scalar t, and return (n, p)
 float64 arrays; t = 0 and t = 1 give back z_1 and z_2 (up to rounding in the non-linear ones).
-The transforms to and from the Cauchy scale work on the lower tail (F(-|x|)), so they stay
-finite far out in the tails.
+The transforms to and from the Cauchy scale work on the nearer tail (F(-|x|)), so they stay
+accurate far out in the tails, as long as the tail mass is a normal float (|x| up to about 37
+for a Gaussian coordinate, a little less for the radius of a Gaussian code of dimension p > 1).
 """
 
 import numpy as np

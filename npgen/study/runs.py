@@ -33,6 +33,7 @@ import numpy as np
 
 from ..analysis.lipschitz import exact_lipschitz_1d, paper_grid_estimate
 from ..analysis.theory import (GaussianMixture1D, best_kl_bound, best_tv_bound,
+                               cauchy_mass_between_bound, half_line_mass_between_bound,
                                mass_between_modes_bound, mixture_mass_between)
 from ..data import two_gaussians
 from ..models.gan import GAN
@@ -290,9 +291,23 @@ def collapse(m, width90, share):
     return None
 
 
-def distribution_metrics(samples, m, lip=None):
+def latent_mass_between_bound(m, lip, mass_left, mass_right, latent):
+    """The least mass between the modes an Lip-Lipschitz map of the 1-d ``latent`` can leave,
+    given the generated masses left of -m/2 and right of m/2 (the larger of the two sides'
+    bounds): F(F^-1(p) + m / Lip) - p for the Gaussian, :func:`cauchy_mass_between_bound
+    <npgen.analysis.theory.cauchy_mass_between_bound>` for the Cauchy."""
+    if latent == "cauchy":
+        return float(cauchy_mass_between_bound(m, lip, mass_left, mass_right))
+    return float(max(half_line_mass_between_bound(m, lip, mass_left),
+                     half_line_mass_between_bound(m, lip, mass_right)))
+
+
+def distribution_metrics(samples, m, lip=None, latent="gaussian"):
     """Masses, histogram TV / KL estimates, the collapse rules' numbers and (given Lip) the
-    paper's lower bounds."""
+    lower bounds: ``mass_between_bound`` under the run's ``latent`` (see
+    :func:`latent_mass_between_bound`), and for the Gaussian latent the paper's Figure 3,
+    Theorem 4 and Theorem 7 bounds, which rest on the Gaussian's isoperimetry and are not
+    reported for the Cauchy latent."""
     x = np.asarray(samples, np.float64).ravel()
     mixture = GaussianMixture1D.symmetric(m)
     counts, _ = np.histogram(np.clip(x, HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)
@@ -315,6 +330,9 @@ def distribution_metrics(samples, m, lip=None):
     out["smaller_mode_share"] = smaller_mode_share(out["mass_left"], out["mass_right"])
     out["collapse"] = collapse(m, out["narrowest_90pct_interval_width"], out["smaller_mode_share"])
     if lip is not None and m > 0:
+        out["mass_between_bound"] = latent_mass_between_bound(m, lip, out["mass_left"], out["mass_right"],
+                                                              latent)
+    if lip is not None and m > 0 and latent == "gaussian":
         out["fig3_bound"] = figure3_bound(m, lip, out["mass_left"])
         out["best_tv_bound"] = best_tv_bound(x, mixture, lip).value
         out["best_kl_bound"] = best_kl_bound(x, mixture, lip).value
@@ -341,7 +359,7 @@ def train_run(config, run_dir, quiet=True, backend=None):
     metrics = {"train_seconds": train_seconds, "lipschitz_vs_epoch": lipschitz_curve}
     metrics.update(lipschitz_metrics(model, config))
     lip_for_bounds = metrics["lipschitz"] if config["model"] != "sgm" else None
-    metrics.update(distribution_metrics(samples, config["m"], lip_for_bounds))
+    metrics.update(distribution_metrics(samples, config["m"], lip_for_bounds, config.get("latent", "gaussian")))
     metrics["final_losses"] = {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}
     metrics["wall_seconds"] = time.perf_counter() - start
     os.makedirs(run_dir, exist_ok=True)
@@ -444,6 +462,7 @@ def summarize_metrics(metrics):
     """A few lines for the terminal."""
     keys = ["lipschitz", "lipschitz_grid", "score_lipschitz_standardized", "score_lipschitz_data_scale",
             "score_lipschitz_grid_standardized", "mass_between", "true_mass_between", "fig3_bound",
+            "mass_between_bound",
             "tv_estimate", "kl_estimate", "best_tv_bound", "best_kl_bound", "wall_seconds"]
     lines = [f"{k:>33}: {metrics[k]:.6g}" for k in keys if k in metrics]
     return "\n".join(lines + [f"{'collapse':>33}: {metrics.get('collapse') or 'none'}"])
