@@ -746,25 +746,38 @@ def _piece_score(xi, a, c, w3, b3, slope2):
     return acc
 
 
-@_kernel("w1 r1 r2 r2 r2 r1 r1 r1 i i i f")
-def _langevin_on_pieces(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, seed,
-                        first_step, slope2):
-    """The loop of :func:`annealed_langevin` on the tables of :func:`_first_layer_pieces`.
+@njit(**_OPTIONS, fastmath={"reassoc", "contract", "nsz"})
+def _piece_score_and_slope(xi, a, c, w3, b3, slope2):
+    """(s, s') on one piece: s = w3 . leaky_slope2(u) + b3 and s' = w3 . (leaky_slope2'(u) * a)
+    with u = a xi + c (a is d u / d xi on the piece; the left derivative at u = 0)."""
+    acc = b3
+    dacc = _like(0.0, b3)
+    for j in range(a.size):
+        u = a[j] * xi + c[j]
+        acc += w3[j] * max(u, slope2 * u)
+        dacc += w3[j] * a[j] * (_like(1.0, b3) if u > 0 else slope2)
+    return acc, dacc
 
-    Samples are independent: each keeps x in a register for the steps of a level, walking
-    from piece to piece as it moves (a step moves it across few kinks).
-    """
+
+@njit(inline="always")
+def _langevin_loop(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, seed,
+                   first_step, slope2, dx0, grad_sq, track):
+    """The loop of :func:`_langevin_on_pieces`; inlined once per value of ``track``, so that
+    the compiler removes the gradient's work from the samples-only copy."""
     slope = _like(slope2, x)
     base = _mix64(np.uint64(seed) + _GOLDEN)
     for level in range(alphas.size):
         B = C + beff2[level]
         b3 = beff3[level]
+        alpha = _like(alphas[level], x)
         half_alpha = _like(alphas[level] / 2, x)
         root_alpha = _like(math.sqrt(alphas[level]), x)
         start = first_step + level * n_steps_per_level
         for i in range(x.size):
             key = _mix64(base + (np.uint64(i) + np.uint64(1)) * _GOLDEN)
             xi = x[i]
+            di = dx0[i]
+            ni = grad_sq[i]
             p = 0
             z_odd = 0.0
             for t in range(start, start + n_steps_per_level):
@@ -772,7 +785,14 @@ def _langevin_on_pieces(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_le
                     p -= 1
                 while p < kinks.size and xi >= kinks[p]:
                     p += 1
-                score = _piece_score(xi, A[p], B[p], w3, b3, slope)
+                if track:
+                    score, slope_of_score = _piece_score_and_slope(xi, A[p], B[p], w3, b3,
+                                                                   slope)
+                    f = _like(1.0, x) + half_alpha * slope_of_score
+                    di = f * di
+                    ni = f * f * ni + alpha
+                else:
+                    score = _piece_score(xi, A[p], B[p], w3, b3, slope)
                 if t % 2 == 0 or t == start:
                     radius, angle = _box_muller(key, t // 2)
                     z = radius * math.cos(angle)
@@ -781,23 +801,56 @@ def _langevin_on_pieces(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_le
                     z = z_odd
                 xi = xi + (half_alpha * score + root_alpha * _like(z, x))
             x[i] = xi
+            if track:
+                dx0[i] = di
+                grad_sq[i] = ni
+
+
+@_kernel("w1 r1 r2 r2 r2 r1 r1 r1 i i i f o1 o1")
+def _langevin_on_pieces(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, seed,
+                        first_step, slope2, dx0, grad_sq):
+    """The loop of :func:`annealed_langevin` on the tables of :func:`_first_layer_pieces`.
+
+    Samples are independent: each keeps x in a register for the steps of a level, walking
+    from piece to piece as it moves (a step moves it across few kinks). With ``dx0`` and
+    ``grad_sq`` (both or neither), each step also applies f = 1 + (alpha / 2) s'(x),
+    dx0 <- f dx0 and grad_sq <- f^2 grad_sq + alpha, with s'(x) from the same piece's rows.
+    """
+    if dx0 is None:  # x stands in for the arrays, unwritten
+        _langevin_loop(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, seed,
+                       first_step, slope2, x, x, False)
+    else:
+        _langevin_loop(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, seed,
+                       first_step, slope2, _present(dx0), _present(grad_sq), True)
 
 
 def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed,
-                      first_step, slope1, slope2):
+                      first_step, slope1, slope2, dx0=None, grad_sq=None):
     """x <- x + (alpha_l / 2) s_l(x) + sqrt(alpha_l) z, n_steps_per_level times per level l,
     in place, with s_l(x) = W3a leaky(W2a leaky(W1 x + b1) + beff2[l]) + beff3[l] (see
-    numpy_ref.annealed_langevin for the arguments and the noise).
+    numpy_ref.annealed_langevin for the arguments and the noise). ``dx0`` and ``grad_sq``
+    (n,), where given, carry the sampler's gradient on in place: per step, with
+    f = 1 + (alpha_l / 2) s_l'(x), dx0 <- f dx0 and grad_sq <- f^2 grad_sq + alpha_l.
 
     A plain-Python front: it tabulates the first layer's pieces (:func:`_first_layer_pieces`),
     so that a step costs s_l(x) = W3a leaky(A_p x + C_p + beff2[l]) + beff3[l], about 600
-    flops instead of the 19 000 of the H1 x H2 product, then runs the compiled loop.
+    flops instead of the 19 000 of the H1 x H2 product, then runs the compiled loop. On a
+    piece, s_l'(x) = W3a (leaky'(A_p x + C_p + beff2[l]) * A_p): one more multiply-add per
+    unit of the same pass.
     """
     n_levels, (n_hidden2, n_hidden1) = alphas.size, W2a.shape
     if (x.ndim != 1 or W1.shape != (n_hidden1, 1) or b1.shape != (n_hidden1,)
             or beff2.shape != (n_levels, n_hidden2) or W3a.shape != (1, n_hidden2)
-            or beff3.shape != (n_levels,)):
+            or beff3.shape != (n_levels,)
+            or any(a is not None and a.shape != x.shape for a in (dx0, grad_sq))):
         raise ValueError("annealed_langevin: array shapes do not fit together")
+    if (dx0 is None) != (grad_sq is None):  # the loop updates both or neither
+        given = dx0 if grad_sq is None else grad_sq
+        other = np.ones_like(x)
+        pair = (given, other) if grad_sq is None else (other, given)
+        annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed,
+                          first_step, slope1, slope2, *pair)
+        return
     kinks, A, C = _first_layer_pieces(W1, b1, W2a, slope1)
     _langevin_on_pieces(x, kinks, A, C, beff2, np.ascontiguousarray(W3a[0]), beff3, alphas,
-                        n_steps_per_level, seed, first_step, slope2)
+                        n_steps_per_level, seed, first_step, slope2, dx0, grad_sq)

@@ -13,8 +13,8 @@ ValueError. The signatures are those of :mod:`cpu`, argument for argument:
 * ``grad_x`` (and ``grad_dx``) is written only when ``need_grad_x`` is true, and may be None
   otherwise;
 * losses return the loss as a Python float and write dL/dpred into ``grad``;
-* ``adam_step``, ``spectral_norm_forward`` (u, v) and ``annealed_langevin`` (x) update their
-  arrays in place.
+* ``adam_step``, ``spectral_norm_forward`` (u, v) and ``annealed_langevin`` (x, and dx0 and
+  grad_sq where given) update their arrays in place.
 """
 
 from . import KERNELS, numpy_ref
@@ -120,7 +120,16 @@ def spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
 
 
 def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed,
-                      first_step, slope1, slope2):
-    """The samples x moved in place by :func:`numpy_ref.annealed_langevin`."""
-    _store(x, numpy_ref.annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas,
-                                          n_steps_per_level, seed, first_step, slope1, slope2))
+                      first_step, slope1, slope2, dx0=None, grad_sq=None):
+    """The samples x moved in place by :func:`numpy_ref.annealed_langevin`; ``dx0`` and
+    ``grad_sq``, where given, carry the sampler's gradient on in place (d x / d x_0 and its
+    squared norm over all the Gaussian inputs)."""
+    args = (x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed, first_step,
+            slope1, slope2)
+    if dx0 is None and grad_sq is None:
+        _store(x, numpy_ref.annealed_langevin(*args))
+        return
+    results = numpy_ref.annealed_langevin(*args, dx0, grad_sq)
+    for out, result in zip((x, dx0, grad_sq), results):
+        if out is not None:
+            _store(out, result)

@@ -363,8 +363,60 @@ def langevin_noise(keys, step):
     return radius * (np.cos(angle) if step % 2 == 0 else np.sin(angle))
 
 
+def _score_and_slope(x, W1, b1, W2a, beff2_l, W3a, beff3_l, slope1, slope2, need_slope):
+    """The score s_l(x) of samples x (n,) at one level, and when ``need_slope`` its derivative
+        s_l'(x) = W3a (leaky_slope2'(z2) * (W2a (leaky_slope1'(z1) * w1)))
+    with z1 = W1 x + b1, z2 = W2a leaky_slope1(z1) + beff2[l] (left derivatives at the kinks,
+    as :func:`activation_derivative`); None in its place otherwise."""
+    w1, w3 = W1[:, 0], W3a[0]
+    z1 = x[:, None] * w1 + b1
+    h1 = np.where(z1 > 0, z1, slope1 * z1).astype(x.dtype)
+    z2 = h1 @ W2a.T + beff2_l
+    h2 = np.where(z2 > 0, z2, slope2 * z2).astype(x.dtype)
+    score = h2 @ w3 + beff3_l
+    if not need_slope:
+        return score, None
+    dz2 = (np.where(z1 > 0, 1, slope1) * w1).astype(x.dtype) @ W2a.T
+    return score, (np.where(z2 > 0, 1, slope2) * dz2).astype(x.dtype) @ w3
+
+
+def annealed_langevin_given_noise(x, W1, b1, W2a, beff2, W3a, beff3, alphas, noise, slope1,
+                                  slope2, dx0=None, grad_sq=None):
+    """:func:`annealed_langevin` with its Gaussian inputs given: ``noise`` (L, S, n) holds the
+    z of step s of level l for each sample, and S = ``noise.shape[1]`` steps run per level.
+
+    The whole sampler is then a function g(x_0, z_1, ..., z_T) = x_T of its Gaussian inputs,
+    a push-forward of N(0, I_{T+1}) for each sample. Its gradient follows a forward recursion:
+    a step x' = x + (alpha_l / 2) s_l(x) + sqrt(alpha_l) z has dx'/dx = f = 1 + (alpha_l / 2)
+    s_l'(x), at the x before the step, and dx'/dz = sqrt(alpha_l); so, per step,
+        dx0     <- f dx0                   (d x_T / d x_0; 1 at the start)
+        grad_sq <- f^2 grad_sq + alpha_l   (|grad g|^2 over (x_0, z_1..z_T); 1 at the start)
+    Returns x when ``dx0`` and ``grad_sq`` are both None, else (x, dx0, grad_sq), new arrays
+    (the arguments, where given, are their values before the first step; one that is None
+    starts at 1). No input is changed.
+    """
+    track = dx0 is not None or grad_sq is not None
+    x = x.copy()
+    if track:
+        dx0, grad_sq = (np.ones_like(x) if start is None else np.array(start, x.dtype)
+                        for start in (dx0, grad_sq))
+    for level in range(alphas.size):
+        alpha = x.dtype.type(alphas[level])
+        half_alpha = x.dtype.type(alphas[level] / 2)
+        root_alpha = x.dtype.type(np.sqrt(alphas[level]))
+        for z in noise[level]:
+            score, slope_of_score = _score_and_slope(x, W1, b1, W2a, beff2[level], W3a,
+                                                     beff3[level], slope1, slope2, track)
+            if track:
+                f = 1 + half_alpha * slope_of_score
+                dx0 = f * dx0
+                grad_sq = f * f * grad_sq + alpha
+            x += half_alpha * score + root_alpha * z.astype(x.dtype)
+    return (x, dx0, grad_sq) if track else x
+
+
 def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed,
-                      first_step, slope1, slope2):
+                      first_step, slope1, slope2, dx0=None, grad_sq=None):
     """Annealed Langevin dynamics (Song & Ermon, 2019) with the score network of a scalar x;
     returns the moved samples (x itself is left as it is).
 
@@ -377,21 +429,21 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
     for samples x (n,). Step t of the run (t = first_step, first_step + 1, ...) gives
     sample i the normal z(seed, i, t) described above, so a run split into several calls
     (one per level, say, each with its ``first_step``) draws what a single call would.
+
+    With ``dx0`` or ``grad_sq`` (n,) given, the sampler's gradient with respect to its
+    Gaussian inputs is tracked as well and (x, dx0, grad_sq) returned, as by
+    :func:`annealed_langevin_given_noise`, which runs the steps here, one level at a time.
     """
-    x = x.copy()
+    track = dx0 is not None or grad_sq is not None
     keys = langevin_sample_keys(seed, x.size)
-    w1, w3 = W1[:, 0], W3a[0]
-    step = first_step
+    state = (x.copy(), dx0, grad_sq)
     for level in range(alphas.size):
-        half_alpha = x.dtype.type(alphas[level] / 2)
-        root_alpha = x.dtype.type(np.sqrt(alphas[level]))
-        for _ in range(n_steps_per_level):
-            z1 = x[:, None] * w1 + b1
-            h1 = np.where(z1 > 0, z1, slope1 * z1).astype(x.dtype)
-            z2 = h1 @ W2a.T + beff2[level]
-            h2 = np.where(z2 > 0, z2, slope2 * z2).astype(x.dtype)
-            score = h2 @ w3 + beff3[level]
-            noise = langevin_noise(keys, step).astype(x.dtype)
-            x += half_alpha * score + root_alpha * noise
-            step += 1
-    return x
+        start = first_step + level * n_steps_per_level
+        noise = np.array([[langevin_noise(keys, step)
+                           for step in range(start, start + n_steps_per_level)]])
+        one = slice(level, level + 1)
+        moved = annealed_langevin_given_noise(state[0], W1, b1, W2a, beff2[one], W3a,
+                                              beff3[one], alphas[one], noise, slope1, slope2,
+                                              *state[1:])
+        state = moved if track else (moved, None, None)
+    return state if track else state[0]

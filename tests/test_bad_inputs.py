@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from npgen import GAN, MLP, SGM, VAE, Adam, ScoreNetwork, cli
+from npgen.analysis import mixtures
 from npgen.models import training
 from npgen.nn.files import CONFIG_KEY
 from npgen.study import runs
@@ -364,6 +365,29 @@ API_ROWS = [
      training.TrainingDiverged, "ran away at step 3"),
     ("nan-loss", lambda w: runaway_fit(lambda k: {"discriminator": 0.5 if k < 4 else float("nan")}),
      training.TrainingDiverged, "diverged at step 4: the discriminator loss"),
+    # Gaussian mixtures and the distances between them
+    ("mixture-weights-sum", lambda w: mixtures.Mixture([0.5, 0.6], [[0.0], [1.0]], [[[1.0]], [[1.0]]]),
+     ValueError, "weights must be non-negative and sum to 1"),
+    ("mixture-covariance-shape", lambda w: mixtures.Mixture([1.0], [[0.0, 1.0]], [[[1.0]]]), ValueError,
+     "covariances must have shape (K, d, d)"),
+    ("mixture-negative-variance", lambda w: mixtures.Mixture([1.0], [[0.0]], [[[-1.0]]]), ValueError,
+     "covariances must be positive semi-definite"),
+    ("mixture-asymmetric-covariance", lambda w: mixtures.Mixture([1.0], [[0.0, 0.0]], [[[1.0, 0.5], [0.0, 1.0]]]),
+     ValueError, "covariances must be symmetric"),
+    ("mixture-nan-mean", lambda w: mixtures.Mixture([1.0], [[np.nan]], [[[1.0]]]), ValueError, "means contains NaN"),
+    ("mixture-no-component", lambda w: mixtures.Mixture([], np.zeros((0, 1)), np.zeros((0, 1, 1))), ValueError,
+     "weights must be a non-empty"),
+    ("mw2-across-dimensions", lambda w: mixtures.mw2(mixtures.target_mixture(1.0), mixtures.target_mixture(1.0, d=2)),
+     ValueError, "a and b must live in one dimension"),
+    ("mw2-of-an-array", lambda w: mixtures.mw2(mixtures.target_mixture(1.0), np.zeros(3)), ValueError,
+     "b must be an npgen.analysis.mixtures.Mixture"),
+    ("mgw2-of-a-string", lambda w: mixtures.mgw2("a", mixtures.target_mixture(1.0)), ValueError,
+     "a must be an npgen.analysis.mixtures.Mixture"),
+    ("fit-mixture-too-few-samples", lambda w: mixtures.fit_mixture(np.zeros(1), 2), ValueError,
+     "samples must hold at least n_components=2 rows"),
+    ("fit-mixture-inf", lambda w: mixtures.fit_mixture([[1.0, np.inf]], 1), ValueError, "samples contains NaN"),
+    ("fit-mixture-no-component", lambda w: mixtures.fit_mixture(np.zeros((4, 1)), 0), ValueError, "n_components"),
+    ("target-mixture-negative-m", lambda w: mixtures.target_mixture(-1.0), ValueError, "m must be"),
 ]
 
 

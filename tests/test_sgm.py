@@ -194,18 +194,18 @@ def test_langevin_is_a_function_of_seed_sample_and_step(backend):
     np.testing.assert_array_equal(run_langevin(backend, moved, args, 3, seed=13)[1::2], once[1::2])
 
 
-def linear_score_weights(c, mu):
+def linear_score_weights(c, mu, dtype=np.float32):
     """Weights of the chain that computes s(x) = -c_l (x - mu) exactly at every level l.
 
     leaky(u) - leaky(-u) = (1 + slope) u, so two units of each hidden layer pass x through.
     """
-    W1 = np.array([[1.0], [-1.0]], np.float32)
-    b1 = np.zeros(2, np.float32)
-    W2 = (np.array([[1.0, -1.0], [-1.0, 1.0]]) / 1.01).astype(np.float32)
-    W3 = (np.array([[-1.0, 1.0]]) / 1.2).astype(np.float32)
-    c = np.asarray(c, np.float32)
-    beff2 = np.zeros((c.size, 2), np.float32)
-    return W1, b1, W2, beff2, W3, c, (c * mu).astype(np.float32)
+    W1 = np.array([[1.0], [-1.0]], dtype)
+    b1 = np.zeros(2, dtype)
+    W2 = (np.array([[1.0, -1.0], [-1.0, 1.0]]) / 1.01).astype(dtype)
+    W3 = (np.array([[-1.0, 1.0]]) / 1.2).astype(dtype)
+    c = np.asarray(c, dtype)
+    beff2 = np.zeros((c.size, 2), dtype)
+    return W1, b1, W2, beff2, W3, c, (c * mu).astype(dtype)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

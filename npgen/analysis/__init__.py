@@ -1,7 +1,9 @@
 """What npgen proves and measures about networks: exact Lipschitz constants and the paper's theory.
 
 :mod:`npgen.analysis.lipschitz` computes constants from a network's weights (it reads
-:mod:`npgen.nn`); :mod:`npgen.analysis.theory` holds the paper's Section 3 bounds as functions.
+:mod:`npgen.nn`); :mod:`npgen.analysis.theory` holds the paper's Section 3 bounds as functions;
+:mod:`npgen.analysis.mixtures` fits Gaussian mixtures to samples and measures MW2 and MGW2
+between mixtures (imported on use: it loads POT and scikit-learn).
 """
 
 from . import lipschitz, theory
