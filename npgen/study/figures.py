@@ -177,3 +177,54 @@ def figure_grid_vs_exact(path, exact, grid, models):
     ax.set_ylabel("grid estimate (paper: 1000 points in [-10, 10])")
     ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+#: Colours of the two latents in the Cauchy-latent figure.
+LATENT_COLORS = {"gaussian": "tab:green", "cauchy": "tab:red"}
+
+
+def figure_cauchy(path, samples_by_latent, m, mass_by_latent, bound_by_latent, m_grid, true_mass):
+    """The Cauchy-latent study: GAN histograms at one m under each latent, side by side, and
+    the mass in [-m/2, m/2] against m with each latent's bound (mean +- std over seeds)."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    for ax, latent in zip(axes[:2], ("gaussian", "cauchy")):
+        if latent in samples_by_latent:
+            draw_histogram(ax, samples_by_latent[latent], m, model="gan", title=f"GAN, {latent} latent, m = {m:g}")
+        else:
+            ax.set_title(f"{latent} latent: no finished run")
+    ax = axes[2]
+    for latent, table in mass_by_latent.items():
+        _band(ax, table, f"GAN, {latent} latent", LATENT_COLORS[latent])
+    for latent, table in bound_by_latent.items():
+        _band(ax, table, f"bound, {latent} latent", LATENT_COLORS[latent], marker="x", linestyle=":")
+    ax.plot(m_grid, true_mass, color=MODEL_COLORS["data"], lw=2, label=r"$\nu([-m/2, m/2])$")
+    ax.set_yscale("log")
+    ax.set_xlabel("m")
+    ax.set_ylabel("mass in [-m/2, m/2]")
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def figure_particles(path, samples_by_count, m, kinetic_by_count):
+    """The generative particles: histograms at one m for each particle count N, and the kinetic
+    energy against the step for every run (``kinetic_by_count``: N -> [(m, [[step, energy]])])."""
+    counts = sorted(set(samples_by_count) | set(kinetic_by_count))
+    fig, axes = plt.subplots(1, len(counts) + 1, figsize=(4.6 * (len(counts) + 1), 3.6), squeeze=False)
+    axes = axes[0]
+    for ax, n in zip(axes, counts):
+        if n in samples_by_count:
+            draw_histogram(ax, samples_by_count[n], m, model="particles", title=f"particles, N = {n}, m = {m:g}",
+                           bins=int(np.clip(len(samples_by_count[n]) // 10, 20, 200)))
+        else:
+            ax.set_title(f"N = {n}: no finished run at m = {m:g}")
+    ax = axes[-1]
+    styles = ["-", "--", ":", "-."]
+    for i, n in enumerate(counts):
+        for m_run, curve in kinetic_by_count.get(n, []):
+            steps, energy = np.array(curve, float).T if curve else (np.zeros(0), np.zeros(0))
+            ax.plot(steps, np.maximum(energy, 1e-12), ls=styles[i % len(styles)], label=f"N = {n}, m = {m_run:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("particle step")
+    ax.set_ylabel(r"kinetic energy mean $|\nabla\phi|^2$")
+    ax.legend(fontsize=6, ncol=2)
+    save_figure(fig, path)

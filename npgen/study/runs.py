@@ -38,6 +38,7 @@ from ..analysis.theory import (GaussianMixture1D, best_kl_bound, best_tv_bound,
 from ..data import two_gaussians
 from ..models.gan import GAN
 from ..models.latents import check_latent
+from ..models.particles import DIVERGENCES, Particles
 from ..models.push_forward import check_layers
 from ..models.sgm import SGM, WEIGHTINGS
 from ..models.training import TrainingDiverged  # noqa: F401 -- raised by train_run, caught by the CLI
@@ -50,6 +51,9 @@ from ..util.threads import one_blas_thread
 from .figures import save_histogram
 
 MODELS = ("gan", "vae", "sgm")
+#: Every model a run can train: the paper's three and the generative particles
+#: (:class:`npgen.models.Particles`, beyond the paper).
+RUN_MODELS = MODELS + ("particles",)
 
 #: Training budgets. ``paper`` is the published code's: 400 epochs of 50 steps (20 000 Adam
 #: steps at lr 1e-4, batch 1000), Adam betas (0.9, 0.999) for every network. ``quick`` keeps the
@@ -87,6 +91,16 @@ MODEL_OPTIONS = {
     "gan": {"n_layers": 3, "skip": "plain", "sn_generator": False, "gp_lipschitz": None, "latent": "gaussian"},
     "vae": {"n_layers": 3, "skip": "plain", "kl": "correct"},
     "sgm": {"weighting": "paper", "denoise": False},
+    "particles": {"n_particles": 50000, "divergence": "kl"},
+}
+
+#: The particles' budgets: particle steps, then the discriminator's Adam settings and
+#: minibatch (both presets: 5 discriminator steps per particle step, Lip bound 1, dt = 0.1,
+#: see :class:`npgen.models.Particles`). They replace the preset's epochs and learning rates
+#: in a particles run's config; its data and sample counts are the preset's.
+PARTICLE_PRESETS = {
+    "paper": {"n_steps": 1000, "batch_size": 1000, "lr": 1e-3, "betas": [0.5, 0.999]},
+    "quick": {"n_steps": 400, "batch_size": 1000, "lr": 1e-3, "betas": [0.5, 0.999]},
 }
 
 
@@ -111,6 +125,9 @@ OPTION_CHECKS = {
     "weighting": lambda name, v: check_choice(name, v, WEIGHTINGS),
     "denoise": check_bool,
     "latent": lambda name, v: check_latent(v, name),
+    "n_particles": lambda name, v: check_number(name, v, low=1, high=MAX_COUNT, integer=True),
+    "divergence": lambda name, v: check_choice(name, v, DIVERGENCES),
+    "n_steps": _positive_integer,
     "epochs": _positive_integer,
     "batch_size": _positive_integer,
     "lr": lambda name, v: check_number(name, v, low=0, low_open=True),
@@ -122,7 +139,8 @@ OPTION_CHECKS = {
 #: The ``npgen train`` flag of each model option (named in the messages).
 OPTION_FLAGS = {"n_layers": "--layers", "skip": "--skip", "sn_generator": "--sn-generator",
                 "gp_lipschitz": "--gp", "kl": "--kl", "weighting": "--weighting",
-                "denoise": "--denoise", "latent": "--latent"}
+                "denoise": "--denoise", "latent": "--latent", "n_particles": "--particles",
+                "divergence": "--divergence"}
 
 #: The modules whose source decides a run's numbers: the kernels, the data, the networks, the
 #: models, the Lipschitz constants and bounds, and this module (training, sampling, metrics).
@@ -164,13 +182,17 @@ def make_config(model, m, preset="quick", seed=0, **options):
     an option of another model is refused. The configuration ends with ``code``, the
     :func:`code_fingerprint` of the code that will compute it.
     """
-    check_choice("model", model, MODELS)
+    check_choice("model", model, RUN_MODELS)
     check_choice("preset", preset, PRESETS)
     budget = dict(PRESETS[preset])
     gan_adam = {"lr": budget.pop("gan_lr"), "betas": budget.pop("gan_betas")}
+    own_adam = gan_adam if model == "gan" else {}
+    if model == "particles":
+        own_adam = dict(PARTICLE_PRESETS[preset])
+        budget = {"n_data": budget["n_data"], "n_samples": budget["n_samples"]}
     config = {"model": model, "m": check_number("m", m, low=0, high=MAX_M),
               "seed": check_number("seed", seed, low=0, integer=True), **budget,
-              "betas": list(ADAM_BETAS), **(gan_adam if model == "gan" else {})}
+              "betas": list(ADAM_BETAS), **own_adam}
     run_fields = list(config)[3:]
     accepted = MODEL_OPTIONS[model]
     given = {key: value for key, value in options.items() if value is not None}
@@ -205,6 +227,9 @@ def build_model(config, backend=None):
     if config["model"] == "vae":
         return VAE(n_layers=config["n_layers"], skip=config["skip"], kl=config["kl"], lr=config["lr"],
                    betas=tuple(config["betas"]), **common)
+    if config["model"] == "particles":
+        return Particles(n_particles=config["n_particles"], divergence=config["divergence"], lr=config["lr"],
+                         betas=tuple(config["betas"]), batch_size=config["batch_size"], **common)
     return SGM(weighting=config["weighting"], lr=config["lr"], betas=tuple(config["betas"]), **common)
 
 
@@ -217,6 +242,10 @@ def lipschitz_metrics(model, config):
     (``*_data_scale`` = standardized / ``data_variance``); the ``score_lipschitz_*`` keys hold
     the maximum over the noise levels (sigma in standardized units).
     """
+    if config["model"] == "particles":
+        exact = exact_lipschitz_1d(model.discriminator)
+        return {"discriminator_lipschitz": model.lipschitz * exact.constant,
+                "discriminator_lipschitz_bound": model.lipschitz, "discriminator_lipschitz_pieces": exact.n_pieces}
     if config["model"] == "sgm":
         variance = model.std ** 2
         per_level = []
@@ -242,7 +271,7 @@ def lipschitz_tracker(model, config, n_points=10):
     """An ``on_epoch`` callback recording the exact Lip(g) at ``n_points`` evenly spaced epochs
     (GAN and VAE), and the list it fills with ``[epoch, Lip]`` pairs."""
     curve = []
-    if config["model"] == "sgm":
+    if config["model"] in ("sgm", "particles"):
         return curve, None
     epochs = config["epochs"]
     checkpoints = {max(1, round(epochs * k / n_points)) for k in range(1, n_points + 1)}
@@ -339,6 +368,16 @@ def distribution_metrics(samples, m, lip=None, latent="gaussian"):
     return out
 
 
+def particle_metrics(history, n_points=20):
+    """The particles' kinetic energy mean_i |grad phi(y_i)|^2 (data units^2 per unit time^2) and
+    dual divergence estimate at ``n_points`` evenly spaced steps, and their last values."""
+    n = len(history["kinetic_energy"])
+    steps = sorted({max(1, round(n * k / n_points)) for k in range(1, n_points + 1)})
+    return {"kinetic_energy_vs_step": [[s, history["kinetic_energy"][s - 1]] for s in steps],
+            "divergence_vs_step": [[s, history["divergence"][s - 1]] for s in steps],
+            "final_kinetic_energy": history["kinetic_energy"][-1], "final_divergence": history["divergence"][-1]}
+
+
 @one_blas_thread
 def train_run(config, run_dir, quiet=True, backend=None):
     """Train, sample and measure one configuration; write everything into ``run_dir``.
@@ -350,15 +389,20 @@ def train_run(config, run_dir, quiet=True, backend=None):
     data = two_gaussians(config["m"], n=config["n_data"], seed=config["seed"])
     model = build_model(config, backend)
     lipschitz_curve, on_epoch = lipschitz_tracker(model, config)
-    history = model.fit(data, epochs=config["epochs"], batch_size=config["batch_size"], quiet=quiet,
-                        on_epoch=on_epoch)
+    if config["model"] == "particles":
+        history = model.fit(data, n_steps=config["n_steps"], quiet=quiet)
+    else:
+        history = model.fit(data, epochs=config["epochs"], batch_size=config["batch_size"], quiet=quiet,
+                            on_epoch=on_epoch)
     train_seconds = time.perf_counter() - start
     sample_options = {"denoise": config["denoise"]} if config["model"] == "sgm" else {}
-    samples = model.sample(config["n_samples"], seed=config["seed"] + 1_000_003, quiet=quiet,
-                           **sample_options)
+    n_samples = min(config["n_samples"], config.get("n_particles", config["n_samples"]))
+    samples = model.sample(n_samples, seed=config["seed"] + 1_000_003, quiet=quiet, **sample_options)
     metrics = {"train_seconds": train_seconds, "lipschitz_vs_epoch": lipschitz_curve}
     metrics.update(lipschitz_metrics(model, config))
-    lip_for_bounds = metrics["lipschitz"] if config["model"] != "sgm" else None
+    if config["model"] == "particles":
+        metrics.update(particle_metrics(history))
+    lip_for_bounds = metrics.get("lipschitz")
     metrics.update(distribution_metrics(samples, config["m"], lip_for_bounds, config.get("latent", "gaussian")))
     metrics["final_losses"] = {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}
     metrics["wall_seconds"] = time.perf_counter() - start
@@ -372,13 +416,13 @@ def train_run(config, run_dir, quiet=True, backend=None):
 
 
 def is_run_folder(path):
-    """Whether ``path`` holds an npgen run: a config.json naming one of :data:`MODELS`."""
+    """Whether ``path`` holds an npgen run: a config.json naming one of :data:`RUN_MODELS`."""
     try:
         with open(os.path.join(path, "config.json"), encoding="utf-8") as handle:
             config = json.load(handle)
     except (OSError, UnicodeDecodeError, ValueError):
         return False
-    return isinstance(config, dict) and config.get("model") in MODELS and "m" in config
+    return isinstance(config, dict) and config.get("model") in RUN_MODELS and "m" in config
 
 
 def check_run_target(out, force):
@@ -437,6 +481,8 @@ METRICS_READ = {
                                      "tv_estimate", "narrowest_90pct_interval_width", "smaller_mode_share")},
     "push_forward": {"lipschitz": _NUMBER, "lipschitz_grid": _NUMBER,
                      "lipschitz_vs_epoch": ("a list of [epoch, Lip] number pairs", _is_epoch_curve)},
+    "particles": {"discriminator_lipschitz": _NUMBER, "train_seconds": _NUMBER,
+                  "kinetic_energy_vs_step": ("a list of [step, energy] number pairs", _is_epoch_curve)},
     "sgm": {"score_lipschitz_standardized": _NUMBER, "score_lipschitz_data_scale": _NUMBER,
             "score_lipschitz_per_sigma": ("a list of objects with numbers 'exact_standardized' and "
                                           "'grid_standardized'", _is_sigma_table)},
@@ -447,7 +493,8 @@ METRICS_READ["any"]["collapse"] = (f"null or one of {list(COLLAPSES)}", lambda v
 def check_metrics(metrics, model, path):
     """Raise ValueError (one sentence naming ``path``) unless ``metrics`` holds every key the report
     reads for ``model``, each of the accepted type."""
-    expected = {**METRICS_READ["any"], **METRICS_READ["sgm" if model == "sgm" else "push_forward"]}
+    kind = model if model in ("sgm", "particles") else "push_forward"
+    expected = {**METRICS_READ["any"], **METRICS_READ[kind]}
     for key, (accepted, test) in expected.items():
         if key not in metrics:
             raise ValueError(f"{path} lacks the key {key!r} ({accepted}); delete that run's folder and rerun "
@@ -462,7 +509,7 @@ def summarize_metrics(metrics):
     """A few lines for the terminal."""
     keys = ["lipschitz", "lipschitz_grid", "score_lipschitz_standardized", "score_lipschitz_data_scale",
             "score_lipschitz_grid_standardized", "mass_between", "true_mass_between", "fig3_bound",
-            "mass_between_bound",
+            "mass_between_bound", "discriminator_lipschitz", "final_kinetic_energy",
             "tv_estimate", "kl_estimate", "best_tv_bound", "best_kl_bound", "wall_seconds"]
     lines = [f"{k:>33}: {metrics[k]:.6g}" for k in keys if k in metrics]
     return "\n".join(lines + [f"{'collapse':>33}: {metrics.get('collapse') or 'none'}"])
