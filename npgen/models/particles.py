@@ -35,11 +35,10 @@ import os
 import numpy as np
 
 from ..nn.adam import Adam
-from ..nn.files import read_network_file
+from ..nn.files import read_model_folder, write_model_folder
 from ..nn.mlp import MLP
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, dtype_of)
-from ..util.io import atomic_save_npy, check_model_folder, read_model_meta, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
 from .training import MAX_SAMPLES, TrainingDiverged
@@ -247,32 +246,13 @@ class Particles:
         """Write discriminator.npz, particles.npy and config.json (last) into ``path_dir``."""
         if not self.trained:
             raise RuntimeError("save needs trained particles: call fit first")
-        check_model_folder(path_dir, type(self).__name__)
-        path_dir = os.fspath(path_dir)
-        os.makedirs(path_dir, exist_ok=True)
-        self.discriminator.save(os.path.join(path_dir, "discriminator.npz"))
-        atomic_save_npy(os.path.join(path_dir, "particles.npy"), self.particles)
-        write_model_meta(path_dir, type(self).__name__, self.config())
+        write_model_folder(self, path_dir, {"particles": self.particles})
 
     @classmethod
     def load(cls, path_dir, backend=None):
         """Read a model written by :meth:`save`."""
-        meta = read_model_meta(path_dir, cls.__name__)
-        try:
-            model = cls(**meta["config"], backend=backend)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path_dir}/config.json is corrupt ({err})") from None
-        path = os.path.join(os.fspath(path_dir), "discriminator.npz")
-        _, arrays = read_network_file(path, ("MLP",))
-        try:
-            model.discriminator.load_state_dict(arrays)
-        except ValueError as err:
-            raise ValueError(f"{path} does not fit {path_dir}/config.json: {err}") from None
-        path = os.path.join(os.fspath(path_dir), "particles.npy")
-        try:
-            particles = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path} is not a readable .npy array ({err})") from None
+        model, arrays = read_model_folder(cls, path_dir, backend, arrays=("particles",))
+        particles, path = arrays["particles"], os.path.join(os.fspath(path_dir), "particles.npy")
         if particles.shape != (model.n_particles, model.data_dim) or particles.dtype != model.dtype \
                 or not np.isfinite(particles).all():
             raise ValueError(f"{path} must hold finite {model.dtype.name} particles of shape"

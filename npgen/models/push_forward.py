@@ -8,17 +8,14 @@ architecture of g that both models use, so that the paper's comparison of GAN an
 comparison of training methods and not of networks.
 """
 
-import os
-
 import numpy as np
 
 from ..nn.adam import Adam
-from ..nn.files import read_network_file
+from ..nn.files import read_model_folder, write_model_folder
 from ..nn.layers import SKIP_STYLES
 from ..nn.mlp import MLP
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, dtype_of)
-from ..util.io import check_model_folder, read_model_meta, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
 from .latents import check_latent, draw_latents
@@ -190,27 +187,11 @@ class PushForwardModel:
         the random stream are not saved: a loaded model samples exactly like the saved one.
         A folder that is not empty and holds no saved model of this kind is refused.
         """
-        check_model_folder(path_dir, type(self).__name__)
-        path_dir = os.fspath(path_dir)
-        os.makedirs(path_dir, exist_ok=True)
-        for name, net in self.networks().items():
-            net.save(os.path.join(path_dir, f"{name}.npz"))
-        write_model_meta(path_dir, type(self).__name__, self.config())
+        write_model_folder(self, path_dir)
 
     @classmethod
     def load(cls, path_dir, backend=None):
         """Read a model written by :meth:`save`."""
-        meta = read_model_meta(path_dir, cls.__name__)
-        try:
-            model = cls(**meta["config"], backend=backend)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path_dir}/config.json is corrupt ({err})") from None
-        for name, net in model.networks().items():
-            path = os.path.join(os.fspath(path_dir), f"{name}.npz")
-            _, arrays = read_network_file(path, ("MLP",))
-            try:
-                net.load_state_dict(arrays)
-            except ValueError as err:
-                raise ValueError(f"{path} does not fit {path_dir}/config.json: {err}") from None
+        model, _ = read_model_folder(cls, path_dir, backend)
         model.trained = True
         return model

@@ -8,10 +8,12 @@ it before any network is built, so a foreign, damaged or future file is refused 
 """
 
 import json
+import os
 
 import numpy as np
 
-from ..util.io import atomic_savez, read_npz
+from ..util.io import (atomic_save_npy, atomic_savez, check_model_folder, read_model_meta, read_npz,
+                       write_model_meta)
 
 CONFIG_KEY = "__npgen_mlp__"
 FORMAT_VERSION = 1
@@ -67,3 +69,45 @@ def build_network(cls, path, meta, arrays, backend=None):
     except ValueError as err:
         raise ValueError(f"{path} does not hold a valid {cls.__name__}: {err}") from None
     return net
+
+
+def write_model_folder(model, path_dir, arrays=None):
+    """Save ``model`` into the folder ``path_dir``: one ``<name>.npz`` per network of
+    ``model.networks()``, one ``<name>.npy`` per entry of ``arrays`` (atomic), then
+    ``config.json`` with ``model.config()`` (last, so a folder with a config.json is whole).
+    A folder that is not empty and holds no saved model of this kind is refused."""
+    name = type(model).__name__
+    check_model_folder(path_dir, name)
+    path_dir = os.fspath(path_dir)
+    os.makedirs(path_dir, exist_ok=True)
+    for net_name, net in model.networks().items():
+        net.save(os.path.join(path_dir, f"{net_name}.npz"))
+    for array_name, array in (arrays or {}).items():
+        atomic_save_npy(os.path.join(path_dir, f"{array_name}.npy"), array)
+    write_model_meta(path_dir, name, model.config())
+
+
+def read_model_folder(cls, path_dir, backend=None, arrays=()):
+    """A ``cls`` model read from a folder written by :func:`write_model_folder`, and the
+    arrays named in ``arrays`` ({name: array}, unchecked: the caller checks their shapes).
+    Every file that is missing, corrupt or does not fit config.json is one ValueError naming it."""
+    meta = read_model_meta(path_dir, cls.__name__)
+    try:
+        model = cls(**meta["config"], backend=backend)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path_dir}/config.json is corrupt ({err})") from None
+    for name, net in model.networks().items():
+        path = os.path.join(os.fspath(path_dir), f"{name}.npz")
+        _, state = read_network_file(path, ("MLP",))
+        try:
+            net.load_state_dict(state)
+        except ValueError as err:
+            raise ValueError(f"{path} does not fit {path_dir}/config.json: {err}") from None
+    loaded = {}
+    for name in arrays:
+        path = os.path.join(os.fspath(path_dir), f"{name}.npy")
+        try:
+            loaded[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path} is not a readable .npy array ({err})") from None
+    return model, loaded

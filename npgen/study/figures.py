@@ -60,6 +60,19 @@ def _band(ax, table, label, color, marker="o", linestyle="-"):
     ax.fill_between(xs, np.maximum(mean - std, 1e-300), mean + std, color=color, alpha=0.2, lw=0)
 
 
+def _mass_panel(ax, masses, bounds, m_grid, true_mass):
+    """Mass in [-m/2, m/2] against m: ``masses`` and ``bounds`` are [(table, label, colour)]
+    (bounds dotted, with crosses), with the true mass nu([-m/2, m/2]) over ``m_grid``."""
+    for table, label, color in masses:
+        _band(ax, table, label, color)
+    for table, label, color in bounds:
+        _band(ax, table, label, color, marker="x", linestyle=":")
+    ax.plot(m_grid, true_mass, color=MODEL_COLORS["data"], lw=2, label=r"$\nu([-m/2, m/2])$")
+    ax.set_xlabel("m")
+    ax.set_ylabel("mass in [-m/2, m/2]")
+    ax.legend(fontsize=7)
+
+
 def figure1(path):
     """Figure 1: the Gaussian isoperimetric profile t -> phi(Phi^-1(t))."""
     t = np.linspace(0, 1, 1001)
@@ -94,14 +107,9 @@ def figure3(path, lip_series, mass_by_model, bound_by_model, m_grid, true_mass, 
     left.set_xlabel("m")
     left.set_ylabel("Lipschitz constant")
     left.legend(fontsize=7)
-    for model, table in mass_by_model.items():
-        _band(right, table, f"{model.upper()}", MODEL_COLORS[model])
-    for model, table in bound_by_model.items():
-        _band(right, table, f"Theorem 1 bound ({model.upper()})", MODEL_COLORS[model], marker="x", linestyle=":")
-    right.plot(m_grid, true_mass, color=MODEL_COLORS["data"], lw=2, label=r"$\nu([-m/2, m/2])$")
-    right.set_xlabel("m")
-    right.set_ylabel("mass in [-m/2, m/2]")
-    right.legend(fontsize=7)
+    _mass_panel(right, [(table, model.upper(), MODEL_COLORS[model]) for model, table in mass_by_model.items()],
+                [(table, f"Theorem 1 bound ({model.upper()})", MODEL_COLORS[model])
+                 for model, table in bound_by_model.items()], m_grid, true_mass)
     save_figure(fig, path)
 
 
@@ -192,16 +200,11 @@ def figure_cauchy(path, samples_by_latent, m, mass_by_latent, bound_by_latent, m
             draw_histogram(ax, samples_by_latent[latent], m, model="gan", title=f"GAN, {latent} latent, m = {m:g}")
         else:
             ax.set_title(f"{latent} latent: no finished run")
-    ax = axes[2]
-    for latent, table in mass_by_latent.items():
-        _band(ax, table, f"GAN, {latent} latent", LATENT_COLORS[latent])
-    for latent, table in bound_by_latent.items():
-        _band(ax, table, f"bound, {latent} latent", LATENT_COLORS[latent], marker="x", linestyle=":")
-    ax.plot(m_grid, true_mass, color=MODEL_COLORS["data"], lw=2, label=r"$\nu([-m/2, m/2])$")
-    ax.set_yscale("log")
-    ax.set_xlabel("m")
-    ax.set_ylabel("mass in [-m/2, m/2]")
-    ax.legend(fontsize=7)
+    _mass_panel(axes[2], [(table, f"GAN, {latent} latent", LATENT_COLORS[latent])
+                          for latent, table in mass_by_latent.items()],
+                [(table, f"bound, {latent} latent", LATENT_COLORS[latent]) for latent, table in bound_by_latent.items()],
+                m_grid, true_mass)
+    axes[2].set_yscale("log")
     save_figure(fig, path)
 
 
