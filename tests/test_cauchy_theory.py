@@ -132,7 +132,7 @@ def test_half_line_bound_holds_and_is_attained_for_log_concave_latents(law):
         intervals = random_union(rng)
         m, lip = rng.uniform(0.5, 10), rng.uniform(0.5, 20)
         g = distance_map(intervals, m, lip)
-        left, between, right = g.masses(m, law)
+        left, between, _ = g.masses(m, law)
         bound = theory.half_line_mass_between_bound(m, lip, left, law)
         assert between >= bound - 1e-12
     for p in (0.05, 0.5, 0.8):  # the half-line (-inf, F^-1(p)] attains it
@@ -217,7 +217,7 @@ def test_cauchy_bound_is_attained_by_the_distance_maps(p, delta):
         sets = [(-x, x)]
     g = distance_map(sets, m, lip)
     assert g.lip == pytest.approx(lip)
-    left, between, right = g.masses(m)
+    left, between, _ = g.masses(m)
     assert left == pytest.approx(p, rel=1e-12)
     assert between == pytest.approx(theory.cauchy_mass_between_bound(m, lip, left), rel=1e-10)
     # With a constant half as large the map's mass between falls below the bound: the check

@@ -143,7 +143,8 @@ def test_velocity_is_lipschitz_times_the_gradient_of_the_network():
     y = np.linspace(-2, 2, 9).reshape(-1, 1)
     net = model.discriminator
     net.eval()
-    fd = [central_difference(lambda: 3.0 * float(net.forward(y[i:i + 1])[0, 0]), y[i:i + 1]) for i in range(len(y))]
+    rows = [y[i:i + 1] for i in range(len(y))]
+    fd = [central_difference(lambda row=row: 3.0 * float(net.forward(row)[0, 0]), row) for row in rows]
     assert_matches_fd(model.velocity(y).ravel(), np.concatenate(fd))
 
 
