@@ -45,6 +45,7 @@ KERNELS = (
     "adam_step",
     "spectral_norm_forward", "spectral_norm_backward",
     "annealed_langevin",
+    "kl_dual_loss", "alpha_dual_loss", "particle_step",
 )
 
 #: Backend name -> module name inside this package.

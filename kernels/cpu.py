@@ -635,6 +635,78 @@ def softmax_cross_entropy(logits, target, grad):
 
 
 
+# --------------------------------------------------------------------------- f-divergence duals
+
+
+@_kernel("r1 r1 w1 w1", ret=types.float64)
+def _kl_dual_loss(phi_p, phi_q, grad_p, grad_q):
+    """The loss and gradients of :func:`kl_dual_loss` on flat arrays."""
+    n, m = phi_p.size, phi_q.size
+    _check(grad_p.size == n and grad_q.size == m and n > 0 and m > 0)
+    top = -math.inf
+    for j in range(m):
+        top = max(top, float(phi_q[j]))
+    total = 0.0
+    for j in range(m):
+        total += math.exp(float(phi_q[j]) - top)
+    for j in range(m):
+        grad_q[j] = math.exp(float(phi_q[j]) - top) / total
+    mean_p = 0.0
+    for i in range(n):
+        mean_p += float(phi_p[i])
+        grad_p[i] = -1.0 / n
+    return -(mean_p / n - (math.log(total / m) + top))
+
+
+def kl_dual_loss(phi_p, phi_q, grad_p, grad_q):
+    """-[mean phi_p - log mean exp(phi_q)]; grad_p = -1/N, grad_q = softmax(phi_q) (float64 sums)."""
+    p, gp = _flat(phi_p, grad_p)
+    q, gq = _flat(phi_q, grad_q)
+    return _kl_dual_loss(p, q, gp, gq)
+
+
+@_kernel("r1 r1 f f w1 w1 w1", ret=types.float64)
+def _alpha_dual_loss(phi_p, phi_q, nu, alpha, grad_p, grad_q, grad_nu):
+    """The loss and gradients of :func:`alpha_dual_loss` on flat arrays."""
+    n, m = phi_p.size, phi_q.size
+    _check(grad_p.size == n and grad_q.size == m and grad_nu.size == 1 and n > 0 and m > 0)
+    power, inverse = alpha / (alpha - 1.0), 1.0 / (alpha - 1.0)
+    constant = 1.0 / (alpha * (alpha - 1.0))
+    conj_sum, slope_sum = 0.0, 0.0
+    for j in range(m):
+        base = (alpha - 1.0) * max(float(phi_q[j]) - nu, 0.0)
+        slope = base ** inverse
+        conj_sum += base ** power / alpha + constant
+        slope_sum += slope
+        grad_q[j] = slope / m
+    mean_p = 0.0
+    for i in range(n):
+        mean_p += float(phi_p[i])
+        grad_p[i] = -1.0 / n
+    grad_nu[0] = 1.0 - slope_sum / m
+    return -(mean_p / n - nu - conj_sum / m)
+
+
+def alpha_dual_loss(phi_p, phi_q, nu, alpha, grad_p, grad_q, grad_nu):
+    """-[mean phi_p - nu - mean f_alpha*(phi_q - nu)]; gradients as :func:`numpy_ref.alpha_dual_loss`."""
+    p, gp = _flat(phi_p, grad_p)
+    q, gq = _flat(phi_q, grad_q)
+    return _alpha_dual_loss(p, q, float(nu), float(alpha), gp, gq, grad_nu)
+
+
+@_kernel("w2 r2 f", ret=types.float64)
+def particle_step(y, velocity, dt):
+    """y <- y - dt velocity in place; returns mean_i |velocity_i|^2 (float64 sum)."""
+    _check(velocity.shape == y.shape)
+    total = 0.0
+    for i in range(y.shape[0]):
+        for k in range(y.shape[1]):
+            v = float(velocity[i, k])
+            y[i, k] -= _like(dt * v, y)
+            total += v * v
+    return total / y.shape[0]
+
+
 # --------------------------------------------------------------------------- optimizer
 
 

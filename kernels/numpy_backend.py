@@ -105,6 +105,31 @@ def softmax_cross_entropy(logits, target, grad):
     return loss
 
 
+def kl_dual_loss(phi_p, phi_q, grad_p, grad_q):
+    """Donsker-Varadhan loss of the KL (:func:`numpy_ref.kl_dual_loss`); writes both gradients."""
+    loss, gp, gq = numpy_ref.kl_dual_loss(phi_p, phi_q)
+    _store(grad_p, gp)
+    _store(grad_q, gq)
+    return loss
+
+
+def alpha_dual_loss(phi_p, phi_q, nu, alpha, grad_p, grad_q, grad_nu):
+    """Dual loss of the alpha-divergence at the shift nu (:func:`numpy_ref.alpha_dual_loss`);
+    writes the gradients, d loss / d nu into grad_nu[0]."""
+    loss, gp, gq, gnu = numpy_ref.alpha_dual_loss(phi_p, phi_q, nu, alpha)
+    _store(grad_p, gp)
+    _store(grad_q, gq)
+    grad_nu[0] = gnu
+    return loss
+
+
+def particle_step(y, velocity, dt):
+    """y <- y - dt velocity in place; returns the kinetic energy (:func:`numpy_ref.particle_step`)."""
+    y_new, kinetic = numpy_ref.particle_step(y, velocity, dt)
+    _store(y, y_new)
+    return kinetic
+
+
 def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps):
     """One Adam update of param, m and v in place (:func:`numpy_ref.adam_step`)."""
     for out, result in zip((param, m, v),

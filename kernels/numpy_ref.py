@@ -299,6 +299,63 @@ def softmax_cross_entropy(logits, target):
     loss = -(target * log_p).sum(dtype=np.float64) / n
     mass = target.sum(axis=1, keepdims=True)
     return float(loss), (np.exp(log_p) * mass - target) / n
+# --------------------------------------------------------------------------- f-divergence duals
+#
+# Variational (dual) form of an f-divergence between the particles' law P and the data's law Q
+# over discriminators phi (Nguyen, Wainwright & Jordan 2010; with a Lipschitz bound on phi,
+# the Lipschitz-regularized divergences of Dupuis & Mao 2022):
+#     D_f(P || Q) = sup_phi  E_P[phi] - inf_nu { nu + E_Q[f*(phi - nu)] },
+# estimated on particles y_1..y_N (phi_p = phi(y_i)) and data x_1..x_M (phi_q = phi(x_j)).
+# Each kernel returns the *loss* -D (what the discriminator minimizes) and its gradient with
+# respect to phi_p and phi_q.
+
+
+def kl_dual_loss(phi_p, phi_q):
+    """KL (f = x log x, f*(y) = exp(y - 1)); the inner inf is at nu = log E_Q[e^phi] - 1, which
+    leaves the Donsker-Varadhan form. Returns (loss, grad_p, grad_q):
+
+        loss = -[mean_i phi_p_i - log mean_j exp(phi_q_j)]
+        d loss / d phi_p_i = -1 / N,   d loss / d phi_q_j = softmax(phi_q)_j
+    The log-mean-exp is shifted by max_j phi_q_j (no overflow); sums in float64.
+    """
+    p = phi_p.astype(np.float64)
+    q = phi_q.astype(np.float64)
+    top = q.max()
+    weights = np.exp(q - top)
+    total = weights.sum()
+    loss = -(p.mean() - (np.log(total / q.size) + top))
+    return float(loss), np.full(phi_p.shape, -1.0 / p.size), weights / total
+
+
+def alpha_conjugate(y, alpha):
+    """f_alpha*(y) for f_alpha(x) = (x^alpha - 1) / (alpha (alpha - 1)), alpha > 1, and its
+    derivative: f*(y) = ((alpha - 1) y_+)^(alpha / (alpha - 1)) / alpha + 1 / (alpha (alpha - 1)),
+    f*'(y) = ((alpha - 1) y_+)^(1 / (alpha - 1)) (the maximizer x of x y - f(x) over x >= 0)."""
+    base = (alpha - 1.0) * np.maximum(y, 0.0)
+    return (base ** (alpha / (alpha - 1.0)) / alpha + 1.0 / (alpha * (alpha - 1.0)),
+            base ** (1.0 / (alpha - 1.0)))
+
+
+def alpha_dual_loss(phi_p, phi_q, nu, alpha):
+    """The alpha-divergence (alpha > 1) at the shift nu; returns (loss, grad_p, grad_q, grad_nu):
+
+        loss = -[mean_i phi_p_i - nu - mean_j f*(phi_q_j - nu)]
+        d loss / d phi_p_i = -1 / N,   d loss / d phi_q_j = f*'(phi_q_j - nu) / M,
+        d loss / d nu = 1 - mean_j f*'(phi_q_j - nu)
+    (the loss is minimized over nu where mean_j f*'(phi_q_j - nu) = 1).
+    """
+    p = phi_p.astype(np.float64)
+    conj, slope = alpha_conjugate(phi_q.astype(np.float64) - nu, alpha)
+    loss = -(p.mean() - nu - conj.mean())
+    return float(loss), np.full(phi_p.shape, -1.0 / p.size), slope / slope.size, float(1.0 - slope.mean())
+
+
+def particle_step(y, velocity, dt):
+    """One explicit Euler step of the particles along -velocity (velocity = grad phi(y)):
+    returns (y - dt velocity, kinetic) with kinetic = mean_i |velocity_i|^2, the particles'
+    kinetic energy (the regularized Fisher information of the flow), summed in float64."""
+    v = velocity.astype(np.float64)
+    return y - dt * velocity, float(np.einsum("ij,ij->", v, v) / v.shape[0])
 
 
 # --------------------------------------------------------------------------- optimizer

@@ -2,9 +2,11 @@
 
     npgen reproduce [--preset quick|paper] [--only fig3,fig4] [--jobs N] [--device cpu|cuda] [--out DIR]
                                     the paper's Section 4.1: runs, figures, report.md and report.html
-    npgen figure N --from DIR       redraw figure N (1-6, 3b, or "grid") from a reproduction's stored runs
-    npgen train gan|vae|sgm --m M [--preset quick|paper] [--seed S] [--out DIR] [--force]
+    npgen figure N --from DIR       redraw figure N (1-6, 3b, "grid", "cauchy", "particles") from a reproduction's stored runs
+    npgen train gan|vae|sgm|particles --m M [--preset quick|paper] [--seed S] [--out DIR] [--force]
                 [--gp L] [--sn-generator] [--layers N] [--skip resnet]     (GAN)
+                [--latent cauchy]                                          (GAN)
+                [--particles N] [--divergence kl|alpha]                    (particles)
                 [--kl paper] [--layers N] [--skip resnet]                  (VAE)
                 [--weighting sigma2] [--denoise]                           (SGM)
                                     one training run into DIR (config, weights, samples, metrics, histogram)
@@ -62,7 +64,8 @@ def _cmd_train(args):
     _, metrics = train_command(args.model, args.m, args.preset, args.seed, out, force=args.force,
                                gp_lipschitz=args.gp, sn_generator=args.sn_generator,
                                kl=args.kl, weighting=args.weighting, n_layers=args.layers,
-                               skip=args.skip, denoise=args.denoise)
+                               skip=args.skip, denoise=args.denoise, latent=args.latent,
+                               n_particles=args.particles, divergence=args.divergence)
     print(summarize_metrics(metrics))
     print(f"wrote {out}/ (config.json, metrics.json, samples.npy, model/, histogram.png)")
 
@@ -85,22 +88,23 @@ def build_parser():
 
     rep = sub.add_parser("reproduce", help="reproduce the paper's Section 4.1 (figures 1-6 and a report)")
     rep.add_argument("--preset", choices=sorted(PLANS), default="quick")
-    rep.add_argument("--only", default=None, help="comma-separated figures: fig1,...,fig6,fig3b,grid")
     rep.add_argument("--jobs", type=int, default=None,
                      help="parallel worker processes (default: one per CPU core; 1 with --device cuda)")
     rep.add_argument("--device", default="cpu",
                      help="cpu, or cuda: the GANs that batch train on one GPU, in batches of"
                           " replicas (needs npgen[cuda])")
+    rep.add_argument("--only", default=None,
+                     help="comma-separated figures: fig1,...,fig6,fig3b,grid,cauchy,particles")
     rep.add_argument("--out", default="npgen-results", help="output folder (default ./npgen-results)")
     rep.set_defaults(handler=_cmd_reproduce)
 
     fig = sub.add_parser("figure", help="redraw one figure from stored results, without training")
-    fig.add_argument("number", help="1, 2, 3, 3b, 4, 5, 6 or grid")
+    fig.add_argument("number", help="1, 2, 3, 3b, 4, 5, 6, grid, cauchy or particles")
     fig.add_argument("--from", dest="source", required=True, help="a folder written by npgen reproduce")
     fig.set_defaults(handler=_cmd_figure)
 
     train = sub.add_parser("train", help="train one model on 1/2 N(-m, 1) + 1/2 N(m, 1)")
-    train.add_argument("model", choices=["gan", "vae", "sgm"])
+    train.add_argument("model", choices=["gan", "vae", "sgm", "particles"])
     train.add_argument("--m", type=float, required=True, help="modes at -m and +m")
     train.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     train.add_argument("--seed", type=int, default=0)
@@ -121,6 +125,12 @@ def build_parser():
                        help="GAN/VAE: layers of the generator / decoder (default 3)")
     train.add_argument("--skip", choices=["plain", "resnet", "densenet"], default=None,
                        help="GAN/VAE: skip connections of the generator / decoder (default plain)")
+    train.add_argument("--latent", choices=["gaussian", "cauchy"], default=None,
+                       help="GAN: law of the latent z (default gaussian)")
+    train.add_argument("--particles", type=int, default=None, metavar="N",
+                       help="particles: how many (default 50000)")
+    train.add_argument("--divergence", choices=["kl", "alpha"], default=None,
+                       help="particles: the Lipschitz-regularized divergence (default kl; alpha = 2)")
     train.set_defaults(handler=_cmd_train)
 
     lip = sub.add_parser("lipschitz", help="Lipschitz constant of a saved npgen network (.npz)")

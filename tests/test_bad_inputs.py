@@ -18,7 +18,8 @@ import pytest
 from npgen import GAN, MLP, SGM, VAE, Adam, ScoreNetwork, cli, kernels, theory
 from npgen.analysis import mixtures, transport
 from npgen.data import digit_subset, mnist, two_digit_mixture
-from npgen.models import DigitClassifier, WassersteinEmbedding, fit_many, training
+from npgen.models import (DigitClassifier, Particles, WassersteinEmbedding, fit_many, interpolation,
+                          training)
 from npgen.nn.files import CONFIG_KEY
 from npgen.study import runs
 from tiny_study import ONE_RUN_PLAN, register
@@ -126,6 +127,18 @@ CLI_ROWS = [
     ("vae-gp", ["train", "vae", "--m", "5", "--gp", "5"], "--gp"),
     ("vae-sn", ["train", "vae", "--m", "5", "--sn-generator"], "--sn-generator"),
     ("vae-denoise", ["train", "vae", "--m", "5", "--denoise"], "--denoise"),
+    ("vae-latent", ["train", "vae", "--m", "5", "--latent", "cauchy"], "--latent"),
+    ("sgm-latent", ["train", "sgm", "--m", "5", "--latent", "cauchy"], "--latent"),
+    ("latent-unknown", ["train", "gan", "--m", "5", "--latent", "laplace"], "--latent"),
+    ("particles-latent", ["train", "particles", "--m", "5", "--latent", "cauchy"], "--latent"),
+    ("particles-gp", ["train", "particles", "--m", "5", "--gp", "5"], "--gp"),
+    ("gan-particles", ["train", "gan", "--m", "5", "--particles", "100"], "--particles"),
+    ("vae-divergence", ["train", "vae", "--m", "5", "--divergence", "alpha"], "--divergence"),
+    ("particles-count-0", ["train", "particles", "--m", "5", "--particles", "0"], "--particles"),
+    ("particles-count-text", ["train", "particles", "--m", "5", "--particles", "many"], "--particles"),
+    ("divergence-unknown", ["train", "particles", "--m", "5", "--divergence", "js"], "--divergence"),
+    ("particles-into-a-gan-run", ["train", "particles", "--m", "5", "--preset", "tiny", "--out", "gan-run"],
+     "already holds an npgen run"),
     # values out of range, not numbers, unknown names
     ("vae-layers-100-into-a-gan-run", ["train", "vae", "--m", "7", "--layers", "100", "--out", "gan-run"],
      "--layers"),
@@ -206,7 +219,7 @@ CLI_ROWS = [
     ("bounds-lam", ["bounds", "--m", "10", "--lam", "1.5"], "lam"),
     ("bounds-lip", ["bounds", "--m", "10", "--lip", "-3"], "lip"),
     ("bounds-m-nan", ["bounds", "--m", "nan"], "m must be"),
-    ("figure-number", ["figure", "9", "--from", "study"], "figure number must be one of 1, 2, 3, 4, 5, 6, grid, got '9'"),
+    ("figure-number", ["figure", "9", "--from", "study"], "figure number must be one of 1, 2, 3, 4, 5, 6, grid, cauchy, particles, got '9'"),
     ("figure-name", ["figure", "fig3", "--from", "study"], "got 'fig3'"),
     ("figure-nowhere", ["figure", "3", "--from", "nowhere"], "not a folder written by npgen reproduce"),
 ]
@@ -262,6 +275,18 @@ def adam_state(**change):
 GOOD = np.linspace(-1, 1, 40, dtype=np.float32)[:, None]
 
 API_ROWS = [
+    # beyond the paper: latents, interpolations, particles
+    ("gan-latent-unknown", lambda w: GAN(latent="uniform"), ValueError, "latent must be one of"),
+    ("interpolate-shapes", lambda w: interpolation.linear(np.ones((3, 2)), np.ones((4, 2)), 0.5), ValueError,
+     "same shape"),
+    ("interpolate-t-text", lambda w: interpolation.linear(np.ones((3, 2)), np.ones((3, 2)), "half"), ValueError,
+     "t must be"),
+    ("particles-cfl", lambda w: Particles(lipschitz=5.0, dt=0.1), ValueError, "stability condition"),
+    ("particles-huge", lambda w: Particles(n_particles=10 ** 12), ValueError, "n_particles must be"),
+    ("particles-load-a-gan", lambda w: Particles.load(w / "gan-run" / "model"), ValueError, "holds a saved GAN"),
+    ("particles-save-untrained", lambda w: Particles(n_particles=4).save(w / "new-particles"), RuntimeError,
+     "save needs trained particles"),
+    ("cauchy-bound-p-range", lambda w: theory.cauchy_mass_between_bound(5, 2, 1.5), ValueError, "p_left must be"),
     # strict bools
     ("mlp-spectral-norm-no", lambda w: MLP([1, 4, 1], spectral_norm="no"), ValueError, "spectral_norm"),
     ("mlp-spectral-norm-1", lambda w: MLP([1, 4, 1], spectral_norm=1), ValueError, "spectral_norm"),

@@ -64,6 +64,10 @@ def test_every_planned_run_is_on_disk_with_its_numbers(tiny_study, tiny):
         assert os.path.exists(os.path.join(run_dir, "samples.npy"))
         assert os.path.exists(os.path.join(run_dir, "histogram.png"))
         assert 0 <= metrics["mass_between"] <= 1
+        if config["model"] == "particles":  # the discriminator's exact constant, at most about L
+            assert 0 < metrics["discriminator_lipschitz"] <= 1.05 * metrics["discriminator_lipschitz_bound"]
+            assert len(metrics["kinetic_energy_vs_step"]) == config["n_steps"]  # 4 steps: every one
+            continue
         if config["model"] == "sgm":      # both scales: data scale = standardized / variance
             assert metrics["score_lipschitz_data_scale"] == pytest.approx(
                 metrics["score_lipschitz_standardized"] / metrics["data_variance"], rel=1e-12)
@@ -315,3 +319,26 @@ def test_one_seed_per_architecture_is_inconclusive(tiny_study):
     assert fig6["result"] == "inconclusive" and "fewer than 3 seeds" in fig6["measured"]
     text = open(tiny_study[1], encoding="utf-8").read()
     assert "rule: the mean ± std bands over >= 3 seeds must not overlap" in text
+
+
+def test_cauchy_study_records_each_latents_bound_and_mw2(tiny_study, tiny):
+    from npgen.analysis import mixtures, theory
+    out, _ = tiny_study
+    records = json.loads((out / "cauchy.json").read_text())
+    assert {r["latent"] for r in records} == {"gaussian", "cauchy"}
+    rows = plans.collect(plans.plan("tiny")["cauchy"], str(out / "runs"))
+    assert len(rows) == len(records)
+    for config, metrics, run_dir in rows:
+        record, = [r for r in records if (r["latent"], r["m"], r["seed"]) == (config["latent"], config["m"], config["seed"])]
+        samples = np.load(os.path.join(run_dir, "samples.npy")).astype(np.float64)
+        fitted = mixtures.fit_mixture(samples.reshape(-1, 1), 2, seed=0)
+        assert record["mw2_squared"] == pytest.approx(mixtures.mw2(fitted, mixtures.target_mixture(config["m"])))
+        if config["m"] == 0:
+            continue
+        sides = (config["m"], metrics["lipschitz"], metrics["mass_left"], metrics["mass_right"])
+        if config["latent"] == "cauchy":
+            assert record["mass_between_bound"] == pytest.approx(theory.cauchy_mass_between_bound(*sides))
+            assert "fig3_bound" not in metrics and "best_tv_bound" not in metrics  # Gaussian-latent bounds
+        else:
+            assert record["mass_between_bound"] == pytest.approx(max(
+                theory.mass_between_modes_bound(*sides[:2], sides[2]), theory.mass_between_modes_bound(*sides[:2], sides[3])))

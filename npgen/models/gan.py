@@ -20,6 +20,7 @@ import numpy as np
 
 from ..nn.mlp import MLP
 from ..util.checks import check_bool, check_choice, check_number
+from .latents import draw_latents
 from .push_forward import PushForwardModel, check_layers, generator_network
 
 #: Weight of the generator gradient penalty is PENALTY_WEIGHT / L^2.
@@ -97,6 +98,9 @@ class GAN(PushForwardModel):
         Adam settings of both networks (1e-4, (0.9, 0.999)).
     dtype : str
         'float32' (the paper) or 'float64' (gradient checks).
+    latent : str
+        Law of the latent z: 'gaussian' (N(0, I), the paper) or 'cauchy' (the multivariate
+        Cauchy, :mod:`npgen.models.latents`).
     seed : int
         Seed of the model's random stream (see :class:`PushForwardModel`).
     backend : str or None
@@ -116,9 +120,10 @@ class GAN(PushForwardModel):
 
     def __init__(self, latent_dim=1, data_dim=1, n_layers=3, skip="plain", base_width=128,
                  sn_generator=False, gp_lipschitz=None, loss="bce", discriminator_first=False,
-                 lr=1e-4, betas=(0.9, 0.999), dtype="float32", seed=0, backend=None):
+                 lr=1e-4, betas=(0.9, 0.999), dtype="float32", seed=0, backend=None,
+                 latent="gaussian"):
         super().__init__(latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype,
-                         seed)
+                         seed, latent)
         self.sn_generator = check_bool("sn_generator", sn_generator)
         if gp_lipschitz is not None:
             gp_lipschitz = check_number("gp_lipschitz", gp_lipschitz, low=0, low_open=True)
@@ -143,7 +148,7 @@ class GAN(PushForwardModel):
     def config(self):
         return dict(super().config(), sn_generator=self.sn_generator,
                     gp_lipschitz=self.gp_lipschitz, loss=self.loss,
-                    discriminator_first=self.discriminator_first)
+                    discriminator_first=self.discriminator_first, latent=self.latent)
 
     def networks(self):
         return {"generator": self.generator, "discriminator": self.discriminator}
@@ -247,9 +252,7 @@ class GAN(PushForwardModel):
         return losses
 
     def _draw_latents(self, n):
-        z = self._buffers(n).z
-        self.rng.standard_normal(out=z, dtype=self.dtype)
-        return z
+        return draw_latents(self.rng, self._buffers(n).z, self.latent)
 
     def _generator_step(self, n):
         losses = self.generator_gradient(self._draw_latents(n))

@@ -1,4 +1,5 @@
-"""What the GAN and the VAE share: a push-forward model x = g(z), z ~ N(0, I_p).
+"""What the GAN and the VAE share: a push-forward model x = g(z), z ~ N(0, I_p) (or another
+latent law of :mod:`npgen.models.latents`).
 
 A push-forward model generates x = g(z) with a network g (the GAN's generator, the VAE's
 decoder). :class:`PushForwardModel` holds what every such model needs: a seeded random stream,
@@ -7,8 +8,6 @@ architecture of g that both models use, so that the paper's comparison of GAN an
 comparison of training methods and not of networks.
 """
 
-import os
-
 import numpy as np
 
 from ..nn.adam import Adam
@@ -16,10 +15,10 @@ from ..nn.layers import SKIP_STYLES
 from ..nn.mlp import MLP
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, dtype_of)
-from ..util.io import check_model_folder, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
-from .saved import load_model
+from .latents import check_latent, draw_latents
+from .saved import load_model, save_model
 from .training import MAX_SAMPLES, fit_loop
 
 #: Allowed numbers of linear layers of the generator (the paper's Figure 5 uses 2 to 6).
@@ -68,11 +67,12 @@ class PushForwardModel:
     every step and the shuffling of :meth:`fit`. The same seed therefore gives the same run,
     bit for bit on a given backend. Subclasses provide ``networks()``, ``step(batch)`` and
     ``push_forward_network``. A model samples once it is trained: after :meth:`fit` returns,
-    or when it was loaded (:meth:`load`).
+    or when it was loaded (:meth:`load`). ``latent`` names the law of z (:data:`LATENTS
+    <npgen.models.latents.LATENTS>`): training and sampling draw z from it alike.
     """
 
     def __init__(self, latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype,
-                 seed):
+                 seed, latent="gaussian"):
         self.latent_dim = check_number("latent_dim", latent_dim, low=1, integer=True)
         self.data_dim = check_number("data_dim", data_dim, low=1, integer=True)
         self.n_layers = check_layers(n_layers)
@@ -82,6 +82,7 @@ class PushForwardModel:
         self.betas = check_betas(betas)
         self.dtype = dtype_of(dtype)
         self.seed = check_number("seed", seed, low=0, integer=True)
+        self.latent = check_latent(latent)
         self.rng = np.random.default_rng(self.seed)
         self._buffers_by_size = {}
         self.trained = False
@@ -155,7 +156,8 @@ class PushForwardModel:
         return out
 
     def sample(self, n, seed=None, quiet=False):
-        """n samples g(z), z ~ N(0, I) drawn from ``numpy.random.default_rng(seed)``: (n, data_dim).
+        """n samples g(z), z drawn from the latent law with ``numpy.random.default_rng(seed)``:
+        (n, data_dim).
 
         Without a seed every call draws fresh samples; a seed gives the same samples every
         time. Sampling uses its own stream, so it never changes the course of training.
@@ -168,7 +170,8 @@ class PushForwardModel:
         if seed is not None:
             seed = check_number("seed", seed, low=0, integer=True)
         quiet = check_bool("quiet", quiet)
-        z = np.random.default_rng(seed).standard_normal((n, self.latent_dim), dtype=self.dtype)
+        z = draw_latents(np.random.default_rng(seed), np.empty((n, self.latent_dim), self.dtype),
+                         self.latent)
         progress = Progress(-(-n // SAMPLE_CHUNK), label=f"{type(self).__name__} sampling",
                             unit="chunk", quiet=quiet)
         try:
@@ -182,14 +185,10 @@ class PushForwardModel:
         """Write the model to the directory ``path_dir``: one ``<name>.npz`` per network
         (see :meth:`npgen.MLP.save`) and ``config.json`` (written last). Optimizer state and
         the random stream are not saved: a loaded model samples exactly like the saved one.
-        A folder that is not empty and holds no saved model of this kind is refused.
+        A folder that is not empty and holds no saved model of this kind is refused
+        (:func:`npgen.models.saved.save_model`).
         """
-        check_model_folder(path_dir, type(self).__name__)
-        path_dir = os.fspath(path_dir)
-        os.makedirs(path_dir, exist_ok=True)
-        for name, net in self.networks().items():
-            net.save(os.path.join(path_dir, f"{name}.npz"))
-        write_model_meta(path_dir, type(self).__name__, self.config())
+        save_model(self, path_dir)
 
     @classmethod
     def load(cls, path_dir, backend=None):

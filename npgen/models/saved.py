@@ -9,6 +9,8 @@ the folder as it was. A model provides ``config()`` and ``networks()`` (name -> 
 
 import os
 
+import numpy as np
+
 from ..nn.files import read_network_file
 from ..util.io import (
     atomic_directory,
@@ -18,14 +20,17 @@ from ..util.io import (
 )
 
 
-def save_model(model, path_dir):
+def save_model(model, path_dir, arrays=None):
     """Write ``model`` to the folder ``path_dir``: a new or empty folder, or one holding a saved
-    model of the same class (replaced whole); any other folder is refused in one sentence."""
+    model of the same class (replaced whole); any other folder is refused in one sentence.
+    ``arrays`` ({name: array}) are stored beside the networks as ``<name>.npy``."""
     name = type(model).__name__
     check_model_folder(path_dir, name)
     with atomic_directory(path_dir, replace=True) as tmp:
         for net_name, net in model.networks().items():
             net.save(os.path.join(tmp, f"{net_name}.npz"))
+        for array_name, array in (arrays or {}).items():
+            np.save(os.path.join(tmp, f"{array_name}.npy"), array, allow_pickle=False)
         write_model_meta(tmp, name, model.config())
 
 
@@ -47,3 +52,17 @@ def load_model(cls, path_dir, backend=None):
             raise ValueError(f"{path} does not fit {path_dir}/config.json: {err}") from None
     model.trained = True
     return model
+
+
+def load_saved_arrays(path_dir, names):
+    """The arrays ``names`` stored by :func:`save_model` in ``path_dir``, as {name: array},
+    unchecked (the model checks their shapes); a missing or unreadable one is one ValueError
+    naming its file."""
+    loaded = {}
+    for name in names:
+        path = os.path.join(os.fspath(path_dir), f"{name}.npy")
+        try:
+            loaded[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path} is not a readable .npy array ({err})") from None
+    return loaded

@@ -60,6 +60,19 @@ def _band(ax, table, label, color, marker="o", linestyle="-"):
     ax.fill_between(xs, np.maximum(mean - std, 1e-300), mean + std, color=color, alpha=0.2, lw=0)
 
 
+def _mass_panel(ax, masses, bounds, m_grid, true_mass):
+    """Mass in [-m/2, m/2] against m: ``masses`` and ``bounds`` are [(table, label, colour)]
+    (bounds dotted, with crosses), with the true mass nu([-m/2, m/2]) over ``m_grid``."""
+    for table, label, color in masses:
+        _band(ax, table, label, color)
+    for table, label, color in bounds:
+        _band(ax, table, label, color, marker="x", linestyle=":")
+    ax.plot(m_grid, true_mass, color=MODEL_COLORS["data"], lw=2, label=r"$\nu([-m/2, m/2])$")
+    ax.set_xlabel("m")
+    ax.set_ylabel("mass in [-m/2, m/2]")
+    ax.legend(fontsize=7)
+
+
 def figure1(path):
     """Figure 1: the Gaussian isoperimetric profile t -> phi(Phi^-1(t))."""
     t = np.linspace(0, 1, 1001)
@@ -94,14 +107,9 @@ def figure3(path, lip_series, mass_by_model, bound_by_model, m_grid, true_mass, 
     left.set_xlabel("m")
     left.set_ylabel("Lipschitz constant")
     left.legend(fontsize=7)
-    for model, table in mass_by_model.items():
-        _band(right, table, f"{model.upper()}", MODEL_COLORS[model])
-    for model, table in bound_by_model.items():
-        _band(right, table, f"Theorem 1 bound ({model.upper()})", MODEL_COLORS[model], marker="x", linestyle=":")
-    right.plot(m_grid, true_mass, color=MODEL_COLORS["data"], lw=2, label=r"$\nu([-m/2, m/2])$")
-    right.set_xlabel("m")
-    right.set_ylabel("mass in [-m/2, m/2]")
-    right.legend(fontsize=7)
+    _mass_panel(right, [(table, model.upper(), MODEL_COLORS[model]) for model, table in mass_by_model.items()],
+                [(table, f"Theorem 1 bound ({model.upper()})", MODEL_COLORS[model])
+                 for model, table in bound_by_model.items()], m_grid, true_mass)
     save_figure(fig, path)
 
 
@@ -213,4 +221,48 @@ def figure3b(path, constant_series, trace, m):
         right.set_ylabel(r"$|\nabla g|$ so far (data units)")
         right.set_title(f"SGM sampler at m = {m:g}: where the expansion happens", fontsize=9)
         right.legend(fontsize=7)
+#: Colours of the two latents in the Cauchy-latent figure.
+LATENT_COLORS = {"gaussian": "tab:green", "cauchy": "tab:red"}
+
+
+def figure_cauchy(path, samples_by_latent, m, mass_by_latent, bound_by_latent, m_grid, true_mass):
+    """The Cauchy-latent study: GAN histograms at one m under each latent, side by side, and
+    the mass in [-m/2, m/2] against m with each latent's bound (mean +- std over seeds)."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    for ax, latent in zip(axes[:2], ("gaussian", "cauchy")):
+        if latent in samples_by_latent:
+            draw_histogram(ax, samples_by_latent[latent], m, model="gan", title=f"GAN, {latent} latent, m = {m:g}")
+        else:
+            ax.set_title(f"{latent} latent: no finished run")
+    _mass_panel(axes[2], [(table, f"GAN, {latent} latent", LATENT_COLORS[latent])
+                          for latent, table in mass_by_latent.items()],
+                [(table, f"bound, {latent} latent", LATENT_COLORS[latent]) for latent, table in bound_by_latent.items()],
+                m_grid, true_mass)
+    axes[2].set_yscale("log")
+    axes[2].set_ylim(1e-7, 1.5)  # bands of collapsed runs reach 0: keep the axis on the masses
+    save_figure(fig, path)
+
+
+def figure_particles(path, samples_by_count, m, kinetic_by_count):
+    """The generative particles: histograms at one m for each particle count N, and the kinetic
+    energy against the step for every run (``kinetic_by_count``: N -> [(m, [[step, energy]])])."""
+    counts = sorted(set(samples_by_count) | set(kinetic_by_count))
+    fig, axes = plt.subplots(1, len(counts) + 1, figsize=(4.6 * (len(counts) + 1), 3.6), squeeze=False)
+    axes = axes[0]
+    for ax, n in zip(axes, counts):
+        if n in samples_by_count:
+            draw_histogram(ax, samples_by_count[n], m, model="particles", title=f"particles, N = {n}, m = {m:g}",
+                           bins=int(np.clip(len(samples_by_count[n]) // 10, 20, 200)))
+        else:
+            ax.set_title(f"N = {n}: no finished run at m = {m:g}")
+    ax = axes[-1]
+    styles = ["-", "--", ":", "-."]
+    for i, n in enumerate(counts):
+        for m_run, curve in kinetic_by_count.get(n, []):
+            steps, energy = np.array(curve, float).T if curve else (np.zeros(0), np.zeros(0))
+            ax.plot(steps, np.maximum(energy, 1e-12), ls=styles[i % len(styles)], label=f"N = {n}, m = {m_run:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("particle step")
+    ax.set_ylabel(r"kinetic energy mean $|\nabla\phi|^2$")
+    ax.legend(fontsize=6, ncol=2)
     save_figure(fig, path)

@@ -11,11 +11,12 @@ import numpy as np
 
 import os
 
+from ..models.latents import LATENTS
 from ..util.checks import check_choice
-from .runs import MODELS, check_metrics, make_config
+from .runs import MODELS, PRESETS, check_metrics, make_config
 from .sweep import find_run_dir, load_results
 
-FIGURES = ("fig1", "fig2", "fig3", "fig3b", "fig4", "fig5", "fig6", "grid")
+FIGURES = ("fig1", "fig2", "fig3", "fig3b", "fig4", "fig5", "fig6", "grid", "cauchy", "particles")
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,17 @@ class StudyPlan:
     fig5_m: float = 5.0
     histogram_m: float = 10.0
     skips: tuple = field(default=("plain", "resnet", "densenet"))
+    cauchy_seeds: tuple = (0,)
+    particle_counts: tuple = (200,)
+    particle_seeds: tuple = (0,)
 
 
 PLANS = {
     "paper": StudyPlan(m_values=tuple(range(11)), seeds=tuple(range(10)),
                        gp_values=tuple(range(1, 24, 2)) + (25,), depths=(2, 3, 4, 5, 6),
                        gan_depths=(2, 3, 4, 5, 6), arch_m_values=tuple(range(11)),
-                       arch_seeds=tuple(range(5)), fig4_seeds=tuple(range(10)), depth_seeds=tuple(range(10))),
+                       arch_seeds=tuple(range(5)), fig4_seeds=tuple(range(10)), depth_seeds=tuple(range(10)),
+                       cauchy_seeds=tuple(range(10)), particle_counts=(200, 50000), particle_seeds=(0, 1, 2)),
     # Deep networks dominate the cost: a GAN's discriminator deepens with its generator
     # (1-4096-...-1 at 6 layers, ~150x the 3-layer step) and a 6-layer VAE decoder is
     # 1-128-...-2048-1; the quick preset keeps GAN depths to 4 and VAE depths to 5. It runs
@@ -49,12 +54,16 @@ PLANS = {
     # the claims of Figures 2, 3 and 5 and says that those of Figures 4 and 6 rest on one seed.
     "quick": StudyPlan(m_values=(0, 2, 5, 8, 10), seeds=(0, 1, 2, 3, 4), gp_values=(1, 5, 10, 15, 20, 25),
                        depths=(2, 3, 4, 5), gan_depths=(2, 3, 4), arch_m_values=(2, 5, 10),
-                       arch_seeds=(0,), fig4_seeds=(0,), depth_seeds=(0, 1, 2)),
+                       arch_seeds=(0,), fig4_seeds=(0,), depth_seeds=(0, 1, 2), cauchy_seeds=(0, 1, 2),
+                       particle_counts=(200, 50000)),
 }
 
 
 def plan(preset):
-    """Run configurations per figure: {figure: [config, ...]} (figures 1 and grid need none of their own)."""
+    """Run configurations per figure: {figure: [config, ...]} (figures 1 and grid need none of their own).
+
+    ``cauchy`` is the Cauchy-latent study (:mod:`npgen.study.cauchy`), ``particles`` the
+    generative particles (:mod:`npgen.study.particles`)."""
     check_choice("preset", preset, PLANS)
     p = PLANS[preset]
     runs = {"fig1": []}
@@ -72,7 +81,33 @@ def plan(preset):
                     for model in ("vae", "gan") for skip in p.skips
                     for m in p.arch_m_values for seed in p.arch_seeds]
     runs["grid"] = []
+    runs["cauchy"] = cauchy_configs(p, preset)
+    runs["particles"] = particle_configs(p, preset)
     return runs
+
+
+def cauchy_m_values(plan):
+    """The m of the Cauchy-latent study: the preset's Figure 3 values and the histogram's m."""
+    return tuple(sorted(set(plan.m_values) | {plan.histogram_m}))
+
+
+def cauchy_configs(plan, preset):
+    """The Cauchy-latent study's GAN runs: both latents, every m of :func:`cauchy_m_values`, the
+    seeds ``plan.cauchy_seeds`` (the Gaussian runs are Figure 3's, same key)."""
+    return [make_config("gan", m, preset, seed, latent=latent)
+            for latent in LATENTS for m in cauchy_m_values(plan) for seed in plan.cauchy_seeds]
+
+
+def particle_configs(plan, preset):
+    """The generative particles' runs: every m of the preset's Figure 3 and every particle count N
+    of ``plan.particle_counts``. N below the preset's n_data is the small-sample regime: the
+    particles then learn from N data points as well (and the discriminator's minibatch is N)."""
+    configs = []
+    for n in plan.particle_counts:
+        small = {} if n >= PRESETS[preset]["n_data"] else {"n_data": n, "batch_size": min(n, 1000)}
+        configs += [make_config("particles", m, preset, seed, n_particles=n, **small)
+                    for m in plan.m_values for seed in plan.particle_seeds]
+    return configs
 
 
 def selected_figures(only):

@@ -17,9 +17,12 @@ from scipy.stats import spearmanr
 
 from ..analysis.theory import (corollary2_log_lip_lower_bound, isoperimetric_profile,
                                mixture_mass_between)
+from ..models.latents import LATENTS
 from ..util.io import atomic_write_json, atomic_write_text
 from . import figures
-from .plans import PLANS, aggregate, collect
+from .cauchy import CAUCHY_RECORDED, with_cauchy_numbers
+from .particles import PARTICLE_RECORDED, with_particle_numbers
+from .plans import PLANS, aggregate, cauchy_m_values, collect
 from .sweep import sweep_status
 from .runs import MIN_MODE_SHARE, SPIKE_MASS, SPIKE_WIDTH, figure3_bound
 from .sampler import CLASSES, EXPANSION_SHARE, MASS_CONFIDENCE, TRACE_FILE
@@ -118,6 +121,10 @@ def _run_name(config):
         extras.append(f"{config['n_layers']} layers")
     if config.get("skip", "plain") != "plain":
         extras.append(config["skip"])
+    if config.get("latent", "gaussian") != "gaussian":
+        extras.append(f"{config['latent']} latent")
+    if "n_particles" in config:
+        extras.append(f"N={config['n_particles']} {config['divergence']}")
     return " ".join([f"{config['model'].upper()} m={config['m']:g} seed {config['seed']}"] + extras)
 
 
@@ -637,6 +644,201 @@ def section_grid(out, rows):
     return s
 
 
+# --------------------------------------------------------------------------- beyond the paper
+
+CAUCHY_FILE = "cauchy.json"
+PARTICLES_FILE = "particles.json"
+#: Both modes are kept when the smaller mode's share of the mass outside [-m/2, m/2] exceeds this.
+BOTH_MODES_SHARE = 0.2
+#: The run has converged when its last kinetic energy is below this fraction of the largest.
+CONVERGED_FRACTION = 0.01
+#: Slack on the discriminator's exact constant over its bound L (spectral norm's power iteration).
+LIPSCHITZ_SLACK = 1.05
+
+
+def _latent_table(rows, latent, key):
+    groups = {}
+    for config, metrics, _ in rows:
+        if config["latent"] == latent and config["m"] > 0:
+            groups.setdefault((config["m"],), []).append(metrics[key])
+    return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in sorted(groups.items())}
+
+
+def section_cauchy(out, rows, m_values, histogram_m):
+    """The report section of the Cauchy-latent study (writes cauchy.json, then cauchy.png)."""
+    rows = with_cauchy_numbers(_by_model(rows, "gan"))
+    atomic_write_json(os.path.join(out, CAUCHY_FILE), [
+        dict({"latent": c["latent"], "m": c["m"], "seed": c["seed"]}, **{k: mt.get(k) for k in CAUCHY_RECORDED})
+        for c, mt, _ in rows])
+    first = {}
+    for config, _, run_dir in sorted(rows, key=lambda r: r[0]["seed"]):
+        if config["m"] == histogram_m:
+            first.setdefault(config["latent"], run_dir)
+    samples = {latent: np.load(os.path.join(d, "samples.npy")) for latent, d in first.items()}
+    path = os.path.join(out, "cauchy.png")
+    m_grid = np.linspace(0.5, max(m_values), 100)
+    figures.figure_cauchy(path, samples, histogram_m,
+                          {latent: _latent_table(rows, latent, "mass_between") for latent in LATENTS},
+                          {latent: _latent_table(rows, latent, "mass_between_bound") for latent in LATENTS},
+                          m_grid, mixture_mass_between(m_grid))
+    s = Section("cauchy", "Beyond the paper: a Cauchy latent",
+                "Theorem 1 rests on the Gaussian's isoperimetry. With a one-dimensional Cauchy latent, half-lines are "
+                "not extremal and an L-Lipschitz map can leave less mass between the modes than with a Gaussian "
+                "latent at the same L (npgen.analysis.theory.cauchy_mass_between_bound). Does a GAN trained with a "
+                "Cauchy latent put less mass between the modes at the same constant?",
+                image=path, header=["m", "latent", "exact Lip", "mass in [-m/2, m/2]", "latent's bound",
+                                    "Gaussian bound at the same Lip", "MW2^2 to the target (data units^2)",
+                                    "true mass"])
+    for m in m_values:
+        for latent in LATENTS:
+            group = _where(rows, m=m, latent=latent)
+            if group:
+                s.rows.append([_fmt(m), latent] + [_cell(group, lambda mt, k=k: mt.get(k)) for k in
+                              ("lipschitz", "mass_between", "mass_between_bound", "gaussian_bound_same_lip",
+                               "mw2_squared")] + [_fmt(float(mixture_mass_between(m)))])
+    positive = [r for r in rows if r[0]["m"] > 0]
+    s.add("each latent's bound is a true lower bound on the generated mass in [-m/2, m/2], in every run at m > 0, "
+          "up to 4 binomial standard errors of the sample estimate (decided run by run)",
+          lambda r: _every_run(r, lambda c, mt: mt["mass_between"] + _sampling_slack(mt["mass_between_bound"],
+                                                                                      c["n_samples"])
+                               >= mt["mass_between_bound"], "none below its bound"), positive)
+    s.add("at every Cauchy run's exact Lip and side masses, the Cauchy bound is below the Gaussian one, or both are 0 "
+          "(all the mass on one side): the heavy tail allows less mass between the modes at the same constant "
+          "(decided run by run)",
+          lambda r: _every_run(r, lambda c, mt: mt["mass_between_bound"] < mt["gaussian_bound_same_lip"]
+                               or mt["mass_between_bound"] == mt["gaussian_bound_same_lip"] == 0,
+                               "the Cauchy bound below the Gaussian one in each"),
+          [r for r in positive if r[0]["latent"] == "cauchy"])
+    kept = [r for r in positive if not r[1]["collapse"]]
+
+    def less_mass_at_every_m(r):
+        outcomes = []
+        for m in sorted({c["m"] for c, _, _ in r}):
+            found = {latent: _stats([mt["mass_between"] for _, mt, _ in _where(r, m=m, latent=latent)])
+                     for latent in LATENTS}
+            outcomes.append(_less(found["cauchy"], found["gaussian"], f"Cauchy at m={m:g}", f"Gaussian at m={m:g}"))
+        return _all(outcomes)
+    s.add(f"the question: at every m > 0, the Cauchy-latent GAN runs that kept both modes put less mass in [-m/2, m/2] "
+          f"than the Gaussian-latent ones ({BANDS}, per m)", less_mass_at_every_m, kept)
+    largest = max((m for m in m_values if m > 0), default=None)
+    if largest is not None:
+        def stats(r, latent, key):
+            return _stats([mt[key] for _, mt, _ in _where(r, m=largest, latent=latent)])
+        s.add(f"at m = {largest:g} the Cauchy-latent GAN has a smaller exact Lip than the Gaussian-latent GAN ({BANDS})",
+              lambda r: _less(stats(r, "cauchy", "lipschitz"), stats(r, "gaussian", "lipschitz"), "Cauchy",
+                              "Gaussian"), _where(rows, m=largest))
+    s.collapsed = _collapse_notes(rows)
+    s.notes.append(_cauchy_answer(rows, m_values, s.checks[2].result if len(s.checks) > 2 else INCONCLUSIVE))
+    s.notes.append(f"Histograms: the first seed at m = {histogram_m:g}. MW2^2: the squared mixture-Wasserstein "
+                   "distance between a 2-component Gaussian mixture fitted to the samples and the target; "
+                   f"every run's numbers are in {CAUCHY_FILE}.")
+    return s
+
+
+def _cauchy_answer(rows, m_values, verdict):
+    """The study's answer in words: the question's check, then per m > 0 the collapsed runs and
+    the two latents' exact Lip, mass between, bound and MW2^2 over the runs that kept both modes."""
+    parts = []
+    for m in [m for m in m_values if m > 0]:
+        cells = []
+        for latent in LATENTS:
+            found = [mt for _, mt, _ in _where(rows, m=m, latent=latent)]
+            kept = [mt for mt in found if not mt["collapse"]]
+            numbers = ", ".join(f"{name} {_fmt(_stats([mt[key] for mt in kept]))}" for name, key in (
+                ("Lip", "lipschitz"), ("mass", "mass_between"), ("bound", "mass_between_bound"),
+                ("MW2^2", "mw2_squared"))) if kept else "no run kept both modes"
+            cells.append(f"{latent}: {len(found) - len(kept)} of {len(found)} collapsed; {numbers}")
+        parts.append(f"m = {m:g}: " + "; ".join(cells))
+    return (f"Answer to the question: {verdict}. Per m, over the runs that kept both modes: " + " | ".join(parts)
+            + ". A heavy tail lowers the bound at a given constant; whether training uses that room is what the "
+            "question's check decides.")
+
+
+def _peak_fraction(metrics):
+    energies = [e for _, e in metrics["kinetic_energy_vs_step"]]
+    return metrics["final_kinetic_energy"] / max(max(energies), 1e-300)
+
+
+def section_particles(out, rows, fig3_rows, m_values, histogram_m):
+    """The report section of the generative particles (writes particles.json, then particles.png)."""
+    rows = with_particle_numbers(_by_model(rows, "particles"))
+    atomic_write_json(os.path.join(out, PARTICLES_FILE), [
+        dict({"n_particles": c["n_particles"], "n_data": c["n_data"], "m": c["m"], "seed": c["seed"],
+              "divergence": c["divergence"], "kinetic_energy_vs_step": mt["kinetic_energy_vs_step"]},
+             **{k: mt.get(k) for k in PARTICLE_RECORDED}) for c, mt, _ in rows])
+    counts = sorted({c["n_particles"] for c, _, _ in rows})
+    samples, kinetic = {}, {}
+    for config, metrics, run_dir in sorted(rows, key=lambda r: (r[0]["seed"], r[0]["m"])):
+        n = config["n_particles"]
+        if config["m"] == histogram_m and n not in samples:
+            samples[n] = np.load(os.path.join(run_dir, "samples.npy"))
+        if config["seed"] == min(c["seed"] for c, _, _ in rows):
+            kinetic.setdefault(n, []).append((config["m"], metrics["kinetic_energy_vs_step"]))
+    path = os.path.join(out, "particles.png")
+    figures.figure_particles(path, samples, histogram_m, kinetic)
+    header = (["m", "GAN mass", "VAE mass", "SGM mass"] + [f"particles N={n} mass" for n in counts]
+              + ["true mass"] + [f"N={n}: {what}" for n in counts for what in (
+                  "MW2^2 (data units^2)", "TV estimate", "exact Lip of phi", "final kinetic energy", "train seconds")])
+    s = Section("particles", "Beyond the paper: Lipschitz-regularized generative particles",
+                "Particles moved along the gradient of an L-Lipschitz discriminator of a Lipschitz-regularized "
+                "divergence (KL) are not a push-forward of a fixed latent law, so Theorem 1 does not bind them: they "
+                "can fit both modes with little mass between them, even from few samples.", image=path, header=header)
+    for m in m_values:
+        cells = [_cell(_where(_by_model(fig3_rows, model), m=m), lambda mt: mt["mass_between"]) if
+                 _where(_by_model(fig3_rows, model), m=m) else "-" for model in ("gan", "vae", "sgm")]
+        by_n = {n: _where(rows, m=m, n_particles=n) for n in counts}
+        cells += [_cell(by_n[n], lambda mt: mt["mass_between"]) if by_n[n] else "-" for n in counts]
+        cells.append(_fmt(float(mixture_mass_between(m))))
+        for n in counts:
+            for key in ("mw2_squared", "tv_estimate", "discriminator_lipschitz", "final_kinetic_energy",
+                        "train_seconds"):
+                cells.append(_cell(by_n[n], lambda mt, key=key: mt[key]) if by_n[n] else "-")
+        s.rows.append([_fmt(m)] + cells)
+    positive = [r for r in rows if r[0]["m"] > 0]
+    s.add(f"every particles run at m > 0 keeps both modes: the smaller mode's share of the mass outside [-m/2, m/2] "
+          f"is above {BOTH_MODES_SHARE:.0%} (decided run by run)",
+          lambda r: _every_run(r, lambda c, mt: mt["smaller_mode_share"] > BOTH_MODES_SHARE, "both modes in each"),
+          positive)
+    largest = max((m for m in m_values if m > 0), default=None)
+    if largest is not None:
+        gan = _stats([mt["mass_between"] for _, mt, _ in _where(_by_model(fig3_rows, "gan"), m=largest)])
+
+        def below_gan(r):
+            if gan is None or gan[2] < MIN_SEEDS:
+                return INCONCLUSIVE, f"Figure 3's GAN at m = {largest:g}: {_fmt(gan)}, fewer than {MIN_SEEDS} seeds"
+            return _every_run(r, lambda c, mt: mt["mass_between"] < gan[0] - gan[1],
+                              f"each below the GAN's {_fmt(gan)} band")
+        s.add(f"at m = {largest:g} every particles run puts less mass in [-m/2, m/2] than the low edge of Figure 3's "
+              f"GAN band (mean - std over its seeds; {BANDS})", below_gan, _where(rows, m=largest))
+    s.add(f"the particles converge: the last kinetic energy is below {CONVERGED_FRACTION:.0%} of its largest value "
+          "along the run (decided run by run)",
+          lambda r: _every_run(r, lambda c, mt: _peak_fraction(mt) < CONVERGED_FRACTION, "converged"), rows)
+    s.add(f"the discriminator's exact constant is at most {LIPSCHITZ_SLACK:g} L (spectral norm's estimate; decided "
+          "run by run)",
+          lambda r: _every_run(r, lambda c, mt: mt["discriminator_lipschitz"]
+                               <= LIPSCHITZ_SLACK * mt["discriminator_lipschitz_bound"], "within the bound"), rows)
+    s.collapsed = _collapse_notes(rows)
+    s.notes.append(_cost_note(rows, counts))
+    s.notes.append(f"Divergence: KL. L = 1, dt = 0.1 (L dt = 0.1 = the resolution h: the stability condition holds "
+                   "with equality), 5 discriminator steps per particle step. TV: the histogram estimate on the "
+                   "paper's 400 bins (biased upwards for a few hundred particles). The GAN/VAE/SGM columns are "
+                   f"Figure 3's runs (mean ± std over its seeds). Every run's numbers are in {PARTICLES_FILE}.")
+    return s
+
+
+def _cost_note(rows, counts):
+    """What the particles cost, per particle count (training seconds, per run)."""
+    if not rows:
+        return f"Cost: {INCONCLUSIVE} (no finished run)."
+    parts = []
+    for n in counts:
+        group = [mt for c, mt, _ in rows if c["n_particles"] == n]
+        steps = sorted({c["n_steps"] for c, _, _ in rows if c["n_particles"] == n})
+        parts.append(f"N = {n}: {_fmt(_stats([mt['train_seconds'] for mt in group]))} s per run of "
+                     f"{', '.join(map(str, steps))} particle steps")
+    return "Cost (training seconds on this machine, shared with other work): " + "; ".join(parts) + "."
+
+
 # --------------------------------------------------------------------------- assembly
 
 
@@ -664,6 +866,9 @@ def build_sections(out, preset, names, runs, require_runs=False):
         "fig5": lambda: section_fig5(out, rows("fig5"), p.fig5_m),
         "fig6": lambda: section_fig6(out, rows("fig6")),
         "grid": lambda: section_grid(out, rows("grid")),
+        "cauchy": lambda: section_cauchy(out, rows("cauchy"), cauchy_m_values(p), p.histogram_m),
+        "particles": lambda: section_particles(out, rows("particles"), collect(runs["fig3"], runs_dir),
+                                               p.m_values, p.histogram_m),
     }
     return [builders[name]() for name in names]
 

@@ -39,9 +39,12 @@ import numpy as np
 from ..analysis.lipschitz import exact_lipschitz_1d, paper_grid_estimate
 from ..analysis.mixtures import fit_mixture, mw2, target_mixture
 from ..analysis.theory import (GaussianMixture1D, best_kl_bound, best_tv_bound,
+                               cauchy_mass_between_bound, half_line_mass_between_bound,
                                mass_between_modes_bound, mixture_mass_between)
 from ..data import two_gaussians
 from ..models.gan import GAN
+from ..models.latents import check_latent
+from ..models.particles import DIVERGENCES, Particles
 from ..models.push_forward import check_layers
 from ..models.sgm import SGM, WEIGHTINGS
 from ..models.training import TrainingDiverged  # noqa: F401 -- raised by train_run, caught by the CLI
@@ -55,6 +58,9 @@ from .figures import save_histogram
 from .sampler import sampler_metrics
 
 MODELS = ("gan", "vae", "sgm")
+#: Every model a run can train: the paper's three and the generative particles
+#: (:class:`npgen.models.Particles`, beyond the paper).
+RUN_MODELS = MODELS + ("particles",)
 
 #: Training budgets. ``paper`` is the published code's: 400 epochs of 50 steps (20 000 Adam
 #: steps at lr 1e-4, batch 1000), Adam betas (0.9, 0.999) for every network. ``quick`` keeps the
@@ -92,9 +98,19 @@ HIST_EDGES = np.linspace(-20.0, 20.0, 401)
 #: The options each model takes, with their defaults. An option of another model is refused,
 #: not recorded: a run's config.json holds exactly what shaped the run.
 MODEL_OPTIONS = {
-    "gan": {"n_layers": 3, "skip": "plain", "sn_generator": False, "gp_lipschitz": None},
+    "gan": {"n_layers": 3, "skip": "plain", "sn_generator": False, "gp_lipschitz": None, "latent": "gaussian"},
     "vae": {"n_layers": 3, "skip": "plain", "kl": "correct"},
     "sgm": {"weighting": "paper", "denoise": False},
+    "particles": {"n_particles": 50000, "divergence": "kl"},
+}
+
+#: The particles' budgets: particle steps, then the discriminator's Adam settings and
+#: minibatch (both presets: 5 discriminator steps per particle step, Lip bound 1, dt = 0.1,
+#: see :class:`npgen.models.Particles`). They replace the preset's epochs and learning rates
+#: in a particles run's config; its data and sample counts are the preset's.
+PARTICLE_PRESETS = {
+    "paper": {"n_steps": 1000, "batch_size": 1000, "lr": 1e-3, "betas": [0.5, 0.999]},
+    "quick": {"n_steps": 400, "batch_size": 1000, "lr": 1e-3, "betas": [0.5, 0.999]},
 }
 
 
@@ -118,6 +134,10 @@ OPTION_CHECKS = {
     "kl": lambda name, v: check_choice(name, v, KL_VARIANTS),
     "weighting": lambda name, v: check_choice(name, v, WEIGHTINGS),
     "denoise": check_bool,
+    "latent": lambda name, v: check_latent(v, name),
+    "n_particles": lambda name, v: check_number(name, v, low=1, high=MAX_COUNT, integer=True),
+    "divergence": lambda name, v: check_choice(name, v, DIVERGENCES),
+    "n_steps": _positive_integer,
     "epochs": _positive_integer,
     "batch_size": _positive_integer,
     "lr": lambda name, v: check_number(name, v, low=0, low_open=True),
@@ -129,7 +149,8 @@ OPTION_CHECKS = {
 #: The ``npgen train`` flag of each model option (named in the messages).
 OPTION_FLAGS = {"n_layers": "--layers", "skip": "--skip", "sn_generator": "--sn-generator",
                 "gp_lipschitz": "--gp", "kl": "--kl", "weighting": "--weighting",
-                "denoise": "--denoise"}
+                "denoise": "--denoise", "latent": "--latent", "n_particles": "--particles",
+                "divergence": "--divergence"}
 
 #: The modules whose source decides a run's numbers: the kernels, the data, the networks, the
 #: models, the Lipschitz constants and bounds, this module (training, sampling, metrics) and the
@@ -172,13 +193,17 @@ def make_config(model, m, preset="quick", seed=0, **options):
     an option of another model is refused. The configuration ends with ``code``, the
     :func:`code_fingerprint` of the code that will compute it.
     """
-    check_choice("model", model, MODELS)
+    check_choice("model", model, RUN_MODELS)
     check_choice("preset", preset, PRESETS)
     budget = dict(PRESETS[preset])
     gan_adam = {"lr": budget.pop("gan_lr"), "betas": budget.pop("gan_betas")}
+    own_adam = gan_adam if model == "gan" else {}
+    if model == "particles":
+        own_adam = dict(PARTICLE_PRESETS[preset])
+        budget = {"n_data": budget["n_data"], "n_samples": budget["n_samples"]}
     config = {"model": model, "m": check_number("m", m, low=0, high=MAX_M),
               "seed": check_number("seed", seed, low=0, integer=True), **budget,
-              "betas": list(ADAM_BETAS), **(gan_adam if model == "gan" else {})}
+              "betas": list(ADAM_BETAS), **own_adam}
     run_fields = list(config)[3:]
     accepted = MODEL_OPTIONS[model]
     given = {key: value for key, value in options.items() if value is not None}
@@ -209,10 +234,13 @@ def build_model(config, backend=None):
     if config["model"] == "gan":
         return GAN(n_layers=config["n_layers"], skip=config["skip"], sn_generator=config["sn_generator"],
                    gp_lipschitz=config["gp_lipschitz"], lr=config["lr"], betas=tuple(config["betas"]),
-                   **common)
+                   latent=config["latent"], **common)
     if config["model"] == "vae":
         return VAE(n_layers=config["n_layers"], skip=config["skip"], kl=config["kl"], lr=config["lr"],
                    betas=tuple(config["betas"]), **common)
+    if config["model"] == "particles":
+        return Particles(n_particles=config["n_particles"], divergence=config["divergence"], lr=config["lr"],
+                         betas=tuple(config["betas"]), batch_size=config["batch_size"], **common)
     return SGM(weighting=config["weighting"], lr=config["lr"], betas=tuple(config["betas"]), **common)
 
 
@@ -225,6 +253,10 @@ def lipschitz_metrics(model, config):
     (``*_data_scale`` = standardized / ``data_variance``); the ``score_lipschitz_*`` keys hold
     the maximum over the noise levels (sigma in standardized units).
     """
+    if config["model"] == "particles":
+        exact = exact_lipschitz_1d(model.discriminator)
+        return {"discriminator_lipschitz": model.lipschitz * exact.constant,
+                "discriminator_lipschitz_bound": model.lipschitz, "discriminator_lipschitz_pieces": exact.n_pieces}
     if config["model"] == "sgm":
         variance = model.std ** 2
         per_level = []
@@ -250,7 +282,7 @@ def lipschitz_tracker(model, config, n_points=10):
     """An ``on_epoch`` callback recording the exact Lip(g) at ``n_points`` evenly spaced epochs
     (GAN and VAE), and the list it fills with ``[epoch, Lip]`` pairs."""
     curve = []
-    if config["model"] == "sgm":
+    if config["model"] in ("sgm", "particles"):
         return curve, None
     epochs = config["epochs"]
     checkpoints = {max(1, round(epochs * k / n_points)) for k in range(1, n_points + 1)}
@@ -299,9 +331,23 @@ def collapse(m, width90, share):
     return None
 
 
-def distribution_metrics(samples, m, lip=None):
+def latent_mass_between_bound(m, lip, mass_left, mass_right, latent):
+    """The least mass between the modes an Lip-Lipschitz map of the 1-d ``latent`` can leave,
+    given the generated masses left of -m/2 and right of m/2 (the larger of the two sides'
+    bounds): F(F^-1(p) + m / Lip) - p for the Gaussian, :func:`cauchy_mass_between_bound
+    <npgen.analysis.theory.cauchy_mass_between_bound>` for the Cauchy."""
+    if latent == "cauchy":
+        return float(cauchy_mass_between_bound(m, lip, mass_left, mass_right))
+    return float(max(half_line_mass_between_bound(m, lip, mass_left),
+                     half_line_mass_between_bound(m, lip, mass_right)))
+
+
+def distribution_metrics(samples, m, lip=None, latent="gaussian"):
     """Masses, histogram TV / KL estimates, the collapse rules' numbers and (given Lip) the
-    paper's lower bounds."""
+    lower bounds: ``mass_between_bound`` under the run's ``latent`` (see
+    :func:`latent_mass_between_bound`), and for the Gaussian latent the paper's Figure 3,
+    Theorem 4 and Theorem 7 bounds, which rest on the Gaussian's isoperimetry and are not
+    reported for the Cauchy latent."""
     x = np.asarray(samples, np.float64).ravel()
     mixture = GaussianMixture1D.symmetric(m)
     counts, _ = np.histogram(np.clip(x, HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)
@@ -325,10 +371,23 @@ def distribution_metrics(samples, m, lip=None):
     out["mw2_squared"] = mw2(fit_mixture(x, MW2_COMPONENTS), target_mixture(m))
     out["collapse"] = collapse(m, out["narrowest_90pct_interval_width"], out["smaller_mode_share"])
     if lip is not None and m > 0:
+        out["mass_between_bound"] = latent_mass_between_bound(m, lip, out["mass_left"], out["mass_right"],
+                                                              latent)
+    if lip is not None and m > 0 and latent == "gaussian":
         out["fig3_bound"] = figure3_bound(m, lip, out["mass_left"])
         out["best_tv_bound"] = best_tv_bound(x, mixture, lip).value
         out["best_kl_bound"] = best_kl_bound(x, mixture, lip).value
     return out
+
+
+def particle_metrics(history, n_points=20):
+    """The particles' kinetic energy mean_i |grad phi(y_i)|^2 (data units^2 per unit time^2) and
+    dual divergence estimate at ``n_points`` evenly spaced steps, and their last values."""
+    n = len(history["kinetic_energy"])
+    steps = sorted({max(1, round(n * k / n_points)) for k in range(1, n_points + 1)})
+    return {"kinetic_energy_vs_step": [[s, history["kinetic_energy"][s - 1]] for s in steps],
+            "divergence_vs_step": [[s, history["divergence"][s - 1]] for s in steps],
+            "final_kinetic_energy": history["kinetic_energy"][-1], "final_divergence": history["divergence"][-1]}
 
 
 @one_blas_thread
@@ -342,8 +401,11 @@ def train_run(config, run_dir, quiet=True, backend=None):
     data = run_data(config)
     model = build_model(config, backend)
     lipschitz_curve, on_epoch = lipschitz_tracker(model, config)
-    history = model.fit(data, epochs=config["epochs"], batch_size=config["batch_size"], quiet=quiet,
-                        on_epoch=on_epoch)
+    if config["model"] == "particles":
+        history = model.fit(data, n_steps=config["n_steps"], quiet=quiet)
+    else:
+        history = model.fit(data, epochs=config["epochs"], batch_size=config["batch_size"],
+                            quiet=quiet, on_epoch=on_epoch)
     return finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet)
 
 
@@ -362,11 +424,15 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
         train_seconds = time.perf_counter() - start
     sample_options = {"denoise": config["denoise"]} if config["model"] == "sgm" else {}
     sample_seed = config["seed"] + 1_000_003
-    samples = model.sample(config["n_samples"], seed=sample_seed, quiet=quiet, **sample_options)
+    n_samples = min(config["n_samples"], config.get("n_particles", config["n_samples"]))
+    samples = model.sample(n_samples, seed=sample_seed, quiet=quiet, **sample_options)
     metrics = {"train_seconds": train_seconds, "lipschitz_vs_epoch": lipschitz_curve}
     metrics.update(lipschitz_metrics(model, config))
-    lip_for_bounds = metrics["lipschitz"] if config["model"] != "sgm" else None
-    metrics.update(distribution_metrics(samples, config["m"], lip_for_bounds))
+    if config["model"] == "particles":
+        metrics.update(particle_metrics(history))
+    lip_for_bounds = metrics.get("lipschitz") if config["model"] != "sgm" else None
+    metrics.update(distribution_metrics(samples, config["m"], lip_for_bounds,
+                                        config.get("latent", "gaussian")))
     if config["model"] == "sgm":
         os.makedirs(run_dir, exist_ok=True)
         metrics.update(sampler_metrics(model, config, run_dir, samples, sample_seed, sample_options))
@@ -382,13 +448,13 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
 
 
 def is_run_folder(path):
-    """Whether ``path`` holds an npgen run: a config.json naming one of :data:`MODELS`."""
+    """Whether ``path`` holds an npgen run: a config.json naming one of :data:`RUN_MODELS`."""
     try:
         with open(os.path.join(path, "config.json"), encoding="utf-8") as handle:
             config = json.load(handle)
     except (OSError, UnicodeDecodeError, ValueError):
         return False
-    return isinstance(config, dict) and config.get("model") in MODELS and "m" in config
+    return isinstance(config, dict) and config.get("model") in RUN_MODELS and "m" in config
 
 
 def check_run_target(out, force):
@@ -461,6 +527,8 @@ METRICS_READ = {
                                      "mw2_squared")},
     "push_forward": {"lipschitz": _NUMBER, "lipschitz_grid": _NUMBER,
                      "lipschitz_vs_epoch": ("a list of [epoch, Lip] number pairs", _is_epoch_curve)},
+    "particles": {"discriminator_lipschitz": _NUMBER, "train_seconds": _NUMBER,
+                  "kinetic_energy_vs_step": ("a list of [step, energy] number pairs", _is_epoch_curve)},
     "sgm": {"score_lipschitz_standardized": _NUMBER, "score_lipschitz_data_scale": _NUMBER,
             "sampler_lipschitz": _NUMBER, "sampler_lipschitz_x0": _NUMBER, "sampler_lipschitz_noise": _NUMBER,
             "sampler_gradient_median": _NUMBER, "sampler_steps_per_level": _NUMBER,
@@ -477,7 +545,8 @@ METRICS_READ["any"]["collapse"] = (f"null or one of {list(COLLAPSES)}", lambda v
 def check_metrics(metrics, model, path):
     """Raise ValueError (one sentence naming ``path``) unless ``metrics`` holds every key the report
     reads for ``model``, each of the accepted type."""
-    expected = {**METRICS_READ["any"], **METRICS_READ["sgm" if model == "sgm" else "push_forward"]}
+    kind = model if model in ("sgm", "particles") else "push_forward"
+    expected = {**METRICS_READ["any"], **METRICS_READ[kind]}
     for key, (accepted, test) in expected.items():
         if key not in metrics:
             raise ValueError(f"{path} lacks the key {key!r} ({accepted}); delete that run's folder and rerun "
@@ -492,7 +561,8 @@ def summarize_metrics(metrics):
     """A few lines for the terminal."""
     keys = ["lipschitz", "lipschitz_grid", "score_lipschitz_standardized", "score_lipschitz_data_scale",
             "score_lipschitz_grid_standardized", "sampler_lipschitz", "theorem1_required_lipschitz",
-            "mass_between", "true_mass_between", "fig3_bound", "mw2_squared",
+            "mass_between", "true_mass_between", "fig3_bound", "mass_between_bound", "mw2_squared",
+            "discriminator_lipschitz", "final_kinetic_energy",
             "tv_estimate", "kl_estimate", "best_tv_bound", "best_kl_bound", "wall_seconds"]
     lines = [f"{k:>33}: {metrics[k]:.6g}" for k in keys if k in metrics]
     return "\n".join(lines + [f"{'collapse':>33}: {metrics.get('collapse') or 'none'}"])
