@@ -202,7 +202,7 @@ CLI_ROWS = [
     ("bounds-lam", ["bounds", "--m", "10", "--lam", "1.5"], "lam"),
     ("bounds-lip", ["bounds", "--m", "10", "--lip", "-3"], "lip"),
     ("bounds-m-nan", ["bounds", "--m", "nan"], "m must be"),
-    ("figure-number", ["figure", "9", "--from", "study"], "figure number must be one of 1, 2, 3, 4, 5, 6, grid, got '9'"),
+    ("figure-number", ["figure", "9", "--from", "study"], "figure number must be one of 1, 2, 3, 3b, 4, 5, 6, grid, got '9'"),
     ("figure-name", ["figure", "fig3", "--from", "study"], "got 'fig3'"),
     ("figure-nowhere", ["figure", "3", "--from", "nowhere"], "not a folder written by npgen reproduce"),
 ]
