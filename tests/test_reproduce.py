@@ -43,7 +43,7 @@ def test_reproduce_writes_every_figure_and_the_report(tiny_study):
         assert (out / f"{name}.png").stat().st_size > 1000
         assert (out / f"{name}.pdf").exists()
     text = open(report, encoding="utf-8").read()
-    for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 4", "Figure 5", "Figure 6", "grid estimate"):
+    for title in ("Figure 1", "Figure 2", "Figure 3", "Figure 3b", "Figure 4", "Figure 5", "Figure 6", "grid estimate"):
         assert title in text
     assert text.count("**Paper's claim.**") == len(plans.FIGURES)
     assert text.count("**Verdict:") == len(plans.FIGURES)
@@ -78,6 +78,13 @@ def test_every_planned_run_is_on_disk_with_its_numbers(tiny_study, tiny):
         assert lip > 0 and grid <= lip * (1 + 1e-9)
         if "fig3_bound" in metrics:       # Theorem 1 with the exact Lip, up to sampling error
             assert metrics["mass_between"] >= metrics["fig3_bound"] - 4 * np.sqrt(0.25 / config["n_samples"])
+        assert metrics["mw2_squared"] >= 0
+        if config["model"] == "sgm":      # the sampler's constant: its parts add in squares
+            assert metrics["sampler_lipschitz"] == pytest.approx(
+                np.hypot(metrics["sampler_lipschitz_x0"], metrics["sampler_lipschitz_noise"]), rel=1e-9)
+            assert metrics["sampler_meets_theorem1"] == (metrics["sampler_lipschitz"]
+                                                         >= metrics["theorem1_required_lipschitz"])
+            assert os.path.exists(os.path.join(run_dir, "sampler_trace.npz"))
 
 
 @pytest.mark.parametrize("p_left", [0.0, 1.0])
@@ -215,7 +222,8 @@ STUDY_ERRORS = [
     ("3", _study_json(b'{"preset": 3}'), "study.json names the preset 3"),
 ] + [
     (number, lambda study: shutil.rmtree(study / "runs"), f"holds no finished run of {name} (")
-    for number, name in [("2", "fig2"), ("3", "fig3"), ("4", "fig4"), ("5", "fig5"), ("6", "fig6"), ("grid", "grid")]
+    for number, name in [("2", "fig2"), ("3", "fig3"), ("3b", "fig3b"), ("4", "fig4"), ("5", "fig5"), ("6", "fig6"),
+                         ("grid", "grid")]
 ] + [
     ("3", _corrupt_every_run, "holds no finished run of fig3 ("),
     ("6", _corrupt_every_run, "corrupt, 0 missing"),
@@ -234,6 +242,9 @@ STUDY_ERRORS = [
     ("3", lambda study: _rewrite_metrics(study, lambda mt: mt.update(collapse="maybe")),
      "'collapse' must be null or one of ['one spike', 'one mode'], not 'maybe'"),
     ("6", lambda study: _rewrite_metrics(study, lambda mt: mt.pop("collapse")), "lacks the key 'collapse'"),
+    ("3b", lambda study: _rewrite_metrics(study, lambda mt: mt.update(sampler_expansion_steps={"left": [1.5]})),
+     "'sampler_expansion_steps' must be an object of integer lists 'left', 'between' and 'right'"),
+    ("3b", lambda study: _rewrite_metrics(study, lambda mt: mt.pop("mw2_squared")), "lacks the key 'mw2_squared'"),
 ]
 
 

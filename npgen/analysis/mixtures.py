@@ -30,11 +30,13 @@ full covariances. :func:`target_mixture` is the paper's two-Gaussian target, the
 from dataclasses import dataclass
 
 import numpy as np
-import ot
-from sklearn.mixture import GaussianMixture
-from threadpoolctl import threadpool_limits
 
 from ..util.checks import as_real_array, check_number
+from ..util.threads import kmp_switch_kept, threadpool_limits
+
+with kmp_switch_kept():
+    import ot
+    from sklearn.mixture import GaussianMixture
 
 #: Random starting couplings tried by :func:`mgw2` besides the independent one.
 MGW2_RESTARTS = 20

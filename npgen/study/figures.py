@@ -198,9 +198,13 @@ def figure3b(path, constant_series, trace, m):
     coloured by where they end (right; ``trace`` holds the arrays of its sampler_trace.npz,
     or is None)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    means = []
     for label, (table, color, linestyle, marker) in constant_series.items():
         _band(left, table, label, color, marker=marker, linestyle=linestyle)
+        means += [v[0] for v in table.values() if v[0] > 0]
     left.set_yscale("log")
+    if means:  # a band whose std exceeds its mean reaches down to 0: keep the axis on the means
+        left.set_ylim(min(means) / 10, max(means) * 30)
     left.set_xlabel("m")
     left.set_ylabel("Lipschitz constant (data units)")
     left.legend(fontsize=7)
@@ -218,7 +222,7 @@ def figure3b(path, constant_series, trace, m):
             right.axvline(boundary, color="gray", lw=0.4, ls=":")
         right.set_yscale("log")
         right.set_xlabel("Langevin step (dotted: a new noise level)")
-        right.set_ylabel(r"$|\nabla g|$ so far (data units)")
+        right.set_ylabel(r"$|\nabla x_t|$ over $(x_0, z_1..z_t)$ (data units)")
         right.set_title(f"SGM sampler at m = {m:g}: where the expansion happens", fontsize=9)
         right.legend(fontsize=7)
 #: Colours of the two latents in the Cauchy-latent figure.

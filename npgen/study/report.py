@@ -389,7 +389,7 @@ def section_fig3(out, rows, m_values):
               lambda r: _less(mass_stats(r, "sgm", m), mass_stats(r, "vae", m), "SGM", "VAE"),
               [x for x in _where(rows, m=m) if x[0]["model"] != "gan"])
     s.notes.append("SGM: the constant is the score network's in its input x, maximised over the ten trained noise "
-                   "levels; it is not the constant of the whole sampling dynamic. The network reads standardized "
+                   "levels; it is not the constant of the whole sampling dynamic (Figure 3b measures that one). The network reads standardized "
                    "data z = (x - mu) / sd, so on the data's own scale its constant is the standardized one divided "
                    "by sd^2 (the variance used to standardize, about 1 + m^2). The data-scale number is the one "
                    "measured in the same coordinate x as the GAN's and VAE's constants, so it is the one to put "
