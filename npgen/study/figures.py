@@ -225,6 +225,9 @@ def figure3b(path, constant_series, trace, m):
         right.set_ylabel(r"$|\nabla x_t|$ over $(x_0, z_1..z_t)$ (data units)")
         right.set_title(f"SGM sampler at m = {m:g}: where the expansion happens", fontsize=9)
         right.legend(fontsize=7)
+    save_figure(fig, path)
+
+
 #: Colours of the two latents in the Cauchy-latent figure.
 LATENT_COLORS = {"gaussian": "tab:green", "cauchy": "tab:red"}
 
