@@ -22,7 +22,7 @@ from npgen.kernels import cuda as ck
 from npgen.models import replicas
 from npgen.models.replicas import fit_many
 from npgen.study import devices, plans, reproduce, runs, sweep
-from tiny_study import ONE_RUN_PLAN, register
+from tiny_study import ONE_RUN_PLAN, TINY_PARTICLES, register
 
 if config.ENABLE_CUDASIM:
     ck.configure(threads=1, max_blocks=1)  # the simulator's cost is per thread launched
@@ -147,6 +147,7 @@ def test_reproduce_on_cuda_trains_gans_and_vaes_on_the_device_and_reports(tmp_pa
     register(monkeypatch, plan=ONE_RUN_PLAN)
     monkeypatch.setitem(runs.PRESETS, "sim", SIM_PRESET)
     monkeypatch.setitem(plans.PLANS, "sim", ONE_RUN_PLAN)
+    monkeypatch.setitem(runs.PARTICLE_PRESETS, "sim", dict(TINY_PARTICLES, batch_size=4))
     monkeypatch.setattr(devices, "build_model", _tiny_models)
     out = str(tmp_path / "study")
     report = reproduce.reproduce("sim", only="fig3", out=out, quiet=True, device="cuda")
