@@ -3,9 +3,9 @@ and with a Cauchy latent, on the same data, seeds and budget.
 
 Runs: :func:`npgen.study.plans.cauchy_configs` (the GAN of Figure 3 with ``latent`` in both laws, every m of the
 preset and :attr:`StudyPlan.cauchy_seeds`; the Gaussian ones are Figure 3's own runs). For each
-finished run, :func:`with_cauchy_numbers` reads the exact Lipschitz constant, the masses and the
-latent's bound from metrics.json and adds MW2 (squared, in data units squared) between a
-two-component Gaussian mixture fitted to the samples and the target; they are written to
+finished run, :func:`with_cauchy_numbers` reads the exact Lipschitz constant, the masses, the
+latent's bound and MW2 (``mw2_squared``, in data units squared, between a two-component Gaussian
+mixture fitted to the samples and the target) from metrics.json; they are written to
 ``cauchy.json`` before the figure and the report section
 (:func:`npgen.study.report.section_cauchy`) are drawn from them.
 
@@ -17,31 +17,15 @@ several intervals. Beside each Cauchy run's bound, the Gaussian bound at the sam
 side masses says what the heavy tail would allow the same network.
 """
 
-import os
-
-import numpy as np
-
 from .runs import latent_mass_between_bound
 
 
-def squared_mw2_to_target(samples, m, seed=0):
-    """MW2^2 (data units squared) between a 2-component mixture fitted to the samples and
-    1/2 N(-m, 1) + 1/2 N(m, 1).
-
-    :mod:`npgen.analysis.mixtures` is imported here, when first needed: scikit-learn sets
-    environment variables (KMP_*) when imported, and importing npgen must leave them alone."""
-    from ..analysis.mixtures import fit_mixture, mw2, target_mixture
-
-    return mw2(fit_mixture(np.asarray(samples, np.float64).reshape(-1, 1), 2, seed=seed), target_mixture(m))
-
-
 def with_cauchy_numbers(rows):
-    """The rows with each run's metrics extended by ``mw2_squared`` (MW2^2 to the target) and,
-    at m > 0, ``gaussian_bound_same_lip`` (the Gaussian bound at the run's constant and masses)."""
+    """The rows with each run's metrics extended, at m > 0, by ``gaussian_bound_same_lip`` (the
+    Gaussian bound at the run's constant and masses)."""
     extended = []
     for config, metrics, run_dir in rows:
-        extra = {"mw2_squared": float(squared_mw2_to_target(np.load(os.path.join(run_dir, "samples.npy")),
-                                                            config["m"]))}
+        extra = {}
         if config["m"] > 0:
             extra["gaussian_bound_same_lip"] = latent_mass_between_bound(
                 config["m"], metrics["lipschitz"], metrics["mass_left"], metrics["mass_right"], "gaussian")

@@ -4,18 +4,12 @@ GAN, VAE and SGM.
 
 Runs: :func:`npgen.study.plans.particle_configs`, every m of the preset with a small particle
 count (the small-sample regime: N particles learning from N data points) and with N = 50 000.
-For each finished run, :func:`with_particle_numbers` adds MW2^2 to the target (data units^2)
-to what metrics.json holds (masses, the histogram TV estimate, the discriminator's exact
-constant, the kinetic energy along the run, the training time); the numbers are written to
+For each finished run, metrics.json holds the masses, the histogram TV estimate, MW2^2 to the
+target (data units^2), the discriminator's exact constant, the kinetic energy along the run and
+the training time; the numbers of :data:`PARTICLE_RECORDED` are written to
 ``particles.json`` before the figure and the report section
 (:func:`npgen.study.report.section_particles`) are drawn from them.
 """
-
-import os
-
-import numpy as np
-
-from .cauchy import squared_mw2_to_target
 
 #: The numbers of each run that particles.json records.
 PARTICLE_RECORDED = (
@@ -23,9 +17,3 @@ PARTICLE_RECORDED = (
     "discriminator_lipschitz", "discriminator_lipschitz_bound", "final_kinetic_energy", "train_seconds",
     "collapse",
 )
-
-
-def with_particle_numbers(rows):
-    """The rows with each run's metrics extended by ``mw2_squared``."""
-    return [(c, dict(mt, mw2_squared=float(squared_mw2_to_target(np.load(os.path.join(d, "samples.npy")), c["m"]))), d)
-            for c, mt, d in rows]

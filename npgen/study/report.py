@@ -21,7 +21,7 @@ from ..models.latents import LATENTS
 from ..util.io import atomic_write_json, atomic_write_text
 from . import figures
 from .cauchy import CAUCHY_RECORDED, with_cauchy_numbers
-from .particles import PARTICLE_RECORDED, with_particle_numbers
+from .particles import PARTICLE_RECORDED
 from .plans import PLANS, aggregate, cauchy_m_values, collect
 from .sweep import sweep_status
 from .runs import MIN_MODE_SHARE, SPIKE_MASS, SPIKE_WIDTH, figure3_bound
@@ -761,7 +761,7 @@ def _peak_fraction(metrics):
 
 def section_particles(out, rows, fig3_rows, m_values, histogram_m):
     """The report section of the generative particles (writes particles.json, then particles.png)."""
-    rows = with_particle_numbers(_by_model(rows, "particles"))
+    rows = _by_model(rows, "particles")
     atomic_write_json(os.path.join(out, PARTICLES_FILE), [
         dict({"n_particles": c["n_particles"], "n_data": c["n_data"], "m": c["m"], "seed": c["seed"],
               "divergence": c["divergence"], "kinetic_energy_vs_step": mt["kinetic_energy_vs_step"]},
