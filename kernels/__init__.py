@@ -41,7 +41,7 @@ KERNELS = (
     "bce_with_logits", "hinge",
     "adam_step",
     "spectral_norm_forward", "spectral_norm_backward",
-    "annealed_langevin",
+    "annealed_langevin", "annealed_langevin_mlp",
 )
 
 #: Backend name -> module name inside this package.

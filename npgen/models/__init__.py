@@ -4,7 +4,7 @@ Built on :mod:`npgen.nn`; a model never imports :mod:`npgen.analysis` or :mod:`n
 """
 
 from .gan import GAN
-from .sgm import SGM
+from .sgm import SGM, VectorSGM
 from .vae import VAE
 
-__all__ = ["GAN", "VAE", "SGM"]
+__all__ = ["GAN", "VAE", "SGM", "VectorSGM"]
