@@ -38,7 +38,7 @@ ACTIVATIONS = {
 KERNELS = (
     "linear_forward", "linear_backward", "linear_backward_input", "linear_jvp",
     "linear_jvp_backward",
-    "bce_with_logits", "hinge",
+    "bce_with_logits", "hinge", "softmax_cross_entropy",
     "adam_step",
     "spectral_norm_forward", "spectral_norm_backward",
     "annealed_langevin", "annealed_langevin_mlp",

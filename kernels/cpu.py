@@ -607,6 +607,33 @@ def hinge(scores, target, grad):
     return _mean_loss(_HINGE, *_flat(scores, target, grad))
 
 
+@_kernel("r2 r2 w2", ret=types.float64)
+def softmax_cross_entropy(logits, target, grad):
+    """Mean over rows of sum_j t_ij (lse_i - s_ij), lse_i = log sum_j exp(s_ij);
+    grad_ij = (exp(s_ij - lse_i) sum_k t_ik - t_ij) / N. Per row in float64: the max, the
+    shifted exps (all <= 1) and their log, the loss, then the gradient."""
+    _check(target.shape == logits.shape and grad.shape == logits.shape)
+    n, k = logits.shape
+    total = 0.0
+    for i in range(n):
+        shift = float(logits[i, 0])
+        for j in range(1, k):
+            shift = max(shift, float(logits[i, j]))
+        exps = 0.0
+        for j in range(k):
+            exps += _exp_nonpositive(float(logits[i, j]) - shift)
+        lse = shift + math.log(exps)
+        mass = 0.0
+        for j in range(k):
+            t = float(target[i, j])
+            mass += t
+            total += t * (lse - float(logits[i, j]))
+        for j in range(k):
+            grad[i, j] = (_exp_nonpositive(float(logits[i, j]) - lse) * mass
+                          - float(target[i, j])) / n
+    return total / n
+
+
 
 # --------------------------------------------------------------------------- optimizer
 

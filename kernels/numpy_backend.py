@@ -97,6 +97,14 @@ def hinge(scores, target, grad):
     return loss
 
 
+def softmax_cross_entropy(logits, target, grad):
+    """Mean over rows of -sum_j t_ij log softmax(s_i)_j; grad = dL/dlogits (returns the loss)
+    (:func:`numpy_ref.softmax_cross_entropy`)."""
+    loss, grad_new = numpy_ref.softmax_cross_entropy(logits, target)
+    _store(grad, grad_new)
+    return loss
+
+
 def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps):
     """One Adam update of param, m and v in place (:func:`numpy_ref.adam_step`)."""
     for out, result in zip((param, m, v),

@@ -269,6 +269,38 @@ def hinge(scores, target):
             np.where(margin > 0, -target, 0) / n)
 
 
+def log_softmax(logits):
+    """log softmax of each row: s_ij - lse_i = (s_ij - m_i) - log sum_k exp(s_ik - m_i), with
+    m_i = max_k s_ik (the shift keeps every exp in (0, 1], so nothing overflows, and the
+    differences s_ij - m_i keep their digits however large the logits)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def softmax(logits):
+    """softmax of each row: exp(s_ij) / sum_k exp(s_ik) = exp(log_softmax(s)_ij)."""
+    return np.exp(log_softmax(logits))
+
+
+def softmax_cross_entropy(logits, target):
+    """Cross-entropy of softmax(logits) against target distributions, row by row, averaged
+    over the N rows; returns (loss, grad) with grad = dL/dlogits.
+
+    l_i = -sum_j t_ij log softmax(s_i)_j = sum_j t_ij (lse_i - s_ij)
+    L = mean_i l_i,    dL/ds_ij = (softmax(s_i)_j sum_k t_ik - t_ij) / N
+    With one-hot rows t_i (a label) it is the classifier's loss, torch's cross_entropy; with
+    rows that are distributions it is KL(t_i || softmax(s_i)) plus the entropy of t_i, which
+    does not depend on s (a decoder that outputs a distribution over pixels). Targets must be
+    >= 0. The loss is summed in float64 and returned as a Python float.
+    """
+    _check_targets(logits, target)
+    n = logits.shape[0]
+    log_p = log_softmax(logits)
+    loss = -(target * log_p).sum(dtype=np.float64) / n
+    mass = target.sum(axis=1, keepdims=True)
+    return float(loss), (np.exp(log_p) * mass - target) / n
+
+
 # --------------------------------------------------------------------------- optimizer
 
 

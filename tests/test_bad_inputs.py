@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from npgen import GAN, MLP, SGM, VAE, Adam, ScoreNetwork, cli
+from npgen.data import digit_subset, mnist, two_digit_mixture
 from npgen.models import VectorSGM, training
 from npgen.models.sgm import geometric_noise_levels, langevin_step_size
 from npgen.nn import DenseScoreNetwork
@@ -405,6 +406,15 @@ API_ROWS = [
     ("noise-levels-min-above-max", lambda w: geometric_noise_levels(1.0, 5.0), ValueError, "sigma_min"),
     ("noise-levels-one", lambda w: geometric_noise_levels(1.0, 0.1, 1), ValueError, "n_levels"),
     ("step-size-zero-steps", lambda w: langevin_step_size([1.0, 0.1], 0), ValueError, "n_steps_per_level"),
+    # MNIST folders and data sets
+    ("mnist-folder-is-a-file", lambda w: mnist(w / "file.txt"), ValueError, "is a file, not a folder"),
+    ("mnist-folder-missing", lambda w: mnist(w / "nowhere"), ValueError, "does not exist"),
+    ("mnist-folder-without-the-files", lambda w: mnist(w / "mine", name="--mnist"), ValueError,
+     "--mnist"),
+    ("mnist-mixture-pixels-0-255", lambda w: two_digit_mixture(np.full((2, 784), 255.0), [3, 7]), ValueError,
+     "[0, 1]"),
+    ("mnist-subset-digit-11", lambda w: digit_subset(np.zeros((2, 784)), [3, 7], digits=(11,)), ValueError,
+     "digits"),
 ]
 
 
