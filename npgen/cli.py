@@ -1,7 +1,7 @@
 """The ``npgen`` command line.
 
-    npgen reproduce [--preset quick|paper] [--only fig3,fig4] [--jobs N] [--out DIR]
-                                    the paper's Section 4.1: runs, figures, report.md and report.html
+    npgen reproduce [--preset quick|paper] [--only fig3,fig4] [--jobs N] [--out DIR] [--mnist DIR]
+                                    the paper's Sections 4.1 and 4.2: runs, figures, report.md and report.html
     npgen figure N --from DIR       redraw figure N (1-6, or "grid") from a reproduction's stored runs
     npgen train gan|vae|sgm --m M [--preset quick|paper] [--seed S] [--out DIR] [--force]
                 [--gp L] [--sn-generator] [--layers N] [--skip resnet]     (GAN)
@@ -69,7 +69,7 @@ def _cmd_train(args):
 
 
 def _cmd_reproduce(args):
-    report = reproduce(preset=args.preset, only=args.only, jobs=args.jobs, out=args.out)
+    report = reproduce(preset=args.preset, only=args.only, jobs=args.jobs, out=args.out, mnist=args.mnist)
     print(f"wrote {report} and {report[:-3]}.html")
 
 
@@ -83,12 +83,15 @@ def build_parser():
         description="Push-forward generative models and exact Lipschitz constants (numpy + numba).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    rep = sub.add_parser("reproduce", help="reproduce the paper's Section 4.1 (figures 1-6 and a report)")
+    rep = sub.add_parser("reproduce", help="reproduce the paper's Sections 4.1 and 4.2 (figures 1-7 and a report)")
     rep.add_argument("--preset", choices=sorted(PLANS), default="quick")
-    rep.add_argument("--only", default=None, help="comma-separated figures: fig1,...,fig6,grid")
+    rep.add_argument("--only", default=None, help="comma-separated figures: fig1,...,fig7,grid")
     rep.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                      help="parallel worker processes (default: one per CPU core)")
     rep.add_argument("--out", default="npgen-results", help="output folder (default ./npgen-results)")
+    rep.add_argument("--mnist", default=None, metavar="DIR",
+                     help="Figure 7: folder of the MNIST IDX files (default $NPGEN_MNIST_DIR, else the"
+                          " 5 000-image subset of npgen[mnist])")
     rep.set_defaults(handler=_cmd_reproduce)
 
     fig = sub.add_parser("figure", help="redraw one figure from stored results, without training")

