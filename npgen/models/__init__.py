@@ -1,5 +1,6 @@
 """The paper's three generative models: GAN, VAE (push-forward models) and SGM (score-based),
-and the digit classifier that judges their MNIST samples.
+the digit classifier that judges their MNIST samples, and the Wasserstein embedding in which
+the subset of 3s and 7s is seen.
 
 Built on :mod:`npgen.nn`; a model never imports :mod:`npgen.analysis` or :mod:`npgen.study`.
 """
@@ -8,5 +9,6 @@ from .classifier import DigitClassifier
 from .gan import GAN
 from .sgm import SGM, VectorSGM
 from .vae import VAE
+from .wasserstein_embedding import WassersteinEmbedding
 
-__all__ = ["GAN", "VAE", "SGM", "VectorSGM", "DigitClassifier"]
+__all__ = ["GAN", "VAE", "SGM", "VectorSGM", "DigitClassifier", "WassersteinEmbedding"]

@@ -9,16 +9,19 @@ by Adam for 10 epochs in batches of 128. The learning rate is not given there; t
 default 1e-3 (betas 0.9, 0.999) is used. The prediction is the argmax of the logits f(x).
 """
 
-import os
-
 import numpy as np
 
 from ..nn.adam import Adam
-from ..nn.files import read_network_file
 from ..nn.mlp import MLP
-from ..util.checks import as_real_array, check_betas, check_matrix, check_number, dtype_of
-from ..util.io import atomic_directory, check_model_folder, read_model_meta, write_model_meta
+from ..util.checks import (
+    as_real_array,
+    check_betas,
+    check_matrix,
+    check_number,
+    dtype_of,
+)
 from ..util.threads import one_blas_thread
+from .saved import load_model, save_model
 from .training import fit_loop
 
 PIXELS = 784
@@ -174,28 +177,11 @@ class DigitClassifier:
     # ----------------------------------------------------------------- persistence
 
     def save(self, path_dir):
-        """Write the classifier to the folder ``path_dir``: ``classifier.npz`` (an npgen network
-        file, :mod:`npgen.nn.files`) and ``config.json``. The folder is written whole or not at
-        all (a new or empty folder, or one holding a saved DigitClassifier, which it replaces);
-        any other folder is refused."""
-        check_model_folder(path_dir, "DigitClassifier")
-        with atomic_directory(path_dir, replace=True) as tmp:
-            self.network.save(os.path.join(tmp, "classifier.npz"))
-            write_model_meta(tmp, "DigitClassifier", self.config())
+        """Write the classifier to the folder ``path_dir``, whole or not at all:
+        ``classifier.npz`` and ``config.json`` (:func:`npgen.models.saved.save_model`)."""
+        save_model(self, path_dir)
 
     @classmethod
     def load(cls, path_dir, backend=None):
         """Read a classifier written by :meth:`save`."""
-        meta = read_model_meta(path_dir, "DigitClassifier")
-        try:
-            model = cls(**meta["config"], backend=backend)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path_dir}/config.json is corrupt ({err})") from None
-        path = os.path.join(os.fspath(path_dir), "classifier.npz")
-        _, arrays = read_network_file(path, ("MLP",))
-        try:
-            model.network.load_state_dict(arrays)
-        except ValueError as err:
-            raise ValueError(f"{path} does not fit {path_dir}/config.json: {err}") from None
-        model.trained = True
-        return model
+        return load_model(cls, path_dir, backend)

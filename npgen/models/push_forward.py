@@ -12,14 +12,14 @@ import os
 import numpy as np
 
 from ..nn.adam import Adam
-from ..nn.files import read_network_file
 from ..nn.layers import SKIP_STYLES
 from ..nn.mlp import MLP
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, dtype_of)
-from ..util.io import check_model_folder, read_model_meta, write_model_meta
+from ..util.io import check_model_folder, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
+from .saved import load_model
 from .training import MAX_SAMPLES, fit_loop
 
 #: Allowed numbers of linear layers of the generator (the paper's Figure 5 uses 2 to 6).
@@ -237,18 +237,5 @@ class PushForwardModel:
 
     @classmethod
     def load(cls, path_dir, backend=None):
-        """Read a model written by :meth:`save`."""
-        meta = read_model_meta(path_dir, cls.__name__)
-        try:
-            model = cls(**meta["config"], backend=backend)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path_dir}/config.json is corrupt ({err})") from None
-        for name, net in model.networks().items():
-            path = os.path.join(os.fspath(path_dir), f"{name}.npz")
-            _, arrays = read_network_file(path, ("MLP",))
-            try:
-                net.load_state_dict(arrays)
-            except ValueError as err:
-                raise ValueError(f"{path} does not fit {path_dir}/config.json: {err}") from None
-        model.trained = True
-        return model
+        """Read a model written by :meth:`save` (:func:`npgen.models.saved.load_model`)."""
+        return load_model(cls, path_dir, backend)

@@ -36,6 +36,7 @@ from ..util.checks import (as_real_array, check_betas, check_bool, check_choice,
 from ..util.io import check_model_folder, read_model_meta, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
+from .saved import load_model, save_model
 from .training import MAX_SAMPLES, fit_loop
 
 #: The paper's noise levels, largest first.
@@ -488,29 +489,13 @@ class VectorSGM:
     # ----------------------------------------------------------------- persistence
 
     def save(self, path_dir):
-        """Write the model to the folder ``path_dir``: ``score.npz`` (the network, see
-        :meth:`npgen.nn.DenseScoreNetwork.save`) and ``config.json`` (written last). Optimizer
-        state and the training stream are not saved. A folder that is not empty and holds no
-        saved VectorSGM is refused."""
-        check_model_folder(path_dir, "VectorSGM")
-        path_dir = os.fspath(path_dir)
-        os.makedirs(path_dir, exist_ok=True)
-        self.score.save(os.path.join(path_dir, "score.npz"))
-        write_model_meta(path_dir, "VectorSGM", self.config())
+        """Write the model to the folder ``path_dir``, whole or not at all: ``score.npz`` (the
+        network, :meth:`npgen.nn.DenseScoreNetwork.save`) and ``config.json``
+        (:func:`npgen.models.saved.save_model`). Optimizer state and the training stream are
+        not saved. A folder that is not empty and holds no saved VectorSGM is refused."""
+        save_model(self, path_dir)
 
     @classmethod
     def load(cls, path_dir, backend=None):
         """Read a model written by :meth:`save`."""
-        meta = read_model_meta(path_dir, "VectorSGM")
-        try:
-            model = cls(**meta["config"], backend=backend)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path_dir}/config.json is corrupt ({err})") from None
-        path = os.path.join(os.fspath(path_dir), "score.npz")
-        _, arrays = read_network_file(path, ("DenseScoreNetwork",))
-        try:
-            model.score.load_state_dict(arrays)
-        except ValueError as err:
-            raise ValueError(f"{path} does not fit {path_dir}/config.json: {err}") from None
-        model.trained = True
-        return model
+        return load_model(cls, path_dir, backend, kinds=("DenseScoreNetwork",))
