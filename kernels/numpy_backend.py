@@ -134,9 +134,9 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
                                           n_steps_per_level, seed, first_step, slope1, slope2))
 
 
-def annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, inv_sigmas, alphas,
-                          n_steps_per_level, seed, first_step, kind, slope):
+def annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scales, center,
+                          alphas, n_steps_per_level, seed, first_step, kind, slope):
     """The samples x (n, d) moved in place by :func:`numpy_ref.annealed_langevin_mlp`."""
-    _store(x, numpy_ref.annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, inv_sigmas,
-                                              alphas, n_steps_per_level, seed, first_step,
-                                              kind, slope))
+    _store(x, numpy_ref.annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales,
+                                              skip_scales, center, alphas, n_steps_per_level,
+                                              seed, first_step, kind, slope))

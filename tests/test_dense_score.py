@@ -25,8 +25,8 @@ LANGEVIN = {"numpy": numpy_backend.annealed_langevin_mlp, "cpu": cpu.annealed_la
 
 
 def small_network(backend="numpy", dtype="float64", activation="silu", seed=3):
-    return DenseScoreNetwork(5, SIGMAS, hidden_sizes=(7, 6), activation=activation, dtype=dtype,
-                             seed=seed, backend=backend)
+    return DenseScoreNetwork(5, SIGMAS, hidden_sizes=(7, 6), data_scale=0.7, activation=activation,
+                             dtype=dtype, seed=seed, backend=backend)
 
 
 @pytest.mark.parametrize("activation", ["silu", "leaky_relu", "tanh"])
@@ -55,21 +55,29 @@ def test_backward_matches_finite_differences(backend, activation):
     assert_matches_fd(grad_x.ravel(), central_difference(loss, x))
 
 
-def test_output_is_divided_by_the_level_sigma_and_layers_at_is_the_chain():
+def test_the_score_is_the_formula_and_layers_at_is_the_chain():
+    """s = (s_d c / sigma) r(c (x - mu)) - c^2 (x - mu), c = 1 / sqrt(s_d^2 + sigma^2), and
+    layers_at is the same function (its last layer reads [h2; x])."""
     rng = np.random.default_rng(2)
-    net = small_network()
+    net = DenseScoreNetwork(5, SIGMAS, hidden_sizes=(7, 6), data_mean=0.4, data_scale=0.7,
+                            dtype="float64", seed=3, backend="numpy")
     x = rng.standard_normal((4, 5))
     for level, sigma in enumerate(SIGMAS):
+        c = 1 / np.sqrt(0.7 ** 2 + sigma ** 2)
         s = net.forward(x, level)
-        h = x
+        d, h1 = 5, 7
+        W1, W2 = net.weights["fc_1.weight"], net.weights["fc_2.weight"]
+        act = lambda z: numpy_ref.activation(kernels.SILU, 0.2, z)  # noqa: E731
+        a1 = act(c * (x - 0.4) @ W1[:, :d].T + W1[:, d + level])
+        a2 = act(a1 @ W2[:, :h1].T + W2[:, h1 + level])
+        r = a2 @ net.weights["fc_3.weight"].T + net.weights["fc_3.bias"]
+        np.testing.assert_allclose(s, 0.7 * c / sigma * r - c ** 2 * (x - 0.4), rtol=1e-12, atol=1e-12)
+        nodes = [x]
         for layer in net.layers_at(level):
-            z = h @ layer.weight.T + layer.bias
-            h = numpy_ref.activation(kernels.activation_code(layer.activation), layer.slope, z)
-        np.testing.assert_allclose(s, h, rtol=1e-12, atol=1e-12)
-        # the one-hot level enters as a bias: the same x at another level moves the output
-        assert not np.allclose(s, net.forward(x, (level + 1) % len(SIGMAS)))
-    raw = net._forward_raw(x, np.zeros(4, np.int64)).copy()
-    np.testing.assert_allclose(net.forward(x, 0) * SIGMAS[0], raw, rtol=1e-12)
+            h = np.hstack([nodes[j] for (j,) in layer.inputs])
+            nodes.append(numpy_ref.activation(kernels.activation_code(layer.activation), layer.slope,
+                                              h @ layer.weight.T + layer.bias))
+        np.testing.assert_allclose(nodes[-1], s, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-11), ("float32", 2e-5)])
@@ -96,11 +104,15 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def langevin_arguments(dtype, rng, n=6, d=5, h1=7, h2=4, levels=3):
+    """Samples and kernel arguments with three levels (random weights, scales and center)."""
     net = DenseScoreNetwork(d, np.geomspace(3, 0.3, levels), hidden_sizes=(h1, h2), dtype=dtype,
                             seed=5, backend="numpy")
     x = rng.standard_normal((n, d)).astype(dtype)
+    shapes = ((h1, d), (levels, h1), (h2, h1), (levels, h2), (d, h2), (d,), (levels,), (levels,))
+    arrays = [(rng.standard_normal(shape) * 0.5).astype(dtype) for shape in shapes]
+    arrays[7] = np.abs(arrays[7])
     alphas = np.geomspace(0.05, 0.005, levels).astype(dtype)
-    return net, x, (*net.chain(), net.inv_sigmas, alphas)
+    return net, x, (*arrays, 0.3, alphas)
 
 
 @pytest.mark.parametrize("first_step", [0, 3])
@@ -120,29 +132,32 @@ def test_langevin_textbook_is_the_formula_step_by_step():
     """One level, two steps, written out: x + (alpha/2) s(x) + sqrt(alpha) z with z the 1-D
     sampler's normals at the flat indices i d + j."""
     rng = np.random.default_rng(7)
-    net, x, (W1, beff1, W2, beff2, W3, b3, inv, alphas) = langevin_arguments("float64", rng)
+    net = small_network()
+    net.params[...] = rng.standard_normal(net.params.size) * 0.3
+    x = rng.standard_normal((6, 5))
+    alpha = 0.02
     expected = x.copy()
     keys = numpy_ref.langevin_sample_keys(11, x.size)
     for step in (2, 3):
         score = net.forward(expected, 1)
         z = numpy_ref.langevin_noise(keys, step).reshape(x.shape)
-        expected = expected + alphas[1] / 2 * score + np.sqrt(alphas[1]) * z
-    moved = numpy_ref.annealed_langevin_mlp(x, W1, beff1[1:2], W2, beff2[1:2], W3, b3, inv[1:2],
-                                            alphas[1:2], 2, 11, 2, net.activation_code, 0.2)
+        expected = expected + alpha / 2 * score + np.sqrt(alpha) * z
+    moved = numpy_ref.annealed_langevin_mlp(x, *net.langevin_arguments(1), np.array([alpha]), 2, 11, 2,
+                                            net.activation_code, 0.2)
     np.testing.assert_allclose(moved, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_langevin_split_into_calls_draws_what_one_call_draws():
     rng = np.random.default_rng(8)
-    net, x, (W1, beff1, W2, beff2, W3, b3, inv, alphas) = langevin_arguments("float64", rng)
+    net, x, (W1, beff1, W2, beff2, W3, b3, out, skip, center, alphas) = langevin_arguments("float64", rng)
     whole = x.copy()
-    cpu.annealed_langevin_mlp(whole, W1, beff1, W2, beff2, W3, b3, inv, alphas, 3, 5, 0,
+    cpu.annealed_langevin_mlp(whole, W1, beff1, W2, beff2, W3, b3, out, skip, center, alphas, 3, 5, 0,
                               net.activation_code, 0.2)
     parts = x.copy()
     for level in range(3):
         one = slice(level, level + 1)
-        cpu.annealed_langevin_mlp(parts, W1, beff1[one], W2, beff2[one], W3, b3, inv[one],
-                                  alphas[one], 3, 5, 3 * level, net.activation_code, 0.2)
+        cpu.annealed_langevin_mlp(parts, W1, beff1[one], W2, beff2[one], W3, b3, out[one], skip[one],
+                                  center, alphas[one], 3, 5, 3 * level, net.activation_code, 0.2)
     np.testing.assert_allclose(parts, whole, rtol=1e-13, atol=1e-13)
 
 
@@ -165,8 +180,8 @@ _ALLOCATION_PROBE = textwrap.dedent("""
         z2, a2 = rng.random((2, n, h2)).astype(dtype)
         W1, W2, W3 = (rng.random(s).astype(dtype) for s in ((h1, d), (h2, h1), (d, h2)))
         B1, B2 = rng.random((L, h1)).astype(dtype), rng.random((L, h2)).astype(dtype)
-        b3, inv, al = rng.random(d).astype(dtype), np.ones(L, dtype), np.full(L, 1e-3, dtype)
-        args = (x, W1, B1, W2, B2, W3, b3, inv, al, 3, 7, 0, 4, 0.2, z1, a1, z2, a2, raw, z_odd)
+        b3, out, al = rng.random(d).astype(dtype), np.ones(L, dtype), np.full(L, 1e-3, dtype)
+        args = (x, W1, B1, W2, B2, W3, b3, out, out, 0.5, al, 3, 7, 0, 4, 0.2, z1, a1, z2, a2, raw, z_odd)
         cpu._langevin_mlp_loop(*args)
         before = rtsys.get_allocation_stats().alloc
         cpu._langevin_mlp_loop(*args)
@@ -229,8 +244,8 @@ def test_step_size_brings_the_ratio_closest_to_one():
 
 def test_denoising_loss_gradient_matches_finite_differences():
     rng = np.random.default_rng(11)
-    model = VectorSGM(4, [1.5, 0.5, 0.1], hidden_sizes=(6, 5), dtype="float64", seed=2,
-                      backend="numpy")
+    model = VectorSGM(4, [1.5, 0.5, 0.1], hidden_sizes=(6, 5), data_mean=0.2, data_scale=1.3,
+                      dtype="float64", seed=2, backend="numpy")
     x = rng.standard_normal((5, 4))
     eps = rng.standard_normal((5, 4))
     levels = np.array([0, 1, 2, 2, 1])
@@ -256,7 +271,8 @@ def test_a_small_sgm_puts_mass_in_both_modes_of_a_mixture():
     signs = rng.choice([-1.0, 1.0], 4000)
     data = (signs[:, None] * centre + 0.3 * rng.standard_normal((4000, 4))).astype(np.float32)
     sigmas = geometric_noise_levels(largest_distance(data), 0.05, 10)
-    model = VectorSGM(4, sigmas, hidden_sizes=(64, 64), n_steps_per_level=20, lr=2e-3, seed=0)
+    model = VectorSGM(4, sigmas, hidden_sizes=(64, 64), data_mean=float(data.mean()),
+                      data_scale=float(data.std()), n_steps_per_level=20, lr=2e-3, seed=0)
     model.fit(data, epochs=30, batch_size=128, quiet=True)
     samples = model.sample(2000, seed=1, quiet=True)
     projection = samples @ centre / np.linalg.norm(centre)

@@ -319,7 +319,7 @@ class _VectorSGMBuffers:
         self.levels = np.empty(n, np.int64)
         self.eps = np.empty((n, d), dt)
         self.noisy = np.empty((n, d), dt)
-        self.level_sigma = np.empty((n, 1), dt)
+        self.level_sigma, self.raw_scale, self.skip = (np.empty((n, 1), dt) for _ in range(3))
         self.residual = np.empty((n, d), dt)
 
 
@@ -335,23 +335,24 @@ class VectorSGM:
     * denoising score matching with Song & Ermon's weight lambda(sigma) = sigma^2, one level
       drawn uniformly per row: for clean rows x_i, eps_i ~ N(0, I), x~_i = x_i + sigma_i eps_i,
           L = 1 / (2B) sum_i sigma_i^2 ||s(x~_i, sigma_i) + eps_i / sigma_i||^2
-            = 1 / (2B) sum_i ||r(x~_i) + eps_i||^2,      dL/dr_i = (r(x~_i) + eps_i) / B;
+            = 1 / (2B) sum_i ||sigma_i s(x~_i, sigma_i) + eps_i||^2;
       the data are used as they are (no standardization: the levels are in the data's units);
-    * annealed Langevin sampling from x ~ N(0, sigma_1^2 I), ``n_steps_per_level`` steps per
+    * annealed Langevin sampling from x ~ N(mu, sigma_1^2 I), ``n_steps_per_level`` steps per
       level of x <- x + (alpha_l / 2) s(x, sigma_l) + sqrt(alpha_l) z with
       alpha_l = step_size sigma_l^2 / sigma_L^2; ``step_size=None`` takes technique 4's
       (:func:`langevin_step_size`). No final denoising step, as the paper's sampler.
 
-    Parameters: ``data_dim``, ``sigmas``, ``hidden_sizes``, ``activation`` (of the score network),
+    Parameters: ``data_dim``, ``sigmas``, ``hidden_sizes``, ``data_mean``, ``data_scale`` and
+    ``activation`` (of the score network: the data's mean and standard deviation precondition it),
     ``n_steps_per_level``, ``step_size``, ``lr`` and ``betas`` (Adam), ``dtype``, ``seed`` (the
     training stream: initialization, levels, noise, shuffling) and ``backend``.
     """
 
     buffer_type = _VectorSGMBuffers
 
-    def __init__(self, data_dim, sigmas, hidden_sizes=HIDDEN_SIZES, activation="silu",
-                 n_steps_per_level=VECTOR_STEPS_PER_LEVEL, step_size=None, lr=2e-4,
-                 betas=(0.9, 0.999), dtype="float32", seed=0, backend=None):
+    def __init__(self, data_dim, sigmas, hidden_sizes=HIDDEN_SIZES, data_mean=0.0, data_scale=1.0,
+                 activation="silu", n_steps_per_level=VECTOR_STEPS_PER_LEVEL, step_size=None,
+                 lr=2e-4, betas=(0.9, 0.999), dtype="float32", seed=0, backend=None):
         self.data_dim = check_number("data_dim", data_dim, low=1, integer=True)
         self.sigmas = check_noise_levels(sigmas)
         self.n_steps_per_level = check_number("n_steps_per_level", n_steps_per_level, low=1,
@@ -366,17 +367,24 @@ class VectorSGM:
         self.dtype = dtype_of(dtype)
         self.seed = check_number("seed", seed, low=0, integer=True)
         self.rng = np.random.default_rng(self.seed)
-        self.score = DenseScoreNetwork(self.data_dim, self.sigmas, hidden_sizes, activation,
-                                       dtype=self.dtype, seed=int(self.rng.integers(2 ** 32)),
+        self.score = DenseScoreNetwork(self.data_dim, self.sigmas, hidden_sizes, data_mean,
+                                       data_scale, activation, dtype=self.dtype, seed=int(self.rng.integers(2 ** 32)),
                                        backend=backend)
         self.optimizer = Adam(self.score, lr=self.lr, betas=self.betas)
         self._buffers_by_size = {}
         self.trained = False
+        # per level: sigma_l, A = s_d c_l and K = sigma_l c_l^2 (see _denoising_loss)
+        net = self.score
+        self._level_sigmas = self.sigmas.astype(self.dtype)
+        self._raw_scales = (net.data_scale * net.in_scales).astype(self.dtype)
+        self._skips = (self.sigmas * net.skip_scales).astype(self.dtype)
 
     def config(self):
         """The constructor arguments (without the backend), as a JSON-able dict."""
         return {"data_dim": self.data_dim, "sigmas": self.sigmas.tolist(),
-                "hidden_sizes": list(self.score.hidden_sizes), "activation": self.score.activation,
+                "hidden_sizes": list(self.score.hidden_sizes), "data_mean": self.score.data_mean,
+                "data_scale": self.score.data_scale,
+                "activation": self.score.activation,
                 "n_steps_per_level": self.n_steps_per_level, "step_size": self.step_size,
                 "lr": self.lr, "betas": list(self.betas), "dtype": self.dtype.name, "seed": self.seed}
 
@@ -410,15 +418,23 @@ class VectorSGM:
         return self._denoising_loss(x, buf)
 
     def _denoising_loss(self, x, buf):
-        n = len(x)
-        np.take(self.sigmas.astype(self.dtype), buf.levels, out=buf.level_sigma[:, 0])
+        """With sigma s = A r - K (x~ - mu) (A = s_d c_l, K = sigma_l c_l^2, the network's module
+        doc), the residual is R = A r - K (x~ - mu) + eps, L = ||R||^2 / (2B), dL/dr = A R / B."""
+        n, score = len(x), self.score
+        np.take(self._level_sigmas, buf.levels, out=buf.level_sigma[:, 0])
+        np.take(self._raw_scales, buf.levels, out=buf.raw_scale[:, 0])
+        np.take(self._skips, buf.levels, out=buf.skip[:, 0])
         np.multiply(buf.eps, buf.level_sigma, out=buf.noisy)
         buf.noisy += x
-        raw = self.score._forward_raw(buf.noisy, buf.levels)
-        np.add(raw, buf.eps, out=buf.residual)
+        raw = score._forward_raw(buf.noisy, buf.levels)
+        np.subtract(buf.noisy, self.dtype.type(score.data_mean), out=buf.residual)
+        buf.residual *= -buf.skip
+        buf.residual += buf.eps
+        buf.residual += raw * buf.raw_scale
         loss = float(np.vdot(buf.residual, buf.residual)) / (2 * n)
+        buf.residual *= buf.raw_scale
         buf.residual *= self.dtype.type(1.0 / n)
-        self.score._backward_raw(buf.residual, need_grad_x=False)
+        score._backward_raw(buf.residual, need_grad_x=False)
         return loss
 
     def step(self, batch):
@@ -448,7 +464,8 @@ class VectorSGM:
         """n samples (n, d) of annealed Langevin dynamics (class doc).
 
         The start and the noise come from ``seed`` alone: chunk c of :data:`VECTOR_SAMPLE_CHUNK`
-        rows starts from its rows of one N(0, sigma_1^2 I) draw and moves with the noise stream
+        rows starts from its rows of one N(mu, sigma_1^2 I) draw (mu the network's ``data_mean``;
+        the data blurred at sigma_1 is about that) and moves with the noise stream
         noise_seed + c, so a seed gives the same samples on every backend, to float rounding.
         A step size that makes the samples NaN or inf raises ValueError naming the level.
         """
@@ -459,21 +476,19 @@ class VectorSGM:
             seed = check_number("seed", seed, low=0, integer=True)
         quiet = check_bool("quiet", quiet)
         rng = np.random.default_rng(seed)
-        x = (rng.standard_normal((n, self.data_dim)) * self.sigmas[0]).astype(self.dtype)
+        x = (rng.standard_normal((n, self.data_dim)) * self.sigmas[0] + self.score.data_mean).astype(self.dtype)
         noise_seed = int(rng.integers(2 ** 62))
-        W1, beff1, W2, beff2, W3, b3 = self.score.chain()
         alphas = self.alphas.astype(self.dtype)
         steps = self.n_steps_per_level
         progress = Progress(self.sigmas.size, label="SGM sampling", unit="level", quiet=quiet)
         try:
             for level in range(self.sigmas.size):
-                one = slice(level, level + 1)
+                arguments = self.score.langevin_arguments(level)
                 for chunk, start in enumerate(range(0, n, VECTOR_SAMPLE_CHUNK)):
-                    rows = x[start:start + VECTOR_SAMPLE_CHUNK]
                     self.score.backend.annealed_langevin_mlp(
-                        rows, W1, beff1[one], W2, beff2[one], W3, b3, self.score.inv_sigmas[one],
-                        alphas[one], steps, noise_seed + chunk, level * steps,
-                        self.score.activation_code, self.score.slope)
+                        x[start:start + VECTOR_SAMPLE_CHUNK], *arguments, alphas[level:level + 1],
+                        steps, noise_seed + chunk, level * steps, self.score.activation_code,
+                        self.score.slope)
                 self._check_finite(x, level)
                 progress.update(1, sigma=float(self.sigmas[level]))
         finally:

@@ -14,6 +14,7 @@ import sys
 from ..util.checks import check_choice, check_number
 from ..util.io import atomic_write_json, check_own_folder
 from . import figure7
+from .figure7_report import section_fig7
 from .plans import FIG7, FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
 from .runs import train_run
@@ -115,7 +116,7 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
             lambda configs, run_fn, folder: run_sweep(configs, run_fn, folder, executor=executor,
                                                       jobs=jobs, quiet=quiet))
         failures += [(record["name"], record["error"]) for record in read_failures(fig7_runs)]
-        extra.append(figure7.section_fig7(out, preset, fig7_identity))
+        extra.append(section_fig7(out, preset, fig7_identity))
     elif fig7_skipped:
         notes.append(f"Figure 7 was skipped: {fig7_skipped}.")
         if not quiet:
