@@ -431,14 +431,14 @@ def mnist_folder(directory):
 
 
 def run_fig7_sweeps(out, preset, identity, directory, sweep):
-    """Run what is missing: the classifier first, then every model run. ``sweep(configs,
+    """Run what is missing: the classifier and the embedding first, then every model run. ``sweep(configs,
     run_fn, runs_dir)`` is the caller's :func:`npgen.study.sweep.run_sweep` with its settings.
     Returns the runs folder."""
     runs_dir = os.path.join(out, FIG7_DIR, "runs")
     configs = fig7_configs(preset, identity)
     with mnist_folder(directory):
-        sweep(configs[:1], run_fig7, runs_dir)
-        sweep(configs[1:], run_fig7, runs_dir)
+        sweep([c for c in configs if c["stage"] in PREPARATION_STAGES], run_fig7, runs_dir)
+        sweep([c for c in configs if c["stage"] not in PREPARATION_STAGES], run_fig7, runs_dir)
     return runs_dir
 
 
