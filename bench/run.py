@@ -339,25 +339,23 @@ def npgen_step_784(model_name, backend):
                           seed=0, backend=backend)
     else:
         sigmas = np.geomspace(15.0, 0.01, SCORE_LEVELS_784)
-        model = npgen.models.VectorSGM(784, sigmas, lr=2e-4, seed=0, backend=backend)
+        model = npgen.models.VectorSGM(784, sigmas, data_mean=0.13, data_scale=0.3, lr=2e-4, seed=0,
+                                       backend=backend)
     return lambda: model.step(data)
 
 
 def npgen_langevin_784(backend="cpu"):
-    """One annealed-Langevin step of the 784-d score network on 5000 samples."""
+    """One annealed-Langevin step of the 784-d score network on 5000 samples (level 10)."""
     from npgen import kernels
-    net = npgen.nn.DenseScoreNetwork(784, np.geomspace(15.0, 0.01, SCORE_LEVELS_784), seed=0,
-                                     backend=backend)
-    W1, beff1, W2, beff2, W3, b3 = net.chain()
+    net = npgen.nn.DenseScoreNetwork(784, np.geomspace(15.0, 0.01, SCORE_LEVELS_784), data_mean=0.13,
+                                     data_scale=0.3, seed=0, backend=backend)
+    arguments = net.langevin_arguments(10)
     x = mnist_like(LANGEVIN_BATCH_784)
-    one = slice(10, 11)
     alphas = np.full(1, 1e-4, np.float32)
     step = [0]
 
     def call():
-        net.backend.annealed_langevin_mlp(x, W1, beff1[one], W2, beff2[one], W3, b3,
-                                          net.inv_sigmas[one], alphas, 1, 0, step[0],
-                                          kernels.SILU, 0.2)
+        net.backend.annealed_langevin_mlp(x, *arguments, alphas, 1, 0, step[0], kernels.SILU, 0.2)
         step[0] += 1
     return call
 
@@ -408,7 +406,7 @@ def torch_vae_step_784(batch=BATCH_784, lr=2e-4):
 
 
 def torch_score_net_784(levels=SCORE_LEVELS_784):
-    """npgen's 784-d score network in torch: [x; e_l] -> SiLU -> [h1; e_l] -> SiLU -> 784, / sigma_l."""
+    """npgen's 784-d network r in torch: [u; e_l] -> SiLU -> [h1; e_l] -> SiLU -> 784."""
     (i1, o1), (i2, o2), (i3, o3) = score784_layers(levels)
 
     class ScoreNet784(torch.nn.Module):
@@ -426,8 +424,9 @@ def torch_score_net_784(levels=SCORE_LEVELS_784):
     return ScoreNet784()
 
 
-def torch_score_step_784(batch=BATCH_784, lr=2e-4):
-    """Denoising score matching with one level per row, weight sigma^2 (npgen's VectorSGM)."""
+def torch_score_step_784(batch=BATCH_784, lr=2e-4, mu=0.13, s_d=0.3):
+    """Denoising score matching with one level per row, weight sigma^2 (npgen's VectorSGM):
+    R = s_d c r(c (x~ - mu)) - sigma c^2 (x~ - mu) + eps, L = ||R||^2 / (2B)."""
     torch.manual_seed(0)
     net = torch_score_net_784()
     opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999))
@@ -439,24 +438,32 @@ def torch_score_step_784(batch=BATCH_784, lr=2e-4):
         levels = torch.randint(SCORE_LEVELS_784, (batch,))
         onehot = torch.nn.functional.one_hot(levels, SCORE_LEVELS_784).float()
         eps = torch.randn_like(x)
-        raw = net.raw(x + sigmas[levels][:, None] * eps, onehot)
-        loss = ((raw + eps) ** 2).sum() / (2 * batch)
+        sigma = sigmas[levels][:, None]
+        c = 1 / torch.sqrt(s_d ** 2 + sigma ** 2)
+        centred = x + sigma * eps - mu
+        residual = s_d * c * net.raw(c * centred, onehot) - sigma * c ** 2 * centred + eps
+        loss = (residual ** 2).sum() / (2 * batch)
         loss.backward()
         opt.step()
     return step
 
 
 def torch_langevin_784(n=LANGEVIN_BATCH_784):
-    """One annealed-Langevin step of the same network on n samples."""
+    """One annealed-Langevin step of the same network on n samples (level 10):
+    s = (s_d c / sigma) r(c (x - mu)) - c^2 (x - mu)."""
     torch.manual_seed(0)
     net = torch_score_net_784()
     x = torch.from_numpy(mnist_like(n))
     onehot = torch.nn.functional.one_hot(torch.full((n,), 10), SCORE_LEVELS_784).float()
-    alpha, inv_sigma = 1e-4, 1.0 / float(np.geomspace(15.0, 0.01, SCORE_LEVELS_784)[10])
+    sigma = float(np.geomspace(15.0, 0.01, SCORE_LEVELS_784)[10])
+    mu, s_d, alpha = 0.13, 0.3, 1e-4
+    c = 1 / np.sqrt(s_d ** 2 + sigma ** 2)
 
     def step():
         with torch.no_grad():
-            x.add_(alpha / 2 * inv_sigma * net.raw(x, onehot) + np.sqrt(alpha) * torch.randn_like(x))
+            centred = x - mu
+            score = s_d * c / sigma * net.raw(c * centred, onehot) - c ** 2 * centred
+            x.add_(alpha / 2 * score + np.sqrt(alpha) * torch.randn_like(x))
     return step
 
 
