@@ -287,8 +287,11 @@ def _model_run(config, run_dir):
     x, clean, subset_labels = dataset(config)
     metrics = {"n_data": int(len(x))}
     if config["model"] == "data":
-        samples = x[np.sort(np.random.default_rng(config["seed"]).choice(len(x), config["n_samples"],
-                                                                        replace=False))]
+        # n_samples rows of the data set (every row of a smaller one: the 5 000-image subset has
+        # 1 000 3s and 7s)
+        keep = np.random.default_rng(config["seed"]).choice(len(x), min(config["n_samples"], len(x)),
+                                                            replace=False)
+        samples = x[np.sort(keep)]
     else:
         model = build_model(config, x)
         history = model.fit(x, epochs=config["epochs"], batch_size=config["batch_size"], quiet=True)

@@ -109,13 +109,17 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
     if needed:
         run_sweep(needed, sweep_run, runs_dir, executor=executor, jobs=jobs, quiet=quiet)
         failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
-    extra, notes = [], []
+    extra, notes, planned = [], [], len(needed)
+    failure_files = [os.path.join(runs_dir, FAILURES_FILE)] if failures else []
     if fig7_identity is not None:
         fig7_runs = figure7.run_fig7_sweeps(
             out, preset, fig7_identity, mnist,
             lambda configs, run_fn, folder: run_sweep(configs, run_fn, folder, executor=executor,
                                                       jobs=jobs, quiet=quiet))
-        failures += [(record["name"], record["error"]) for record in read_failures(fig7_runs)]
+        fig7_failures = [(record["name"], record["error"]) for record in read_failures(fig7_runs)]
+        failures += fig7_failures
+        planned += len(figure7.fig7_configs(preset, fig7_identity))
+        failure_files += [os.path.join(fig7_runs, FAILURES_FILE)] if fig7_failures else []
         extra.append(section_fig7(out, preset, fig7_identity))
     elif fig7_skipped:
         notes.append(f"Figure 7 was skipped: {fig7_skipped}.")
@@ -129,9 +133,10 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
               file=sys.stderr)
     report = write_report(out, preset, figures, runs, failures, extra=extra, notes=notes)
     if failures:
-        raise StudyIncomplete(f"{len(failures)} of {len(needed)} runs failed (first: {failures[0][0]}:"
+        raise StudyIncomplete(f"{len(failures)} of {planned} runs failed (first: {failures[0][0]}:"
                               f" {failures[0][1]}); {report} lists them and"
-                              f" {os.path.join(runs_dir, FAILURES_FILE)} holds their tracebacks")
+                              f" {' and '.join(failure_files)} {'hold' if len(failure_files) > 1 else 'holds'}"
+                              " their tracebacks")
     return report
 
 
