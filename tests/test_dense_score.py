@@ -289,3 +289,20 @@ def test_save_load_samples_the_same(tmp_path):
     loaded = VectorSGM.load(tmp_path / "sgm")
     np.testing.assert_array_equal(loaded.sample(7, seed=3, quiet=True), model.sample(7, seed=3, quiet=True))
     assert loaded.config() == model.config()
+
+
+def test_npgen_lipschitz_reads_a_dense_score_network(tmp_path):
+    from npgen.analysis.lipschitz import jacobian_norm_search, lipschitz_report
+    net = small_network(dtype="float32")
+    net.save(tmp_path / "score.npz")
+    text = lipschitz_report(tmp_path / "score.npz")
+    rows = [line.split() for line in text.splitlines()[3:]]
+    assert [float(r[0]) for r in rows] == pytest.approx(list(SIGMAS), rel=1e-3)
+    for level, (_, upper, lower) in enumerate(rows):
+        assert 0 < float(lower) <= float(upper)
+        # the searched lower bound is a Jacobian norm the network really has
+        found, _ = jacobian_norm_search(net.layers_at(level), n_starts=4, steps=20)
+        assert found <= float(upper) * (1 + 1e-6)
+    assert len(lipschitz_report(tmp_path / "score.npz", sigmas=[0.7]).splitlines()) == 4
+    with pytest.raises(ValueError, match="--sigma 0.5 is not a noise level"):
+        lipschitz_report(tmp_path / "score.npz", sigmas=[0.5])

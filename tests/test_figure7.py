@@ -98,3 +98,17 @@ def test_without_mnist_figure7_is_refused_alone_and_skipped_with_the_rest(tiny_f
     # a reproduction of every figure goes on without it (tests/test_reproduce.py reads its note)
     assert figure7.fig7_status("tiny") == (None, f"no MNIST data; {figure7.HOW_TO_GET_MNIST}")
     assert figure7.fig7_status("nameless")[1] == "the nameless preset has no Figure 7 settings"
+
+
+def test_failed_figure7_runs_are_counted_and_their_file_named(tiny_fig7, tmp_path, monkeypatch):
+    def fails(config, run_dir):
+        raise ValueError(f"no {config['stage']} today")
+    monkeypatch.setattr(figure7, "run_fig7", fails)
+    out = tmp_path / "study"
+    with pytest.raises(reproduce.StudyIncomplete) as caught:
+        reproduce.reproduce("tiny", only="fig7", out=str(out), jobs=1, quiet=True)
+    message = str(caught.value)
+    # the classifier and the embedding failed, so the model runs, which read both, were not tried
+    assert message.startswith("2 of 10 runs failed") and len(message.splitlines()) == 1
+    assert str(out / "fig7" / "runs" / "failures.json") in message
+    assert "no classifier today" in (out / "report.md").read_text()

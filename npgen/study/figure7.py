@@ -52,7 +52,7 @@ from ..nn.dense_score import HIDDEN_SIZES as SCORE_HIDDEN
 from ..util.checks import check_choice
 from ..util.io import atomic_save_npy
 from .runs import code_fingerprint
-from .sweep import find_run_dir
+from .sweep import find_run_dir, read_failures
 
 DATASETS = ("mixture", "subset")
 MODELS = ("vae", "gan", "sgm")
@@ -434,15 +434,19 @@ def mnist_folder(directory):
 
 
 def run_fig7_sweeps(out, preset, identity, directory, sweep):
-    """Run what is missing: the classifier and the embedding first, then every model run. ``sweep(configs,
-    run_fn, runs_dir)`` is the caller's :func:`npgen.study.sweep.run_sweep` with its settings.
-    Returns the runs folder."""
+    """Run what is missing: the classifier and the embedding first, then every model run (not
+    tried when the first phase failed: each reads both). ``sweep(configs, run_fn, runs_dir)`` is
+    the caller's :func:`npgen.study.sweep.run_sweep` with its settings. Returns the runs folder
+    and the failed runs' records (:func:`npgen.study.sweep.read_failures`) of both phases."""
     runs_dir = os.path.join(out, FIG7_DIR, "runs")
     configs = fig7_configs(preset, identity)
     with mnist_folder(directory):
         sweep([c for c in configs if c["stage"] in PREPARATION_STAGES], run_fig7, runs_dir)
-        sweep([c for c in configs if c["stage"] not in PREPARATION_STAGES], run_fig7, runs_dir)
-    return runs_dir
+        failures = read_failures(runs_dir)
+        if not failures:
+            sweep([c for c in configs if c["stage"] not in PREPARATION_STAGES], run_fig7, runs_dir)
+            failures = read_failures(runs_dir)
+    return runs_dir, failures
 
 
 __all__ = ["PLANS", "Figure7Plan", "fig7_configs", "run_fig7", "data_identity", "fig7_status",

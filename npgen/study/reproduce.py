@@ -112,11 +112,11 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
     extra, notes, planned = [], [], len(needed)
     failure_files = [os.path.join(runs_dir, FAILURES_FILE)] if failures else []
     if fig7_identity is not None:
-        fig7_runs = figure7.run_fig7_sweeps(
+        fig7_runs, fig7_records = figure7.run_fig7_sweeps(
             out, preset, fig7_identity, mnist,
             lambda configs, run_fn, folder: run_sweep(configs, run_fn, folder, executor=executor,
                                                       jobs=jobs, quiet=quiet))
-        fig7_failures = [(record["name"], record["error"]) for record in read_failures(fig7_runs)]
+        fig7_failures = [(record["name"], record["error"]) for record in fig7_records]
         failures += fig7_failures
         planned += len(figure7.fig7_configs(preset, fig7_identity))
         failure_files += [os.path.join(fig7_runs, FAILURES_FILE)] if fig7_failures else []
