@@ -23,6 +23,10 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 import npgen  # noqa: E402
+import npgen.models.gan  # noqa: E402
+import npgen.models.push_forward  # noqa: E402
+import npgen.models.vae  # noqa: E402
+import npgen.nn.dense_score  # noqa: E402
 from npgen.data import two_gaussians  # noqa: E402
 from npgen.study.runs import PRESETS, build_model, make_config  # noqa: E402
 
@@ -54,19 +58,19 @@ DISCRIMINATOR = (1, 512, 256, 128, 1)
 ENCODER = (1, 256, 128, 2)          # the two heads 128 -> 1 counted as one 128 -> 2 layer
 
 
-def gan_step_flops(n=BATCH):
+def gan_step_flops(n=BATCH, generator=GENERATOR, discriminator=DISCRIMINATOR):
     """Generator step: G forward, D forward, D input-gradients, G backward;
     discriminator step: G forward, D forward and backward on 2n rows (real and fake)."""
-    g_step = (dense_flops(GENERATOR, n, weight_grads=False, input_grads=False)
-              + dense_flops(DISCRIMINATOR, n, weight_grads=False, first_input_grad=True)
-              + dense_flops(GENERATOR, n, forward=False))
-    d_step = (dense_flops(GENERATOR, n, weight_grads=False, input_grads=False)
-              + dense_flops(DISCRIMINATOR, 2 * n))
+    g_step = (dense_flops(generator, n, weight_grads=False, input_grads=False)
+              + dense_flops(discriminator, n, weight_grads=False, first_input_grad=True)
+              + dense_flops(generator, n, forward=False))
+    d_step = (dense_flops(generator, n, weight_grads=False, input_grads=False)
+              + dense_flops(discriminator, 2 * n))
     return g_step + d_step
 
 
-def vae_step_flops(n=BATCH):
-    return dense_flops(ENCODER, n) + dense_flops(GENERATOR, n, first_input_grad=True)
+def vae_step_flops(n=BATCH, encoder=ENCODER, generator=GENERATOR):
+    return dense_flops(encoder, n) + dense_flops(generator, n, first_input_grad=True)
 
 
 def score_step_flops(n=BATCH):
@@ -288,6 +292,206 @@ def workloads():
     return table
 
 
+# --------------------------------------------------------------------------- 784-d (Figure 7)
+
+BATCH_784 = 128
+LANGEVIN_BATCH_784 = 5000
+SCORE_LEVELS_784 = 30          # the quick preset's noise levels
+GENERATOR_784 = (784, *npgen.models.push_forward.MNIST_GENERATOR_HIDDEN, 784)
+DISCRIMINATOR_784 = (784, *npgen.models.gan.MNIST_DISCRIMINATOR_HIDDEN, 1)
+ENCODER_784 = (784, *npgen.models.vae.MNIST_ENCODER_HIDDEN, 2 * 784)
+SCORE_784 = (784, *npgen.nn.dense_score.HIDDEN_SIZES, 784)
+
+
+def score784_layers(levels=SCORE_LEVELS_784):
+    """(fan_in, fan_out) of the 784-d score network: the hidden layers read the one-hot level too."""
+    d, h1, h2, _ = SCORE_784
+    return [(d + levels, h1), (h1 + levels, h2), (h2, d)]
+
+
+def score784_step_flops(n=BATCH_784):
+    """Forward, weight gradients, and input gradients past the first layer."""
+    return sum(2 * n * i * o * (3 if k > 0 else 2) for k, (i, o) in enumerate(score784_layers()))
+
+
+def langevin784_step_flops(n=LANGEVIN_BATCH_784):
+    """One step: the three products of s(x, sigma_l) with the level folded into the biases."""
+    d, h1, h2, _ = SCORE_784
+    return 2 * n * (d * h1 + h1 * h2 + h2 * d)
+
+
+def mnist_like(n, seed=0):
+    """n rows of 784 values in [0, 1], shaped like MNIST pixels (sparse, a quarter lit)."""
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, 784)) * (rng.random((n, 784)) < 0.25)).astype(np.float32)
+
+
+def npgen_step_784(model_name, backend):
+    """One npgen training step of the Figure 7 networks (mixture: latent dimension 784)."""
+    data = mnist_like(BATCH_784)
+    if model_name == "gan":
+        model = npgen.GAN(latent_dim=784, data_dim=784, hidden_sizes=GENERATOR_784[1:-1],
+                          discriminator_hidden_sizes=DISCRIMINATOR_784[1:-1], loss="hinge",
+                          discriminator_first=True, lr=2e-4, betas=(0.5, 0.999), seed=0, backend=backend)
+    elif model_name == "vae":
+        model = npgen.VAE(latent_dim=784, data_dim=784, hidden_sizes=GENERATOR_784[1:-1],
+                          encoder_hidden_sizes=ENCODER_784[1:-1], decoder_variance=0.0225, lr=2e-4,
+                          seed=0, backend=backend)
+    else:
+        sigmas = np.geomspace(15.0, 0.01, SCORE_LEVELS_784)
+        model = npgen.models.VectorSGM(784, sigmas, data_mean=0.13, data_scale=0.3, lr=2e-4, seed=0,
+                                       backend=backend)
+    return lambda: model.step(data)
+
+
+def npgen_langevin_784(backend="cpu"):
+    """One annealed-Langevin step of the 784-d score network on 5000 samples (level 10)."""
+    from npgen import kernels
+    net = npgen.nn.DenseScoreNetwork(784, np.geomspace(15.0, 0.01, SCORE_LEVELS_784), data_mean=0.13,
+                                     data_scale=0.3, seed=0, backend=backend)
+    arguments = net.langevin_arguments(10)
+    x = mnist_like(LANGEVIN_BATCH_784)
+    alphas = np.full(1, 1e-4, np.float32)
+    step = [0]
+
+    def call():
+        net.backend.annealed_langevin_mlp(x, *arguments, alphas, 1, 0, step[0], kernels.SILU, 0.2)
+        step[0] += 1
+    return call
+
+
+def torch_gan_step_784(batch=BATCH_784, lr=2e-4):
+    """The published MNIST GAN step: hinge loss, discriminator step first (D(x) and D(G(z))
+    evaluated separately, as published), then the generator step."""
+    torch.manual_seed(0)
+    leaky = lambda: torch.nn.LeakyReLU(0.2)  # noqa: E731
+    G = torch_mlp(GENERATOR_784, leaky)
+    D = torch_mlp(DISCRIMINATOR_784, leaky, spectral_norm=True)
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+    x = torch.from_numpy(mnist_like(batch))
+
+    def step():
+        opt_d.zero_grad()
+        fake = G(torch.randn(batch, 784)).detach()
+        loss_d = (torch.relu(1 - D(x)).mean() + torch.relu(1 + D(fake)).mean()) / 2
+        loss_d.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        loss_g = -D(G(torch.randn(batch, 784))).mean()
+        loss_g.backward()
+        opt_g.step()
+    return step
+
+
+def torch_vae_step_784(batch=BATCH_784, lr=2e-4):
+    """The VAE step of Figure 7's networks (Gaussian decoder, variance 0.15^2)."""
+    torch.manual_seed(0)
+    encoder = torch_mlp(ENCODER_784, torch.nn.ReLU)
+    decoder = torch_mlp(GENERATOR_784, lambda: torch.nn.LeakyReLU(0.2))
+    params = [p for m in (encoder, decoder) for p in m.parameters()]
+    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
+    x = torch.from_numpy(mnist_like(batch))
+
+    def step():
+        opt.zero_grad()
+        code = encoder(x)
+        mu, logvar = code[:, :784], code[:, 784:]
+        z = mu + torch.exp(logvar / 2) * torch.randn_like(mu)
+        recon = ((x - decoder(z)) ** 2).sum() / (2 * 0.0225)
+        kl = 0.5 * (mu ** 2 + torch.exp(logvar) - logvar - 1).sum()
+        (recon + kl).backward()
+        opt.step()
+    return step
+
+
+def torch_score_net_784(levels=SCORE_LEVELS_784):
+    """npgen's 784-d network r in torch: [u; e_l] -> SiLU -> [h1; e_l] -> SiLU -> 784."""
+    (i1, o1), (i2, o2), (i3, o3) = score784_layers(levels)
+
+    class ScoreNet784(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = torch.nn.Linear(i1, o1, bias=False)
+            self.fc2 = torch.nn.Linear(i2, o2, bias=False)
+            self.fc3 = torch.nn.Linear(i3, o3)
+
+        def raw(self, x, onehot):
+            h = torch.nn.functional.silu(self.fc1(torch.cat([x, onehot], dim=1)))
+            h = torch.nn.functional.silu(self.fc2(torch.cat([h, onehot], dim=1)))
+            return self.fc3(h)
+
+    return ScoreNet784()
+
+
+def torch_score_step_784(batch=BATCH_784, lr=2e-4, mu=0.13, s_d=0.3):
+    """Denoising score matching with one level per row, weight sigma^2 (npgen's VectorSGM):
+    R = s_d c r(c (x~ - mu)) - sigma c^2 (x~ - mu) + eps, L = ||R||^2 / (2B)."""
+    torch.manual_seed(0)
+    net = torch_score_net_784()
+    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999))
+    sigmas = torch.from_numpy(np.geomspace(15.0, 0.01, SCORE_LEVELS_784).astype(np.float32))
+    x = torch.from_numpy(mnist_like(batch))
+
+    def step():
+        opt.zero_grad()
+        levels = torch.randint(SCORE_LEVELS_784, (batch,))
+        onehot = torch.nn.functional.one_hot(levels, SCORE_LEVELS_784).float()
+        eps = torch.randn_like(x)
+        sigma = sigmas[levels][:, None]
+        c = 1 / torch.sqrt(s_d ** 2 + sigma ** 2)
+        centred = x + sigma * eps - mu
+        residual = s_d * c * net.raw(c * centred, onehot) - sigma * c ** 2 * centred + eps
+        loss = (residual ** 2).sum() / (2 * batch)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def torch_langevin_784(n=LANGEVIN_BATCH_784):
+    """One annealed-Langevin step of the same network on n samples (level 10):
+    s = (s_d c / sigma) r(c (x - mu)) - c^2 (x - mu)."""
+    torch.manual_seed(0)
+    net = torch_score_net_784()
+    x = torch.from_numpy(mnist_like(n))
+    onehot = torch.nn.functional.one_hot(torch.full((n,), 10), SCORE_LEVELS_784).float()
+    sigma = float(np.geomspace(15.0, 0.01, SCORE_LEVELS_784)[10])
+    mu, s_d, alpha = 0.13, 0.3, 1e-4
+    c = 1 / np.sqrt(s_d ** 2 + sigma ** 2)
+
+    def step():
+        with torch.no_grad():
+            centred = x - mu
+            score = s_d * c / sigma * net.raw(c * centred, onehot) - c ** 2 * centred
+            x.add_(alpha / 2 * score + np.sqrt(alpha) * torch.randn_like(x))
+    return step
+
+
+def workloads_784():
+    """The Figure 7 rows: training steps at batch 128 and the Langevin step at batch 5000."""
+    table = {
+        "gan784_step": (f"GAN step, batch {BATCH_784} (G {'-'.join(map(str, GENERATOR_784))}, "
+                        f"D {'-'.join(map(str, DISCRIMINATOR_784))} + SN, hinge)",
+                        gan_step_flops(BATCH_784, GENERATOR_784, DISCRIMINATOR_784),
+                        {b: (lambda b=b: npgen_step_784("gan", b)) for b in BACKENDS}),
+        "vae784_step": (f"VAE step, batch {BATCH_784} (enc {'-'.join(map(str, ENCODER_784))}, "
+                        f"dec {'-'.join(map(str, GENERATOR_784))})",
+                        vae_step_flops(BATCH_784, ENCODER_784, GENERATOR_784),
+                        {b: (lambda b=b: npgen_step_784("vae", b)) for b in BACKENDS}),
+        "score784_step": (f"score-network step, batch {BATCH_784} ({'-'.join(map(str, SCORE_784))}, "
+                          f"{SCORE_LEVELS_784} levels)", score784_step_flops(),
+                          {b: (lambda b=b: npgen_step_784("sgm", b)) for b in BACKENDS}),
+        "langevin784_step": (f"annealed Langevin step in 784-d, {LANGEVIN_BATCH_784} samples",
+                             langevin784_step_flops(), {b: (lambda b=b: npgen_langevin_784(b)) for b in BACKENDS}),
+    }
+    if torch is not None:
+        table["gan784_step"][2]["torch"] = torch_gan_step_784
+        table["vae784_step"][2]["torch"] = torch_vae_step_784
+        table["score784_step"][2]["torch"] = torch_score_step_784
+        table["langevin784_step"][2]["torch"] = torch_langevin_784
+    return table
+
+
 #: Workloads whose torch implementation is timed on a part and scaled: {key: factor}.
 TORCH_SCALE = {"langevin": 10}     # one of the ten noise levels
 
@@ -328,9 +532,11 @@ def sgemm_peak_gflops(size=2048, repeats=5):
 
 
 def run(only, repeats):
+    load_start = os.getloadavg()
     peak = sgemm_peak_gflops()
     rows = []
     table = workloads()
+    table.update(workloads_784())
     table.update(lipschitz_workloads())
     for key, (title, flops, impls) in table.items():
         if only and key not in only:
@@ -351,7 +557,8 @@ def run(only, repeats):
         torch_s = results.get("torch", (None,))[0]
         for name, (seconds, value) in results.items():
             rows.append(_row(key, title, name, seconds, flops, peak, torch_s, value))
-    return {"sgemm_peak_gflops": peak, "batch": BATCH, "rows": rows, "machine": _machine(),
+    machine = dict(_machine(), load_average_at_start=load_start, load_average_at_end=os.getloadavg())
+    return {"sgemm_peak_gflops": peak, "batch": BATCH, "rows": rows, "machine": machine,
             "notes": {"langevin": "torch timed on one noise level (100 steps) and multiplied by 10",
                       "lip_*": "value = the Lipschitz estimate; exact is npgen's, grid the paper's"}}
 
@@ -382,10 +589,13 @@ def format_table(result):
     def cell(value, fmt):
         width = int(fmt.split(".")[0] or 0)
         return f"{'-':>{width}}" if value is None else format(value, fmt)
+    loads = [result["machine"].get(k) for k in ("load_average_at_start", "load_average_at_end")]
     lines = [f"sgemm peak (float32 numpy matmul 2048^3, 1 thread): {result['sgemm_peak_gflops']:.1f} GFLOP/s",
-             "", f"{'workload':<14} {'impl':<6} {'ms':>11} {'GFLOP/s':>8} {'% peak':>7} {'vs torch':>9}  value"]
+             *([f"load average (1, 5, 15 min) at start {tuple(round(v, 2) for v in loads[0])}, at end "
+                f"{tuple(round(v, 2) for v in loads[1])} (on {os.cpu_count()} cores)"] if None not in loads else []),
+             "", f"{'workload':<16} {'impl':<6} {'ms':>11} {'GFLOP/s':>8} {'% peak':>7} {'vs torch':>9}  value"]
     for r in result["rows"]:
-        lines.append(f"{r['workload']:<14} {r['backend']:<6} {r['ms']:>11.3f} "
+        lines.append(f"{r['workload']:<16} {r['backend']:<6} {r['ms']:>11.3f} "
                      f"{cell(r['gflops'], '8.1f')} {cell(r['pct_peak'], '6.1f')}% "
                      f"{cell(r['speedup_vs_torch'], '8.2f')}x  {cell(r['value'], '.6g')}")
     lines += ["", *(f"{k}: {v}" for k, v in result["notes"].items())]
@@ -450,7 +660,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true",
                         help="instead of the table: the GAN and VAE steps' time by kernel")
-    names = sorted(workloads()) + ["lip_generator", "lip_score"]
+    names = sorted(workloads()) + sorted(workloads_784()) + ["lip_generator", "lip_score"]
     parser.add_argument("--only", default="", help=f"comma-separated subset of {names}")
     args = parser.parse_args(argv)
     only = {w for w in args.only.split(",") if w}

@@ -44,7 +44,7 @@ KERNELS = (
     "bce_with_logits", "hinge", "softmax_cross_entropy",
     "adam_step",
     "spectral_norm_forward", "spectral_norm_backward",
-    "annealed_langevin",
+    "annealed_langevin", "annealed_langevin_mlp",
     "kl_dual_loss", "alpha_dual_loss", "particle_step",
 )
 

@@ -953,3 +953,86 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
     kinks, A, C = _first_layer_pieces(W1, b1, W2a, slope1)
     _langevin_on_pieces(x, kinks, A, C, beff2, np.ascontiguousarray(W3a[0]), beff3, alphas,
                         n_steps_per_level, seed, first_step, slope2, dx0, grad_sq)
+
+
+# --------------------------------------------------------------------------- annealed Langevin, d dimensions
+#
+# A step is three products (linear_forward: BLAS, then bias and activation in one pass) and one
+# fused pass that scales the score, draws the noise and moves x. Coordinate j of sample i reads
+# the noise of flat index i d + j, as numpy_ref.annealed_langevin_mlp does.
+
+
+@_kernel("w2 r2 f f f f i i i w2")
+def _langevin_move(x, raw, scale, shrink, center, root_alpha, seed, step, start, z_odd):
+    """x <- x + scale raw - shrink (x - center) + root_alpha z(seed, i d + j, step), in one
+    pass over x.
+
+    The normals of steps 2q and 2q + 1 are one Box-Muller pair: an even step (or the first
+    step of a call) draws the pair, uses its cosine half and keeps the sine half in z_odd for
+    the odd step that follows.
+    """
+    n, d = x.shape
+    base = _mix64(np.uint64(seed) + _GOLDEN)
+    s = _like(scale, x)
+    k = _like(shrink, x)
+    c = _like(center, x)
+    r = _like(root_alpha, x)
+    draw = step % 2 == 0 or step == start
+    odd = step % 2 == 1
+    flat_raw = raw.reshape(-1)
+    for i in range(n):
+        for j in range(d):
+            flat = i * d + j
+            if draw:
+                key = _mix64(base + (np.uint64(flat) + np.uint64(1)) * _GOLDEN)
+                radius, angle = _box_muller(key, step // 2)
+                z_odd[i, j] = _like(radius * math.sin(angle), x)
+                noise = z_odd[i, j] if odd else _like(radius * math.cos(angle), x)
+            else:
+                noise = z_odd[i, j]
+            xij = x[i, j]
+            x[i, j] = xij + ((s * flat_raw[flat] - k * (xij - c)) + r * noise)
+
+
+@_kernel("w2 r2 r2 r2 r2 r2 r1 r1 r1 f r1 i i i i f w2 w2 w2 w2 w2 w2")
+def _langevin_mlp_loop(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scales, center, alphas,
+                       n_steps_per_level, seed, first_step, kind, slope, z1, a1, z2, a2, raw,
+                       z_odd):
+    """The loop of :func:`annealed_langevin_mlp` on the caller's scratch arrays."""
+    step = first_step
+    for level in range(alphas.size):
+        half_alpha = alphas[level] / 2
+        root_alpha = math.sqrt(alphas[level])
+        scale, shrink = half_alpha * out_scales[level], half_alpha * skip_scales[level]
+        for _ in range(n_steps_per_level):
+            linear_forward(x, W1, beff1[level], kind, slope, z1, a1)
+            linear_forward(a1, W2, beff2[level], kind, slope, z2, a2)
+            linear_forward(a2, W3, b3, IDENTITY, 0.0, raw, raw)
+            _langevin_move(x, raw, scale, shrink, center, root_alpha, seed, step, first_step, z_odd)
+            step += 1
+
+
+def annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scales, center,
+                          alphas, n_steps_per_level, seed, first_step, kind, slope):
+    """x (n, d) <- x + (alpha_l / 2) s_l(x) + sqrt(alpha_l) z in place, n_steps_per_level
+    times per level l, with s_l(x) = out_scales[l] (W3 act(W2 act(W1 x + beff1[l]) + beff2[l])
+    + b3) - skip_scales[l] (x - center) (see numpy_ref.annealed_langevin_mlp for the arguments
+    and the noise).
+
+    A plain-Python front that checks the shapes and allocates the activations once per call
+    (n x (H1 + H1 + H2 + H2 + 2 d) floats); the compiled loop then allocates nothing.
+    """
+    n_levels = alphas.size
+    n, d = x.shape if x.ndim == 2 else (0, 0)
+    h1, h2 = W1.shape[0], W2.shape[0]
+    if (x.ndim != 2 or W1.shape != (h1, d) or beff1.shape != (n_levels, h1)
+            or W2.shape != (h2, h1) or beff2.shape != (n_levels, h2) or W3.shape != (d, h2)
+            or b3.shape != (d,) or out_scales.shape != (n_levels,)
+            or skip_scales.shape != (n_levels,)):
+        raise ValueError("annealed_langevin_mlp: array shapes do not fit together")
+    z1, a1 = np.empty((n, h1), x.dtype), np.empty((n, h1), x.dtype)
+    z2, a2 = np.empty((n, h2), x.dtype), np.empty((n, h2), x.dtype)
+    raw, z_odd = np.empty((n, d), x.dtype), np.empty((n, d), x.dtype)
+    _langevin_mlp_loop(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scales, float(center),
+                       alphas, n_steps_per_level, seed, first_step, kind, slope, z1, a1, z2, a2,
+                       raw, z_odd)

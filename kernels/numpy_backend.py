@@ -13,8 +13,8 @@ ValueError. The signatures are those of :mod:`cpu`, argument for argument:
 * ``grad_x`` (and ``grad_dx``) is written only when ``need_grad_x`` is true, and may be None
   otherwise;
 * losses return the loss as a Python float and write dL/dpred into ``grad``;
-* ``adam_step``, ``spectral_norm_forward`` (u, v) and ``annealed_langevin`` (x, and dx0 and
-  grad_sq where given) update their arrays in place.
+* ``adam_step``, ``spectral_norm_forward`` (u, v), ``annealed_langevin`` (x, and dx0 and
+  grad_sq where given) and ``annealed_langevin_mlp`` (x) update their arrays in place.
 """
 
 from . import KERNELS, numpy_ref
@@ -166,3 +166,11 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
     for out, result in zip((x, dx0, grad_sq), results):
         if out is not None:
             _store(out, result)
+
+
+def annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scales, center,
+                          alphas, n_steps_per_level, seed, first_step, kind, slope):
+    """The samples x (n, d) moved in place by :func:`numpy_ref.annealed_langevin_mlp`."""
+    _store(x, numpy_ref.annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales,
+                                              skip_scales, center, alphas, n_steps_per_level,
+                                              seed, first_step, kind, slope))

@@ -536,3 +536,37 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
                                               *state[1:])
         state = moved if track else (moved, None, None)
     return state if track else state[0]
+
+
+def annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scales, center,
+                          alphas, n_steps_per_level, seed, first_step, kind, slope):
+    """Annealed Langevin dynamics in d dimensions with a two-hidden-layer score network;
+    returns the moved samples (x itself is left as it is).
+
+    At noise level l the score is (:class:`npgen.nn.DenseScoreNetwork`)
+        s_l(x) = out_scales[l] (W3 act(W2 act(W1 x + beff1[l]) + beff2[l]) + b3)
+                 - skip_scales[l] (x - center)
+    with x (n, d), W1 (H1, d), beff1 (L, H1), W2 (H2, H1), beff2 (L, H2), W3 (d, H2), b3 (d,),
+    out_scales and skip_scales (L,) and a scalar center: the level's embedding is folded into
+    the hidden biases, and the score is a network plus a linear pull towards ``center``. For
+    each level l = 0 .. L-1 in turn, ``n_steps_per_level`` times,
+        x <- x + (alpha_l / 2) s_l(x) + sqrt(alpha_l) z
+    Coordinate j of sample i is number i d + j of the 1-D sampler's noise
+    (:func:`annealed_langevin`): z_ij at step t is z(seed, i d + j, t), so a run split into
+    several calls (each with its ``first_step``) draws what a single call would.
+    """
+    x = x.copy()
+    keys = langevin_sample_keys(seed, x.size)
+    step = first_step
+    for level in range(alphas.size):
+        half_alpha = x.dtype.type(alphas[level] / 2)
+        root_alpha = x.dtype.type(np.sqrt(alphas[level]))
+        out_scale, skip_scale = x.dtype.type(out_scales[level]), x.dtype.type(skip_scales[level])
+        for _ in range(n_steps_per_level):
+            h1 = activation(kind, slope, x @ W1.T + beff1[level])
+            h2 = activation(kind, slope, h1 @ W2.T + beff2[level])
+            score = out_scale * (h2 @ W3.T + b3) - skip_scale * (x - x.dtype.type(center))
+            noise = langevin_noise(keys, step).reshape(x.shape).astype(x.dtype)
+            x += half_alpha * score + root_alpha * noise
+            step += 1
+    return x

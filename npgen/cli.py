@@ -1,7 +1,8 @@
 """The ``npgen`` command line.
 
     npgen reproduce [--preset quick|paper] [--only fig3,fig4] [--jobs N] [--device cpu|cuda] [--out DIR]
-                                    the paper's Section 4.1: runs, figures, report.md and report.html
+                    [--mnist DIR]
+                                    the paper's Sections 4.1 and 4.2: runs, figures, report.md and report.html
     npgen figure N --from DIR       redraw figure N (1-6, 3b, "grid", "cauchy", "particles") from a reproduction's stored runs
     npgen train gan|vae|sgm|particles --m M [--preset quick|paper] [--seed S] [--out DIR] [--force]
                 [--gp L] [--sn-generator] [--layers N] [--skip resnet]     (GAN)
@@ -72,7 +73,7 @@ def _cmd_train(args):
 
 def _cmd_reproduce(args):
     report = reproduce(preset=args.preset, only=args.only, jobs=args.jobs, out=args.out,
-                       device=args.device)
+                       device=args.device, mnist=args.mnist)
     print(f"wrote {report} and {report[:-3]}.html")
 
 
@@ -86,7 +87,7 @@ def build_parser():
         description="Push-forward generative models and exact Lipschitz constants (numpy + numba).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    rep = sub.add_parser("reproduce", help="reproduce the paper's Section 4.1 (figures 1-6 and a report)")
+    rep = sub.add_parser("reproduce", help="reproduce the paper's Sections 4.1 and 4.2 (figures 1-7 and a report)")
     rep.add_argument("--preset", choices=sorted(PLANS), default="quick")
     rep.add_argument("--jobs", type=int, default=None,
                      help="parallel worker processes (default: one per CPU core; 1 with --device cuda)")
@@ -94,8 +95,11 @@ def build_parser():
                      help="cpu, or cuda: the GANs that batch train on one GPU, in batches of"
                           " replicas (needs npgen[cuda])")
     rep.add_argument("--only", default=None,
-                     help="comma-separated figures: fig1,...,fig6,fig3b,grid,cauchy,particles")
+                     help="comma-separated figures: fig1,...,fig7,fig3b,grid,cauchy,particles")
     rep.add_argument("--out", default="npgen-results", help="output folder (default ./npgen-results)")
+    rep.add_argument("--mnist", default=None, metavar="DIR",
+                     help="Figure 7: folder of the MNIST IDX files (default $NPGEN_MNIST_DIR, else the"
+                          " 5 000-image subset of npgen[mnist])")
     rep.set_defaults(handler=_cmd_reproduce)
 
     fig = sub.add_parser("figure", help="redraw one figure from stored results, without training")

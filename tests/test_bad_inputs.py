@@ -18,8 +18,10 @@ import pytest
 from npgen import GAN, MLP, SGM, VAE, Adam, ScoreNetwork, cli, kernels, theory
 from npgen.analysis import mixtures, transport
 from npgen.data import digit_subset, mnist, two_digit_mixture
-from npgen.models import (DigitClassifier, Particles, WassersteinEmbedding, fit_many, interpolation,
-                          training)
+from npgen.models import (DigitClassifier, Particles, VectorSGM, WassersteinEmbedding, fit_many,
+                          interpolation, training)
+from npgen.models.sgm import geometric_noise_levels, langevin_step_size
+from npgen.nn import DenseScoreNetwork
 from npgen.nn.files import CONFIG_KEY
 from npgen.study import runs
 from tiny_study import ONE_RUN_PLAN, register
@@ -198,6 +200,17 @@ CLI_ROWS = [
      "badstudy-list/study.json"),
     ("reproduce-study-json-bytes", ["reproduce", "--preset", "tiny", "--out", "badstudy-bytes"],
      "badstudy-bytes/study.json"),
+    # Figure 7's data: a folder given with --mnist must serve, and applies to Figure 7 only
+    ("reproduce-mnist-missing", ["reproduce", "--preset", "tiny", "--only", "fig7", "--mnist", "nowhere",
+                                 "--out", "study"], "does not exist"),
+    ("reproduce-mnist-a-file", ["reproduce", "--preset", "tiny", "--only", "fig7", "--mnist", "file.txt",
+                                "--out", "study"], "is a file, not a folder"),
+    ("reproduce-mnist-without-idx", ["reproduce", "--preset", "tiny", "--only", "fig7", "--mnist", "mine",
+                                     "--out", "study"], "--mnist"),
+    ("reproduce-mnist-without-fig7", ["reproduce", "--preset", "tiny", "--only", "fig3", "--mnist", "mine",
+                                      "--out", "study"], "--mnist applies to Figure 7 only"),
+    ("reproduce-fig7-preset-without-settings", ["reproduce", "--preset", "tiny", "--only", "fig7", "--out", "study"],
+     "Figure 7 cannot run: the tiny preset has no Figure 7 settings"),
     # npgen lipschitz: every file it cannot use, in one sentence naming the file
     ("lipschitz-missing", ["lipschitz", "missing.npz"], "no such file: missing.npz"),
     ("lipschitz-foreign", ["lipschitz", "nets/foreign.npz"], "foreign.npz is not an npgen network"),
@@ -444,6 +457,53 @@ API_ROWS = [
      "p_left + mass_between must be at most 1"),
     ("theorem1-demand-negative-mass", lambda w: theory.theorem1_required_lipschitz(5.0, 0.5, -0.1), ValueError,
      "mass_between must be a probability in [0, 1]"),
+    # networks given layer by layer (the MNIST sizes)
+    ("gan-hidden-sizes-text", lambda w: GAN(hidden_sizes="256,512"), ValueError, "hidden_sizes must be a list"),
+    ("gan-hidden-sizes-zero", lambda w: GAN(hidden_sizes=[256, 0]), ValueError, "hidden_sizes[1]"),
+    ("gan-hidden-sizes-fraction", lambda w: GAN(hidden_sizes=[2.5]), ValueError, "hidden_sizes[0]"),
+    ("gan-hidden-sizes-too-deep", lambda w: GAN(hidden_sizes=[4] * 7), ValueError, "1 to 6 positive integers"),
+    ("gan-hidden-sizes-and-n-layers", lambda w: GAN(hidden_sizes=[4, 4], n_layers=5), ValueError,
+     "n_layers=5 does not match hidden_sizes"),
+    ("vae-hidden-sizes-and-base-width", lambda w: VAE(hidden_sizes=[4, 4], base_width=8), ValueError,
+     "base_width does not apply when hidden_sizes is given"),
+    ("gan-discriminator-sizes-empty", lambda w: GAN(discriminator_hidden_sizes=[]), ValueError,
+     "discriminator_hidden_sizes must be a list"),
+    ("vae-encoder-sizes-negative", lambda w: VAE(encoder_hidden_sizes=[-3]), ValueError, "encoder_hidden_sizes[0]"),
+    # the d-dimensional score network and its SGM
+    ("dense-score-sigmas-increasing", lambda w: DenseScoreNetwork(4, [0.1, 1.0]), ValueError, "strictly decreasing"),
+    ("dense-score-sigmas-empty", lambda w: DenseScoreNetwork(4, []), ValueError, "sigmas must be a non-empty"),
+    ("dense-score-three-hidden", lambda w: DenseScoreNetwork(4, [1.0], hidden_sizes=(4, 4, 4)), ValueError,
+     "hidden_sizes must be two positive integers"),
+    ("dense-score-data-scale-zero", lambda w: DenseScoreNetwork(4, [1.0], data_scale=0.0), ValueError,
+     "data_scale must be a finite number > 0"),
+    ("dense-score-data-mean-nan", lambda w: DenseScoreNetwork(4, [1.0], data_mean=float("nan")), ValueError,
+     "data_mean must be a finite number"),
+    ("vector-sgm-data-scale-text", lambda w: VectorSGM(4, [1.0], data_scale="1"), ValueError, "data_scale"),
+    ("dense-score-activation", lambda w: DenseScoreNetwork(4, [1.0], activation="elu"), ValueError, "activation"),
+    ("dense-score-huge", lambda w: DenseScoreNetwork(784, [1.0], hidden_sizes=(10 ** 6, 10 ** 6)), ValueError,
+     "at most"),
+    ("dense-score-level-out-of-range", lambda w: DenseScoreNetwork(3, [1.0, 0.5]).forward(
+        np.zeros((2, 3), np.float32), 2), ValueError, "levels must be an integer or 2 integers in [0, 1]"),
+    ("dense-score-level-float", lambda w: DenseScoreNetwork(3, [1.0, 0.5]).forward(
+        np.zeros((2, 3), np.float32), [0.5, 1.0]), ValueError, "levels must be"),
+    ("dense-score-x-width", lambda w: DenseScoreNetwork(3, [1.0]).forward(np.zeros((2, 4), np.float32), 0),
+     ValueError, "x must have shape (n, 3)"),
+    ("dense-score-backward-first", lambda w: DenseScoreNetwork(3, [1.0]).backward(np.zeros((2, 3), np.float32)),
+     RuntimeError, "backward needs a preceding forward"),
+    ("dense-score-load-mlp", lambda w: DenseScoreNetwork.load(w / "nets" / "mlp.npz"), ValueError, "kind 'MLP'"),
+    ("vector-sgm-untrained-sample", lambda w: VectorSGM(3, [1.0, 0.1]).sample(5), RuntimeError, "trained model"),
+    ("vector-sgm-step-size-zero", lambda w: VectorSGM(3, [1.0, 0.1], step_size=0.0), ValueError,
+     "step_size must be a finite number > 0"),
+    ("vector-sgm-steps-zero", lambda w: VectorSGM(3, [1.0, 0.1], n_steps_per_level=0), ValueError,
+     "n_steps_per_level"),
+    ("vector-sgm-data-width", lambda w: VectorSGM(3, [1.0, 0.1]).fit(np.zeros((8, 2)), epochs=1, batch_size=4,
+                                                                     quiet=True), ValueError, "data must have shape (n, 3)"),
+    ("vector-sgm-nan-data", lambda w: VectorSGM(3, [1.0, 0.1]).fit(np.full((8, 3), np.nan), epochs=1, batch_size=4,
+                                                                   quiet=True), ValueError, "NaN"),
+    ("vector-sgm-load-an-sgm", lambda w: VectorSGM.load(w / "sgm-run" / "model"), ValueError, "not a VectorSGM"),
+    ("noise-levels-min-above-max", lambda w: geometric_noise_levels(1.0, 5.0), ValueError, "sigma_min"),
+    ("noise-levels-one", lambda w: geometric_noise_levels(1.0, 0.1, 1), ValueError, "n_levels"),
+    ("step-size-zero-steps", lambda w: langevin_step_size([1.0, 0.1], 0), ValueError, "n_steps_per_level"),
     # MNIST folders and data sets
     ("mnist-folder-is-a-file", lambda w: mnist(w / "file.txt"), ValueError, "is a file, not a folder"),
     ("mnist-folder-missing", lambda w: mnist(w / "nowhere"), ValueError, "does not exist"),

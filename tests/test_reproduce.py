@@ -52,6 +52,7 @@ def test_reproduce_writes_every_figure_and_the_report(tiny_study):
     assert "src='fig" not in page          # self-contained: no file references
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == set(plans.FIGURES)
+    assert "Figure 7 was skipped: the tiny preset has no Figure 7 settings." in text
     assert summary["fig1"]["verdict"] == "held"
 
 

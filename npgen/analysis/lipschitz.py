@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import kernels
 from ..kernels import numpy_ref
-from ..nn import ScoreNetwork, read_network
+from ..nn import DenseScoreNetwork, ScoreNetwork, read_network
 from ..nn.layers import AffineLayer, segment_width
 from ..nn.mlp import MLP
 from ..util.checks import check_number
@@ -929,6 +929,8 @@ def lipschitz_report(path, sigmas=None):
     net, meta = read_network(path, backend="numpy")
     if isinstance(net, ScoreNetwork):
         return _score_report(path, net, meta, sigmas)
+    if isinstance(net, DenseScoreNetwork):
+        return _dense_score_report(path, net, sigmas)
     if sigmas is not None:
         raise ValueError(f"--sigma applies to score networks only, and {path} holds an MLP")
     layers = layers_of(net)
@@ -984,4 +986,26 @@ def _score_report(path, net, meta, sigmas):
                      f" std = {std:.6g}): it is in the data's own units, as a GAN's or a VAE's is")
     else:
         lines.append("the file does not record the data's scale: these are standardized-scale numbers")
+    return "\n".join(lines)
+
+
+def _dense_score_report(path, net, sigmas):
+    """Bounds on Lip(x -> s(x, sigma)) of a d-dimensional score network at its trained levels
+    (``--sigma`` names levels it was trained on; others are refused: the level embedding is
+    learned per level)."""
+    levels = range(net.n_levels)
+    if sigmas is not None:
+        trained = [float(s) for s in net.sigmas]
+        missing = [s for s in sigmas if not any(abs(s - t) <= 1e-9 * t for t in trained)]
+        if missing:
+            raise ValueError(f"--sigma {missing[0]:g} is not a noise level {path} was trained on; its"
+                             f" levels are {', '.join(f'{t:.4g}' for t in trained)}")
+        levels = [min(range(len(trained)), key=lambda i: abs(trained[i] - s)) for s in sigmas]
+    lines = [f"{path}: score network s(x, sigma), x -> {' -> '.join(map(str, net.hidden_sizes))}"
+             f" -> {net.data_dim} ({net.activation}) at each trained sigma",
+             "Lipschitz constant (l2) of x -> s(x, sigma): upper bound from the weights, searched lower bound",
+             "       sigma           upper           lower"]
+    for level in levels:
+        bounds = lipschitz_bounds(net.layers_at(level), n_starts=4, steps=20)
+        lines.append(f"  {net.sigmas[level]:10.4g}  {bounds['upper']:14.6g}  {bounds['lower']:14.6g}")
     return "\n".join(lines)

@@ -10,8 +10,9 @@ from .classifier import DigitClassifier
 from .gan import GAN
 from .particles import Particles
 from .replicas import fit_many
-from .sgm import SGM
+from .sgm import SGM, VectorSGM
 from .vae import VAE
 from .wasserstein_embedding import WassersteinEmbedding
 
-__all__ = ["GAN", "VAE", "SGM", "Particles", "DigitClassifier", "WassersteinEmbedding", "fit_many"]
+__all__ = ["GAN", "VAE", "SGM", "VectorSGM", "Particles", "DigitClassifier", "WassersteinEmbedding",
+           "fit_many"]

@@ -21,11 +21,14 @@ import numpy as np
 from ..nn.mlp import MLP
 from ..util.checks import check_bool, check_choice, check_number
 from .latents import draw_latents
-from .push_forward import PushForwardModel, check_layers, generator_network
+from .push_forward import PushForwardModel, check_hidden_sizes, check_layers, generator_network
 
 #: Weight of the generator gradient penalty is PENALTY_WEIGHT / L^2.
 PENALTY_WEIGHT = 10.0
 GAN_LOSSES = ("bce", "hinge")
+#: The discriminator of the published MNIST code (Section 4.2): an MLP 784 -> 512 -> 256 -> 128
+#: -> 1, spectrally normalized (566 000 parameters at d = 784).
+MNIST_DISCRIMINATOR_HIDDEN = (512, 256, 128)
 
 
 def discriminator_sizes(n_layers=3, data_dim=1, base_width=128):
@@ -74,13 +77,17 @@ class GAN(PushForwardModel):
     latent_dim, data_dim : int
         Dimensions p of z and d of x (1 and 1 in the univariate experiments).
     n_layers : int
-        Linear layers of the generator, 2..7 (3 in the paper); the discriminator has one more
-        (:func:`generator_sizes`, :func:`discriminator_sizes`).
+        Linear layers of the generator, 2..7 (default 3, the paper's); the discriminator has one
+        more (:func:`generator_sizes`, :func:`discriminator_sizes`).
     skip : str
         Generator skip connections (Figure 6): 'plain', 'resnet' or 'densenet'.
     base_width : int
-        Narrowest hidden width (128 in the paper); every hidden width is base_width times a
-        power of two.
+        Narrowest hidden width (default 128, the paper's); every hidden width is base_width
+        times a power of two.
+    hidden_sizes, discriminator_hidden_sizes : list of int or None
+        The hidden widths of the generator and of the discriminator, layer by layer, in place
+        of the rule of n_layers and base_width (the MNIST networks: :data:`npgen.models.push_forward.MNIST_GENERATOR_HIDDEN`,
+        :data:`MNIST_DISCRIMINATOR_HIDDEN`; see :func:`npgen.models.push_forward.architecture`).
     sn_generator : bool
         Spectral normalization on the generator too (Figure 4 left).
     gp_lipschitz : float or None
@@ -118,12 +125,19 @@ class GAN(PushForwardModel):
 
     buffer_type = _GANBuffers
 
-    def __init__(self, latent_dim=1, data_dim=1, n_layers=3, skip="plain", base_width=128,
+    def __init__(self, latent_dim=1, data_dim=1, n_layers=None, skip="plain", base_width=None,
                  sn_generator=False, gp_lipschitz=None, loss="bce", discriminator_first=False,
                  lr=1e-4, betas=(0.9, 0.999), dtype="float32", seed=0, backend=None,
-                 latent="gaussian"):
+                 latent="gaussian", hidden_sizes=None, discriminator_hidden_sizes=None):
         super().__init__(latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype,
-                         seed, latent)
+                         seed, latent=latent, hidden_sizes=hidden_sizes)
+        if discriminator_hidden_sizes is None:
+            d_sizes = discriminator_sizes(self.n_layers, self.data_dim, self.base_width or 128)
+        else:
+            discriminator_hidden_sizes = check_hidden_sizes("discriminator_hidden_sizes",
+                                                            discriminator_hidden_sizes)
+            d_sizes = [self.data_dim] + discriminator_hidden_sizes + [1]
+        self.discriminator_hidden_sizes = discriminator_hidden_sizes
         self.sn_generator = check_bool("sn_generator", sn_generator)
         if gp_lipschitz is not None:
             gp_lipschitz = check_number("gp_lipschitz", gp_lipschitz, low=0, low_open=True)
@@ -136,19 +150,21 @@ class GAN(PushForwardModel):
         self.discriminator_first = check_bool("discriminator_first", discriminator_first)
         self.generator = generator_network(
             self.n_layers, self.latent_dim, self.data_dim, self.base_width, self.skip,
-            self.sn_generator, self.dtype, self._network_seed(), backend)
+            self.sn_generator, self.dtype, self._network_seed(), backend, self.hidden_sizes)
         self.discriminator = MLP(
-            discriminator_sizes(self.n_layers, self.data_dim, self.base_width),
-            activation="leaky_relu", slope=0.2, spectral_norm=True, dtype=self.dtype,
+            d_sizes, activation="leaky_relu", slope=0.2, spectral_norm=True, dtype=self.dtype,
             seed=self._network_seed(), backend=backend)
         self.backend = self.generator.backend
         self.generator_optimizer = self._optimizer(self.generator)
         self.discriminator_optimizer = self._optimizer(self.discriminator)
 
     def config(self):
-        return dict(super().config(), sn_generator=self.sn_generator,
-                    gp_lipschitz=self.gp_lipschitz, loss=self.loss,
-                    discriminator_first=self.discriminator_first, latent=self.latent)
+        config = dict(super().config(), sn_generator=self.sn_generator,
+                      gp_lipschitz=self.gp_lipschitz, loss=self.loss,
+                      discriminator_first=self.discriminator_first, latent=self.latent)
+        if self.discriminator_hidden_sizes is not None:
+            config["discriminator_hidden_sizes"] = self.discriminator_hidden_sizes
+        return config
 
     def networks(self):
         return {"generator": self.generator, "discriminator": self.discriminator}

@@ -25,6 +25,15 @@ from .training import MAX_SAMPLES, fit_loop
 MIN_LAYERS, MAX_LAYERS = 2, 7
 #: Rows pushed through the network at once when sampling (one reusable workspace).
 SAMPLE_CHUNK = 1024
+#: Hidden widths of the MNIST generator / VAE decoder (Section 4.2): p -> 256 -> 512 -> 1024 ->
+#: 784, leaky ReLU 0.2, linear output (the mixture's noisy images leave [0, 1], so no sigmoid).
+#: The published generator is convolutional; these are the widths of the classic MLP generator
+#: for MNIST (Goodfellow et al. 2014's successors, the PyTorch GAN examples), with 1.66 million
+#: parameters at latent dimension 784 and 1.46 million at 20: the size of a small DCGAN-style
+#: generator for 28 x 28 images (about 1 to 4 million), and three hidden layers widening
+#: towards the output like the univariate generator's 128 -> 256. The discriminator
+#: (784 -> 512 -> 256 -> 128 -> 1) is the published one.
+MNIST_GENERATOR_HIDDEN = (256, 512, 1024)
 
 
 def check_layers(n_layers, name="n_layers"):
@@ -50,11 +59,45 @@ def generator_sizes(n_layers=3, latent_dim=1, data_dim=1, base_width=128):
     return [latent_dim] + hidden + [data_dim]
 
 
+def check_hidden_sizes(name, sizes):
+    """Return ``sizes`` as a list if it holds 1 to MAX_LAYERS - 1 positive integers (the hidden
+    widths of a network given layer by layer), else raise, naming the argument ``name``."""
+    if not isinstance(sizes, (list, tuple)) or not 1 <= len(sizes) <= MAX_LAYERS - 1:
+        raise ValueError(f"{name} must be a list of 1 to {MAX_LAYERS - 1} positive integers"
+                         f" (hidden widths), got {sizes!r}")
+    return [check_number(f"{name}[{i}]", width, low=1, high=2 ** 20, integer=True)
+            for i, width in enumerate(sizes)]
+
+
+def architecture(n_layers, base_width, hidden_sizes):
+    """(n_layers, base_width, hidden_sizes) of a generator given either way.
+
+    Without ``hidden_sizes`` the widths follow :func:`generator_sizes` (n_layers defaults to 3,
+    base_width to 128). With ``hidden_sizes`` (the MNIST networks) the generator is
+    [latent_dim] + hidden_sizes + [data_dim]: n_layers is then len(hidden_sizes) + 1 (giving
+    another is refused) and base_width does not apply (giving one is refused).
+    """
+    if hidden_sizes is None:
+        return (check_layers(3 if n_layers is None else n_layers),
+                check_number("base_width", 128 if base_width is None else base_width, low=1,
+                             integer=True), None)
+    hidden_sizes = check_hidden_sizes("hidden_sizes", hidden_sizes)
+    if n_layers is not None and n_layers != len(hidden_sizes) + 1:
+        raise ValueError(f"n_layers={n_layers!r} does not match hidden_sizes {hidden_sizes}"
+                         f" ({len(hidden_sizes) + 1} layers); give one or the other")
+    if base_width is not None:
+        raise ValueError(f"base_width does not apply when hidden_sizes is given (got base_width="
+                         f"{base_width!r}); give one or the other")
+    return len(hidden_sizes) + 1, None, hidden_sizes
+
+
 def generator_network(n_layers, latent_dim, data_dim, base_width, skip, spectral_norm, dtype,
-                      seed, backend):
-    """The generator / decoder MLP: :func:`generator_sizes`, leaky ReLU 0.2, linear output."""
-    return MLP(generator_sizes(n_layers, latent_dim, data_dim, base_width),
-               activation="leaky_relu", slope=0.2, spectral_norm=spectral_norm, skip=skip,
+                      seed, backend, hidden_sizes=None):
+    """The generator / decoder MLP: :func:`generator_sizes` (or [latent_dim] + hidden_sizes +
+    [data_dim]), leaky ReLU 0.2, linear output."""
+    sizes = (generator_sizes(n_layers, latent_dim, data_dim, base_width) if hidden_sizes is None
+             else [latent_dim] + list(hidden_sizes) + [data_dim])
+    return MLP(sizes, activation="leaky_relu", slope=0.2, spectral_norm=spectral_norm, skip=skip,
                dtype=dtype, seed=seed, backend=backend)
 
 
@@ -72,12 +115,12 @@ class PushForwardModel:
     """
 
     def __init__(self, latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype,
-                 seed, latent="gaussian"):
+                 seed, latent="gaussian", hidden_sizes=None):
         self.latent_dim = check_number("latent_dim", latent_dim, low=1, integer=True)
         self.data_dim = check_number("data_dim", data_dim, low=1, integer=True)
-        self.n_layers = check_layers(n_layers)
+        self.n_layers, self.base_width, self.hidden_sizes = architecture(n_layers, base_width,
+                                                                         hidden_sizes)
         self.skip = check_choice("skip", skip, SKIP_STYLES)
-        self.base_width = check_number("base_width", base_width, low=1, integer=True)
         self.lr = check_number("lr", lr, low=0, low_open=True)
         self.betas = check_betas(betas)
         self.dtype = dtype_of(dtype)
@@ -102,10 +145,11 @@ class PushForwardModel:
 
     def config(self):
         """The constructor arguments (without the backend), as a JSON-able dict."""
-        return {"latent_dim": self.latent_dim, "data_dim": self.data_dim,
-                "n_layers": self.n_layers, "skip": self.skip, "base_width": self.base_width,
-                "lr": self.lr, "betas": list(self.betas), "dtype": self.dtype.name,
-                "seed": self.seed}
+        config = {"latent_dim": self.latent_dim, "data_dim": self.data_dim,
+                  "n_layers": self.n_layers, "skip": self.skip, "base_width": self.base_width,
+                  "lr": self.lr, "betas": list(self.betas), "dtype": self.dtype.name,
+                  "seed": self.seed}
+        return config if self.hidden_sizes is None else dict(config, hidden_sizes=self.hidden_sizes)
 
     # ----------------------------------------------------------------- training
 

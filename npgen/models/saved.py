@@ -34,10 +34,11 @@ def save_model(model, path_dir, arrays=None):
         write_model_meta(tmp, name, model.config())
 
 
-def load_model(cls, path_dir, backend=None):
-    """The model of class ``cls`` saved by :func:`save_model` in ``path_dir``, marked trained.
-    Raises ValueError (one sentence naming the file) for a folder that holds no such model,
-    a corrupt config.json, or network files that do not fit it."""
+def load_model(cls, path_dir, backend=None, kinds=("MLP",)):
+    """The model of class ``cls`` saved by :func:`save_model` in ``path_dir``, marked trained
+    (its network files of the ``kinds`` of :mod:`npgen.nn.files`). Raises ValueError (one
+    sentence naming the file) for a folder that holds no such model, a corrupt config.json,
+    or network files that do not fit it."""
     meta = read_model_meta(path_dir, cls.__name__)
     try:
         model = cls(**meta["config"], backend=backend)
@@ -45,7 +46,7 @@ def load_model(cls, path_dir, backend=None):
         raise ValueError(f"{path_dir}/config.json is corrupt ({err})") from None
     for net_name, net in model.networks().items():
         path = os.path.join(os.fspath(path_dir), f"{net_name}.npz")
-        _, arrays = read_network_file(path, ("MLP",))
+        _, arrays = read_network_file(path, kinds)
         try:
             net.load_state_dict(arrays)
         except ValueError as err:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..nn.adam import Adam
+from ..nn.dense_score import HIDDEN_SIZES, DenseScoreNetwork, check_noise_levels
 from ..nn.files import read_network_file
 from ..nn.score import SLOPE, SLOPE_X, ScoreNetwork
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
@@ -39,6 +40,7 @@ from ..util.checks import (as_real_array, check_betas, check_bool, check_choice,
 from ..util.io import check_model_folder, read_model_meta, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
+from .saved import load_model, save_model
 from .training import MAX_SAMPLES, fit_loop
 
 #: The paper's noise levels, largest first.
@@ -50,19 +52,6 @@ STEP_LR = 2e-5
 STEPS_PER_LEVEL = 100
 #: Rows evaluated at once by the final denoising step (one reusable workspace).
 DENOISE_CHUNK = 4096
-
-
-def check_noise_levels(sigmas):
-    """Return ``sigmas`` as a float64 array if it is a strictly decreasing sequence of positive numbers."""
-    try:
-        levels = np.asarray(sigmas, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"sigmas must be a sequence of positive numbers, got {sigmas!r}") from None
-    if levels.ndim != 1 or levels.size == 0 or not np.isfinite(levels).all() or (levels <= 0).any():
-        raise ValueError(f"sigmas must be a non-empty 1-D sequence of positive finite numbers, got {sigmas!r}")
-    if (np.diff(levels) >= 0).any():
-        raise ValueError(f"sigmas must be strictly decreasing (largest level first), got {sigmas!r}")
-    return levels
 
 
 def _check_trace(trace, n, lipschitz):
@@ -357,3 +346,275 @@ class SGM:
         _, arrays = read_network_file(path, ("ScoreNetwork",))
         model.score.load_state_dict(arrays)
         return model
+
+
+# --------------------------------------------------------------------------- data in R^d
+
+#: Song & Ermon (2020)'s defaults for images in [0, 1] that npgen takes for 784-d data: the
+#: smallest noise level, the number of levels (technique 2 asks for a ratio gamma with
+#: Phi(sqrt(2d)(gamma - 1) + 3 gamma) - Phi(sqrt(2d)(gamma - 1) - 3 gamma) ~ 0.5, which is
+#: gamma ~ 1.08 at d = 784: about 100 levels from sigma_1 ~ 20 down to 0.01) and the Langevin
+#: steps per level (technique 4's T; 5 in their image experiments).
+SIGMA_MIN = 0.01
+N_LEVELS = 100
+VECTOR_STEPS_PER_LEVEL = 5
+#: Rows used to estimate the largest distance between data points (technique 1).
+DISTANCE_ROWS = 2000
+#: Samples moved by one kernel call (each chunk has its own noise stream, see VectorSGM.sample).
+VECTOR_SAMPLE_CHUNK = 5000
+
+
+def largest_distance(data, rows=DISTANCE_ROWS, seed=0):
+    """max ||x_i - x_j|| over ``rows`` rows of ``data`` (n, d) drawn without replacement (all
+    rows when n <= rows): Song & Ermon (2020)'s technique 1 sets sigma_1 to the largest pairwise
+    distance of the data; on a subsample this is a lower estimate of it. Float64; one Gram
+    product, ||x_i - x_j||^2 = ||x_i||^2 + ||x_j||^2 - 2 x_i . x_j."""
+    data = np.asarray(data)
+    if len(data) > rows:
+        data = data[np.sort(np.random.default_rng(seed).choice(len(data), rows, replace=False))]
+    x = data.astype(np.float64)
+    squares = np.einsum("ij,ij->i", x, x)
+    gram = squares[:, None] + squares[None, :] - 2 * (x @ x.T)
+    return float(np.sqrt(max(gram.max(), 0.0)))
+
+
+def geometric_noise_levels(sigma_max, sigma_min=SIGMA_MIN, n_levels=N_LEVELS):
+    """sigma_l = sigma_max (sigma_min / sigma_max)^(l / (L - 1)), l = 0 .. L-1: the geometric
+    sequence of Song & Ermon (2019, 2020), largest first."""
+    sigma_max = check_number("sigma_max", sigma_max, low=0, low_open=True)
+    sigma_min = check_number("sigma_min", sigma_min, low=0, high=sigma_max, low_open=True, high_open=True)
+    n_levels = check_number("n_levels", n_levels, low=2, high=10 ** 4, integer=True)
+    return np.geomspace(sigma_max, sigma_min, n_levels)
+
+
+def stationary_variance_ratio(a, gamma, n_steps):
+    """Song & Ermon (2020)'s technique 4: the variance after T steps at one level, over
+    sigma_l^2, of Langevin on the score of N(0, sigma_l^2 I) started from N(0, sigma_{l-1}^2 I).
+
+    Their step x <- x + alpha' s(x) + sqrt(2 alpha') z is npgen's x <- x + (alpha / 2) s(x) +
+    sqrt(alpha) z with alpha' = alpha / 2; with alpha_l = eps sigma_l^2 / sigma_L^2 (npgen's
+    step_size eps) it is x <- (1 - a) x + sqrt(2 a) sigma_l z, a = eps / (2 sigma_L^2), whose
+    variance v <- (1 - a)^2 v + 2 a sigma_l^2 from v = gamma^2 sigma_l^2 (gamma = sigma_{l-1} /
+    sigma_l) is, after T steps,
+        v / sigma_l^2 = (1 - a)^(2T) (gamma^2 - 2 / (2 - a)) + 2 / (2 - a),
+    which technique 4 wants about 1."""
+    return (1 - a) ** (2 * n_steps) * (gamma ** 2 - 2 / (2 - a)) + 2 / (2 - a)
+
+
+def langevin_step_size(sigmas, n_steps):
+    """npgen's step_size eps (alpha_l = eps sigma_l^2 / sigma_L^2) by technique 4: the
+    a = eps / (2 sigma_L^2) in (0, 1) that brings :func:`stationary_variance_ratio` closest to 1
+    (with the ratio gamma of the first two levels; every ratio, for geometric levels), found on
+    a fine grid. Returns (eps, the ratio reached)."""
+    sigmas = check_noise_levels(sigmas)
+    n_steps = check_number("n_steps_per_level", n_steps, low=1, integer=True)
+    gamma = sigmas[0] / sigmas[1] if sigmas.size > 1 else 1.0
+    a = np.geomspace(1e-6, 0.999, 20001)
+    ratio = stationary_variance_ratio(a, gamma, n_steps)
+    best = int(np.argmin(np.abs(ratio - 1)))
+    return float(2 * a[best] * sigmas[-1] ** 2), float(ratio[best])
+
+
+class _VectorSGMBuffers:
+    """Arrays of one training batch size, allocated once."""
+
+    def __init__(self, model, n):
+        d, dt = model.data_dim, model.dtype
+        self.levels = np.empty(n, np.int64)
+        self.eps = np.empty((n, d), dt)
+        self.noisy = np.empty((n, d), dt)
+        self.level_sigma, self.raw_scale, self.skip = (np.empty((n, 1), dt) for _ in range(3))
+        self.residual = np.empty((n, d), dt)
+
+
+class VectorSGM:
+    """Score-based generative model of data in R^d (the MNIST experiments: d = 784).
+
+    The model of Song & Ermon (2019) with the techniques of Song & Ermon (2020):
+
+    * noise levels ``sigmas``, largest first; :func:`largest_distance` and
+      :func:`geometric_noise_levels` give technique 1's sigma_1 (the largest distance between
+      data points) and its geometric sequence down to :data:`SIGMA_MIN`;
+    * the score network :class:`npgen.nn.DenseScoreNetwork`, s(x, sigma_l) = r_l(x) / sigma_l;
+    * denoising score matching with Song & Ermon's weight lambda(sigma) = sigma^2, one level
+      drawn uniformly per row: for clean rows x_i, eps_i ~ N(0, I), x~_i = x_i + sigma_i eps_i,
+          L = 1 / (2B) sum_i sigma_i^2 ||s(x~_i, sigma_i) + eps_i / sigma_i||^2
+            = 1 / (2B) sum_i ||sigma_i s(x~_i, sigma_i) + eps_i||^2;
+      the data are used as they are (no standardization: the levels are in the data's units);
+    * annealed Langevin sampling from x ~ N(mu, sigma_1^2 I), ``n_steps_per_level`` steps per
+      level of x <- x + (alpha_l / 2) s(x, sigma_l) + sqrt(alpha_l) z with
+      alpha_l = step_size sigma_l^2 / sigma_L^2; ``step_size=None`` takes technique 4's
+      (:func:`langevin_step_size`). No final denoising step, as the paper's sampler.
+
+    Parameters: ``data_dim``, ``sigmas``, ``hidden_sizes``, ``data_mean``, ``data_scale`` and
+    ``activation`` (of the score network: the data's mean and standard deviation precondition it),
+    ``n_steps_per_level``, ``step_size``, ``lr`` and ``betas`` (Adam), ``dtype``, ``seed`` (the
+    training stream: initialization, levels, noise, shuffling) and ``backend``.
+    """
+
+    buffer_type = _VectorSGMBuffers
+
+    def __init__(self, data_dim, sigmas, hidden_sizes=HIDDEN_SIZES, data_mean=0.0, data_scale=1.0,
+                 activation="silu", n_steps_per_level=VECTOR_STEPS_PER_LEVEL, step_size=None,
+                 lr=2e-4, betas=(0.9, 0.999), dtype="float32", seed=0, backend=None):
+        self.data_dim = check_number("data_dim", data_dim, low=1, integer=True)
+        self.sigmas = check_noise_levels(sigmas)
+        self.n_steps_per_level = check_number("n_steps_per_level", n_steps_per_level, low=1,
+                                              high=10 ** 6, integer=True)
+        if step_size is None:
+            step_size, self.variance_ratio = langevin_step_size(self.sigmas, self.n_steps_per_level)
+        else:
+            self.variance_ratio = None
+        self.step_size = check_number("step_size", step_size, low=0, low_open=True)
+        self.lr = check_number("lr", lr, low=0, low_open=True)
+        self.betas = check_betas(betas)
+        self.dtype = dtype_of(dtype)
+        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.rng = np.random.default_rng(self.seed)
+        self.score = DenseScoreNetwork(self.data_dim, self.sigmas, hidden_sizes, data_mean,
+                                       data_scale, activation, dtype=self.dtype, seed=int(self.rng.integers(2 ** 32)),
+                                       backend=backend)
+        self.optimizer = Adam(self.score, lr=self.lr, betas=self.betas)
+        self._buffers_by_size = {}
+        self.trained = False
+        # per level: sigma_l, A = s_d c_l and K = sigma_l c_l^2 (see _denoising_loss)
+        net = self.score
+        self._level_sigmas = self.sigmas.astype(self.dtype)
+        self._raw_scales = (net.data_scale * net.in_scales).astype(self.dtype)
+        self._skips = (self.sigmas * net.skip_scales).astype(self.dtype)
+
+    def config(self):
+        """The constructor arguments (without the backend), as a JSON-able dict."""
+        return {"data_dim": self.data_dim, "sigmas": self.sigmas.tolist(),
+                "hidden_sizes": list(self.score.hidden_sizes), "data_mean": self.score.data_mean,
+                "data_scale": self.score.data_scale,
+                "activation": self.score.activation,
+                "n_steps_per_level": self.n_steps_per_level, "step_size": self.step_size,
+                "lr": self.lr, "betas": list(self.betas), "dtype": self.dtype.name, "seed": self.seed}
+
+    def networks(self):
+        """The trained networks by name (one: the score network)."""
+        return {"score": self.score}
+
+    @property
+    def alphas(self):
+        """alpha_l = step_size sigma_l^2 / sigma_L^2 (float64)."""
+        return self.step_size * self.sigmas ** 2 / self.sigmas[-1] ** 2
+
+    # ----------------------------------------------------------------- training
+
+    def _buffers(self, n):
+        if n not in self._buffers_by_size:
+            self._buffers_by_size[n] = self.buffer_type(self, n)
+        return self._buffers_by_size[n]
+
+    def denoising_loss(self, x, eps, levels):
+        """L of the class doc for clean rows x (n, d), noise eps (n, d) and level indices (n,);
+        writes dL/dtheta into ``score.grads`` and returns L (a float)."""
+        x = check_matrix("x", x, self.data_dim, self.dtype)
+        eps = check_matrix("eps", eps, self.data_dim, self.dtype)
+        if eps.shape != x.shape:
+            raise ValueError(f"eps must have the shape of x {x.shape}, got {eps.shape}")
+        levels = self.score._check_levels(levels, len(x))
+        buf = self._buffers(len(x))
+        buf.levels[...] = levels
+        buf.eps[...] = eps
+        return self._denoising_loss(x, buf)
+
+    def _denoising_loss(self, x, buf):
+        """With sigma s = A r - K (x~ - mu) (A = s_d c_l, K = sigma_l c_l^2, the network's module
+        doc), the residual is R = A r - K (x~ - mu) + eps, L = ||R||^2 / (2B), dL/dr = A R / B."""
+        n, score = len(x), self.score
+        np.take(self._level_sigmas, buf.levels, out=buf.level_sigma[:, 0])
+        np.take(self._raw_scales, buf.levels, out=buf.raw_scale[:, 0])
+        np.take(self._skips, buf.levels, out=buf.skip[:, 0])
+        np.multiply(buf.eps, buf.level_sigma, out=buf.noisy)
+        buf.noisy += x
+        raw = score._forward_raw(buf.noisy, buf.levels)
+        np.subtract(buf.noisy, self.dtype.type(score.data_mean), out=buf.residual)
+        buf.residual *= -buf.skip
+        buf.residual += buf.eps
+        buf.residual += raw * buf.raw_scale
+        loss = float(np.vdot(buf.residual, buf.residual)) / (2 * n)
+        buf.residual *= buf.raw_scale
+        buf.residual *= self.dtype.type(1.0 / n)
+        score._backward_raw(buf.residual, need_grad_x=False)
+        return loss
+
+    def step(self, batch):
+        """One Adam step on a minibatch (n, d) with fresh levels and noise; returns {'loss': L}."""
+        batch = check_matrix("batch", batch, self.data_dim, self.dtype)
+        buf = self._buffers(len(batch))
+        buf.levels[...] = self.rng.integers(self.sigmas.size, size=len(batch))
+        self.rng.standard_normal(out=buf.eps, dtype=self.dtype)
+        loss = self._denoising_loss(batch, buf)
+        self.optimizer.step()
+        return {"loss": loss}
+
+    def fit(self, data, epochs=100, batch_size=128, quiet=False, on_epoch=None):
+        """Train on ``data`` (n, d) for ``epochs`` shuffled passes of ``batch_size``; returns the
+        per-epoch mean losses (:func:`npgen.models.training.fit_loop`)."""
+        data = check_matrix("data", as_real_array("data", data, self.dtype, f"(n, {self.data_dim})"),
+                            self.data_dim, self.dtype)
+        history = fit_loop(self, data, epochs, batch_size, self.rng, "SGM", quiet=quiet,
+                           on_epoch=on_epoch)
+        self.trained = True
+        return history
+
+    # ----------------------------------------------------------------- sampling
+
+    @one_blas_thread
+    def sample(self, n, seed=None, quiet=False):
+        """n samples (n, d) of annealed Langevin dynamics (class doc).
+
+        The start and the noise come from ``seed`` alone: chunk c of :data:`VECTOR_SAMPLE_CHUNK`
+        rows starts from its rows of one N(mu, sigma_1^2 I) draw (mu the network's ``data_mean``;
+        the data blurred at sigma_1 is about that) and moves with the noise stream
+        noise_seed + c, so a seed gives the same samples on every backend, to float rounding.
+        A step size that makes the samples NaN or inf raises ValueError naming the level.
+        """
+        if not self.trained:
+            raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
+        n = check_number("n", n, low=1, high=MAX_SAMPLES // self.data_dim, integer=True)
+        if seed is not None:
+            seed = check_number("seed", seed, low=0, integer=True)
+        quiet = check_bool("quiet", quiet)
+        rng = np.random.default_rng(seed)
+        x = (rng.standard_normal((n, self.data_dim)) * self.sigmas[0] + self.score.data_mean).astype(self.dtype)
+        noise_seed = int(rng.integers(2 ** 62))
+        alphas = self.alphas.astype(self.dtype)
+        steps = self.n_steps_per_level
+        progress = Progress(self.sigmas.size, label="SGM sampling", unit="level", quiet=quiet)
+        try:
+            for level in range(self.sigmas.size):
+                arguments = self.score.langevin_arguments(level)
+                for chunk, start in enumerate(range(0, n, VECTOR_SAMPLE_CHUNK)):
+                    self.score.backend.annealed_langevin_mlp(
+                        x[start:start + VECTOR_SAMPLE_CHUNK], *arguments, alphas[level:level + 1],
+                        steps, noise_seed + chunk, level * steps, self.score.activation_code,
+                        self.score.slope)
+                self._check_finite(x, level)
+                progress.update(1, sigma=float(self.sigmas[level]))
+        finally:
+            progress.close()
+        return x
+
+    def _check_finite(self, x, level):
+        """One ValueError, naming the step size and the level, when x is no longer finite."""
+        if not np.isfinite(x).all():
+            raise ValueError(f"step_size={self.step_size:g} made the samples NaN or inf at noise"
+                             f" level {level} (sigma={self.sigmas[level]:.3g}); use a smaller step_size")
+
+    # ----------------------------------------------------------------- persistence
+
+    def save(self, path_dir):
+        """Write the model to the folder ``path_dir``, whole or not at all: ``score.npz`` (the
+        network, :meth:`npgen.nn.DenseScoreNetwork.save`) and ``config.json``
+        (:func:`npgen.models.saved.save_model`). Optimizer state and the training stream are
+        not saved. A folder that is not empty and holds no saved VectorSGM is refused."""
+        save_model(self, path_dir)
+
+    @classmethod
+    def load(cls, path_dir, backend=None):
+        """Read a model written by :meth:`save`."""
+        return load_model(cls, path_dir, backend, kinds=("DenseScoreNetwork",))

@@ -34,9 +34,12 @@ import numpy as np
 
 from ..nn.mlp import MLP
 from ..util.checks import check_choice, check_number
-from .push_forward import PushForwardModel, generator_network
+from .push_forward import PushForwardModel, check_hidden_sizes, generator_network
 
 KL_VARIANTS = ("correct", "paper")
+#: Hidden widths of the MNIST encoder: the decoder's (:data:`MNIST_GENERATOR_HIDDEN`) in reverse,
+#: 784 -> 1024 -> 512 -> 256 -> 2p, ReLU, as the univariate encoder mirrors its decoder.
+MNIST_ENCODER_HIDDEN = (1024, 512, 256)
 
 
 def encoder_sizes(data_dim=1, latent_dim=1, base_width=128):
@@ -69,9 +72,10 @@ class VAE(PushForwardModel):
 
     Parameters
     ----------
-    latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype, seed, backend
-        As for :class:`npgen.GAN`; ``n_layers`` and ``skip`` shape the decoder, the encoder is
-        fixed (:func:`encoder_sizes`).
+    latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype, seed, backend, hidden_sizes
+        As for :class:`npgen.GAN`; ``n_layers``, ``skip`` and ``hidden_sizes`` shape the decoder,
+        the encoder is :func:`encoder_sizes`, or [data_dim] + encoder_hidden_sizes + [2 latent_dim]
+        when ``encoder_hidden_sizes`` is given.
     kl : str
         'correct' (default, the true KL divergence) or 'paper' (the published code's term).
     decoder_variance : float
@@ -80,25 +84,34 @@ class VAE(PushForwardModel):
 
     buffer_type = _VAEBuffers
 
-    def __init__(self, latent_dim=1, data_dim=1, n_layers=3, skip="plain", base_width=128,
+    def __init__(self, latent_dim=1, data_dim=1, n_layers=None, skip="plain", base_width=None,
                  kl="correct", decoder_variance=0.1, lr=1e-4, betas=(0.9, 0.999),
-                 dtype="float32", seed=0, backend=None):
+                 dtype="float32", seed=0, backend=None, hidden_sizes=None,
+                 encoder_hidden_sizes=None):
         super().__init__(latent_dim, data_dim, n_layers, skip, base_width, lr, betas, dtype,
-                         seed)
+                         seed, hidden_sizes=hidden_sizes)
+        if encoder_hidden_sizes is None:
+            e_sizes = encoder_sizes(self.data_dim, self.latent_dim, self.base_width or 128)
+        else:
+            encoder_hidden_sizes = check_hidden_sizes("encoder_hidden_sizes", encoder_hidden_sizes)
+            e_sizes = [self.data_dim] + encoder_hidden_sizes + [2 * self.latent_dim]
+        self.encoder_hidden_sizes = encoder_hidden_sizes
         self.kl = check_choice("kl", kl, KL_VARIANTS)
         self.decoder_variance = check_number("decoder_variance", decoder_variance, low=0,
                                              low_open=True)
-        self.encoder = MLP(encoder_sizes(self.data_dim, self.latent_dim, self.base_width),
-                           activation="relu", dtype=self.dtype, seed=self._network_seed(),
+        self.encoder = MLP(e_sizes, activation="relu", dtype=self.dtype, seed=self._network_seed(),
                            backend=backend)
         self.decoder = generator_network(
             self.n_layers, self.latent_dim, self.data_dim, self.base_width, self.skip, False,
-            self.dtype, self._network_seed(), backend)
+            self.dtype, self._network_seed(), backend, self.hidden_sizes)
         self.encoder_optimizer = self._optimizer(self.encoder)
         self.decoder_optimizer = self._optimizer(self.decoder)
 
     def config(self):
-        return dict(super().config(), kl=self.kl, decoder_variance=self.decoder_variance)
+        config = dict(super().config(), kl=self.kl, decoder_variance=self.decoder_variance)
+        if self.encoder_hidden_sizes is not None:
+            config["encoder_hidden_sizes"] = self.encoder_hidden_sizes
+        return config
 
     def networks(self):
         return {"encoder": self.encoder, "decoder": self.decoder}

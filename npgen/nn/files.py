@@ -67,3 +67,17 @@ def build_network(cls, path, meta, arrays, backend=None):
     except ValueError as err:
         raise ValueError(f"{path} does not hold a valid {cls.__name__}: {err}") from None
     return net
+
+
+def check_state(state, shapes):
+    """Check a state dict against ``shapes`` (key -> shape) before anything is copied: every key
+    present, each a finite float array of its shape; else one ValueError naming the key."""
+    for key, shape in shapes.items():
+        if key not in state:
+            raise ValueError(f"state is missing {key!r}; expected the keys {sorted(shapes)}")
+        value = np.asarray(state[key])
+        if value.shape != shape or value.dtype.kind != "f":
+            raise ValueError(f"state[{key!r}] must be a float array of shape {shape},"
+                             f" got {value.dtype.name} {value.shape}")
+        if not np.isfinite(value).all():
+            raise ValueError(f"state[{key!r}] contains NaN or inf values")

@@ -33,7 +33,7 @@ import numpy as np
 from .. import kernels
 from ..kernels import numpy_ref
 from ..util.checks import check_matrix, check_number, dtype_of
-from .files import build_network, read_network_file, write_network_file
+from .files import build_network, check_state, read_network_file, write_network_file
 from .layers import AffineLayer
 
 #: Number of sinusoidal features of sigma (half sines, half cosines).
@@ -327,16 +327,8 @@ class ScoreNetwork:
 
     def load_state_dict(self, state):
         """Copy arrays from ``state`` (names and shapes as in :meth:`state_dict`)."""
-        for name, out, fan_in in LAYERS:
-            for key, shape in ((f"{name}.weight", (out, fan_in)), (f"{name}.bias", (out,))):
-                if key not in state:
-                    raise ValueError(f"state is missing {key!r}; expected the keys of state_dict()")
-                value = np.asarray(state[key])
-                if value.shape != shape or value.dtype.kind != "f":
-                    raise ValueError(f"state[{key!r}] must be a float array of shape {shape},"
-                                     f" got {value.dtype.name} {value.shape}")
-                if not np.isfinite(value).all():
-                    raise ValueError(f"state[{key!r}] contains NaN or inf values")
+        check_state(state, {key: shape for name, out, fan_in in LAYERS
+                            for key, shape in ((f"{name}.weight", (out, fan_in)), (f"{name}.bias", (out,)))})
         for name, _, _ in LAYERS:
             self._set_weight(name, np.asarray(state[f"{name}.weight"]))
             self.weights[f"{name}.bias"][...] = state[f"{name}.bias"]

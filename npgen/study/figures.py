@@ -273,3 +273,71 @@ def figure_particles(path, samples_by_count, m, kinetic_by_count):
     ax.set_ylabel(r"kinetic energy mean $|\nabla\phi|^2$")
     ax.legend(fontsize=6, ncol=2)
     save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- Figure 7 (784-d)
+
+#: Figure 7's bin colours by the classifier's digit: blue for 3, green for 7, red for any other.
+DIGIT_COLORS = {"3": "tab:blue", "7": "tab:green", "other": "tab:red"}
+
+
+def _panel_grid(cells, row_titles, width, height):
+    """(figure, [(axis, value)]) for ``cells[row][column]``: one row per data set, one column per
+    source; an axis without a value is switched off, every other one titled 'row: SOURCE'."""
+    rows = list(cells)
+    columns = max((list(cells[r]) for r in rows), key=len)
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(width * len(columns), height * len(rows)),
+                             squeeze=False)
+    filled = []
+    for i, row in enumerate(rows):
+        for j, column in enumerate(columns):
+            value = cells[row].get(column)
+            if value is None:
+                axes[i, j].set_axis_off()
+                continue
+            axes[i, j].set_title(f"{row_titles[row]}: {column.upper() if column != 'data' else 'data'}",
+                                 fontsize=9)
+            filled.append((axes[i, j], value))
+    return fig, filled
+
+
+def figure7(path, panels, row_titles):
+    """Figure 7: one row per data set, one column per source (data, VAE, GAN, SGM); each panel
+    the histogram of the projections, every bin split into the samples the classifier calls
+    3, 7 or another digit (stacked, :data:`DIGIT_COLORS`), the modes at -m and m and the band
+    |t| <= m / 2 shaded. ``panels[row][column]`` holds a run's "edges", "counts" and "m"."""
+    fig, filled = _panel_grid(panels, row_titles, 3.4, 2.8)
+    for k, (ax, panel) in enumerate(filled):
+        edges = np.asarray(panel["edges"])
+        width = np.diff(edges)
+        bottom = np.zeros(width.size)
+        n = max(1, sum(sum(c) for c in panel["counts"].values()))
+        for name, color in DIGIT_COLORS.items():
+            density = np.asarray(panel["counts"][name]) / (n * width)
+            ax.bar(edges[:-1], density, width=width, bottom=bottom, align="edge", color=color,
+                   lw=0, label=f"classified {name}")
+            bottom += density
+        m = panel["m"]
+        ax.axvspan(-m / 2, m / 2, color="gray", alpha=0.12, lw=0)
+        for mode in (-m, m):
+            ax.axvline(mode, color="k", lw=0.6, ls=":")
+        ax.set_xlabel("projection t")
+        if k == 0:
+            ax.legend(fontsize=6, loc="upper center")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def image_grid(path, images, row_titles, side=8):
+    """``images[row][column]``: up to side^2 images of 784 pixels each, drawn as a side x side
+    grid (pixels clipped to [0, 1]), one grid per data set and source."""
+    fig, filled = _panel_grid(images, row_titles, 2.6, 2.8)
+    for ax, block in filled:
+        ax.set_axis_off()
+        block = np.clip(np.asarray(block, np.float64)[:side * side], 0, 1)
+        tiles = np.ones((side * side, 28, 28))
+        tiles[:len(block)] = block.reshape(-1, 28, 28)
+        grid = tiles.reshape(side, side, 28, 28).transpose(0, 2, 1, 3).reshape(side * 28, side * 28)
+        ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -17,6 +17,8 @@ from .runs import MODELS, PRESETS, check_metrics, make_config
 from .sweep import find_run_dir, load_results
 
 FIGURES = ("fig1", "fig2", "fig3", "fig3b", "fig4", "fig5", "fig6", "grid", "cauchy", "particles")
+#: Figure 7 (the MNIST experiments, :mod:`npgen.study.figure7`): its own runs and data.
+FIG7 = "fig7"
 
 
 @dataclass(frozen=True)
@@ -111,12 +113,13 @@ def particle_configs(plan, preset):
 
 
 def selected_figures(only):
-    """Parse ``--only fig3,fig4`` into a tuple of figure names."""
+    """Parse ``--only fig3,fig4`` into a tuple of figure names (every figure, Figure 7
+    included, without ``--only``)."""
     if not only:
-        return FIGURES
+        return FIGURES + (FIG7,)
     names = tuple(name.strip() for name in only.split(",") if name.strip())
     for name in names:
-        check_choice("--only entries", name, FIGURES)
+        check_choice("--only entries", name, FIGURES + (FIG7,))
     return names
 
 

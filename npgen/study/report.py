@@ -892,8 +892,8 @@ def _failure_lines(failures):
         f"{name}: {error}" for name, error in failures]
 
 
-def render_markdown(sections, preset, failures=()):
-    lines = [f"# npgen reproduction report ({preset} preset)", "",
+def render_markdown(sections, preset, failures=(), notes=()):
+    lines = [f"# npgen reproduction report ({preset} preset)", "", *[f"{note}\n" for note in notes],
              "Each section: the paper's claim, what this run measured (mean ± std over seeds, n = number "
              "of runs), and each check's rule beside its verdict. A check is \"held\" only when its rule has "
              "the evidence to decide; otherwise it is \"inconclusive\", with the reason.", "",
@@ -920,14 +920,14 @@ def render_markdown(sections, preset, failures=()):
     return "\n".join(lines)
 
 
-def render_html(sections, preset, failures=()):
+def render_html(sections, preset, failures=(), notes=()):
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>npgen report ({preset})</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}.held{color:#060}.no{color:#a00}"
              ".open{color:#850}</style>",
              f"</head><body><h1>npgen reproduction report ({html.escape(preset)} preset)</h1>",
              f"<p>A check is \"held\" only when its rule has the evidence to decide. Collapse: "
-             f"{html.escape(COLLAPSE_RULES)}.</p>"]
+             f"{html.escape(COLLAPSE_RULES)}.</p>", *[f"<p>{html.escape(note)}</p>" for note in notes]]
     failed = _failure_lines(failures)
     if failed:
         parts.append(f"<h2>Failed runs</h2><p class='no'>{html.escape(failed[0])}</p><ul>"
@@ -954,14 +954,16 @@ def render_html(sections, preset, failures=()):
     return "\n".join(parts)
 
 
-def write_report(out, preset, names, runs, failures=()):
+def write_report(out, preset, names, runs, failures=(), extra=(), notes=()):
     """Draw the figures and write report.md, report.html and summary.json into ``out``.
 
     ``failures``: (run name, error) of the runs that failed; both reports list them first.
+    ``extra``: sections built elsewhere (Figure 7), after those of ``names``; ``notes``: lines
+    under the report's title (a figure that was skipped, and why).
     """
-    sections = build_sections(out, preset, names, runs)
-    atomic_write_text(os.path.join(out, "report.md"), render_markdown(sections, preset, failures))
-    atomic_write_text(os.path.join(out, "report.html"), render_html(sections, preset, failures))
+    sections = build_sections(out, preset, names, runs) + list(extra)
+    atomic_write_text(os.path.join(out, "report.md"), render_markdown(sections, preset, failures, notes))
+    atomic_write_text(os.path.join(out, "report.html"), render_html(sections, preset, failures, notes))
     atomic_write_json(os.path.join(out, "summary.json"), {
         s.name: {"title": s.title, "claim": s.claim, "verdict": s.verdict, "header": s.header, "rows": s.rows,
                  "checks": [{"rule": c.rule, "result": c.result, "measured": c.measured,

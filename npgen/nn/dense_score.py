@@ -1,0 +1,331 @@
+"""A score network s(x, sigma) for data in R^d (d = 784 for MNIST), with hand-written backprop.
+
+An MLP with two hidden layers, conditioned on the noise level after Song & Ermon (2019, 2020)
+and preconditioned after Karras et al. (2022). For the levels sigma_0 > ... > sigma_{L-1} it is
+trained on, the data's mean mu and standard deviation s_d (scalars), and e_l the one-hot vector
+of level l:
+
+    u  = c_l (x - mu),          c_l = 1 / sqrt(s_d^2 + sigma_l^2)           (d)
+    h1 = act(W1 u + E1 e_l)                                                 (H1)
+    h2 = act(W2 h1 + E2 e_l)                                                (H2)
+    r  = W3 h2 + b3                                                         (d)
+    s(x, sigma_l) = (s_d c_l / sigma_l) r - c_l^2 (x - mu)
+
+* E1 e_l and E2 e_l are a learned embedding of the level added to the pre-activations of both
+  hidden layers (a per-level bias: NCSN's conditional shift without its scale).
+* c_l gives the blurred data x + sigma_l eps about unit variance at every level, from
+  sigma_1 ~ 20 down to 0.01, so that one set of weights serves them all (Karras et al.'s c_in).
+* -c_l^2 (x - mu) is the exact score of N(mu, s_d^2 I) blurred by N(0, sigma_l^2 I): the
+  network learns what the data's score adds to that Gaussian one (Karras et al.'s skip
+  connection, c_skip, written for the score). Without it the network would have to carry the
+  identity map x -> x through hidden layers narrower than d, which it learns slowly: in a trial
+  on the two-digit mixture (30 levels, 470 Adam steps), a network without it reached a cosine
+  of 0.6 between its output and the true noise at the largest level, and annealed Langevin
+  never left the starting scale.
+* s_d c_l / sigma_l is the output scale: the true score has a norm of about sqrt(d) / sigma at
+  small sigma (Song & Ermon 2020's technique 3: s = net / sigma) and tends to the Gaussian one
+  at large sigma, so r stays of order sqrt(d) at every level.
+
+Each hidden layer reads its input next to e_l, ``[u; e_l]`` and ``[h1; e_l]``, so that
+W1full = [W1 | E1] and W2full = [W2 | E2] are ordinary dense layers of the kernels
+(:func:`npgen.kernels.numpy_ref.dense_forward`) and their backward gives dL/dE1 and dL/dE2 with
+dL/dW1 and dL/dW2 in one product each; the layers' own biases are zero and not parameters. At
+one level the network is the chain of :meth:`DenseScoreNetwork.langevin_arguments`, what the
+Langevin kernel (:func:`npgen.kernels.numpy_ref.annealed_langevin_mlp`) evaluates: c_l and mu
+fold into W1 and its bias, E1 e_l and E2 e_l into the biases.
+
+Backward, row by row, with a_l = s_d c_l / sigma_l: dL/dr = a_l dL/ds, then the three dense
+backwards to dL/du, and dL/dx = c_l dL/du - c_l^2 dL/ds; the gradient reaching the one-hot
+columns is dropped (e_l is not a variable).
+"""
+
+import numpy as np
+
+from .. import kernels
+from ..util.checks import check_matrix, check_number, dtype_of
+from .files import build_network, check_state, read_network_file, write_network_file
+from .layers import AffineLayer
+from .mlp import MAX_PARAMS
+
+#: Hidden widths of the MNIST score network: 2 x 768 gives 1.83 million parameters at d = 784
+#: and 20 levels (1.84 million at 30), about the GAN generator's 1.66 / 1.46 million (latent
+#: dimension 784 / 20).
+HIDDEN_SIZES = (768, 768)
+#: Hidden activation: SiLU, smooth, so that the learned score field is (as the true one) smooth.
+ACTIVATION = "silu"
+
+
+class _Workspace:
+    """Inputs, activations and gradients for one batch size, allocated once."""
+
+    def __init__(self, net, n):
+        d, (h1, h2), L, dt = net.data_dim, net.hidden_sizes, net.n_levels, net.dtype
+        self.n = n
+        self.in1, self.grad_in1 = np.zeros((n, d + L), dt), np.empty((n, d + L), dt)
+        self.in2, self.grad_in2 = np.zeros((n, h1 + L), dt), np.empty((n, h1 + L), dt)
+        self.z1, self.a1, self.grad_z1 = (np.empty((n, h1), dt) for _ in range(3))
+        self.grad_a1 = np.empty((n, h1), dt)
+        self.z2, self.a2, self.grad_z2 = (np.empty((n, h2), dt) for _ in range(3))
+        self.raw, self.grad_raw, self.grad_z3, self.grad_x = (np.empty((n, d), dt) for _ in range(4))
+        self.scale, self.in_scale, self.skip = (np.empty((n, 1), dt) for _ in range(3))
+        self.rows = np.arange(n)
+        self.columns = np.empty(n, np.int64)
+        self.levels = np.zeros(n, np.int64)
+
+
+class DenseScoreNetwork:
+    """s(x, sigma_l) for x in R^d and the trained levels sigma_l (see the module doc).
+
+    Parameters
+    ----------
+    data_dim : int
+        d, the dimension of the data.
+    sigmas : sequence of float
+        The noise levels, largest first (strictly decreasing, positive).
+    hidden_sizes : (int, int)
+        H1 and H2 (:data:`HIDDEN_SIZES`).
+    data_mean, data_scale : float
+        mu and s_d of the module doc: the data's mean and standard deviation (scalars over every
+        coordinate; 0 and 1 by default).
+    activation, slope : str, float
+        Hidden activation (any of ``npgen.kernels.ACTIVATIONS``) and leaky_relu's slope.
+    dtype : str
+        'float32' (default) or 'float64' (gradient checks).
+    seed : int
+        Seed of the initialization: every weight uniform in +-1/sqrt(fan_in) with fan_in the
+        layer's input width (the one-hot columns included), b3 likewise, as torch.nn.Linear.
+    backend : str or None
+        Kernel backend ('cpu', 'numpy'); None reads $NPGEN_BACKEND.
+
+    ``params`` / ``grads`` hold every parameter / gradient in one flat buffer, in the order
+    W1full (H1, d + L), W2full (H2, H1 + L), W3 (d, H2), b3 (d,).
+    """
+
+    #: The constructor arguments a network file records (see :mod:`npgen.nn.files`).
+    FILE_FIELDS = ("data_dim", "sigmas", "hidden_sizes", "data_mean", "data_scale", "activation",
+                   "slope", "dtype", "seed")
+
+    def __init__(self, data_dim, sigmas, hidden_sizes=HIDDEN_SIZES, data_mean=0.0, data_scale=1.0,
+                 activation=ACTIVATION, slope=0.2, dtype="float32", seed=0, backend=None):
+        self.data_dim = check_number("data_dim", data_dim, low=1, integer=True)
+        self.sigmas = check_noise_levels(sigmas)
+        if not isinstance(hidden_sizes, (list, tuple)) or len(hidden_sizes) != 2:
+            raise ValueError(f"hidden_sizes must be two positive integers (H1, H2), got {hidden_sizes!r}")
+        self.hidden_sizes = tuple(check_number(f"hidden_sizes[{i}]", h, low=1, integer=True)
+                                  for i, h in enumerate(hidden_sizes))
+        self.activation = activation
+        self.activation_code = kernels.activation_code(activation)
+        self.slope = check_number("slope", slope, low=-1, high=1)
+        self.dtype = dtype_of(dtype)
+        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.backend_name = kernels.backend_name(backend)
+        self.backend = kernels.get_backend(self.backend_name)
+        self.n_levels = self.sigmas.size
+        self.data_mean = check_number("data_mean", data_mean)
+        self.data_scale = check_number("data_scale", data_scale, low=0, low_open=True)
+        #: Per level (float64, (L,)): c_l, the output scale a_l = s_d c_l / sigma_l, and the
+        #: skip scale c_l^2 of the module doc.
+        self.in_scales = 1.0 / np.sqrt(self.data_scale ** 2 + self.sigmas ** 2)
+        self.out_scales = self.data_scale * self.in_scales / self.sigmas
+        self.skip_scales = self.in_scales ** 2
+        self._scales = {name: getattr(self, name).astype(self.dtype)
+                        for name in ("in_scales", "out_scales", "skip_scales")}
+        d, (h1, h2), L = self.data_dim, self.hidden_sizes, self.n_levels
+        self.shapes = {"fc_1.weight": (h1, d + L), "fc_2.weight": (h2, h1 + L),
+                       "fc_3.weight": (d, h2), "fc_3.bias": (d,)}
+        total = sum(int(np.prod(s)) for s in self.shapes.values())
+        if total > MAX_PARAMS:
+            raise ValueError(f"data_dim {d}, hidden_sizes {list(self.hidden_sizes)} and {L} levels ask"
+                             f" for {total:.3g} parameters; an npgen network has at most {MAX_PARAMS} (2^28)")
+        self.params = np.zeros(total, self.dtype)
+        self.grads = np.zeros(total, self.dtype)
+        self.weights, self.weight_grads, offset = {}, {}, 0
+        for name, shape in self.shapes.items():
+            size = int(np.prod(shape))
+            self.weights[name] = self.params[offset:offset + size].reshape(shape)
+            self.weight_grads[name] = self.grads[offset:offset + size].reshape(shape)
+            offset += size
+        rng = np.random.default_rng(self.seed)
+        for name, shape in self.shapes.items():
+            fan_in = self.shapes[name.replace(".bias", ".weight")][1]
+            bound = 1.0 / np.sqrt(fan_in)
+            self.weights[name][...] = rng.uniform(-bound, bound, shape)
+        self._zero_bias = {k: np.zeros(h, self.dtype) for k, h in zip((1, 2), self.hidden_sizes)}
+        self._bias_grad_scratch = {k: np.zeros(h, self.dtype) for k, h in zip((1, 2), self.hidden_sizes)}
+        self._workspaces = {}
+        self._last = None
+
+    @property
+    def n_params(self):
+        """Number of trainable parameters."""
+        return self.params.size
+
+    # ----------------------------------------------------------------- the chain at one level
+
+    def _level_chain(self, level):
+        """(c_l W1, its bias, W2, beff2[l], W3, b3) in float64: the x path at level l, with u =
+        c_l (x - mu) folded into the first layer (W1 u = c_l W1 x - c_l mu W1 1)."""
+        d, h1 = self.data_dim, self.hidden_sizes[0]
+        W1full = self.weights["fc_1.weight"].astype(np.float64)
+        W2full = self.weights["fc_2.weight"].astype(np.float64)
+        c = self.in_scales[level]
+        W1 = c * W1full[:, :d]
+        return (W1, W1full[:, d + level] - self.data_mean * W1.sum(axis=1), W2full[:, :h1],
+                W2full[:, h1 + level], self.weights["fc_3.weight"].astype(np.float64),
+                self.weights["fc_3.bias"].astype(np.float64))
+
+    def langevin_arguments(self, level):
+        """The arguments W1, beff1, W2, beff2, W3, b3, out_scales, skip_scales, center of
+        :func:`npgen.kernels.numpy_ref.annealed_langevin_mlp` that make its score s(., sigma_l)
+        (one level: beff1, beff2 of one row, the scales of one entry), in the network's dtype."""
+        level = int(self._check_levels(level, 1)[0])
+        W1, b1, W2, b2, W3, b3 = self._level_chain(level)
+        arrays = (W1, b1[None, :], W2, b2[None, :], W3, b3, self.out_scales[level:level + 1],
+                  self.skip_scales[level:level + 1])
+        return tuple(np.ascontiguousarray(a, self.dtype) for a in arrays) + (self.data_mean,)
+
+    def layers_at(self, level):
+        """The network at level index ``level`` as a function of x alone, three float64
+        :class:`AffineLayer`: act(c_l W1 x + .) -> act(W2 h1 + .) -> a_l (W3 h2 + b3) - c_l^2 (x - mu),
+        the last reading [h2; x] (the skip), for :mod:`npgen.analysis.lipschitz`."""
+        level = int(self._check_levels(level, 1)[0])
+        W1, b1, W2, b2, W3, b3 = self._level_chain(level)
+        out, skip = self.out_scales[level], self.skip_scales[level]
+        last = np.hstack([out * W3, -skip * np.eye(self.data_dim)])
+        return [AffineLayer(W1, b1, self.activation, self.slope, ((0,),)),
+                AffineLayer(W2, b2, self.activation, self.slope, ((1,),)),
+                AffineLayer(last, out * b3 + skip * self.data_mean, "identity", 0.0, ((2,), (0,)))]
+
+    # ----------------------------------------------------------------- passes (unchecked)
+
+    def _workspace(self, n):
+        ws = self._workspaces.get(n)
+        if ws is None:
+            ws = self._workspaces[n] = _Workspace(self, n)
+        return ws
+
+    def _forward_raw(self, x, levels):
+        """r = W3 h2 + b3 (n, d) of the module doc for x (n, d) and level indices (n,). Returns a
+        view valid until the next call."""
+        d, h1 = self.data_dim, self.hidden_sizes[0]
+        ws, w, be, kind = self._workspace(x.shape[0]), self.weights, self.backend, self.activation_code
+        ws.levels[...] = levels
+        np.take(self._scales["in_scales"], ws.levels, out=ws.in_scale[:, 0])
+        np.subtract(x, self.dtype.type(self.data_mean), out=ws.in1[:, :d])
+        ws.in1[:, :d] *= ws.in_scale
+        for inp, width in ((ws.in1, d), (ws.in2, h1)):
+            inp[:, width:] = 0
+            np.add(ws.levels, width, out=ws.columns)
+            inp[ws.rows, ws.columns] = 1
+        be.linear_forward(ws.in1, w["fc_1.weight"], self._zero_bias[1], kind, self.slope, ws.z1, ws.a1)
+        ws.in2[:, :h1] = ws.a1
+        be.linear_forward(ws.in2, w["fc_2.weight"], self._zero_bias[2], kind, self.slope, ws.z2, ws.a2)
+        be.linear_forward(ws.a2, w["fc_3.weight"], w["fc_3.bias"], kernels.IDENTITY, 0.0, ws.raw, ws.raw)
+        self._last = ws
+        return ws.raw
+
+    def _backward_raw(self, grad_raw, need_grad_x):
+        """Backprop dL/dr through the last ``_forward_raw``; *overwrites* ``grads``; returns the
+        gradient through the network alone, c_l dL/du (a view), when ``need_grad_x``."""
+        ws, w, g, be, kind = self._last, self.weights, self.weight_grads, self.backend, self.activation_code
+        d, h1 = self.data_dim, self.hidden_sizes[0]
+        be.linear_backward(ws.a2, w["fc_3.weight"], ws.raw, ws.raw, grad_raw, kernels.IDENTITY, 0.0,
+                           ws.grad_z3, g["fc_3.weight"], g["fc_3.bias"], ws.grad_z2, False, True)
+        # ws.grad_z2 holds dL/da2 here; the layer-2 backward reads it before writing dL/dz2.
+        be.linear_backward(ws.in2, w["fc_2.weight"], ws.z2, ws.a2, ws.grad_z2, kind, self.slope,
+                           ws.grad_z2, g["fc_2.weight"], self._bias_grad_scratch[2], ws.grad_in2,
+                           False, True)
+        ws.grad_a1[...] = ws.grad_in2[:, :h1]
+        be.linear_backward(ws.in1, w["fc_1.weight"], ws.z1, ws.a1, ws.grad_a1, kind, self.slope,
+                           ws.grad_z1, g["fc_1.weight"], self._bias_grad_scratch[1], ws.grad_in1,
+                           False, need_grad_x)
+        if not need_grad_x:
+            return None
+        np.multiply(ws.grad_in1[:, :d], ws.in_scale, out=ws.grad_x)
+        return ws.grad_x
+
+    # ----------------------------------------------------------------- public API (checked)
+
+    def _check_levels(self, levels, n):
+        """Level indices as an (n,) int array; an int is every row's level."""
+        values = np.asarray(levels)
+        if values.ndim == 0:
+            values = np.full(n, values)
+        if values.shape != (n,) or values.dtype.kind not in "iu" or (
+                values.size and (values.min() < 0 or values.max() >= self.n_levels)):
+            raise ValueError(f"levels must be an integer or {n} integers in [0, {self.n_levels - 1}]"
+                             f" (indices of the noise levels), got {levels!r}")
+        return values
+
+    def forward(self, x, levels):
+        """Return s(x_i, sigma_{levels_i}) (n, d) for x (n, d) and level indices (an int for
+        every row, or one per row). Keeps what :meth:`backward` needs."""
+        x = check_matrix("x", x, self.data_dim, self.dtype)
+        levels = self._check_levels(levels, x.shape[0])
+        raw = self._forward_raw(x, levels)
+        ws = self._last
+        np.take(self._scales["out_scales"], ws.levels, out=ws.scale[:, 0])
+        np.take(self._scales["skip_scales"], ws.levels, out=ws.skip[:, 0])
+        return raw * ws.scale - ws.skip * (x - self.dtype.type(self.data_mean))
+
+    __call__ = forward
+
+    def backward(self, grad_s, need_grad_x=True):
+        """Backprop dL/ds (n, d) through the last forward: *overwrites* ``grads`` with
+        dL/dtheta and returns dL/dx (n, d), or None when ``need_grad_x`` is false."""
+        if self._last is None:
+            raise RuntimeError("backward needs a preceding forward")
+        grad_s = check_matrix("grad_s", grad_s, self.data_dim, self.dtype)
+        ws = self._last
+        if grad_s.shape[0] != ws.n:
+            raise ValueError(f"grad_s must have {ws.n} rows like the last forward's input, got"
+                             f" {grad_s.shape[0]}")
+        np.multiply(grad_s, ws.scale, out=ws.grad_raw)
+        grad_x = self._backward_raw(ws.grad_raw, need_grad_x)
+        return None if grad_x is None else grad_x - ws.skip * grad_s
+
+    # ----------------------------------------------------------------- persistence
+
+    def config(self):
+        """The constructor arguments, as a JSON-able dict."""
+        return {"data_dim": self.data_dim, "sigmas": self.sigmas.tolist(),
+                "hidden_sizes": list(self.hidden_sizes), "data_mean": self.data_mean,
+                "data_scale": self.data_scale,
+                "activation": self.activation,
+                "slope": self.slope, "dtype": self.dtype.name, "seed": self.seed}
+
+    def state_dict(self):
+        """Arrays 'fc_1.weight' (H1, d + L), 'fc_2.weight' (H2, H1 + L), 'fc_3.weight', 'fc_3.bias':
+        the layers of torch.nn.Linear(d + L, H1, bias=False), Linear(H1 + L, H2, bias=False),
+        Linear(H2, d) that read [x; e_l] and [h1; e_l]."""
+        return {name: value.copy() for name, value in self.weights.items()}
+
+    def load_state_dict(self, state):
+        """Copy arrays from ``state`` (names and shapes as in :meth:`state_dict`)."""
+        check_state(state, self.shapes)
+        for name in self.shapes:
+            self.weights[name][...] = state[name]
+
+    def save(self, path, **extra):
+        """Write the network to ``path`` (.npz) in npgen's one network-file format (kind
+        "DenseScoreNetwork"); ``extra`` (JSON-able) joins its configuration entry."""
+        write_network_file(path, "DenseScoreNetwork", dict(self.config(), **extra), self.state_dict())
+
+    @classmethod
+    def load(cls, path, backend=None):
+        """Read a network written by :meth:`save`; any other file is refused in one sentence."""
+        return build_network(cls, path, *read_network_file(path, ("DenseScoreNetwork",)), backend)
+
+
+def check_noise_levels(sigmas):
+    """``sigmas`` as a float64 array if it is a non-empty, strictly decreasing sequence of
+    positive finite numbers, else one ValueError naming ``sigmas``."""
+    try:
+        levels = np.asarray(sigmas, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"sigmas must be a sequence of positive numbers, got {sigmas!r}") from None
+    if levels.ndim != 1 or levels.size == 0 or not np.isfinite(levels).all() or (levels <= 0).any():
+        raise ValueError(f"sigmas must be a non-empty 1-D sequence of positive finite numbers, got {sigmas!r}")
+    if (np.diff(levels) >= 0).any():
+        raise ValueError(f"sigmas must be strictly decreasing (largest level first), got {sigmas!r}")
+    return levels

