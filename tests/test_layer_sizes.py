@@ -13,7 +13,8 @@ from npgen.models.vae import MNIST_ENCODER_HIDDEN
 
 #: The keys of a univariate model's config.json before layer-by-layer sizes existed.
 UNIVARIATE_GAN_KEYS = {"latent_dim", "data_dim", "n_layers", "skip", "base_width", "lr", "betas",
-                       "dtype", "seed", "sn_generator", "gp_lipschitz", "loss", "discriminator_first"}
+                       "dtype", "seed", "sn_generator", "gp_lipschitz", "loss", "discriminator_first",
+                       "latent"}
 UNIVARIATE_VAE_KEYS = {"latent_dim", "data_dim", "n_layers", "skip", "base_width", "lr", "betas",
                        "dtype", "seed", "kl", "decoder_variance"}
 
