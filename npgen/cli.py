@@ -1,7 +1,8 @@
 """The ``npgen`` command line.
 
-    npgen reproduce [--preset quick|paper] [--only fig3,fig4] [--jobs N] [--out DIR]
-                                    the paper's Section 4.1: runs, figures, report.md and report.html
+    npgen reproduce [--preset quick|paper] [--only fig3,fig4] [--jobs N | --scheduler ADDRESS|local]
+                    [--out DIR]     the paper's Section 4.1: runs, figures, report.md and report.html
+                                    (--scheduler: on a dask.distributed cluster, npgen[dask])
     npgen figure N --from DIR       redraw figure N (1-6, or "grid") from a reproduction's stored runs
     npgen train gan|vae|sgm --m M [--preset quick|paper] [--seed S] [--out DIR] [--force]
                 [--gp L] [--sn-generator] [--layers N] [--skip resnet]     (GAN)
@@ -69,7 +70,9 @@ def _cmd_train(args):
 
 
 def _cmd_reproduce(args):
-    report = reproduce(preset=args.preset, only=args.only, jobs=args.jobs, out=args.out)
+    jobs = args.jobs if args.jobs is not None or args.scheduler else os.cpu_count() or 1
+    report = reproduce(preset=args.preset, only=args.only, jobs=jobs, out=args.out,
+                       scheduler=args.scheduler)
     print(f"wrote {report} and {report[:-3]}.html")
 
 
@@ -86,8 +89,11 @@ def build_parser():
     rep = sub.add_parser("reproduce", help="reproduce the paper's Section 4.1 (figures 1-6 and a report)")
     rep.add_argument("--preset", choices=sorted(PLANS), default="quick")
     rep.add_argument("--only", default=None, help="comma-separated figures: fig1,...,fig6,grid")
-    rep.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+    rep.add_argument("--jobs", type=int, default=None,
                      help="parallel worker processes (default: one per CPU core)")
+    rep.add_argument("--scheduler", default=None, metavar="ADDRESS|local",
+                     help="run on a dask.distributed cluster: a scheduler's address (tcp://HOST:8786),"
+                          " or local for one worker per CPU core on this machine (npgen[dask])")
     rep.add_argument("--out", default="npgen-results", help="output folder (default ./npgen-results)")
     rep.set_defaults(handler=_cmd_reproduce)
 

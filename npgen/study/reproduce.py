@@ -7,6 +7,7 @@ Figure 3's runs at m = 10) are trained once. Every figure is then drawn from the
 (:mod:`npgen.study.figures`), and :mod:`npgen.study.report` writes report.md and report.html.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -15,7 +16,8 @@ from ..util.checks import check_choice, check_number
 from ..util.io import atomic_write_json, check_own_folder
 from .plans import FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
-from .runs import train_run
+from .cluster import check_scheduler, dask_executor
+from .runs import code_fingerprint, train_run
 from .sweep import FAILURES_FILE, other_runs, read_failures, run_sweep, sweep_status
 
 STUDY_FILE = "study.json"
@@ -24,7 +26,16 @@ MAX_JOBS = 256
 
 
 def sweep_run(config, run_dir):
-    """The sweep's run function: one training run (see :func:`npgen.study.runs.train_run`)."""
+    """The sweep's run function: one training run (see :func:`npgen.study.runs.train_run`).
+
+    Refuses a configuration planned by other code than the code of the process it runs in (a
+    cluster's worker with another npgen installed): its numbers would be stored under a key
+    that names code which did not compute them.
+    """
+    if config.get("code") != code_fingerprint():
+        raise ValueError(f"this worker runs npgen code {code_fingerprint()}, but the run was"
+                         f" planned with {config.get('code')}; install the same npgen on every"
+                         " worker as on the machine that runs npgen reproduce")
     return train_run(config, run_dir, quiet=True)
 
 
@@ -69,8 +80,13 @@ class StudyIncomplete(ValueError):
     """Some runs of a reproduction failed: the report was written without them."""
 
 
-def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=False, executor=None):
+def reproduce(preset="quick", only=None, jobs=None, out="npgen-results", quiet=False, executor=None,
+              scheduler=None):
     """Run what is missing for the selected figures, draw them, write the report.
+
+    The runs go to ``jobs`` worker processes of this machine (default 1: this process), to a
+    concurrent.futures ``executor``, or to the dask cluster ``scheduler`` (an address, or
+    'local'; see :mod:`npgen.study.cluster`), whose workers need not see ``out``.
 
     Every argument is checked before anything is written. Finished runs of the same
     configuration and code (the key covers :func:`npgen.study.runs.code_fingerprint`) are
@@ -82,20 +98,32 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
     if only is not None and not str(only).strip(" ,"):
         raise ValueError(f"--only must name at least one figure of {list(FIGURES)}, got {only!r}")
     figures = selected_figures(only)
-    if executor is None:
-        jobs = check_number("--jobs", jobs, low=1, high=MAX_JOBS, integer=True)
+    if scheduler is not None:
+        if jobs is not None:
+            raise ValueError("--jobs sizes this machine's process pool and does not apply with"
+                             " --scheduler: the cluster's workers run the runs (--scheduler local"
+                             " starts one per CPU core)")
+        if executor is not None:
+            raise ValueError("give either an executor or --scheduler, not both")
+        check_scheduler(scheduler)
+    elif executor is None:
+        jobs = check_number("--jobs", 1 if jobs is None else jobs, low=1, high=MAX_JOBS, integer=True)
     check_study_target(out, preset)
     runs = plan(preset)
     needed = [config for name in figures for config in runs[name]]
     if "grid" in figures:
         needed += [c for name in ("fig3", "fig4", "fig5", "fig6") for c in runs[name]]
     runs_dir = os.path.join(out, "runs")
-    reused = sweep_status(needed, runs_dir)["done"]
-    atomic_write_json(os.path.join(out, STUDY_FILE), {"preset": preset})
-    failures = []
-    if needed:
-        run_sweep(needed, sweep_run, runs_dir, executor=executor, jobs=jobs, quiet=quiet)
-        failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
+    before = sweep_status(needed, runs_dir)
+    reused = before["done"]
+    with _cluster(scheduler if reused < before["total"] else None, quiet) as cluster_executor:
+        atomic_write_json(os.path.join(out, STUDY_FILE), {"preset": preset})
+        failures = []
+        if needed:
+            run_sweep(needed, sweep_run, runs_dir, executor=cluster_executor or executor,
+                      jobs=1 if jobs is None else jobs, quiet=quiet,
+                      shared_filesystem=scheduler is None)
+            failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
     if not quiet:
         status = sweep_status(needed, runs_dir)
         print(f"reproduce: reused {reused} finished runs, trained {status['done'] - reused},"
@@ -108,6 +136,18 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
                               f" {failures[0][1]}); {report} lists them and"
                               f" {os.path.join(runs_dir, FAILURES_FILE)} holds their tracebacks")
     return report
+
+
+@contextlib.contextmanager
+def _cluster(scheduler, quiet):
+    """The dask executor of ``scheduler`` (a line names the cluster unless ``quiet``), or None."""
+    if scheduler is None:
+        yield None
+        return
+    with dask_executor(scheduler) as (executor, description):
+        if not quiet:
+            print(f"reproduce: {description}", file=sys.stderr)
+        yield executor
 
 
 def redraw_figure(number, out):
