@@ -24,15 +24,15 @@ import pytest
 distributed = pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")  # a dependency of distributed
 
-from threadpoolctl import threadpool_info  # noqa: E402
+from test_sweep import calls, temporaries, toy_configs, toy_run
+from threadpoolctl import threadpool_info
+from tiny_study import ONE_RUN_PLAN, register
 
-from npgen import cli  # noqa: E402
-from npgen.study import cluster, sweep  # noqa: E402
-from npgen.study.reproduce import sweep_run  # noqa: E402
-from npgen.study.runs import make_config  # noqa: E402
-from npgen.study.sweep import find_run_dir, read_failures, run_sweep, sweep_status  # noqa: E402
-from test_sweep import calls, temporaries, toy_configs, toy_run  # noqa: E402
-from tiny_study import ONE_RUN_PLAN, register  # noqa: E402
+from npgen import cli
+from npgen.study import cluster, sweep
+from npgen.study.reproduce import sweep_run
+from npgen.study.runs import make_config
+from npgen.study.sweep import find_run_dir, read_failures, run_sweep, sweep_status
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 HANG_SECONDS = 240
@@ -209,9 +209,9 @@ def test_closing_a_worker_mid_sweep_loses_no_run(tmp_path):
 def test_a_scheduler_without_workers_is_one_sentence():
     empty = cluster.start_local_cluster(0)
     try:
-        with pytest.raises(ValueError, match=r"has no worker after 1 s; start workers with dask worker"):
-            with cluster.dask_executor(empty.scheduler_address, timeout=1):
-                pass
+        with pytest.raises(ValueError, match=r"has no worker after 1 s; start workers with dask worker"), \
+                cluster.dask_executor(empty.scheduler_address, timeout=1):
+            pass
     finally:
         empty.close(timeout=20)
 

@@ -55,11 +55,10 @@ def check_scheduler(scheduler):
     distributed = import_distributed()
     if scheduler == "local":
         return scheduler
-    from distributed.comm.addressing import (parse_address, parse_host_port, unparse_address,
-                                             unparse_host_port)
+    from distributed.comm import addressing
     try:
-        scheme, location = parse_address(scheduler.strip())
-        host, port = parse_host_port(location, default_port=DEFAULT_PORT)
+        scheme, location = addressing.parse_address(scheduler.strip())
+        host, port = addressing.parse_host_port(location, default_port=DEFAULT_PORT)
     except (TypeError, ValueError) as err:
         raise ValueError(f"--scheduler must be {_ACCEPTED}, got {scheduler!r} ({err})") from None
     schemes = sorted(set(distributed.comm.registry.backends) - {"inproc"})  # inproc: one process
@@ -68,7 +67,7 @@ def check_scheduler(scheduler):
                          f" dask.distributed knows: {', '.join(schemes)})")
     if not host:
         raise ValueError(f"--scheduler must be {_ACCEPTED}, got {scheduler!r} (no host)")
-    return unparse_address(scheme, unparse_host_port(host, port))
+    return addressing.unparse_address(scheme, addressing.unparse_host_port(host, port))
 
 
 def start_local_cluster(n_workers, **worker_options):

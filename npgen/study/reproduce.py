@@ -14,9 +14,9 @@ import sys
 
 from ..util.checks import check_choice, check_number
 from ..util.io import atomic_write_json, check_own_folder
+from .cluster import check_scheduler, dask_executor
 from .plans import FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
-from .cluster import check_scheduler, dask_executor
 from .runs import code_fingerprint, train_run
 from .sweep import FAILURES_FILE, other_runs, read_failures, run_sweep, sweep_status
 
