@@ -43,7 +43,7 @@ import distributed
 
 from npgen.study.cluster import start_local_cluster
 from npgen.study.plans import plan, selected_figures
-from npgen.study.reproduce import sweep_run
+from npgen.study.reproduce import cluster_run, sweep_run
 from npgen.study.runs import make_config, train_run
 from npgen.study.sweep import MARKER_FILE, find_run_dir, run_sweep
 
@@ -203,8 +203,8 @@ def main():
         with tempfile.TemporaryDirectory() as warm:  # fill numba's cache before any timing
             train_run(short_runs(1)[0], warm)
         configs = short_runs(args.runs)
-        sweeps = [timed_sweep(configs, sweep_run, 1, True, scratch),
-                  timed_sweep(configs, sweep_run, 2, True, scratch),
+        sweeps = [timed_sweep(configs, cluster_run, 1, True, scratch),
+                  timed_sweep(configs, cluster_run, 2, True, scratch),
                   timed_sweep(configs, sweep_run, 2, False, scratch)]
         noops = [{"seed": seed} for seed in range(args.noop_runs)]
         noop = [timed_sweep(noops, noop_run, 2, True, scratch),

@@ -30,7 +30,7 @@ from tiny_study import ONE_RUN_PLAN, register
 
 from npgen import cli
 from npgen.study import cluster, sweep
-from npgen.study.reproduce import sweep_run
+from npgen.study.reproduce import cluster_run, sweep_run
 from npgen.study.runs import make_config
 from npgen.study.sweep import find_run_dir, read_failures, run_sweep, sweep_status
 
@@ -138,7 +138,7 @@ def test_a_tiny_sweep_on_dask_gives_the_process_pools_files(local_cluster, tmp_p
     _, client = local_cluster
     configs = [make_config(model, 5, "tiny", seed=0) for model in ("gan", "vae", "sgm")]
     configs.append(make_config("gan", 0, "tiny", seed=1))
-    on_dask(client, configs, sweep_run, tmp_path / "dask")
+    on_dask(client, configs, cluster_run, tmp_path / "dask")
     run_sweep(configs, sweep_run, tmp_path / "pool", jobs=2, quiet=True)
     for config in configs:
         dask_files, dask_marker, dask_times = run_files(find_run_dir(config, tmp_path / "dask"))
@@ -169,7 +169,7 @@ def test_a_worker_with_other_npgen_code_refuses_the_run(local_cluster, tmp_path,
     register(monkeypatch)
     _, client = local_cluster
     config = dict(make_config("vae", 5, "tiny"), code="0.0.0+0123456789abcdef")
-    assert on_dask(client, [config], sweep_run, tmp_path) == [None]
+    assert on_dask(client, [config], cluster_run, tmp_path) == [None]
     failure, = read_failures(tmp_path)
     assert "the run was planned with 0.0.0+0123456789abcdef" in failure["error"]
     assert failure["config"]["code"] == "0.0.0+0123456789abcdef"

@@ -26,17 +26,19 @@ MAX_JOBS = 256
 
 
 def sweep_run(config, run_dir):
-    """The sweep's run function: one training run (see :func:`npgen.study.runs.train_run`).
+    """The sweep's run function: one training run (see :func:`npgen.study.runs.train_run`)."""
+    return train_run(config, run_dir, quiet=True)
 
-    Refuses a configuration planned by other code than the code of the process it runs in (a
-    cluster's worker with another npgen installed): its numbers would be stored under a key
-    that names code which did not compute them.
-    """
+
+def cluster_run(config, run_dir):
+    """:func:`sweep_run` on a cluster's worker, which refuses a configuration planned by other
+    code than the npgen installed on the worker: its numbers would be stored under a key that
+    names code which did not compute them."""
     if config.get("code") != code_fingerprint():
         raise ValueError(f"this worker runs npgen code {code_fingerprint()}, but the run was"
                          f" planned with {config.get('code')}; install the same npgen on every"
                          " worker as on the machine that runs npgen reproduce")
-    return train_run(config, run_dir, quiet=True)
+    return sweep_run(config, run_dir)
 
 
 def study_preset(out):
@@ -120,7 +122,8 @@ def reproduce(preset="quick", only=None, jobs=None, out="npgen-results", quiet=F
         atomic_write_json(os.path.join(out, STUDY_FILE), {"preset": preset})
         failures = []
         if needed:
-            run_sweep(needed, sweep_run, runs_dir, executor=cluster_executor or executor,
+            run_sweep(needed, sweep_run if scheduler is None else cluster_run, runs_dir,
+                      executor=cluster_executor or executor,
                       jobs=1 if jobs is None else jobs, quiet=quiet,
                       shared_filesystem=scheduler is None)
             failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
