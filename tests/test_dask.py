@@ -1,5 +1,6 @@
 """npgen.study.cluster: sweeps on a dask.distributed LocalCluster on loopback (2 workers x 1
-thread), checked against the process pool; a worker closed mid-sweep, a client killed mid-sweep,
+thread), checked against the process pool; a worker closed mid-sweep, a client stopped mid-sweep
+(Ctrl-C and kill -9),
 runs that fail on a worker, BLAS pinned inside the task, ``npgen reproduce --scheduler local``.
 
 Every test is small (toy runs of a fraction of a second, tiny training runs) and bounded: a
@@ -241,23 +242,27 @@ CLIENT_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_a_client_killed_mid_sweep_resumes_without_redoing_finished_runs(local_cluster, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_a_client_stopped_mid_sweep_resumes_without_redoing_finished_runs(local_cluster, tmp_path, stop):
     local, client = local_cluster
     out = tmp_path / "out"
     configs = toy_configs(tmp_path, 8, sleep=0.4)
     script = CLIENT_SCRIPT.format(tests=TESTS_DIR, address=local.scheduler_address,
                                   configs=json.dumps(configs), out=str(out))
-    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 90
         while sweep_status(configs, out)["done"] < 2 and time.monotonic() < deadline:
             assert process.poll() is None, process.stderr.read()
             time.sleep(0.05)
         finished = [seed for seed, config in enumerate(configs) if find_run_dir(config, out)]
-        process.send_signal(signal.SIGKILL)
+        process.send_signal(stop)
+        _, err = process.communicate(timeout=60)
     finally:
         process.kill()
-        process.communicate(timeout=30)
+    if stop == signal.SIGINT:
+        assert "run the same sweep again to resume" in err and "KeyboardInterrupt" in err
     assert 2 <= len(finished) < len(configs)
     results = on_dask(client, configs, toy_run, out)
     assert [r["seed"] for r in results] == list(range(8))
