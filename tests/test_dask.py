@@ -1,7 +1,7 @@
 """npgen.study.cluster: sweeps on a dask.distributed LocalCluster on loopback (2 workers x 1
 thread), checked against the process pool; a worker closed mid-sweep, a client stopped mid-sweep
-(Ctrl-C and kill -9),
-runs that fail on a worker, BLAS pinned inside the task, ``npgen reproduce --scheduler local``.
+(Ctrl-C and kill -9), runs that fail on a worker, BLAS pinned inside the task, and
+``npgen reproduce --scheduler local``.
 
 Every test is small (toy runs of a fraction of a second, tiny training runs) and bounded: a
 sweep that hangs ends the test session after :data:`HANG_SECONDS` with every thread's stack.
@@ -229,7 +229,8 @@ def test_files_from_a_worker_stay_inside_the_run_directory(tmp_path):
 
 
 CLIENT_SCRIPT = textwrap.dedent("""
-    import json, sys
+    import json, signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even if started in the background
     sys.path.insert(0, {tests!r})
     import distributed
     from npgen.study.sweep import run_sweep
@@ -249,8 +250,7 @@ def test_a_client_stopped_mid_sweep_resumes_without_redoing_finished_runs(local_
     configs = toy_configs(tmp_path, 8, sleep=0.4)
     script = CLIENT_SCRIPT.format(tests=TESTS_DIR, address=local.scheduler_address,
                                   configs=json.dumps(configs), out=str(out))
-    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
         while sweep_status(configs, out)["done"] < 2 and time.monotonic() < deadline:
