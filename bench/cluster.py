@@ -19,8 +19,9 @@ Measured in one run, on this machine, each sweep into a fresh folder:
 * os.getloadavg() before and after every timing: the machine may be shared with other work,
   and a 1-minute load above the core count means the times are slower than the machine.
 
-With ``--repeats N`` the three training sweeps run N times, interleaved, and the summary
-compares the fastest of each (the one least slowed by other work).
+With ``--repeats N`` the three training sweeps run N times, interleaved, each repeat starting
+with the next of them (so that a load that rises or falls does not always hit the same one),
+and the summary compares the fastest of each (the one least slowed by other work).
 
 It then projects the wall time of the paper preset (770 runs) on N single-threaded workers
 from measured per-run costs (see :func:`paper_run_seconds`), scheduling the runs in the order
@@ -211,10 +212,10 @@ def main():
         with tempfile.TemporaryDirectory() as warm:  # fill numba's cache before any timing
             train_run(short_runs(1)[0], warm)
         configs = short_runs(args.runs)
+        modes = [(cluster_run, 1, True), (cluster_run, 2, True), (sweep_run, 2, False)]
         sweeps = [timed_sweep(configs, run_fn, workers, use_dask, scratch)
-                  for _ in range(args.repeats)
-                  for run_fn, workers, use_dask in ((cluster_run, 1, True), (cluster_run, 2, True),
-                                                    (sweep_run, 2, False))]
+                  for repeat in range(args.repeats)  # each repeat starts with the next mode
+                  for run_fn, workers, use_dask in modes[repeat % 3:] + modes[:repeat % 3]]
         noops = [{"seed": seed} for seed in range(args.noop_runs)]
         noop = [timed_sweep(noops, noop_run, 2, True, scratch),
                 timed_sweep(noops, noop_run, 2, False, scratch)]
