@@ -70,7 +70,7 @@ def _cmd_train(args):
 
 
 def _cmd_reproduce(args):
-    jobs = args.jobs if args.jobs is not None or args.scheduler else os.cpu_count() or 1
+    jobs = args.jobs if args.jobs is not None or args.scheduler is not None else os.cpu_count() or 1
     report = reproduce(preset=args.preset, only=args.only, jobs=jobs, out=args.out,
                        scheduler=args.scheduler)
     print(f"wrote {report} and {report[:-3]}.html")

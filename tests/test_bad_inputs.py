@@ -210,7 +210,9 @@ CLI_ROWS = [
     # npgen reproduce --scheduler: options that do not apply, addresses, schedulers that do not answer
     ("reproduce-scheduler-with-jobs", ["reproduce", "--preset", "tiny", "--scheduler", "local", "--jobs", "2",
                                        "--out", "study"], "--jobs sizes this machine's process pool and does not apply"),
-    ("reproduce-scheduler-empty", ["reproduce", "--preset", "tiny", "--scheduler", " ", "--out", "study"],
+    ("reproduce-scheduler-empty", ["reproduce", "--preset", "tiny", "--scheduler", "", "--out", "study"],
+     "--scheduler must be 'local' or the address of a running dask scheduler"),
+    ("reproduce-scheduler-blank", ["reproduce", "--preset", "tiny", "--scheduler", " ", "--out", "study"],
      "--scheduler must be 'local' or the address of a running dask scheduler"),
     ("reproduce-scheduler-scheme", ["reproduce", "--preset", "tiny", "--scheduler", "http://host:8786",
                                     "--out", "study"], "the schemes dask.distributed knows"),
