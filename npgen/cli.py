@@ -1,8 +1,9 @@
 """The ``npgen`` command line.
 
-    npgen reproduce [--preset quick|paper] [--only fig3,fig4] [--jobs N] [--device cpu|cuda] [--out DIR]
-                    [--mnist DIR]
+    npgen reproduce [--preset quick|paper] [--only fig3,fig4] [--jobs N | --scheduler ADDRESS|local]
+                    [--device cpu|cuda] [--out DIR] [--mnist DIR]
                                     the paper's Sections 4.1 and 4.2: runs, figures, report.md and report.html
+                                    (--scheduler: on a dask.distributed cluster, npgen[dask])
     npgen figure N --from DIR       redraw figure N (1-6, 3b, "grid", "cauchy", "particles") from a reproduction's stored runs
     npgen train gan|vae|sgm|particles --m M [--preset quick|paper] [--seed S] [--out DIR] [--force]
                 [--gp L] [--sn-generator] [--layers N] [--skip resnet]     (GAN)
@@ -73,7 +74,7 @@ def _cmd_train(args):
 
 def _cmd_reproduce(args):
     report = reproduce(preset=args.preset, only=args.only, jobs=args.jobs, out=args.out,
-                       device=args.device, mnist=args.mnist)
+                       device=args.device, mnist=args.mnist, scheduler=args.scheduler)
     print(f"wrote {report} and {report[:-3]}.html")
 
 
@@ -91,6 +92,9 @@ def build_parser():
     rep.add_argument("--preset", choices=sorted(PLANS), default="quick")
     rep.add_argument("--jobs", type=int, default=None,
                      help="parallel worker processes (default: one per CPU core; 1 with --device cuda)")
+    rep.add_argument("--scheduler", default=None, metavar="ADDRESS|local",
+                     help="run on a dask.distributed cluster: a scheduler's address (tcp://HOST:8786),"
+                          " or local for one worker per CPU core on this machine (npgen[dask])")
     rep.add_argument("--device", default="cpu",
                      help="cpu, or cuda: the GANs that batch train on one GPU, in batches of"
                           " replicas (needs npgen[cuda])")

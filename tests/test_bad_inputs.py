@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ from npgen.models import (DigitClassifier, Particles, VectorSGM, WassersteinEmbe
 from npgen.models.sgm import geometric_noise_levels, langevin_step_size
 from npgen.nn import DenseScoreNetwork
 from npgen.nn.files import CONFIG_KEY
-from npgen.study import runs
+from npgen.study import cluster, reproduce, runs, sweep
 from tiny_study import ONE_RUN_PLAN, register
 
 def tree_digest(root):
@@ -66,6 +68,7 @@ def world(tmp_path_factory):
     """The shared folder: finished runs, user files, studies, damaged files (see the module doc)."""
     patch = pytest.MonkeyPatch()
     register(patch, ONE_RUN_PLAN)
+    patch.setattr(cluster, "CONNECT_TIMEOUT", 2.0)  # a scheduler that does not answer: 2 s, not 30
     w = tmp_path_factory.mktemp("world")
     patch.chdir(w)
     for model in ("gan", "sgm"):
@@ -235,6 +238,23 @@ CLI_ROWS = [
     ("figure-number", ["figure", "9", "--from", "study"], "figure number must be one of 1, 2, 3, 3b, 4, 5, 6, grid, cauchy, particles, got '9'"),
     ("figure-name", ["figure", "fig3", "--from", "study"], "got 'fig3'"),
     ("figure-nowhere", ["figure", "3", "--from", "nowhere"], "not a folder written by npgen reproduce"),
+    # npgen reproduce --scheduler: options that do not apply, addresses, schedulers that do not answer
+    ("reproduce-scheduler-with-jobs", ["reproduce", "--preset", "tiny", "--scheduler", "local", "--jobs", "2",
+                                       "--out", "study"], "--jobs sizes this machine's process pool and does not apply"),
+    ("reproduce-scheduler-empty", ["reproduce", "--preset", "tiny", "--scheduler", "", "--out", "study"],
+     "--scheduler must be 'local' or the address of a running dask scheduler"),
+    ("reproduce-scheduler-blank", ["reproduce", "--preset", "tiny", "--scheduler", " ", "--out", "study"],
+     "--scheduler must be 'local' or the address of a running dask scheduler"),
+    ("reproduce-scheduler-scheme", ["reproduce", "--preset", "tiny", "--scheduler", "http://host:8786",
+                                    "--out", "study"], "the schemes dask.distributed knows"),
+    ("reproduce-scheduler-port", ["reproduce", "--preset", "tiny", "--scheduler", "tcp://host:port",
+                                  "--out", "study"], "got 'tcp://host:port'"),
+    ("reproduce-scheduler-no-host", ["reproduce", "--preset", "tiny", "--scheduler", "tcp://:8786",
+                                     "--out", "study"], "(no host)"),
+    ("reproduce-scheduler-unreachable", ["reproduce", "--preset", "tiny", "--scheduler", "tcp://127.0.0.1:9",
+                                         "--out", "study"], "tcp://127.0.0.1:9: no dask scheduler answered within 2 s"),
+    ("reproduce-scheduler-bad-out", ["reproduce", "--preset", "tiny", "--scheduler", "local", "--out", "mine"],
+     "no study.json"),
 ]
 
 
@@ -277,6 +297,19 @@ def runaway_fit(losses_at):
             return losses_at(self.steps)
 
     training.fit_loop(Stub(), np.zeros((40, 1)), 10, 4, np.random.default_rng(0), "GAN", quiet=True)
+
+
+def without_distributed(action):
+    """``action()`` as if dask.distributed were not installed."""
+    saved = sys.modules.get("distributed")
+    sys.modules["distributed"] = None  # import distributed now raises ImportError
+    try:
+        return action()
+    finally:
+        if saved is None:
+            del sys.modules["distributed"]
+        else:
+            sys.modules["distributed"] = saved
 
 
 def adam_state(**change):
@@ -411,6 +444,18 @@ API_ROWS = [
     ("config-batch-beyond-data", lambda w: runs.make_config("gan", 5, batch_size=10 ** 6), ValueError,
      "batch_size must be at most n_data"),
     ("config-epochs-zero", lambda w: runs.make_config("vae", 5, epochs=0), ValueError, "epochs"),
+    # sweeps on a dask cluster
+    ("reproduce-scheduler-without-dask", lambda w: without_distributed(
+        lambda: reproduce.reproduce("tiny", out=str(w / "study"), scheduler="local")), ValueError,
+     'install it with pip install "npgen[dask]"'),
+    ("reproduce-scheduler-and-executor", lambda w: reproduce.reproduce(
+        "tiny", out=str(w / "study"), scheduler="local", executor=ThreadPoolExecutor(1)), ValueError,
+     "either an executor or --scheduler"),
+    ("dask-executor-workers-of-a-remote-cluster", lambda w: cluster.dask_executor(
+        "tcp://127.0.0.1:9", n_workers=2).__enter__(), ValueError, "n_workers sizes a local cluster"),
+    ("sweep-shared-filesystem-text", lambda w: sweep.run_sweep(
+        [{"seed": 0}], len, str(w / "study" / "runs"), shared_filesystem="no"), ValueError,
+     "shared_filesystem must be True or False"),
     ("config-lr-text", lambda w: runs.make_config("sgm", 5, lr="fast"), ValueError, "lr"),
     ("fit-on-epoch-not-callable", lambda w: VAE(base_width=4).fit(GOOD, epochs=1, batch_size=10, quiet=True,
                                                                  on_epoch=3), ValueError, "on_epoch"),

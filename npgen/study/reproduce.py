@@ -7,6 +7,7 @@ Figure 3's runs at m = 10) are trained once. Every figure is then drawn from the
 (:mod:`npgen.study.figures`), and :mod:`npgen.study.report` writes report.md and report.html.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -15,11 +16,12 @@ from .. import kernels
 from ..util.checks import check_choice, check_number
 from ..util.io import atomic_write_json, check_own_folder
 from . import figure7
+from .cluster import check_scheduler, dask_executor
 from .devices import BatchedRuns, check_device, device_plan
 from .figure7_report import section_fig7
 from .plans import FIG7, FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
-from .runs import train_run
+from .runs import code_fingerprint, train_run
 from .sweep import FAILURES_FILE, other_runs, read_failures, run_sweep, sweep_status
 
 STUDY_FILE = "study.json"
@@ -30,6 +32,17 @@ MAX_JOBS = 256
 def sweep_run(config, run_dir):
     """The sweep's run function: one training run (see :func:`npgen.study.runs.train_run`)."""
     return train_run(config, run_dir, quiet=True)
+
+
+def cluster_run(config, run_dir):
+    """:func:`sweep_run` on a cluster's worker, which refuses a configuration planned by other
+    code than the npgen installed on the worker: its numbers would be stored under a key that
+    names code which did not compute them."""
+    if config.get("code") != code_fingerprint():
+        raise ValueError(f"this worker runs npgen code {code_fingerprint()}, but the run was"
+                         f" planned with {config.get('code')}; install the same npgen on every"
+                         " worker as on the machine that runs npgen reproduce")
+    return sweep_run(config, run_dir)
 
 
 def study_preset(out):
@@ -106,8 +119,8 @@ def _check_device_options(device, jobs, executor):
     return (os.cpu_count() or 1) if jobs is None else jobs
 
 
-def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=False, executor=None,
-              device="cpu", mnist=None):
+def reproduce(preset="quick", only=None, jobs=None, out="npgen-results", quiet=False, executor=None,
+              device="cpu", mnist=None, scheduler=None):
     """Run what is missing for the selected figures, draw them, write the report.
 
     Figure 7 (``--only fig7``, or every figure without ``--only``) reads MNIST from ``mnist``
@@ -119,15 +132,31 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
     how many other runs in ``out/runs`` (other figures, settings or code) were left as they are.
     ``device="cuda"`` trains the runs that batch on the GPU (:mod:`npgen.study.devices`) and
     the others on CPU, all in this process; ``jobs=None`` means one worker per CPU core on
-    cpu. Returns the path of report.md.
+    cpu. The runs of Figures 1-6 and the studies beyond the paper go to ``jobs`` worker
+    processes of this machine, to a concurrent.futures ``executor``, or to the dask cluster
+    ``scheduler`` (an address, or 'local'; see :mod:`npgen.study.cluster`), whose workers need
+    not see ``out``; Figure 7's runs, which share cached files in ``out``, stay on this machine.
+    Returns the path of report.md.
     """
     check_choice("--preset", preset, PLANS)
     if only is not None and not str(only).strip(" ,"):
         raise ValueError(f"--only must name at least one figure of {list(FIGURES) + [FIG7]}, got {only!r}")
     figures = selected_figures(only)
-    jobs = _check_device_options(device, jobs, executor)
-    if executor is None:
-        jobs = check_number("--jobs", jobs, low=1, high=MAX_JOBS, integer=True)
+    if scheduler is not None:
+        if jobs is not None:
+            raise ValueError("--jobs sizes this machine's process pool and does not apply with"
+                             " --scheduler: the cluster's workers run the runs (--scheduler local"
+                             " starts one per CPU core)")
+        if executor is not None:
+            raise ValueError("give either an executor or --scheduler, not both")
+        if check_device(device) != "cpu":
+            raise ValueError("--device cuda trains its batches in this process and does not apply"
+                             " with --scheduler, whose workers train on their CPUs: give one of them")
+        check_scheduler(scheduler)
+    else:
+        jobs = _check_device_options(device, jobs, executor)
+        if executor is None:
+            jobs = check_number("--jobs", jobs, low=1, high=MAX_JOBS, integer=True)
     check_study_target(out, preset)
     if mnist is not None and FIG7 not in figures:
         raise ValueError(f"--mnist applies to Figure 7 only, and --only {only} does not name fig7")
@@ -141,21 +170,28 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
     if "grid" in figures:
         needed += [c for name in ("fig3", "fig4", "fig5", "fig6") for c in runs[name]]
     runs_dir = os.path.join(out, "runs")
-    reused = sweep_status(needed, runs_dir)["done"]
-    atomic_write_json(os.path.join(out, STUDY_FILE),
-                      {"preset": preset, **({"device": device} if device != "cpu" else {})})
-    failures = []
-    if needed:
-        run_fn = sweep_run if device == "cpu" else _DeviceRuns(needed, runs_dir)
-        run_sweep(needed, run_fn, runs_dir, executor=executor, jobs=jobs, quiet=quiet)
-        failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
+    before = sweep_status(needed, runs_dir)
+    reused = before["done"]
+    with _cluster(scheduler if reused < before["total"] else None, quiet) as cluster_executor:
+        atomic_write_json(os.path.join(out, STUDY_FILE),
+                          {"preset": preset, **({"device": device} if device != "cpu" else {})})
+        failures = []
+        if needed:
+            if scheduler is not None:
+                run_fn = cluster_run
+            else:
+                run_fn = sweep_run if device == "cpu" else _DeviceRuns(needed, runs_dir)
+            run_sweep(needed, run_fn, runs_dir, executor=cluster_executor or executor,
+                      jobs=jobs or 1, quiet=quiet, shared_filesystem=scheduler is None)
+            failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
     extra, notes, planned = [], [], len(needed)
     failure_files = [os.path.join(runs_dir, FAILURES_FILE)] if failures else []
     if fig7_identity is not None:
         fig7_runs, fig7_records = figure7.run_fig7_sweeps(
             out, preset, fig7_identity, mnist,
             lambda configs, run_fn, folder: run_sweep(configs, run_fn, folder, executor=executor,
-                                                      jobs=jobs, quiet=quiet))
+                                                      jobs=jobs or os.cpu_count() or 1,
+                                                      quiet=quiet))
         fig7_failures = [(record["name"], record["error"]) for record in fig7_records]
         failures += fig7_failures
         planned += len(figure7.fig7_configs(preset, fig7_identity))
@@ -178,6 +214,18 @@ def reproduce(preset="quick", only=None, jobs=1, out="npgen-results", quiet=Fals
                               f" {' and '.join(failure_files)} {'hold' if len(failure_files) > 1 else 'holds'}"
                               " their tracebacks")
     return report
+
+
+@contextlib.contextmanager
+def _cluster(scheduler, quiet):
+    """The dask executor of ``scheduler`` (a line names the cluster unless ``quiet``), or None."""
+    if scheduler is None:
+        yield None
+        return
+    with dask_executor(scheduler) as (executor, description):
+        if not quiet:
+            print(f"reproduce: {description}", file=sys.stderr)
+        yield executor
 
 
 def redraw_figure(number, out):

@@ -46,7 +46,10 @@ whole sweep, so each one compiles numba kernels once. Any other ``concurrent.fut
 (a ThreadPoolExecutor, dask.distributed's ``client.get_executor()``) can be passed as
 ``executor``. With process-based executors, ``run_fn`` must be a top-level function of an
 importable module (functions are pickled by name), scripts need the ``if __name__ ==
-"__main__":`` guard, and ``out_dir`` must be on a filesystem every worker sees.
+"__main__":`` guard, and ``out_dir`` must be on a filesystem every worker sees, unless
+``shared_filesystem=False``: then each worker computes its run in a temporary folder of its own
+and sends the files back, and the sweep's process writes them into ``out_dir`` as above
+(:mod:`npgen.study.cluster` runs sweeps on dask.distributed that way).
 """
 
 import collections
@@ -59,7 +62,9 @@ import os
 import pickle
 import re
 import shutil
+import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -68,9 +73,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..util.checks import check_number
+from ..util.checks import check_bool, check_number
 from ..util.io import TMP_PREFIX, atomic_directory, atomic_write_json, file_sizes
 from ..util.progress import format_seconds
+from ..util.threads import one_blas_thread
 
 try:
     import fcntl
@@ -279,17 +285,77 @@ def _execute(run_fn, key, config, name, out_dir):
     its temporary directory is removed and the exception propagates.
     """
     start = time.perf_counter()
+    with _run_directory(key, name, out_dir) as tmp:
+        metrics = _checked_metrics(run_fn(copy.deepcopy(config), tmp))
+        _finish(tmp, key, config, name, metrics, time.perf_counter() - start)
+
+
+def _checked_metrics(metrics):
+    if not isinstance(metrics, dict):
+        raise TypeError(f"run_fn must return a dict of metrics, got {type(metrics).__name__}")
+    return _plain(metrics, "metrics")
+
+
+def _run_directory(key, name, out_dir):
+    """:func:`atomic_directory` for the run directory ``out_dir/name`` (temporary name
+    ``.tmp-<hash12>-<pid>-*``, which the next sweep clears if this one dies)."""
     prefix = f"{TMP_PREFIX}{key[:HASH_CHARS]}-{os.getpid()}-"
-    with atomic_directory(os.path.join(out_dir, name), prefix=prefix) as tmp:
-        metrics = run_fn(copy.deepcopy(config), tmp)
-        if not isinstance(metrics, dict):
-            raise TypeError(f"run_fn must return a dict of metrics, got {type(metrics).__name__}")
-        atomic_write_json(os.path.join(tmp, CONFIG_FILE), config)
-        atomic_write_json(os.path.join(tmp, METRICS_FILE), _plain(metrics, "metrics"))
-        marker = {"key": key, "name": name, "files": file_sizes(tmp),
-                  "seconds": time.perf_counter() - start,
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        atomic_write_json(os.path.join(tmp, MARKER_FILE), marker)
+    return atomic_directory(os.path.join(out_dir, name), prefix=prefix)
+
+
+def _finish(tmp, key, config, name, metrics, seconds):
+    """Write config.json, metrics.json and, last, the completion marker into the run's
+    temporary directory ``tmp``, which holds every other file of the run."""
+    atomic_write_json(os.path.join(tmp, CONFIG_FILE), config)
+    atomic_write_json(os.path.join(tmp, METRICS_FILE), metrics)
+    marker = {"key": key, "name": name, "files": file_sizes(tmp), "seconds": seconds,
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_json(os.path.join(tmp, MARKER_FILE), marker)
+
+
+#: What a detached run sends back: its metrics, every file it wrote ({relative path: bytes}),
+#: its seconds, the worker that ran it ("host:pid") and whether it was that worker's first run.
+Shipped = collections.namedtuple("Shipped", "metrics files seconds worker first")
+
+_runs_in_this_process = 0
+
+
+@one_blas_thread
+def _compute_detached(run_fn, key, config, name):
+    """Run one configuration in a temporary folder of this process's own machine and return
+    the run as a :data:`Shipped` instead of writing it into ``out_dir``.
+
+    For executors whose workers cannot see the sweep's disk (a cluster's machines): the folder
+    is removed before returning, and :func:`_commit` writes the run on the sweep's side. BLAS is
+    pinned to one thread for the run, whatever the worker's environment says.
+    """
+    global _runs_in_this_process
+    _runs_in_this_process += 1
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"npgen-{key[:HASH_CHARS]}-") as tmp:
+        metrics = _checked_metrics(run_fn(copy.deepcopy(config), tmp))
+        files = {}
+        for relpath in file_sizes(tmp):
+            with open(os.path.join(tmp, relpath), "rb") as handle:
+                files[relpath] = handle.read()
+    return Shipped(metrics, files, time.perf_counter() - start,
+                   f"{socket.gethostname()}:{os.getpid()}", _runs_in_this_process == 1)
+
+
+def _commit(task, shipped):
+    """Write a run computed by :func:`_compute_detached` into ``task.out_dir``, with the same
+    atomic layout and completion marker as a run computed in place."""
+    with _run_directory(task.key, task.name, task.out_dir) as tmp:
+        for relpath, content in shipped.files.items():
+            parts = relpath.split("/")
+            if not all(parts) or {".", ".."} & set(parts) or os.path.isabs(relpath):
+                raise ValueError(f"the worker that ran {task.name} sent a file outside its run"
+                                 f" directory ({relpath!r}); nothing of that run was written")
+            path = os.path.join(tmp, *parts)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as handle:
+                handle.write(content)
+        _finish(tmp, task.key, task.config, task.name, shipped.metrics, shipped.seconds)
 
 
 def _exit_with_parent(parent_pid):
@@ -313,12 +379,17 @@ class _SweepLine:
     Rewritten in place on a terminal; elsewhere (a log file) printed at most every
     ``log_interval`` seconds and after the last run. Notes go on their own lines above it.
     ``done`` counts finished runs, those found on disk included; the rate counts this sweep's.
+    Runs computed on workers that report themselves (:data:`Shipped`) add the number of
+    workers seen and the mean seconds of a worker's first run, which pays numba's compile (or
+    its cache load), beside the mean of later runs.
     """
 
     def __init__(self, total, quiet, log_interval=30.0):
         self.total, self.quiet, self.log_interval = total, quiet, log_interval
         self.done = self.failed = self.finished = 0
         self.last = ""
+        self.workers = set()
+        self.first_seconds, self.later_seconds = [], []
         self.stream = sys.stderr
         self.tty = self.stream.isatty()
         self.start = self._logged = time.perf_counter()
@@ -329,6 +400,14 @@ class _SweepLine:
             erase = "\r\x1b[K" if self._open else ""
             self.stream.write(f"{erase}sweep: {message}\n" + (self._line() if self._open else ""))
             self.stream.flush()
+
+    def shipped(self, name, shipped):
+        """Count a run computed on a worker that reported itself; note a worker's first run."""
+        self.workers.add(shipped.worker)
+        (self.first_seconds if shipped.first else self.later_seconds).append(shipped.seconds)
+        if shipped.first:
+            self.note(f"{name}: first run on worker {shipped.worker},"
+                      f" {format_seconds(shipped.seconds)} with numba's compile or cache load")
 
     def advance(self, name, failed):
         self.finished += 1
@@ -349,8 +428,15 @@ class _SweepLine:
         per_minute = 60.0 * self.finished / max(time.perf_counter() - self.start, 1e-9)
         remaining = self.total - self.done - self.failed
         failed = f"  {self.failed} failed" if self.failed else ""
+        workers = ""
+        if self.workers:
+            first = format_seconds(sum(self.first_seconds) / len(self.first_seconds))
+            later = (format_seconds(sum(self.later_seconds) / len(self.later_seconds))
+                     if self.later_seconds else "-")
+            workers = f"  {len(self.workers)} workers, first run {first} (compile), later {later}"
         return (f"sweep {self.done}/{self.total} runs  {per_minute:.1f} runs/min  "
-                f"ETA {format_seconds(remaining * 60.0 / per_minute)}{failed}  last {self.last}")
+                f"ETA {format_seconds(remaining * 60.0 / per_minute)}{failed}{workers}"
+                f"  last {self.last}")
 
 
 _Task = collections.namedtuple("_Task", "run_fn key config name out_dir")  # _execute's arguments
@@ -415,7 +501,7 @@ def _clear_leftovers(out_dir, unique, note):
 
 
 def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail_fast=False,
-              name_fields=None):
+              name_fields=None, shared_filesystem=True):
     """Run every configuration of ``configs`` that ``out_dir`` does not hold finished yet.
 
     ``run_fn(config, run_dir) -> dict`` does one run (see the module docstring for what the
@@ -428,6 +514,10 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
     process or in the sweep's own workers at once (a given executor's are left to it); finished
     runs are kept, and the interrupt is re-raised.
     ``name_fields``: the fields whose values name the run directories (see ``run_name``).
+    ``shared_filesystem=False``: the workers need not see ``out_dir`` (a cluster's machines).
+    Each run is computed in a temporary folder of its worker's own (:func:`_compute_detached`,
+    one BLAS thread), its files come back to this process as bytes, and this process writes
+    them into ``out_dir`` with the same atomic layout and marker as a run computed in place.
 
     Returns, for each configuration in order, the metrics of its run (None for a failed run).
     """
@@ -437,6 +527,7 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
     jobs = check_number("jobs", jobs, low=1, integer=True)
     if executor is not None and jobs != 1:
         raise ValueError("give either executor or jobs, not both (jobs sizes the sweep's own pool)")
+    detached = not check_bool("shared_filesystem", shared_filesystem)
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     with _sweep_lock(out_dir):
@@ -450,8 +541,16 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
         tasks = [_Task(run_fn, key, unique[key], run_name(unique[key], name_fields), out_dir)
                  for key in todo]
 
-        def record(task, error):
-            """Count a finished run; a failed one goes to failures.json (and ends a fail-fast sweep)."""
+        def record(task, error, shipped=None):
+            """Count a finished run; a failed one goes to failures.json (and ends a fail-fast sweep).
+            A run computed detached (``shipped``) is written into out_dir first."""
+            if shipped is not None:
+                try:
+                    _commit(task, shipped)
+                except ValueError as refused:  # the worker's files cannot be this run's
+                    error = refused
+                else:
+                    line.shipped(task.name, shipped)
             if error is not None:
                 failures.append(_failure(task, error))
                 atomic_write_json(failures_path, failures)
@@ -462,22 +561,22 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
 
         try:
             if executor is not None:
-                _run_with_executor(tasks, executor, record)
+                _run_with_executor(tasks, executor, record, detached)
             elif jobs > 1:
                 with _spawn_pool(run_fn, jobs) as pool:
                     try:
-                        _run_with_executor(tasks, pool, record)
+                        _run_with_executor(tasks, pool, record, detached)
                     except KeyboardInterrupt:
                         _stop_workers(pool)
                         raise
             else:
                 for task in tasks:
                     try:
-                        _execute(*task)
+                        shipped = _compute_detached(*task[:4]) if detached else _execute(*task)
                     except Exception as error:  # noqa: BLE001 -- recorded, re-raised if fail_fast
                         record(task, error)
                     else:
-                        record(task, None)
+                        record(task, None, shipped)
         except KeyboardInterrupt:
             line.note(f"interrupted after {line.finished} of {len(tasks)} runs; "
                       "run the same sweep again to resume")
@@ -508,15 +607,23 @@ def _stop_workers(pool):
         process.terminate()
 
 
-def _run_with_executor(tasks, executor, record):
-    """Submit every task, ``record`` each as it completes; cancel the ones pending on any exit."""
-    futures = {executor.submit(_execute, *task): task for task in tasks}
+def _run_with_executor(tasks, executor, record, detached=False):
+    """Submit every task, ``record`` each as it completes; cancel the ones pending on any exit.
+    ``detached``: the tasks compute their runs away from out_dir and ship them back.
+
+    A finished future is dropped at once: a cluster's scheduler keeps a result while its
+    future lives, and would recompute it if the worker holding it died.
+    """
+    futures = {(executor.submit(_compute_detached, *task[:4]) if detached else
+                executor.submit(_execute, *task)): task for task in tasks}
     try:
         for future in as_completed(futures):
-            error = future.exception()
+            task, error = futures.pop(future), future.exception()
             if error is not None and not isinstance(error, Exception):
                 raise error  # KeyboardInterrupt or SystemExit inside a worker ends the sweep
-            record(futures[future], error)
+            shipped = None if error is not None else future.result()
+            del future
+            record(task, error, shipped)
     finally:
         for future in futures:
             future.cancel()
