@@ -13,13 +13,7 @@ import numpy as np
 
 from ..nn.adam import Adam
 from ..nn.mlp import MLP
-from ..util.checks import (
-    as_real_array,
-    check_betas,
-    check_matrix,
-    check_number,
-    dtype_of,
-)
+from ..util.checks import as_real_array, check_betas, check_matrix, check_number, dtype_of
 from ..util.threads import one_blas_thread
 from .saved import load_model, save_model
 from .training import fit_loop

@@ -30,18 +30,12 @@ import numpy as np
 from ..kernels import numpy_ref
 from ..nn.adam import Adam
 from ..nn.mlp import MLP
-from ..util.checks import (
-    as_real_array,
-    check_betas,
-    check_matrix,
-    check_number,
-    dtype_of,
-)
+from ..util.checks import as_real_array, check_betas, check_matrix, check_number, dtype_of
 from ..util.threads import one_blas_thread
+from .classifier import PIXELS
 from .saved import load_model, save_model
 from .training import fit_loop
 
-PIXELS = 784
 #: The encoder reads the distribution a times INPUT_SCALE (mean pixel 1).
 INPUT_SCALE = float(PIXELS)
 #: The epsilon inside the sparsity term's square root (Keras' K.epsilon(), as published).
