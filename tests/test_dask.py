@@ -250,7 +250,8 @@ def test_a_client_stopped_mid_sweep_resumes_without_redoing_finished_runs(local_
     configs = toy_configs(tmp_path, 8, sleep=0.4)
     script = CLIENT_SCRIPT.format(tests=TESTS_DIR, address=local.scheduler_address,
                                   configs=json.dumps(configs), out=str(out))
-    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                               cwd=tmp_path)  # not the checkout: its npgen/ is not the installed package
     try:
         deadline = time.monotonic() + 90
         while sweep_status(configs, out)["done"] < 2 and time.monotonic() < deadline:
