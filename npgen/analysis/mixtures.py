@@ -32,9 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..util.checks import as_real_array, check_number
-from ..util.threads import kmp_switch_kept, threadpool_limits
+from ..util.environment import OPENMP_SWITCHES, environment_kept
+from ..util.threads import threadpool_limits
 
-with kmp_switch_kept():
+with environment_kept(*OPENMP_SWITCHES):
     import ot
     from sklearn.mixture import GaussianMixture
 

@@ -31,6 +31,7 @@ import warnings
 import numpy as np
 
 from ..util.checks import check_bool, check_number
+from ..util.environment import OPENMP_SWITCHES, environment_kept
 from ..util.io import atomic_savez, read_npz
 from ..util.progress import Progress
 
@@ -55,20 +56,11 @@ CACHE_KEY = "__npgen_pairs__"
 GROUND_COST = "squared Euclidean distance between pixel centres of the 28 x 28 grid, pixels^2"
 
 
-#: Environment variables that importing POT sets (Intel OpenMP switches); npgen puts them back.
-_POT_ENVIRONMENT = ("KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK")
-
-
 def _emd2():
     """POT's ``ot.emd2``, imported on first use (``import ot`` takes about 1.5 s) with the
     environment left as it was."""
-    before = {name: os.environ.get(name) for name in _POT_ENVIRONMENT}
-    import ot
-    for name, value in before.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    with environment_kept(*OPENMP_SWITCHES):
+        import ot
     return ot.emd2
 
 

@@ -50,6 +50,7 @@ from ..models.vae import MNIST_ENCODER_HIDDEN
 from ..models.wasserstein_embedding import PAPER_EPOCHS, PAPER_PAIRS, QUICK_EPOCHS, QUICK_PAIRS
 from ..nn.dense_score import HIDDEN_SIZES as SCORE_HIDDEN
 from ..util.checks import check_choice
+from ..util.environment import environment_kept
 from ..util.io import atomic_save_npy
 from .runs import code_fingerprint
 from .sweep import find_run_dir, read_failures
@@ -422,15 +423,9 @@ def mnist_folder(directory):
     if directory is None:
         yield
         return
-    before = os.environ.get(MNIST_ENV)
-    os.environ[MNIST_ENV] = os.fspath(directory)
-    try:
+    with environment_kept(MNIST_ENV):
+        os.environ[MNIST_ENV] = os.fspath(directory)
         yield
-    finally:
-        if before is None:
-            os.environ.pop(MNIST_ENV, None)
-        else:
-            os.environ[MNIST_ENV] = before
 
 
 def run_fig7_sweeps(out, preset, identity, directory, sweep):

@@ -9,29 +9,11 @@ through threadpoolctl, and restores the caller's setting afterwards. The environ
 changed, so child processes inherit nothing they did not ask for.
 """
 
-import contextlib
 import functools
-import os
 
-_KMP_SWITCH = "KMP_DUPLICATE_LIB_OK"
+from .environment import OPENMP_SWITCHES, environment_kept
 
-
-@contextlib.contextmanager
-def kmp_switch_kept():
-    """Put KMP_DUPLICATE_LIB_OK (an Intel OpenMP switch) back as it was after the block: the
-    imports of threadpoolctl, and of the libraries that import it (scikit-learn, POT), set it in
-    os.environ, and npgen leaves the environment as it found it."""
-    before = os.environ.get(_KMP_SWITCH)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(_KMP_SWITCH, None)
-        else:
-            os.environ[_KMP_SWITCH] = before
-
-
-with kmp_switch_kept():
+with environment_kept(*OPENMP_SWITCHES):
     from threadpoolctl import threadpool_limits
 
 
