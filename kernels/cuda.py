@@ -19,9 +19,11 @@ How the work is done:
   accumulate in float64.
 
 Where the CPU kernel returns a Python float, the batched one writes one float64 per replica
-into an (R,) device array the caller passes: the losses' ``loss`` and spectral norm's
-``sigma``. Scalars (activation code, slopes, Adam's step and rates, Langevin's step count)
-are shared by the replicas of a batch, which differ only in data and seed. Derivatives are
+into an (R,) device array the caller passes: the losses' ``loss``, spectral norm's ``sigma``,
+particle_step's ``kinetic`` (and alpha_dual_loss's ``grad_nu``). Scalars (activation code,
+slopes, Adam's step and rates, Langevin's step count, alpha, dt) are shared by the replicas of
+a batch, which differ only in data and seed; values that differ between replicas (seeds,
+Langevin's centers, the alpha-divergence's shift nu) are (R,) arrays. Derivatives are
 computed from z; the activation values ``a`` are accepted for the CPU signatures.
 
 Random numbers come from the device: :func:`rng_states` gives each replica
@@ -361,21 +363,28 @@ def linear_jvp_backward(x, dx, W, z, a, dz, grad_a, grad_da, kind, slope,
 
 
 @cuda.jit(device=True)
-def _block_sum(shared, value):
-    """The sum over the block's threads of ``value`` (a tree in shared memory; the block size
-    is a power of two); every thread gets it."""
+def _block_reduce(shared, value, largest):
+    """The sum (the max when ``largest``) over the block's threads of ``value`` (a tree in
+    shared memory; the block size is a power of two); every thread gets it."""
     t = cuda.threadIdx.x
     shared[t] = value
     cuda.syncthreads()
     width = cuda.blockDim.x // 2
     while width > 0:
         if t < width:
-            shared[t] += shared[t + width]
+            other = shared[t + width]
+            shared[t] = max(shared[t], other) if largest else shared[t] + other
         cuda.syncthreads()
         width //= 2
     total = shared[0]
     cuda.syncthreads()
     return total
+
+
+@cuda.jit(device=True)
+def _block_sum(shared, value):
+    """The sum over the block's threads of ``value``; every thread gets it."""
+    return _block_reduce(shared, value, False)
 
 
 # --------------------------------------------------------------------------- losses
@@ -726,6 +735,13 @@ def _mix64(z):
 
 
 @cuda.jit(device=True)
+def _sample_key(seed, i):
+    """key_i = mix(mix(seed + G) + (i + 1) G): the noise key of sample i (numpy_ref's
+    langevin_sample_keys)."""
+    return _mix64(_mix64(uint64(seed) + _GOLDEN) + (uint64(i) + uint64(1)) * _GOLDEN)
+
+
+@cuda.jit(device=True)
 def _noise(key, step):
     """The standard normal z(seed, i, step) of the sample with ``key`` (float64)."""
     bits = _mix64(key + (uint64(step // 2) + uint64(1)) * _GOLDEN)
@@ -749,7 +765,7 @@ def _langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for index in range(start, R * n, stride):
         r, i = index // n, index % n
-        key = _mix64(_mix64(uint64(seeds[r]) + _GOLDEN) + (uint64(i) + uint64(1)) * _GOLDEN)
+        key = _sample_key(seeds[r], i)
         xi = float64(x[r, i])
         step = first_step
         for level in range(n_levels):
@@ -808,6 +824,231 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
     _langevin[_grid(R * n)](x, W1, b1, W2a, beff2, W3a, beff3, alphas, int(n_steps_per_level),
                             seeds, int(first_step), float(slope1), float(slope2), with_gradient,
                             dx0 if with_gradient else x, grad_sq if with_gradient else x)
+
+
+# --------------------------------------------------------------------------- annealed Langevin in d dimensions
+#
+# numpy_ref.annealed_langevin_mlp with a leading replica axis. A step is three batched products
+# through xp_matmul (cuBLAS on a GPU), the first two followed by linear_forward's bias and
+# activation kernel, then one grid-stride kernel that scales the score, draws the noise and
+# moves x.
+
+
+@cuda.jit
+def _langevin_mlp_move(x, raw, b3, out_scales, skip_scales, center, alphas, level, seeds, step):
+    """x[r, i, j] += (alpha / 2) (c_out (raw + b3[r, j]) - c_skip (x - center[r]))
+    + sqrt(alpha) z(seeds[r], i d + j, step), with alpha, c_out and c_skip replica r's at
+    ``level``; in float64."""
+    R, n, d = x.shape
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for index in range(start, R * n * d, stride):
+        r, flat = index // (n * d), index % (n * d)
+        i, j = flat // d, flat % d
+        alpha = float64(alphas[r, level])
+        xij = float64(x[r, i, j])
+        score = (out_scales[r, level] * (float64(raw[r, i, j]) + b3[r, j])
+                 - skip_scales[r, level] * (xij - center[r]))
+        noise = _noise(_sample_key(seeds[r], flat), step)
+        x[r, i, j] = xij + (alpha / 2 * score + math.sqrt(alpha) * noise)
+
+
+def annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scales, center,
+                          alphas, n_steps_per_level, seeds, first_step, kind, slope):
+    """x[r] <- x[r] + (alpha_l / 2) s_l(x[r]) + sqrt(alpha_l) z, in place, n_steps_per_level
+    times per level l, for every replica r with its own score network, center and seed
+    (numpy_ref's annealed_langevin_mlp with a leading replica axis), where
+        s_l(x) = out_scales[l] (W3 act(W2 act(W1 x + beff1[l]) + beff2[l]) + b3)
+                 - skip_scales[l] (x - center).
+
+    Shapes: x (R, n, d), W1 (R, H1, d), beff1 (R, L, H1), W2 (R, H2, H1), beff2 (R, L, H2),
+    W3 (R, d, H2), b3 (R, d), out_scales, skip_scales and alphas (R, L); center and seeds
+    R numbers (host sequences). ``kind`` and ``slope`` (the hidden activation) and the step
+    counts are shared. Coordinate j of sample i of replica r draws z(seeds[r], i d + j, t) at
+    step t = first_step, first_step + 1, ..., numpy_ref's noise bit for bit.
+
+    The products go to the vendor BLAS (:data:`xp_matmul`, three batched products a step) and
+    the elementwise work between them to grid-stride kernels; the call allocates its
+    activations once, R n (H1 + H2 + d) floats of x's type.
+    """
+    what = "annealed_langevin_mlp"
+    _check(x.ndim == 3 and W1.ndim == 3 and W2.ndim == 3 and alphas.ndim == 2, what)
+    R, n, d = x.shape
+    H1, H2, L = W1.shape[1], W2.shape[1], alphas.shape[1]
+    seeds = np.asarray(seeds, np.uint64)
+    center = np.asarray(center, np.float64)
+    _check(W1.shape == (R, H1, d) and beff1.shape == (R, L, H1) and W2.shape == (R, H2, H1)
+           and beff2.shape == (R, L, H2) and W3.shape == (R, d, H2) and b3.shape == (R, d)
+           and out_scales.shape == (R, L) and skip_scales.shape == (R, L)
+           and seeds.shape == (R,) and center.shape == (R,), what)
+    h1 = cuda.device_array((R, n, H1), x.dtype)
+    h2 = cuda.device_array((R, n, H2), x.dtype)
+    raw = cuda.device_array((R, n, d), x.dtype)
+    step = int(first_step)
+    for level in range(L):
+        for _ in range(int(n_steps_per_level)):
+            linear_forward(x, W1, beff1[:, level], kind, slope, h1, h1)
+            linear_forward(h1, W2, beff2[:, level], kind, slope, h2, h2)
+            xp_matmul(h2, W3, raw, transpose_b=True)
+            _langevin_mlp_move[_grid(x.size)](x, raw, b3, out_scales, skip_scales, center,
+                                              alphas, level, seeds, step)
+            step += 1
+
+
+# --------------------------------------------------------------------------- the classifier's loss
+
+
+@cuda.jit
+def _softmax_cross_entropy(logits, target, grad, loss):
+    """One block per replica r, a thread per row i, in float64: lse_i = m_i + log sum_j
+    exp(s_ij - m_i) with m_i the row's max, l_i = sum_j t_ij (lse_i - s_ij),
+    grad_ij = (exp(s_ij - lse_i) sum_k t_ik - t_ij) / N; loss[r] = mean_i l_i."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, N, K = logits.shape
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        partial = 0.0
+        for i in range(cuda.threadIdx.x, N, cuda.blockDim.x):
+            shift = float64(logits[r, i, 0])
+            for j in range(1, K):
+                shift = max(shift, float64(logits[r, i, j]))
+            exps = 0.0
+            for j in range(K):
+                exps += math.exp(logits[r, i, j] - shift)
+            lse = shift + math.log(exps)
+            mass = 0.0
+            for j in range(K):
+                t = float64(target[r, i, j])
+                mass += t
+                partial += t * (lse - logits[r, i, j])
+            for j in range(K):
+                grad[r, i, j] = (math.exp(logits[r, i, j] - lse) * mass - target[r, i, j]) / N
+        total = _block_sum(shared, partial)
+        if cuda.threadIdx.x == 0:
+            loss[r] = total / N
+
+
+def softmax_cross_entropy(logits, target, grad, loss):
+    """loss[r] = mean over replica r's rows i of -sum_j t_ij log softmax(s_i)_j;
+    grad = (softmax(s_i)_j sum_k t_ik - t_ij) / N. logits, target, grad (R, N, K) (K >= 1
+    classes); loss (R,) float64. Returns loss."""
+    _check(logits.ndim == 3 and logits.shape[2] >= 1 and target.shape == logits.shape
+           and grad.shape == logits.shape and loss.shape == (logits.shape[0],),
+           "softmax_cross_entropy")
+    _softmax_cross_entropy[_reduction_grid(logits.shape[0])](logits, target, grad, loss)
+    return loss
+
+
+# --------------------------------------------------------------------------- f-divergence duals and particles
+#
+# numpy_ref's dual losses of the particles' discriminator and the particles' Euler step, one
+# block per replica, sums in float64. phi_p holds a replica's N particle scores, phi_q its M
+# data scores.
+
+_KL, _ALPHA = range(2)
+
+
+@cuda.jit
+def _dual_loss(which, phi_p, phi_q, nu, alpha, grad_p, grad_q, grad_nu, loss):
+    """One block per replica r: grad_p = -1 / N, and
+    KL (which 0): with top = max_j phi_q_j and S = sum_j exp(phi_q_j - top),
+        grad_q = exp(phi_q - top) / S,   loss[r] = -(mean phi_p - log(S / M) - top);
+    alpha (which 1), at the shift nu[r], with b_j = (alpha - 1) max(phi_q_j - nu[r], 0):
+        grad_q = b^(1 / (alpha - 1)) / M,   grad_nu[r] = 1 - mean_j b_j^(1 / (alpha - 1)),
+        loss[r] = -(mean phi_p - nu[r] - mean_j b_j^(alpha / (alpha - 1)) / alpha
+                    - 1 / (alpha (alpha - 1)))."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, N = phi_p.shape
+    M = phi_q.shape[1]
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        partial = 0.0
+        for i in range(cuda.threadIdx.x, N, cuda.blockDim.x):
+            partial += float64(phi_p[r, i])
+            grad_p[r, i] = -1.0 / N
+        mean_p = _block_sum(shared, partial) / N
+        if which == _KL:
+            partial = -math.inf
+            for j in range(cuda.threadIdx.x, M, cuda.blockDim.x):
+                partial = max(partial, float64(phi_q[r, j]))
+            top = _block_reduce(shared, partial, True)
+            partial = 0.0
+            for j in range(cuda.threadIdx.x, M, cuda.blockDim.x):
+                partial += math.exp(phi_q[r, j] - top)
+            total = _block_sum(shared, partial)
+            for j in range(cuda.threadIdx.x, M, cuda.blockDim.x):
+                grad_q[r, j] = math.exp(phi_q[r, j] - top) / total
+            value = -(mean_p - (math.log(total / M) + top))
+        else:
+            shift = float64(nu[r])
+            power, inverse = alpha / (alpha - 1.0), 1.0 / (alpha - 1.0)
+            partial = 0.0
+            slopes = 0.0
+            for j in range(cuda.threadIdx.x, M, cuda.blockDim.x):
+                base = (alpha - 1.0) * max(float64(phi_q[r, j]) - shift, 0.0)
+                slope = base ** inverse
+                partial += base ** power / alpha
+                slopes += slope
+                grad_q[r, j] = slope / M
+            conjugate = _block_sum(shared, partial) / M + 1.0 / (alpha * (alpha - 1.0))
+            slope_mean = _block_sum(shared, slopes) / M
+            if cuda.threadIdx.x == 0:
+                grad_nu[r] = 1.0 - slope_mean
+            value = -(mean_p - shift - conjugate)
+        if cuda.threadIdx.x == 0:
+            loss[r] = value
+
+
+def _dual(which, what, phi_p, phi_q, nu, alpha, grad_p, grad_q, grad_nu, loss):
+    R = phi_p.shape[0]
+    _check(phi_p.size > 0 and phi_q.size > 0 and phi_q.shape[0] == R
+           and grad_p.shape == phi_p.shape and grad_q.shape == phi_q.shape
+           and nu.shape == (R,) and grad_nu.shape == (R,) and loss.shape == (R,), what)
+    _dual_loss[_reduction_grid(R)](which, phi_p.reshape(R, phi_p.size // R),
+                                   phi_q.reshape(R, phi_q.size // R), nu, float(alpha),
+                                   grad_p.reshape(R, phi_p.size // R),
+                                   grad_q.reshape(R, phi_q.size // R), grad_nu, loss)
+    return loss
+
+
+def kl_dual_loss(phi_p, phi_q, grad_p, grad_q, loss):
+    """loss[r] = -[mean phi_p[r] - log mean exp(phi_q[r])] (Donsker-Varadhan, the max of
+    phi_q[r] shifted out); grad_p = -1/N, grad_q[r] = softmax(phi_q[r]). phi_p, grad_p (R, N...),
+    phi_q, grad_q (R, M...); loss (R,) float64. Returns loss."""
+    return _dual(_KL, "kl_dual_loss", phi_p, phi_q, loss, 0.0, grad_p, grad_q, loss, loss)
+
+
+def alpha_dual_loss(phi_p, phi_q, nu, alpha, grad_p, grad_q, grad_nu, loss):
+    """loss[r] = -[mean phi_p[r] - nu[r] - mean f_alpha*(phi_q[r] - nu[r])] at replica r's
+    shift nu[r], alpha > 1 shared; grad_p = -1/N, grad_q = f_alpha*'(phi_q - nu) / M,
+    grad_nu[r] = 1 - mean f_alpha*'(phi_q[r] - nu[r]). phi_p, grad_p (R, N...), phi_q, grad_q
+    (R, M...); nu (R,) (any float type); grad_nu and loss (R,) float64. Returns loss."""
+    return _dual(_ALPHA, "alpha_dual_loss", phi_p, phi_q, nu, alpha, grad_p, grad_q, grad_nu,
+                 loss)
+
+
+@cuda.jit
+def _particle_step(y, velocity, dt, kinetic):
+    """One block per replica r: y[r] <- y[r] - dt velocity[r]; kinetic[r] = sum of
+    velocity[r]^2 / n, in float64."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, n, d = y.shape
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        partial = 0.0
+        for index in range(cuda.threadIdx.x, n * d, cuda.blockDim.x):
+            i, k = index // d, index % d
+            v = float64(velocity[r, i, k])
+            y[r, i, k] = y[r, i, k] - dt * v
+            partial += v * v
+        total = _block_sum(shared, partial)
+        if cuda.threadIdx.x == 0:
+            kinetic[r] = total / n
+
+
+def particle_step(y, velocity, dt, kinetic):
+    """y <- y - dt velocity in place (dt shared); kinetic[r] = mean_i |velocity[r, i]|^2, replica
+    r's kinetic energy. y, velocity (R, n, d); kinetic (R,) float64. Returns kinetic."""
+    _check(y.ndim == 3 and y.shape[1] >= 1 and velocity.shape == y.shape
+           and kinetic.shape == (y.shape[0],), "particle_step")
+    _particle_step[_reduction_grid(y.shape[0])](y, velocity, float(dt), kinetic)
+    return kinetic
 
 
 # --------------------------------------------------------------------------- rows and arrays

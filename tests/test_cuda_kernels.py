@@ -233,6 +233,86 @@ def test_langevin_gradient_is_the_derivative_of_the_chain():
             assert (grad_sq >= dx0 ** 2 + 0.05).all()
 
 
+def _mlp_score_networks(rng, dtype, d, levels, h1=5, h2=3):
+    """W1, beff1, W2, beff2, W3, b3, out_scales, skip_scales of R different score networks."""
+    return (_draw(rng, dtype, R, h1, d), _draw(rng, dtype, R, levels, h1),
+            _draw(rng, dtype, R, h2, h1) / 2, _draw(rng, dtype, R, levels, h2),
+            _draw(rng, dtype, R, d, h2) / 2, _draw(rng, dtype, R, d),
+            (1 + rng.random((R, levels))).astype(dtype), rng.random((R, levels)).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_langevin_mlp_matches_each_replica_alone(dtype):
+    """Two levels of two steps from an odd first step (the second normal of a Box-Muller pair
+    first), each replica with its own network, center, step sizes and seed."""
+    rng = np.random.default_rng(9)
+    d, levels = 4, 2
+    nets = _mlp_score_networks(rng, dtype, d, levels)
+    x = _draw(rng, dtype, R, 3, d)
+    alphas = np.array([[0.05, 0.02], [0.04, 0.01], [0.03, 0.02]], dtype)
+    center, seeds = [0.5, -1.0, 0.0], [31, 32, 2 ** 63 + 3]
+    moved = cuda.to_device(x)
+    ck.annealed_langevin_mlp(moved, *_device(*nets[:6]), *_device(*nets[6:]), center,
+                             cuda.to_device(alphas), 2, seeds, 3, ACTIVATIONS["silu"], 0.2)
+    for r in range(R):
+        want = ref.annealed_langevin_mlp(x[r], *(p[r] for p in nets), center[r], alphas[r], 2,
+                                         seeds[r], 3, ACTIVATIONS["silu"], 0.2)
+        assert np.abs(want - x[r]).min() > 1e-3  # every coordinate moved
+        _close(moved.copy_to_host()[r], want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_matches_each_replica_alone(dtype):
+    """One-hot rows (replica 0) and rows that are not distributions (mass 0 to 2)."""
+    rng = np.random.default_rng(10)
+    logits = _draw(rng, dtype, R, 5, 3) * 3
+    target = (rng.random((R, 5, 3)) * [[[0.0]], [[1.0]], [[0.7]]]).astype(dtype)
+    target[0] = np.eye(3, dtype=dtype)[rng.integers(0, 3, 5)]
+    grad, loss = cuda.device_array(logits.shape, dtype), cuda.device_array(R, np.float64)
+    ck.softmax_cross_entropy(*_device(logits, target), grad, loss)
+    for r in range(R):
+        want, want_grad = ref.softmax_cross_entropy(logits[r], target[r])
+        _close(loss.copy_to_host()[r], want, dtype)
+        _close(grad.copy_to_host()[r], want_grad, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dual_losses_match_each_replica_alone(dtype):
+    """KL and alpha = 1.5 duals on scores of different sizes, each replica at its own shift
+    nu (some data scores below it, where f* is flat)."""
+    rng = np.random.default_rng(11)
+    phi_p, phi_q = _draw(rng, dtype, R, 5, 1), _draw(rng, dtype, R, 7, 1) * 2
+    nu = np.array([-0.5, 0.0, 0.7])
+    arrays = _device(phi_p, phi_q)
+    grad_p, grad_q = cuda.device_array(phi_p.shape, dtype), cuda.device_array(phi_q.shape, dtype)
+    loss, grad_nu = cuda.device_array(R, np.float64), cuda.device_array(R, np.float64)
+    ck.kl_dual_loss(*arrays, grad_p, grad_q, loss)
+    for r in range(R):
+        want = ref.kl_dual_loss(phi_p[r], phi_q[r])
+        for got, expected in zip((loss.copy_to_host()[r], grad_p.copy_to_host()[r],
+                                  grad_q.copy_to_host()[r]), want):
+            _close(got, expected, dtype)
+    ck.alpha_dual_loss(*arrays, cuda.to_device(nu), 1.5, grad_p, grad_q, grad_nu, loss)
+    for r in range(R):
+        assert (phi_q[r] < nu[r]).any() and (phi_q[r] > nu[r]).any()
+        want = ref.alpha_dual_loss(phi_p[r], phi_q[r], nu[r], 1.5)
+        for got, expected in zip((loss.copy_to_host()[r], grad_p.copy_to_host()[r],
+                                  grad_q.copy_to_host()[r], grad_nu.copy_to_host()[r]), want):
+            _close(got, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_particle_step_matches_each_replica_alone(dtype):
+    rng = np.random.default_rng(12)
+    y, velocity = _draw(rng, dtype, R, 5, 2), _draw(rng, dtype, R, 5, 2)
+    moved, kinetic = cuda.to_device(y), cuda.device_array(R, np.float64)
+    ck.particle_step(moved, cuda.to_device(velocity), 0.3, kinetic)
+    for r in range(R):
+        want_y, want_kinetic = ref.particle_step(y[r], velocity[r], 0.3)
+        _close(moved.copy_to_host()[r], want_y, dtype)
+        _close(kinetic.copy_to_host()[r], want_kinetic, dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_normals_are_the_same_stream_whatever_the_batch(dtype):
     """Replica r of a batch draws what a batch of that seed alone draws, and the stream is
@@ -278,3 +358,21 @@ def test_shapes_that_do_not_fit_are_one_sentence():
                              cuda.device_array((R, 1, 2)), cuda.device_array((R, 1, 2)),
                              cuda.device_array((R, 1)), cuda.device_array((R, 1)), 1,
                              [0] * R, 0, 0.01, 0.2)
+    R2, R3 = cuda.device_array((R, 2)), cuda.device_array((R, 3))
+    L1 = cuda.device_array((R, 1))
+    misfits = {
+        "softmax_cross_entropy": lambda: ck.softmax_cross_entropy(
+            z, cuda.device_array((R, 5, 3)), z, cuda.device_array(R)),
+        "kl_dual_loss": lambda: ck.kl_dual_loss(R2, R3, R2, R2, cuda.device_array(R)),
+        "alpha_dual_loss": lambda: ck.alpha_dual_loss(R2, R3, cuda.device_array(2), 1.5, R2, R3,
+                                                      cuda.device_array(R), cuda.device_array(R)),
+        "particle_step": lambda: ck.particle_step(z, z, 0.1, cuda.device_array(R + 1)),
+        "annealed_langevin_mlp": lambda: ck.annealed_langevin_mlp(
+            cuda.device_array((R, 2, 4)), cuda.device_array((R, 5, 3)),
+            cuda.device_array((R, 1, 5)), cuda.device_array((R, 3, 5)),
+            cuda.device_array((R, 1, 3)), cuda.device_array((R, 4, 3)), cuda.device_array((R, 4)),
+            L1, L1, [0.0] * R, L1, 1, [0] * R, 0, IDENTITY, 0.0),
+    }
+    for name, call in misfits.items():
+        with pytest.raises(ValueError, match=f"^{name}: array shapes do not fit together$"):
+            call()
