@@ -55,6 +55,10 @@ KERNEL_ARGUMENTS = {
     "_vae_code_gradient": "a3 a3 a3 a3 i a3",
     "_gather_rows": "a3 j2 i a3 i i",
     "_langevin": "a2 a3 a2 a3 a3 a3 a2 a2 i u1 i f f b a2 a2",
+    "_langevin_mlp_move": "a3 a3 a2 a2 a2 d1 a2 i u1 i",
+    "_softmax_cross_entropy": "a3 a3 a3 d1",
+    "_dual_loss": "i a2 a2 d1 f a2 a2 d1 d1",
+    "_particle_step": "a3 a3 f d1",
 }
 
 
@@ -113,6 +117,18 @@ def test_every_kernel_compiles_to_ptx_for_sm_90(ptx_compiler):
         for dtype in (types.float32, types.float64):
             ptx = ptx_compiler(getattr(ck, name), _argument_types(spec, dtype))
             assert ".target sm_90" in ptx and ".entry" in ptx, name
+
+
+def test_the_strided_level_bias_compiles_to_ptx_for_sm_90(ptx_compiler):
+    """annealed_langevin_mlp hands linear_forward the level's bias beff[:, level], a strided
+    (R, H) view: _bias_activation compiles for that layout too."""
+    from npgen.kernels import cuda as ck
+    from numba import types
+
+    for dtype in (types.float32, types.float64):
+        argument_types = _argument_types(KERNEL_ARGUMENTS["_bias_activation"], dtype)
+        strided = (types.Array(dtype, 2, "A"),) + argument_types[1:]
+        assert ".target sm_90" in ptx_compiler(ck._bias_activation, strided)
 
 
 # --------------------------------------------------------------------------- one sentence

@@ -278,17 +278,19 @@ def test_softmax_cross_entropy_matches_each_replica_alone(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dual_losses_match_each_replica_alone(dtype):
-    """KL and alpha = 1.5 duals on scores of different sizes, each replica at its own shift
-    nu (some data scores below it, where f* is flat)."""
+    """KL and alpha = 1.5 duals on scores of different sizes: for the KL, one replica's data
+    scores near 800, where exp overflows unless shifted by their max; for alpha, each replica
+    at its own shift nu (some data scores below it, where f* is flat)."""
     rng = np.random.default_rng(11)
     phi_p, phi_q = _draw(rng, dtype, R, 5, 1), _draw(rng, dtype, R, 7, 1) * 2
     nu = np.array([-0.5, 0.0, 0.7])
     arrays = _device(phi_p, phi_q)
     grad_p, grad_q = cuda.device_array(phi_p.shape, dtype), cuda.device_array(phi_q.shape, dtype)
     loss, grad_nu = cuda.device_array(R, np.float64), cuda.device_array(R, np.float64)
-    ck.kl_dual_loss(*arrays, grad_p, grad_q, loss)
+    large = (phi_q + np.array([0, 0, 800], dtype)[:, None, None]).astype(dtype)
+    ck.kl_dual_loss(arrays[0], cuda.to_device(large), grad_p, grad_q, loss)
     for r in range(R):
-        want = ref.kl_dual_loss(phi_p[r], phi_q[r])
+        want = ref.kl_dual_loss(phi_p[r], large[r])
         for got, expected in zip((loss.copy_to_host()[r], grad_p.copy_to_host()[r],
                                   grad_q.copy_to_host()[r]), want):
             _close(got, expected, dtype)
