@@ -3,18 +3,18 @@
 Measures, on the device it finds:
 
 * per-step times of the batched GAN (:class:`npgen.models.replicas.BatchedGAN`, the paper's
-  G 1-128-256-1 and spectrally normed D 1-512-256-128-1, batch 1000) and VAE (encoder
-  1-256-128-2, decoder 1-128-256-1) at R = 1, 10, 100 and 330 replicas, with the FLOPs of
-  their matrix products and their rate as a share of the FP32 roof;
+  G 1-128-256-1 and spectrally normed D 1-512-256-128-1, batch 1000), VAE (encoder
+  1-256-128-2, decoder 1-128-256-1) and SGM (the score network, x path 1-96-196-1) at R = 1,
+  10, 100 and 330 replicas, with the FLOPs of their matrix products and their rate as a share
+  of the FP32 roof;
 * the published PyTorch GAN step on the same GPU (one run, as the published code trains);
 * annealed Langevin sampling (:func:`npgen.kernels.cuda.annealed_langevin`) of R score
-  networks of the paper's widths;
-* the GAN and VAE thirds of the paper preset's Figure 3 (11 m x 10 seeds = 110 runs of 20 000
-  steps each) as one batch each: as many steps as the time budget allows, and the projected
-  totals.
-
-The score network's training is not batched on the cuda backend (fit_many trains GANs and
-VAEs); the table says so instead of timing it.
+  networks of the paper's widths, and of one run's 50 000 samples as ``SGM.sample(...,
+  device="cuda")`` runs it;
+* the paper preset's Figure 3 (11 m x 10 seeds = 110 runs of each model, 20 000 steps each):
+  each model's runs as one batch, as many steps as the time budget allows, projected to
+  20 000 steps; the SGMs' sampling (3 passes of 1000 steps over 50 000 samples per run, one
+  run at a time) projected from the timed steps; and their sum.
 
 The roof is 67 TFLOP/s: the FP32 (non-tensor-core) peak NVIDIA states for the H200 SXM. With
 ``--dry-run`` everything runs at tiny sizes (under the simulator when NUMBA_ENABLE_CUDASIM=1)
@@ -33,9 +33,14 @@ import numpy as np
 #: FP32 peak of the H200 SXM without tensor cores (NVIDIA's datasheet), in FLOP/s.
 FP32_ROOF = 67e12
 REPLICAS = (1, 10, 100, 330)
+KINDS = ("gan", "vae", "sgm")
 PAPER = {"batch": 1000, "steps": 20000, "m_values": 11, "seeds": 10}
+#: One SGM run's sampling in the paper preset: its samples and Langevin steps (10 levels of
+#: 100), and the passes a run takes (the samples, the sampler's gradient, the traces).
+PAPER_SAMPLING = {"samples": 50000, "steps": 1000}
+SAMPLING_PASSES = 3
 DRY = {"replicas": (1, 2), "batch": 4, "base_width": 2, "n_layers": 2, "steps": 2,
-       "langevin": (2, 8, 3, 4), "sweep_runs": 2}
+       "langevin": (2, 8, 3, 4), "sweep_runs": 2, "sampling": {"samples": 8, "steps": 3}}
 
 
 def product_flops(sizes, rows, weight_grads, input_grads):
@@ -65,19 +70,36 @@ def vae_step_flops(model, batch):
             + product_flops(decoder, batch, True, True) + 2 * batch * decoder[0] * decoder[1])
 
 
-def time_steps(ck, kind, replicas, settings, budget):
-    """(seconds per step, product FLOPs per step) of the batched GAN or VAE at R replicas."""
-    from npgen import GAN, VAE
-    from npgen.models.replicas import BatchedGAN, BatchedVAE
+def sgm_step_flops(model, batch):
+    """Product FLOPs of one SGM step: the score network's x path 1-96-196-1 forward and
+    backward down to its first layer (the embedding's one row per replica is left out)."""
+    from npgen.nn.score import HIDDEN_WIDTHS
 
-    model_type, batched_type, flops = {"gan": (GAN, BatchedGAN, gan_step_flops),
-                                       "vae": (VAE, BatchedVAE, vae_step_flops)}[kind]
+    return product_flops([1, *HIDDEN_WIDTHS, 1], batch, True, True)
+
+
+def _model(kind, seed, settings):
+    """An untrained model of ``kind`` at the timed widths (only its initial weights are used)."""
+    from npgen import GAN, SGM, VAE
+
+    if kind == "sgm":
+        return SGM(seed=seed, backend="numpy")
+    return {"gan": GAN, "vae": VAE}[kind](seed=seed, n_layers=settings["n_layers"],
+                                          base_width=settings["base_width"], backend="numpy")
+
+
+def time_steps(ck, kind, replicas, settings, budget):
+    """(seconds per step, product FLOPs per step) of the batched GAN, VAE or SGM at R replicas."""
+    from npgen.models.replicas import BatchedGAN, BatchedSGM, BatchedVAE
+
+    batched_type, flops = {"gan": (BatchedGAN, gan_step_flops), "vae": (BatchedVAE, vae_step_flops),
+                           "sgm": (BatchedSGM, sgm_step_flops)}[kind]
     B = settings["batch"]
-    models = [model_type(seed=r, n_layers=settings["n_layers"], base_width=settings["base_width"],
-                         backend="numpy") for r in range(replicas)]  # only their initial weights
+    models = [_model(kind, r, settings) for r in range(replicas)]
     batched = batched_type(models, ck, B)
     data = ck.to_device(np.random.default_rng(0).standard_normal((replicas, 4 * B, 1), np.float32))
     order = ck.to_device(np.tile(np.arange(4 * B), (replicas, 1)))
+    batched.start_epoch(4)
     batched.step(data, order, 0)  # compiles and warms up
     ck.synchronize()
     steps, start = 0, time.perf_counter()
@@ -171,13 +193,13 @@ def measure(dry_run, budget):
         settings = {"batch": DRY["batch"], "base_width": DRY["base_width"],
                     "n_layers": DRY["n_layers"], "steps": DRY["steps"]}
         replicas, langevin = DRY["replicas"], DRY["langevin"]
-        sweep_runs = DRY["sweep_runs"]
+        sweep_runs, sampling = DRY["sweep_runs"], DRY["sampling"]
     else:
         settings = {"batch": PAPER["batch"], "base_width": 128, "n_layers": 3, "steps": 20}
         replicas, langevin = REPLICAS, (330, 1000, 50, (96, 196))
-        sweep_runs = PAPER["m_values"] * PAPER["seeds"]
+        sweep_runs, sampling = PAPER["m_values"] * PAPER["seeds"], PAPER_SAMPLING
     rows = []
-    for kind in ("gan", "vae"):
+    for kind in KINDS:
         for R in replicas:
             seconds, flops = time_steps(ck, kind, R, settings, budget=min(8.0, budget / 30))
             rows.append({"what": f"{kind.upper()} step (npgen cuda)", "replicas": R,
@@ -196,15 +218,24 @@ def measure(dry_run, budget):
     rows.append({"what": f"Langevin step ({n} samples each)", "replicas": R,
                  "seconds_per_step": time_langevin(ck, R, n, steps, hidden),
                  "product_gflop_per_step": None, "percent_of_fp32_roof": None})
-    for kind in ("gan", "vae"):
+    one_run = time_langevin(ck, 1, sampling["samples"], steps, hidden)
+    rows.append({"what": f"Langevin step (one run's {sampling['samples']} samples)", "replicas": 1,
+                 "seconds_per_step": one_run, "product_gflop_per_step": None,
+                 "percent_of_fp32_roof": None,
+                 "projected_seconds": one_run * sampling["steps"] * SAMPLING_PASSES * sweep_runs,
+                 "projection": f"Figure 3's {sweep_runs} SGM runs sampled, {SAMPLING_PASSES} passes"
+                               f" of {sampling['steps']} steps each"})
+    for kind in KINDS:
         seconds, flops = time_steps(ck, kind, sweep_runs, settings, budget=budget / 8)
         rows.append({"what": f"Figure 3 {kind.upper()} runs as one batch", "replicas": sweep_runs,
                      "seconds_per_step": seconds, "product_gflop_per_step": sweep_runs * flops / 1e9,
                      "percent_of_fp32_roof": 100 * sweep_runs * flops / seconds / FP32_ROOF,
-                     "projected_seconds": seconds * PAPER["steps"]})
+                     "projected_seconds": seconds * PAPER["steps"],
+                     "projection": f"{PAPER['steps']} training steps of {sweep_runs} replicas"})
     return {"device": device_name(ck), "dry_run": dry_run, "fp32_roof_tflops": FP32_ROOF / 1e12,
             "python": platform.python_version(), "rows": rows,
-            "not_batched": "score-network training (fit_many trains GANs and VAEs, not the SGM)"}
+            "not_timed": "the runs that stay on CPU with --device cuda (resnet/densenet networks,"
+                         " gradient-penalty GANs, particles, Figure 7)"}
 
 
 def table(result):
@@ -221,11 +252,14 @@ def table(result):
         lines.append(f"| {row['what']} | {row['replicas']} | {1e3 * row['seconds_per_step']:.3g} |"
                      f" {gflop} | {share} |")
     lines.append("")
-    for row in result["rows"]:
-        if "projected_seconds" in row:
-            lines.append(f"{row['what']}: {row['projected_seconds']:.0f} s projected for"
-                         f" {PAPER['steps']} steps of {row['replicas']} replicas.")
-    lines.append(f"Not timed: {result['not_batched']}.")
+    projected = [row for row in result["rows"] if "projected_seconds" in row]
+    for row in projected:
+        lines.append(f"{row['what']}: {row['projected_seconds']:.0f} s projected for"
+                     f" {row['projection']}.")
+    total = sum(row["projected_seconds"] for row in projected)
+    lines.append(f"Figure 3, paper preset (training and sampling): {total:.0f} s"
+                 f" ({total / 60:.1f} min) projected; target 600 s.")
+    lines.append(f"Not timed: {result['not_timed']}.")
     return "\n".join(lines)
 
 

@@ -60,7 +60,7 @@ from numba.cuda.random import (
 
 __all__ = list(KERNELS) + ["standard_normal", "rng_states", "gather_rows", "to_device", "to_host",
                           "free_bytes", "synchronize", "vae_reparameterize", "vae_residual",
-                          "vae_code_gradient"]
+                          "vae_code_gradient", "score_matching_noisy", "score_matching_loss"]
 
 #: Whether numba-cuda runs its simulator (NUMBA_ENABLE_CUDASIM=1) instead of a GPU.
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -522,6 +522,64 @@ def vae_code_gradient(code, eps, std, grad_z, kl_power, grad_code):
     _check(code.shape == (R, B, 2 * p) and grad_code.shape == code.shape
            and eps.shape == std.shape and grad_z.shape == std.shape, "vae_code_gradient")
     _vae_code_gradient[_grid(R * B * p)](code, eps, std, grad_z, int(kl_power), grad_code)
+
+
+# --------------------------------------------------------------------------- denoising score matching
+#
+# The elementwise parts of npgen.models.sgm's loss (its module doc has the math): replica r
+# trains at its own noise level sigma[r, 0, 0] (float64, (R, 1, 1)) on clean rows x and noise
+# eps (R, B, 1), with the weight w = sigma^k (k = weight_power: 1 the published code's, 2
+# Song & Ermon's).
+
+
+@cuda.jit
+def _score_matching_noisy(x, eps, sigma, noisy):
+    """noisy = x + sigma_r eps."""
+    R, B, d = x.shape
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for index in range(start, R * B * d, stride):
+        r, rest = index // (B * d), index % (B * d)
+        i, j = rest // d, rest % d
+        noisy[r, i, j] = x[r, i, j] + sigma[r, 0, 0] * eps[r, i, j]
+
+
+@cuda.jit
+def _score_matching_loss(score, eps, sigma, weight_power, grad, loss):
+    """residual = s + eps / sigma_r; loss[r] = w sum residual^2; grad = 2 w residual."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, B, d = score.shape
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        level = sigma[r, 0, 0]
+        weight = level if weight_power == 1 else level * level
+        partial = 0.0
+        for index in range(cuda.threadIdx.x, B * d, cuda.blockDim.x):
+            i, j = index // d, index % d
+            residual = score[r, i, j] + eps[r, i, j] / level
+            partial += float64(residual) * residual
+            grad[r, i, j] = (2 * weight) * residual
+        total = _block_sum(shared, partial)
+        if cuda.threadIdx.x == 0:
+            loss[r] = weight * total
+
+
+def score_matching_noisy(x, eps, sigma, noisy):
+    """noisy = x + sigma_r eps for every replica r: x, eps, noisy (R, B, d), sigma (R, 1, 1)."""
+    R = x.shape[0]
+    _check(eps.shape == x.shape and noisy.shape == x.shape and sigma.shape == (R, 1, 1),
+           "score_matching_noisy")
+    _score_matching_noisy[_grid(x.size)](x, eps, sigma, noisy)
+
+
+def score_matching_loss(score, eps, sigma, weight_power, grad, loss):
+    """loss[r] = w_r sum (s + eps / sigma_r)^2 over replica r's rows, w_r = sigma_r^k
+    (k = weight_power, 1 or 2), and grad = dloss/ds = 2 w_r (s + eps / sigma_r): the loss of
+    npgen.models.SGM, a sum over the batch. score, eps, grad (R, B, d); sigma (R, 1, 1);
+    loss (R,) float64. Returns loss."""
+    R = score.shape[0]
+    _check(eps.shape == score.shape and grad.shape == score.shape and sigma.shape == (R, 1, 1)
+           and loss.shape == (R,) and weight_power in (1, 2), "score_matching_loss")
+    _score_matching_loss[_reduction_grid(R)](score, eps, sigma, int(weight_power), grad, loss)
+    return loss
 
 
 # --------------------------------------------------------------------------- optimizer

@@ -53,6 +53,8 @@ KERNEL_ARGUMENTS = {
     "_vae_reparameterize": "a3 a3 i a3 a3 d1",
     "_vae_residual": "a3 a3 f a3 d1",
     "_vae_code_gradient": "a3 a3 a3 a3 i a3",
+    "_score_matching_noisy": "a3 a3 d3 a3",
+    "_score_matching_loss": "a3 a3 d3 i a3 d1",
     "_gather_rows": "a3 j2 i a3 i i",
     "_langevin": "a2 a3 a2 a3 a3 a3 a2 a2 i u1 i f f b a2 a2",
     "_langevin_mlp_move": "a3 a3 a2 a2 a2 d1 a2 i u1 i",
@@ -182,7 +184,7 @@ def test_replica_states_are_numba_cudas_seeding():
 # --------------------------------------------------------------------------- npgen reproduce --device cuda
 
 
-def test_the_cuda_plan_batches_the_plain_gans_and_vaes_only():
+def test_the_cuda_plan_batches_the_sgms_and_the_plain_gans_and_vaes_only():
     from npgen.study import devices, plans
 
     runs = plans.plan("quick")
@@ -190,7 +192,8 @@ def test_the_cuda_plan_batches_the_plain_gans_and_vaes_only():
     assert devices.device_plan(runs, "cpu") is runs
     for figure, configs in runs.items():
         for config, on_device in zip(configs, cuda_runs[figure]):
-            batched = config["skip"] == "plain" if config["model"] == "vae" else (
+            batched = config["model"] == "sgm" or (
+                config["skip"] == "plain" if config["model"] == "vae" else
                 config["model"] == "gan" and config["skip"] == "plain"
                 and config["gp_lipschitz"] is None)
             assert on_device.get("device") == ("cuda" if batched else None)

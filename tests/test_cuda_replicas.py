@@ -1,6 +1,7 @@
 """Batched training on the cuda backend, under numba-cuda's simulator (started by
 tests/test_cuda.py in a fresh process, as tests/test_cuda_kernels.py): a batched step is the CPU
-model's step with the device's latents, and replica r of a batch is the run trained alone."""
+model's step with the device's latents, replica r of a batch is the run trained alone, and the
+SGM's sampler on the device is the CPU sampler."""
 
 import json
 import os
@@ -16,10 +17,10 @@ if not (config.ENABLE_CUDASIM or os.environ.get("NPGEN_CUDA_DEVICE") == "1"):
     pytest.skip("runs in the CUDA simulator, in the subprocess tests/test_cuda.py starts"
                 " (or on a GPU with NPGEN_CUDA_DEVICE=1)", allow_module_level=True)
 
-from npgen import GAN, VAE
+from npgen import GAN, SGM, VAE
 from npgen.data import two_gaussians
 from npgen.kernels import cuda as ck
-from npgen.models import replicas
+from npgen.models import replicas, sgm
 from npgen.models.replicas import fit_many
 from npgen.study import devices, plans, reproduce, runs, sweep
 from tiny_study import ONE_RUN_PLAN, TINY_PARTICLES, register
@@ -88,20 +89,68 @@ def test_a_batched_vae_step_is_the_cpu_step_with_the_device_noise(kl):
             np.testing.assert_allclose(history[name], [value / n], rtol=1e-10)
 
 
-@pytest.mark.parametrize("kind", [GAN, VAE])
+def _device_noise(seed, n):
+    """The first (n, 1) normals of the device stream of a run seeded ``seed``."""
+    return ck.standard_normal(ck.rng_states([seed]),
+                              ck.to_device(np.zeros((1, n, 1)))).copy_to_host()[0]
+
+
+@pytest.mark.parametrize("weighting", ["paper", "sigma2"])
+def test_a_batched_sgm_step_is_the_cpu_step_with_the_device_noise(weighting):
+    """Each replica: the CPU model's standardization, its shuffle, then its level draw for the
+    epoch's step, the device's noise; the weights after the step and the loss are the CPU
+    model's denoising_loss and Adam step on that batch."""
+    seeds, ms, n = [3, 4], [1.0, 4.0], 6
+    batched = [SGM(seed=seed, dtype="float64", weighting=weighting, lr=1e-2) for seed in seeds]
+    alone = [SGM(seed=seed, dtype="float64", weighting=weighting, lr=1e-2) for seed in seeds]
+    datasets = _data(ms, seeds, n)
+    histories = fit_many(batched, datasets, epochs=1, batch_size=n)
+    for model, cpu, data, history in zip(batched, alone, datasets, histories):
+        standardized, (cpu.mean, cpu.std) = cpu._standardized(data)
+        batch = standardized[cpu.rng.permutation(n)]
+        sigma = float(cpu.sigmas[cpu.rng.integers(cpu.sigmas.size, size=1)[0]])
+        loss = cpu.denoising_loss(batch, _device_noise(cpu.seed, n), sigma)
+        cpu.optimizer.step()
+        np.testing.assert_allclose(model.score.params, cpu.score.params, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(history["loss"], [loss / n], rtol=1e-10)
+        assert (model.mean, model.std) == (cpu.mean, cpu.std)
+
+
+def test_the_device_sampler_is_the_cpu_sampler():
+    """SGM.sample(device="cuda") draws the CPU chain's samples and carries its gradient, the
+    traced steps included (2 levels of 3 steps, 4 samples: the simulator's cost is per step)."""
+    model = SGM(seed=2, dtype="float64", sigmas=[1.0, 0.5], lr=1e-2)
+    fit_many([model], _data([3.0], [2], 6), epochs=1, batch_size=6)
+    options = {"n": 4, "seed": 9, "n_steps_per_level": 3, "quiet": True, "lipschitz": True,
+               "trace": [1, 3], "step_lr": 0.05}
+    on_cpu, cpu_gradient = model.sample(**options)
+    on_device, gradient = model.sample(**options, device="cuda")
+    np.testing.assert_allclose(on_device, on_cpu, rtol=1e-12)
+    for name in ("dx0", "grad_sq", "grad_sq_by_level", "grad_sq_by_step"):
+        np.testing.assert_allclose(getattr(gradient, name), getattr(cpu_gradient, name),
+                                   rtol=1e-10)
+    assert np.ptp(cpu_gradient.grad_sq) > 0  # the gradients carry information
+
+
+def _trained(model):
+    return model.mean is not None if isinstance(model, SGM) else model.trained
+
+
+@pytest.mark.parametrize("kind", [GAN, VAE, SGM])
 def test_replica_r_of_a_batch_is_the_run_trained_alone(kind):
     seeds, ms, n = [5, 6, 7], [0.0, 2.0, 6.0], 8
-    together = [kind(seed=seed, dtype="float32", **TINY) for seed in seeds]
+    options = {"lr": 1e-2} if kind is SGM else TINY
+    together = [kind(seed=seed, dtype="float32", **options) for seed in seeds]
     histories = fit_many(together, _data(ms, seeds, n), epochs=1, batch_size=4)
     for r, (seed, m) in enumerate(zip(seeds, ms)):
-        alone = kind(seed=seed, dtype="float32", **TINY)
+        alone = kind(seed=seed, dtype="float32", **options)
         [history] = fit_many([alone], _data([m], [seed], n), epochs=1, batch_size=4)
         for name, net in alone.networks().items():
             SAME(together[r].networks()[name].params, net.params)
         for name, values in history.items():
             if name != "wall_time_s":
                 SAME(values, histories[r][name])
-        assert together[r].trained
+        assert _trained(together[r])
 
 
 def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
@@ -128,27 +177,62 @@ def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
     assert not models[1].trained and curves[1] == [1]
 
 
+def test_a_diverging_sgm_replica_stays_untrained(monkeypatch):
+    """An SGM replica whose loss turns NaN is reported with the CPU run's sentence and keeps no
+    standardization (it cannot sample); the other one trains on."""
+    real_step = replicas.BatchedSGM.step
+
+    def step(self, *args):
+        losses = real_step(self, *args)
+        losses["loss"][0] = np.nan
+        return losses
+
+    monkeypatch.setattr(replicas.BatchedSGM, "step", step)
+    models = [SGM(seed=seed, lr=1e-2) for seed in (1, 2)]
+    out = fit_many(models, _data([1.0, 1.0], [1, 2], 4), epochs=1, batch_size=4)
+    assert str(out[0]) == "SGM training diverged at step 1: loss 'loss' (score) is nan"
+    assert models[0].mean is None and isinstance(out[1], dict) and models[1].mean is not None
+    with pytest.raises(RuntimeError, match="sample needs a trained model"):
+        models[0].sample(3)
+
+
 SIM_PRESET = {"epochs": 1, "batch_size": 4, "lr": 1e-3, "gan_lr": 1e-2, "gan_betas": [0.5, 0.999],
               "n_data": 8, "n_samples": 50}
 
 
 def _tiny_models(config):
-    """The run's model at tiny widths (the simulator's cost grows with them)."""
+    """The run's model at tiny widths (the simulator's cost grows with them); the SGM's score
+    network has its fixed widths, at two noise levels."""
+    if config["model"] == "sgm":
+        return SGM(seed=config["seed"], lr=config["lr"], sigmas=[1.0, 0.5])
     kind = {"gan": GAN, "vae": VAE}[config["model"]]
     options = {"kl": config["kl"]} if config["model"] == "vae" else {}
     return kind(seed=config["seed"], lr=config["lr"], betas=tuple(config["betas"]),
                 **TINY_ARCHITECTURE, **options)
 
 
-def test_reproduce_on_cuda_trains_gans_and_vaes_on_the_device_and_reports(tmp_path, monkeypatch):
-    """npgen reproduce --device cuda on Figure 3 of a one-run plan: the GAN and the VAE train
-    on the device (their config.json says so), the SGM on CPU, and the report and a redrawn
-    figure read all three."""
+class _ChainOnHost(sgm._HostChain):
+    """The device chain's stand-in for a whole study under the simulator (3 passes of 1000
+    steps would take it hours; test_the_device_sampler_is_the_cpu_sampler checks the chain
+    itself): runs on the host and counts its uses."""
+
+    uses = 0
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        type(self).uses += 1
+
+
+def test_reproduce_on_cuda_trains_every_model_on_the_device_and_reports(tmp_path, monkeypatch):
+    """npgen reproduce --device cuda on Figure 3 of a one-run plan: the GAN, the VAE and the
+    SGM train on the device (their config.json says so), the SGM samples there, and the report
+    and a redrawn figure read all three."""
     register(monkeypatch, plan=ONE_RUN_PLAN)
     monkeypatch.setitem(runs.PRESETS, "sim", SIM_PRESET)
     monkeypatch.setitem(plans.PLANS, "sim", ONE_RUN_PLAN)
     monkeypatch.setitem(runs.PARTICLE_PRESETS, "sim", dict(TINY_PARTICLES, batch_size=4))
     monkeypatch.setattr(devices, "build_model", _tiny_models)
+    monkeypatch.setattr(sgm, "_DeviceChain", _ChainOnHost)
     out = str(tmp_path / "study")
     report = reproduce.reproduce("sim", only="fig3", out=out, quiet=True, device="cuda")
     with open(os.path.join(out, "study.json"), encoding="utf-8") as handle:
@@ -160,7 +244,8 @@ def test_reproduce_on_cuda_trains_gans_and_vaes_on_the_device_and_reports(tmp_pa
         with open(os.path.join(out, "runs", folder, "config.json"), encoding="utf-8") as handle:
             config = json.load(handle)
         devices_seen[config["model"]] = config.get("device", "cpu")
-    assert devices_seen == {"gan": "cuda", "vae": "cuda", "sgm": "cpu"}
+    assert devices_seen == {"gan": "cuda", "vae": "cuda", "sgm": "cuda"}
+    assert _ChainOnHost.uses == 3  # the run's samples, then its gradient and its traces
     assert os.path.exists(report) and os.path.exists(reproduce.redraw_figure("3", out))
 
 
@@ -193,3 +278,11 @@ def test_a_cuda_sweep_stores_batched_runs_like_cpu_runs(tmp_path, monkeypatch):
     SAME(alone["lipschitz"], results[3]["lipschitz"])
     if config.ENABLE_CUDASIM:  # on a GPU, a rounding-level change of weights may move a sample
         assert alone["mass_between"] == results[3]["mass_between"]
+
+
+def test_score_matching_shapes_that_do_not_fit_are_one_sentence():
+    x, sigma = ck.to_device(np.zeros((2, 3, 1))), ck.to_device(np.zeros((2, 1, 1)))
+    with pytest.raises(ValueError, match="score_matching_noisy: array shapes do not fit"):
+        ck.score_matching_noisy(x, x, ck.to_device(np.zeros((3, 1, 1))), x)
+    with pytest.raises(ValueError, match="score_matching_loss: array shapes do not fit"):
+        ck.score_matching_loss(x, x, sigma, 3, x, ck.to_device(np.zeros(2)))

@@ -7,21 +7,24 @@ every elementwise pass one launch (:mod:`npgen.kernels.cuda`).
 
 What a replica shares with the same model trained alone on CPU, and what not:
 
-* its initialization: the replicas are ordinary CPU models (``GAN(seed=...)``, ``VAE(...)``), whose weights
+* its initialization: the replicas are ordinary CPU models (``GAN(seed=...)``, ``VAE(...)``,
+  ``SGM(...)``), whose weights
   are copied to the device, and copied back into them when training ends, so that a batched
   run is saved, sampled and measured exactly like a CPU run;
-* its minibatches: each epoch's shuffle is drawn from the model's own stream, as on CPU;
-* not its latents: they are drawn on the device, from xoroshiro128+ states seeded with the
-  model's seed alone (:func:`npgen.kernels.cuda.rng_states`), so a run is the same whatever R
-  it is batched with, but not the CPU run of that seed.
+* its minibatches: each epoch's shuffle is drawn from the model's own stream, as on CPU (and,
+  for an SGM, the noise level of each of the epoch's steps, drawn after the shuffle);
+* not its latents and noise: they are drawn on the device, from xoroshiro128+ states seeded
+  with the model's seed alone (:func:`npgen.kernels.cuda.rng_states`), so a run is the same
+  whatever R it is batched with, but not the CPU run of that seed.
 
 Every replica keeps its own losses. A replica whose loss stops being finite or runs away
 (:data:`npgen.models.training.RUNAWAY_FACTOR`) is reported failed with the sentence a CPU run
 would raise; in lockstep it cannot stop alone, and the others are not affected by it.
 
-Batched training takes the GANs and VAEs of the univariate study with plain networks (any
-depth; a GAN's generator with or without spectral norm, BCE loss, generator step first).
-Other models and options are refused in one sentence by :func:`check_batchable`.
+Batched training takes the models of the univariate study: GANs and VAEs with plain networks
+(any depth; a GAN's generator with or without spectral norm, BCE loss, generator step first)
+and SGMs (either weighting, any noise levels). Other models and options are refused in one
+sentence by :func:`check_batchable`.
 """
 
 import math
@@ -31,21 +34,30 @@ import numpy as np
 
 from .. import kernels
 from ..util.checks import check_number
+from ..nn.score import EMBED_WIDTHS, FEATURES, HIDDEN_WIDTHS, SLOPE, SLOPE_X, sinusoidal_features
 from .gan import GAN
+from .sgm import SGM, WEIGHT_POWERS
 from .training import TrainingDiverged, check_losses
 from .vae import VAE
 
+#: The models fit_many trains.
+BATCHABLE = (GAN, VAE, SGM)
+
 
 def check_batchable(models):
-    """Raise ValueError (one sentence) unless ``models`` are untrained GANs or VAEs that
+    """Raise ValueError (one sentence) unless ``models`` are untrained GANs, VAEs or SGMs that
     fit_many can train together: one kind, one architecture and one set of hyperparameters
     (seeds differ freely)."""
     if not isinstance(models, (list, tuple)) or not models:
-        raise ValueError(f"models must be a non-empty list of GANs or VAEs, got {models!r}")
+        raise ValueError(f"models must be a non-empty list of GANs, VAEs or SGMs, got {models!r}")
     for model in models:
-        if not isinstance(model, (GAN, VAE)):
-            raise ValueError("fit_many trains the GANs and VAEs of the univariate study; got a"
-                             f" {type(model).__name__} (train it on CPU with its fit)")
+        if not isinstance(model, BATCHABLE):
+            raise ValueError("fit_many trains the GANs, VAEs and SGMs of the univariate study; got"
+                             f" a {type(model).__name__} (train it on CPU with its fit)")
+        if isinstance(model, SGM):
+            if model.mean is not None:
+                raise ValueError("fit_many trains untrained models; an SGM was already trained")
+            continue
         if isinstance(model, GAN) and (model.gp_lipschitz is not None or model.loss != "bce"
                                        or model.discriminator_first):
             raise ValueError("fit_many trains GANs with the BCE loss, generator step first"
@@ -70,12 +82,19 @@ def check_batchable(models):
 
 
 def replica_bytes(model, batch_size, n_data):
-    """An upper estimate of the device bytes one replica of ``model`` (a GAN or a VAE) takes
-    in :func:`fit_many`: for each network its parameters, gradients and Adam's two moments,
+    """An upper estimate of the device bytes one replica of ``model`` takes in
+    :func:`fit_many`: for each network its parameters, gradients and Adam's two moments,
     with spectral norm the normalized weights and their gradients, and per layer the z, a,
     grad_z and node-gradient arrays of its batch (2B rows for a GAN's discriminator, B for the
-    other networks); plus the training data, the batch buffers and the RNG states."""
+    other networks); plus the training data, the batch buffers and the RNG states. An SGM's
+    score network counts its x path's four arrays per layer and, per noise level, its
+    features."""
     itemsize = np.dtype(model.dtype).itemsize
+    if isinstance(model, SGM):
+        net = model.score
+        total = (n_data + 4 * net.n_params + 4 * batch_size * (sum(HIDDEN_WIDTHS) + 2)
+                 + model.sigmas.size * (FEATURES + 1) + 8 * sum(HIDDEN_WIDTHS + EMBED_WIDTHS))
+        return itemsize * total + 8 * n_data + 16 * 64
     total = n_data * model.data_dim + 8 * batch_size * (model.latent_dim + model.data_dim + 2)
     for name, net in model.networks().items():
         rows = 2 * batch_size if name == "discriminator" else batch_size
@@ -85,13 +104,46 @@ def replica_bytes(model, batch_size, n_data):
     return itemsize * total + 8 * n_data + 16 * 64
 
 
-class _DeviceNetwork:
-    """R copies of one plain MLP on the device.
+class _DeviceParameters:
+    """R copies of one network's flat parameter buffer on the device, and its gradients.
 
-    The flat parameter buffer holds layer after layer, each with the replica axis inside:
-    W_0 (R, out, in), b_0 (R, out), W_1, ... so that a layer's weights are one contiguous
-    (R, out, in) array and one Adam launch updates every replica's whole network.
+    The CPU buffer is a sequence of blocks (``segments``: offset and shape of each weight and
+    bias, in order). The device buffer holds the same blocks in the same order, each with the
+    replica axis inside: block k is one contiguous (R, *shape_k) array, so that a layer's
+    weights are one batched operand and one Adam launch updates every replica's network.
     """
+
+    def __init__(self, flats, segments, dtype, ck):
+        self.ck, self.R, self.dtype, self.segments = ck, len(flats), dtype, list(segments)
+        parts = [np.stack([flat[o:o + math.prod(shape)] for flat in flats]).ravel()
+                 for o, shape in self.segments]
+        self.params = ck.to_device(np.concatenate(parts).astype(dtype))
+        self.grads = ck.to_device(np.zeros(self.params.shape, dtype))
+        self.blocks, self.grad_blocks = self._views(self.params), self._views(self.grads)
+
+    def _views(self, buffer):
+        views, start = [], 0
+        for _, shape in self.segments:
+            size = self.R * math.prod(shape)
+            views.append(buffer[start:start + size].reshape((self.R, *shape)))
+            start += size
+        return views
+
+    def copy_to(self, flats):
+        """Write the device parameters back into the replicas' flat CPU buffers."""
+        host = self.ck.to_host(self.params)
+        start = 0
+        for offset, shape in self.segments:
+            size = math.prod(shape)
+            block = host[start:start + self.R * size].reshape(self.R, size)
+            for r, flat in enumerate(flats):
+                flat[offset:offset + size] = block[r]
+            start += self.R * size
+
+
+class _DeviceNetwork:
+    """R copies of one plain MLP on the device: its parameters W_0 (R, out, in), b_0 (R, out),
+    W_1, ... (:class:`_DeviceParameters`), and its forward and backward passes."""
 
     def __init__(self, nets, ck):
         first = nets[0]
@@ -100,10 +152,12 @@ class _DeviceNetwork:
         self.spectral_norm, self.dtype = first.spectral_norm, first.dtype
         self.layout = [((out, fan_in), (out,)) for out, fan_in in
                        zip(first.sizes[1:], first.sizes[:-1])]
-        self.params = ck.to_device(self._gather([net.params for net in nets]))
-        self.grads = ck.to_device(np.zeros(self.params.shape, self.dtype))
-        self.weights, self.biases = self._views(self.params)
-        self.weight_grads, self.bias_grads = self._views(self.grads)
+        self.parameters = _DeviceParameters([net.params for net in nets], self._segments(),
+                                            self.dtype, ck)
+        self.weights = self.parameters.blocks[0::2]
+        self.biases = self.parameters.blocks[1::2]
+        self.weight_grads = self.parameters.grad_blocks[0::2]
+        self.bias_grads = self.parameters.grad_blocks[1::2]
         if self.spectral_norm:
             R = self.R
             self.sn_u = [ck.to_device(np.stack([net.sn_u[k] for net in nets]))
@@ -124,31 +178,9 @@ class _DeviceNetwork:
                 yield offset, shape
                 offset += math.prod(shape)
 
-    def _gather(self, flats):
-        """One host buffer in the device layout from the replicas' flat CPU buffers."""
-        parts = [np.stack([flat[o:o + math.prod(s)] for flat in flats]).ravel()
-                 for o, s in self._segments()]
-        return np.concatenate(parts).astype(self.dtype)
-
-    def _views(self, buffer):
-        weights, biases, start = [], [], 0
-        for index, (_, shape) in enumerate(self._segments()):
-            size = self.R * math.prod(shape)
-            view = buffer[start:start + size].reshape((self.R, *shape))
-            (weights if index % 2 == 0 else biases).append(view)
-            start += size
-        return weights, biases
-
     def copy_to_models(self):
         """Write the device weights (and spectral-norm vectors) back into the CPU networks."""
-        host = self.ck.to_host(self.params)
-        start = 0
-        for offset, shape in self._segments():
-            size = math.prod(shape)
-            block = host[start:start + self.R * size].reshape(self.R, size)
-            for r, net in enumerate(self.nets):
-                net.params[offset:offset + size] = block[r]
-            start += self.R * size
+        self.parameters.copy_to([net.params for net in self.nets])
         if self.spectral_norm:
             for k in range(len(self.layout)):
                 for vectors, device in (("sn_u", self.sn_u[k]), ("sn_v", self.sn_v[k])):
@@ -211,34 +243,157 @@ class _DeviceNetwork:
         return ws["grad_node"][0] if need_grad_in else None
 
 
-class _DeviceAdam:
-    """torch.optim.Adam over a device network's flat buffer (every replica in one launch)."""
+class _DeviceScore:
+    """R copies of the score network s(x, sigma) (:class:`npgen.nn.ScoreNetwork`, whose module
+    doc has the math) on the device, each replica at its own noise level.
 
-    def __init__(self, net, lr, betas, eps=1e-8):
-        self.net, self.lr, (self.beta1, self.beta2), self.eps = net, lr, betas, eps
-        zeros = np.zeros(net.params.shape, net.dtype)
-        self.m, self.v = net.ck.to_device(zeros), net.ck.to_device(zeros)
+    The parameters keep the CPU network's blocks (fc_2 and fc_3 split into their x-path and
+    embedding columns). A pass runs the embedding MLP on each replica's features p(sigma_r)
+    (a batch of one row per replica), folds it into the x path's biases
+
+        beff2 = W2e e + b2,   beff3 = W3e leaky_0.2(e) + b3,   e = leaky_0.2(z_e2),
+
+    as two identity layers on the rows e and leaky_0.2(e), then runs the x path
+    1 -> 96 -> 196 -> 1 on the batch with those biases. Since leaky_c(leaky_c(z)) =
+    leaky_{c^2}(z), the row leaky_0.2(e) is the second embedding layer with slope 0.04; the
+    backward pass takes the two branches (through e and through leaky(e)) back through the
+    embedding one after the other, the second accumulating into the same gradients.
+    """
+
+    def __init__(self, nets, ck):
+        first = nets[0]
+        self.ck, self.R, self.nets, self.dtype = ck, len(nets), nets, first.dtype
+        blocks = first._blocks()  # the order of the CPU buffer, block after block
+        offsets = np.cumsum([0] + [math.prod(shape) for _, shape in blocks])
+        segments = [(int(offset), shape) for offset, (_, shape) in zip(offsets, blocks)]
+        self.parameters = _DeviceParameters([net.params for net in nets], segments, self.dtype, ck)
+        names = [name for name, _ in blocks]
+        self.w = dict(zip(names, self.parameters.blocks))
+        self.g = dict(zip(names, self.parameters.grad_blocks))
+        R, dt = self.R, self.dtype
+        row = {name: ck.to_device(np.zeros((R, 1, width), dt)) for name, width in (
+            ("z_e1", EMBED_WIDTHS[0]), ("a_e1", EMBED_WIDTHS[0]), ("grad_z_e1", EMBED_WIDTHS[0]),
+            ("grad_a_e1", EMBED_WIDTHS[0]), ("z_e2", EMBED_WIDTHS[1]), ("e", EMBED_WIDTHS[1]),
+            ("z_leaky_e", EMBED_WIDTHS[1]), ("leaky_e", EMBED_WIDTHS[1]),
+            ("grad_z_e2", EMBED_WIDTHS[1]), ("grad_e", EMBED_WIDTHS[1]),
+            ("grad_leaky_e", EMBED_WIDTHS[1]), ("beff2", HIDDEN_WIDTHS[1]),
+            ("beff2_a", HIDDEN_WIDTHS[1]), ("grad_z_beff2", HIDDEN_WIDTHS[1]),
+            ("grad_beff2", HIDDEN_WIDTHS[1]), ("beff3", 1), ("beff3_a", 1), ("grad_z_beff3", 1),
+            ("grad_beff3", 1))}
+        self.row = row
+        self.beff2, self.beff3 = (row[n].reshape(R, row[n].shape[2]) for n in ("beff2", "beff3"))
+        self.grad_beff2, self.grad_beff3 = (row[n].reshape(R, row[n].shape[2])
+                                            for n in ("grad_beff2", "grad_beff3"))
+        self._workspaces = {}
+
+    def _workspace(self, n):
+        if n not in self._workspaces:
+            R, dt = self.R, self.dtype
+            widths = {"1": HIDDEN_WIDTHS[0], "2": HIDDEN_WIDTHS[1], "3": 1}
+            self._workspaces[n] = {f"{part}{k}": self.ck.to_device(np.zeros((R, n, width), dt))
+                                   for k, width in widths.items()
+                                   for part in ("z", "a", "grad_z", "grad_a")}
+        return self._workspaces[n]
+
+    def forward(self, x, features):
+        """s(x_ri, sigma_r) for x (R, n, 1) and each replica's features p(sigma_r) (R, 1, 16);
+        returns the scores (R, n, 1), valid until the next call."""
+        ck, w, row, leaky = self.ck, self.w, self.row, kernels.LEAKY_RELU
+        ck.linear_forward(features, w["sigma_emb_1.weight"], w["sigma_emb_1.bias"], leaky, SLOPE,
+                          row["z_e1"], row["a_e1"])
+        for z, a, slope in (("z_e2", "e", SLOPE), ("z_leaky_e", "leaky_e", SLOPE * SLOPE)):
+            ck.linear_forward(row["a_e1"], w["sigma_emb_2.weight"], w["sigma_emb_2.bias"], leaky,
+                              slope, row[z], row[a])
+        ck.linear_forward(row["e"], w["fc_2.e"], w["fc_2.bias"], kernels.IDENTITY, 0.0,
+                          row["beff2"], row["beff2_a"])
+        ck.linear_forward(row["leaky_e"], w["fc_3.e"], w["fc_3.bias"], kernels.IDENTITY, 0.0,
+                          row["beff3"], row["beff3_a"])
+        ws = self._workspace(x.shape[1])
+        self._last = (ws, x, features)
+        h = x
+        for k, (weight, bias, kind, slope) in enumerate(self._x_path(), start=1):
+            ck.linear_forward(h, weight, bias, kind, slope, ws[f"z{k}"], ws[f"a{k}"])
+            h = ws[f"a{k}"]
+        return h
+
+    def _x_path(self):
+        """(weight, bias, activation, slope) of the x path's layers, the biases beff folded in."""
+        w, leaky = self.w, kernels.LEAKY_RELU
+        return ((w["fc_1.weight"], w["fc_1.bias"], leaky, SLOPE_X),
+                (w["fc_2.x"], self.beff2, leaky, SLOPE),
+                (w["fc_3.x"], self.beff3, kernels.IDENTITY, 0.0))
+
+    def backward(self, grad_s):
+        """Backprop dL/ds (R, n, 1) through the last forward: writes every parameter gradient."""
+        ck, w, g, row, leaky = self.ck, self.w, self.g, self.row, kernels.LEAKY_RELU
+        ws, x, features = self._last
+        weight_grads = (g["fc_1.weight"], g["fc_2.x"], g["fc_3.x"])
+        bias_grads = (g["fc_1.bias"], self.grad_beff2, self.grad_beff3)
+        grad_a = grad_s
+        for k in (3, 2, 1):
+            weight, _, kind, slope = self._x_path()[k - 1]
+            h = x if k == 1 else ws[f"a{k - 1}"]
+            ck.linear_backward(h, weight, ws[f"z{k}"], ws[f"a{k}"], grad_a, kind, slope,
+                               ws[f"grad_z{k}"], weight_grads[k - 1], bias_grads[k - 1],
+                               ws[f"grad_a{k - 1}"] if k > 1 else None, False, k > 1)
+            grad_a = ws[f"grad_a{k - 1}"] if k > 1 else None
+        for beff, source, block in (("beff2", "e", "fc_2"), ("beff3", "leaky_e", "fc_3")):
+            ck.linear_backward(row[source], w[f"{block}.e"], row[beff], row[f"{beff}_a"],
+                               row[f"grad_{beff}"], kernels.IDENTITY, 0.0, row[f"grad_z_{beff}"],
+                               g[f"{block}.e"], g[f"{block}.bias"], row[f"grad_{source}"], False,
+                               True)
+        for branch, (z, a, slope) in enumerate((("z_e2", "e", SLOPE),
+                                                ("z_leaky_e", "leaky_e", SLOPE * SLOPE))):
+            ck.linear_backward(row["a_e1"], w["sigma_emb_2.weight"], row[z], row[a],
+                               row[f"grad_{a}"], leaky, slope, row["grad_z_e2"],
+                               g["sigma_emb_2.weight"], g["sigma_emb_2.bias"], row["grad_a_e1"],
+                               branch > 0, True)
+            ck.linear_backward(features, w["sigma_emb_1.weight"], row["z_e1"], row["a_e1"],
+                               row["grad_a_e1"], leaky, SLOPE, row["grad_z_e1"],
+                               g["sigma_emb_1.weight"], g["sigma_emb_1.bias"], None, branch > 0,
+                               False)
+
+    def copy_to_models(self):
+        """Write the device parameters back into the CPU score networks."""
+        self.parameters.copy_to([net.params for net in self.nets])
+
+
+class _DeviceAdam:
+    """torch.optim.Adam over a device parameter buffer (every replica in one launch)."""
+
+    def __init__(self, parameters, lr, betas, eps=1e-8):
+        self.parameters, self.lr, (self.beta1, self.beta2), self.eps = parameters, lr, betas, eps
+        zeros = np.zeros(parameters.params.shape, parameters.dtype)
+        self.m, self.v = parameters.ck.to_device(zeros), parameters.ck.to_device(zeros)
         self.t = 0
 
     def step(self):
         self.t += 1
-        self.net.ck.adam_step(self.net.params, self.net.grads, self.m, self.v, self.t, self.lr,
-                              self.beta1, self.beta2, self.eps)
+        p = self.parameters
+        p.ck.adam_step(p.params, p.grads, self.m, self.v, self.t, self.lr, self.beta1,
+                       self.beta2, self.eps)
 
 
 class _BatchedModel:
     """What the batched models share: the device copies of the networks named NETWORKS (the
-    push-forward network first), one Adam each, and the replicas' RNG states."""
+    push-forward network first, or the score network), one Adam each, and the replicas' RNG
+    states."""
 
     NETWORKS = ()
+    DEVICE_NETWORK = _DeviceNetwork
 
     def __init__(self, models, ck):
         self.models, self.ck, self.R = models, ck, len(models)
         first = models[0]
-        self.networks = [_DeviceNetwork([getattr(m, name) for m in models], ck)
+        self.networks = [self.DEVICE_NETWORK([getattr(m, name) for m in models], ck)
                          for name in self.NETWORKS]
-        self.optimizers = [_DeviceAdam(net, first.lr, first.betas) for net in self.networks]
+        self.optimizers = [_DeviceAdam(net.parameters, first.lr, first.betas)
+                           for net in self.networks]
         self.states = ck.rng_states([m.seed for m in models])
+
+    def start_epoch(self, steps):
+        """Draw from each model's stream what an epoch of ``steps`` steps needs beyond its
+        shuffle (nothing, but for the SGM)."""
 
     def finish(self):
         """Copy every network's weights back into the CPU models."""
@@ -330,15 +485,63 @@ class BatchedVAE(_BatchedModel):
         return {"loss": reconstruction + kl, "reconstruction": reconstruction, "kl": kl}
 
 
+class BatchedSGM(_BatchedModel):
+    """The SGM step of :class:`npgen.SGM` on R replicas at once: each replica at the noise
+    level its model drew for the step, one Adam step on the denoising score-matching sum;
+    losses divided by the batch size (its module doc has the math)."""
+
+    NETWORKS = ("score",)
+    DEVICE_NETWORK = _DeviceScore
+
+    def __init__(self, models, ck, batch_size):
+        super().__init__(models, ck)
+        first = models[0]
+        R, B, L, dt = self.R, batch_size, first.sigmas.size, first.dtype
+        self.weight_power = WEIGHT_POWERS[first.weighting]
+        table = np.array([sinusoidal_features(sigma) for sigma in first.sigmas], dt)
+        self.features_by_level = ck.to_device(np.broadcast_to(table, (R, L, FEATURES)))
+        self.sigma_by_level = ck.to_device(np.broadcast_to(first.sigmas[:, None], (R, L, 1)))
+        self.x, self.eps, self.noisy, self.grad_score = (
+            ck.to_device(np.zeros((R, B, 1), dt)) for _ in range(4))
+        self.features = ck.to_device(np.zeros((R, 1, FEATURES), dt))
+        self.sigma = ck.to_device(np.zeros((R, 1, 1)))
+        self.loss = ck.to_device(np.zeros(R))
+        self.levels = None
+
+    def start_epoch(self, steps):
+        """Each model draws the noise level of each of the epoch's steps (after its shuffle)."""
+        L = self.models[0].sigmas.size
+        self.levels = self.ck.to_device(np.stack([m.rng.integers(L, size=steps)
+                                                  for m in self.models]))
+
+    def step(self, data, order, start):
+        """One step on the rows order[:, start:start + B] of the standardized data, at the
+        levels drawn for step start // B of the epoch; returns {'loss': (R,)} on the host."""
+        ck, B = self.ck, self.x.shape[1]
+        ck.gather_rows(data, order, start, self.x, 0, B)
+        ck.gather_rows(self.features_by_level, self.levels, start // B, self.features, 0, 1)
+        ck.gather_rows(self.sigma_by_level, self.levels, start // B, self.sigma, 0, 1)
+        ck.standard_normal(self.states, self.eps)
+        ck.score_matching_noisy(self.x, self.eps, self.sigma, self.noisy)
+        score = self.networks[0].forward(self.noisy, self.features)
+        ck.score_matching_loss(score, self.eps, self.sigma, self.weight_power, self.grad_score,
+                               self.loss)
+        self.networks[0].backward(self.grad_score)
+        self.optimizers[0].step()
+        return {"loss": ck.to_host(self.loss) / B}
+
+
 def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"):
-    """Train ``models`` (untrained GANs or VAEs of one architecture, see :func:`check_batchable`) on
+    """Train ``models`` (untrained GANs, VAEs or SGMs of one architecture, see
+    :func:`check_batchable`) on
     ``datasets`` (one (n, data_dim) array each, all of one n) in lockstep on ``backend``.
 
     Each replica takes the steps ``model.fit(data, epochs, batch_size)`` would (the same
-    shuffles; latents and noise drawn on the device, see the module doc). ``on_epoch``, if given, is a
-    list of one callable per model, called as ``on_epoch[r](epoch, history)`` after each epoch
-    with the model's push-forward network holding that epoch's weights. When training ends
-    the weights are copied back into the models, which are then trained CPU models.
+    shuffles and, for an SGM, the same standardization; latents and noise drawn on the device,
+    see the module doc). ``on_epoch``, if given, is a list of one callable per model, called
+    as ``on_epoch[r](epoch, history)`` after each epoch with the model's push-forward (or
+    score) network holding that epoch's weights. When training ends the weights are copied
+    back into the models, which are then trained CPU models.
 
     Returns one entry per model: its history (as the model's ``fit`` returns it, with the
     batch's ``wall_time_s``) or, for a replica whose training diverged, the
@@ -351,7 +554,7 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     if not isinstance(datasets, (list, tuple)) or len(datasets) != len(models):
         raise ValueError(f"datasets must be a list of one array per model ({len(models)}),"
                          f" got {type(datasets).__name__}")
-    arrays = [model._as_array("data", d, model.data_dim) for model, d in zip(models, datasets)]
+    arrays, standardizations = zip(*(_training_array(model, d) for model, d in zip(models, datasets)))
     n = len(arrays[0])
     if any(len(a) != n for a in arrays):
         raise ValueError("datasets batched together must have one number of rows, got"
@@ -363,7 +566,8 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     ck = kernels.get_replica_backend(backend)
     start_time = time.perf_counter()
     data = ck.to_device(np.stack(arrays))
-    batched = (BatchedGAN if isinstance(models[0], GAN) else BatchedVAE)(models, ck, batch_size)
+    batched = {GAN: BatchedGAN, VAE: BatchedVAE, SGM: BatchedSGM}[type(models[0])](
+        models, ck, batch_size)
     label = type(models[0]).__name__
     histories = [{} for _ in models]
     outcome = [None] * len(models)
@@ -372,6 +576,7 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     step = 0
     for epoch in range(epochs):
         order = ck.to_device(np.stack([model.rng.permutation(n) for model in models]))
+        batched.start_epoch(steps_per_epoch)
         sums = [{} for _ in models]
         for s in range(steps_per_epoch):
             step += 1
@@ -398,7 +603,19 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     elapsed = time.perf_counter() - start_time
     for r, model in enumerate(models):
         if outcome[r] is None:
-            model.trained = True
+            if isinstance(model, SGM):  # an SGM is trained once it has its standardization
+                model.mean, model.std = standardizations[r]
+            else:
+                model.trained = True
             histories[r]["wall_time_s"] = elapsed
             outcome[r] = histories[r]
     return outcome
+
+
+def _training_array(model, data):
+    """(the array a model trains on, its standardization): ``data`` checked and, for an SGM,
+    standardized as its fit would ((mean, std), which the model keeps once trained; None for
+    the push-forward models)."""
+    if isinstance(model, SGM):
+        return model._standardized(data)
+    return model._as_array("data", data, model.data_dim), None

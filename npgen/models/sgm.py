@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import kernels
 from ..nn.adam import Adam
 from ..nn.dense_score import HIDDEN_SIZES, DenseScoreNetwork, check_noise_levels
 from ..nn.files import read_network_file
@@ -47,11 +48,15 @@ from .training import MAX_SAMPLES, fit_loop
 NOISE_LEVELS = 0.6 ** np.arange(10)
 #: Loss weights w(sigma) by name.
 WEIGHTINGS = {"paper": lambda sigma: sigma, "sigma2": lambda sigma: sigma * sigma}
+#: The same weights as powers, w(sigma) = sigma^k (how the batched kernels take them).
+WEIGHT_POWERS = {"paper": 1, "sigma2": 2}
 #: Annealed Langevin defaults: base step size and steps per noise level.
 STEP_LR = 2e-5
 STEPS_PER_LEVEL = 100
 #: Rows evaluated at once by the final denoising step (one reusable workspace).
 DENOISE_CHUNK = 4096
+#: Where the Langevin chain of :meth:`SGM.sample` can run.
+SAMPLING_DEVICES = ("cpu", "cuda")
 
 
 def _check_trace(trace, n, lipschitz):
@@ -67,6 +72,49 @@ def _check_trace(trace, n, lipschitz):
         raise ValueError(f"trace indices must lie in [0, n - 1] = [0, {n - 1}], got {indices.min()}"
                          f" to {indices.max()}")
     return indices.astype(np.int64)
+
+
+class _HostChain:
+    """The Langevin chain of one sampling pass on the score network's own (CPU) kernels: the
+    samples x (n,) and the gradient arrays (dx0, grad_sq, or none) move in place."""
+
+    def __init__(self, score, x, gradient, beff2, beff3, alphas, noise_seed):
+        w = score.weights
+        self.kernels, self.x, self.gradient, self.noise_seed = score.backend, x, gradient, noise_seed
+        self.layers = (w["fc_1.weight"], w["fc_1.bias"], w["fc_2.x"], w["fc_3.x"])
+        self.levels = [(beff2[level:level + 1], beff3[level:level + 1], alphas[level:level + 1])
+                       for level in range(alphas.size)]
+
+    def run(self, level, n_steps, first_step):
+        """n_steps steps at noise level ``level``, the first being step ``first_step``."""
+        W1, b1, W2x, W3x = self.layers
+        beff2, beff3, alpha = self.levels[level]
+        self.kernels.annealed_langevin(self.x, W1, b1, W2x, beff2, W3x, beff3, alpha, n_steps,
+                                       self.noise_seed, first_step, SLOPE_X, SLOPE, *self.gradient)
+
+
+class _DeviceChain(_HostChain):
+    """The same chain on a CUDA GPU: the cuda backend's annealed_langevin on one replica (a
+    leading axis of 1), the network and the chain kept on the device; after each ``run`` the
+    host arrays x and gradient hold the chain's state. The noise is numpy_ref's counter-based
+    stream, so the samples are the CPU chain's, to float rounding."""
+
+    def __init__(self, score, x, gradient, beff2, beff3, alphas, noise_seed):
+        super().__init__(score, x, gradient, beff2, beff3, alphas, noise_seed)
+        ck = self.ck = kernels.get_replica_backend("cuda")
+        self.on_device = [ck.to_device(a[None]) for a in (x, *gradient)]
+        self.layers = [ck.to_device(a[None]) for a in self.layers]
+        self.levels = [[ck.to_device(a[None]) for a in arrays] for arrays in self.levels]
+        self.noise_seed = [noise_seed]
+
+    def run(self, level, n_steps, first_step):
+        W1, b1, W2x, W3x = self.layers
+        beff2, beff3, alpha = self.levels[level]
+        x, *gradient = self.on_device
+        self.ck.annealed_langevin(x, W1, b1, W2x, beff2, W3x, beff3, alpha, n_steps,
+                                  self.noise_seed, first_step, SLOPE_X, SLOPE, *gradient)
+        for host, device in zip((self.x, *self.gradient), self.on_device):
+            host[...] = self.ck.to_host(device)[0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,22 +258,28 @@ class SGM:
         the model trains on (data - mean) / std. Returns the per-epoch mean losses (see
         :func:`npgen.models.training.fit_loop`, which also documents ``on_epoch``).
         """
-        data = self._check_data(data)
-        if self.mean is None:
-            values = data.astype(np.float64)
-            std = float(values.std())
-            if std == 0:
-                raise ValueError("data must not be constant: its standard deviation is 0")
-            self.mean, self.std = float(values.mean()), std
-        standardized = ((data - self.mean) / self.std).astype(self.dtype)
+        standardized, (self.mean, self.std) = self._standardized(data)
         return fit_loop(self, standardized, epochs, batch_size, self.rng, "SGM", quiet=quiet,
                         on_epoch=on_epoch)
+
+    def _standardized(self, data):
+        """((data - mean) / std in the model's dtype, (mean, std)) for ``data`` (n, 1), checked:
+        the model's mean and std once fixed, else those of ``data`` (the caller keeps them)."""
+        data = self._check_data(data)
+        mean, std = self.mean, self.std
+        if mean is None:
+            values = data.astype(np.float64)
+            mean, std = float(values.mean()), float(values.std())
+            if std == 0:
+                raise ValueError("data must not be constant: its standard deviation is 0")
+        return ((data - mean) / std).astype(self.dtype), (mean, std)
 
     # ----------------------------------------------------------------- sampling
 
     @one_blas_thread
     def sample(self, n, seed=None, denoise=False, step_lr=STEP_LR,
-               n_steps_per_level=STEPS_PER_LEVEL, quiet=False, lipschitz=False, trace=None):
+               n_steps_per_level=STEPS_PER_LEVEL, quiet=False, lipschitz=False, trace=None,
+               device="cpu"):
         """n samples of annealed Langevin dynamics, in data coordinates: shape (n, 1).
 
         The start x ~ N(0, 1) and the Langevin noise come from ``seed`` alone (see
@@ -240,6 +294,9 @@ class SGM:
         sample indices (with ``lipschitz=True`` only), also records those samples' squared
         gradient norm after every step; the samples are the same, the steps then run one kernel
         call each.
+
+        ``device="cuda"`` runs the Langevin chain on a CUDA GPU (``npgen[cuda]``), with the same
+        noise: the samples and gradients are those of the CPU chain to float rounding.
         """
         if self.mean is None:
             raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
@@ -253,25 +310,23 @@ class SGM:
         n_steps_per_level = check_number("n_steps_per_level", n_steps_per_level, low=1,
                                          integer=True)
         traced = _check_trace(trace, n, lipschitz)
+        chain_type = {"cpu": _HostChain, "cuda": _DeviceChain}[
+            check_choice("device", device, SAMPLING_DEVICES)]
         rng = np.random.default_rng(seed)
         x = rng.standard_normal(n, dtype=self.dtype)
         noise_seed = int(rng.integers(2 ** 63))
-        w = self.score.weights
         beff2, beff3 = self.score.effective_biases(self.sigmas)
         alphas = (step_lr * self.sigmas ** 2 / self.sigmas[-1] ** 2).astype(self.dtype)
         gradient = (np.ones_like(x), np.ones_like(x)) if lipschitz else ()
+        chain = chain_type(self.score, x, gradient, beff2, beff3, alphas, noise_seed)
         by_level = [gradient[1].copy()] if lipschitz else None
         steps = [gradient[1][traced].copy()] if traced is not None else None
         n_calls, steps_per_call = (n_steps_per_level, 1) if traced is not None else (1, n_steps_per_level)
         progress = Progress(self.sigmas.size, label="SGM sampling", unit="level", quiet=quiet)
         try:
             for level in range(self.sigmas.size):
-                one = slice(level, level + 1)
                 for call in range(n_calls):
-                    self.score.backend.annealed_langevin(
-                        x, w["fc_1.weight"], w["fc_1.bias"], w["fc_2.x"], beff2[one], w["fc_3.x"],
-                        beff3[one], alphas[one], steps_per_call, noise_seed,
-                        level * n_steps_per_level + call, SLOPE_X, SLOPE, *gradient)
+                    chain.run(level, steps_per_call, level * n_steps_per_level + call)
                     if steps is not None:
                         steps.append(gradient[1][traced].copy())
                 if not np.isfinite(x).all():

@@ -1,10 +1,11 @@
 """Where a study's runs train: on CPU one by one, or on a CUDA GPU in batches of replicas.
 
 With ``device="cuda"`` every run that :func:`npgen.models.replicas.fit_many` can batch (the
-plain GANs and VAEs of Figures 2, 3 and 5, a GAN's generator with or without spectral norm) records
-``"device": "cuda"`` in its configuration. Its key changes with it: a GPU run draws its latents
-on the device, so it is its own run, stored beside CPU runs in the same way (run folder,
-config.json, metrics.json, report). The other runs stay CPU runs.
+plain GANs and VAEs of Figures 2, 3 and 5, a GAN's generator with or without spectral norm, and
+every SGM) records ``"device": "cuda"`` in its configuration. Its key changes with it: a GPU run
+draws its latents on the device, so it is its own run, stored beside CPU runs in the same way
+(run folder, config.json, metrics.json, report). An SGM's samples, and the sampler's gradient,
+also come from the device (``SGM.sample(device="cuda")``). The other runs stay CPU runs.
 
 The runs of a sweep that share an architecture, and differ only in m and seed, train as one
 batch (:func:`batches`); a group larger than the device's free memory holds is split, from an
@@ -33,7 +34,10 @@ def check_device(device):
 
 
 def batchable(config):
-    """Whether fit_many trains this run: a plain VAE, or a plain GAN without gradient penalty."""
+    """Whether fit_many trains this run: an SGM, a plain VAE, or a plain GAN without gradient
+    penalty."""
+    if config["model"] == "sgm":
+        return True
     if config["model"] == "vae":
         return config["skip"] == "plain"
     return (config["model"] == "gan" and config["skip"] == "plain"
@@ -111,10 +115,12 @@ class BatchedRuns:
             raise ValueError(f"run {key[:12]} is not one of this study's pending cuda runs")
         models = [build_model(c) for c in batch]
         trackers = [lipschitz_tracker(model, c) for model, c in zip(models, batch)]
+        callbacks = [on_epoch for _, on_epoch in trackers]
         start = time.perf_counter()
         try:
             outcomes = fit_many(models, [run_data(c) for c in batch], batch[0]["epochs"],
-                                batch[0]["batch_size"], on_epoch=[t[1] for t in trackers])
+                                batch[0]["batch_size"],
+                                on_epoch=callbacks if all(callbacks) else None)
         except Exception as error:  # noqa: BLE001 -- the batch's error is each of its runs' own
             outcomes = [error] * len(batch)
         seconds = time.perf_counter() - start

@@ -422,7 +422,8 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
     Returns the metrics dict."""
     if train_seconds is None:
         train_seconds = time.perf_counter() - start
-    sample_options = {"denoise": config["denoise"]} if config["model"] == "sgm" else {}
+    sample_options = ({"denoise": config["denoise"], "device": config.get("device", "cpu")}
+                      if config["model"] == "sgm" else {})
     sample_seed = config["seed"] + 1_000_003
     n_samples = min(config["n_samples"], config.get("n_particles", config["n_samples"]))
     samples = model.sample(n_samples, seed=sample_seed, quiet=quiet, **sample_options)
