@@ -12,9 +12,10 @@ How the work is done:
   (cuBLAS strided-batched gemm) on a GPU, which reads numba-cuda's arrays in place through
   ``__cuda_array_interface__``; under numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``,
   where CuPy cannot run) a numpy stand-in with the same interface;
-* the elementwise work (bias, activation and its derivatives, bias-gradient sums), the losses,
-  Adam, spectral norm and annealed Langevin are numba-cuda kernels with grid-stride loops, so
-  any launch size covers any array (:func:`configure` sets it; the tests use a few threads);
+* the elementwise work (bias, activation and its derivatives, bias-gradient sums, the column
+  blocks of skip connections), the losses, Adam, spectral norm and annealed Langevin are
+  numba-cuda kernels with grid-stride loops, so any launch size covers any array
+  (:func:`configure` sets it; the tests use a few threads);
 * reductions (losses, norms, sigma, the spectral-norm coupling) take one block per replica and
   accumulate in float64.
 
@@ -58,7 +59,8 @@ from numba.cuda.random import (
     xoroshiro128p_normal_float64,
 )
 
-__all__ = list(KERNELS) + ["standard_normal", "rng_states", "gather_rows", "to_device", "to_host",
+__all__ = list(KERNELS) + ["standard_normal", "rng_states", "gather_rows", "put_columns",
+                          "take_columns", "to_device", "to_host",
                           "free_bytes", "synchronize", "vae_reparameterize", "vae_residual",
                           "vae_code_gradient", "score_matching_noisy", "score_matching_loss"]
 
@@ -1107,6 +1109,51 @@ def particle_step(y, velocity, dt, kinetic):
            and kinetic.shape == (y.shape[0],), "particle_step")
     _particle_step[_reduction_grid(y.shape[0])](y, velocity, float(dt), kinetic)
     return kinetic
+
+
+# --------------------------------------------------------------------------- column blocks
+#
+# The skip connections of npgen.nn.mlp: a layer's input h is column blocks laid side by side,
+# each the sum of some earlier nodes, a narrower node adding into the block's leading columns
+# (zero-padded); the gradient of h goes back to each node from its block's leading columns.
+
+
+@cuda.jit
+def _copy_columns(source, source_start, out, out_start, width, count, accumulate):
+    """For c < width: out[r, i, out_start + c] (+)= source[r, i, source_start + c] when c < count,
+    and, unless accumulate, out[r, i, out_start + c] = 0 for count <= c."""
+    R, n = out.shape[:2]
+    first, stride = cuda.grid(1), cuda.gridsize(1)
+    for flat in range(first, R * n * width, stride):
+        r, rest = flat // (n * width), flat % (n * width)
+        i, c = rest // width, rest % width
+        if c < count:
+            value = source[r, i, source_start + c]
+            out[r, i, out_start + c] = out[r, i, out_start + c] + value if accumulate else value
+        elif not accumulate:
+            out[r, i, out_start + c] = 0.0
+
+
+def put_columns(node, h, start, width, accumulate):
+    """A node into the column block h[:, :, start:start + width] of a layer's input, for every
+    replica: the block's leading node.shape[2] columns (+)= node; unless ``accumulate``, the
+    block's other columns are set to zero (the zero-padding of a narrower node). node (R, n, w)
+    with w <= width, h (R, n, in) with start + width <= in."""
+    R, n, count = node.shape
+    _check(h.ndim == 3 and h.shape[:2] == (R, n) and 0 <= start and count <= width
+           and start + width <= h.shape[2], "put_columns")
+    _copy_columns[_grid(R * n * width)](node, 0, h, int(start), int(width), int(count),
+                                        bool(accumulate))
+
+
+def take_columns(grad_h, start, grad_node, accumulate):
+    """grad_node (+)= grad_h[:, :, start:start + w]: a node's share of the gradient of a layer's
+    input, for every replica. grad_h (R, n, in), grad_node (R, n, w) with start + w <= in."""
+    R, n, width = grad_node.shape
+    _check(grad_h.ndim == 3 and grad_h.shape[:2] == (R, n) and 0 <= start
+           and start + width <= grad_h.shape[2], "take_columns")
+    _copy_columns[_grid(R * n * width)](grad_h, int(start), grad_node, 0, int(width), int(width),
+                                        bool(accumulate))
 
 
 # --------------------------------------------------------------------------- rows and arrays

@@ -61,6 +61,7 @@ KERNEL_ARGUMENTS = {
     "_softmax_cross_entropy": "a3 a3 a3 d1",
     "_dual_loss": "i a2 a2 d1 f a2 a2 d1 d1",
     "_particle_step": "a3 a3 f d1",
+    "_copy_columns": "a3 i a3 i i i b",
 }
 
 
@@ -184,7 +185,7 @@ def test_replica_states_are_numba_cudas_seeding():
 # --------------------------------------------------------------------------- npgen reproduce --device cuda
 
 
-def test_the_cuda_plan_batches_the_sgms_and_the_plain_gans_and_vaes_only():
+def test_the_cuda_plan_batches_the_sgms_vaes_and_gans_without_gradient_penalty_only():
     from npgen.study import devices, plans
 
     runs = plans.plan("quick")
@@ -192,13 +193,13 @@ def test_the_cuda_plan_batches_the_sgms_and_the_plain_gans_and_vaes_only():
     assert devices.device_plan(runs, "cpu") is runs
     for figure, configs in runs.items():
         for config, on_device in zip(configs, cuda_runs[figure]):
-            batched = config["model"] == "sgm" or (
-                config["skip"] == "plain" if config["model"] == "vae" else
-                config["model"] == "gan" and config["skip"] == "plain"
-                and config["gp_lipschitz"] is None)
+            batched = config["model"] in ("sgm", "vae") or (
+                config["model"] == "gan" and config["gp_lipschitz"] is None)
             assert on_device.get("device") == ("cuda" if batched else None)
             assert {k: v for k, v in on_device.items() if k != "device"} == config
     assert any(c.get("device") for c in cuda_runs["fig3"])
+    assert {c["skip"] for c in cuda_runs["fig6"] if c.get("device")} == {
+        "plain", "resnet", "densenet"}
 
 
 def test_batches_group_an_architecture_and_split_at_the_memory_estimate():

@@ -316,6 +316,30 @@ def test_particle_step_matches_each_replica_alone(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_column_blocks_match_numpy_slicing(dtype):
+    """A layer input of two blocks, [a + pad(b), pad(c)] (widths 3 and 4; b, c narrower and
+    zero-padded), written over NaN; then the gradients of a, b and c taken back from it, c's
+    added to what it holds."""
+    rng = np.random.default_rng(13)
+    a, b, c = _draw(rng, dtype, R, 2, 3), _draw(rng, dtype, R, 2, 1), _draw(rng, dtype, R, 2, 2)
+    h = cuda.to_device(np.full((R, 2, 7), np.nan, dtype))
+    for node, start, width, accumulate in ((a, 0, 3, False), (b, 0, 3, True), (c, 3, 4, False)):
+        ck.put_columns(cuda.to_device(node), h, start, width, accumulate)
+    want = np.zeros((R, 2, 7), dtype)
+    want[:, :, :3] = a
+    want[:, :, :1] += b
+    want[:, :, 3:5] = c
+    np.testing.assert_array_equal(h.copy_to_host(), want)
+    grad_h, held = _draw(rng, dtype, R, 2, 7), _draw(rng, dtype, R, 2, 2)
+    grads = _device(np.full(a.shape, np.nan, dtype), np.full(b.shape, np.nan, dtype), held)
+    for grad, start, accumulate in zip(grads, (0, 0, 3), (False, False, True)):
+        ck.take_columns(cuda.to_device(grad_h), start, grad, accumulate)
+    wants = (grad_h[:, :, :3], grad_h[:, :, :1], held + grad_h[:, :, 3:5])
+    for grad, expected in zip(grads, wants):
+        np.testing.assert_array_equal(grad.copy_to_host(), expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_normals_are_the_same_stream_whatever_the_batch(dtype):
     """Replica r of a batch draws what a batch of that seed alone draws, and the stream is
     numba-cuda's xoroshiro128+ (a numpy transcription of it gives the same bits)."""
@@ -369,6 +393,8 @@ def test_shapes_that_do_not_fit_are_one_sentence():
         "alpha_dual_loss": lambda: ck.alpha_dual_loss(R2, R3, cuda.device_array(2), 1.5, R2, R3,
                                                       cuda.device_array(R), cuda.device_array(R)),
         "particle_step": lambda: ck.particle_step(z, z, 0.1, cuda.device_array(R + 1)),
+        "put_columns": lambda: ck.put_columns(z, cuda.device_array((R, 5, 6)), 3, 4, False),
+        "take_columns": lambda: ck.take_columns(z, 1, cuda.device_array((R, 5, 4)), True),
         "annealed_langevin_mlp": lambda: ck.annealed_langevin_mlp(
             cuda.device_array((R, 2, 4)), cuda.device_array((R, 5, 3)),
             cuda.device_array((R, 1, 5)), cuda.device_array((R, 3, 5)),

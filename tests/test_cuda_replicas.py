@@ -36,19 +36,26 @@ TINY_ARCHITECTURE = {"n_layers": 2, "base_width": 2}
 TINY = dict(TINY_ARCHITECTURE, lr=1e-2)
 
 
+#: Skip networks at three layers, where a resnet generator's last layer adds a narrower node
+#: (zero-padded) and every densenet layer but the first concatenates.
+SKIPS = {"plain": {}, "resnet": {"skip": "resnet", "n_layers": 3},
+         "densenet": {"skip": "densenet", "n_layers": 3}}
+
+
 def _gans(seeds, dtype="float64", **options):
-    return [GAN(seed=seed, dtype=dtype, **TINY, **options) for seed in seeds]
+    return [GAN(seed=seed, dtype=dtype, **dict(TINY, **options)) for seed in seeds]
 
 
 def _data(ms, seeds, n):
     return [two_gaussians(m, n=n, seed=seed) for m, seed in zip(ms, seeds)]
 
 
-@pytest.mark.parametrize("sn_generator", [False, True])
-def test_a_batched_step_is_the_cpu_step_with_the_device_latents(sn_generator):
+@pytest.mark.parametrize("skip, sn_generator", [("plain", False), ("plain", True),
+                                                ("resnet", False), ("densenet", True)])
+def test_a_batched_step_is_the_cpu_step_with_the_device_latents(skip, sn_generator):
     seeds, ms, n = [3, 4], [1.0, 4.0], 6
-    batched = _gans(seeds, sn_generator=sn_generator)
-    alone = _gans(seeds, sn_generator=sn_generator)
+    batched = _gans(seeds, sn_generator=sn_generator, **SKIPS[skip])
+    alone = _gans(seeds, sn_generator=sn_generator, **SKIPS[skip])
     datasets = _data(ms, seeds, n)
     fit_many(batched, datasets, epochs=1, batch_size=n)
     for model, cpu, data in zip(batched, alone, datasets):
@@ -69,11 +76,13 @@ def test_a_batched_step_is_the_cpu_step_with_the_device_latents(sn_generator):
                     np.testing.assert_allclose(got.sn_v[k], want.sn_v[k], rtol=1e-10)
 
 
-@pytest.mark.parametrize("kl", ["correct", "paper"])
-def test_a_batched_vae_step_is_the_cpu_step_with_the_device_noise(kl):
+@pytest.mark.parametrize("kl, skip", [("correct", "plain"), ("paper", "plain"),
+                                      ("correct", "resnet"), ("paper", "densenet")])
+def test_a_batched_vae_step_is_the_cpu_step_with_the_device_noise(kl, skip):
     seeds, ms, n = [3, 4], [1.0, 4.0], 6
-    batched = [VAE(seed=seed, dtype="float64", kl=kl, **TINY) for seed in seeds]
-    alone = [VAE(seed=seed, dtype="float64", kl=kl, **TINY) for seed in seeds]
+    options = dict(TINY, kl=kl, **SKIPS[skip])
+    batched = [VAE(seed=seed, dtype="float64", **options) for seed in seeds]
+    alone = [VAE(seed=seed, dtype="float64", **options) for seed in seeds]
     datasets = _data(ms, seeds, n)
     histories = fit_many(batched, datasets, epochs=1, batch_size=n)
     for model, cpu, data, history in zip(batched, alone, datasets, histories):

@@ -21,9 +21,10 @@ Every replica keeps its own losses. A replica whose loss stops being finite or r
 (:data:`npgen.models.training.RUNAWAY_FACTOR`) is reported failed with the sentence a CPU run
 would raise; in lockstep it cannot stop alone, and the others are not affected by it.
 
-Batched training takes the models of the univariate study: GANs and VAEs with plain networks
-(any depth; a GAN's generator with or without spectral norm, BCE loss, generator step first)
-and SGMs (either weighting, any noise levels). Other models and options are refused in one
+Batched training takes the models of the univariate study: GANs and VAEs with plain, resnet or
+densenet networks (any depth; a GAN's generator with or without spectral norm, BCE loss,
+generator step first) and SGMs (either weighting, any noise levels). Other models and options
+(a GAN's gradient penalty, its hinge loss, the discriminator step first) are refused in one
 sentence by :func:`check_batchable`.
 """
 
@@ -34,6 +35,7 @@ import numpy as np
 
 from .. import kernels
 from ..util.checks import check_number
+from ..nn.layers import segment_width
 from ..nn.score import EMBED_WIDTHS, FEATURES, HIDDEN_WIDTHS, SLOPE, SLOPE_X, sinusoidal_features
 from .gan import GAN
 from .sgm import SGM, WEIGHT_POWERS
@@ -63,8 +65,6 @@ def check_batchable(models):
             raise ValueError("fit_many trains GANs with the BCE loss, generator step first"
                              f" and no gradient penalty; got gp_lipschitz={model.gp_lipschitz!r},"
                              f" loss={model.loss!r}, discriminator_first={model.discriminator_first!r}")
-        if model.skip != "plain":
-            raise ValueError(f"fit_many trains plain networks (skip='plain'); got skip={model.skip!r}")
         if model.trained:
             raise ValueError("fit_many trains untrained models; a model was already trained")
     kind = type(models[0])
@@ -86,7 +86,8 @@ def replica_bytes(model, batch_size, n_data):
     :func:`fit_many`: for each network its parameters, gradients and Adam's two moments,
     with spectral norm the normalized weights and their gradients, and per layer the z, a,
     grad_z and node-gradient arrays of its batch (2B rows for a GAN's discriminator, B for the
-    other networks); plus the training data, the batch buffers and the RNG states. An SGM's
+    other networks), and with skip connections the layers' input buffers and their gradients;
+    plus the training data, the batch buffers and the RNG states. An SGM's
     score network counts its x path's four arrays per layer and, per noise level, its
     features."""
     itemsize = np.dtype(model.dtype).itemsize
@@ -98,9 +99,11 @@ def replica_bytes(model, batch_size, n_data):
     total = n_data * model.data_dim + 8 * batch_size * (model.latent_dim + model.data_dim + 2)
     for name, net in model.networks().items():
         rows = 2 * batch_size if name == "discriminator" else batch_size
-        weights = sum(o * i for o, i in zip(net.sizes[1:], net.sizes[:-1]))
+        weights = sum(o * i for o, i in zip(net.sizes[1:], net.fan_in))
         total += 4 * net.n_params + (2 * weights if net.spectral_norm else 0)
         total += rows * (3 * sum(net.sizes[1:]) + sum(net.sizes))
+        total += rows * sum(w for k, w in enumerate(net.fan_in) if not net._aliased(k))
+        total += rows * sum(w for w, sole in zip(net.fan_in, net._sole_input) if sole is None)
     return itemsize * total + 8 * n_data + 16 * 64
 
 
@@ -142,16 +145,28 @@ class _DeviceParameters:
 
 
 class _DeviceNetwork:
-    """R copies of one plain MLP on the device: its parameters W_0 (R, out, in), b_0 (R, out),
-    W_1, ... (:class:`_DeviceParameters`), and its forward and backward passes."""
+    """R copies of one MLP (:class:`npgen.MLP`, any skip style) on the device: its parameters
+    W_0 (R, out, in), b_0 (R, out), W_1, ... (:class:`_DeviceParameters`), and its forward and
+    backward passes.
+
+    A layer's input is built from the earlier nodes as the CPU network builds it, from the
+    same segments (:func:`npgen.nn.layers.layer_segments`): a layer that reads one node as it
+    is reads it in place, any other gets an input buffer h_k (R, n, fan_in_k) whose column
+    blocks are filled with :func:`npgen.kernels.cuda.put_columns`; backward sends each block's
+    gradient back to its nodes with :func:`npgen.kernels.cuda.take_columns`, or writes it
+    straight into the node's gradient when the layer is that node's only reader.
+    """
 
     def __init__(self, nets, ck):
         first = nets[0]
         self.ck, self.R, self.nets = ck, len(nets), nets
         self.sizes, self.codes, self.slope = first.sizes, first.activation_codes, first.slope
         self.spectral_norm, self.dtype = first.spectral_norm, first.dtype
+        self.segments, self.fan_in = first.segments, first.fan_in
+        self.aliased = [first._aliased(k) for k in range(first.n_layers)]
+        self.sole_input = first._sole_input
         self.layout = [((out, fan_in), (out,)) for out, fan_in in
-                       zip(first.sizes[1:], first.sizes[:-1])]
+                       zip(first.sizes[1:], first.fan_in)]
         self.parameters = _DeviceParameters([net.params for net in nets], self._segments(),
                                             self.dtype, ck)
         self.weights = self.parameters.blocks[0::2]
@@ -192,13 +207,44 @@ class _DeviceNetwork:
         if n not in self._workspaces:
             R, dt = self.R, self.dtype
             layers = [(R, n, w) for w in self.sizes[1:]]
+            inputs = [(R, n, w) for w in self.fan_in]
             self._workspaces[n] = {
                 "z": [self.ck.to_device(np.zeros(s, dt)) for s in layers],
                 "a": [self.ck.to_device(np.zeros(s, dt)) for s in layers],
                 "grad_z": [self.ck.to_device(np.zeros(s, dt)) for s in layers],
                 "grad_node": [self.ck.to_device(np.zeros((R, n, w), dt)) for w in self.sizes],
+                "h": [None if aliased else self.ck.to_device(np.zeros(s, dt))
+                      for s, aliased in zip(inputs, self.aliased)],
+                "grad_h": [None if sole is not None else self.ck.to_device(np.zeros(s, dt))
+                           for s, sole in zip(inputs, self.sole_input)],
             }
         return self._workspaces[n]
+
+    def _gather(self, k, nodes, buffers):
+        """Build the input h_k of layer k from ``nodes`` (into ``buffers[k]`` unless aliased)."""
+        if self.aliased[k]:
+            return nodes[self.segments[k][0][0]]
+        h, start = buffers[k], 0
+        for segment in self.segments[k]:
+            width = segment_width(self.sizes, segment)
+            for position, j in enumerate(segment):
+                self.ck.put_columns(nodes[j], h, start, width, position > 0)
+            start += width
+        return h
+
+    def _gathered(self, k, nodes, buffers):
+        """Layer k's input as built by the last forward (no recomputation)."""
+        return nodes[self.segments[k][0][0]] if self.aliased[k] else buffers[k]
+
+    def _scatter(self, k, grad_h, grad_nodes, written):
+        """Add the gradient of layer k's input to the gradient of every node it was built from
+        (write it to a node not ``written`` yet, and mark it written)."""
+        start = 0
+        for segment in self.segments[k]:
+            for j in segment:
+                self.ck.take_columns(grad_h, start, grad_nodes[j], written[j])
+                written[j] = True
+            start += segment_width(self.sizes, segment)
 
     def _layer_weight(self, k):
         if not self.spectral_norm:
@@ -212,35 +258,41 @@ class _DeviceNetwork:
         returns the output, valid until the next call."""
         ws = self._workspace(x.shape[1])
         self._last = (ws, x)
-        h = x
+        nodes = [x] + ws["a"]
         for k in range(len(self.layout)):
-            self.ck.linear_forward(h, self._layer_weight(k), self.biases[k], self.codes[k],
-                                   self.slope, ws["z"][k], ws["a"][k])
-            h = ws["a"][k]
-        return h
+            self.ck.linear_forward(self._gather(k, nodes, ws["h"]), self._layer_weight(k),
+                                   self.biases[k], self.codes[k], self.slope, ws["z"][k],
+                                   ws["a"][k])
+        return ws["a"][-1]
 
     def backward(self, grad_out, need_grad_in, param_grads=True):
         """Backward of the last forward: writes (not adds) the parameter gradients when
         param_grads, else only passes the gradient through to the input; returns dL/dx."""
         ws, x = self._last
+        nodes, grad_nodes = [x] + ws["a"], ws["grad_node"]
+        written = [False] * len(nodes)
         for k in reversed(range(len(self.layout))):
-            grad_a = grad_out if k == len(self.layout) - 1 else ws["grad_node"][k + 1]
-            h = x if k == 0 else ws["a"][k - 1]
+            grad_a = grad_out if k == len(self.layout) - 1 else grad_nodes[k + 1]
             W = self.sn_weights[k] if self.spectral_norm else self.weights[k]
             need_x = k > 0 or need_grad_in
-            if not param_grads:
+            sole = self.sole_input[k]
+            grad_h = ws["grad_h"][k] if sole is None else grad_nodes[sole]
+            if param_grads:
+                grad_W = self.sn_weight_grads[k] if self.spectral_norm else self.weight_grads[k]
+                self.ck.linear_backward(self._gathered(k, nodes, ws["h"]), W, ws["z"][k],
+                                        ws["a"][k], grad_a, self.codes[k], self.slope,
+                                        ws["grad_z"][k], grad_W, self.bias_grads[k],
+                                        grad_h if need_x else None, False, need_x)
+                if self.spectral_norm:
+                    self.ck.spectral_norm_backward(self.weights[k], self.sn_u[k], self.sn_v[k],
+                                                   self.sn_sigma[k], grad_W,
+                                                   self.weight_grads[k], False)
+            else:
                 self.ck.linear_backward_input(W, ws["z"][k], ws["a"][k], grad_a, self.codes[k],
-                                              self.slope, ws["grad_z"][k], ws["grad_node"][k])
-                continue
-            grad_W = self.sn_weight_grads[k] if self.spectral_norm else self.weight_grads[k]
-            self.ck.linear_backward(h, W, ws["z"][k], ws["a"][k], grad_a, self.codes[k],
-                                    self.slope, ws["grad_z"][k], grad_W, self.bias_grads[k],
-                                    ws["grad_node"][k] if need_x else None, False, need_x)
-            if self.spectral_norm:
-                self.ck.spectral_norm_backward(self.weights[k], self.sn_u[k], self.sn_v[k],
-                                               self.sn_sigma[k], grad_W, self.weight_grads[k],
-                                               False)
-        return ws["grad_node"][0] if need_grad_in else None
+                                              self.slope, ws["grad_z"][k], grad_h)
+            if need_x and sole is None:
+                self._scatter(k, grad_h, grad_nodes, written)
+        return grad_nodes[0] if need_grad_in else None
 
 
 class _DeviceScore:

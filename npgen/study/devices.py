@@ -1,8 +1,8 @@
 """Where a study's runs train: on CPU one by one, or on a CUDA GPU in batches of replicas.
 
 With ``device="cuda"`` every run that :func:`npgen.models.replicas.fit_many` can batch (the
-plain GANs and VAEs of Figures 2, 3 and 5, a GAN's generator with or without spectral norm, and
-every SGM) records ``"device": "cuda"`` in its configuration. Its key changes with it: a GPU run
+GANs and VAEs of Figures 2, 3, 5 and 6, plain, resnet or densenet, a GAN's generator with or
+without spectral norm, but no gradient penalty; and every SGM) records ``"device": "cuda"`` in its configuration. Its key changes with it: a GPU run
 draws its latents on the device, so it is its own run, stored beside CPU runs in the same way
 (run folder, config.json, metrics.json, report). An SGM's samples, and the sampler's gradient,
 also come from the device (``SGM.sample(device="cuda")``). The other runs stay CPU runs.
@@ -34,14 +34,11 @@ def check_device(device):
 
 
 def batchable(config):
-    """Whether fit_many trains this run: an SGM, a plain VAE, or a plain GAN without gradient
-    penalty."""
-    if config["model"] == "sgm":
+    """Whether fit_many trains this run: an SGM, a VAE, or a GAN without gradient penalty
+    (plain, resnet or densenet networks alike)."""
+    if config["model"] in ("sgm", "vae"):
         return True
-    if config["model"] == "vae":
-        return config["skip"] == "plain"
-    return (config["model"] == "gan" and config["skip"] == "plain"
-            and config["gp_lipschitz"] is None)
+    return config["model"] == "gan" and config["gp_lipschitz"] is None
 
 
 def device_plan(runs, device):
