@@ -162,6 +162,49 @@ def test_replica_r_of_a_batch_is_the_run_trained_alone(kind):
         assert _trained(together[r])
 
 
+def _held_bytes(batched, *arrays):
+    """Bytes of the distinct host buffers behind the simulator's device arrays that ``arrays``
+    and the batched model (its networks, optimizers and workspaces) hold, each counted once."""
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    buffers, seen, todo = {}, set(), [batched, *arrays]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, FakeCUDAArray):
+            root = item._ary
+            while isinstance(root.base, np.ndarray):
+                root = root.base
+            buffers[id(root)] = root.nbytes
+        elif isinstance(item, (list, tuple)):
+            todo += item
+        elif isinstance(item, dict):
+            todo += item.values()
+        elif type(item).__module__ == replicas.__name__:
+            todo += vars(item).values()
+    return sum(buffers.values())
+
+
+@pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="counts the simulator's host buffers")
+@pytest.mark.parametrize("kind, options", [
+    (GAN, {}), (GAN, dict(SKIPS["densenet"], sn_generator=True)),
+    (VAE, SKIPS["resnet"]), (VAE, dict(SKIPS["densenet"], base_width=8))])
+def test_replica_bytes_bound_what_a_replica_holds_after_a_step(kind, options):
+    """After one step every buffer of a replica exists (the workspaces of each batch size a
+    network runs, skip layouts' input buffers included): replica_bytes is at least their sum,
+    and not more than a quarter above it (the densenet VAE is wide enough for its input buffers
+    to exceed the estimate's margin on the batch buffers)."""
+    B, n = 4, 8
+    model = kind(seed=1, dtype="float64", **dict(TINY, **options))
+    batched = {GAN: replicas.BatchedGAN, VAE: replicas.BatchedVAE}[kind]([model], ck, B)
+    data, order = ck.to_device(_data([2.0], [1], n)[0][None]), ck.to_device(np.arange(n)[None])
+    batched.step(data, order, 0)
+    held = _held_bytes(batched, data, order)
+    assert held <= replicas.replica_bytes(model, B, n) <= 1.25 * held
+
+
 def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
     """Replica 1's discriminator loss turns NaN at the second step (a wrapped step reports it
     so): it is reported failed with the CPU run's sentence, replica 0 trains to the end."""

@@ -84,10 +84,11 @@ def check_batchable(models):
 def replica_bytes(model, batch_size, n_data):
     """An upper estimate of the device bytes one replica of ``model`` takes in
     :func:`fit_many`: for each network its parameters, gradients and Adam's two moments,
-    with spectral norm the normalized weights and their gradients, and per layer the z, a,
-    grad_z and node-gradient arrays of its batch (2B rows for a GAN's discriminator, B for the
-    other networks), and with skip connections the layers' input buffers and their gradients;
-    plus the training data, the batch buffers and the RNG states. An SGM's
+    with spectral norm the normalized weights, their gradients, u, v and sigma, and per layer
+    the z, a, grad_z and node-gradient arrays of each batch it runs (B rows, and for a GAN's
+    discriminator 2B rows more: it runs the generator's B fakes and its own 2B rows), with
+    skip connections the layers' input buffers and their gradients; plus the training data,
+    the batch buffers and the RNG states. An SGM's
     score network counts its x path's four arrays per layer and, per noise level, its
     features."""
     itemsize = np.dtype(model.dtype).itemsize
@@ -98,9 +99,11 @@ def replica_bytes(model, batch_size, n_data):
         return itemsize * total + 8 * n_data + 16 * 64
     total = n_data * model.data_dim + 8 * batch_size * (model.latent_dim + model.data_dim + 2)
     for name, net in model.networks().items():
-        rows = 2 * batch_size if name == "discriminator" else batch_size
+        rows = 3 * batch_size if name == "discriminator" else batch_size
         weights = sum(o * i for o, i in zip(net.sizes[1:], net.fan_in))
-        total += 4 * net.n_params + (2 * weights if net.spectral_norm else 0)
+        total += 4 * net.n_params
+        if net.spectral_norm:  # sigma in float64: two float32 items
+            total += 2 * weights + sum(net.sizes[1:]) + sum(net.fan_in) + 2 * net.n_layers
         total += rows * (3 * sum(net.sizes[1:]) + sum(net.sizes))
         total += rows * sum(w for k, w in enumerate(net.fan_in) if not net._aliased(k))
         total += rows * sum(w for w, sole in zip(net.fan_in, net._sole_input) if sole is None)
