@@ -55,6 +55,7 @@ KERNEL_ARGUMENTS = {
     "_vae_code_gradient": "a3 a3 a3 a3 i a3",
     "_score_matching_noisy": "a3 a3 d3 a3",
     "_score_matching_loss": "a3 a3 d3 i a3 d1",
+    "_gradient_penalty": "a3 f f a3 d1",
     "_gather_rows": "a3 j2 i a3 i i",
     "_langevin": "a2 a3 a2 a3 a3 a3 a2 a2 i u1 i f f b a2 a2",
     "_langevin_mlp_move": "a3 a3 a2 a2 a2 d1 a2 i u1 i",
@@ -185,6 +186,7 @@ def test_replica_states_are_numba_cudas_seeding():
 
 
 def test_the_cuda_plan_batches_the_sgms_and_the_plain_gans_and_vaes_only():
+    """Plain GANs (with or without the gradient penalty), plain VAEs and SGMs."""
     from npgen.study import devices, plans
 
     runs = plans.plan("quick")
@@ -193,9 +195,7 @@ def test_the_cuda_plan_batches_the_sgms_and_the_plain_gans_and_vaes_only():
     for figure, configs in runs.items():
         for config, on_device in zip(configs, cuda_runs[figure]):
             batched = config["model"] == "sgm" or (
-                config["skip"] == "plain" if config["model"] == "vae" else
-                config["model"] == "gan" and config["skip"] == "plain"
-                and config["gp_lipschitz"] is None)
+                config["model"] in ("gan", "vae") and config["skip"] == "plain")
             assert on_device.get("device") == ("cuda" if batched else None)
             assert {k: v for k, v in on_device.items() if k != "device"} == config
     assert any(c.get("device") for c in cuda_runs["fig3"])

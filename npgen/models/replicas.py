@@ -22,9 +22,9 @@ Every replica keeps its own losses. A replica whose loss stops being finite or r
 would raise; in lockstep it cannot stop alone, and the others are not affected by it.
 
 Batched training takes the models of the univariate study: GANs and VAEs with plain networks
-(any depth; a GAN's generator with or without spectral norm, BCE loss, generator step first)
-and SGMs (either weighting, any noise levels). Other models and options are refused in one
-sentence by :func:`check_batchable`.
+(any depth; a GAN's generator with or without spectral norm and with or without the gradient
+penalty, BCE loss, generator step first) and SGMs (either weighting, any noise levels). Other
+models and options are refused in one sentence by :func:`check_batchable`.
 """
 
 import math
@@ -35,7 +35,7 @@ import numpy as np
 from .. import kernels
 from ..util.checks import check_number
 from ..nn.score import EMBED_WIDTHS, FEATURES, HIDDEN_WIDTHS, SLOPE, SLOPE_X, sinusoidal_features
-from .gan import GAN
+from .gan import GAN, PENALTY_WEIGHT
 from .sgm import SGM, WEIGHT_POWERS
 from .training import TrainingDiverged, check_losses
 from .vae import VAE
@@ -58,11 +58,10 @@ def check_batchable(models):
             if model.mean is not None:
                 raise ValueError("fit_many trains untrained models; an SGM was already trained")
             continue
-        if isinstance(model, GAN) and (model.gp_lipschitz is not None or model.loss != "bce"
-                                       or model.discriminator_first):
-            raise ValueError("fit_many trains GANs with the BCE loss, generator step first"
-                             f" and no gradient penalty; got gp_lipschitz={model.gp_lipschitz!r},"
-                             f" loss={model.loss!r}, discriminator_first={model.discriminator_first!r}")
+        if isinstance(model, GAN) and (model.loss != "bce" or model.discriminator_first):
+            raise ValueError("fit_many trains GANs with the BCE loss, generator step first;"
+                             f" got loss={model.loss!r},"
+                             f" discriminator_first={model.discriminator_first!r}")
         if model.skip != "plain":
             raise ValueError(f"fit_many trains plain networks (skip='plain'); got skip={model.skip!r}")
         if model.trained:
@@ -86,7 +85,8 @@ def replica_bytes(model, batch_size, n_data):
     :func:`fit_many`: for each network its parameters, gradients and Adam's two moments,
     with spectral norm the normalized weights and their gradients, and per layer the z, a,
     grad_z and node-gradient arrays of its batch (2B rows for a GAN's discriminator, B for the
-    other networks); plus the training data, the batch buffers and the RNG states. An SGM's
+    other networks), as much again for the tangent path of a generator with the gradient
+    penalty; plus the training data, the batch buffers and the RNG states. An SGM's
     score network counts its x path's four arrays per layer and, per noise level, its
     features."""
     itemsize = np.dtype(model.dtype).itemsize
@@ -100,7 +100,8 @@ def replica_bytes(model, batch_size, n_data):
         rows = 2 * batch_size if name == "discriminator" else batch_size
         weights = sum(o * i for o, i in zip(net.sizes[1:], net.sizes[:-1]))
         total += 4 * net.n_params + (2 * weights if net.spectral_norm else 0)
-        total += rows * (3 * sum(net.sizes[1:]) + sum(net.sizes))
+        paths = 2 if name == "generator" and model.gp_lipschitz is not None else 1
+        total += paths * rows * (3 * sum(net.sizes[1:]) + sum(net.sizes))
     return itemsize * total + 8 * n_data + 16 * 64
 
 
@@ -219,6 +220,60 @@ class _DeviceNetwork:
             h = ws["a"][k]
         return h
 
+    def _tangent_workspace(self, n):
+        """The workspace of n rows with the tangent path's arrays added."""
+        ws = self._workspace(n)
+        if "dz" not in ws:
+            R, dt = self.R, self.dtype
+            layers = [(R, n, w) for w in self.sizes[1:]]
+            for name in ("dz", "da", "grad_dz"):
+                ws[name] = [self.ck.to_device(np.zeros(shape, dt)) for shape in layers]
+            ws["grad_dnode"] = [self.ck.to_device(np.zeros((R, n, w), dt)) for w in self.sizes]
+        return ws
+
+    def jvp(self, x, dx):
+        """The training-mode forward pass with tangent dx: returns (g(x), J_g(x) dx), both
+        valid until the next call (the CPU network's ``_jvp``)."""
+        ws = self._tangent_workspace(x.shape[1])
+        self._last = (ws, x, dx)
+        h, dh = x, dx
+        for k in range(len(self.layout)):
+            self.ck.linear_jvp(h, dh, self._layer_weight(k), self.biases[k], self.codes[k],
+                               self.slope, ws["z"][k], ws["a"][k], ws["dz"][k], ws["da"][k])
+            h, dh = ws["a"][k], ws["da"][k]
+        return h, dh
+
+    def jvp_backward(self, grad_y, grad_dy):
+        """Backward of the last :meth:`jvp` through its primal and its tangent path: writes
+        (not adds) the parameter gradients; the input's gradient is not computed."""
+        ws, x, dx = self._last
+        last = len(self.layout) - 1
+        for k in reversed(range(len(self.layout))):
+            grad_a = grad_y if k == last else ws["grad_node"][k + 1]
+            grad_da = grad_dy if k == last else ws["grad_dnode"][k + 1]
+            h, dh = (x, dx) if k == 0 else (ws["a"][k - 1], ws["da"][k - 1])
+            self.ck.linear_jvp_backward(
+                h, dh, self._used_weight(k), ws["z"][k], ws["a"][k], ws["dz"][k], grad_a,
+                grad_da, self.codes[k], self.slope, ws["grad_z"][k], ws["grad_dz"][k],
+                self._weight_grad_target(k), self.bias_grads[k], ws["grad_node"][k],
+                ws["grad_dnode"][k], False, k > 0)
+            self._finish_weight_grad(k)
+
+    def _used_weight(self, k):
+        """The weight layer k used in the last pass (W / sigma with spectral norm)."""
+        return self.sn_weights[k] if self.spectral_norm else self.weights[k]
+
+    def _weight_grad_target(self, k):
+        """Where layer k's kernels write its weight gradient: dL/dW, or dL/dW_sn with
+        spectral norm (which :meth:`_finish_weight_grad` turns into dL/dW)."""
+        return self.sn_weight_grads[k] if self.spectral_norm else self.weight_grads[k]
+
+    def _finish_weight_grad(self, k):
+        if self.spectral_norm:
+            self.ck.spectral_norm_backward(self.weights[k], self.sn_u[k], self.sn_v[k],
+                                           self.sn_sigma[k], self.sn_weight_grads[k],
+                                           self.weight_grads[k], False)
+
     def backward(self, grad_out, need_grad_in, param_grads=True):
         """Backward of the last forward: writes (not adds) the parameter gradients when
         param_grads, else only passes the gradient through to the input; returns dL/dx."""
@@ -226,20 +281,17 @@ class _DeviceNetwork:
         for k in reversed(range(len(self.layout))):
             grad_a = grad_out if k == len(self.layout) - 1 else ws["grad_node"][k + 1]
             h = x if k == 0 else ws["a"][k - 1]
-            W = self.sn_weights[k] if self.spectral_norm else self.weights[k]
+            W = self._used_weight(k)
             need_x = k > 0 or need_grad_in
             if not param_grads:
                 self.ck.linear_backward_input(W, ws["z"][k], ws["a"][k], grad_a, self.codes[k],
                                               self.slope, ws["grad_z"][k], ws["grad_node"][k])
                 continue
-            grad_W = self.sn_weight_grads[k] if self.spectral_norm else self.weight_grads[k]
             self.ck.linear_backward(h, W, ws["z"][k], ws["a"][k], grad_a, self.codes[k],
-                                    self.slope, ws["grad_z"][k], grad_W, self.bias_grads[k],
-                                    ws["grad_node"][k] if need_x else None, False, need_x)
-            if self.spectral_norm:
-                self.ck.spectral_norm_backward(self.weights[k], self.sn_u[k], self.sn_v[k],
-                                               self.sn_sigma[k], grad_W, self.weight_grads[k],
-                                               False)
+                                    self.slope, ws["grad_z"][k], self._weight_grad_target(k),
+                                    self.bias_grads[k], ws["grad_node"][k] if need_x else None,
+                                    False, need_x)
+            self._finish_weight_grad(k)
         return ws["grad_node"][0] if need_grad_in else None
 
 
@@ -406,8 +458,9 @@ class _BatchedModel:
 
 
 class BatchedGAN(_BatchedModel):
-    """The GAN step of :class:`npgen.GAN` (generator first, BCE) on R replicas at once: the
-    step :func:`fit_many` takes, and what bench/gpu.py times."""
+    """The GAN step of :class:`npgen.GAN` (generator first, BCE, with or without the
+    generator's gradient penalty) on R replicas at once: the step :func:`fit_many` takes, and
+    what bench/gpu.py times."""
 
     NETWORKS = ("generator", "discriminator")
 
@@ -425,16 +478,33 @@ class BatchedGAN(_BatchedModel):
         self.grad_logits_both = ck.to_device(np.zeros((R, 2 * B, 1), dt))
         self.same_rows = ck.to_device(np.tile(np.arange(B), (R, 1)))
         self.loss = ck.to_device(np.zeros(R))
+        self.penalty_target = first.gp_lipschitz
+        if self.penalty_target is not None:
+            self.unit_tangent = ck.to_device(np.ones((R, B, first.latent_dim), dt))
+            self.grad_tangent = ck.to_device(np.zeros((R, B, first.data_dim), dt))
+            self.penalty = ck.to_device(np.zeros(R))
 
     def step(self, data, order, start):
         """One generator and one discriminator step on the rows order[:, start:start + B] of
-        data; returns {'generator': (R,), 'discriminator': (R,)} losses on the host."""
+        data; returns {'generator': (R,), ['penalty': (R,),] 'discriminator': (R,)} losses on
+        the host."""
         ck, G, D = self.ck, self.generator, self.discriminator
         ck.standard_normal(self.states, self.z)
-        logits = D.forward(G.forward(self.z))
-        ck.bce_with_logits(logits, self.ones, self.grad_logits, self.loss)
+        if self.penalty_target is None:
+            fake = G.forward(self.z)
+        else:
+            fake, tangent = G.jvp(self.z, self.unit_tangent)
+        ck.bce_with_logits(D.forward(fake), self.ones, self.grad_logits, self.loss)
         losses = {"generator": ck.to_host(self.loss)}
-        G.backward(D.backward(self.grad_logits, True, param_grads=False), False)
+        grad_fake = D.backward(self.grad_logits, True, param_grads=False)
+        if self.penalty_target is None:
+            G.backward(grad_fake, False)
+        else:
+            target = self.penalty_target
+            ck.gradient_penalty(tangent, target, PENALTY_WEIGHT / target ** 2, self.grad_tangent,
+                                self.penalty)
+            losses["penalty"] = ck.to_host(self.penalty)
+            G.jvp_backward(grad_fake, self.grad_tangent)
         self.optimizers[0].step()
         ck.standard_normal(self.states, self.z)
         B = self.z.shape[1]

@@ -1,8 +1,8 @@
 """Where a study's runs train: on CPU one by one, or on a CUDA GPU in batches of replicas.
 
 With ``device="cuda"`` every run that :func:`npgen.models.replicas.fit_many` can batch (the
-plain GANs and VAEs of Figures 2, 3 and 5, a GAN's generator with or without spectral norm, and
-every SGM) records ``"device": "cuda"`` in its configuration. Its key changes with it: a GPU run
+plain GANs and VAEs of Figures 2 to 5, a GAN's generator with or without spectral norm and with
+or without the gradient penalty, and every SGM) records ``"device": "cuda"`` in its configuration. Its key changes with it: a GPU run
 draws its latents on the device, so it is its own run, stored beside CPU runs in the same way
 (run folder, config.json, metrics.json, report). An SGM's samples, and the sampler's gradient,
 also come from the device (``SGM.sample(device="cuda")``). The other runs stay CPU runs.
@@ -34,14 +34,10 @@ def check_device(device):
 
 
 def batchable(config):
-    """Whether fit_many trains this run: an SGM, a plain VAE, or a plain GAN without gradient
-    penalty."""
+    """Whether fit_many trains this run: an SGM, or a plain VAE or GAN."""
     if config["model"] == "sgm":
         return True
-    if config["model"] == "vae":
-        return config["skip"] == "plain"
-    return (config["model"] == "gan" and config["skip"] == "plain"
-            and config["gp_lipschitz"] is None)
+    return config["model"] in ("gan", "vae") and config["skip"] == "plain"
 
 
 def device_plan(runs, device):
