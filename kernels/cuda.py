@@ -441,9 +441,9 @@ def hinge(scores, target, grad, loss):
 
 # --------------------------------------------------------------------------- the GAN's gradient penalty
 #
-# P = w (max_i |t_i| - L)^2 of npgen.models.gan (generator_gradient has the math), for each
-# replica's tangents t (R, B, d): one block per replica, norms in float64, the maximizing row
-# the first one, as numpy's argmax.
+# P = w (max_i |t_i| - L)^2 of npgen.models.gan (generator_gradient has the math), w = c / L^2,
+# for each replica's tangents t (R, B, d) and its own target L: one block per replica, norms in
+# float64, the maximizing row the first one, as numpy's argmax.
 
 
 @cuda.jit(device=True)
@@ -455,11 +455,13 @@ def _row_norm(t, r, i):
 
 
 @cuda.jit
-def _gradient_penalty(tangent, target, weight, grad_tangent, penalty):
-    """penalty[r] = w (|t_r,i*| - L)^2, grad_tangent = dP/dt (row i* only)."""
+def _gradient_penalty(tangent, targets, scale, grad_tangent, penalty):
+    """penalty[r] = w_r (|t_r,i*| - L_r)^2, grad_tangent = dP/dt (row i* only)."""
     shared = cuda.shared.array(REDUCE_WIDTH, float64)
     R, B, d = tangent.shape
     for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        target = targets[r]
+        weight = scale / (target * target)
         largest = 0.0
         for i in range(cuda.threadIdx.x, B, cuda.blockDim.x):
             largest = max(largest, _row_norm(tangent, r, i))
@@ -479,16 +481,15 @@ def _gradient_penalty(tangent, target, weight, grad_tangent, penalty):
                     grad_tangent[r, row, j] = tangent[r, row, j] * (2 * weight * gap / best)
 
 
-def gradient_penalty(tangent, target, weight, grad_tangent, penalty):
-    """penalty[r] = w (|t_i*| - L)^2 with i* the row of replica r's largest tangent norm
-    |t_i| (the first, on ties), and grad_tangent = dP/dt: w 2 (|t_i*| - L) t_i* / |t_i*| in
-    row i* (when |t_i*| > 0), zero elsewhere. tangent, grad_tangent (R, B, d); L = target and
-    w = weight shared by the replicas; penalty (R,) float64. Returns penalty."""
+def gradient_penalty(tangent, targets, scale, grad_tangent, penalty):
+    """penalty[r] = w_r (|t_i*| - L_r)^2 with i* the row of replica r's largest tangent norm
+    |t_i| (the first, on ties), L_r = targets[r] and w_r = scale / L_r^2; grad_tangent = dP/dt:
+    w_r 2 (|t_i*| - L_r) t_i* / |t_i*| in row i* (when |t_i*| > 0), zero elsewhere.
+    tangent, grad_tangent (R, B, d); targets and penalty (R,) float64. Returns penalty."""
     R = tangent.shape[0]
-    _check(tangent.ndim == 3 and grad_tangent.shape == tangent.shape and penalty.shape == (R,),
-           "gradient_penalty")
-    _gradient_penalty[_reduction_grid(R)](tangent, float(target), float(weight), grad_tangent,
-                                          penalty)
+    _check(tangent.ndim == 3 and grad_tangent.shape == tangent.shape and penalty.shape == (R,)
+           and targets.shape == (R,), "gradient_penalty")
+    _gradient_penalty[_reduction_grid(R)](tangent, targets, float(scale), grad_tangent, penalty)
     return penalty
 
 

@@ -394,6 +394,8 @@ API_ROWS = [
      "plain networks"),
     ("fit-many-hinge", lambda w: fit_many([GAN(base_width=4, loss="hinge")], [GOOD], 1, 10), ValueError,
      "BCE loss, generator step first"),
+    ("fit-many-penalty-and-none", lambda w: fit_many([GAN(base_width=4, gp_lipschitz=1.0), GAN(base_width=4)],
+                                                     [GOOD, GOOD], 1, 10), ValueError, "differ: ['gp_lipschitz']"),
     ("fit-many-two-kinds", lambda w: fit_many([GAN(base_width=4), VAE(base_width=4)], [GOOD, GOOD], 1, 10),
      ValueError, "of one kind"),
     ("fit-many-mixed-widths", lambda w: fit_many([GAN(base_width=4), GAN(base_width=8)], [GOOD, GOOD], 1, 10),

@@ -55,7 +55,7 @@ KERNEL_ARGUMENTS = {
     "_vae_code_gradient": "a3 a3 a3 a3 i a3",
     "_score_matching_noisy": "a3 a3 d3 a3",
     "_score_matching_loss": "a3 a3 d3 i a3 d1",
-    "_gradient_penalty": "a3 f f a3 d1",
+    "_gradient_penalty": "a3 d1 f a3 d1",
     "_gather_rows": "a3 j2 i a3 i i",
     "_langevin": "a2 a3 a2 a3 a3 a3 a2 a2 i u1 i f f b a2 a2",
     "_langevin_mlp_move": "a3 a3 a2 a2 a2 d1 a2 i u1 i",
@@ -214,6 +214,8 @@ def test_batches_group_an_architecture_and_split_at_the_memory_estimate():
     assert [len(b) for b in devices.batches(configs, lambda config: 10 ** 9, 1000)] == [1] * 25
     deeper = dict(configs[0], n_layers=4)
     assert len(devices.batches(configs[:2] + [deeper], lambda config: 1, None)) == 2
+    penalized = [dict(configs[0], gp_lipschitz=target) for target in (1.0, 5.0, 25.0)]
+    assert [len(b) for b in devices.batches(configs[:2] + penalized, lambda config: 1, None)] == [2, 3]
     vae = dict(configs[0], model="vae")
     assert len(devices.batches(configs[:2] + [vae], lambda config: 1, None)) == 2
 

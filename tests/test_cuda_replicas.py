@@ -44,12 +44,17 @@ def _data(ms, seeds, n):
     return [two_gaussians(m, n=n, seed=seed) for m, seed in zip(ms, seeds)]
 
 
-@pytest.mark.parametrize("options", [{}, {"sn_generator": True}, {"gp_lipschitz": 0.5},
-                                     {"gp_lipschitz": 0.5, "sn_generator": True}])
+@pytest.mark.parametrize("options", [{}, {"sn_generator": True}, {"gp_lipschitz": (0.5, 0.5)},
+                                     {"gp_lipschitz": (0.5, 2.0), "sn_generator": True}])
 def test_a_batched_step_is_the_cpu_step_with_the_device_latents(options):
+    """Penalized GANs of one target or of two targets in one batch, too."""
     seeds, ms, n = [3, 4], [1.0, 4.0], 6
-    batched = _gans(seeds, **options)
-    alone = _gans(seeds, **options)
+
+    def gans():
+        targets = options.get("gp_lipschitz", (None, None))
+        return [_gans([seed], **dict(options, gp_lipschitz=target))[0]
+                for seed, target in zip(seeds, targets)]
+    batched, alone = gans(), gans()
     datasets = _data(ms, seeds, n)
     histories = fit_many(batched, datasets, epochs=1, batch_size=n)
     for model, cpu, data, history in zip(batched, alone, datasets, histories):
@@ -96,17 +101,19 @@ def test_a_batched_vae_step_is_the_cpu_step_with_the_device_noise(kl):
 
 
 def test_the_gradient_penalty_is_the_cpu_models_row_by_row():
-    """Replica 0 random tangents, replica 1 a tie between rows 1 and 3 (the first one is
-    penalized, as numpy's argmax), replica 2 all zero (no gradient); d = 2."""
+    """Each replica its own target; replica 0 random tangents, replica 1 a tie between rows 1
+    and 3 (the first one is penalized, as numpy's argmax), replica 2 all zero (no gradient);
+    d = 2."""
     rng = np.random.default_rng(5)
     tangent = rng.standard_normal((3, 5, 2))
     tangent[1, 3] = tangent[1, 1] = [3.0, -4.0]
     tangent[2] = 0
-    gan = GAN(gp_lipschitz=2.0, dtype="float64", **TINY)
-    weight = 10.0 / 2.0 ** 2
+    targets = [2.0, 0.5, 1.0]
     grad, penalty = ck.to_device(np.full((3, 5, 2), 7.0)), ck.to_device(np.zeros(3))
-    ck.gradient_penalty(ck.to_device(tangent), 2.0, weight, grad, penalty)
+    ck.gradient_penalty(ck.to_device(tangent), ck.to_device(np.array(targets)), 10.0, grad,
+                        penalty)
     for r in range(3):
+        gan = GAN(gp_lipschitz=targets[r], dtype="float64", **TINY)
         expected_grad = np.empty((5, 2))
         expected = gan._gradient_penalty(tangent[r], expected_grad)
         np.testing.assert_allclose(penalty.copy_to_host()[r], expected, rtol=1e-12)
@@ -312,4 +319,4 @@ def test_loss_shapes_that_do_not_fit_are_one_sentence():
     with pytest.raises(ValueError, match="score_matching_loss: array shapes do not fit"):
         ck.score_matching_loss(x, x, sigma, 3, x, ck.to_device(np.zeros(2)))
     with pytest.raises(ValueError, match="gradient_penalty: array shapes do not fit"):
-        ck.gradient_penalty(x, 1.0, 1.0, x, ck.to_device(np.zeros(3)))
+        ck.gradient_penalty(x, ck.to_device(np.ones(2)), 1.0, x, ck.to_device(np.zeros(3)))

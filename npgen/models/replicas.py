@@ -47,7 +47,7 @@ BATCHABLE = (GAN, VAE, SGM)
 def check_batchable(models):
     """Raise ValueError (one sentence) unless ``models`` are untrained GANs, VAEs or SGMs that
     fit_many can train together: one kind, one architecture and one set of hyperparameters
-    (seeds differ freely)."""
+    (seeds differ freely, and so do the targets of GANs that all have the gradient penalty)."""
     if not isinstance(models, (list, tuple)) or not models:
         raise ValueError(f"models must be a non-empty list of GANs, VAEs or SGMs, got {models!r}")
     for model in models:
@@ -67,17 +67,26 @@ def check_batchable(models):
         if model.trained:
             raise ValueError("fit_many trains untrained models; a model was already trained")
     kind = type(models[0])
-    shape = {key: value for key, value in models[0].config().items() if key != "seed"}
+    shape = _shared_settings(models[0])
     for model in models[1:]:
         if type(model) is not kind:
             raise ValueError(f"models batched together must be of one kind, got {kind.__name__}"
                              f" and {type(model).__name__}")
-        other = {key: value for key, value in model.config().items() if key != "seed"}
+        other = _shared_settings(model)
         if other != shape:
             differ = sorted(k for k in shape if shape[k] != other.get(k))
-            raise ValueError(f"models batched together must share every setting but the seed;"
-                             f" these differ: {differ}")
+            raise ValueError(f"models batched together must share every setting but the seed"
+                             f" (and the penalty's target); these differ: {differ}")
     return models
+
+
+def _shared_settings(model):
+    """The settings the models of one batch share: the configuration but the seed and, of a
+    GAN with the gradient penalty, its target (only whether it has one)."""
+    settings = {key: value for key, value in model.config().items() if key != "seed"}
+    if settings.get("gp_lipschitz") is not None:
+        settings["gp_lipschitz"] = "any target"
+    return settings
 
 
 def replica_bytes(model, batch_size, n_data):
@@ -478,8 +487,9 @@ class BatchedGAN(_BatchedModel):
         self.grad_logits_both = ck.to_device(np.zeros((R, 2 * B, 1), dt))
         self.same_rows = ck.to_device(np.tile(np.arange(B), (R, 1)))
         self.loss = ck.to_device(np.zeros(R))
-        self.penalty_target = first.gp_lipschitz
-        if self.penalty_target is not None:
+        self.penalized = first.gp_lipschitz is not None
+        if self.penalized:
+            self.penalty_targets = ck.to_device(np.array([m.gp_lipschitz for m in models], float))
             self.unit_tangent = ck.to_device(np.ones((R, B, first.latent_dim), dt))
             self.grad_tangent = ck.to_device(np.zeros((R, B, first.data_dim), dt))
             self.penalty = ck.to_device(np.zeros(R))
@@ -490,18 +500,17 @@ class BatchedGAN(_BatchedModel):
         the host."""
         ck, G, D = self.ck, self.generator, self.discriminator
         ck.standard_normal(self.states, self.z)
-        if self.penalty_target is None:
+        if not self.penalized:
             fake = G.forward(self.z)
         else:
             fake, tangent = G.jvp(self.z, self.unit_tangent)
         ck.bce_with_logits(D.forward(fake), self.ones, self.grad_logits, self.loss)
         losses = {"generator": ck.to_host(self.loss)}
         grad_fake = D.backward(self.grad_logits, True, param_grads=False)
-        if self.penalty_target is None:
+        if not self.penalized:
             G.backward(grad_fake, False)
         else:
-            target = self.penalty_target
-            ck.gradient_penalty(tangent, target, PENALTY_WEIGHT / target ** 2, self.grad_tangent,
+            ck.gradient_penalty(tangent, self.penalty_targets, PENALTY_WEIGHT, self.grad_tangent,
                                 self.penalty)
             losses["penalty"] = ck.to_host(self.penalty)
             G.jvp_backward(grad_fake, self.grad_tangent)

@@ -50,9 +50,12 @@ def device_plan(runs, device):
 
 
 def architecture(config):
-    """What the runs of one batch share: the configuration without m and seed."""
-    return json.dumps({k: v for k, v in config.items() if k not in ("m", "seed")},
-                      sort_keys=True)
+    """What the runs of one batch share: the configuration without m, seed and the gradient
+    penalty's target (penalized GANs of any targets batch together)."""
+    shared = {k: v for k, v in config.items() if k not in ("m", "seed")}
+    if shared.get("gp_lipschitz") is not None:
+        shared["gp_lipschitz"] = "any target"
+    return json.dumps(shared, sort_keys=True)
 
 
 def batches(configs, bytes_per_replica, free_bytes):
