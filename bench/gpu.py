@@ -15,6 +15,8 @@ Measures, on the device it finds:
   each model's runs as one batch, as many steps as the time budget allows, projected to
   20 000 steps; the SGMs' sampling (3 passes of 1000 steps over 50 000 samples per run, one
   run at a time) projected from the timed steps; and their sum.
+* the paper preset's Figure 4 penalized GANs (13 targets x 10 seeds) as one batch, projected
+  the same way.
 
 The roof is 67 TFLOP/s: the FP32 (non-tensor-core) peak NVIDIA states for the H200 SXM. With
 ``--dry-run`` everything runs at tiny sizes (under the simulator when NUMBA_ENABLE_CUDASIM=1)
@@ -70,6 +72,13 @@ def vae_step_flops(model, batch):
             + product_flops(decoder, batch, True, True) + 2 * batch * decoder[0] * decoder[1])
 
 
+def penalized_gan_step_flops(model, batch):
+    """Product FLOPs of one GAN step with the gradient penalty: the plain step's, plus the
+    generator's tangent path (a forward product per layer, and the weight and input
+    gradients of the tangents)."""
+    return gan_step_flops(model, batch) + product_flops(model.generator.sizes, batch, True, True)
+
+
 def sgm_step_flops(model, batch):
     """Product FLOPs of one SGM step: the score network's x path 1-96-196-1 forward and
     backward down to its first layer (the embedding's one row per replica is left out)."""
@@ -81,19 +90,25 @@ def sgm_step_flops(model, batch):
 def _model(kind, seed, settings):
     """An untrained model of ``kind`` at the timed widths (only its initial weights are used)."""
     from npgen import GAN, SGM, VAE
+    from npgen.study.plans import PLANS
 
+    targets = PLANS["paper"].gp_values  # Figure 4's, one per replica in turn
     if kind == "sgm":
         return SGM(seed=seed, backend="numpy")
-    return {"gan": GAN, "vae": VAE}[kind](seed=seed, n_layers=settings["n_layers"],
-                                          base_width=settings["base_width"], backend="numpy")
+    widths = {"n_layers": settings["n_layers"], "base_width": settings["base_width"]}
+    if kind == "penalized gan":
+        return GAN(seed=seed, gp_lipschitz=targets[seed % len(targets)], backend="numpy", **widths)
+    return {"gan": GAN, "vae": VAE}[kind](seed=seed, backend="numpy", **widths)
 
 
 def time_steps(ck, kind, replicas, settings, budget):
-    """(seconds per step, product FLOPs per step) of the batched GAN, VAE or SGM at R replicas."""
+    """(seconds per step, product FLOPs per step) of the batched GAN, VAE, SGM or penalized
+    GAN at R replicas."""
     from npgen.models.replicas import BatchedGAN, BatchedSGM, BatchedVAE
 
     batched_type, flops = {"gan": (BatchedGAN, gan_step_flops), "vae": (BatchedVAE, vae_step_flops),
-                           "sgm": (BatchedSGM, sgm_step_flops)}[kind]
+                           "sgm": (BatchedSGM, sgm_step_flops),
+                           "penalized gan": (BatchedGAN, penalized_gan_step_flops)}[kind]
     B = settings["batch"]
     models = [_model(kind, r, settings) for r in range(replicas)]
     batched = batched_type(models, ck, B)
@@ -186,6 +201,7 @@ def measure(dry_run, budget):
     """Every timing of the module doc, as a JSON-able dict."""
     from npgen import kernels
     ck = kernels.get_replica_backend("cuda")
+    from npgen.study.plans import PLANS
     if dry_run:
         budget = 0.0  # exactly DRY["steps"] steps
         if ck.SIMULATOR:
@@ -223,6 +239,7 @@ def measure(dry_run, budget):
                  "seconds_per_step": one_run, "product_gflop_per_step": None,
                  "percent_of_fp32_roof": None,
                  "projected_seconds": one_run * sampling["steps"] * SAMPLING_PASSES * sweep_runs,
+                 "figure": 3,
                  "projection": f"Figure 3's {sweep_runs} SGM runs sampled, {SAMPLING_PASSES} passes"
                                f" of {sampling['steps']} steps each"})
     for kind in KINDS:
@@ -230,12 +247,19 @@ def measure(dry_run, budget):
         rows.append({"what": f"Figure 3 {kind.upper()} runs as one batch", "replicas": sweep_runs,
                      "seconds_per_step": seconds, "product_gflop_per_step": sweep_runs * flops / 1e9,
                      "percent_of_fp32_roof": 100 * sweep_runs * flops / seconds / FP32_ROOF,
-                     "projected_seconds": seconds * PAPER["steps"],
+                     "projected_seconds": seconds * PAPER["steps"], "figure": 3,
                      "projection": f"{PAPER['steps']} training steps of {sweep_runs} replicas"})
+    penalized_runs = 2 if dry_run else len(PLANS["paper"].gp_values) * PAPER["seeds"]
+    seconds, flops = time_steps(ck, "penalized gan", penalized_runs, settings, budget=budget / 8)
+    rows.append({"what": "Figure 4 penalized GAN runs as one batch", "replicas": penalized_runs,
+                 "seconds_per_step": seconds, "product_gflop_per_step": penalized_runs * flops / 1e9,
+                 "percent_of_fp32_roof": 100 * penalized_runs * flops / seconds / FP32_ROOF,
+                 "projected_seconds": seconds * PAPER["steps"], "figure": 4,
+                 "projection": f"{PAPER['steps']} training steps of {penalized_runs} replicas"})
     return {"device": device_name(ck), "dry_run": dry_run, "fp32_roof_tflops": FP32_ROOF / 1e12,
             "python": platform.python_version(), "rows": rows,
             "not_timed": "the runs that stay on CPU with --device cuda (resnet/densenet networks,"
-                         " gradient-penalty GANs, particles, Figure 7)"}
+                         " particles, Figure 7), and the other figures' batches"}
 
 
 def table(result):
@@ -256,7 +280,7 @@ def table(result):
     for row in projected:
         lines.append(f"{row['what']}: {row['projected_seconds']:.0f} s projected for"
                      f" {row['projection']}.")
-    total = sum(row["projected_seconds"] for row in projected)
+    total = sum(row["projected_seconds"] for row in projected if row["figure"] == 3)
     lines.append(f"Figure 3, paper preset (training and sampling): {total:.0f} s"
                  f" ({total / 60:.1f} min) projected; target 600 s.")
     lines.append(f"Not timed: {result['not_timed']}.")

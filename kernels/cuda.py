@@ -62,7 +62,8 @@ from numba.cuda.random import (
 __all__ = list(KERNELS) + ["standard_normal", "rng_states", "gather_rows", "put_columns",
                           "take_columns", "to_device", "to_host",
                           "free_bytes", "synchronize", "vae_reparameterize", "vae_residual",
-                          "vae_code_gradient", "score_matching_noisy", "score_matching_loss"]
+                          "vae_code_gradient", "score_matching_noisy", "score_matching_loss",
+                          "gradient_penalty"]
 
 #: Whether numba-cuda runs its simulator (NUMBA_ENABLE_CUDASIM=1) instead of a GPU.
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -438,6 +439,60 @@ def hinge(scores, target, grad, loss):
     """loss[r] = mean of max(0, 1 - t s) over replica r's scores, t in {-1, +1};
     grad = -t [1 - t s > 0] / N. Returns loss."""
     return _loss(_HINGE, "hinge", scores, target, grad, loss)
+
+
+# --------------------------------------------------------------------------- the GAN's gradient penalty
+#
+# P = w (max_i |t_i| - L)^2 of npgen.models.gan (generator_gradient has the math), w = c / L^2,
+# for each replica's tangents t (R, B, d) and its own target L: one block per replica, norms in
+# float64, the maximizing row the first one, as numpy's argmax.
+
+
+@cuda.jit(device=True)
+def _row_norm(t, r, i):
+    total = 0.0
+    for j in range(t.shape[2]):
+        total += float64(t[r, i, j]) * t[r, i, j]
+    return math.sqrt(total)
+
+
+@cuda.jit
+def _gradient_penalty(tangent, targets, scale, grad_tangent, penalty):
+    """penalty[r] = w_r (|t_r,i*| - L_r)^2, grad_tangent = dP/dt (row i* only)."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, B, d = tangent.shape
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        target = targets[r]
+        weight = scale / (target * target)
+        largest = 0.0
+        for i in range(cuda.threadIdx.x, B, cuda.blockDim.x):
+            largest = max(largest, _row_norm(tangent, r, i))
+            for j in range(d):
+                grad_tangent[r, i, j] = 0
+        best = _block_reduce(shared, largest, True)
+        first = -float64(B)
+        for i in range(cuda.threadIdx.x, B, cuda.blockDim.x):
+            if _row_norm(tangent, r, i) == best:
+                first = max(first, -float64(i))
+        row = int(-_block_reduce(shared, first, True))
+        if cuda.threadIdx.x == 0:
+            gap = best - target
+            penalty[r] = weight * gap * gap
+            if best > 0:
+                for j in range(d):
+                    grad_tangent[r, row, j] = tangent[r, row, j] * (2 * weight * gap / best)
+
+
+def gradient_penalty(tangent, targets, scale, grad_tangent, penalty):
+    """penalty[r] = w_r (|t_i*| - L_r)^2 with i* the row of replica r's largest tangent norm
+    |t_i| (the first, on ties), L_r = targets[r] and w_r = scale / L_r^2; grad_tangent = dP/dt:
+    w_r 2 (|t_i*| - L_r) t_i* / |t_i*| in row i* (when |t_i*| > 0), zero elsewhere.
+    tangent, grad_tangent (R, B, d); targets and penalty (R,) float64. Returns penalty."""
+    R = tangent.shape[0]
+    _check(tangent.ndim == 3 and grad_tangent.shape == tangent.shape and penalty.shape == (R,)
+           and targets.shape == (R,), "gradient_penalty")
+    _gradient_penalty[_reduction_grid(R)](tangent, targets, float(scale), grad_tangent, penalty)
+    return penalty
 
 
 # --------------------------------------------------------------------------- the VAE's loss

@@ -55,6 +55,7 @@ KERNEL_ARGUMENTS = {
     "_vae_code_gradient": "a3 a3 a3 a3 i a3",
     "_score_matching_noisy": "a3 a3 d3 a3",
     "_score_matching_loss": "a3 a3 d3 i a3 d1",
+    "_gradient_penalty": "a3 d1 f a3 d1",
     "_gather_rows": "a3 j2 i a3 i i",
     "_langevin": "a2 a3 a2 a3 a3 a3 a2 a2 i u1 i f f b a2 a2",
     "_langevin_mlp_move": "a3 a3 a2 a2 a2 d1 a2 i u1 i",
@@ -185,7 +186,8 @@ def test_replica_states_are_numba_cudas_seeding():
 # --------------------------------------------------------------------------- npgen reproduce --device cuda
 
 
-def test_the_cuda_plan_batches_the_sgms_vaes_and_gans_without_gradient_penalty_only():
+def test_the_cuda_plan_batches_the_sgms_vaes_and_gans_only():
+    """GANs (plain, resnet or densenet, with or without the gradient penalty), VAEs and SGMs."""
     from npgen.study import devices, plans
 
     runs = plans.plan("quick")
@@ -193,8 +195,7 @@ def test_the_cuda_plan_batches_the_sgms_vaes_and_gans_without_gradient_penalty_o
     assert devices.device_plan(runs, "cpu") is runs
     for figure, configs in runs.items():
         for config, on_device in zip(configs, cuda_runs[figure]):
-            batched = config["model"] in ("sgm", "vae") or (
-                config["model"] == "gan" and config["gp_lipschitz"] is None)
+            batched = config["model"] in ("sgm", "vae", "gan")
             assert on_device.get("device") == ("cuda" if batched else None)
             assert {k: v for k, v in on_device.items() if k != "device"} == config
     assert any(c.get("device") for c in cuda_runs["fig3"])
@@ -215,6 +216,8 @@ def test_batches_group_an_architecture_and_split_at_the_memory_estimate():
     assert [len(b) for b in devices.batches(configs, lambda config: 10 ** 9, 1000)] == [1] * 25
     deeper = dict(configs[0], n_layers=4)
     assert len(devices.batches(configs[:2] + [deeper], lambda config: 1, None)) == 2
+    penalized = [dict(configs[0], gp_lipschitz=target) for target in (1.0, 5.0, 25.0)]
+    assert [len(b) for b in devices.batches(configs[:2] + penalized, lambda config: 1, None)] == [2, 3]
     vae = dict(configs[0], model="vae")
     assert len(devices.batches(configs[:2] + [vae], lambda config: 1, None)) == 2
 

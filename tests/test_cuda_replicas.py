@@ -50,23 +50,37 @@ def _data(ms, seeds, n):
     return [two_gaussians(m, n=n, seed=seed) for m, seed in zip(ms, seeds)]
 
 
-@pytest.mark.parametrize("skip, sn_generator", [("plain", False), ("plain", True),
-                                                ("resnet", False), ("densenet", True)])
-def test_a_batched_step_is_the_cpu_step_with_the_device_latents(skip, sn_generator):
+@pytest.mark.parametrize("options", [
+    {}, {"sn_generator": True}, {"gp_lipschitz": (0.5, 0.5)},
+    {"gp_lipschitz": (0.5, 2.0), "sn_generator": True}, SKIPS["resnet"],
+    dict(SKIPS["densenet"], sn_generator=True), dict(SKIPS["resnet"], gp_lipschitz=(0.5, 2.0)),
+    dict(SKIPS["densenet"], gp_lipschitz=(1.0, 1.0))])
+def test_a_batched_step_is_the_cpu_step_with_the_device_latents(options):
+    """Penalized GANs of one target or of two targets in one batch, and resnet and densenet
+    generators (with spectral norm, with the penalty), too."""
     seeds, ms, n = [3, 4], [1.0, 4.0], 6
-    batched = _gans(seeds, sn_generator=sn_generator, **SKIPS[skip])
-    alone = _gans(seeds, sn_generator=sn_generator, **SKIPS[skip])
+
+    def gans():
+        targets = options.get("gp_lipschitz", (None, None))
+        return [_gans([seed], **dict(options, gp_lipschitz=target))[0]
+                for seed, target in zip(seeds, targets)]
+    batched, alone = gans(), gans()
     datasets = _data(ms, seeds, n)
-    fit_many(batched, datasets, epochs=1, batch_size=n)
-    for model, cpu, data in zip(batched, alone, datasets):
+    histories = fit_many(batched, datasets, epochs=1, batch_size=n)
+    for model, cpu, data, history in zip(batched, alone, datasets, histories):
         states = ck.rng_states([cpu.seed])
         z1, z2 = (ck.standard_normal(states, ck.to_device(np.zeros((1, n, 1)))).copy_to_host()[0]
                   for _ in range(2))
         batch = data[cpu.rng.permutation(n)]
-        cpu.generator_gradient(z1)
+        losses = cpu.generator_gradient(z1)
         cpu.generator_optimizer.step()
-        cpu.discriminator_gradient(batch, z2)
+        losses.update(cpu.discriminator_gradient(batch, z2))
         cpu.discriminator_optimizer.step()
+        assert set(history) == set(losses) | {"wall_time_s"}
+        for name, value in losses.items():
+            np.testing.assert_allclose(history[name], [value], rtol=1e-10)
+        if "gp_lipschitz" in options:
+            assert losses["penalty"] > 0  # the penalty's gradient took part in the step
         for name in ("generator", "discriminator"):
             got, want = model.networks()[name], cpu.networks()[name]
             np.testing.assert_allclose(got.params, want.params, rtol=1e-10, atol=1e-12)
@@ -96,6 +110,27 @@ def test_a_batched_vae_step_is_the_cpu_step_with_the_device_noise(kl, skip):
                                        atol=1e-12)
         for name, value in losses.items():
             np.testing.assert_allclose(history[name], [value / n], rtol=1e-10)
+
+
+def test_the_gradient_penalty_is_the_cpu_models_row_by_row():
+    """Each replica its own target; replica 0 random tangents, replica 1 a tie between rows 1
+    and 3 (the first one is penalized, as numpy's argmax), replica 2 all zero (no gradient);
+    d = 2."""
+    rng = np.random.default_rng(5)
+    tangent = rng.standard_normal((3, 5, 2))
+    tangent[1, 3] = tangent[1, 1] = [3.0, -4.0]
+    tangent[2] = 0
+    targets = [2.0, 0.5, 1.0]
+    grad, penalty = ck.to_device(np.full((3, 5, 2), 7.0)), ck.to_device(np.zeros(3))
+    ck.gradient_penalty(ck.to_device(tangent), ck.to_device(np.array(targets)), 10.0, grad,
+                        penalty)
+    for r in range(3):
+        gan = GAN(gp_lipschitz=targets[r], dtype="float64", **TINY)
+        expected_grad = np.empty((5, 2))
+        expected = gan._gradient_penalty(tangent[r], expected_grad)
+        np.testing.assert_allclose(penalty.copy_to_host()[r], expected, rtol=1e-12)
+        np.testing.assert_allclose(grad.copy_to_host()[r], expected_grad, rtol=1e-12, atol=0)
+    assert np.count_nonzero(grad.copy_to_host()[1].any(axis=1)) == 1 and grad.copy_to_host()[1, 1].any()
 
 
 def _device_noise(seed, n):
@@ -190,6 +225,7 @@ def _held_bytes(batched, *arrays):
 @pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="counts the simulator's host buffers")
 @pytest.mark.parametrize("kind, options", [
     (GAN, {}), (GAN, dict(SKIPS["densenet"], sn_generator=True)),
+    (GAN, dict(SKIPS["densenet"], gp_lipschitz=1.0)),
     (VAE, SKIPS["resnet"]), (VAE, dict(SKIPS["densenet"], base_width=8))])
 def test_replica_bytes_bound_what_a_replica_holds_after_a_step(kind, options):
     """After one step every buffer of a replica exists (the workspaces of each batch size a
@@ -332,9 +368,11 @@ def test_a_cuda_sweep_stores_batched_runs_like_cpu_runs(tmp_path, monkeypatch):
         assert alone["mass_between"] == results[3]["mass_between"]
 
 
-def test_score_matching_shapes_that_do_not_fit_are_one_sentence():
+def test_loss_shapes_that_do_not_fit_are_one_sentence():
     x, sigma = ck.to_device(np.zeros((2, 3, 1))), ck.to_device(np.zeros((2, 1, 1)))
     with pytest.raises(ValueError, match="score_matching_noisy: array shapes do not fit"):
         ck.score_matching_noisy(x, x, ck.to_device(np.zeros((3, 1, 1))), x)
     with pytest.raises(ValueError, match="score_matching_loss: array shapes do not fit"):
         ck.score_matching_loss(x, x, sigma, 3, x, ck.to_device(np.zeros(2)))
+    with pytest.raises(ValueError, match="gradient_penalty: array shapes do not fit"):
+        ck.gradient_penalty(x, ck.to_device(np.ones(2)), 1.0, x, ck.to_device(np.zeros(3)))

@@ -32,6 +32,29 @@ def tiny_study(tmp_path_factory):
     patch.undo()
 
 
+def test_the_run_cost_ranks_models_and_depths_as_their_measured_step_times():
+    """run_cost per training step, for the GAN and the VAE at depths 2 to 6 and the SGM's
+    training, against the step times bench/run.py measured (bench/results/depth_step_times.txt;
+    the SGM's 2.3 ms, README "Presets"): the same order."""
+    measured = {("sgm", None): 2.3}
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
+                           "results", "depth_step_times.txt"),
+              encoding="utf-8") as handle:
+        for line in handle:
+            model, depth, ms, _ = line.split()
+            measured[(model.lower(), int(depth))] = float(ms)
+    per_step = {}
+    for model, depth in measured:
+        options = {} if model == "sgm" else {"n_layers": depth}
+        config = runs.make_config(model, 5.0, "paper", **options)
+        per_step[(model, depth)] = runs.run_cost(dict(config, n_samples=0)) / config["epochs"]
+    assert sorted(measured, key=measured.get) == sorted(per_step, key=per_step.get)
+    paper = runs.make_config("gan", 5.0, "paper")
+    assert runs.run_cost(dict(paper, gp_lipschitz=1.0)) > runs.run_cost(paper)
+    sgm = runs.make_config("sgm", 5.0, "paper")
+    assert runs.run_cost(sgm) > runs.run_cost(dict(sgm, n_samples=0))  # its sampling counts
+
+
 def test_figures_are_drawn_headless():
     import npgen.study.figures  # noqa: F401
     assert matplotlib.get_backend().lower() == "agg"

@@ -314,6 +314,22 @@ def test_duplicate_configurations_run_once(tmp_path):
     assert results[0] == results[1] != results[2]
 
 
+@pytest.mark.parametrize("through_executor", [False, True])
+def test_a_cost_starts_the_longest_runs_first_and_keeps_the_results_in_order(tmp_path,
+                                                                            through_executor):
+    """In this process, and handed to an executor (one worker, so that it starts the runs in
+    the order it was given them): largest cost first, ties in the given order."""
+    costs = {0: 1.0, 1: 5.0, 2: 3.0, 3: 5.0}
+    configs = toy_configs(tmp_path, 4)
+    with ThreadPoolExecutor(1) as pool:
+        results = run_sweep(configs, toy_run, tmp_path / "runs", quiet=True,
+                            executor=pool if through_executor else None,
+                            cost=lambda config: costs[config["seed"]])
+    started = [int(line.split()[0]) for line in (tmp_path / "calls.log").read_text().splitlines()]
+    assert started == [1, 3, 2, 0]
+    assert [r["seed"] for r in results] == [0, 1, 2, 3]
+
+
 def test_config_key_is_canonical():
     base = {"model": "gan", "m": 4, "seed": 0, "layers": [3, 32.0], "opt": {"lr": 1e-3, "betas": (0.5, 0.9)}}
     same = {"opt": {"betas": [np.float64(0.5), 0.9], "lr": 0.001}, "layers": np.array([3, 32]),

@@ -22,10 +22,10 @@ Every replica keeps its own losses. A replica whose loss stops being finite or r
 would raise; in lockstep it cannot stop alone, and the others are not affected by it.
 
 Batched training takes the models of the univariate study: GANs and VAEs with plain, resnet or
-densenet networks (any depth; a GAN's generator with or without spectral norm, BCE loss,
-generator step first) and SGMs (either weighting, any noise levels). Other models and options
-(a GAN's gradient penalty, its hinge loss, the discriminator step first) are refused in one
-sentence by :func:`check_batchable`.
+densenet networks (any depth; a GAN's generator with or without spectral norm and with or
+without the gradient penalty, BCE loss, generator step first) and SGMs (either weighting, any
+noise levels). Other models and options (a GAN's hinge loss, the discriminator step first) are
+refused in one sentence by :func:`check_batchable`.
 """
 
 import math
@@ -37,7 +37,7 @@ from .. import kernels
 from ..util.checks import check_number
 from ..nn.layers import segment_width
 from ..nn.score import EMBED_WIDTHS, FEATURES, HIDDEN_WIDTHS, SLOPE, SLOPE_X, sinusoidal_features
-from .gan import GAN
+from .gan import GAN, PENALTY_WEIGHT
 from .sgm import SGM, WEIGHT_POWERS
 from .training import TrainingDiverged, check_losses
 from .vae import VAE
@@ -49,7 +49,7 @@ BATCHABLE = (GAN, VAE, SGM)
 def check_batchable(models):
     """Raise ValueError (one sentence) unless ``models`` are untrained GANs, VAEs or SGMs that
     fit_many can train together: one kind, one architecture and one set of hyperparameters
-    (seeds differ freely)."""
+    (seeds differ freely, and so do the targets of GANs that all have the gradient penalty)."""
     if not isinstance(models, (list, tuple)) or not models:
         raise ValueError(f"models must be a non-empty list of GANs, VAEs or SGMs, got {models!r}")
     for model in models:
@@ -60,25 +60,33 @@ def check_batchable(models):
             if model.mean is not None:
                 raise ValueError("fit_many trains untrained models; an SGM was already trained")
             continue
-        if isinstance(model, GAN) and (model.gp_lipschitz is not None or model.loss != "bce"
-                                       or model.discriminator_first):
-            raise ValueError("fit_many trains GANs with the BCE loss, generator step first"
-                             f" and no gradient penalty; got gp_lipschitz={model.gp_lipschitz!r},"
-                             f" loss={model.loss!r}, discriminator_first={model.discriminator_first!r}")
+        if isinstance(model, GAN) and (model.loss != "bce" or model.discriminator_first):
+            raise ValueError("fit_many trains GANs with the BCE loss, generator step first;"
+                             f" got loss={model.loss!r},"
+                             f" discriminator_first={model.discriminator_first!r}")
         if model.trained:
             raise ValueError("fit_many trains untrained models; a model was already trained")
     kind = type(models[0])
-    shape = {key: value for key, value in models[0].config().items() if key != "seed"}
+    shape = _shared_settings(models[0])
     for model in models[1:]:
         if type(model) is not kind:
             raise ValueError(f"models batched together must be of one kind, got {kind.__name__}"
                              f" and {type(model).__name__}")
-        other = {key: value for key, value in model.config().items() if key != "seed"}
+        other = _shared_settings(model)
         if other != shape:
             differ = sorted(k for k in shape if shape[k] != other.get(k))
-            raise ValueError(f"models batched together must share every setting but the seed;"
-                             f" these differ: {differ}")
+            raise ValueError(f"models batched together must share every setting but the seed"
+                             f" (and the penalty's target); these differ: {differ}")
     return models
+
+
+def _shared_settings(model):
+    """The settings the models of one batch share: the configuration but the seed and, of a
+    GAN with the gradient penalty, its target (only whether it has one)."""
+    settings = {key: value for key, value in model.config().items() if key != "seed"}
+    if settings.get("gp_lipschitz") is not None:
+        settings["gp_lipschitz"] = "any target"
+    return settings
 
 
 def replica_bytes(model, batch_size, n_data):
@@ -87,8 +95,9 @@ def replica_bytes(model, batch_size, n_data):
     with spectral norm the normalized weights, their gradients, u, v and sigma, and per layer
     the z, a, grad_z and node-gradient arrays of each batch it runs (B rows, and for a GAN's
     discriminator 2B rows more: it runs the generator's B fakes and its own 2B rows), with
-    skip connections the layers' input buffers and their gradients; plus the training data,
-    the batch buffers and the RNG states. An SGM's
+    skip connections the layers' input buffers and their gradients, all as much again for the
+    tangent path of a generator with the gradient penalty; plus the training data, the batch
+    buffers and the RNG states. An SGM's
     score network counts its x path's four arrays per layer and, per noise level, its
     features."""
     itemsize = np.dtype(model.dtype).itemsize
@@ -104,9 +113,10 @@ def replica_bytes(model, batch_size, n_data):
         total += 4 * net.n_params
         if net.spectral_norm:  # sigma in float64: two float32 items
             total += 2 * weights + sum(net.sizes[1:]) + sum(net.fan_in) + 2 * net.n_layers
-        total += rows * (3 * sum(net.sizes[1:]) + sum(net.sizes))
-        total += rows * sum(w for k, w in enumerate(net.fan_in) if not net._aliased(k))
-        total += rows * sum(w for w, sole in zip(net.fan_in, net._sole_input) if sole is None)
+        inputs = (sum(w for k, w in enumerate(net.fan_in) if not net._aliased(k))
+                  + sum(w for w, sole in zip(net.fan_in, net._sole_input) if sole is None))
+        paths = 2 if name == "generator" and model.gp_lipschitz is not None else 1
+        total += paths * rows * (3 * sum(net.sizes[1:]) + sum(net.sizes) + inputs)
     return itemsize * total + 8 * n_data + 16 * 64
 
 
@@ -149,15 +159,16 @@ class _DeviceParameters:
 
 class _DeviceNetwork:
     """R copies of one MLP (:class:`npgen.MLP`, any skip style) on the device: its parameters
-    W_0 (R, out, in), b_0 (R, out), W_1, ... (:class:`_DeviceParameters`), and its forward and
-    backward passes.
+    W_0 (R, out, in), b_0 (R, out), W_1, ... (:class:`_DeviceParameters`), and its forward,
+    backward, jvp and jvp-backward passes.
 
     A layer's input is built from the earlier nodes as the CPU network builds it, from the
     same segments (:func:`npgen.nn.layers.layer_segments`): a layer that reads one node as it
     is reads it in place, any other gets an input buffer h_k (R, n, fan_in_k) whose column
     blocks are filled with :func:`npgen.kernels.cuda.put_columns`; backward sends each block's
     gradient back to its nodes with :func:`npgen.kernels.cuda.take_columns`, or writes it
-    straight into the node's gradient when the layer is that node's only reader.
+    straight into the node's gradient when the layer is that node's only reader. The tangent
+    path of a jvp is wired the same way, in its own buffers.
     """
 
     def __init__(self, nets, ck):
@@ -268,6 +279,70 @@ class _DeviceNetwork:
                                    ws["a"][k])
         return ws["a"][-1]
 
+    def _tangent_workspace(self, n):
+        """The workspace of n rows with the tangent path's arrays added."""
+        ws = self._workspace(n)
+        if "dz" not in ws:
+            R, dt = self.R, self.dtype
+            layers = [(R, n, w) for w in self.sizes[1:]]
+            for name in ("dz", "da", "grad_dz"):
+                ws[name] = [self.ck.to_device(np.zeros(shape, dt)) for shape in layers]
+            ws["grad_dnode"] = [self.ck.to_device(np.zeros((R, n, w), dt)) for w in self.sizes]
+            for name, primal in (("dh", "h"), ("grad_dh", "grad_h")):
+                ws[name] = [None if h is None else self.ck.to_device(np.zeros(h.shape, dt))
+                            for h in ws[primal]]
+        return ws
+
+    def jvp(self, x, dx):
+        """The training-mode forward pass with tangent dx: returns (g(x), J_g(x) dx), both
+        valid until the next call (the CPU network's ``_jvp``)."""
+        ws = self._tangent_workspace(x.shape[1])
+        self._last = (ws, x, dx)
+        nodes, dnodes = [x] + ws["a"], [dx] + ws["da"]
+        for k in range(len(self.layout)):
+            self.ck.linear_jvp(self._gather(k, nodes, ws["h"]), self._gather(k, dnodes, ws["dh"]),
+                               self._layer_weight(k), self.biases[k], self.codes[k], self.slope,
+                               ws["z"][k], ws["a"][k], ws["dz"][k], ws["da"][k])
+        return ws["a"][-1], ws["da"][-1]
+
+    def jvp_backward(self, grad_y, grad_dy):
+        """Backward of the last :meth:`jvp` through its primal and its tangent path: writes
+        (not adds) the parameter gradients; the input's gradient is not computed."""
+        ws, x, dx = self._last
+        nodes, dnodes = [x] + ws["a"], [dx] + ws["da"]
+        written, dwritten = [False] * len(nodes), [False] * len(nodes)
+        last = len(self.layout) - 1
+        for k in reversed(range(len(self.layout))):
+            grad_a = grad_y if k == last else ws["grad_node"][k + 1]
+            grad_da = grad_dy if k == last else ws["grad_dnode"][k + 1]
+            sole = self.sole_input[k]
+            grad_h, grad_dh = ((ws["grad_h"][k], ws["grad_dh"][k]) if sole is None
+                               else (ws["grad_node"][sole], ws["grad_dnode"][sole]))
+            self.ck.linear_jvp_backward(
+                self._gathered(k, nodes, ws["h"]), self._gathered(k, dnodes, ws["dh"]),
+                self._used_weight(k), ws["z"][k], ws["a"][k], ws["dz"][k], grad_a, grad_da,
+                self.codes[k], self.slope, ws["grad_z"][k], ws["grad_dz"][k],
+                self._weight_grad_target(k), self.bias_grads[k], grad_h, grad_dh, False, k > 0)
+            self._finish_weight_grad(k)
+            if k > 0 and sole is None:
+                self._scatter(k, grad_h, ws["grad_node"], written)
+                self._scatter(k, grad_dh, ws["grad_dnode"], dwritten)
+
+    def _used_weight(self, k):
+        """The weight layer k used in the last pass (W / sigma with spectral norm)."""
+        return self.sn_weights[k] if self.spectral_norm else self.weights[k]
+
+    def _weight_grad_target(self, k):
+        """Where layer k's kernels write its weight gradient: dL/dW, or dL/dW_sn with
+        spectral norm (which :meth:`_finish_weight_grad` turns into dL/dW)."""
+        return self.sn_weight_grads[k] if self.spectral_norm else self.weight_grads[k]
+
+    def _finish_weight_grad(self, k):
+        if self.spectral_norm:
+            self.ck.spectral_norm_backward(self.weights[k], self.sn_u[k], self.sn_v[k],
+                                           self.sn_sigma[k], self.sn_weight_grads[k],
+                                           self.weight_grads[k], False)
+
     def backward(self, grad_out, need_grad_in, param_grads=True):
         """Backward of the last forward: writes (not adds) the parameter gradients when
         param_grads, else only passes the gradient through to the input; returns dL/dx."""
@@ -276,20 +351,17 @@ class _DeviceNetwork:
         written = [False] * len(nodes)
         for k in reversed(range(len(self.layout))):
             grad_a = grad_out if k == len(self.layout) - 1 else grad_nodes[k + 1]
-            W = self.sn_weights[k] if self.spectral_norm else self.weights[k]
+            W = self._used_weight(k)
             need_x = k > 0 or need_grad_in
             sole = self.sole_input[k]
             grad_h = ws["grad_h"][k] if sole is None else grad_nodes[sole]
             if param_grads:
-                grad_W = self.sn_weight_grads[k] if self.spectral_norm else self.weight_grads[k]
                 self.ck.linear_backward(self._gathered(k, nodes, ws["h"]), W, ws["z"][k],
                                         ws["a"][k], grad_a, self.codes[k], self.slope,
-                                        ws["grad_z"][k], grad_W, self.bias_grads[k],
-                                        grad_h if need_x else None, False, need_x)
-                if self.spectral_norm:
-                    self.ck.spectral_norm_backward(self.weights[k], self.sn_u[k], self.sn_v[k],
-                                                   self.sn_sigma[k], grad_W,
-                                                   self.weight_grads[k], False)
+                                        ws["grad_z"][k], self._weight_grad_target(k),
+                                        self.bias_grads[k], grad_h if need_x else None, False,
+                                        need_x)
+                self._finish_weight_grad(k)
             else:
                 self.ck.linear_backward_input(W, ws["z"][k], ws["a"][k], grad_a, self.codes[k],
                                               self.slope, ws["grad_z"][k], grad_h)
@@ -461,8 +533,9 @@ class _BatchedModel:
 
 
 class BatchedGAN(_BatchedModel):
-    """The GAN step of :class:`npgen.GAN` (generator first, BCE) on R replicas at once: the
-    step :func:`fit_many` takes, and what bench/gpu.py times."""
+    """The GAN step of :class:`npgen.GAN` (generator first, BCE, with or without the
+    generator's gradient penalty) on R replicas at once: the step :func:`fit_many` takes, and
+    what bench/gpu.py times."""
 
     NETWORKS = ("generator", "discriminator")
 
@@ -480,16 +553,33 @@ class BatchedGAN(_BatchedModel):
         self.grad_logits_both = ck.to_device(np.zeros((R, 2 * B, 1), dt))
         self.same_rows = ck.to_device(np.tile(np.arange(B), (R, 1)))
         self.loss = ck.to_device(np.zeros(R))
+        self.penalized = first.gp_lipschitz is not None
+        if self.penalized:
+            self.penalty_targets = ck.to_device(np.array([m.gp_lipschitz for m in models], float))
+            self.unit_tangent = ck.to_device(np.ones((R, B, first.latent_dim), dt))
+            self.grad_tangent = ck.to_device(np.zeros((R, B, first.data_dim), dt))
+            self.penalty = ck.to_device(np.zeros(R))
 
     def step(self, data, order, start):
         """One generator and one discriminator step on the rows order[:, start:start + B] of
-        data; returns {'generator': (R,), 'discriminator': (R,)} losses on the host."""
+        data; returns {'generator': (R,), ['penalty': (R,),] 'discriminator': (R,)} losses on
+        the host."""
         ck, G, D = self.ck, self.generator, self.discriminator
         ck.standard_normal(self.states, self.z)
-        logits = D.forward(G.forward(self.z))
-        ck.bce_with_logits(logits, self.ones, self.grad_logits, self.loss)
+        if not self.penalized:
+            fake = G.forward(self.z)
+        else:
+            fake, tangent = G.jvp(self.z, self.unit_tangent)
+        ck.bce_with_logits(D.forward(fake), self.ones, self.grad_logits, self.loss)
         losses = {"generator": ck.to_host(self.loss)}
-        G.backward(D.backward(self.grad_logits, True, param_grads=False), False)
+        grad_fake = D.backward(self.grad_logits, True, param_grads=False)
+        if not self.penalized:
+            G.backward(grad_fake, False)
+        else:
+            ck.gradient_penalty(tangent, self.penalty_targets, PENALTY_WEIGHT, self.grad_tangent,
+                                self.penalty)
+            losses["penalty"] = ck.to_host(self.penalty)
+            G.jvp_backward(grad_fake, self.grad_tangent)
         self.optimizers[0].step()
         ck.standard_normal(self.states, self.z)
         B = self.z.shape[1]

@@ -1,10 +1,11 @@
 """Where a study's runs train: on CPU one by one, or on a CUDA GPU in batches of replicas.
 
 With ``device="cuda"`` every run that :func:`npgen.models.replicas.fit_many` can batch (the
-GANs and VAEs of Figures 2, 3, 5 and 6, plain, resnet or densenet, a GAN's generator with or
-without spectral norm, but no gradient penalty; and every SGM) records ``"device": "cuda"`` in its configuration. Its key changes with it: a GPU run
-draws its latents on the device, so it is its own run, stored beside CPU runs in the same way
-(run folder, config.json, metrics.json, report). An SGM's samples, and the sampler's gradient,
+GANs and VAEs of Figures 2 to 6, plain, resnet or densenet, a GAN's generator with or without
+spectral norm and with or without the gradient penalty, and every SGM) records
+``"device": "cuda"`` in its configuration. Its key changes with it: a GPU run draws its latents
+on the device, so it is its own run, stored beside CPU runs in the same way (run folder,
+config.json, metrics.json, report). An SGM's samples, and the sampler's gradient,
 also come from the device (``SGM.sample(device="cuda")``). The other runs stay CPU runs.
 
 The runs of a sweep that share an architecture, and differ only in m and seed, train as one
@@ -34,11 +35,9 @@ def check_device(device):
 
 
 def batchable(config):
-    """Whether fit_many trains this run: an SGM, a VAE, or a GAN without gradient penalty
-    (plain, resnet or densenet networks alike)."""
-    if config["model"] in ("sgm", "vae"):
-        return True
-    return config["model"] == "gan" and config["gp_lipschitz"] is None
+    """Whether fit_many trains this run: an SGM, a VAE or a GAN (plain, resnet or densenet
+    networks alike, a GAN with or without the gradient penalty)."""
+    return config["model"] in ("sgm", "vae", "gan")
 
 
 def device_plan(runs, device):
@@ -51,9 +50,12 @@ def device_plan(runs, device):
 
 
 def architecture(config):
-    """What the runs of one batch share: the configuration without m and seed."""
-    return json.dumps({k: v for k, v in config.items() if k not in ("m", "seed")},
-                      sort_keys=True)
+    """What the runs of one batch share: the configuration without m, seed and the gradient
+    penalty's target (penalized GANs of any targets batch together)."""
+    shared = {k: v for k, v in config.items() if k not in ("m", "seed")}
+    if shared.get("gp_lipschitz") is not None:
+        shared["gp_lipschitz"] = "any target"
+    return json.dumps(shared, sort_keys=True)
 
 
 def batches(configs, bytes_per_replica, free_bytes):

@@ -21,7 +21,7 @@ from .devices import BatchedRuns, check_device, device_plan
 from .figure7_report import section_fig7
 from .plans import FIG7, FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
-from .runs import code_fingerprint, train_run
+from .runs import code_fingerprint, run_cost, train_run
 from .sweep import FAILURES_FILE, other_runs, read_failures, run_sweep, sweep_status
 
 STUDY_FILE = "study.json"
@@ -182,7 +182,8 @@ def reproduce(preset="quick", only=None, jobs=None, out="npgen-results", quiet=F
             else:
                 run_fn = sweep_run if device == "cpu" else _DeviceRuns(needed, runs_dir)
             run_sweep(needed, run_fn, runs_dir, executor=cluster_executor or executor,
-                      jobs=jobs or 1, quiet=quiet, shared_filesystem=scheduler is None)
+                      jobs=jobs or 1, quiet=quiet, shared_filesystem=scheduler is None,
+                      cost=run_cost)
             failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
     extra, notes, planned = [], [], len(needed)
     failure_files = [os.path.join(runs_dir, FAILURES_FILE)] if failures else []

@@ -42,14 +42,15 @@ from ..analysis.theory import (GaussianMixture1D, best_kl_bound, best_tv_bound,
                                cauchy_mass_between_bound, half_line_mass_between_bound,
                                mass_between_modes_bound, mixture_mass_between)
 from ..data import two_gaussians
-from ..models.gan import GAN
+from ..models.gan import GAN, discriminator_sizes
 from ..models.latents import check_latent
 from ..models.particles import DIVERGENCES, Particles
-from ..models.push_forward import check_layers
+from ..models.push_forward import check_layers, generator_sizes
 from ..models.sgm import SGM, WEIGHTINGS
 from ..models.training import TrainingDiverged  # noqa: F401 -- raised by train_run, caught by the CLI
-from ..models.vae import KL_VARIANTS, VAE
+from ..models.vae import KL_VARIANTS, VAE, encoder_sizes
 from ..nn.layers import SKIP_STYLES
+from ..nn.score import HIDDEN_WIDTHS
 from ..util.checks import check_betas, check_bool, check_choice, check_number
 from ..util.io import (atomic_directory, atomic_save_npy, atomic_write_json, check_folder_target,
                        check_own_folder)
@@ -242,6 +243,50 @@ def build_model(config, backend=None):
         return Particles(n_particles=config["n_particles"], divergence=config["divergence"], lr=config["lr"],
                          betas=tuple(config["betas"]), batch_size=config["batch_size"], **common)
     return SGM(weighting=config["weighting"], lr=config["lr"], betas=tuple(config["betas"]), **common)
+
+
+def _multiply_adds(sizes):
+    """Multiply-adds per row of a dense network's forward pass: sum of in x out."""
+    return sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
+
+
+#: Per-sample Langevin steps of one SGM run's sampling (3 passes: the samples, the sampler's
+#: gradient, the traces; 10 levels of 100 steps) and multiply-adds of one such step with the
+#: first layer tabulated (npgen.kernels.cpu.annealed_langevin).
+SGM_SAMPLING_STEPS = 3 * 1000
+LANGEVIN_STEP_MULTIPLY_ADDS = 300
+
+
+def run_cost(config):
+    """An estimate of a run's work, in multiply-adds of its training products (a backward pass
+    taken at twice its forward), to hand the longest runs to workers first:
+
+    * GAN: per row of a step, the generator 3 times (its step, forward and backward; the
+      discriminator step's fakes), 6 times with the gradient penalty's tangents, and the
+      discriminator 7 times (forward and input gradient in the generator step; forward and
+      backward on 2B rows in its own);
+    * VAE: encoder and decoder forward and backward (3 times each);
+    * SGM: the score network's x path 3 times, plus its sampling (SGM_SAMPLING_STEPS steps of
+      each of n_samples samples);
+    * particles: per particle step, the discriminator's forward and backward on a batch of
+      particles and one of data in each of its 5 Adam steps, then its gradient at every
+      particle.
+
+    Skip connections and spectral norm are taken at the plain network's cost."""
+    model = config["model"]
+    if model == "particles":
+        per_step = 5 * 2 * 3 * config["batch_size"] + 3 * config["n_particles"]
+        return config["n_steps"] * per_step * _multiply_adds([1, 64, 64, 64, 1])
+    steps = config["epochs"] * (config["n_data"] // config["batch_size"]) * config["batch_size"]
+    if model == "sgm":
+        return (3 * steps * _multiply_adds([1, *HIDDEN_WIDTHS, 1])
+                + config["n_samples"] * SGM_SAMPLING_STEPS * LANGEVIN_STEP_MULTIPLY_ADDS)
+    generator = _multiply_adds(generator_sizes(config["n_layers"]))
+    if model == "vae":
+        return 3 * steps * (generator + _multiply_adds(encoder_sizes()))
+    tangents = 2 if config["gp_lipschitz"] is not None else 1
+    return steps * (3 * tangents * generator
+                    + 7 * _multiply_adds(discriminator_sizes(config["n_layers"])))
 
 
 def lipschitz_metrics(model, config):

@@ -501,7 +501,7 @@ def _clear_leftovers(out_dir, unique, note):
 
 
 def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail_fast=False,
-              name_fields=None, shared_filesystem=True):
+              name_fields=None, shared_filesystem=True, cost=None):
     """Run every configuration of ``configs`` that ``out_dir`` does not hold finished yet.
 
     ``run_fn(config, run_dir) -> dict`` does one run (see the module docstring for what the
@@ -518,6 +518,9 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
     Each run is computed in a temporary folder of its worker's own (:func:`_compute_detached`,
     one BLAS thread), its files come back to this process as bytes, and this process writes
     them into ``out_dir`` with the same atomic layout and marker as a run computed in place.
+    ``cost(config) -> number``, if given, estimates a run's work: the runs start largest cost
+    first (ties in the order of ``configs``), so that the longest runs of a parallel sweep do
+    not start last and leave the other workers idle at the end.
 
     Returns, for each configuration in order, the metrics of its run (None for a failed run).
     """
@@ -538,6 +541,8 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
         failures_path = os.path.join(out_dir, FAILURES_FILE)
         failures = []
         atomic_write_json(failures_path, failures)
+        if cost is not None:
+            todo = sorted(todo, key=lambda key: -cost(unique[key]))
         tasks = [_Task(run_fn, key, unique[key], run_name(unique[key], name_fields), out_dir)
                  for key in todo]
 
