@@ -120,6 +120,12 @@ def replica_bytes(model, batch_size, n_data):
     return itemsize * total + 8 * n_data + 16 * 64
 
 
+def _laid_end_to_end(shapes):
+    """(offset, shape) of blocks of these shapes laid one after the other in a flat buffer."""
+    offsets = np.cumsum([0] + [math.prod(shape) for shape in shapes])
+    return [(int(offset), shape) for offset, shape in zip(offsets, shapes)]
+
+
 class _DeviceParameters:
     """R copies of one network's flat parameter buffer on the device, and its gradients.
 
@@ -181,7 +187,8 @@ class _DeviceNetwork:
         self.sole_input = first._sole_input
         self.layout = [((out, fan_in), (out,)) for out, fan_in in
                        zip(first.sizes[1:], first.fan_in)]
-        self.parameters = _DeviceParameters([net.params for net in nets], self._segments(),
+        shapes = [shape for layer in self.layout for shape in layer]
+        self.parameters = _DeviceParameters([net.params for net in nets], _laid_end_to_end(shapes),
                                             self.dtype, ck)
         self.weights = self.parameters.blocks[0::2]
         self.biases = self.parameters.blocks[1::2]
@@ -198,14 +205,6 @@ class _DeviceNetwork:
                                     for w, _ in self.layout]
             self.sn_sigma = [ck.to_device(np.ones(R)) for _ in self.layout]
         self._workspaces = {}
-
-    def _segments(self):
-        """(offset in one network's flat buffer, shape) of each weight and bias, in order."""
-        offset = 0
-        for w_shape, b_shape in self.layout:
-            for shape in (w_shape, b_shape):
-                yield offset, shape
-                offset += math.prod(shape)
 
     def copy_to_models(self):
         """Write the device weights (and spectral-norm vectors) back into the CPU networks."""
@@ -391,9 +390,9 @@ class _DeviceScore:
         first = nets[0]
         self.ck, self.R, self.nets, self.dtype = ck, len(nets), nets, first.dtype
         blocks = first._blocks()  # the order of the CPU buffer, block after block
-        offsets = np.cumsum([0] + [math.prod(shape) for _, shape in blocks])
-        segments = [(int(offset), shape) for offset, (_, shape) in zip(offsets, blocks)]
-        self.parameters = _DeviceParameters([net.params for net in nets], segments, self.dtype, ck)
+        self.parameters = _DeviceParameters([net.params for net in nets],
+                                            _laid_end_to_end([shape for _, shape in blocks]),
+                                            self.dtype, ck)
         names = [name for name, _ in blocks]
         self.w = dict(zip(names, self.parameters.blocks))
         self.g = dict(zip(names, self.parameters.grad_blocks))
@@ -456,9 +455,9 @@ class _DeviceScore:
         ws, x, features = self._last
         weight_grads = (g["fc_1.weight"], g["fc_2.x"], g["fc_3.x"])
         bias_grads = (g["fc_1.bias"], self.grad_beff2, self.grad_beff3)
-        grad_a = grad_s
+        grad_a, path = grad_s, self._x_path()
         for k in (3, 2, 1):
-            weight, _, kind, slope = self._x_path()[k - 1]
+            weight, _, kind, slope = path[k - 1]
             h = x if k == 1 else ws[f"a{k - 1}"]
             ck.linear_backward(h, weight, ws[f"z{k}"], ws[f"a{k}"], grad_a, kind, slope,
                                ws[f"grad_z{k}"], weight_grads[k - 1], bias_grads[k - 1],
