@@ -87,6 +87,22 @@ def get_backend(name=None):
     return importlib.import_module(f"{__name__}.{BACKENDS[backend_name(name)]}")
 
 
+_REPLICA_FORMS = {}
+
+
+def replica_form(name=None):
+    """The kernels of backend ``name`` over a leading replica axis (:mod:`replicas` has the
+    rule): the ``cuda`` module itself, or the replica form of a one-replica backend (``name``
+    as :func:`backend_name` resolves it)."""
+    if name in REPLICA_BACKENDS:
+        return get_replica_backend(name)
+    name = backend_name(name)
+    if name not in _REPLICA_FORMS:
+        from .replicas import ReplicaForm
+        _REPLICA_FORMS[name] = ReplicaForm(get_backend(name))
+    return _REPLICA_FORMS[name]
+
+
 def get_replica_backend(name="cuda"):
     """Return the batched kernel module ``name`` (one of ``REPLICA_BACKENDS``), or raise
     ValueError in one sentence when its libraries or its device are missing."""

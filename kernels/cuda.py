@@ -60,7 +60,7 @@ from numba.cuda.random import (
 )
 
 __all__ = list(KERNELS) + ["standard_normal", "rng_states", "gather_rows", "put_columns",
-                          "take_columns", "to_device", "to_host",
+                          "take_columns", "zeros", "to_device", "to_host",
                           "free_bytes", "synchronize", "vae_reparameterize", "vae_residual",
                           "vae_code_gradient", "score_matching_noisy", "score_matching_loss",
                           "gradient_penalty"]
@@ -1240,6 +1240,15 @@ def gather_rows(source, index, start, out, offset, count):
 def synchronize():
     """Wait for every launched kernel and product to finish (for timing)."""
     cuda.synchronize()
+
+
+#: This backend's name (npgen.kernels.REPLICA_BACKENDS), and where its arrays live.
+BACKEND_NAME, on_device = "cuda", True
+
+
+def zeros(shape, dtype):
+    """A zero device array."""
+    return cuda.to_device(np.zeros(shape, dtype))
 
 
 def to_device(array):

@@ -217,7 +217,7 @@ def _held_bytes(batched, *arrays):
             todo += item
         elif isinstance(item, dict):
             todo += item.values()
-        elif type(item).__module__ == replicas.__name__:
+        elif type(item).__module__.startswith("npgen."):  # the batch, its networks, Adams, workspaces
             todo += vars(item).values()
     return sum(buffers.values())
 

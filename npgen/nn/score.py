@@ -35,6 +35,7 @@ from ..kernels import numpy_ref
 from ..util.checks import check_matrix, check_number, dtype_of
 from .files import build_network, check_state, read_network_file, write_network_file
 from .layers import AffineLayer
+from .layout import ParameterLayout
 
 #: Number of sinusoidal features of sigma (half sines, half cosines).
 FEATURES = 16
@@ -111,6 +112,7 @@ class ScoreNetwork:
         self.seed = check_number("seed", seed, low=0, integer=True)
         self.backend_name = kernels.backend_name(backend)
         self.backend = kernels.get_backend(self.backend_name)
+        self.ops = kernels.replica_form(self.backend_name)
         self._allocate_parameters()
         self._initialize(np.random.default_rng(self.seed))
         self._workspaces = {}
@@ -132,17 +134,10 @@ class ScoreNetwork:
         return blocks
 
     def _allocate_parameters(self):
-        blocks = self._blocks()
-        total = sum(int(np.prod(shape)) for _, shape in blocks)
-        self.params = np.zeros(total, self.dtype)
-        self.grads = np.zeros(total, self.dtype)
-        self.weights, self.weight_grads = {}, {}
-        offset = 0
-        for name, shape in blocks:
-            size = int(np.prod(shape))
-            self.weights[name] = self.params[offset:offset + size].reshape(shape)
-            self.weight_grads[name] = self.grads[offset:offset + size].reshape(shape)
-            offset += size
+        self.layout = ParameterLayout(self._blocks())
+        self.params = np.zeros(self.layout.size, self.dtype)
+        self.grads = np.zeros(self.layout.size, self.dtype)
+        self.weights, self.weight_grads = self.layout.blocks(self.params), self.layout.blocks(self.grads)
 
     def _initialize(self, rng):
         for name, out, fan_in in LAYERS:
