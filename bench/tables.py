@@ -481,20 +481,21 @@ def names_in(text):
 
 def run(check, paths=None):
     """Rewrite (or with ``check``, compare) every page; the differences as unified-diff text."""
-    paths = pages() if paths is None else paths
+    every_page = paths is None
+    paths = pages() if every_page else paths
     differences, shown = [], set()
     for path in paths:
         text = path.read_text()
         shown.update(names_in(text))
-        new = render(text, where=str(path.relative_to(ROOT)))
+        name = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+        new = render(text, where=name)
         if new != text:
-            name = str(path.relative_to(ROOT))
             differences.append("".join(difflib.unified_diff(
                 text.splitlines(True), new.splitlines(True), name, f"{name} (generated)")))
             if not check:
                 path.write_text(new)
     unused = sorted(set(TABLES) - shown)
-    if unused:
+    if every_page and unused:
         raise ValueError(f"tables that no page shows: {', '.join(unused)}")
     return differences
 
