@@ -104,6 +104,21 @@ def cell(text, show_n=False):
     return f"{shown} (n={n})" if show_n and n is not None else shown
 
 
+def seeds(cells):
+    """How many runs the report cells average: "mean ± std over 5 seeds", or over "3-5 seeds"."""
+    counts = sorted({parsed[2] for parsed in map(parse_stat, cells) if parsed and parsed[2]})
+    if not counts:
+        return "one run each"
+    if counts == [1]:
+        return "one seed each"
+    span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"mean ± std over {span} seeds"
+
+
+def _first_stat(text):
+    return text.split(";")[0]
+
+
 def table(header, rows):
     """A Markdown pipe table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -143,17 +158,25 @@ def fig3_summary():
                ("GAN mass in [-m/2, m/2]", "GAN mass"), ("VAE mass", "VAE mass"),
                ("SGM mass", "SGM mass"), ("true mass", "true mass")]
     rows = [[cell(row[index[key]]) for _, key in columns] for row in part["rows"]]
+    spread = seeds(row[index["GAN Lip"]] for row in part["rows"])
     return table([title for title, _ in columns], rows) + source(
-        "quick/summary.json", note="Mean ± std over 5 seeds; constants of z -> x in data units.")
+        "quick/summary.json", note=f"{spread.capitalize()}; constants of z -> x in data units.")
 
 
 def _summary_table(name, rename=None, drop=(), note=""):
+    """A section's table as the report has it, its cells rounded.
+
+    ``{seeds}`` in ``note`` becomes how many runs a cell averages, ``{m}`` the section title's m.
+    """
     part = section(name)
     rename = rename or {}
     keep = [i for i, title in enumerate(part["header"]) if title not in drop]
     header = [rename.get(part["header"][i], part["header"][i]) for i in keep]
     rows = [[cell(row[i]) for i in keep] for row in part["rows"]]
-    return table(header, rows) + source("quick/summary.json", note=note)
+    spread = seeds(_first_stat(row[i]) for row in part["rows"] for i in keep)
+    at = re.search(r"m = [\d.]+", part["title"])
+    return table(header, rows) + source("quick/summary.json",
+                                        note=note.format(seeds=spread, m=at[0] if at else ""))
 
 
 def fig3_mw2():
@@ -162,25 +185,26 @@ def fig3_mw2():
     keys = ["m", "GAN MW2^2", "VAE MW2^2", "SGM MW2^2"]
     header = ["m", "GAN MW2^2 (data units^2)", "VAE MW2^2 (data units^2)", "SGM MW2^2 (data units^2)"]
     rows = [[cell(row[index[key]]) for key in keys] for row in part["rows"]]
-    return table(header, rows) + source("quick/summary.json", note="Mean ± std over 5 seeds.")
+    spread = seeds(row[index[key]] for row in part["rows"] for key in keys[1:])
+    return table(header, rows) + source("quick/summary.json", note=f"{spread.capitalize()}.")
 
 
 def fig2():
     return _summary_table("fig2", rename={"MW2^2 to nu": "MW2^2 to nu (data units^2)"},
-                          note="m = 10; mean ± std over 5 seeds.")
+                          note="{m}; {seeds}.")
 
 
 def fig4():
     return _summary_table("fig4", rename={"MW2^2 to nu": "MW2^2 to nu (data units^2)"},
-                          note="m = 5; one seed per setting.")
+                          note="{m}; {seeds}.")
 
 
 def fig5():
-    return _summary_table("fig5", note="m = 5; mean ± std over 3 seeds.")
+    return _summary_table("fig5", note="{m}; {seeds}.")
 
 
 def fig6():
-    return _summary_table("fig6", note="Exact Lip of z -> x (data units); one seed per cell.")
+    return _summary_table("fig6", note="Exact Lip of z -> x (data units); {seeds}.")
 
 
 def grid():
@@ -209,12 +233,12 @@ def verdicts_quick():
 
 def fig3b():
     return _summary_table("fig3b", drop=("GAN Lip", "VAE Lip", "SGM MW2^2"),
-                          note="Mean ± std over 5 seeds; |grad g| in data units.")
+                          note="SGM, {seeds}; |grad g| in data units.")
 
 
 def cauchy():
     return _summary_table("cauchy", rename={"mass in [-m/2, m/2]": "mass in [-m/2, m/2]"},
-                          note="GAN, mean ± std over 3 seeds, the same seeds and data for both latents.")
+                          note="GAN, {seeds}, the same seeds and data for both latents.")
 
 
 def particles():
@@ -227,8 +251,10 @@ def particles():
     rename = {"N=200: train seconds": "N=200: training (s)", "N=50000: train seconds": "N=50000: training (s)"}
     index = {name: i for i, name in enumerate(part["header"])}
     rows = [[cell(row[index[key]]) for key in keep] for row in part["rows"]]
+    particles_runs = seeds(row[index["particles N=200 mass"]] for row in part["rows"])
+    gan_runs = seeds(row[index["GAN mass"]] for row in part["rows"])
     return table([rename.get(key, key) for key in keep], rows) + source(
-        "quick/summary.json", note="KL, 400 particle steps, seed 0; GAN: Figure 3's 5 seeds.")
+        "quick/summary.json", note=f"KL divergence; particles: {particles_runs}; GAN: Figure 3's runs, {gan_runs}.")
 
 
 # ---------------------------------------------------------------- presets
@@ -264,7 +290,7 @@ def robustness():
         rows.append([lr, betas, kernels, f"{models}; m = {ms}", runs,
                      f"{len(kinds)} ({kinds.count('one mode')} one mode, {kinds.count('one spike')} one spike)"])
     return table(["GAN lr", "GAN betas", "OpenBLAS kernels", "runs of", "runs", "collapsed"],
-                 rows) + source("quick_robustness.json", note="Quick preset otherwise; 5 seeds per m.")
+                 rows) + source("quick_robustness.json", note="The quick preset's other settings.")
 
 
 # ---------------------------------------------------------------- Figure 7
