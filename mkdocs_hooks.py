@@ -6,6 +6,10 @@ its path in the repository (``bench/results/quick/fig3.png``), rewrites the link
 and does the same, one level further, for the links of an added Markdown page
 (``bench/README.md`` linking ``results/bench.json``). A link to a file that does not exist is
 left alone, so ``mkdocs build --strict`` still reports it.
+
+The docstrings cross-reference in Sphinx's roles (:class:`GAN`, :func:`npgen.theory.corollary2`).
+The API pages turn each into a link to its entry in the reference when one exists (through
+mkdocs-autorefs), and into plain code otherwise.
 """
 
 import posixpath
@@ -16,6 +20,7 @@ from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parent
 _LINK = re.compile(r"\]\((?P<target>[^)\s#]+)(?P<anchor>#[^)\s]*)?\)")
+_ROLE = re.compile(r":(?:py:)?(?:class|mod|func|meth|attr|data|exc|obj):<code>~?(?P<name>[\w.]+)(?:\(\))?</code>")
 _outside = {}  # repository path of an added file -> True
 
 
@@ -67,3 +72,12 @@ def on_page_markdown(markdown, page, config, files):
         return f"]({posixpath.relpath(path, posixpath.dirname(source) or '.')}{match['anchor'] or ''})"
 
     return _LINK.sub(rewrite, markdown)
+
+
+def on_page_content(html, page, config, files):
+    def link(match):
+        name = match["name"]
+        shown = name.rsplit(".", 1)[-1] if "<code>~" in match[0] else name
+        return f'<autoref identifier="{name}" optional><code>{shown}</code></autoref>'
+
+    return _ROLE.sub(link, html)

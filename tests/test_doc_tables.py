@@ -108,7 +108,8 @@ def test_the_documentation_builds_strictly(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     front = (tmp_path / "site" / "index.html").read_text()
     assert "npgen" in front
-    reference = (tmp_path / "site" / "api" / "models" / "index.html").read_text()
+    reference = (tmp_path / "site" / "api" / "models.html").read_text()
     assert "GAN" in reference and "fit" in reference
+    assert ":class:<code>" not in reference and "autorefs-internal" in reference
     assert (tmp_path / "site" / "bench" / "results" / "quick" / "fig3.png").is_file()
     assert seconds < 120, f"mkdocs build took {seconds:.0f} s"
