@@ -113,3 +113,10 @@ def test_the_documentation_builds_strictly(tmp_path):
     assert ":class:<code>" not in reference and "autorefs-internal" in reference
     assert (tmp_path / "site" / "bench" / "results" / "quick" / "fig3.png").is_file()
     assert seconds < 120, f"mkdocs build took {seconds:.0f} s"
+
+
+def test_ci_runs_the_readme_test_command():
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    command = next(line for block in blocks for line in block.splitlines() if "pytest" in line)
+    assert ".[test,docs]" in command, "the test command installs the docs extra, so mkdocs is checked"
+    assert command in (ROOT / ".ci" / "run").read_text()
