@@ -120,10 +120,10 @@ def _first_stat(text):
 
 
 def table(header, rows):
-    """A Markdown pipe table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(value) for value in row) + " |" for row in rows]
-    return "\n".join(lines)
+    """A Markdown pipe table; a ``|`` inside a cell (``|grad g|``) is escaped."""
+    def line(cells):
+        return "| " + " | ".join(str(value).replace("|", "\\|") for value in cells) + " |"
+    return "\n".join([line(header), "|" + "---|" * len(header)] + [line(row) for row in rows])
 
 
 def source(*paths, note=""):

@@ -120,3 +120,7 @@ def test_ci_runs_the_readme_test_command():
     command = next(line for block in blocks for line in block.splitlines() if "pytest" in line)
     assert ".[test,docs]" in command, "the test command installs the docs extra, so mkdocs is checked"
     assert command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_a_bar_inside_a_cell_does_not_split_it():
+    assert tables.table(["max |grad g|"], [["1"]]).splitlines()[0] == "| max \\|grad g\\| |"
