@@ -112,6 +112,8 @@ def test_the_documentation_builds_strictly(tmp_path):
     assert "GAN" in reference and "fit" in reference
     assert ":class:<code>" not in reference and "autorefs-internal" in reference
     assert (tmp_path / "site" / "bench" / "results" / "quick" / "fig3.png").is_file()
+    for page in (tmp_path / "site").rglob("*.html"):
+        assert "|---|" not in page.read_text(), f"{page.name}: a Markdown table did not render"
     assert seconds < 120, f"mkdocs build took {seconds:.0f} s"
 
 
