@@ -103,6 +103,64 @@ def _norm_ppf(p):
     return np.where(p > 0.5, -special.ndtri(1.0 - p), special.ndtri(p))
 
 
+#: Gauss-Legendre nodes and weights on [-1, 1] for the short integrals of _normal_quantile_gap.
+_GAUSS_LEGENDRE_NODES, _GAUSS_LEGENDRE_WEIGHTS = np.polynomial.legendre.leggauss(24)
+#: Newton steps allowed for that gap; it converges in under ten from its start (tests check).
+_GAP_NEWTON_STEPS = 40
+
+
+def _one_minus_sum(p, q):
+    """1 - p - q for p, q in [0, 1], accurate relative to itself even when it is tiny: 1 - p is
+    split exactly into its rounded value s and error e (Fast2Sum, as 1 >= p), and when q is
+    close to s, s - q is exact (Sterbenz)."""
+    s = 1.0 - p
+    e = (1.0 - s) - p
+    return (s - q) + e
+
+
+def _normal_quantile_gap(p, q):
+    r"""Phi^-1(p + q) - Phi^-1(p) for p, q >= 0 with p + q <= 1, to about 1e-13 relative even
+    where q is tiny against p (forming p + q would round q away) or p + q is close to 1.
+
+    * Mirror. With r = 1 - p - q (:func:`_one_minus_sum`) and Phi^-1(1 - u) = -Phi^-1(u), the
+      gap is also Phi^-1(r + q) - Phi^-1(r); take the smaller outer mass a = min(p, r) <= 1/2
+      and the larger b = max(p, r) = 1 - a - q, both known to a rounding of themselves.
+    * q > a: x0 = Phi^-1(a) <= 0 and x1 = Phi^-1(a + q) (a + q <= 1/2) or -Phi^-1(b), each
+      from its own tail, and the gap is x1 - x0. It is then at least
+      Phi^-1(2a) - Phi^-1(a) >~ log(2) / |x0|, so the subtraction loses at most a factor
+      ~ x0^2 <= 1.5e3 on the rounding of x0 and a + q is rounded relative to about q.
+    * q <= a: the gap d solves q = int_{x0}^{x0 + d} phi = phi(x0) J(d) with
+      J(d) = int_0^d exp(-x0 u - u^2 / 2) du, i.e. J(d) = c := (q / a) Phi(x0) / phi(x0), and
+      Phi(x0) / phi(x0) = sqrt(pi / 2) erfcx(-x0 / sqrt(2)) (no underflow of phi(x0) even at
+      the smallest a). J is a 24-point Gauss-Legendre sum: the exponent changes by
+      (x0^2 - (x0 + d)^2) / 2 <= ~1 over [0, d] (the mass q <= a = Phi(x0) puts x0 + d below
+      Phi^-1(2a)), where the rule is exact to rounding. Newton's steps
+      d <- d - (J(d) - c) / exp(-x0 d - d^2 / 2) start from d = c; for q << a this is
+      d = q / phi(x0) (1 - x0 d / 2 + ...), the series of Phi^-1 in q (its derivative is
+      1 / phi(Phi^-1)).
+    """
+    p, q = np.broadcast_arrays(np.asarray(p, dtype=float), np.asarray(q, dtype=float))
+    r = np.maximum(_one_minus_sum(p, q), 0.0)
+    a, b = np.minimum(p, r), np.maximum(p, r)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x0 = special.ndtri(a)
+        x1 = np.where(b >= 0.5, special.ndtri(np.minimum(a + q, 0.5)), -special.ndtri(b))
+        subtracted = x1 - x0
+        small = (q <= a) & (a > 0) & (q > 0)  # the Newton branch; elsewhere it runs on dummies
+        base = np.where(small, x0, 0.0)
+        target = np.where(small, q / np.where(small, a, 1.0), 0.0) * math.sqrt(0.5 * math.pi) * \
+            special.erfcx(-base / math.sqrt(2.0))
+        d = target
+        for _ in range(_GAP_NEWTON_STEPS):
+            u = 0.5 * d[..., None] * (1.0 + _GAUSS_LEGENDRE_NODES)
+            integral = 0.5 * d * np.sum(_GAUSS_LEGENDRE_WEIGHTS * np.exp(-base[..., None] * u - 0.5 * u * u), axis=-1)
+            step = (integral - target) / np.exp(-base * d - 0.5 * d * d)
+            d = d - step
+            if np.all(np.abs(step) <= 1e-16 * d):
+                break
+    return np.where(small, d, subtracted)
+
+
 def _log_phi(x):
     """log phi(x)."""
     return -0.5 * np.square(x) - _LOG_SQRT_2PI
@@ -777,7 +835,10 @@ def theorem1_required_lipschitz(m, p_left, mass_between):
 
         Lip(g) >= m / (Phi^-1(p + q) - Phi^-1(p)),
 
-    the value returned: the bound at that constant is exactly q. It is +inf when q = 0 and
+    the value returned: the bound at that constant is exactly q. The gap of the two quantiles
+    is taken without forming p + q where q is small against p (:func:`_normal_quantile_gap`),
+    so the demand keeps its relative precision down to the smallest q (it is +inf only where the
+    true demand exceeds the largest float, about q < 1e-308 phi(Phi^-1(p)) m). It is +inf when q = 0 and
     0 < p < 1 (no Lipschitz map leaves the gap empty), and 0 when p = 0, p + q = 1 or m = 0
     (the theorem then asks nothing). By the mirror image (A = [m/2, inf)), the same function
     of p_right = g#mu((m/2, inf)) gives a second demand; both hold.
@@ -797,10 +858,9 @@ def theorem1_required_lipschitz(m, p_left, mass_between):
     if np.any(p + q > 1 + 1e-12):
         raise ValueError(f"p_left + mass_between must be at most 1 (they are masses of disjoint sets), "
                          f"got {float(np.max(p + q))!r}")
-    right = np.maximum(1.0 - p - q, 0.0)  # 1 - (p + q), for the quantile's upper tail
-    upper = np.where(p + q > 0.5, -special.ndtri(right), special.ndtri(np.minimum(p + q, 1.0)))
-    with np.errstate(divide="ignore", invalid="ignore"):  # q = 0: gap 0, demand inf; p = 0: gap inf
-        demand = m / (upper - _norm_ppf(p))
+    right = np.maximum(_one_minus_sum(p, q), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # q = 0: gap 0; p = 0: gap inf
+        demand = m / _normal_quantile_gap(p, q)
     demand = np.where((p == 0) | (right == 0) | (m == 0), 0.0, np.where(q == 0, np.inf, demand))
     return _scalar_or_array(demand)
 
