@@ -125,7 +125,8 @@ def test_half_line_bound_for_the_gaussian_is_figure_3s(p, m, lip):
     assert got == pytest.approx(expected, rel=1e-9, abs=1e-300)
 
 
-@pytest.mark.parametrize("law", [stats.logistic, stats.laplace, stats.norm])
+@pytest.mark.parametrize("law", [stats.logistic, stats.laplace, stats.norm, stats.hypsecant, stats.norm(0.5, 2.0),
+                                 stats.logistic(loc=-1.0, scale=0.5)])
 def test_half_line_bound_holds_and_is_attained_for_log_concave_latents(law):
     rng = np.random.default_rng(4)
     for _ in range(200):
@@ -140,6 +141,28 @@ def test_half_line_bound_holds_and_is_attained_for_log_concave_latents(law):
         left, between, _ = g.masses(4.0, law)
         assert left == pytest.approx(p, rel=1e-12)
         assert between == pytest.approx(theory.half_line_mass_between_bound(4.0, 3.0, p, law), rel=1e-10)
+
+
+@pytest.mark.parametrize("law", [stats.cauchy, stats.cauchy(0.0, 2.0), stats.t, stats.t(3), stats.gennorm(2.0),
+                                 stats.norm(0.0, -1.0), "norm"])
+def test_half_line_bound_refuses_laws_it_cannot_certify(law):
+    """Only the listed symmetric log-concave families are accepted: Student's t and the Cauchy
+    are not log-concave, the generalized normal is not on the list, a negative scale is no law."""
+    with pytest.raises(ValueError, match=r"^law must be one of scipy\.stats\.norm, .*hypsecant.*, got "):
+        theory.half_line_mass_between_bound(4.0, 0.5, 0.05, law)
+
+
+def test_the_half_line_formula_overstates_the_least_mass_for_a_cauchy_latent():
+    """Why the Cauchy is refused: F(F^-1(p) + m / Lip) - p, taken with the Cauchy CDF, is 0.78 at
+    p = 0.05, m = 4, Lip = 0.5, but the map sending the two tails |z| >= cot(pi p / 2) to the
+    left mode leaves only 0.083 between the modes (exact, from the Cauchy CDF)."""
+    p, m, lip = 0.05, 4.0, 0.5
+    formula = CAUCHY.cdf(CAUCHY.ppf(p) + m / lip) - p
+    edge = 1.0 / math.tan(math.pi * p / 2)
+    left, between, _ = distance_map([(-math.inf, -edge), (edge, math.inf)], m, lip).masses(m)
+    assert left == pytest.approx(p, rel=1e-12)
+    assert between < formula / 9
+    assert between >= theory.cauchy_mass_between_bound(m, lip, p) - 1e-12
 
 
 # --------------------------------------------------------------------------------------------

@@ -922,17 +922,46 @@ def mixture_mass_between(m, sigma=1.0, weight=0.5):
 #   closed form) and :func:`cauchy_mass_between_bound`.
 
 
+#: scipy.stats families whose every member (any loc, scale > 0) is symmetric and log-concave:
+#: log f is -x^2 / 2, -x - 2 log(1 + e^-x), -|x| and -log cosh x up to constants, each concave
+#: and even. They are the latents :func:`half_line_mass_between_bound` accepts.
+SYMMETRIC_LOG_CONCAVE_LAWS = (stats.norm, stats.logistic, stats.laplace, stats.hypsecant)
+
+
+def _symmetric_log_concave_law(law):
+    """``law`` (default: the standard normal) if it is one of SYMMETRIC_LOG_CONCAVE_LAWS, plain
+    or frozen with a loc and a scale > 0; ValueError otherwise."""
+    if law is None:
+        return stats.norm
+    family = getattr(law, "dist", law)  # a frozen law keeps its family in .dist
+    kwds = getattr(law, "kwds", {})
+    args = getattr(law, "args", ())
+    scale = kwds.get("scale", args[1] if len(args) > 1 else 1.0)
+    allowed = any(type(family) is type(known) for known in SYMMETRIC_LOG_CONCAVE_LAWS)
+    if not allowed or not (np.isscalar(scale) and scale > 0 and np.isfinite(scale)):
+        names = ", ".join(f"scipy.stats.{known.name}" for known in SYMMETRIC_LOG_CONCAVE_LAWS)
+        shown = repr(getattr(family, "name", law)) + ("" if not allowed else f" with scale {scale!r}")
+        raise ValueError(f"law must be one of {names} (plain, or frozen with any loc and a scale > 0), the "
+                         f"symmetric log-concave laws for which half-lines are extremal, got {shown} "
+                         f"(for a Cauchy latent use cauchy_mass_between_bound)")
+    return law
+
+
 def half_line_mass_between_bound(m, lip, p_left, law=None):
     r"""F(F^-1(p) + m / Lip) - p: the smallest mass between the modes -m and m that an
     Lip-Lipschitz map of a symmetric log-concave latent of CDF F can leave, given
     p = g#mu((-inf, -m/2]) (see the comment above this function in the source).
 
-    ``law`` is a scipy.stats continuous law with cdf, sf, ppf and isf (default: the standard
-    normal, for which this is :func:`mass_between_modes_bound`). The result is computed as the
-    latent mass of the interval [F^-1(p), F^-1(p) + m / Lip], from whichever tail is nearer,
-    so it stays accurate for p close to 0 or 1.
+    ``law`` is one of :data:`SYMMETRIC_LOG_CONCAVE_LAWS` (normal, logistic, Laplace,
+    hyperbolic secant), plain or frozen with any loc and scale (default: the standard normal,
+    for which this is :func:`mass_between_modes_bound`). Other laws are refused: the formula
+    rests on half-lines being extremal, which needs symmetry and log-concavity, and for a
+    heavy-tailed law it can exceed the least mass by far (for the Cauchy latent, where two
+    tails beat a half-line, see :func:`cauchy_mass_between_bound`). The result is computed as
+    the latent mass of the interval [F^-1(p), F^-1(p) + m / Lip], from whichever tail is
+    nearer, so it stays accurate for p close to 0 or 1.
     """
-    law = stats.norm if law is None else law
+    law = _symmetric_log_concave_law(law)
     m = _nonnegative("m", m)
     lip = _positive("lip", lip)
     p_left = _probability("p_left", p_left)
