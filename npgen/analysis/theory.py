@@ -982,20 +982,32 @@ def cauchy_isoperimetric_profile(t):
     Derivation. Map R onto the circle by z = tan(phi / 2), phi in (-pi, pi): mu becomes the
     uniform law, intervals become arcs, z = +-inf the point N at phi = pi, and
     f(z) = cos^2(phi / 2) / pi = sin^2(rho / 2) / pi with rho = pi - |phi| the angle from N.
-    A set of mass t is a union of disjoint arcs of angles s_j, sum s_j = 2 pi t, and by
-    complement (same end points) we may take t <= 1/2. Each arc costs at least
-    g(s_j) = 2 sin^2(s_j / 4) = 1 - cos(s_j / 2) (in units of 1 / pi):
-    * an arc through N, with ends at angles a and b from N (a + b = s_j <= pi):
-      sin^2(a/2) + sin^2(b/2) = 1 - cos((a+b)/2) cos((a-b)/2) >= 1 - cos(s_j / 2);
-    * an arc not through N with ends at angles r and r + s_j <= pi on one side of N:
-      its far end alone costs sin^2((r + s_j)/2) >= sin^2(s_j/2) >= 2 sin^2(s_j/4) (s_j <= pi);
-    * an arc not through N that passes the point opposite N, ends at angles r and
-      2 pi - r - s_j from N: sin^2(r/2) + sin^2((r + s_j)/2) = 1 - cos(r + s_j/2) cos(s_j/2)
-      >= 1, as r + s_j/2 lies in [pi - s_j/2, pi + s_j/2].
-    g is concave on [0, pi] with g(0) = 0, hence subadditive: the total cost is at least
-    g(2 pi t) = 1 - cos(pi t) = 2 sin^2(pi t / 2), the cost of the symmetric arc through N
-    (the two tails |z| >= cot(pi t / 2)). A half-line of mass t costs sin^2(pi t) / pi,
-    more than 2 sin^2(pi t / 2) / pi whenever t < 1/2 (equal at 1/2).
+    A set of mass t is a union of disjoint closed arcs, apart from one another, of total angle
+    s = 2 pi t, and by complement (same end points) we may take t <= 1/2, so s <= pi. In units
+    of 1 / pi an end at angle rho from N costs w(rho) = sin^2(rho / 2), which increases on
+    [0, pi]. The claim is that the ends cost at least g(s) = 1 - cos(s / 2) = 2 sin^2(s / 4).
+    Write O for the point opposite N (rho = pi) and use sin^2 x + sin^2 y = 1 - cos(x + y) cos(x - y).
+    * Some arc contains O. If it avoids N, its ends lie at angles pi - u and pi - v from N on
+      the two sides of O, with u + v <= s <= pi, and cost
+      cos^2(u/2) + cos^2(v/2) = 1 + cos((u+v)/2) cos((u-v)/2) >= 1 >= g(s). If it contains N
+      too, it is the half-circle from N to O (its angle is at most pi), whose end at O costs 1.
+    * No arc contains O. At most one arc, C_0, contains N; its ends lie at angles a and b from N
+      on the two sides (a = b = 0 when there is no C_0). Every other arc lies in one of the two
+      open half-circles from N to O, outside C_0: those on b's side lie in the angles (b, pi)
+      from N, are disjoint, and so the farthest of their ends is at an angle b' >= b + s_b,
+      s_b being their total angle; with no such arc, b' = b is C_0's end (an end at angle 0
+      costs nothing). Likewise a' >= a + s_a on the other side, so a' + b' >= s, and the two
+      ends are distinct (they lie on different sides, short of O). Keeping only them,
+          cost >= sin^2(a'/2) + sin^2(b'/2) = 1 - cos((a' + b')/2) cos((a' - b')/2).
+      If a' + b' <= pi, cos((a' + b')/2) >= 0 and cos((a' - b')/2) <= 1 give
+      cost >= 1 - cos((a' + b')/2) = g(a' + b') >= g(s), g increasing on [0, 2 pi]. If
+      a' + b' > pi, cos((a' + b')/2) < 0 <= cos((a' - b')/2) (|a' - b'| <= pi) give cost >= 1 >= g(s).
+    So the boundary mass is at least g(2 pi t) / pi = (2 / pi) sin^2(pi t / 2), the cost of the
+    single arc centred on N (a = b = s/2): the two tails |z| >= cot(pi t / 2). (Adding the
+    arcs' costs one by one does not work: the cost 1 - cos(s_j / 2) of one arc centred on N is
+    convex in s_j, so several small arcs would be bounded by less than one large one; the
+    argument above uses that only one arc can sit at N.) A half-line of mass t costs
+    sin^2(pi t) / pi, more than 2 sin^2(pi t / 2) / pi whenever t < 1/2 (equal at 1/2).
     """
     t = _probability("t", t)
     return _scalar_or_array(2.0 / math.pi * np.sin(0.5 * math.pi * np.minimum(t, 1.0 - t)) ** 2)
