@@ -838,7 +838,7 @@ def theorem1_required_lipschitz(m, p_left, mass_between):
     the value returned: the bound at that constant is exactly q. The gap of the two quantiles
     is taken without forming p + q where q is small against p (:func:`_normal_quantile_gap`),
     so the demand keeps its relative precision down to the smallest q (it is +inf only where the
-    true demand exceeds the largest float, about q < 1e-308 phi(Phi^-1(p)) m). It is +inf when q = 0 and
+    true demand, about m phi(Phi^-1(p)) / q, exceeds the largest float). It is +inf when q = 0 and
     0 < p < 1 (no Lipschitz map leaves the gap empty), and 0 when p = 0, p + q = 1 or m = 0
     (the theorem then asks nothing). By the mirror image (A = [m/2, inf)), the same function
     of p_right = g#mu((m/2, inf)) gives a second demand; both hold.
