@@ -119,7 +119,7 @@ def _one_minus_sum(p, q):
 
 
 def _normal_quantile_gap(p, q):
-    r"""Phi^-1(p + q) - Phi^-1(p) for p, q >= 0 with p + q <= 1, to about 1e-13 relative even
+    r"""Phi^-1(p + q) - Phi^-1(p) for p, q >= 0 with p + q <= 1, to about 1e-15 relative even
     where q is tiny against p (forming p + q would round q away) or p + q is close to 1.
 
     * Mirror. With r = 1 - p - q (:func:`_one_minus_sum`) and Phi^-1(1 - u) = -Phi^-1(u), the
@@ -136,7 +136,7 @@ def _normal_quantile_gap(p, q):
       (x0^2 - (x0 + d)^2) / 2 <= ~1 over [0, d] (the mass q <= a = Phi(x0) puts x0 + d below
       Phi^-1(2a)), where the rule is exact to rounding. Newton's steps
       d <- d - (J(d) - c) / exp(-x0 d - d^2 / 2) start from d = c; for q << a this is
-      d = q / phi(x0) (1 - x0 d / 2 + ...), the series of Phi^-1 in q (its derivative is
+      d = q / phi(x0) (1 + x0 d / 2 + ...), the series of Phi^-1 in q (its derivative is
       1 / phi(Phi^-1)).
     """
     p, q = np.broadcast_arrays(np.asarray(p, dtype=float), np.asarray(q, dtype=float))
