@@ -27,7 +27,7 @@ import numpy as np
 from .. import kernels
 from ..util.checks import check_bool, check_choice, check_matrix, check_number, dtype_of
 from .files import build_network, read_network_file, write_network_file
-from .layers import SKIP_STYLES, layer_segments, segment_width
+from .layers import SKIP_STYLES, layer_segments, segment_spans
 from .layout import ParameterLayout
 
 #: The most parameters one network may have (2^28: 1 GiB of float32 weights, and as much
@@ -126,7 +126,7 @@ class MLP:
         self.seed = check_number("seed", seed, low=0, integer=True)
         self.n_layers = len(self.sizes) - 1
         self.segments = layer_segments(self.sizes, self.skip)
-        self.fan_in = [sum(segment_width(self.sizes, seg) for seg in segs) for segs in self.segments]
+        self.fan_in = [segment_spans(segs, self.sizes)[-1][1] for segs in self.segments]
         self.layout = ParameterLayout(
             [block for k, (out, fan_in) in enumerate(zip(self.sizes[1:], self.fan_in))
              for block in ((f"{k}.weight", (out, fan_in)), (f"{k}.bias", (out,)))])
@@ -289,23 +289,19 @@ class MLP:
         are added."""
         if self._aliased(k):
             return nodes[self.segments[k][0][0]]
-        h, start = buffers[k], 0
-        for seg in self.segments[k]:
-            width = segment_width(self.sizes, seg)
+        h = buffers[k]
+        for (start, stop), seg in zip(segment_spans(self.segments[k], self.sizes), self.segments[k]):
             for position, j in enumerate(seg):
-                self.ops.put_columns(nodes[j], h, start, width, position > 0)
-            start += width
+                self.ops.put_columns(nodes[j], h, start, stop - start, position > 0)
         return h
 
     def _scatter(self, k, grad_h, grad_nodes, written):
         """Add the gradient of layer k's input to the gradient of every node it was built from
         (write it to a node not ``written`` yet, and mark it written)."""
-        start = 0
-        for seg in self.segments[k]:
+        for (start, _), seg in zip(segment_spans(self.segments[k], self.sizes), self.segments[k]):
             for j in seg:
                 self.ops.take_columns(grad_h, start, grad_nodes[j], written[j])
                 written[j] = True
-            start += segment_width(self.sizes, seg)
 
     def _layer_weight(self, k):
         """The weight used by layer k in this pass (runs the power iteration in training mode)."""
