@@ -34,8 +34,8 @@ import numpy as np
 
 from .. import kernels
 from ..util.checks import check_number
-from ..nn import MLP, Adam
-from ..nn.score import EMBED_WIDTHS, FEATURES, HIDDEN_WIDTHS, SLOPE, SLOPE_X, sinusoidal_features
+from ..nn import Adam
+from ..nn.score import EMBED_WIDTHS, FEATURES, HIDDEN_WIDTHS, sinusoidal_features
 from .gan import GAN, PENALTY_WEIGHT
 from .sgm import SGM, WEIGHT_POWERS
 from .training import TrainingDiverged, check_losses
@@ -119,119 +119,6 @@ def replica_bytes(model, batch_size, n_data):
     return itemsize * total + 8 * n_data + 16 * 64
 
 
-class _DeviceScore:
-    """R copies of the score network s(x, sigma) (:class:`npgen.nn.ScoreNetwork`, whose module
-    doc has the math) on the device, each replica at its own noise level.
-
-    The parameters keep the CPU network's blocks (fc_2 and fc_3 split into their x-path and
-    embedding columns). A pass runs the embedding MLP on each replica's features p(sigma_r)
-    (a batch of one row per replica), folds it into the x path's biases
-
-        beff2 = W2e e + b2,   beff3 = W3e leaky_0.2(e) + b3,   e = leaky_0.2(z_e2),
-
-    as two identity layers on the rows e and leaky_0.2(e), then runs the x path
-    1 -> 96 -> 196 -> 1 on the batch with those biases. Since leaky_c(leaky_c(z)) =
-    leaky_{c^2}(z), the row leaky_0.2(e) is the second embedding layer with slope 0.04; the
-    backward pass takes the two branches (through e and through leaky(e)) back through the
-    embedding one after the other, the second accumulating into the same gradients.
-    """
-
-    def __init__(self, nets, ck):
-        first = nets[0]
-        self.ck, self.R, self.nets, self.dtype = ck, len(nets), nets, first.dtype
-        self.layout, self.ops = first.layout, ck
-        self.params = ck.to_device(self.layout.stack([net.params for net in nets]))
-        self.grads = ck.zeros(self.params.shape, self.dtype)
-        self.w = self.layout.views(self.params, self.R)
-        self.g = self.layout.views(self.grads, self.R)
-        R, dt = self.R, self.dtype
-        row = {name: ck.to_device(np.zeros((R, 1, width), dt)) for name, width in (
-            ("z_e1", EMBED_WIDTHS[0]), ("a_e1", EMBED_WIDTHS[0]), ("grad_z_e1", EMBED_WIDTHS[0]),
-            ("grad_a_e1", EMBED_WIDTHS[0]), ("z_e2", EMBED_WIDTHS[1]), ("e", EMBED_WIDTHS[1]),
-            ("z_leaky_e", EMBED_WIDTHS[1]), ("leaky_e", EMBED_WIDTHS[1]),
-            ("grad_z_e2", EMBED_WIDTHS[1]), ("grad_e", EMBED_WIDTHS[1]),
-            ("grad_leaky_e", EMBED_WIDTHS[1]), ("beff2", HIDDEN_WIDTHS[1]),
-            ("beff2_a", HIDDEN_WIDTHS[1]), ("grad_z_beff2", HIDDEN_WIDTHS[1]),
-            ("grad_beff2", HIDDEN_WIDTHS[1]), ("beff3", 1), ("beff3_a", 1), ("grad_z_beff3", 1),
-            ("grad_beff3", 1))}
-        self.row = row
-        self.beff2, self.beff3 = (row[n].reshape(R, row[n].shape[2]) for n in ("beff2", "beff3"))
-        self.grad_beff2, self.grad_beff3 = (row[n].reshape(R, row[n].shape[2])
-                                            for n in ("grad_beff2", "grad_beff3"))
-        self._workspaces = {}
-
-    def _workspace(self, n):
-        if n not in self._workspaces:
-            R, dt = self.R, self.dtype
-            widths = {"1": HIDDEN_WIDTHS[0], "2": HIDDEN_WIDTHS[1], "3": 1}
-            self._workspaces[n] = {f"{part}{k}": self.ck.to_device(np.zeros((R, n, width), dt))
-                                   for k, width in widths.items()
-                                   for part in ("z", "a", "grad_z", "grad_a")}
-        return self._workspaces[n]
-
-    def forward(self, x, features):
-        """s(x_ri, sigma_r) for x (R, n, 1) and each replica's features p(sigma_r) (R, 1, 16);
-        returns the scores (R, n, 1), valid until the next call."""
-        ck, w, row, leaky = self.ck, self.w, self.row, kernels.LEAKY_RELU
-        ck.linear_forward(features, w["sigma_emb_1.weight"], w["sigma_emb_1.bias"], leaky, SLOPE,
-                          row["z_e1"], row["a_e1"])
-        for z, a, slope in (("z_e2", "e", SLOPE), ("z_leaky_e", "leaky_e", SLOPE * SLOPE)):
-            ck.linear_forward(row["a_e1"], w["sigma_emb_2.weight"], w["sigma_emb_2.bias"], leaky,
-                              slope, row[z], row[a])
-        ck.linear_forward(row["e"], w["fc_2.e"], w["fc_2.bias"], kernels.IDENTITY, 0.0,
-                          row["beff2"], row["beff2_a"])
-        ck.linear_forward(row["leaky_e"], w["fc_3.e"], w["fc_3.bias"], kernels.IDENTITY, 0.0,
-                          row["beff3"], row["beff3_a"])
-        ws = self._workspace(x.shape[1])
-        self._last = (ws, x, features)
-        h = x
-        for k, (weight, bias, kind, slope) in enumerate(self._x_path(), start=1):
-            ck.linear_forward(h, weight, bias, kind, slope, ws[f"z{k}"], ws[f"a{k}"])
-            h = ws[f"a{k}"]
-        return h
-
-    def _x_path(self):
-        """(weight, bias, activation, slope) of the x path's layers, the biases beff folded in."""
-        w, leaky = self.w, kernels.LEAKY_RELU
-        return ((w["fc_1.weight"], w["fc_1.bias"], leaky, SLOPE_X),
-                (w["fc_2.x"], self.beff2, leaky, SLOPE),
-                (w["fc_3.x"], self.beff3, kernels.IDENTITY, 0.0))
-
-    def backward(self, grad_s):
-        """Backprop dL/ds (R, n, 1) through the last forward: writes every parameter gradient."""
-        ck, w, g, row, leaky = self.ck, self.w, self.g, self.row, kernels.LEAKY_RELU
-        ws, x, features = self._last
-        weight_grads = (g["fc_1.weight"], g["fc_2.x"], g["fc_3.x"])
-        bias_grads = (g["fc_1.bias"], self.grad_beff2, self.grad_beff3)
-        grad_a, path = grad_s, self._x_path()
-        for k in (3, 2, 1):
-            weight, _, kind, slope = path[k - 1]
-            h = x if k == 1 else ws[f"a{k - 1}"]
-            ck.linear_backward(h, weight, ws[f"z{k}"], ws[f"a{k}"], grad_a, kind, slope,
-                               ws[f"grad_z{k}"], weight_grads[k - 1], bias_grads[k - 1],
-                               ws[f"grad_a{k - 1}"] if k > 1 else None, False, k > 1)
-            grad_a = ws[f"grad_a{k - 1}"] if k > 1 else None
-        for beff, source, block in (("beff2", "e", "fc_2"), ("beff3", "leaky_e", "fc_3")):
-            ck.linear_backward(row[source], w[f"{block}.e"], row[beff], row[f"{beff}_a"],
-                               row[f"grad_{beff}"], kernels.IDENTITY, 0.0, row[f"grad_z_{beff}"],
-                               g[f"{block}.e"], g[f"{block}.bias"], row[f"grad_{source}"], False,
-                               True)
-        for branch, (z, a, slope) in enumerate((("z_e2", "e", SLOPE),
-                                                ("z_leaky_e", "leaky_e", SLOPE * SLOPE))):
-            ck.linear_backward(row["a_e1"], w["sigma_emb_2.weight"], row[z], row[a],
-                               row[f"grad_{a}"], leaky, slope, row["grad_z_e2"],
-                               g["sigma_emb_2.weight"], g["sigma_emb_2.bias"], row["grad_a_e1"],
-                               branch > 0, True)
-            ck.linear_backward(features, w["sigma_emb_1.weight"], row["z_e1"], row["a_e1"],
-                               row["grad_a_e1"], leaky, SLOPE, row["grad_z_e1"],
-                               g["sigma_emb_1.weight"], g["sigma_emb_1.bias"], None, branch > 0,
-                               False)
-
-    def copy_to(self, nets):
-        """Write the device parameters back into the CPU score networks."""
-        self.layout.unstack(self.ck.to_host(self.params), [net.params for net in nets])
-
-
 class _BatchedModel:
     """What the batched models share: the device copies of the networks named NETWORKS (the
     push-forward network first, or the score network), one Adam each, and the replicas' RNG
@@ -253,7 +140,7 @@ class _BatchedModel:
 
     def device_network(self, nets):
         """R copies of the networks ``nets`` on the device, one a replica."""
-        return MLP.replicas_of(nets, self.ck.BACKEND_NAME)
+        return type(nets[0]).replicas_of(nets, self.ck.BACKEND_NAME)
 
     def copy_back(self, names=None):
         """Copy the device weights of the networks ``names`` (default: all) into the models."""
@@ -371,10 +258,6 @@ class BatchedSGM(_BatchedModel):
 
     NETWORKS = ("score",)
 
-    def device_network(self, nets):
-        """R copies of the score networks ``nets`` on the device."""
-        return _DeviceScore(nets, self.ck)
-
     def __init__(self, models, ck, batch_size):
         super().__init__(models, ck)
         first = models[0]
@@ -405,10 +288,10 @@ class BatchedSGM(_BatchedModel):
         ck.gather_rows(self.sigma_by_level, self.levels, start // B, self.sigma, 0, 1)
         ck.standard_normal(self.states, self.eps)
         ck.score_matching_noisy(self.x, self.eps, self.sigma, self.noisy)
-        score = self.networks[0].forward(self.noisy, self.features)
+        score = self.networks[0]._forward(self.noisy, self.features)
         ck.score_matching_loss(score, self.eps, self.sigma, self.weight_power, self.grad_score,
                                self.loss)
-        self.networks[0].backward(self.grad_score)
+        self.networks[0]._backward(self.grad_score, need_grad_x=False)
         self.optimizers[0].step()
         return {"loss": ck.to_host(self.loss) / B}
 

@@ -20,31 +20,18 @@ All parameters live in one flat buffer ``params`` (gradients in ``grads``), so t
 optimizer call updates a whole network.
 """
 
-import copy
-
 import numpy as np
 
 from .. import kernels
 from ..util.checks import check_bool, check_choice, check_matrix, check_number, dtype_of
 from .files import build_network, read_network_file, write_network_file
 from .layers import SKIP_STYLES, layer_segments, segment_spans
-from .layout import ParameterLayout
+from .layout import ParameterLayout, ReplicatedParameters, as_given, with_replica_axis
 
 #: The most parameters one network may have (2^28: 1 GiB of float32 weights, and as much
 #: again for their gradients); checked before anything is allocated. The paper's largest
 #: network, the discriminator of a 7-layer GAN, has about 45 million.
 MAX_PARAMS = 2 ** 28
-
-
-def _with_replica_axis(x):
-    """(x with the replica axis first, whether it was given without one): an (n, w) array is
-    the one replica's (1, n, w) view."""
-    return (x[None], True) if x.ndim == 2 else (x, False)
-
-
-def _as_given(x, one):
-    """A pass's (R, n, w) result in the form its input was given: (n, w) for one replica."""
-    return x[0] if one else x
 
 
 class _Workspace:
@@ -77,7 +64,7 @@ class _Workspace:
         return self.tangents
 
 
-class MLP:
+class MLP(ReplicatedParameters):
     """Multilayer perceptron ``sizes[0] -> sizes[1] -> ... -> sizes[-1]`` (see the module doc).
 
     Parameters
@@ -137,65 +124,26 @@ class MLP:
         self._place(kernels.backend_name(backend), 1)
         self._initialize(np.random.default_rng(self.seed))
 
-    @classmethod
-    def replicas_of(cls, nets, backend):
-        """One network of R = len(nets) replicas on ``backend`` (any backend, ``"cuda"``
-        included), replica r starting from nets[r]'s parameters and spectral-norm vectors.
-
-        ``nets`` are one-replica networks of one architecture (seeds may differ); the passes
-        then take and return arrays with the replica axis first, and :meth:`copy_to` writes the
-        trained parameters back into ``nets``.
-        """
-        first = nets[0]
-        if any(net.config() | {"seed": 0} != first.config() | {"seed": 0} or net.replicas != 1
-               for net in nets):
-            raise ValueError("replicas_of needs one-replica networks of one architecture")
-        stacked = copy.copy(first)
-        stacked._place(backend, len(nets))
-        stacked.params = stacked.ops.to_device(first.layout.stack([net.params for net in nets]))
-        stacked._bind_parameters()
-        if stacked.spectral_norm:
-            for vectors in ("_u", "_v"):
-                setattr(stacked, vectors, [stacked.ops.to_device(np.stack([getattr(net, vectors)[k][0]
-                                                                           for net in nets]))
-                                           for k in range(stacked.n_layers)])
-        return stacked
-
-    def copy_to(self, nets):
-        """Write replica r's parameters (and spectral-norm vectors) into the one-replica
-        network nets[r] (see :meth:`replicas_of`)."""
-        self.layout.unstack(self.ops.to_host(self.params), [net.params for net in nets])
-        if self.spectral_norm:
-            for vectors in ("_u", "_v"):
-                for k in range(self.n_layers):
-                    values = self.ops.to_host(getattr(self, vectors)[k])
-                    for r, net in enumerate(nets):
-                        getattr(net, vectors)[k][0] = values[r]
-
     # ----------------------------------------------------------------- parameters
 
     def _place(self, backend, replicas):
-        """Put R = ``replicas`` zero-filled copies of the parameters, their gradients and the
-        spectral-norm state on ``backend``."""
-        self.backend_name = backend
-        self.ops = kernels.replica_form(backend)
-        self.backend = self.ops if self.ops.on_device else kernels.get_backend(backend)
-        self.replicas = replicas
-        R, zeros = replicas, self.ops.zeros
-        self.params = zeros(R * self.layout.size, self.dtype)
-        self.grads = zeros(R * self.layout.size, self.dtype)
+        super()._place(backend, replicas)
+        self.training = True
+        self._grads_fresh = True
+
+    def _allocate_state(self):
+        """Spectral norm's per-replica state: u, v, W / sigma, its gradient and sigma."""
         if self.spectral_norm:
+            R, zeros = self.replicas, self.ops.zeros
             shapes = list(zip(self.sizes[1:], self.fan_in))
             self._u = [zeros((R, out), self.dtype) for out, _ in shapes]
             self._v = [zeros((R, fan_in), self.dtype) for _, fan_in in shapes]
             self._W_sn = [zeros((R, out, fan_in), self.dtype) for out, fan_in in shapes]
             self._grad_W_sn = [zeros((R, out, fan_in), self.dtype) for out, fan_in in shapes]
             self._sigma = [self.ops.to_device(np.ones(R)) for _ in shapes]
-        self._bind_parameters()
-        self.training = True
-        self._workspaces = {}
-        self._last = None
-        self._grads_fresh = True
+
+    def _replica_state(self):
+        return ("_u", "_v") if self.spectral_norm else ()
 
     def _bind_parameters(self):
         """The (R, *shape) views of every block of ``params`` and ``grads``, and for a network of
@@ -206,7 +154,7 @@ class MLP:
         self._b = [p[f"{k}.bias"] for k in range(L)]
         self._grad_W = [g[f"{k}.weight"] for k in range(L)]
         self._grad_b = [g[f"{k}.bias"] for k in range(L)]
-        if R == 1 and not self.ops.on_device:
+        if self.on_host:
             self.weights, self.biases = [W[0] for W in self._W], [b[0] for b in self._b]
             self.weight_grads = [W[0] for W in self._grad_W]
             self.bias_grads = [b[0] for b in self._grad_b]
@@ -226,11 +174,6 @@ class MLP:
                 for vec in (u, v):
                     draw = rng.standard_normal(vec.shape)
                     vec[...] = draw / max(np.linalg.norm(draw), 1e-12)
-
-    @property
-    def n_params(self):
-        """Number of trainable parameters (of one replica)."""
-        return self.layout.size
 
     def effective_weight(self, k):
         """The weight layer k applies in evaluation mode, in float64: W_k, or W_k / (u . W_k v)
@@ -343,7 +286,7 @@ class MLP:
 
     def _forward(self, x):
         """Forward pass without argument checks; returns a view valid until the next call."""
-        x, one = _with_replica_axis(x)
+        x, one = with_replica_axis(x)
         ws = self._workspace(x.shape[1])
         nodes = [x] + ws.a
         for k in range(self.n_layers):
@@ -351,7 +294,7 @@ class MLP:
             self.ops.linear_forward(h, self._layer_weight(k), self._b[k],
                                     self.activation_codes[k], self.slope, ws.z[k], ws.a[k])
         self._last = (ws, nodes, False, one)
-        return _as_given(ws.a[-1], one)
+        return as_given(ws.a[-1], one)
 
     def _backward(self, grad_out, need_grad_in=True, param_grads=True):
         """Backward pass of the last ``_forward``; returns dL/dx.
@@ -360,7 +303,7 @@ class MLP:
         the gradient is passed through to the input (``need_grad_in`` must be True).
         """
         ws, nodes, _, one = self._last
-        grad_out, _ = _with_replica_axis(grad_out)
+        grad_out, _ = with_replica_axis(grad_out)
         written = [False] * (self.n_layers + 1)
         grad_nodes = ws.grad_node
         for k in reversed(range(self.n_layers)):
@@ -383,7 +326,7 @@ class MLP:
                 self._scatter(k, grad_h, grad_nodes, written)
         if param_grads:
             self._grads_fresh = False
-        return _as_given(grad_nodes[0], one) if need_grad_in else None
+        return as_given(grad_nodes[0], one) if need_grad_in else None
 
     def _gathered(self, k, nodes, buffers):
         """Layer k's input as built by the last forward (no recomputation)."""
@@ -391,8 +334,8 @@ class MLP:
 
     def _jvp(self, x, dx):
         """Forward pass with tangent dx; returns views (y, dy) = (g(x), Jg(x) dx)."""
-        x, one = _with_replica_axis(x)
-        dx, _ = _with_replica_axis(dx)
+        x, one = with_replica_axis(x)
+        dx, _ = with_replica_axis(dx)
         ws = self._workspace(x.shape[1])
         tan = ws.with_tangents(self)
         nodes, dnodes = [x] + ws.a, [dx] + tan["da"]
@@ -403,15 +346,15 @@ class MLP:
                                 self.activation_codes[k], self.slope,
                                 ws.z[k], ws.a[k], tan["dz"][k], tan["da"][k])
         self._last = (ws, nodes, dnodes, one)
-        return _as_given(ws.a[-1], one), _as_given(tan["da"][-1], one)
+        return as_given(ws.a[-1], one), as_given(tan["da"][-1], one)
 
     def _jvp_backward(self, grad_y, grad_dy, need_grad_in=True):
         """Backward of the last ``_jvp`` through both the primal and the tangent path."""
         ws, nodes, dnodes, one = self._last
         if dnodes is False:
             raise RuntimeError("jvp_backward needs a preceding jvp, not a forward")
-        grad_y, _ = _with_replica_axis(grad_y)
-        grad_dy, _ = _with_replica_axis(grad_dy)
+        grad_y, _ = with_replica_axis(grad_y)
+        grad_dy, _ = with_replica_axis(grad_dy)
         tan = ws.tangents
         written = [False] * (self.n_layers + 1)
         dwritten = [False] * (self.n_layers + 1)
@@ -435,7 +378,7 @@ class MLP:
                 self._scatter(k, grad_dh, tan["grad_dnode"], dwritten)
         self._grads_fresh = False
         if need_grad_in:
-            return _as_given(ws.grad_node[0], one), _as_given(tan["grad_dnode"][0], one)
+            return as_given(ws.grad_node[0], one), as_given(tan["grad_dnode"][0], one)
         return None, None
 
     # ----------------------------------------------------------------- public API (checked)
