@@ -35,7 +35,7 @@ import numpy as np
 from .. import kernels
 from ..util.checks import check_number
 from ..nn import Adam
-from ..nn.score import EMBED_WIDTHS, FEATURES, HIDDEN_WIDTHS, sinusoidal_features
+from ..nn.score import FEATURES, sinusoidal_features
 from .gan import GAN, PENALTY_WEIGHT
 from .sgm import SGM, WEIGHT_POWERS
 from .training import TrainingDiverged, check_losses
@@ -90,32 +90,23 @@ def _shared_settings(model):
 
 def replica_bytes(model, batch_size, n_data):
     """An upper estimate of the device bytes one replica of ``model`` takes in
-    :func:`fit_many`: for each network its parameters, gradients and Adam's two moments,
-    with spectral norm the normalized weights, their gradients, u, v and sigma, and per layer
-    the z, a, grad_z and node-gradient arrays of each batch it runs (B rows, and for a GAN's
-    discriminator 2B rows more: it runs the generator's B fakes and its own 2B rows), with
-    skip connections the layers' input buffers and their gradients, all as much again for the
-    tangent path of a generator with the gradient penalty; plus the training data, the batch
-    buffers and the RNG states. An SGM's
-    score network counts its x path's four arrays per layer and, per noise level, its
-    features."""
+    :func:`fit_many`: for each network its parameters, gradients and Adam's two moments, its
+    per-replica state (``state_size``: spectral norm's, a score network's noise-level rows) and
+    its workspace (``workspace_size``) for the rows it runs (B, and for a GAN's discriminator
+    3B: the generator's B fakes and its own 2B rows; with the tangent path for a generator with
+    the gradient penalty); plus the training data, the batch buffers, an SGM's per-level
+    features and the RNG states."""
     itemsize = np.dtype(model.dtype).itemsize
     if isinstance(model, SGM):
         net = model.score
-        total = (n_data + 4 * net.n_params + 4 * batch_size * (sum(HIDDEN_WIDTHS) + 2)
-                 + model.sigmas.size * (FEATURES + 1) + 8 * sum(HIDDEN_WIDTHS + EMBED_WIDTHS))
+        total = (n_data + 4 * net.n_params + net.workspace_size(batch_size) + net.state_size()
+                 + model.sigmas.size * (FEATURES + 1) + 4 * batch_size)
         return itemsize * total + 8 * n_data + 16 * 64
     total = n_data * model.data_dim + 8 * batch_size * (model.latent_dim + model.data_dim + 2)
     for name, net in model.networks().items():
         rows = 3 * batch_size if name == "discriminator" else batch_size
-        weights = sum(o * i for o, i in zip(net.sizes[1:], net.fan_in))
-        total += 4 * net.n_params
-        if net.spectral_norm:  # sigma in float64: two float32 items
-            total += 2 * weights + sum(net.sizes[1:]) + sum(net.fan_in) + 2 * net.n_layers
-        inputs = (sum(w for k, w in enumerate(net.fan_in) if not net._aliased(k))
-                  + sum(w for w, sole in zip(net.fan_in, net._sole_input) if sole is None))
-        paths = 2 if name == "generator" and model.gp_lipschitz is not None else 1
-        total += paths * rows * (3 * sum(net.sizes[1:]) + sum(net.sizes) + inputs)
+        tangents = name == "generator" and model.gp_lipschitz is not None
+        total += 4 * net.n_params + net.state_size() + net.workspace_size(rows, tangents)
     return itemsize * total + 8 * n_data + 16 * 64
 
 
@@ -319,7 +310,7 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     if not isinstance(datasets, (list, tuple)) or len(datasets) != len(models):
         raise ValueError(f"datasets must be a list of one array per model ({len(models)}),"
                          f" got {type(datasets).__name__}")
-    arrays, standardizations = zip(*(_training_array(model, d) for model, d in zip(models, datasets)))
+    arrays, standardizations = zip(*(model.training_data(d) for model, d in zip(models, datasets)))
     n = len(arrays[0])
     if any(len(a) != n for a in arrays):
         raise ValueError("datasets batched together must have one number of rows, got"
@@ -377,10 +368,3 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     return outcome
 
 
-def _training_array(model, data):
-    """(the array a model trains on, its standardization): ``data`` checked and, for an SGM,
-    standardized as its fit would ((mean, std), which the model keeps once trained; None for
-    the push-forward models)."""
-    if isinstance(model, SGM):
-        return model._standardized(data)
-    return model._as_array("data", data, model.data_dim), None

@@ -220,6 +220,22 @@ class MLP(ReplicatedParameters):
         return [None if skip is not None and skip[i] else
                 self.ops.zeros((self.replicas, n, w), self.dtype) for i, w in enumerate(widths)]
 
+    def workspace_size(self, n, tangents=False):
+        """Elements one replica's workspace of n rows holds: per layer z, a, grad_z, the node
+        gradients, the input buffers of layers that build their input and the input gradients
+        of layers that do not write into a node's own; all twice with the tangent path."""
+        inputs = (sum(w for k, w in enumerate(self.fan_in) if not self._aliased(k))
+                  + sum(w for w, sole in zip(self.fan_in, self._sole_input) if sole is None))
+        return (2 if tangents else 1) * n * (3 * sum(self.sizes[1:]) + sum(self.sizes) + inputs)
+
+    def state_size(self):
+        """Elements of one replica's spectral-norm state (W / sigma and its gradient, u, v, and
+        sigma in float64 counted as two items of the network's float32), 0 without it."""
+        if not self.spectral_norm:
+            return 0
+        weights = sum(o * i for o, i in zip(self.sizes[1:], self.fan_in))
+        return 2 * weights + sum(self.sizes[1:]) + sum(self.fan_in) + 2 * self.n_layers
+
     def _workspace(self, n):
         ws = self._workspaces.get(n)
         if ws is None:

@@ -211,6 +211,15 @@ class ScoreNetwork(ReplicatedParameters):
     # as its features p(sigma_r) (R, 1, 16). A network of one replica also takes x (n, 1) with a
     # float sigma, and then returns (n, 1) views.
 
+    def workspace_size(self, n):
+        """Elements one replica's workspace of n rows holds (z, a and their gradients per layer
+        of the x path)."""
+        return 4 * n * (sum(HIDDEN_WIDTHS) + 1)
+
+    def state_size(self):
+        """Elements of one replica's noise-level rows (:data:`_LEVEL_ROWS`)."""
+        return sum(width for _, width in _LEVEL_ROWS)
+
     def _workspace(self, n):
         ws = self._workspaces.get(n)
         if ws is None:
