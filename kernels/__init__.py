@@ -11,6 +11,10 @@
 ``cuda`` (replica backend ``"cuda"``, :func:`get_replica_backend`)
     numba-cuda kernels of the same math batched over a leading replica axis, for R runs
     trained in lockstep on a GPU (npgen.models.fit_many); it needs ``npgen[cuda]``.
+``replicas``
+    The rule that gives the one-replica backends the cuda backend's signatures (a leading
+    replica axis R on every array), so that npgen's networks are written once over that axis
+    and run on every backend (:func:`replica_form`).
 
 A backend provides the kernels named in ``KERNELS`` (its ``__all__``). They write into
 output arrays that the caller allocates once, so the same signatures can be implemented on
