@@ -230,11 +230,14 @@ class SGM:
         return self._denoising_loss(x, eps, sigma)
 
     def _denoising_loss(self, x, eps, sigma):
-        noisy = x + self.dtype.type(sigma) * eps
-        residual = self.score._forward(noisy, sigma) + eps / self.dtype.type(sigma)
-        weight = WEIGHTINGS[self.weighting](sigma)
-        loss = weight * float(np.sum(residual.astype(np.float64) ** 2))
-        self.score._backward((2 * weight) * residual, need_grad_x=False)
+        """L and its gradient through the backend's score_matching_noisy and
+        score_matching_loss (:mod:`npgen.kernels.numpy_ref` has their math)."""
+        backend = self.score.backend
+        noisy, grad = np.empty_like(x), np.empty_like(x)
+        backend.score_matching_noisy(x, eps, sigma, noisy)
+        loss = backend.score_matching_loss(self.score._forward(noisy, sigma), eps, sigma,
+                                           WEIGHT_POWERS[self.weighting], grad)
+        self.score._backward(grad, need_grad_x=False)
         return loss
 
     def step(self, batch):
