@@ -53,6 +53,7 @@ KERNELS = (
     "bce_with_logits", "hinge", "softmax_cross_entropy",
     "hinge_generator", "gradient_penalty", "vae_reparameterize", "vae_residual",
     "vae_code_gradient", "score_matching_noisy", "score_matching_loss",
+    "score_matching_noisy_levels", "score_matching_loss_levels",
     "adam_step",
     "spectral_norm_forward", "spectral_norm_backward",
     "annealed_langevin", "annealed_langevin_mlp",

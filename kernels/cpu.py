@@ -841,6 +841,36 @@ def score_matching_loss(score, eps, sigma, weight_power, grad):
     return _score_matching_loss(s, noise, float(sigma), weight_power, out)
 
 
+@_kernel("r2 r2 j1 r1 w2")
+def score_matching_noisy_levels(x, eps, levels, sigmas, noisy):
+    """noisy_i = x_i + eps_i sigma_{l_i}, in the float type."""
+    _check(eps.shape == x.shape and noisy.shape == x.shape and levels.size == x.shape[0])
+    for i in range(x.shape[0]):
+        _check(0 <= levels[i] < sigmas.size)
+        level = sigmas[levels[i]]
+        for j in range(x.shape[1]):
+            noisy[i, j] = x[i, j] + eps[i, j] * level
+
+
+@_kernel("r2 r2 r2 j1 r1 r1 f w2", ret=types.float64)
+def score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, center, grad):
+    """R_i = ((x~_i - mu) (-K_l) + eps_i) + r_i A_l, grad_i = (R_i A_l) (1 / B) in the float
+    type, l = l_i; returns sum |R_i|^2 / (2B) (float64 sum)."""
+    n = raw.shape[0]
+    _check(noisy.shape == raw.shape and eps.shape == raw.shape and grad.shape == raw.shape
+           and levels.size == n and skips.size == raw_scales.size)
+    mu, share = _like(center, raw), _like(1.0 / n, raw)
+    total = 0.0
+    for i in range(n):
+        _check(0 <= levels[i] < raw_scales.size)
+        scale, skip = raw_scales[levels[i]], -skips[levels[i]]
+        for j in range(raw.shape[1]):
+            residual = (noisy[i, j] - mu) * skip + eps[i, j] + raw[i, j] * scale
+            total += np.float64(residual) * residual
+            grad[i, j] = residual * scale * share
+    return total / (2 * n)
+
+
 # --------------------------------------------------------------------------- f-divergence duals
 
 

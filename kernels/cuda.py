@@ -647,6 +647,67 @@ def score_matching_loss(score, eps, sigma, weight_power, grad, loss):
     return loss
 
 
+# The same with a level per row (npgen.models.VectorSGM's loss, numpy_ref's *_levels): row i of
+# replica r at level levels[r, i] of that replica's tables (R, L); center (R,) float64.
+
+
+@cuda.jit
+def _score_matching_noisy_levels(x, eps, levels, sigmas, noisy):
+    """noisy[r, i] = x[r, i] + eps[r, i] sigmas[r, levels[r, i]]."""
+    R, B, d = x.shape
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for index in range(start, R * B * d, stride):
+        r, rest = index // (B * d), index % (B * d)
+        i, j = rest // d, rest % d
+        noisy[r, i, j] = x[r, i, j] + eps[r, i, j] * sigmas[r, levels[r, i]]
+
+
+@cuda.jit
+def _score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, center, grad, loss):
+    """One block per replica r, l = levels[r, i]: R_ri = A_l r_ri - K_l (x~_ri - mu_r) + eps_ri,
+    grad = A_l R / B; loss[r] = sum R^2 / (2B), in float64."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    R, B, d = raw.shape
+    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+        partial = 0.0
+        for index in range(cuda.threadIdx.x, B * d, cuda.blockDim.x):
+            i, j = index // d, index % d
+            level = levels[r, i]
+            scale = raw_scales[r, level]
+            residual = ((noisy[r, i, j] - center[r]) * -skips[r, level] + eps[r, i, j]
+                        + raw[r, i, j] * scale)
+            partial += float64(residual) * residual
+            grad[r, i, j] = residual * scale / B
+        total = _block_sum(shared, partial)
+        if cuda.threadIdx.x == 0:
+            loss[r] = total / (2 * B)
+
+
+def score_matching_noisy_levels(x, eps, levels, sigmas, noisy):
+    """noisy[r, i] = x[r, i] + sigma_l eps[r, i], l = levels[r, i], sigma_l = sigmas[r, l]:
+    x, eps, noisy (R, B, d); levels (R, B) integers; sigmas (R, L)."""
+    R, B = x.shape[:2]
+    _check(x.ndim == 3 and eps.shape == x.shape and noisy.shape == x.shape
+           and levels.shape == (R, B) and sigmas.ndim == 2 and sigmas.shape[0] == R,
+           "score_matching_noisy_levels")
+    _score_matching_noisy_levels[_grid(x.size)](x, eps, levels, sigmas, noisy)
+
+
+def score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, center, grad, loss):
+    """loss[r] = sum_i |A_l r_i - K_l (x~_i - mu_r) + eps_i|^2 / (2B) over replica r's rows,
+    l = levels[r, i], A = raw_scales[r], K = skips[r], mu_r = center[r]; grad = dloss/draw =
+    A_l (A_l r_i - K_l (x~_i - mu_r) + eps_i) / B. raw, noisy, eps, grad (R, B, d); levels
+    (R, B) integers; raw_scales and skips (R, L); center and loss (R,) float64. Returns loss."""
+    R, B = raw.shape[:2]
+    _check(raw.ndim == 3 and all(a.shape == raw.shape for a in (noisy, eps, grad))
+           and levels.shape == (R, B) and raw_scales.ndim == 2 and raw_scales.shape[0] == R
+           and skips.shape == raw_scales.shape and center.shape == (R,) and loss.shape == (R,),
+           "score_matching_loss_levels")
+    _score_matching_loss_levels[_reduction_grid(R)](raw, noisy, eps, levels, raw_scales, skips,
+                                                    center, grad, loss)
+    return loss
+
+
 # --------------------------------------------------------------------------- optimizer
 
 

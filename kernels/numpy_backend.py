@@ -168,6 +168,18 @@ def score_matching_loss(score, eps, sigma, weight_power, grad):
     return _returned(numpy_ref.score_matching_loss(score, eps, sigma, weight_power), grad)
 
 
+def score_matching_noisy_levels(x, eps, levels, sigmas, noisy):
+    """noisy_i = x_i + sigma_{l_i} eps_i (:func:`numpy_ref.score_matching_noisy_levels`)."""
+    _store(noisy, numpy_ref.score_matching_noisy_levels(x, eps, levels, sigmas))
+
+
+def score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, center, grad):
+    """grad = dL/draw; returns the loss of a level per row
+    (:func:`numpy_ref.score_matching_loss_levels`)."""
+    return _returned(numpy_ref.score_matching_loss_levels(raw, noisy, eps, levels, raw_scales,
+                                                          skips, center), grad)
+
+
 def kl_dual_loss(phi_p, phi_q, grad_p, grad_q):
     """Donsker-Varadhan loss of the KL (:func:`numpy_ref.kl_dual_loss`); writes both gradients."""
     loss, gp, gq = numpy_ref.kl_dual_loss(phi_p, phi_q)

@@ -471,6 +471,33 @@ def score_matching_loss(score, eps, sigma, weight_power):
     return weight * float(np.sum(values * values)), (2 * weight) * residual
 
 
+def score_matching_noisy_levels(x, eps, levels, sigmas):
+    """The noisy rows of denoising score matching with a noise level per row:
+    x~_i = x_i + sigma_{l_i} eps_i, for clean rows x, standard normals eps (B, d), level
+    indices levels (B,) and the levels sigmas (L,) in the float type of x."""
+    return x + eps * gather_rows(sigmas[:, None], levels)
+
+
+def score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, center):
+    """The denoising score-matching loss of npgen.models.VectorSGM, a level l_i per row, for a
+    score network sigma s(x~, sigma_l) = A_l r(x~) - K_l (x~ - mu) (npgen.nn.DenseScoreNetwork:
+    A_l = s_d c_l, K_l = sigma_l c_l^2) given its raw output r (B, d), the noisy rows x~ and
+    their noise eps (B, d); returns (loss, grad) with grad = dL/draw:
+
+        R_i = A_{l_i} r_i - K_{l_i} (x~_i - mu) + eps_i     (= sigma_i s(x~_i, sigma_i) + eps_i)
+        L = 1 / (2B) sum_i |R_i|^2,    dL/dr_i = A_{l_i} R_i / B
+    with raw_scales = (A_l), skips = (K_l) (L,) in the float type, center = mu; R_i is
+    computed as ((x~_i - mu) (-K) + eps_i) + r_i A, dL/dr_i as (R_i A) (1 / B) rounded.
+    This is Song & Ermon's weight sigma^2 on the score's residual, averaged over the batch.
+    """
+    n = len(raw)
+    scale, skip = (gather_rows(table[:, None], levels) for table in (raw_scales, skips))
+    residual = (noisy - noisy.dtype.type(center)) * -skip + eps + raw * scale
+    values = residual.astype(np.float64)
+    return (float(np.sum(values * values)) / (2 * n),
+            residual * scale * residual.dtype.type(1.0 / n))
+
+
 # --------------------------------------------------------------------------- f-divergence duals
 #
 # Variational (dual) form of an f-divergence between the particles' law P and the data's law Q

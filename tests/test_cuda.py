@@ -55,6 +55,8 @@ KERNEL_ARGUMENTS = {
     "_vae_code_gradient": "a3 a3 a3 a3 i a3",
     "_score_matching_noisy": "a3 a3 d1 a3",
     "_score_matching_loss": "a3 a3 d1 i a3 d1",
+    "_score_matching_noisy_levels": "a3 a3 j2 a2 a3",
+    "_score_matching_loss_levels": "a3 a3 a3 j2 a2 a2 d1 a3 d1",
     "_gradient_penalty": "a3 d1 f a3 d1",
     "_gather_rows": "a3 j2 i a3 i i",
     "_langevin": "a2 a3 a2 a3 a3 a3 a2 a2 i u1 i f f b a2 a2",

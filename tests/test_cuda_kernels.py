@@ -196,6 +196,27 @@ def test_score_matching_and_penalty_match_each_replica_alone(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_score_matching_with_levels_matches_each_replica_alone(dtype):
+    """A level per row, each replica with its own tables and center."""
+    rng = np.random.default_rng(22)
+    x, eps, raw = (_draw(rng, dtype, R, 4, 2) for _ in range(3))
+    levels = rng.integers(0, 3, (R, 4))
+    sigmas, scales, skips = (rng.uniform(0.2, 2, (R, 3)).astype(dtype) for _ in range(3))
+    center = np.array([0.0, 0.5, -1.0])
+    dx, deps, draw_, dlevels = _device(x, eps, raw, levels)
+    noisy = cuda.device_array(x.shape, dtype)
+    ck.score_matching_noisy_levels(dx, deps, dlevels, *_device(sigmas), noisy)
+    want_noisy = [ref.score_matching_noisy_levels(x[r], eps[r], levels[r], sigmas[r])
+                  for r in range(R)]
+    _match_replicas(dtype, (noisy,), lambda r: (want_noisy[r],))
+    grad, loss = cuda.device_array(x.shape, dtype), cuda.device_array(R, np.float64)
+    ck.score_matching_loss_levels(draw_, noisy, deps, dlevels, *_device(scales, skips, center),
+                                  grad, loss)
+    _match_replicas(dtype, (loss, grad), lambda r: ref.score_matching_loss_levels(
+        raw[r], want_noisy[r], eps[r], levels[r], scales[r], skips[r], center[r]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_adam_matches_each_replica_alone(dtype):
     rng = np.random.default_rng(4)
     param, grad, m = (_draw(rng, dtype, R, 7) for _ in range(3))

@@ -532,6 +532,13 @@ def _model_loss_inputs(rng, dtype, batch=9, p=2, d=3):
     cases["gradient_penalty d=1"] = ("gradient_penalty", (draw(batch, 1), 0.7, 10.0),
                                      [(batch, 1)])
     cases["hinge_generator"] = ("hinge_generator", (draw(batch, 1),), [(batch, 1)])
+    levels, tables = rng.integers(0, 4, batch), rng.uniform(0.2, 2, (3, 4)).astype(dtype)
+    cases["score_matching_noisy_levels"] = ("score_matching_noisy_levels",
+                                            (draw(batch, d), draw(batch, d), levels, tables[0]),
+                                            [(batch, d)])
+    cases["score_matching_loss_levels"] = ("score_matching_loss_levels",
+                                           (draw(batch, d), draw(batch, d), draw(batch, d), levels,
+                                            tables[1], tables[2], 0.3), [(batch, d)])
     return cases
 
 
@@ -587,7 +594,7 @@ def test_vae_kl_is_the_gaussian_kl():
 
 
 @pytest.mark.parametrize("kernel", ["vae_residual", "score_matching_loss", "gradient_penalty",
-                                    "hinge_generator"])
+                                    "hinge_generator", "score_matching_loss_levels"])
 def test_model_loss_gradients_match_finite_differences(kernel):
     """The array each loss returns next to the loss is d loss / d (its first input)."""
     for case, (name, inputs, _) in _model_loss_inputs(np.random.default_rng(24),
@@ -619,6 +626,20 @@ def test_score_matching_loss_by_hand():
         np.testing.assert_allclose(grad, [[2 * weight * 1.5]], rtol=1e-15)
     noisy = numpy_ref.score_matching_noisy(np.ones((1, 1)), np.full((1, 1), 2.0), 0.5)
     np.testing.assert_array_equal(noisy, [[2.0]])
+
+
+def test_score_matching_with_levels_by_hand():
+    """Rows at levels 1 and 0 of A = (2, 3), K = (0.5, 0.25), mu = 1: with r = 1, x~ = 3 and
+    eps = 0.5, R = (3 - 0.5 + 0.5, 2 - 1 + 0.5) = (3, 1.5), L = (9 + 2.25) / 4,
+    dL/dr = (3 * 3, 2 * 1.5) / 2; and x + sigma_l eps at sigmas (1, 4)."""
+    ones, levels = np.ones((2, 1)), np.array([1, 0])
+    loss, grad = numpy_ref.score_matching_loss_levels(ones, 3 * ones, 0.5 * ones, levels,
+                                                      np.array([2.0, 3.0]),
+                                                      np.array([0.5, 0.25]), 1.0)
+    assert loss == pytest.approx(11.25 / 4, rel=1e-15)
+    np.testing.assert_allclose(grad, [[4.5], [1.5]], rtol=1e-15)
+    noisy = numpy_ref.score_matching_noisy_levels(ones, ones, levels, np.array([1.0, 4.0]))
+    np.testing.assert_array_equal(noisy, [[5.0], [2.0]])
 
 
 # --------------------------------------------------------------------------- column blocks and rows
@@ -679,8 +700,10 @@ def test_cpu_column_blocks_and_rows_match_numpy(cpu, dtype):
     lambda b: b.gather_rows(np.ones((3, 2)), np.array([0, 1]), 1, np.ones((2, 2)), 0, 2),
     lambda b: b.vae_code_gradient(np.ones((2, 4)), np.ones((2, 2)), np.ones((2, 2)),
                                   np.ones((2, 3)), 1, np.ones((2, 4))),
+    lambda b: b.score_matching_noisy_levels(np.ones((2, 2)), np.ones((2, 2)), np.array([0, 3]),
+                                            np.ones(3), np.ones((2, 2))),
 ], ids=["past the end", "node wider than its block", "take past the end", "row out of range",
-        "index too short", "grad_z of another shape"])
+        "index too short", "grad_z of another shape", "level out of range"])
 def test_column_row_and_loss_kernels_refuse_shapes_that_do_not_fit(backend, call):
     with pytest.raises(ValueError):
         call(backend)
@@ -916,6 +939,10 @@ _ALLOCATION_PROBE = textwrap.dedent("""
         assert allocations(cpu._vae_sample, code, eps, 2, z, std) <= 0
         assert allocations(cpu.vae_code_gradient, code, eps, std, grad_z, 2, code.copy()) <= 0
         assert allocations(cpu.gradient_penalty, eps, 1.5, 10.0, z) <= 0
+        levels, table = rng.integers(0, 3, 50), p[:3].copy()
+        assert allocations(cpu.score_matching_noisy_levels, eps, z, levels, table, std) <= 0
+        assert allocations(cpu.score_matching_loss_levels, eps, z, std, levels, table, table,
+                           0.2, grad_z) <= 0
         assert allocations(cpu.put_columns, node, h, 3, 4, False) <= 0
         assert allocations(cpu.take_columns, h, 3, node, True) <= 0
         rows = np.arange(50)[::-1].copy()
