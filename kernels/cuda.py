@@ -651,14 +651,18 @@ def score_matching_loss(score, eps, sigma, weight_power, grad, loss):
 # replica r at level levels[r, i] of that replica's tables (R, L); center (R,) float64.
 
 
+@cuda.jit(device=True)
+def _entry(index, shape):
+    """(r, i, j), the entry number ``index`` of a C-ordered array of this (R, B, d) shape."""
+    rows, columns = shape[1], shape[2]
+    return index // (rows * columns), index // columns % rows, index % columns
+
+
 @cuda.jit
 def _score_matching_noisy_levels(x, eps, levels, sigmas, noisy):
     """noisy[r, i] = x[r, i] + eps[r, i] sigmas[r, levels[r, i]]."""
-    R, B, d = x.shape
-    start, stride = cuda.grid(1), cuda.gridsize(1)
-    for index in range(start, R * B * d, stride):
-        r, rest = index // (B * d), index % (B * d)
-        i, j = rest // d, rest % d
+    for index in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        r, i, j = _entry(index, x.shape)
         noisy[r, i, j] = x[r, i, j] + eps[r, i, j] * sigmas[r, levels[r, i]]
 
 
@@ -667,15 +671,13 @@ def _score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, cent
     """One block per replica r, l = levels[r, i]: R_ri = A_l r_ri - K_l (x~_ri - mu_r) + eps_ri,
     grad = A_l R / B; loss[r] = sum R^2 / (2B), in float64."""
     shared = cuda.shared.array(REDUCE_WIDTH, float64)
-    R, B, d = raw.shape
-    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+    B = raw.shape[1]
+    for r in range(cuda.blockIdx.x, raw.shape[0], cuda.gridDim.x):
         partial = 0.0
-        for index in range(cuda.threadIdx.x, B * d, cuda.blockDim.x):
-            i, j = index // d, index % d
-            level = levels[r, i]
-            scale = raw_scales[r, level]
-            residual = ((noisy[r, i, j] - center[r]) * -skips[r, level] + eps[r, i, j]
-                        + raw[r, i, j] * scale)
+        for index in range(cuda.threadIdx.x, B * raw.shape[2], cuda.blockDim.x):
+            _, i, j = _entry(index, raw.shape)  # of replica 0: (0, i, j)
+            scale, skip = raw_scales[r, levels[r, i]], skips[r, levels[r, i]]
+            residual = (noisy[r, i, j] - center[r]) * -skip + eps[r, i, j] + raw[r, i, j] * scale
             partial += float64(residual) * residual
             grad[r, i, j] = residual * scale / B
         total = _block_sum(shared, partial)
