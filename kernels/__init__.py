@@ -21,7 +21,15 @@ output arrays that the caller allocates once, so the same signatures can be impl
 device arrays by a CUDA backend. Arrays are C-contiguous, 2-D ``(batch, features)`` for
 activations and ``(out, in)`` for weights (the layout of ``torch.nn.Linear``), 1-D for biases
 and for the flat parameter buffers Adam updates. Scalar losses return a Python float and write
-the gradient of the *mean* loss.
+the gradient of that loss (a mean over the batch, or a sum where the model's loss is one: the
+VAE's and the SGM's).
+
+A kernel has one signature on every backend, up to the replica axis: the ``cuda`` form takes
+the ``cpu`` form's arrays with a leading axis R, a scalar that differs between replicas (a
+seed, the penalty's target, the SGM's noise level) as an (R,) array, and where the ``cpu`` form
+returns a float (a loss, a KL term, a penalty, sigma) it writes one float64 per replica into a
+last (R,) argument. ``cpu.bce_with_logits(logits, target, grad) -> float`` is
+``cuda.bce_with_logits(logits, target, grad, loss)``.
 
 This package never imports ``npgen``: data flows one way, from models to kernels.
 """
@@ -45,7 +53,11 @@ ACTIVATIONS = {
 KERNELS = (
     "linear_forward", "linear_backward", "linear_backward_input", "linear_jvp",
     "linear_jvp_backward",
+    "put_columns", "take_columns", "gather_rows",
     "bce_with_logits", "hinge", "softmax_cross_entropy",
+    "hinge_generator", "gradient_penalty", "vae_reparameterize", "vae_residual",
+    "vae_code_gradient", "score_matching_noisy", "score_matching_loss",
+    "score_matching_noisy_levels", "score_matching_loss_levels",
     "adam_step",
     "spectral_norm_forward", "spectral_norm_backward",
     "annealed_langevin", "annealed_langevin_mlp",

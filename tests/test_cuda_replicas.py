@@ -369,9 +369,9 @@ def test_a_cuda_sweep_stores_batched_runs_like_cpu_runs(tmp_path, monkeypatch):
 
 
 def test_loss_shapes_that_do_not_fit_are_one_sentence():
-    x, sigma = ck.to_device(np.zeros((2, 3, 1))), ck.to_device(np.zeros((2, 1, 1)))
+    x, sigma = ck.to_device(np.zeros((2, 3, 1))), ck.to_device(np.zeros(2))
     with pytest.raises(ValueError, match="score_matching_noisy: array shapes do not fit"):
-        ck.score_matching_noisy(x, x, ck.to_device(np.zeros((3, 1, 1))), x)
+        ck.score_matching_noisy(x, x, ck.to_device(np.zeros(3)), x)
     with pytest.raises(ValueError, match="score_matching_loss: array shapes do not fit"):
         ck.score_matching_loss(x, x, sigma, 3, x, ck.to_device(np.zeros(2)))
     with pytest.raises(ValueError, match="gradient_penalty: array shapes do not fit"):

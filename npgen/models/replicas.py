@@ -278,10 +278,10 @@ class BatchedSGM(_BatchedModel):
         ck.gather_rows(self.features_by_level, self.levels, start // B, self.features, 0, 1)
         ck.gather_rows(self.sigma_by_level, self.levels, start // B, self.sigma, 0, 1)
         ck.standard_normal(self.states, self.eps)
-        ck.score_matching_noisy(self.x, self.eps, self.sigma, self.noisy)
+        ck.score_matching_noisy(self.x, self.eps, self.sigma.reshape(self.R), self.noisy)
         score = self.networks[0]._forward(self.noisy, self.features)
-        ck.score_matching_loss(score, self.eps, self.sigma, self.weight_power, self.grad_score,
-                               self.loss)
+        ck.score_matching_loss(score, self.eps, self.sigma.reshape(self.R), self.weight_power,
+                               self.grad_score, self.loss)
         self.networks[0]._backward(self.grad_score, need_grad_x=False)
         self.optimizers[0].step()
         return {"loss": ck.to_host(self.loss) / B}
