@@ -38,6 +38,7 @@ def _atomic_path(path):
         raise ValueError(f"cannot write {path} ({err.strerror or err})") from None
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file follows the umask
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
