@@ -138,7 +138,8 @@ OPTION_CHECKS = {
     "weighting": lambda name, v: check_choice(name, v, WEIGHTINGS),
     "denoise": check_bool,
     "latent": lambda name, v: check_latent(v, name),
-    "n_particles": lambda name, v: check_number(name, v, low=1, high=MAX_COUNT, integer=True),
+    # two at least: a run's metrics fit a two-component mixture to its particles
+    "n_particles": lambda name, v: check_number(name, v, low=2, high=MAX_COUNT, integer=True),
     "divergence": lambda name, v: check_choice(name, v, DIVERGENCES),
     "n_steps": _positive_integer,
     "epochs": _positive_integer,
@@ -514,6 +515,9 @@ def check_run_target(out, force):
     """
     check_folder_target("--out", out)
     check_not_busy("--out", out)
+    if os.path.ismount(out):
+        raise ValueError(f"--out {out} is a mount point, which npgen train cannot replace by the"
+                         " finished run folder; give a new folder inside it")
     here = os.path.abspath(os.getcwd())
     if os.path.commonpath([here, os.path.abspath(out)]) == os.path.abspath(out):
         raise ValueError(f"--out {out} is the current folder or holds it; npgen train replaces"
