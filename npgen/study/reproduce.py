@@ -168,8 +168,7 @@ def reproduce(preset="quick", only=None, jobs=None, out="npgen-results", quiet=F
     if fig7_skipped and only is not None:
         raise ValueError(f"Figure 7 cannot run: {fig7_skipped}")
     figures = tuple(name for name in figures if name != FIG7)
-    os.makedirs(out, exist_ok=True)
-    with folder_lock(out, "--out"):  # one command writes a study at a time
+    with folder_lock(out, "--out", create=True):  # one command writes a study at a time
         check_study_target(out, preset)  # again, now that no other command can write it
         runs = device_plan(plan(preset), device)
         needed = [config for name in figures for config in runs[name]]

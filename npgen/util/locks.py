@@ -5,7 +5,8 @@ Two kinds of writers, one rule: while a command writes a folder, any other comma
 write it is refused in one sentence (:class:`FolderBusy`, a ValueError) before it writes anything.
 
 * In place (``npgen reproduce``, a sweep): the folder's ``.lock`` file, held with ``flock``
-  for the command's life (:func:`folder_lock`). It names the holder's process id.
+  for the command's life (:func:`folder_lock`) and removed at its end. It names the holder's
+  process id.
 * Whole folders (``npgen train``): the temporary folder beside ``--out``, named
   ``.tmp-write-<hash of the name>-<pid>-*`` (:func:`writer_prefix`), held with ``flock`` on
   the folder itself (:func:`claim_folder`) until it is renamed into place.
@@ -78,23 +79,51 @@ def busy_message(name, path, holder):
             f" wait for it to finish, or give another {name}")
 
 
-@contextmanager
-def folder_lock(folder, name):
-    """Hold ``folder/.lock`` (``folder`` must exist) for the block, or raise :class:`FolderBusy`
-    naming the argument ``name`` when another command holds it."""
-    if fcntl is None:
-        yield
-        return
-    lock_path = os.path.join(folder, LOCK_FILE)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask applies
-    try:
+def _take(lock_path, name, folder):
+    """A descriptor of ``lock_path`` holding its lock, or :class:`FolderBusy`."""
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask applies
         if not _try_lock(fd):
+            os.close(fd)
             raise FolderBusy(busy_message(name, folder, f"{_holder(lock_path)} holds {lock_path}"))
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
-        yield
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its holder removed it as this process took it: take the new one
+
+
+@contextmanager
+def folder_lock(folder, name, create=False):
+    """Hold ``folder/.lock`` for the block, or raise :class:`FolderBusy` naming the argument
+    ``name`` when another command holds it. The lock file is removed when the block ends, and
+    so is ``folder`` if ``create`` made it and it is still empty (a command refused after
+    taking the lock leaves nothing behind)."""
+    created = create and not os.path.lexists(folder)
+    if created:
+        os.makedirs(folder)
+    try:
+        if fcntl is None:
+            yield
+            return
+        lock_path = os.path.join(folder, LOCK_FILE)
+        fd = _take(lock_path, name, folder)
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            yield
+        finally:
+            try:
+                os.remove(lock_path)  # while it is held: a command that opened it retries
+            except FileNotFoundError:
+                pass
+            os.close(fd)
     finally:
-        os.close(fd)
+        if created:
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty: the command wrote into it
+                pass
 
 
 def writer_prefix(path):
