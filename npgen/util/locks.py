@@ -169,7 +169,8 @@ def check_not_busy(name, path):
 def claim_folder(tmp, path, name):
     """Hold the temporary folder ``tmp`` (named with :func:`writer_prefix`) for the block, as
     the writer of the folder ``path``; raise :class:`FolderBusy` (argument ``name``) when
-    another live command writes ``path`` too."""
+    another live command writes ``path`` too. Two commands that claim one folder in the same
+    instant may both be refused; neither then writes it."""
     if fcntl is None:
         yield
         return
