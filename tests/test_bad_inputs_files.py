@@ -7,6 +7,7 @@ changed: its config.json, a network file's recorded settings, or its arrays. Loa
 must fail in one sentence that names the field.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from npgen import GAN, SGM, VAE, cli
 from npgen.data import two_gaussians
 from npgen.models import DigitClassifier, Particles, VectorSGM, WassersteinEmbedding
 from npgen.study import figure7, reproduce, runs
+from npgen.util.io import atomic_directory
 from test_bad_inputs import (  # noqa: F401 -- world is the shared folder's fixture
     rewrite_model_config, rewrite_network_file, tree_digest, world,
     test_the_api_refuses_in_one_sentence_and_changes_nothing as api_row_refused,
@@ -218,3 +220,20 @@ def test_a_read_only_mount_point_as_out_is_refused_for_real(tmp_path):
     assert done.stderr.splitlines() == ["npgen train: error: --out mnt is a mount point, which npgen train"
                                         " cannot replace by the finished run folder; give a new folder inside it"]
     assert os.listdir(tmp_path) == ["mnt"]
+
+
+def test_a_folder_that_cannot_be_renamed_into_place_is_not_blamed_on_someone_else(tmp_path, monkeypatch):
+    """Only a folder that appeared meanwhile "was created by someone else"; any other refusal
+    of the final rename (a busy mount point, another file system) says what the system said."""
+    real = os.rename
+
+    def busy(source, target):
+        if os.path.basename(target) == "out":
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        return real(source, target)
+    monkeypatch.setattr(os, "rename", busy)
+    with pytest.raises(ValueError, match=r"out cannot be replaced by the folder npgen wrote beside it"
+                                         r" \(Device or resource busy\); nothing was replaced"):
+        with atomic_directory(tmp_path / "out") as tmp:
+            open(os.path.join(tmp, "a.txt"), "w").close()
+    assert os.listdir(tmp_path) == []
