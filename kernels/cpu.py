@@ -1036,3 +1036,144 @@ def annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scal
     _langevin_mlp_loop(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scales, float(center),
                        alphas, n_steps_per_level, seed, first_step, kind, slope, z1, a1, z2, a2,
                        raw, z_odd)
+
+
+# --------------------------------------------------------------------------- annealed Langevin on given noise
+#
+# The chains below take their Gaussian inputs as arrays, so that a caller can move along paths
+# in the input space (the sampler's steep set, npgen.analysis.sampler_search) or feed the
+# counter-based stream (langevin_noise_block) to a score other than the network's. They run in
+# float64 and move x, dx0 and grad_sq in place.
+
+
+@_jit
+def _stream_normal(base, index, step):
+    """z(seed, index, step) of the counter-based stream (numpy_ref.langevin_noise), with
+    base = mix(seed + G)."""
+    key = _mix64(base + (np.uint64(index) + np.uint64(1)) * _GOLDEN)
+    radius, angle = _box_muller(key, step // 2)
+    return radius * (math.cos(angle) if step % 2 == 0 else math.sin(angle))
+
+
+@_jit
+def langevin_noise_block(seed, first_sample, first_step, out):
+    """out[i, t] = z(seed, first_sample + i, first_step + t) (out (n, T) float64): the normals
+    :func:`annealed_langevin` draws for those samples and steps (numpy_ref.langevin_noise_block)."""
+    base = _mix64(np.uint64(seed) + _GOLDEN)
+    for i in range(out.shape[0]):
+        for t in range(out.shape[1]):
+            out[i, t] = _stream_normal(base, first_sample + i, first_step + t)
+
+
+@_jit
+def _mixture_score_and_slope(xi, level, tables, need_slope):
+    """(s_l(x), s_l'(x)) of the scalar mixture sum_k w_k N(mu_k, V[l, k]) at x (the formulas of
+    numpy_ref.blurred_mixture_score): with l_k = log w_k - log(2 pi V_lk) / 2 - (x - mu_k)^2 /
+    (2 V_lk), e_k = exp(l_k - max_j l_j) and a_k = (mu_k - x) / V_lk,
+    s = sum e_k a_k / sum e_k and s' = sum e_k (a_k^2 - 1 / V_lk) / sum e_k - s^2."""
+    log_weights, means, variances = tables
+    v = variances[level]
+    top = -np.inf
+    for k in range(means.size):
+        u = xi - means[k]
+        top = max(top, log_weights[k] - 0.5 * math.log(2 * math.pi * v[k]) - u * u / (2 * v[k]))
+    total = 0.0
+    first = 0.0
+    second = 0.0
+    for k in range(means.size):
+        u = xi - means[k]
+        e = math.exp(log_weights[k] - 0.5 * math.log(2 * math.pi * v[k]) - u * u / (2 * v[k]) - top)
+        a = -u / v[k]
+        total += e
+        first += e * a
+        second += e * (a * a - 1 / v[k])
+    score = first / total
+    return score, (second / total - score * score) if need_slope else 0.0
+
+
+@_jit
+def _network_score_and_slope(xi, level, tables, need_slope):
+    """(s_l(x), s_l'(x)) of the score network on the first layer's pieces (see
+    :func:`_first_layer_pieces`): the piece p of x is the number of kinks <= x, and on it
+    s_l(x) = w3 . leaky(A_p x + B[l, p]) + beff3[l], B[l] = C + beff2[l]."""
+    kinks, A, B, w3, beff3, slope2 = tables
+    p = np.searchsorted(kinks, xi, side="right")
+    if need_slope:
+        return _piece_score_and_slope(xi, A[p], B[level, p], w3, beff3[level], slope2)
+    return _piece_score(xi, A[p], B[level, p], w3, beff3[level], slope2), 0.0
+
+
+@njit(inline="always")
+def _given_noise_loop(x, noise, alphas, dx0, grad_sq, track, score_and_slope, tables):
+    """The chain of numpy_ref.annealed_langevin_given_noise on samples x (n,) with noise
+    (n, L S), for any score_and_slope(x, level, tables, need_slope) -> (s, s')."""
+    n_levels = alphas.size
+    steps = noise.shape[1] // n_levels
+    for i in range(x.size):
+        xi, di, ni = x[i], dx0[i], grad_sq[i]
+        for level in range(n_levels):
+            alpha = alphas[level]
+            half_alpha, root_alpha = alpha / 2, math.sqrt(alpha)
+            for t in range(level * steps, (level + 1) * steps):
+                score, slope = score_and_slope(xi, level, tables, track)
+                if track:
+                    f = 1.0 + half_alpha * slope
+                    di = f * di
+                    ni = f * f * ni + alpha
+                xi = xi + (half_alpha * score + root_alpha * noise[i, t])
+        x[i] = xi
+        if track:
+            dx0[i] = di
+            grad_sq[i] = ni
+
+
+@_jit
+def _exact_given_noise(x, tables, alphas, noise, dx0, grad_sq, track):
+    _given_noise_loop(x, noise, alphas, dx0, grad_sq, track, _mixture_score_and_slope, tables)
+
+
+@_jit
+def _network_given_noise(x, tables, alphas, noise, dx0, grad_sq, track):
+    _given_noise_loop(x, noise, alphas, dx0, grad_sq, track, _network_score_and_slope, tables)
+
+
+def _given_noise_arrays(x, alphas, noise, dx0, grad_sq):
+    """Check the float64 chain arrays of the given-noise kernels; returns (dx0, grad_sq, track)
+    with x standing in for untracked gradient arrays (unwritten)."""
+    arrays = [a for a in (x, alphas, noise, dx0, grad_sq) if a is not None]
+    if any(a.dtype != np.float64 or not a.flags.c_contiguous for a in arrays):
+        raise ValueError("the given-noise Langevin kernels take C-contiguous float64 arrays")
+    if (x.ndim != 1 or noise.ndim != 2 or noise.shape[0] != x.size or alphas.ndim != 1
+            or alphas.size == 0 or noise.shape[1] % alphas.size
+            or any(a is not None and a.shape != x.shape for a in (dx0, grad_sq))
+            or (dx0 is None) != (grad_sq is None)):
+        raise ValueError("given-noise Langevin: array shapes do not fit together (x (n,), noise"
+                         " (n, L S), alphas (L,), dx0 and grad_sq (n,) both or neither)")
+    return (x, x, False) if dx0 is None else (dx0, grad_sq, True)
+
+
+def exact_score_langevin_given_noise(x, log_weights, means, variances, alphas, noise,
+                                     dx0=None, grad_sq=None):
+    """numpy_ref.exact_score_langevin_given_noise in place: x (n,) moves through the levels
+    with the exact score of sum_k w_k N(mu_k, V[l, k]) and the given noise (n, L S); dx0 and
+    grad_sq (n,), both or neither, carry the sampler's gradient on. Float64 throughout."""
+    dx0, grad_sq, track = _given_noise_arrays(x, alphas, noise, dx0, grad_sq)
+    tables = tuple(np.ascontiguousarray(a, np.float64) for a in (log_weights, means, variances))
+    if tables[2].shape != (alphas.size, tables[1].size) or tables[0].shape != tables[1].shape:
+        raise ValueError("exact_score_langevin_given_noise: log_weights and means (K,), variances (L, K)")
+    _exact_given_noise(x, tables, alphas, noise, dx0, grad_sq, track)
+
+
+def network_langevin_given_noise(x, W1, b1, W2a, beff2, W3a, beff3, alphas, noise, slope1, slope2,
+                                 dx0=None, grad_sq=None):
+    """numpy_ref.annealed_langevin_given_noise in place (x (n,), noise (n, L S)): the score
+    network's chain (the weights of :func:`annealed_langevin`, taken in float64) on given
+    noise; dx0 and grad_sq (n,), both or neither, carry the sampler's gradient on."""
+    dx0, grad_sq, track = _given_noise_arrays(x, alphas, noise, dx0, grad_sq)
+    if beff2.shape != (alphas.size, W2a.shape[0]) or beff3.shape != (alphas.size,):
+        raise ValueError("network_langevin_given_noise: beff2 (L, H2) and beff3 (L,) for L levels")
+    kinks, A, C = _first_layer_pieces(*(np.asarray(a, np.float64) for a in (W1, b1, W2a)), slope1)
+    B = np.ascontiguousarray(C[None] + np.asarray(beff2, np.float64)[:, None, :])
+    tables = (kinks, A, B, np.ascontiguousarray(W3a[0], np.float64),
+              np.ascontiguousarray(beff3, np.float64), float(slope2))
+    _network_given_noise(x, tables, alphas, noise, dx0, grad_sq, track)
