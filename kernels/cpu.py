@@ -1066,27 +1066,40 @@ def langevin_noise_block(seed, first_sample, first_step, out):
 
 
 @_jit
+def langevin_noise_pair(seed, first_sample, pair, even, odd):
+    """even[i] = z(seed, first_sample + i, 2 pair) and odd[i] = z(seed, first_sample + i,
+    2 pair + 1) (float64 (n,)): the two halves of one Box-Muller draw per sample, so two steps
+    cost one draw."""
+    base = _mix64(np.uint64(seed) + _GOLDEN)
+    for i in range(even.size):
+        key = _mix64(base + (np.uint64(first_sample + i) + np.uint64(1)) * _GOLDEN)
+        radius, angle = _box_muller(key, pair)
+        even[i] = radius * math.cos(angle)
+        odd[i] = radius * math.sin(angle)
+
+
+@_jit
 def _mixture_score_and_slope(xi, level, tables, need_slope):
     """(s_l(x), s_l'(x)) of the scalar mixture sum_k w_k N(mu_k, V[l, k]) at x (the formulas of
-    numpy_ref.blurred_mixture_score): with l_k = log w_k - log(2 pi V_lk) / 2 - (x - mu_k)^2 /
-    (2 V_lk), e_k = exp(l_k - max_j l_j) and a_k = (mu_k - x) / V_lk,
-    s = sum e_k a_k / sum e_k and s' = sum e_k (a_k^2 - 1 / V_lk) / sum e_k - s^2."""
-    log_weights, means, variances = tables
-    v = variances[level]
+    numpy_ref.blurred_mixture_score), from the tables c[l, k] = log w_k - log(2 pi V_lk) / 2 and
+    P[l, k] = 1 / V_lk: with l_k = c_lk - P_lk (x - mu_k)^2 / 2, e_k = exp(l_k - max_j l_j) and
+    a_k = P_lk (mu_k - x), s = sum e_k a_k / sum e_k and s' = sum e_k (a_k^2 - P_lk) / sum e_k - s^2."""
+    means, offsets, precisions = tables
+    c, p = offsets[level], precisions[level]
     top = -np.inf
     for k in range(means.size):
         u = xi - means[k]
-        top = max(top, log_weights[k] - 0.5 * math.log(2 * math.pi * v[k]) - u * u / (2 * v[k]))
+        top = max(top, c[k] - 0.5 * p[k] * u * u)
     total = 0.0
     first = 0.0
     second = 0.0
     for k in range(means.size):
         u = xi - means[k]
-        e = math.exp(log_weights[k] - 0.5 * math.log(2 * math.pi * v[k]) - u * u / (2 * v[k]) - top)
-        a = -u / v[k]
+        e = math.exp(c[k] - 0.5 * p[k] * u * u - top)
+        a = -p[k] * u
         total += e
         first += e * a
-        second += e * (a * a - 1 / v[k])
+        second += e * (a * a - p[k])
     score = first / total
     return score, (second / total - score * score) if need_slope else 0.0
 
@@ -1158,9 +1171,11 @@ def exact_score_langevin_given_noise(x, log_weights, means, variances, alphas, n
     with the exact score of sum_k w_k N(mu_k, V[l, k]) and the given noise (n, L S); dx0 and
     grad_sq (n,), both or neither, carry the sampler's gradient on. Float64 throughout."""
     dx0, grad_sq, track = _given_noise_arrays(x, alphas, noise, dx0, grad_sq)
-    tables = tuple(np.ascontiguousarray(a, np.float64) for a in (log_weights, means, variances))
-    if tables[2].shape != (alphas.size, tables[1].size) or tables[0].shape != tables[1].shape:
+    log_weights, means, variances = (np.asarray(a, np.float64) for a in (log_weights, means, variances))
+    if variances.shape != (alphas.size, means.size) or log_weights.shape != means.shape or means.ndim != 1:
         raise ValueError("exact_score_langevin_given_noise: log_weights and means (K,), variances (L, K)")
+    tables = (np.ascontiguousarray(means), np.ascontiguousarray(log_weights - 0.5 * np.log(2 * np.pi * variances)),
+              np.ascontiguousarray(1 / variances))
     _exact_given_noise(x, tables, alphas, noise, dx0, grad_sq, track)
 
 

@@ -132,6 +132,9 @@ def test_noise_block_is_the_stream():
     keys = numpy_ref.langevin_sample_keys(99, 10)[3:]
     np.testing.assert_array_equal(out, np.stack([numpy_ref.langevin_noise(keys, t) for t in range(4, 9)], 1))
     np.testing.assert_array_equal(numpy_ref.langevin_noise_block(99, 10, 4, 5)[3:], out)
+    even, odd = np.empty(7), np.empty(7)
+    cpu.langevin_noise_pair(99, 3, 3, even, odd)  # steps 6 and 7
+    np.testing.assert_array_equal(np.stack([even, odd], 1), out[:, 2:4])
 
 
 def test_network_chain_on_the_stream_is_the_sampler_kernel():

@@ -191,27 +191,31 @@ def exact_langevin_1d(chain, n, seed, dtype=np.float32, denoise=False):
 
 
 def exact_langevin_nd(mixture, sigmas, alphas, steps_per_level, n, seed, start_mean, chunk,
-                      dtype=np.float32):
+                      dtype=np.float32, n_drawn=None):
     """:meth:`npgen.models.VectorSGM.sample`'s chain with the exact score, in the data's units:
-    from ``seed``, x0 = rng.standard_normal((n, d)) sigma_1 + start_mean (rounded to ``dtype``)
-    and the stream seed rng.integers(2^62); rows of chunk c (``chunk`` rows each) read the
+    from ``seed``, x0 = rng.standard_normal((n_drawn, d)) sigma_1 + start_mean (rounded to
+    ``dtype``; n_drawn defaults to n) and the stream seed rng.integers(2^62), of which the first
+    n rows move, so with ``n_drawn`` the samples of a run that drew n_drawn, these are its first
+    n rows' chains; rows of chunk c (``chunk`` rows each) read the
     normals z(seed + c, i d + j, step) of the stream, as the 784-d kernel does. Each step is
     x <- x + (alpha_l / 2) s_l(x) + sqrt(alpha_l) z with s_l the score of ``mixture`` blurred at
     sigma_l (float64). Returns x (n, d) float64."""
     d = mixture.dim
     sigmas, alphas = np.asarray(sigmas, np.float64), np.asarray(alphas, np.float64)
     rng = np.random.default_rng(seed)
-    x = (rng.standard_normal((n, d)) * sigmas[0] + start_mean).astype(dtype).astype(np.float64)
+    n_drawn = n if n_drawn is None else check_number("n_drawn", n_drawn, low=n, integer=True)
+    x = (rng.standard_normal((n_drawn, d))[:n] * sigmas[0] + start_mean).astype(dtype).astype(np.float64)
     noise_seed = int(rng.integers(2 ** 62))
-    noise = np.empty((min(n, chunk) * d, 1))
+    noise = np.empty((2, min(n, chunk) * d))
     log_weights, variances = np.log(mixture.weights), mixture.variances(sigmas)
     for c, first in enumerate(range(0, n, chunk)):
         rows = x[first:first + chunk]
-        z = noise[:rows.size]
-        for level, alpha in enumerate(alphas):
-            for step in range(level * steps_per_level, (level + 1) * steps_per_level):
-                cpu_kernels.langevin_noise_block(noise_seed + c, 0, step, z)
-                score, _ = numpy_ref.blurred_mixture_score(rows, log_weights, mixture.means,
-                                                           variances[level])
-                rows += alpha / 2 * score + np.sqrt(alpha) * z.reshape(rows.shape)
+        even, odd = noise[:, :rows.size]
+        for step in range(alphas.size * steps_per_level):
+            level = step // steps_per_level
+            if step % 2 == 0:
+                cpu_kernels.langevin_noise_pair(noise_seed + c, 0, step // 2, even, odd)
+            score, _ = numpy_ref.blurred_mixture_score(rows, log_weights, mixture.means, variances[level])
+            z = (odd if step % 2 else even).reshape(rows.shape)
+            rows += alphas[level] / 2 * score + np.sqrt(alphas[level]) * z
     return x

@@ -29,10 +29,12 @@ from ..nn.score import SLOPE, SLOPE_X
 from ..util.checks import check_number
 from .exact_score import LangevinChain
 
-#: Inputs drawn to find pairs, pairs searched, and bisection steps (pi/2 / 2^40 ~ 1e-12 rad).
-POOL = 2000
-PAIRS = 200
-BISECTIONS = 40
+#: Inputs drawn to find pairs, pairs searched, and bisection steps: 50 halvings of pi/2 reach
+#: the spacing of float64 angles, so the crossing is found as closely as the chain can resolve
+#: it (the closer, the longer a chain balances in the gap and the steeper g is found there).
+POOL = 1000
+PAIRS = 100
+BISECTIONS = 50
 
 
 @dataclass(frozen=True)
