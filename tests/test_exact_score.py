@@ -284,3 +284,26 @@ def test_search_without_both_sides_finds_nothing():
     found = search_steep_set(chain, chain.n_inputs, threshold=100.0, pool=50)
     assert found.gradient_norm.size == 0 and np.isnan(found.largest)
     assert found.summary()["largest"] is None and found.summary()["n_pairs"] == 0
+
+
+def test_the_searched_trained_chain_is_the_sgms_own_sampler():
+    """sampler_chains' network chain, fed the start and the stream of a sampling seed, draws
+    the SGM's samples and their gradients (float64 model: the same arithmetic)."""
+    from npgen.data import two_gaussians
+    from npgen.models.sgm import SGM
+    from npgen.study.exact_sampler import sampler_chains
+
+    model = SGM(dtype="float64", seed=1, backend="cpu")
+    model.fit(two_gaussians(3.0, n=400, seed=0), epochs=1, batch_size=100, quiet=True)
+    n, seed = 40, 9
+    samples, gradient = model.sample(n, seed=seed, quiet=True, lipschitz=True)
+    trained, exact = sampler_chains(model, IsotropicMixture.two_modes(3.0).standardized(model.mean, model.std))
+    rng = np.random.default_rng(seed)
+    x0 = rng.standard_normal(n)
+    noise = np.empty((n, trained.n_inputs - 1))
+    cpu.langevin_noise_block(int(rng.integers(2 ** 63)), 0, 0, noise)
+    x, dx0, grad_sq = trained(x0, noise, track=True)
+    np.testing.assert_allclose(x * model.std + model.mean, samples[:, 0], rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(dx0, gradient.dx0, rtol=1e-7)
+    np.testing.assert_allclose(grad_sq, gradient.grad_sq, rtol=1e-7)
+    assert exact.n_inputs == trained.n_inputs and np.array_equal(exact.alphas, trained.alphas)
