@@ -16,6 +16,12 @@ the samples. This module looks for the steep set instead:
 
 Every |grad g(w)| at an input w where g is differentiable is a certified lower bound on Lip(g)
 (Lip(g) = sup_w |grad g(w)|), computed in float64; the search only chooses where to look.
+Near the crossing the chain balances on the unstable point between the modes, and float
+rounding is amplified as much as the gradient is; the value stays a lower bound because the
+noise enters every step additively: a rounding error d in x' = x + (alpha/2) s(x) + sqrt(alpha) z
+is the exact step with z + d / sqrt(alpha), so the computed chain is the exact chain of an input
+within about 1e-13 of w, and the recursion's factors f = 1 + (alpha/2) s'(x) are evaluated on
+that chain: the result is |grad g| there, to the recursion's own rounding.
 Varying the start x_0 alone would not do: the first levels forget the start, so with the noise
 held fixed the chain may end on the same side whatever x_0 is.
 """
