@@ -316,7 +316,7 @@ def _sgm_row(m, mass, exact_mass, searched, exact_searched, sampled=5.0, demand=
     metrics = {"mass_between": mass, "collapse": None, "sampler_lipschitz": sampled,
                "theorem1_required_lipschitz": demand,
                "sampler_search": {"trained": {"largest": searched}, "exact": {"largest": exact_searched}},
-               "exact_sampler": {"mass_between": exact_mass, "lipschitz": 1.0},
+               "exact_sampler": {"mass_between": exact_mass, "lipschitz": 1.0, "theorem1_required_lipschitz": 70.0},
                "score_error_per_level": [{"sigma_standardized": 1.0, "relative_error": 0.5},
                                          {"sigma_standardized": 0.1, "relative_error": 0.25}]}
     return ({"model": "sgm", "m": m, "seed": 0}, metrics, None)

@@ -581,7 +581,9 @@ def exact_score_statements(sgm_rows, m_values):
             f"{_steepness_words(_mean(group, _searched), _mean(group, lambda mt: _searched(mt, 'exact')))}: searched "
             f"Lip(g) {_cell(group, lambda mt: _searched(mt, 'exact'))} against {_cell(group, _searched)} (data units; "
             f"max |grad g| over the samples {_cell(group, lambda mt: _exact_sampler(mt, 'lipschitz'))} against "
-            f"{_cell(group, lambda mt: mt['sampler_lipschitz'])}).")
+            f"{_cell(group, lambda mt: mt['sampler_lipschitz'])}; Theorem 1's demand for each sampler's own mass "
+            f"between the modes: {_cell(group, lambda mt: _exact_sampler(mt, 'theorem1_required_lipschitz'))} and "
+            f"{_cell(group, lambda mt: mt['theorem1_required_lipschitz'])}).")
         levels = group[0][1]["score_error_per_level"]
         errors = ", ".join(f"sigma {_fmt(level['sigma_standardized'])}: "
                            f"{_fmt(_mean(group, lambda mt: mt['score_error_per_level'][k]['relative_error']))}"
