@@ -1047,22 +1047,21 @@ def annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scal
 
 
 @_jit
-def _stream_normal(base, index, step):
-    """z(seed, index, step) of the counter-based stream (numpy_ref.langevin_noise), with
-    base = mix(seed + G)."""
-    key = _mix64(base + (np.uint64(index) + np.uint64(1)) * _GOLDEN)
-    radius, angle = _box_muller(key, step // 2)
-    return radius * (math.cos(angle) if step % 2 == 0 else math.sin(angle))
-
-
-@_jit
 def langevin_noise_block(seed, first_sample, first_step, out):
     """out[i, t] = z(seed, first_sample + i, first_step + t) (out (n, T) float64): the normals
     :func:`annealed_langevin` draws for those samples and steps (numpy_ref.langevin_noise_block)."""
     base = _mix64(np.uint64(seed) + _GOLDEN)
     for i in range(out.shape[0]):
+        key = _mix64(base + (np.uint64(first_sample + i) + np.uint64(1)) * _GOLDEN)
+        z_odd = 0.0
         for t in range(out.shape[1]):
-            out[i, t] = _stream_normal(base, first_sample + i, first_step + t)
+            step = first_step + t
+            if step % 2 == 0 or t == 0:  # one Box-Muller draw serves steps 2q and 2q + 1
+                radius, angle = _box_muller(key, step // 2)
+                z_odd = radius * math.sin(angle)
+                out[i, t] = z_odd if step % 2 else radius * math.cos(angle)
+            else:
+                out[i, t] = z_odd
 
 
 @_jit
@@ -1179,16 +1178,31 @@ def exact_score_langevin_given_noise(x, log_weights, means, variances, alphas, n
     _exact_given_noise(x, tables, alphas, noise, dx0, grad_sq, track)
 
 
-def network_langevin_given_noise(x, W1, b1, W2a, beff2, W3a, beff3, alphas, noise, slope1, slope2,
-                                 dx0=None, grad_sq=None):
-    """numpy_ref.annealed_langevin_given_noise in place (x (n,), noise (n, L S)): the score
-    network's chain (the weights of :func:`annealed_langevin`, taken in float64) on given
-    noise; dx0 and grad_sq (n,), both or neither, carry the sampler's gradient on."""
-    dx0, grad_sq, track = _given_noise_arrays(x, alphas, noise, dx0, grad_sq)
-    if beff2.shape != (alphas.size, W2a.shape[0]) or beff3.shape != (alphas.size,):
-        raise ValueError("network_langevin_given_noise: beff2 (L, H2) and beff3 (L,) for L levels")
+def network_chain_tables(W1, b1, W2a, beff2, W3a, beff3, slope1, slope2):
+    """The score network's tables for :func:`network_langevin_on_tables`, in float64: the
+    first layer's kinks and pieces A (:func:`_first_layer_pieces`), B[l] = C + beff2[l] for
+    each level, w3 = W3a[0], beff3 and slope2. Computed once per network and set of levels."""
+    if beff2.shape != (beff3.size, W2a.shape[0]) or beff3.ndim != 1:
+        raise ValueError("network_chain_tables: beff2 (L, H2) and beff3 (L,) for L levels")
     kinks, A, C = _first_layer_pieces(*(np.asarray(a, np.float64) for a in (W1, b1, W2a)), slope1)
     B = np.ascontiguousarray(C[None] + np.asarray(beff2, np.float64)[:, None, :])
-    tables = (kinks, A, B, np.ascontiguousarray(W3a[0], np.float64),
-              np.ascontiguousarray(beff3, np.float64), float(slope2))
+    return (kinks, A, B, np.ascontiguousarray(W3a[0], np.float64),
+            np.ascontiguousarray(beff3, np.float64), float(slope2))
+
+
+def network_langevin_on_tables(x, tables, alphas, noise, dx0=None, grad_sq=None):
+    """:func:`network_langevin_given_noise` on tables made by :func:`network_chain_tables`."""
+    dx0, grad_sq, track = _given_noise_arrays(x, alphas, noise, dx0, grad_sq)
+    if tables[2].shape[0] != alphas.size:
+        raise ValueError("network_langevin_on_tables: the tables' levels and alphas differ in number")
     _network_given_noise(x, tables, alphas, noise, dx0, grad_sq, track)
+
+
+def network_langevin_given_noise(x, W1, b1, W2a, beff2, W3a, beff3, alphas, noise, slope1, slope2,
+                                 dx0=None, grad_sq=None):
+    """numpy_ref.annealed_langevin_given_noise in place, with noise laid out (n, L S) (row i:
+    sample i's z of steps 0 .. L S - 1): the score network's chain (the weights of
+    :func:`annealed_langevin`, taken in float64) on given noise; dx0 and grad_sq (n,), both or
+    neither, carry the sampler's gradient on."""
+    network_langevin_on_tables(x, network_chain_tables(W1, b1, W2a, beff2, W3a, beff3, slope1, slope2),
+                               alphas, noise, dx0, grad_sq)

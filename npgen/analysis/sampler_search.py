@@ -26,6 +26,7 @@ Varying the start x_0 alone would not do: the first levels forget the start, so 
 held fixed the chain may end on the same side whatever x_0 is.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,9 +122,13 @@ class NetworkChain(LangevinChain):
 
     score: object = None
 
-    def _move(self, x, alphas, noise, gradient):
+    @functools.cached_property
+    def tables(self):
+        """The network's piece tables at the chain's levels (computed on first use)."""
         w = self.score.weights
         beff2, beff3 = self.score.effective_biases(self.sigmas)
-        cpu_kernels.network_langevin_given_noise(x, w["fc_1.weight"], w["fc_1.bias"], w["fc_2.x"],
-                                                 beff2, w["fc_3.x"], beff3, alphas, noise,
-                                                 SLOPE_X, SLOPE, *gradient)
+        return cpu_kernels.network_chain_tables(w["fc_1.weight"], w["fc_1.bias"], w["fc_2.x"], beff2,
+                                                w["fc_3.x"], beff3, SLOPE_X, SLOPE)
+
+    def _move(self, x, alphas, noise, gradient):
+        cpu_kernels.network_langevin_on_tables(x, self.tables, alphas, noise, *gradient)
