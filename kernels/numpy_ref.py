@@ -10,7 +10,8 @@ Notation, for a batch of ``n`` rows (one sample a row):
   ``SIGMOID`` of :mod:`npgen.kernels`) and ``slope`` the negative slope of leaky_relu.
 
 The file goes from the small pieces to the large: activations, the dense layer, losses, Adam,
-spectral norm, and last annealed Langevin sampling. A forward returns what its backward needs,
+spectral norm, annealed Langevin sampling, and last the exact score of a blurred Gaussian
+mixture with the Langevin chain driven by it (a yardstick for the learned score). A forward returns what its backward needs,
 and a backward returns the gradients of its inputs and parameters. Nothing is written in place.
 
 A 3-layer MLP, chained by hand
