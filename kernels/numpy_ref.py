@@ -11,8 +11,9 @@ Notation, for a batch of ``n`` rows (one sample a row):
 
 The file goes from the small pieces to the large: activations, the dense layer, losses, Adam,
 spectral norm, annealed Langevin sampling, and last the exact score of a blurred Gaussian
-mixture with the Langevin chain driven by it (a yardstick for the learned score). A forward returns what its backward needs,
-and a backward returns the gradients of its inputs and parameters. Nothing is written in place.
+mixture with the Langevin chain driven by it (a yardstick for the learned score). A forward
+returns what its backward needs, and a backward returns the gradients of its inputs and
+parameters. Nothing is written in place.
 
 A 3-layer MLP, chained by hand
 ------------------------------

@@ -8,7 +8,8 @@ mixture blurred at sigma_l are in the same units. For the SGM run this measures:
 * the relative score error per level, E||s_theta - s||^2 / E||s||^2 over x~ = x + sigma_l eps,
   on SCORE_ERROR_ROWS of the training rows (a ratio);
 * EXACT_SAMPLES samples of the same sampler on the exact score
-  (:func:`npgen.analysis.exact_score.exact_langevin_nd`): the same levels, steps, step size,
+  (:func:`npgen.analysis.exact_score.exact_langevin_nd`): the same levels, steps, step sizes
+  (rounded to the model's dtype, as its sampler takes them),
   and the start and noise of the run's first EXACT_SAMPLES samples, row for row. Their
   projections are measured as the model's samples are (:mod:`npgen.study.figure7`).
 """
@@ -40,7 +41,7 @@ def exact_score_run(model, data, clean, sigma, n_samples, sample_seed, seed=0):
     rows = np.random.default_rng(seed).choice(len(data), min(SCORE_ERROR_ROWS, len(data)), replace=False)
     errors = relative_score_errors(lambda x, level: model.score.forward(x.astype(model.dtype), level),
                                    mixture, model.sigmas, data[np.sort(rows)], seed=seed)
-    samples = exact_langevin_nd(mixture, model.sigmas, model.alphas, model.n_steps_per_level,
+    samples = exact_langevin_nd(mixture, model.sigmas, model.alphas.astype(model.dtype), model.n_steps_per_level,
                                 min(EXACT_SAMPLES, n_samples), sample_seed, model.score.data_mean,
                                 VECTOR_SAMPLE_CHUNK, dtype=model.dtype, n_drawn=n_samples)
     return errors, samples.astype(np.float32), time.perf_counter() - start
