@@ -1272,3 +1272,173 @@ def annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scal
     _langevin_mlp_loop(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scales, float(center),
                        alphas, n_steps_per_level, seed, first_step, kind, slope, z1, a1, z2, a2,
                        raw, z_odd)
+
+
+# --------------------------------------------------------------------------- annealed Langevin on given noise
+#
+# The chains below take their Gaussian inputs as arrays, so that a caller can move along paths
+# in the input space (the sampler's steep set, npgen.analysis.sampler_search) or feed the
+# counter-based stream (langevin_noise_block) to a score other than the network's. They run in
+# float64 and move x, dx0 and grad_sq in place.
+
+
+@_jit
+def langevin_noise_block(seed, first_sample, first_step, out):
+    """out[i, t] = z(seed, first_sample + i, first_step + t) (out (n, T) float64): the normals
+    :func:`annealed_langevin` draws for those samples and steps (numpy_ref.langevin_noise_block)."""
+    base = _mix64(np.uint64(seed) + _GOLDEN)
+    for i in range(out.shape[0]):
+        key = _mix64(base + (np.uint64(first_sample + i) + np.uint64(1)) * _GOLDEN)
+        z_odd = 0.0
+        for t in range(out.shape[1]):
+            step = first_step + t
+            if step % 2 == 0 or t == 0:  # one Box-Muller draw serves steps 2q and 2q + 1
+                radius, angle = _box_muller(key, step // 2)
+                z_odd = radius * math.sin(angle)
+                out[i, t] = z_odd if step % 2 else radius * math.cos(angle)
+            else:
+                out[i, t] = z_odd
+
+
+@_jit
+def langevin_noise_pair(seed, first_sample, pair, even, odd):
+    """even[i] = z(seed, first_sample + i, 2 pair) and odd[i] = z(seed, first_sample + i,
+    2 pair + 1) (float64 (n,)): the two halves of one Box-Muller draw per sample, so two steps
+    cost one draw."""
+    base = _mix64(np.uint64(seed) + _GOLDEN)
+    for i in range(even.size):
+        key = _mix64(base + (np.uint64(first_sample + i) + np.uint64(1)) * _GOLDEN)
+        radius, angle = _box_muller(key, pair)
+        even[i] = radius * math.cos(angle)
+        odd[i] = radius * math.sin(angle)
+
+
+@_jit
+def _mixture_score_and_slope(xi, level, tables, need_slope):
+    """(s_l(x), s_l'(x)) of the scalar mixture sum_k w_k N(mu_k, V[l, k]) at x (the formulas of
+    numpy_ref.blurred_mixture_score), from the tables c[l, k] = log w_k - log(2 pi V_lk) / 2 and
+    P[l, k] = 1 / V_lk: with l_k = c_lk - P_lk (x - mu_k)^2 / 2, e_k = exp(l_k - max_j l_j) and
+    a_k = P_lk (mu_k - x), s = sum e_k a_k / sum e_k and s' = sum e_k (a_k^2 - P_lk) / sum e_k - s^2."""
+    means, offsets, precisions = tables
+    c, p = offsets[level], precisions[level]
+    top = -np.inf
+    for k in range(means.size):
+        u = xi - means[k]
+        top = max(top, c[k] - 0.5 * p[k] * u * u)
+    total = 0.0
+    first = 0.0
+    second = 0.0
+    for k in range(means.size):
+        u = xi - means[k]
+        e = math.exp(c[k] - 0.5 * p[k] * u * u - top)
+        a = -p[k] * u
+        total += e
+        first += e * a
+        second += e * (a * a - p[k])
+    score = first / total
+    return score, (second / total - score * score) if need_slope else 0.0
+
+
+@_jit
+def _network_score_and_slope(xi, level, tables, need_slope):
+    """(s_l(x), s_l'(x)) of the score network on the first layer's pieces (see
+    :func:`_first_layer_pieces`): the piece p of x is the number of kinks <= x, and on it
+    s_l(x) = w3 . leaky(A_p x + B[l, p]) + beff3[l], B[l] = C + beff2[l]."""
+    kinks, A, B, w3, beff3, slope2 = tables
+    p = np.searchsorted(kinks, xi, side="right")
+    if need_slope:
+        return _piece_score_and_slope(xi, A[p], B[level, p], w3, beff3[level], slope2)
+    return _piece_score(xi, A[p], B[level, p], w3, beff3[level], slope2), 0.0
+
+
+@njit(inline="always")
+def _given_noise_loop(x, noise, alphas, dx0, grad_sq, track, score_and_slope, tables):
+    """The chain of numpy_ref.annealed_langevin_given_noise on samples x (n,) with noise
+    (n, L S), for any score_and_slope(x, level, tables, need_slope) -> (s, s')."""
+    n_levels = alphas.size
+    steps = noise.shape[1] // n_levels
+    for i in range(x.size):
+        xi, di, ni = x[i], dx0[i], grad_sq[i]
+        for level in range(n_levels):
+            alpha = alphas[level]
+            half_alpha, root_alpha = alpha / 2, math.sqrt(alpha)
+            for t in range(level * steps, (level + 1) * steps):
+                score, slope = score_and_slope(xi, level, tables, track)
+                if track:
+                    f = 1.0 + half_alpha * slope
+                    di = f * di
+                    ni = f * f * ni + alpha
+                xi = xi + (half_alpha * score + root_alpha * noise[i, t])
+        x[i] = xi
+        if track:
+            dx0[i] = di
+            grad_sq[i] = ni
+
+
+@_jit
+def _exact_given_noise(x, tables, alphas, noise, dx0, grad_sq, track):
+    _given_noise_loop(x, noise, alphas, dx0, grad_sq, track, _mixture_score_and_slope, tables)
+
+
+@_jit
+def _network_given_noise(x, tables, alphas, noise, dx0, grad_sq, track):
+    _given_noise_loop(x, noise, alphas, dx0, grad_sq, track, _network_score_and_slope, tables)
+
+
+def _given_noise_arrays(x, alphas, noise, dx0, grad_sq):
+    """Check the float64 chain arrays of the given-noise kernels; returns (dx0, grad_sq, track)
+    with x standing in for untracked gradient arrays (unwritten)."""
+    arrays = [a for a in (x, alphas, noise, dx0, grad_sq) if a is not None]
+    if any(a.dtype != np.float64 or not a.flags.c_contiguous for a in arrays):
+        raise ValueError("the given-noise Langevin kernels take C-contiguous float64 arrays")
+    if (x.ndim != 1 or noise.ndim != 2 or noise.shape[0] != x.size or alphas.ndim != 1
+            or alphas.size == 0 or noise.shape[1] % alphas.size
+            or any(a is not None and a.shape != x.shape for a in (dx0, grad_sq))
+            or (dx0 is None) != (grad_sq is None)):
+        raise ValueError("given-noise Langevin: array shapes do not fit together (x (n,), noise"
+                         " (n, L S), alphas (L,), dx0 and grad_sq (n,) both or neither)")
+    return (x, x, False) if dx0 is None else (dx0, grad_sq, True)
+
+
+def exact_score_langevin_given_noise(x, log_weights, means, variances, alphas, noise,
+                                     dx0=None, grad_sq=None):
+    """numpy_ref.exact_score_langevin_given_noise in place: x (n,) moves through the levels
+    with the exact score of sum_k w_k N(mu_k, V[l, k]) and the given noise (n, L S); dx0 and
+    grad_sq (n,), both or neither, carry the sampler's gradient on. Float64 throughout."""
+    dx0, grad_sq, track = _given_noise_arrays(x, alphas, noise, dx0, grad_sq)
+    log_weights, means, variances = (np.asarray(a, np.float64) for a in (log_weights, means, variances))
+    if variances.shape != (alphas.size, means.size) or log_weights.shape != means.shape or means.ndim != 1:
+        raise ValueError("exact_score_langevin_given_noise: log_weights and means (K,), variances (L, K)")
+    tables = (np.ascontiguousarray(means), np.ascontiguousarray(log_weights - 0.5 * np.log(2 * np.pi * variances)),
+              np.ascontiguousarray(1 / variances))
+    _exact_given_noise(x, tables, alphas, noise, dx0, grad_sq, track)
+
+
+def network_chain_tables(W1, b1, W2a, beff2, W3a, beff3, slope1, slope2):
+    """The score network's tables for :func:`network_langevin_on_tables`, in float64: the
+    first layer's kinks and pieces A (:func:`_first_layer_pieces`), B[l] = C + beff2[l] for
+    each level, w3 = W3a[0], beff3 and slope2. Computed once per network and set of levels."""
+    if beff2.shape != (beff3.size, W2a.shape[0]) or beff3.ndim != 1:
+        raise ValueError("network_chain_tables: beff2 (L, H2) and beff3 (L,) for L levels")
+    kinks, A, C = _first_layer_pieces(*(np.asarray(a, np.float64) for a in (W1, b1, W2a)), slope1)
+    B = np.ascontiguousarray(C[None] + np.asarray(beff2, np.float64)[:, None, :])
+    return (kinks, A, B, np.ascontiguousarray(W3a[0], np.float64),
+            np.ascontiguousarray(beff3, np.float64), float(slope2))
+
+
+def network_langevin_on_tables(x, tables, alphas, noise, dx0=None, grad_sq=None):
+    """:func:`network_langevin_given_noise` on tables made by :func:`network_chain_tables`."""
+    dx0, grad_sq, track = _given_noise_arrays(x, alphas, noise, dx0, grad_sq)
+    if tables[2].shape[0] != alphas.size:
+        raise ValueError("network_langevin_on_tables: the tables' levels and alphas differ in number")
+    _network_given_noise(x, tables, alphas, noise, dx0, grad_sq, track)
+
+
+def network_langevin_given_noise(x, W1, b1, W2a, beff2, W3a, beff3, alphas, noise, slope1, slope2,
+                                 dx0=None, grad_sq=None):
+    """numpy_ref.annealed_langevin_given_noise in place, with noise laid out (n, L S) (row i:
+    sample i's z of steps 0 .. L S - 1): the score network's chain (the weights of
+    :func:`annealed_langevin`, taken in float64) on given noise; dx0 and grad_sq (n,), both or
+    neither, carry the sampler's gradient on."""
+    network_langevin_on_tables(x, network_chain_tables(W1, b1, W2a, beff2, W3a, beff3, slope1, slope2),
+                               alphas, noise, dx0, grad_sq)

@@ -11,8 +11,10 @@ Notation, for a batch of ``n`` rows (one sample a row):
 
 The file goes from the small pieces to the large: activations, the dense layer, the column
 blocks of skip connections and minibatch rows, losses (the classifier's, then the pieces of the
-GAN's, the VAE's and the SGM's), Adam, spectral norm, and last annealed Langevin sampling. A
-forward returns what its backward needs, and a backward returns the gradients of its inputs and
+GAN's, the VAE's and the SGM's), Adam, spectral norm, annealed Langevin sampling, and last the
+exact score of a blurred Gaussian mixture with the Langevin chain driven by it (a yardstick for
+the learned score). A forward returns what its backward needs, and a backward returns the
+gradients of its inputs and
 parameters. Nothing is written in place.
 
 A 3-layer MLP, chained by hand
@@ -769,3 +771,92 @@ def annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scal
             x += half_alpha * score + root_alpha * noise
             step += 1
     return x
+
+
+# --------------------------------------------------------------------------- the exact score of a blurred mixture
+#
+# A mixture sum_k w_k N(mu_k, s_k^2 I_d) blurred by N(0, sigma^2 I_d) is the mixture
+# sum_k w_k N(mu_k, v_k I_d) with v_k = s_k^2 + sigma^2. With the log-weights
+#     l_k(x) = log w_k - (d / 2) log(2 pi v_k) - ||x - mu_k||^2 / (2 v_k),
+# log p(x) = logsumexp_k l_k(x), the responsibilities r_k = exp(l_k - log p) and
+#     s(x) = grad log p(x) = sum_k r_k a_k,    a_k = (mu_k - x) / v_k.
+# In one dimension d r_k / dx = r_k (a_k - s), so
+#     s'(x) = sum_k r_k (a_k^2 - 1 / v_k) - s(x)^2.
+# Subtracting max_k l_k before exponentiating keeps far-apart components finite.
+
+
+def blurred_mixture_score(x, log_weights, means, variances, need_slope=False):
+    """The score of sum_k w_k N(mu_k, v_k I_d) at the rows of x (n, d), float64.
+
+    ``log_weights`` (K,) log w_k, ``means`` (K, d), ``variances`` (K,) v_k (already blurred:
+    v_k = s_k^2 + sigma^2). Returns (score (n, d), log p (n,)), and with ``need_slope`` (d = 1
+    only) also s'(x) (n,). ||x - mu_k||^2 is expanded as ||x||^2 - 2 x . mu_k + ||mu_k||^2, so
+    the cost is one (n, d) x (d, K) product; the score is
+        s(x) = sum_k (r_k / v_k) mu_k - x sum_k r_k / v_k.
+    """
+    x = np.asarray(x, np.float64)
+    means = np.asarray(means, np.float64)
+    variances = np.asarray(variances, np.float64)
+    d = x.shape[1]
+    squares = (np.einsum("ij,ij->i", x, x)[:, None] - 2 * (x @ means.T)
+               + np.einsum("kj,kj->k", means, means))
+    logits = (np.asarray(log_weights, np.float64) - 0.5 * d * np.log(2 * np.pi * variances)
+              - np.maximum(squares, 0) / (2 * variances))
+    top = logits.max(axis=1, keepdims=True)
+    e = np.exp(logits - top)
+    total = e.sum(axis=1, keepdims=True)
+    r = e / total
+    log_p = top[:, 0] + np.log(total[:, 0])
+    precision = r / variances
+    score = precision @ means - x * precision.sum(axis=1, keepdims=True)
+    if not need_slope:
+        return score, log_p
+    if d != 1:
+        raise ValueError("blurred_mixture_score: s'(x) is computed for d = 1 only")
+    a = (means[:, 0] - x) / variances
+    slope = np.sum(r * (a * a - 1 / variances), axis=1) - score[:, 0] ** 2
+    return score, log_p, slope
+
+
+def exact_score_langevin_given_noise(x, log_weights, means, variances, alphas, noise,
+                                     dx0=None, grad_sq=None):
+    """Annealed Langevin dynamics of scalar samples x (n,) on the exact score of a mixture:
+    :func:`annealed_langevin_given_noise` with s_l(x) the score of sum_k w_k N(mu_k, V[l, k])
+    (:func:`blurred_mixture_score`, d = 1) in place of the network, float64.
+
+    ``log_weights`` (K,), ``means`` (K,), ``variances`` V (L, K): the blurred variances at each
+    level, V[l, k] = s_k^2 + sigma_l^2; ``alphas`` (L,); ``noise`` (n, L S): row i holds sample
+    i's z of steps 0 .. L S - 1, S = L S / L steps per level. Per step, with s' in closed form,
+        f = 1 + (alpha_l / 2) s_l'(x),  dx0 <- f dx0,  grad_sq <- f^2 grad_sq + alpha_l,
+        x <- x + (alpha_l / 2) s_l(x) + sqrt(alpha_l) z.
+    Returns x, or (x, dx0, grad_sq) when either is given (one that is None starts at 1); no
+    input is changed.
+    """
+    track = dx0 is not None or grad_sq is not None
+    x = np.array(x, np.float64)
+    noise = np.asarray(noise, np.float64)
+    n_levels = alphas.size
+    steps = noise.shape[1] // n_levels
+    means = np.asarray(means, np.float64).reshape(-1, 1)
+    if track:
+        dx0, grad_sq = (np.ones_like(x) if start is None else np.array(start, np.float64)
+                        for start in (dx0, grad_sq))
+    for level in range(n_levels):
+        alpha = float(alphas[level])
+        for t in range(level * steps, (level + 1) * steps):
+            score, _, slope = blurred_mixture_score(x[:, None], log_weights, means, variances[level],
+                                                    need_slope=True)
+            if track:
+                f = 1 + alpha / 2 * slope
+                dx0 = f * dx0
+                grad_sq = f * f * grad_sq + alpha
+            x = x + alpha / 2 * score[:, 0] + np.sqrt(alpha) * noise[:, t]
+    return (x, dx0, grad_sq) if track else x
+
+
+def langevin_noise_block(seed, n, first_step, n_steps):
+    """(n, n_steps) float64: entry (i, t) is z(seed, i, first_step + t) of
+    :func:`annealed_langevin`'s stream, so a chain fed this block draws what the kernels draw."""
+    keys = langevin_sample_keys(seed, n)
+    return np.stack([langevin_noise(keys, step) for step in range(first_step, first_step + n_steps)],
+                    axis=1)

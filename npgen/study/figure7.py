@@ -22,6 +22,10 @@ modes: g#mu(A_r minus A) >= Phi(m / Lip + Phi^-1(p)) - p, p = g#mu(A). In the su
 embedding the pushed map is E o g. The bound falls as Lip grows, so with a certified upper
 bound of Lip it is a valid bound; with a searched lower bound of Lip it is not (labelled so).
 
+On the two noisy digits the data is a Gaussian mixture, so the SGM run also measures its
+network's score error per level against the exact score and runs the same sampler on the exact
+score (:mod:`npgen.study.figure7_exact`), projected and classified as the model's samples are.
+
 Runs are sweep runs (:mod:`npgen.study.sweep`) in ``out/fig7/runs`` (the report's section,
 figures and ``fig7.json`` are :mod:`npgen.study.figure7_report`'s): the classifier, the
 embedding, then one run per data set and model (``model="data"``: 5000 rows of the data set
@@ -52,6 +56,7 @@ from ..nn.dense_score import HIDDEN_SIZES as SCORE_HIDDEN
 from ..util.checks import check_choice
 from ..util.environment import environment_kept
 from ..util.io import atomic_save_npy
+from .figure7_exact import exact_score_run
 from .runs import code_fingerprint
 from .sweep import find_run_dir, read_failures
 
@@ -337,6 +342,12 @@ def _model_run(config, run_dir):
         line = projection_line(clean)
         metrics.update(projection_metrics(line, samples, predicted, config["bins"], x))
         theorem_line = metrics
+    if config["model"] == "sgm" and clean is not None:
+        errors, exact_samples, seconds = exact_score_run(model, x, clean, MIXTURE_SIGMA, config["n_samples"],
+                                                         config["seed"] + 1, seed=config["seed"])
+        metrics["score_error_per_level"] = errors
+        metrics["exact_score"] = dict(projection_metrics(line, exact_samples, classifier.predict(exact_samples),
+                                                         config["bins"], x), seconds=seconds)
     if config["model"] in ("gan", "vae"):
         metrics["lipschitz"] = lipschitz_metrics(model.push_forward_network, config,
                                                  theorem_line["m"], theorem_line["p_left"])

@@ -12,7 +12,9 @@ nu = 1/2 N(-m, 1) + 1/2 N(m, 1), draws samples from it, and measures what Sectio
   to the samples and nu itself (:mod:`npgen.analysis.mixtures`): a mode-coverage number, as
   the mass a fit puts in excess on one mode must cross the 2m between the modes;
 * for the SGM, the Lipschitz constant of its whole sampler beside Theorem 1's demand
-  (:mod:`npgen.study.sampler`);
+  (:mod:`npgen.study.sampler`), and the exact score as a yardstick: the network's score error
+  per level, the same sampler run on the exact score, and searched lower bounds on both
+  samplers' Lip(g) (:mod:`npgen.study.exact_sampler`);
 * whether the samples collapsed (:func:`collapse`: one spike, or one mode).
 
 The SGM trains on standardized data z = (x - mu) / sd, so its score network is a function of z.
@@ -58,6 +60,7 @@ from ..util.io import (atomic_directory, atomic_save_npy, atomic_write_json, che
 from ..util.locks import check_not_busy, claim_folder, clear_dead_writers, writer_prefix
 from ..util.threads import one_blas_thread
 from .figures import save_histogram
+from .exact_sampler import exact_score_metrics
 from .sampler import sampler_metrics
 
 MODELS = ("gan", "vae", "sgm")
@@ -485,6 +488,7 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
     if config["model"] == "sgm":
         os.makedirs(run_dir, exist_ok=True)
         metrics.update(sampler_metrics(model, config, run_dir, samples, sample_seed, sample_options))
+        metrics.update(exact_score_metrics(model, config, run_data(config), sample_seed, distribution_metrics))
     metrics["final_losses"] = {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}
     metrics["wall_seconds"] = time.perf_counter() - start
     os.makedirs(run_dir, exist_ok=True)
@@ -575,6 +579,21 @@ def _is_steps_by_end(value):
         for name in ("left", "between", "right"))
 
 
+def _is_score_error_table(value):
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(row, dict) and _is_number(row.get("sigma_standardized")) and _is_number(row.get("relative_error"))
+        for row in value)
+
+
+def _is_search(value):
+    return isinstance(value, dict) and all(
+        isinstance(value.get(name), dict) and (value[name].get("largest") is None or _is_number(value[name]["largest"]))
+        for name in ("trained", "exact"))
+
+
+#: The exact-score sampler's numbers the report reads.
+EXACT_SAMPLER_NUMBERS = ("mass_between", "smaller_mode_share", "mw2_squared", "lipschitz",
+                         "theorem1_required_lipschitz")
 _NUMBER = ("a number", _is_number)
 #: The metrics.json keys the report and the figures read, per model: key -> (what is accepted, test).
 METRICS_READ = {
@@ -595,7 +614,13 @@ METRICS_READ = {
                                "'grad_sq_factor_at_max'", _is_level_table),
             "sampler_expansion_steps": ("an object of integer lists 'left', 'between' and 'right'", _is_steps_by_end),
             "score_lipschitz_per_sigma": ("a list of objects with numbers 'exact_standardized' and "
-                                          "'grid_standardized'", _is_sigma_table)},
+                                          "'grid_standardized'", _is_sigma_table),
+            "score_error_per_level": ("a list of objects with numbers 'sigma_standardized' and 'relative_error'",
+                                      _is_score_error_table),
+            "exact_sampler": ("an object with numbers " + ", ".join(map(repr, EXACT_SAMPLER_NUMBERS)),
+                              lambda v: isinstance(v, dict) and all(_is_number(v.get(k)) for k in EXACT_SAMPLER_NUMBERS)),
+            "sampler_search": ("an object 'trained' and 'exact', each with 'largest' a number or null",
+                               _is_search)},
 }
 METRICS_READ["any"]["collapse"] = (f"null or one of {list(COLLAPSES)}", lambda v: v is None or v in COLLAPSES)
 
