@@ -104,14 +104,13 @@ def _model(kind, seed, settings):
 def time_steps(ck, kind, replicas, settings, budget):
     """(seconds per step, product FLOPs per step) of the batched GAN, VAE, SGM or penalized
     GAN at R replicas."""
-    from npgen.models.replicas import BatchedSGM, Lockstep
+    from npgen.models.replicas import Lockstep
 
-    batched_type, flops = {"gan": (Lockstep, gan_step_flops), "vae": (Lockstep, vae_step_flops),
-                           "sgm": (BatchedSGM, sgm_step_flops),
-                           "penalized gan": (Lockstep, penalized_gan_step_flops)}[kind]
+    flops = {"gan": gan_step_flops, "vae": vae_step_flops, "sgm": sgm_step_flops,
+             "penalized gan": penalized_gan_step_flops}[kind]
     B = settings["batch"]
     models = [_model(kind, r, settings) for r in range(replicas)]
-    batched = batched_type(models, ck, B)
+    batched = Lockstep(models, ck, B)
     data = ck.to_device(np.random.default_rng(0).standard_normal((replicas, 4 * B, 1), np.float32))
     order = ck.to_device(np.tile(np.arange(4 * B), (replicas, 1)))
     batched.start_epoch(4)

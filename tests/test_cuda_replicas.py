@@ -267,14 +267,14 @@ def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
 def test_a_diverging_sgm_replica_stays_untrained(monkeypatch):
     """An SGM replica whose loss turns NaN is reported with the CPU run's sentence and keeps no
     standardization (it cannot sample); the other one trains on."""
-    real_step = replicas.BatchedSGM.step
+    real_step = replicas.Lockstep.step
 
     def step(self, *args):
         losses = real_step(self, *args)
         losses["loss"][0] = np.nan
         return losses
 
-    monkeypatch.setattr(replicas.BatchedSGM, "step", step)
+    monkeypatch.setattr(replicas.Lockstep, "step", step)
     models = [SGM(seed=seed, lr=1e-2) for seed in (1, 2)]
     out = fit_many(models, _data([1.0, 1.0], [1, 2], 4), epochs=1, batch_size=4)
     assert str(out[0]) == "SGM training diverged at step 1: loss 'loss' (score) is nan"

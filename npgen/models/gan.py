@@ -128,6 +128,7 @@ class GAN(PushForwardModel):
     """
 
     buffer_type = _GANBuffers
+    OPTIMIZERS = {"generator": "generator_optimizer", "discriminator": "discriminator_optimizer"}
 
     def __init__(self, latent_dim=1, data_dim=1, n_layers=None, skip="plain", base_width=None,
                  sn_generator=False, gp_lipschitz=None, loss="bce", discriminator_first=False,
@@ -263,7 +264,6 @@ class GAN(PushForwardModel):
                 np.array([model.gp_lipschitz for model in models], np.float64))
         return stacked
 
-    replicas_of.__doc__ = PushForwardModel.replicas_of.__doc__
 
     def _step(self, batch):
         """One generator step and one discriminator step (order: ``discriminator_first``),

@@ -8,11 +8,8 @@ architecture of g that both models use, so that the paper's comparison of GAN an
 comparison of training methods and not of networks.
 """
 
-import copy
-
 import numpy as np
 
-from ..nn.adam import Adam
 from ..nn.layers import SKIP_STYLES
 from ..nn.mlp import MLP
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
@@ -20,7 +17,8 @@ from ..util.checks import (as_real_array, check_betas, check_bool, check_choice,
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
 from .latents import check_latent, draw_latents
-from .noise import HostNoise, noise_for
+from .noise import HostNoise
+from .replicated import ReplicatedModel
 from .saved import load_model, save_model
 from .training import MAX_SAMPLES, fit_loop
 
@@ -104,7 +102,7 @@ def generator_network(n_layers, latent_dim, data_dim, base_width, skip, spectral
                dtype=dtype, seed=seed, backend=backend)
 
 
-class PushForwardModel:
+class PushForwardModel(ReplicatedModel):
     """What the GAN and the VAE share: x = g(z), z ~ N(0, I_p), with g the network
     :attr:`push_forward_network`.
 
@@ -135,38 +133,6 @@ class PushForwardModel:
         self._buffers_by_size = {}
         self.trained = False
 
-    @property
-    def ops(self):
-        """The kernels of the model's backend, in replica form (:mod:`npgen.kernels.replicas`)."""
-        return self.push_forward_network.ops
-
-    @classmethod
-    def replicas_of(cls, models, backend):
-        """One model of R = len(models) replicas on ``backend`` (``"cuda"`` included): its
-        networks hold replica r of each network at models[r]'s parameters, each with its Adam;
-        its steps (:meth:`_step`) draw replica r's latents and noise as :func:`npgen.models.noise.noise_for`
-        says. ``models`` are untrained models of one configuration but the seed (and a GAN's
-        penalty target); :meth:`copy_to` writes the trained replicas back into them."""
-        stacked = copy.copy(models[0])
-        stacked.replicas = len(models)
-        for name in models[0].networks():
-            net = getattr(models[0], name)
-            setattr(stacked, name, type(net).replicas_of([getattr(m, name) for m in models], backend))
-            setattr(stacked, f"{name}_optimizer", stacked._optimizer(getattr(stacked, name)))
-        stacked.noise = noise_for(models, stacked.ops)
-        stacked._buffers_by_size = {}
-        return stacked
-
-    def copy_to(self, models):
-        """Write replica r of every network into models[r] (see :meth:`replicas_of`)."""
-        for name, net in self.networks().items():
-            net.copy_to([getattr(model, name) for model in models])
-
-    def _read_losses(self, losses, batch_size):
-        """The losses of a step on ``batch_size`` rows (:meth:`_step`, (R,) arrays on the
-        backend) on the host, as the model reports them: {name: (R,) float64}."""
-        return {name: self.ops.to_host(values) for name, values in losses.items()}
-
     def _buffers(self, n):
         """The step's arrays for batch size n (``buffer_type(model, n)``), allocated once."""
         if n not in self._buffers_by_size:
@@ -176,9 +142,6 @@ class PushForwardModel:
     def _network_seed(self):
         """A seed for one network's initialization, drawn from the model's stream."""
         return int(self.rng.integers(2 ** 32))
-
-    def _optimizer(self, net):
-        return Adam(net, lr=self.lr, betas=self.betas)
 
     def config(self):
         """The constructor arguments (without the backend), as a JSON-able dict."""

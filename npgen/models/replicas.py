@@ -34,10 +34,8 @@ import numpy as np
 
 from .. import kernels
 from ..util.checks import check_number
-from ..nn import Adam, ScoreNetwork
-from ..nn.score import FEATURES, sinusoidal_features
 from .gan import GAN
-from .sgm import SGM, WEIGHT_POWERS
+from .sgm import SGM
 from .training import TrainingDiverged, check_losses
 from .vae import VAE
 
@@ -111,83 +109,41 @@ def replica_bytes(model, batch_size, n_data):
 
 
 class Lockstep:
-    """R GANs or VAEs trained in lockstep: one model of R replicas (``replicas_of``) on the
-    device, whose own step (:meth:`npgen.GAN._step`, :meth:`npgen.VAE._step`) takes each
-    minibatch, gathered on the device from the replicas' shuffles. What :func:`fit_many` runs,
-    and what bench/gpu.py times."""
+    """R models trained in lockstep: one model of R replicas (``replicas_of``) on the device,
+    whose own step (:meth:`npgen.GAN._step`, :meth:`npgen.VAE._step`, :meth:`npgen.SGM._step`)
+    takes each minibatch, gathered on the device from the replicas' shuffles. What
+    :func:`fit_many` runs, and what bench/gpu.py times."""
 
     def __init__(self, models, ck, batch_size):
         self.models, self.ck = models, ck
         self.model = type(models[0]).replicas_of(models, ck.BACKEND_NAME)
         first = models[0]
-        self.batch = ck.zeros((len(models), batch_size, first.data_dim), first.dtype)
+        data_dim = getattr(first, "data_dim", 1)
+        self.batch = ck.zeros((len(models), batch_size, data_dim), first.dtype)
+        self.levels = None
 
     def start_epoch(self, steps):
-        """Draw what an epoch of ``steps`` steps needs beyond the shuffles: nothing."""
+        """Each model draws what an epoch of ``steps`` steps needs beyond its shuffle: an SGM,
+        the noise level of each step (after the shuffle, from its own stream)."""
+        if isinstance(self.model, SGM):
+            L = self.model.sigmas.size
+            self.levels = self.ck.to_device(np.stack([m.rng.integers(L, size=steps)
+                                                      for m in self.models]))
 
     def step(self, data, order, start):
         """One step on the rows order[:, start:start + B] of data; returns the losses on the
         host, {name: (R,)}."""
         B = self.batch.shape[1]
         self.ck.gather_rows(data, order, start, self.batch, 0, B)
-        return self.model._read_losses(self.model._step(self.batch), B)
+        levels = () if self.levels is None else (self.levels, start // B)
+        return self.model._read_losses(self.model._step(self.batch, *levels), B)
 
     def copy_back(self, push_forward_only=False):
         """Copy the device weights (of the push-forward network only, if asked) into the models."""
-        if push_forward_only:
+        if push_forward_only and not isinstance(self.model, SGM):
             self.model.push_forward_network.copy_to([m.push_forward_network for m in self.models])
         else:
             self.model.copy_to(self.models)
-
-
-class BatchedSGM:
-    """The SGM step of :class:`npgen.SGM` on R replicas at once: each replica at the noise
-    level its model drew for the step, one Adam step on the denoising score-matching sum;
-    losses divided by the batch size (its module doc has the math)."""
-
-    def __init__(self, models, ck, batch_size):
-        self.models, self.ck, self.R = models, ck, len(models)
-        first = models[0]
-        self.score = ScoreNetwork.replicas_of([m.score for m in models], ck.BACKEND_NAME)
-        self.optimizer = Adam(self.score, first.lr, first.betas)
-        self.states = ck.rng_states([m.seed for m in models])
-        R, B, L, dt = self.R, batch_size, first.sigmas.size, first.dtype
-        self.weight_power = WEIGHT_POWERS[first.weighting]
-        table = np.array([sinusoidal_features(sigma) for sigma in first.sigmas], dt)
-        self.features_by_level = ck.to_device(np.broadcast_to(table, (R, L, FEATURES)))
-        self.sigma_by_level = ck.to_device(np.broadcast_to(first.sigmas[:, None], (R, L, 1)))
-        self.x, self.eps, self.noisy, self.grad_score = (
-            ck.to_device(np.zeros((R, B, 1), dt)) for _ in range(4))
-        self.features = ck.to_device(np.zeros((R, 1, FEATURES), dt))
-        self.sigma = ck.to_device(np.zeros((R, 1, 1)))
-        self.loss = ck.to_device(np.zeros(R))
-        self.levels = None
-
-    def start_epoch(self, steps):
-        """Each model draws the noise level of each of the epoch's steps (after its shuffle)."""
-        L = self.models[0].sigmas.size
-        self.levels = self.ck.to_device(np.stack([m.rng.integers(L, size=steps)
-                                                  for m in self.models]))
-
-    def step(self, data, order, start):
-        """One step on the rows order[:, start:start + B] of the standardized data, at the
-        levels drawn for step start // B of the epoch; returns {'loss': (R,)} on the host."""
-        ck, B = self.ck, self.x.shape[1]
-        ck.gather_rows(data, order, start, self.x, 0, B)
-        ck.gather_rows(self.features_by_level, self.levels, start // B, self.features, 0, 1)
-        ck.gather_rows(self.sigma_by_level, self.levels, start // B, self.sigma, 0, 1)
-        ck.standard_normal(self.states, self.eps)
-        ck.score_matching_noisy(self.x, self.eps, self.sigma.reshape(self.R), self.noisy)
-        score = self.score._forward(self.noisy, self.features)
-        ck.score_matching_loss(score, self.eps, self.sigma.reshape(self.R), self.weight_power,
-                               self.grad_score, self.loss)
-        self.score._backward(self.grad_score, need_grad_x=False)
-        self.optimizer.step()
-        return {"loss": ck.to_host(self.loss) / B}
-
-    def copy_back(self, push_forward_only=False):
-        """Copy the device weights into the models."""
-        self.score.copy_to([m.score for m in self.models])
 
 
 def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"):
@@ -225,7 +181,7 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     ck = kernels.get_replica_backend(backend)
     start_time = time.perf_counter()
     data = ck.to_device(np.stack(arrays))
-    batched = (BatchedSGM if isinstance(models[0], SGM) else Lockstep)(models, ck, batch_size)
+    batched = Lockstep(models, ck, batch_size)
     label = type(models[0]).__name__
     histories = [{} for _ in models]
     outcome = [None] * len(models)

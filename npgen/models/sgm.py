@@ -33,11 +33,13 @@ import numpy as np
 from .. import kernels
 from ..nn.adam import Adam
 from ..nn.dense_score import HIDDEN_SIZES, DenseScoreNetwork, check_noise_levels
-from ..nn.score import SLOPE, SLOPE_X, ScoreNetwork
+from ..nn.score import FEATURES, SLOPE, SLOPE_X, ScoreNetwork, sinusoidal_features
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, dtype_of)
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
+from .noise import HostNoise
+from .replicated import ReplicatedModel
 from .saved import check_recorded, load_model, save_model
 from .training import MAX_SAMPLES, fit_loop
 
@@ -164,7 +166,24 @@ class SamplerGradient:
         return self.data_std * np.sqrt(np.maximum(rest, 0))
 
 
-class SGM:
+class _SGMBuffers:
+    """Arrays for one batch size B, allocated once on the model's backend: the step's (R, B, 1)
+    arrays, each replica's level as its features (R, 1, 16) and sigma (R, 1, 1; float64), the
+    per-level tables they are taken from, and the (R,) loss."""
+
+    def __init__(self, model, n):
+        ops, R, dt, L = model.ops, model.replicas, model.dtype, model.sigmas.size
+        self.eps, self.noisy, self.grad = (ops.zeros((R, n, 1), dt) for _ in range(3))
+        table = np.array([sinusoidal_features(sigma) for sigma in model.sigmas], dt)
+        self.features_by_level = ops.to_device(np.broadcast_to(table, (R, L, FEATURES)))
+        self.sigma_by_level = ops.to_device(np.broadcast_to(model.sigmas[:, None], (R, L, 1)))
+        self.features = ops.zeros((R, 1, FEATURES), dt)
+        self.sigma = ops.zeros((R, 1, 1), np.float64)
+        self.sigma_of_replica = self.sigma.reshape(R)
+        self.loss = ops.zeros(R, np.float64)
+
+
+class SGM(ReplicatedModel):
     """Score-based generative model of scalar data (d = 1), see the module doc.
 
     Parameters
@@ -194,9 +213,12 @@ class SGM:
         self.rng = np.random.default_rng(self.seed)
         self.score = ScoreNetwork(dtype=self.dtype, seed=int(self.rng.integers(2 ** 32)),
                                   backend=backend)
-        self.optimizer = Adam(self.score, lr=self.lr, betas=self.betas)
+        self.optimizer = self._optimizer(self.score)
         self.mean = None
         self.std = None
+        self.replicas = 1
+        self.noise = HostNoise([self.rng])
+        self._buffers_by_size = {}
 
     def config(self):
         """The constructor arguments (without the backend), as a JSON-able dict."""
@@ -206,6 +228,13 @@ class SGM:
     def networks(self):
         """The trained networks by name (one: the score network)."""
         return {"score": self.score}
+
+    OPTIMIZERS = {"score": "optimizer"}
+
+    def _buffers(self, n):
+        if n not in self._buffers_by_size:
+            self._buffers_by_size[n] = _SGMBuffers(self, n)
+        return self._buffers_by_size[n]
 
     # ----------------------------------------------------------------- training
 
@@ -224,32 +253,48 @@ class SGM:
         if eps.shape != x.shape:
             raise ValueError(f"eps must have the shape of x {x.shape}, got {eps.shape}")
         sigma = check_number("sigma", sigma, low=0, low_open=True)
-        return self._denoising_loss(x, eps, sigma)
+        loss = self._denoising_loss(x[None], eps[None], np.array([float(sigma)]),
+                                    self.score._features(sigma))
+        return float(self.ops.to_host(loss)[0])
 
-    def _denoising_loss(self, x, eps, sigma):
-        """L and its gradient through the backend's score_matching_noisy and
-        score_matching_loss (:mod:`npgen.kernels.numpy_ref` has their math)."""
-        backend = self.score.backend
-        noisy, grad = np.empty_like(x), np.empty_like(x)
-        backend.score_matching_noisy(x, eps, sigma, noisy)
-        loss = backend.score_matching_loss(self.score._forward(noisy, sigma), eps, sigma,
-                                           WEIGHT_POWERS[self.weighting], grad)
-        self.score._backward(grad, need_grad_x=False)
-        return loss
+    def _denoising_loss(self, x, eps, sigma, features):
+        """L of every replica, x and eps (R, n, 1) at the levels sigma (R,) given by their
+        features p(sigma) (R, 1, 16): the backend's score_matching_noisy and score_matching_loss
+        (:mod:`npgen.kernels.numpy_ref` has their math). Writes dL/dtheta; returns the (R,) L."""
+        buf, ops = self._buffers(x.shape[1]), self.ops
+        ops.score_matching_noisy(x, eps, sigma, buf.noisy)
+        ops.score_matching_loss(self.score._forward(buf.noisy, features), eps, sigma,
+                                WEIGHT_POWERS[self.weighting], buf.grad, buf.loss)
+        self.score._backward(buf.grad, need_grad_x=False)
+        return buf.loss
 
     def step(self, batch):
         """One Adam step on a minibatch of *standardized* data (n, 1); returns {'loss': L / n}.
 
         The step follows the gradient of the batch sum L (:meth:`denoising_loss`, the published
         code's loss); the reported loss is its per-sample mean L / n, comparable with the GAN's
-        and the VAE's and across batch sizes.
+        and the VAE's and across batch sizes. The level is drawn from the model's stream, then
+        the noise.
         """
         batch = check_matrix("batch", batch, 1, self.dtype)
-        sigma = float(self.sigmas[self.rng.integers(self.sigmas.size)])
-        eps = self.rng.standard_normal(batch.shape, dtype=self.dtype)
-        loss = self._denoising_loss(batch, eps, sigma)
+        level = np.array([[self.rng.integers(self.sigmas.size)]])
+        losses = self._read_losses(self._step(batch[None], level, 0), len(batch))
+        return {"loss": float(losses["loss"][0])}
+
+    def _step(self, batch, levels, column):
+        """One Adam step of every replica on a minibatch (R, B, 1), replica r at the level
+        levels[r, column] (levels (R, steps), an index into ``sigmas``), with fresh noise."""
+        buf, ops = self._buffers(batch.shape[1]), self.ops
+        ops.gather_rows(buf.features_by_level, levels, column, buf.features, 0, 1)
+        ops.gather_rows(buf.sigma_by_level, levels, column, buf.sigma, 0, 1)
+        loss = self._denoising_loss(batch, self.noise.normal(buf.eps), buf.sigma_of_replica,
+                                    buf.features)
         self.optimizer.step()
-        return {"loss": loss / len(batch)}
+        return {"loss": loss}
+
+    def _read_losses(self, losses, batch_size):
+        """The step's loss on the host per sample, {'loss': (R,) L / B}."""
+        return {"loss": self.ops.to_host(losses["loss"]) / batch_size}
 
     def fit(self, data, epochs=400, batch_size=1000, quiet=False, on_epoch=None):
         """Train on ``data`` (n, 1) for ``epochs`` shuffled passes of ``batch_size``.

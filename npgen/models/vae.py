@@ -80,6 +80,7 @@ class VAE(PushForwardModel):
     """
 
     buffer_type = _VAEBuffers
+    OPTIMIZERS = {"encoder": "encoder_optimizer", "decoder": "decoder_optimizer"}
 
     def __init__(self, latent_dim=1, data_dim=1, n_layers=None, skip="plain", base_width=None,
                  kl="correct", decoder_variance=0.1, lr=1e-4, betas=(0.9, 0.999),
