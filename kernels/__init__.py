@@ -11,6 +11,10 @@
 ``cuda`` (replica backend ``"cuda"``, :func:`get_replica_backend`)
     numba-cuda kernels of the same math batched over a leading replica axis, for R runs
     trained in lockstep on a GPU (npgen.models.fit_many); it needs ``npgen[cuda]``.
+``replicas``
+    The rule that gives the one-replica backends the cuda backend's signatures (a leading
+    replica axis R on every array), so that npgen's networks are written once over that axis
+    and run on every backend (:func:`replica_form`).
 
 A backend provides the kernels named in ``KERNELS`` (its ``__all__``). They write into
 output arrays that the caller allocates once, so the same signatures can be implemented on
@@ -24,7 +28,8 @@ A kernel has one signature on every backend, up to the replica axis: the ``cuda`
 the ``cpu`` form's arrays with a leading axis R, a scalar that differs between replicas (a
 seed, the penalty's target, the SGM's noise level) as an (R,) array, and where the ``cpu`` form
 returns a float (a loss, a KL term, a penalty, sigma) it writes one float64 per replica into a
-last (R,) argument. ``cpu.bce_with_logits(logits, target, grad) -> float`` is
+last (R,) argument: the rule by which :mod:`replicas` gives the one-replica backends the
+cuda form. ``cpu.bce_with_logits(logits, target, grad) -> float`` is
 ``cuda.bce_with_logits(logits, target, grad, loss)``.
 
 This package never imports ``npgen``: data flows one way, from models to kernels.
@@ -97,6 +102,22 @@ def backend_name(name=None):
 def get_backend(name=None):
     """Return the kernel module for backend ``name`` (see :func:`backend_name`)."""
     return importlib.import_module(f"{__name__}.{BACKENDS[backend_name(name)]}")
+
+
+_REPLICA_FORMS = {}
+
+
+def replica_form(name=None):
+    """The kernels of backend ``name`` over a leading replica axis (:mod:`replicas` has the
+    rule): the ``cuda`` module itself, or the replica form of a one-replica backend (``name``
+    as :func:`backend_name` resolves it)."""
+    if name in REPLICA_BACKENDS:
+        return get_replica_backend(name)
+    name = backend_name(name)
+    if name not in _REPLICA_FORMS:
+        from .replicas import ReplicaForm
+        _REPLICA_FORMS[name] = ReplicaForm(get_backend(name))
+    return _REPLICA_FORMS[name]
 
 
 def get_replica_backend(name="cuda"):

@@ -61,7 +61,7 @@ from numba.cuda.random import (
     xoroshiro128p_normal_float64,
 )
 
-__all__ = list(KERNELS) + ["standard_normal", "rng_states", "to_device", "to_host",
+__all__ = list(KERNELS) + ["standard_normal", "rng_states", "zeros", "to_device", "to_host",
                           "free_bytes", "synchronize"]
 
 #: Whether numba-cuda runs its simulator (NUMBA_ENABLE_CUDASIM=1) instead of a GPU.
@@ -1311,6 +1311,15 @@ def gather_rows(source, index, start, out, offset, count):
 def synchronize():
     """Wait for every launched kernel and product to finish (for timing)."""
     cuda.synchronize()
+
+
+#: This backend's name (npgen.kernels.REPLICA_BACKENDS), and where its arrays live.
+BACKEND_NAME, on_device = "cuda", True
+
+
+def zeros(shape, dtype):
+    """A zero device array."""
+    return cuda.to_device(np.zeros(shape, dtype))
 
 
 def to_device(array):

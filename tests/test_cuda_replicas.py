@@ -150,7 +150,7 @@ def test_a_batched_sgm_step_is_the_cpu_step_with_the_device_noise(weighting):
     datasets = _data(ms, seeds, n)
     histories = fit_many(batched, datasets, epochs=1, batch_size=n)
     for model, cpu, data, history in zip(batched, alone, datasets, histories):
-        standardized, (cpu.mean, cpu.std) = cpu._standardized(data)
+        standardized, (cpu.mean, cpu.std) = cpu.training_data(data)
         batch = standardized[cpu.rng.permutation(n)]
         sigma = float(cpu.sigmas[cpu.rng.integers(cpu.sigmas.size, size=1)[0]])
         loss = cpu.denoising_loss(batch, _device_noise(cpu.seed, n), sigma)
@@ -217,7 +217,7 @@ def _held_bytes(batched, *arrays):
             todo += item
         elif isinstance(item, dict):
             todo += item.values()
-        elif type(item).__module__ == replicas.__name__:
+        elif type(item).__module__.startswith("npgen."):  # the batch, its networks, Adams, workspaces
             todo += vars(item).values()
     return sum(buffers.values())
 

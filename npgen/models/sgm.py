@@ -261,13 +261,14 @@ class SGM:
         the model trains on (data - mean) / std. Returns the per-epoch mean losses (see
         :func:`npgen.models.training.fit_loop`, which also documents ``on_epoch``).
         """
-        standardized, (self.mean, self.std) = self._standardized(data)
+        standardized, (self.mean, self.std) = self.training_data(data)
         return fit_loop(self, standardized, epochs, batch_size, self.rng, "SGM", quiet=quiet,
                         on_epoch=on_epoch)
 
-    def _standardized(self, data):
-        """((data - mean) / std in the model's dtype, (mean, std)) for ``data`` (n, 1), checked:
-        the model's mean and std once fixed, else those of ``data`` (the caller keeps them)."""
+    def training_data(self, data):
+        """(the array the model trains on, its standardization): ((data - mean) / std in the
+        model's dtype, (mean, std)) for ``data`` (n, 1), checked: the model's mean and std once
+        fixed, else those of ``data`` (the caller keeps them)."""
         data = self._check_data(data)
         mean, std = self.mean, self.std
         if mean is None:
