@@ -20,14 +20,20 @@ arrays here, device arrays in :mod:`cuda`.
 
 import numpy as np
 
-#: Kernels a network's pass calls, in replica form (the others run on flat buffers as they are).
+#: Kernels a network's pass or a model's step calls, in replica form (the others run on flat
+#: buffers as they are).
 REPLICATED = ("linear_forward", "linear_backward", "linear_backward_input", "linear_jvp",
               "linear_jvp_backward", "spectral_norm_forward", "spectral_norm_backward",
-              "bce_with_logits", "hinge")
+              "bce_with_logits", "hinge", "hinge_generator", "gradient_penalty",
+              "vae_reparameterize", "vae_residual", "vae_code_gradient", "score_matching_noisy",
+              "score_matching_loss", "score_matching_noisy_levels", "score_matching_loss_levels",
+              "gather_rows")
 
 #: The replicated kernels that return a scalar: their replica form writes it into a last (R,)
 #: argument.
-RETURNS_SCALAR = ("spectral_norm_forward", "bce_with_logits", "hinge")
+RETURNS_SCALAR = ("spectral_norm_forward", "bce_with_logits", "hinge", "hinge_generator",
+                  "gradient_penalty", "vae_reparameterize", "vae_residual", "score_matching_loss",
+                  "score_matching_loss_levels")
 
 
 def _over_replicas(kernel, returns_scalar):
