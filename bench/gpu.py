@@ -2,7 +2,7 @@
 
 Measures, on the device it finds:
 
-* per-step times of the batched GAN (:class:`npgen.models.replicas.BatchedGAN`, the paper's
+* per-step times of the batched GAN (:class:`npgen.models.replicas.Lockstep`, the paper's
   G 1-128-256-1 and spectrally normed D 1-512-256-128-1, batch 1000), VAE (encoder
   1-256-128-2, decoder 1-128-256-1) and SGM (the score network, x path 1-96-196-1) at R = 1,
   10, 100 and 330 replicas, with the FLOPs of their matrix products and their rate as a share
@@ -104,11 +104,11 @@ def _model(kind, seed, settings):
 def time_steps(ck, kind, replicas, settings, budget):
     """(seconds per step, product FLOPs per step) of the batched GAN, VAE, SGM or penalized
     GAN at R replicas."""
-    from npgen.models.replicas import BatchedGAN, BatchedSGM, BatchedVAE
+    from npgen.models.replicas import BatchedSGM, Lockstep
 
-    batched_type, flops = {"gan": (BatchedGAN, gan_step_flops), "vae": (BatchedVAE, vae_step_flops),
+    batched_type, flops = {"gan": (Lockstep, gan_step_flops), "vae": (Lockstep, vae_step_flops),
                            "sgm": (BatchedSGM, sgm_step_flops),
-                           "penalized gan": (BatchedGAN, penalized_gan_step_flops)}[kind]
+                           "penalized gan": (Lockstep, penalized_gan_step_flops)}[kind]
     B = settings["batch"]
     models = [_model(kind, r, settings) for r in range(replicas)]
     batched = batched_type(models, ck, B)

@@ -20,20 +20,21 @@ arrays here, device arrays in :mod:`cuda`.
 
 import numpy as np
 
-#: Kernels a network's pass or a model's step calls, in replica form (the others run on flat
-#: buffers as they are).
+#: Kernels a network's or a model's step calls in replica form: those whose every array is
+#: per replica (the others, Adam's elementwise step on a flat buffer and kernels that read a
+#: table shared by the replicas, run as the backend has them).
 REPLICATED = ("linear_forward", "linear_backward", "linear_backward_input", "linear_jvp",
-              "linear_jvp_backward", "spectral_norm_forward", "spectral_norm_backward",
+              "linear_jvp_backward", "put_columns", "take_columns", "gather_rows",
+              "spectral_norm_forward", "spectral_norm_backward",
               "bce_with_logits", "hinge", "hinge_generator", "gradient_penalty",
-              "vae_reparameterize", "vae_residual", "vae_code_gradient", "score_matching_noisy",
-              "score_matching_loss", "score_matching_noisy_levels", "score_matching_loss_levels",
-              "gather_rows")
+              "vae_reparameterize", "vae_residual", "vae_code_gradient",
+              "score_matching_noisy", "score_matching_loss")
 
 #: The replicated kernels that return a scalar: their replica form writes it into a last (R,)
 #: argument.
 RETURNS_SCALAR = ("spectral_norm_forward", "bce_with_logits", "hinge", "hinge_generator",
-                  "gradient_penalty", "vae_reparameterize", "vae_residual", "score_matching_loss",
-                  "score_matching_loss_levels")
+                  "gradient_penalty", "vae_reparameterize", "vae_residual",
+                  "score_matching_loss")
 
 
 def _over_replicas(kernel, returns_scalar):
@@ -83,25 +84,3 @@ class ReplicaForm:
     def to_host(array):
         """A host copy of a backend array."""
         return np.array(array)
-
-    @staticmethod
-    def put_columns(node, h, start, width, accumulate):
-        """h[:, :, start:start + w] (+)= node for node (R, n, w), w <= width; unless
-        ``accumulate``, the block's columns w .. width are set to zero (the zero-padding of a
-        narrower node)."""
-        count = node.shape[2]
-        block = h[:, :, start:start + width]
-        if accumulate:
-            block[:, :, :count] += node
-        else:
-            block[:, :, :count] = node
-            block[:, :, count:] = 0
-
-    @staticmethod
-    def take_columns(grad_h, start, grad_node, accumulate):
-        """grad_node (+)= grad_h[:, :, start:start + w] for grad_node (R, n, w)."""
-        part = grad_h[:, :, start:start + grad_node.shape[2]]
-        if accumulate:
-            grad_node += part
-        else:
-            grad_node[...] = part

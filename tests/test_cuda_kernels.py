@@ -217,9 +217,9 @@ def test_score_matching_with_levels_matches_each_replica_alone(dtype):
 
 
 def _loss_kernel_calls(rng, dtype):
-    """Arguments of each of the models' loss kernels and of gather_rows in their replica form
-    (R replicas), outputs last: {kernel: arguments}."""
-    B, p, d, L = 4, 2, 3, 3
+    """Arguments of the models' loss kernels and of the row and column kernels in their
+    replica form (R replicas), outputs last: {kernel: arguments}."""
+    B, p, d = 4, 2, 3
 
     def draw(*shape):
         return _draw(rng, dtype, R, *shape)
@@ -227,8 +227,7 @@ def _loss_kernel_calls(rng, dtype):
     def out(*shape, dt=dtype):
         return np.full((R, *shape), np.nan, dt)
 
-    levels, tables = rng.integers(0, L, (R, B)), rng.uniform(0.2, 2, (3, R, L)).astype(dtype)
-    sigma, center = np.array([1.0, 0.6, 0.36]), np.array([0.0, 0.5, -1.0])
+    sigma = np.array([1.0, 0.6, 0.36])
     code, eps = draw(B, 2 * p), draw(B, p)
     return {
         "hinge_generator": (draw(B, 1), out(B, 1), out(dt=np.float64)),
@@ -241,11 +240,10 @@ def _loss_kernel_calls(rng, dtype):
         "score_matching_noisy": (draw(B, 1), draw(B, 1), sigma, out(B, 1)),
         "score_matching_loss": (draw(B, 1), draw(B, 1), sigma, 2, out(B, 1),
                                 out(dt=np.float64)),
-        "score_matching_noisy_levels": (draw(B, d), draw(B, d), levels, tables[0], out(B, d)),
-        "score_matching_loss_levels": (draw(B, d), draw(B, d), draw(B, d), levels, tables[1],
-                                       tables[2], center, out(B, d), out(dt=np.float64)),
         "gather_rows": (draw(6, d), np.stack([rng.permutation(6) for _ in range(R)]), 1,
                         out(5, d), 2, 3),
+        "put_columns": (draw(B, 2), draw(B, 7), 3, 4, False),
+        "take_columns": (draw(B, 7), 4, draw(B, 3), True),
     }
 
 

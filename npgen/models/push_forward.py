@@ -8,6 +8,8 @@ architecture of g that both models use, so that the paper's comparison of GAN an
 comparison of training methods and not of networks.
 """
 
+import copy
+
 import numpy as np
 
 from ..nn.adam import Adam
@@ -18,6 +20,7 @@ from ..util.checks import (as_real_array, check_betas, check_bool, check_choice,
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
 from .latents import check_latent, draw_latents
+from .noise import HostNoise, noise_for
 from .saved import load_model, save_model
 from .training import MAX_SAMPLES, fit_loop
 
@@ -127,8 +130,42 @@ class PushForwardModel:
         self.seed = check_number("seed", seed, low=0, integer=True)
         self.latent = check_latent(latent)
         self.rng = np.random.default_rng(self.seed)
+        self.replicas = 1
+        self.noise = HostNoise([self.rng], self.latent)
         self._buffers_by_size = {}
         self.trained = False
+
+    @property
+    def ops(self):
+        """The kernels of the model's backend, in replica form (:mod:`npgen.kernels.replicas`)."""
+        return self.push_forward_network.ops
+
+    @classmethod
+    def replicas_of(cls, models, backend):
+        """One model of R = len(models) replicas on ``backend`` (``"cuda"`` included): its
+        networks hold replica r of each network at models[r]'s parameters, each with its Adam;
+        its steps (:meth:`_step`) draw replica r's latents and noise as :func:`npgen.models.noise.noise_for`
+        says. ``models`` are untrained models of one configuration but the seed (and a GAN's
+        penalty target); :meth:`copy_to` writes the trained replicas back into them."""
+        stacked = copy.copy(models[0])
+        stacked.replicas = len(models)
+        for name in models[0].networks():
+            net = getattr(models[0], name)
+            setattr(stacked, name, type(net).replicas_of([getattr(m, name) for m in models], backend))
+            setattr(stacked, f"{name}_optimizer", stacked._optimizer(getattr(stacked, name)))
+        stacked.noise = noise_for(models, stacked.ops)
+        stacked._buffers_by_size = {}
+        return stacked
+
+    def copy_to(self, models):
+        """Write replica r of every network into models[r] (see :meth:`replicas_of`)."""
+        for name, net in self.networks().items():
+            net.copy_to([getattr(model, name) for model in models])
+
+    def _read_losses(self, losses, batch_size):
+        """The losses of a step on ``batch_size`` rows (:meth:`_step`, (R,) arrays on the
+        backend) on the host, as the model reports them: {name: (R,) float64}."""
+        return {name: self.ops.to_host(values) for name, values in losses.items()}
 
     def _buffers(self, n):
         """The step's arrays for batch size n (``buffer_type(model, n)``), allocated once."""
@@ -152,6 +189,12 @@ class PushForwardModel:
         return config if self.hidden_sizes is None else dict(config, hidden_sizes=self.hidden_sizes)
 
     # ----------------------------------------------------------------- training
+
+    def step(self, batch):
+        """One training step on a minibatch (n, data_dim); returns its losses as floats."""
+        batch = self._as_array("batch", batch, self.data_dim)
+        losses = self._read_losses(self._step(batch[None]), len(batch))
+        return {name: float(values[0]) for name, values in losses.items()}
 
     def fit(self, data, epochs=400, batch_size=1000, quiet=False, on_epoch=None):
         """Train on ``data`` (n, data_dim) for ``epochs`` shuffled passes of ``batch_size``.

@@ -34,9 +34,9 @@ import numpy as np
 
 from .. import kernels
 from ..util.checks import check_number
-from ..nn import Adam
+from ..nn import Adam, ScoreNetwork
 from ..nn.score import FEATURES, sinusoidal_features
-from .gan import GAN, PENALTY_WEIGHT
+from .gan import GAN
 from .sgm import SGM, WEIGHT_POWERS
 from .training import TrainingDiverged, check_losses
 from .vae import VAE
@@ -110,148 +110,47 @@ def replica_bytes(model, batch_size, n_data):
     return itemsize * total + 8 * n_data + 16 * 64
 
 
-class _BatchedModel:
-    """What the batched models share: the device copies of the networks named NETWORKS (the
-    push-forward network first, or the score network), one Adam each, and the replicas' RNG
-    states."""
+class Lockstep:
+    """R GANs or VAEs trained in lockstep: one model of R replicas (``replicas_of``) on the
+    device, whose own step (:meth:`npgen.GAN._step`, :meth:`npgen.VAE._step`) takes each
+    minibatch, gathered on the device from the replicas' shuffles. What :func:`fit_many` runs,
+    and what bench/gpu.py times."""
 
-    NETWORKS = ()
-
-    def __init__(self, models, ck):
-        self.models, self.ck, self.R = models, ck, len(models)
+    def __init__(self, models, ck, batch_size):
+        self.models, self.ck = models, ck
+        self.model = type(models[0]).replicas_of(models, ck.BACKEND_NAME)
         first = models[0]
-        self.networks = [self.device_network([getattr(m, name) for m in models])
-                         for name in self.NETWORKS]
-        self.optimizers = [Adam(net, first.lr, first.betas) for net in self.networks]
-        self.states = ck.rng_states([m.seed for m in models])
+        self.batch = ck.zeros((len(models), batch_size, first.data_dim), first.dtype)
 
     def start_epoch(self, steps):
-        """Draw from each model's stream what an epoch of ``steps`` steps needs beyond its
-        shuffle (nothing, but for the SGM)."""
-
-    def device_network(self, nets):
-        """R copies of the networks ``nets`` on the device, one a replica."""
-        return type(nets[0]).replicas_of(nets, self.ck.BACKEND_NAME)
-
-    def copy_back(self, names=None):
-        """Copy the device weights of the networks ``names`` (default: all) into the models."""
-        for name, net in zip(self.NETWORKS, self.networks):
-            if names is None or name in names:
-                net.copy_to([getattr(model, name) for model in self.models])
-
-
-class BatchedGAN(_BatchedModel):
-    """The GAN step of :class:`npgen.GAN` (generator first, BCE, with or without the
-    generator's gradient penalty) on R replicas at once: the step :func:`fit_many` takes, and
-    what bench/gpu.py times."""
-
-    NETWORKS = ("generator", "discriminator")
-
-    def __init__(self, models, ck, batch_size):
-        super().__init__(models, ck)
-        self.generator, self.discriminator = self.networks
-        first = models[0]
-        R, B, dt = self.R, batch_size, first.dtype
-        self.z = ck.to_device(np.zeros((R, B, first.latent_dim), dt))
-        self.ones = ck.to_device(np.ones((R, B, 1), dt))
-        self.grad_logits = ck.to_device(np.zeros((R, B, 1), dt))
-        self.real_and_fake = ck.to_device(np.zeros((R, 2 * B, first.data_dim), dt))
-        self.labels = ck.to_device(np.concatenate([np.ones((R, B, 1), dt),
-                                                   np.zeros((R, B, 1), dt)], axis=1))
-        self.grad_logits_both = ck.to_device(np.zeros((R, 2 * B, 1), dt))
-        self.same_rows = ck.to_device(np.tile(np.arange(B), (R, 1)))
-        self.loss = ck.to_device(np.zeros(R))
-        self.penalized = first.gp_lipschitz is not None
-        if self.penalized:
-            self.penalty_targets = ck.to_device(np.array([m.gp_lipschitz for m in models], float))
-            self.unit_tangent = ck.to_device(np.ones((R, B, first.latent_dim), dt))
-            self.grad_tangent = ck.to_device(np.zeros((R, B, first.data_dim), dt))
-            self.penalty = ck.to_device(np.zeros(R))
+        """Draw what an epoch of ``steps`` steps needs beyond the shuffles: nothing."""
 
     def step(self, data, order, start):
-        """One generator and one discriminator step on the rows order[:, start:start + B] of
-        data; returns {'generator': (R,), ['penalty': (R,),] 'discriminator': (R,)} losses on
-        the host."""
-        ck, G, D = self.ck, self.generator, self.discriminator
-        ck.standard_normal(self.states, self.z)
-        if not self.penalized:
-            fake = G._forward(self.z)
+        """One step on the rows order[:, start:start + B] of data; returns the losses on the
+        host, {name: (R,)}."""
+        B = self.batch.shape[1]
+        self.ck.gather_rows(data, order, start, self.batch, 0, B)
+        return self.model._read_losses(self.model._step(self.batch), B)
+
+    def copy_back(self, push_forward_only=False):
+        """Copy the device weights (of the push-forward network only, if asked) into the models."""
+        if push_forward_only:
+            self.model.push_forward_network.copy_to([m.push_forward_network for m in self.models])
         else:
-            fake, tangent = G._jvp(self.z, self.unit_tangent)
-        ck.bce_with_logits(D._forward(fake), self.ones, self.grad_logits, self.loss)
-        losses = {"generator": ck.to_host(self.loss)}
-        grad_fake = D._backward(self.grad_logits, True, param_grads=False)
-        G.zero_grad()
-        if not self.penalized:
-            G._backward(grad_fake, False)
-        else:
-            ck.gradient_penalty(tangent, self.penalty_targets, PENALTY_WEIGHT, self.grad_tangent,
-                                self.penalty)
-            losses["penalty"] = ck.to_host(self.penalty)
-            G._jvp_backward(grad_fake, self.grad_tangent, need_grad_in=False)
-        self.optimizers[0].step()
-        ck.standard_normal(self.states, self.z)
-        B = self.z.shape[1]
-        ck.gather_rows(data, order, start, self.real_and_fake, 0, B)
-        ck.gather_rows(G._forward(self.z), self.same_rows, 0, self.real_and_fake, B, B)
-        logits = D._forward(self.real_and_fake)
-        ck.bce_with_logits(logits, self.labels, self.grad_logits_both, self.loss)
-        losses["discriminator"] = ck.to_host(self.loss)
-        D.zero_grad()
-        D._backward(self.grad_logits_both, False)
-        self.optimizers[1].step()
-        return losses
-
-class BatchedVAE(_BatchedModel):
-    """The VAE step of :class:`npgen.VAE` on R replicas at once: one Adam step of encoder and
-    decoder on the summed negative ELBO, with fresh eps; losses divided by the batch size."""
-
-    NETWORKS = ("decoder", "encoder")
-
-    def __init__(self, models, ck, batch_size):
-        super().__init__(models, ck)
-        self.decoder, self.encoder = self.networks
-        first = models[0]
-        self.kl_power = 1 if first.kl == "correct" else 2
-        self.variance = first.decoder_variance
-        R, B, p, d, dt = self.R, batch_size, first.latent_dim, first.data_dim, first.dtype
-        self.x, self.residual = (ck.to_device(np.zeros((R, B, d), dt)) for _ in range(2))
-        self.eps, self.z, self.std = (ck.to_device(np.zeros((R, B, p), dt)) for _ in range(3))
-        self.grad_code = ck.to_device(np.zeros((R, B, 2 * p), dt))
-        self.kl, self.reconstruction = ck.to_device(np.zeros(R)), ck.to_device(np.zeros(R))
-
-    def step(self, data, order, start):
-        """One step on the rows order[:, start:start + B] of data; returns {'loss',
-        'reconstruction', 'kl'}: (R,) per-sample losses on the host."""
-        ck, E, D = self.ck, self.encoder, self.decoder
-        B = self.x.shape[1]
-        ck.standard_normal(self.states, self.eps)
-        ck.gather_rows(data, order, start, self.x, 0, B)
-        code = E._forward(self.x)
-        ck.vae_reparameterize(code, self.eps, self.kl_power, self.z, self.std, self.kl)
-        ck.vae_residual(D._forward(self.z), self.x, self.variance, self.residual,
-                        self.reconstruction)
-        D.zero_grad()
-        grad_z = D._backward(self.residual, True)
-        ck.vae_code_gradient(code, self.eps, self.std, grad_z, self.kl_power, self.grad_code)
-        E.zero_grad()
-        E._backward(self.grad_code, False)
-        for optimizer in self.optimizers:
-            optimizer.step()
-        reconstruction, kl = ck.to_host(self.reconstruction) / B, ck.to_host(self.kl) / B
-        return {"loss": reconstruction + kl, "reconstruction": reconstruction, "kl": kl}
+            self.model.copy_to(self.models)
 
 
-class BatchedSGM(_BatchedModel):
+class BatchedSGM:
     """The SGM step of :class:`npgen.SGM` on R replicas at once: each replica at the noise
     level its model drew for the step, one Adam step on the denoising score-matching sum;
     losses divided by the batch size (its module doc has the math)."""
 
-    NETWORKS = ("score",)
-
     def __init__(self, models, ck, batch_size):
-        super().__init__(models, ck)
+        self.models, self.ck, self.R = models, ck, len(models)
         first = models[0]
+        self.score = ScoreNetwork.replicas_of([m.score for m in models], ck.BACKEND_NAME)
+        self.optimizer = Adam(self.score, first.lr, first.betas)
+        self.states = ck.rng_states([m.seed for m in models])
         R, B, L, dt = self.R, batch_size, first.sigmas.size, first.dtype
         self.weight_power = WEIGHT_POWERS[first.weighting]
         table = np.array([sinusoidal_features(sigma) for sigma in first.sigmas], dt)
@@ -279,12 +178,16 @@ class BatchedSGM(_BatchedModel):
         ck.gather_rows(self.sigma_by_level, self.levels, start // B, self.sigma, 0, 1)
         ck.standard_normal(self.states, self.eps)
         ck.score_matching_noisy(self.x, self.eps, self.sigma.reshape(self.R), self.noisy)
-        score = self.networks[0]._forward(self.noisy, self.features)
+        score = self.score._forward(self.noisy, self.features)
         ck.score_matching_loss(score, self.eps, self.sigma.reshape(self.R), self.weight_power,
                                self.grad_score, self.loss)
-        self.networks[0]._backward(self.grad_score, need_grad_x=False)
-        self.optimizers[0].step()
+        self.score._backward(self.grad_score, need_grad_x=False)
+        self.optimizer.step()
         return {"loss": ck.to_host(self.loss) / B}
+
+    def copy_back(self, push_forward_only=False):
+        """Copy the device weights into the models."""
+        self.score.copy_to([m.score for m in self.models])
 
 
 def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"):
@@ -322,8 +225,7 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     ck = kernels.get_replica_backend(backend)
     start_time = time.perf_counter()
     data = ck.to_device(np.stack(arrays))
-    batched = {GAN: BatchedGAN, VAE: BatchedVAE, SGM: BatchedSGM}[type(models[0])](
-        models, ck, batch_size)
+    batched = (BatchedSGM if isinstance(models[0], SGM) else Lockstep)(models, ck, batch_size)
     label = type(models[0]).__name__
     histories = [{} for _ in models]
     outcome = [None] * len(models)
@@ -351,7 +253,7 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
             for name, total in sums[r].items():
                 histories[r].setdefault(name, []).append(total / steps_per_epoch)
         if on_epoch is not None:
-            batched.copy_back(batched.NETWORKS[:1])
+            batched.copy_back(push_forward_only=True)
             for r in range(len(models)):
                 if outcome[r] is None:
                     on_epoch[r](epoch + 1, histories[r])

@@ -26,7 +26,6 @@ The settings are the published code's (``REFERENCE.md``, "Univariate setting"):
   (:class:`SamplerGradient`).
 """
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,14 +33,12 @@ import numpy as np
 from .. import kernels
 from ..nn.adam import Adam
 from ..nn.dense_score import HIDDEN_SIZES, DenseScoreNetwork, check_noise_levels
-from ..nn.files import read_network_file
 from ..nn.score import SLOPE, SLOPE_X, ScoreNetwork
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, dtype_of)
-from ..util.io import check_model_folder, read_model_meta, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
-from .saved import load_model, save_model
+from .saved import check_recorded, load_model, save_model
 from .training import MAX_SAMPLES, fit_loop
 
 #: The paper's noise levels, largest first.
@@ -375,36 +372,45 @@ class SGM:
     # ----------------------------------------------------------------- persistence
 
     def save(self, path_dir):
-        """Write the model to the directory ``path_dir``: ``score.npz`` (the score network in
-        npgen's one network-file format, with its noise levels and the data's std, so that
-        ``npgen lipschitz`` reads it; see :meth:`npgen.ScoreNetwork.save`) and ``config.json``
+        """Write the trained model to the folder ``path_dir``, whole or not at all
+        (:func:`npgen.models.saved.save_model`): ``score.npz`` (the score network in npgen's
+        one network-file format, with its noise levels and the data's std, so that ``npgen
+        lipschitz`` reads it; see :meth:`npgen.ScoreNetwork.save`) and ``config.json``
         (constructor arguments and standardization, written last). Optimizer state and the
         training stream are not saved. A folder that is not empty and holds no saved SGM is
         refused."""
-        check_model_folder(path_dir, "SGM")
-        path_dir = os.fspath(path_dir)
-        os.makedirs(path_dir, exist_ok=True)
-        self.score.save(os.path.join(path_dir, "score.npz"), noise_levels=self.sigmas,
-                        data_std=self.std)
-        write_model_meta(path_dir, "SGM", self.config(),
-                         standardization={"mean": self.mean, "std": self.std})
+        if self.mean is None:
+            raise RuntimeError("save needs a trained model: call fit first")
+        save_model(self, path_dir, network_extras={"score": {"noise_levels": self.sigmas,
+                                                             "data_std": self.std}},
+                   standardization={"mean": self.mean, "std": self.std})
 
     @classmethod
     def load(cls, path_dir, backend=None):
-        """Read a model written by :meth:`save`."""
-        meta = read_model_meta(path_dir, "SGM")
-        try:
-            model = cls(**meta["config"], backend=backend)
-            mean, std = meta["standardization"]["mean"], meta["standardization"]["std"]
-            if mean is not None:
-                model.mean = check_number("standardization mean", mean)
-                model.std = check_number("standardization std", std, low=0, low_open=True)
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path_dir}/config.json is corrupt ({type(err).__name__}: {err})") from None
-        path = os.path.join(os.fspath(path_dir), "score.npz")
-        _, arrays = read_network_file(path, ("ScoreNetwork",))
-        model.score.load_state_dict(arrays)
-        return model
+        """Read a model written by :meth:`save`. Refused in one sentence naming the field: a
+        config.json without the standardization its network was trained with, or a score.npz
+        whose noise levels or data std are not config.json's."""
+        return load_model(cls, path_dir, backend, kinds=("ScoreNetwork",), restore=_restore_standardization)
+
+
+def _restore_standardization(model, meta, files):
+    """:func:`npgen.models.saved.load_model`'s ``restore`` for the SGM: the data's mean and
+    std from config.json, checked against score.npz."""
+    path, recorded = files["score"]
+    source = f"{path[:-len('score.npz')]}config.json"
+    standardization = meta.get("standardization")
+    for field in ("mean", "std"):
+        if not isinstance(standardization, dict) or standardization.get(field) is None:
+            raise ValueError(f"{source} records no standardization.{field}, but {path} holds a trained"
+                             " score network: a saved SGM records the mean and std of the data it"
+                             " was trained on")
+    try:
+        model.mean = check_number("standardization.mean", standardization["mean"])
+        model.std = check_number("standardization.std", standardization["std"], low=0, low_open=True)
+    except ValueError as err:
+        raise ValueError(f"{source} is corrupt ({err})") from None
+    check_recorded(path, recorded, {"noise_levels": model.sigmas.tolist()}, f"{source} (its sigmas)")
+    check_recorded(path, recorded, {"data_std": model.std}, f"{source} (its standardization.std)")
 
 
 # --------------------------------------------------------------------------- data in R^d

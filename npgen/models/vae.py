@@ -53,15 +53,15 @@ def encoder_sizes(data_dim=1, latent_dim=1, base_width=128):
 
 
 class _VAEBuffers:
-    """Arrays for one batch size B, allocated once and reused by every step."""
+    """Arrays for one batch size B, allocated once on the model's backend and reused by every
+    step: (R, ...) with the replica axis first, and one (R,) float64 array per loss."""
 
     def __init__(self, model, n):
-        dt, p, d = model.dtype, model.latent_dim, model.data_dim
-        self.eps = np.empty((n, p), dt)
-        self.std = np.empty((n, p), dt)
-        self.z = np.empty((n, p), dt)
-        self.residual = np.empty((n, d), dt)
-        self.grad_code = np.empty((n, 2 * p), dt)
+        ops, R, dt, p, d = model.ops, model.replicas, model.dtype, model.latent_dim, model.data_dim
+        self.eps, self.std, self.z = (ops.zeros((R, n, p), dt) for _ in range(3))
+        self.residual = ops.zeros((R, n, d), dt)
+        self.grad_code = ops.zeros((R, n, 2 * p), dt)
+        self.losses = {name: ops.zeros(R, np.float64) for name in ("reconstruction", "kl")}
 
 
 class VAE(PushForwardModel):
@@ -138,29 +138,39 @@ class VAE(PushForwardModel):
         eps = self._as_array("eps", eps, self.latent_dim)
         if len(eps) != len(x):
             raise ValueError(f"eps must have as many rows as x ({len(x)}), got {len(eps)}")
-        buf = self._buffers(len(x))
-        backend = self.encoder.backend
+        losses = self._sums_on_host(self._negative_elbo_gradient(x[None], eps[None]))
+        return {name: float(values[0]) for name, values in losses.items()}
+
+    def _negative_elbo_gradient(self, x, eps):
+        """:meth:`negative_elbo_gradient` on arrays with the replica axis first (R, B, width);
+        writes each loss into its (R,) array of the buffers and returns them."""
+        buf, ops = self._buffers(x.shape[1]), self.ops
         # The variance term of KL_i is exp(k lv) = sigma^(2k), k = 1 ('correct') or 2 ('paper').
         k = 1 if self.kl == "correct" else 2
-
         code = self.encoder._forward(x)
-        kl = backend.vae_reparameterize(code, eps, k, buf.z, buf.std)
-        reconstruction_loss = backend.vae_residual(self.decoder._forward(buf.z), x,
-                                                   self.decoder_variance, buf.residual)
+        ops.vae_reparameterize(code, eps, k, buf.z, buf.std, buf.losses["kl"])
+        ops.vae_residual(self.decoder._forward(buf.z), x, self.decoder_variance, buf.residual,
+                         buf.losses["reconstruction"])
         self.decoder.zero_grad()
         grad_z = self.decoder._backward(buf.residual, need_grad_in=True)
-        backend.vae_code_gradient(code, eps, buf.std, grad_z, k, buf.grad_code)
+        ops.vae_code_gradient(code, eps, buf.std, grad_z, k, buf.grad_code)
         self.encoder.zero_grad()
         self.encoder._backward(buf.grad_code, need_grad_in=False)
-        return {"loss": reconstruction_loss + kl, "reconstruction": reconstruction_loss, "kl": kl}
+        return dict(buf.losses)
 
-    def step(self, batch):
-        """One Adam step on the batch loss with fresh noise eps. Returns the losses divided by
-        the batch size (per-sample values, comparable across batch sizes)."""
-        batch = self._as_array("batch", batch, self.data_dim)
-        eps = self._buffers(len(batch)).eps
-        self.rng.standard_normal(out=eps, dtype=self.dtype)
-        losses = self.negative_elbo_gradient(batch, eps)
+    def _sums_on_host(self, losses):
+        """{'loss', 'reconstruction', 'kl'}: (R,) float64 sums on the host, L = reconstruction + KL."""
+        host = {name: self.ops.to_host(values) for name, values in losses.items()}
+        return {"loss": host["reconstruction"] + host["kl"], **host}
+
+    def _step(self, batch):
+        """One Adam step on the batch loss with fresh noise eps, on a minibatch (R, B, d)."""
+        losses = self._negative_elbo_gradient(batch, self.noise.normal(self._buffers(batch.shape[1]).eps))
         self.encoder_optimizer.step()
         self.decoder_optimizer.step()
-        return {name: value / len(batch) for name, value in losses.items()}
+        return losses
+
+    def _read_losses(self, losses, batch_size):
+        """The step's losses on the host divided by the batch size (per-sample values,
+        comparable across batch sizes): {'loss', 'reconstruction', 'kl'}, (R,) float64."""
+        return {name: values / batch_size for name, values in self._sums_on_host(losses).items()}

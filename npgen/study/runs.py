@@ -32,6 +32,7 @@ import hashlib
 import importlib
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -54,6 +55,7 @@ from ..nn.score import HIDDEN_WIDTHS
 from ..util.checks import check_betas, check_bool, check_choice, check_number
 from ..util.io import (atomic_directory, atomic_save_npy, atomic_write_json, check_folder_target,
                        check_own_folder)
+from ..util.locks import check_not_busy, claim_folder, clear_dead_writers, writer_prefix
 from ..util.threads import one_blas_thread
 from .figures import save_histogram
 from .sampler import sampler_metrics
@@ -136,7 +138,8 @@ OPTION_CHECKS = {
     "weighting": lambda name, v: check_choice(name, v, WEIGHTINGS),
     "denoise": check_bool,
     "latent": lambda name, v: check_latent(v, name),
-    "n_particles": lambda name, v: check_number(name, v, low=1, high=MAX_COUNT, integer=True),
+    # two at least: a run's metrics fit a two-component mixture to its particles
+    "n_particles": lambda name, v: check_number(name, v, low=2, high=MAX_COUNT, integer=True),
     "divergence": lambda name, v: check_choice(name, v, DIVERGENCES),
     "n_steps": _positive_integer,
     "epochs": _positive_integer,
@@ -511,6 +514,10 @@ def check_run_target(out, force):
     refused by :func:`npgen.util.io.check_folder_target`.
     """
     check_folder_target("--out", out)
+    check_not_busy("--out", out)
+    if os.path.ismount(out):
+        raise ValueError(f"--out {out} is a mount point, which npgen train cannot replace by the"
+                         " finished run folder; give a new folder inside it")
     here = os.path.abspath(os.getcwd())
     if os.path.commonpath([here, os.path.abspath(out)]) == os.path.abspath(out):
         raise ValueError(f"--out {out} is the current folder or holds it; npgen train replaces"
@@ -530,7 +537,10 @@ def train_command(model, m, preset, seed, out, force=False, **options):
     """
     config = make_config(model, m, preset, seed, **options)
     check_run_target(out, check_bool("force", force))
-    with atomic_directory(out, replace=force) as tmp:
+    clear_dead_writers(os.path.dirname(os.path.abspath(out)),
+                       lambda text: print(f"train: {text}", file=sys.stderr))
+    with atomic_directory(out, replace=force, prefix=writer_prefix(out)) as tmp, \
+            claim_folder(tmp, out, "--out"):
         atomic_write_json(os.path.join(tmp, "config.json"), config)
         metrics = train_run(config, tmp, quiet=False)
         atomic_write_json(os.path.join(tmp, "metrics.json"), metrics)
