@@ -28,7 +28,8 @@ A kernel has one signature on every backend, up to the replica axis: the ``cuda`
 the ``cpu`` form's arrays with a leading axis R, a scalar that differs between replicas (a
 seed, the penalty's target, the SGM's noise level) as an (R,) array, and where the ``cpu`` form
 returns a float (a loss, a KL term, a penalty, sigma) it writes one float64 per replica into a
-last (R,) argument. ``cpu.bce_with_logits(logits, target, grad) -> float`` is
+last (R,) argument: the rule by which :mod:`replicas` gives the one-replica backends the
+cuda form. ``cpu.bce_with_logits(logits, target, grad) -> float`` is
 ``cuda.bce_with_logits(logits, target, grad, loss)``.
 
 This package never imports ``npgen``: data flows one way, from models to kernels.

@@ -216,6 +216,56 @@ def test_score_matching_with_levels_matches_each_replica_alone(dtype):
         raw[r], want_noisy[r], eps[r], levels[r], scales[r], skips[r], center[r]))
 
 
+def _loss_kernel_calls(rng, dtype):
+    """Arguments of the models' loss kernels and of the row and column kernels in their
+    replica form (R replicas), outputs last: {kernel: arguments}."""
+    B, p, d = 4, 2, 3
+
+    def draw(*shape):
+        return _draw(rng, dtype, R, *shape)
+
+    def out(*shape, dt=dtype):
+        return np.full((R, *shape), np.nan, dt)
+
+    sigma = np.array([1.0, 0.6, 0.36])
+    code, eps = draw(B, 2 * p), draw(B, p)
+    return {
+        "hinge_generator": (draw(B, 1), out(B, 1), out(dt=np.float64)),
+        "gradient_penalty": (draw(B, d), np.array([0.5, 1.0, 2.0]), 10.0, out(B, d),
+                             out(dt=np.float64)),
+        "vae_reparameterize": (code, eps, 2, out(B, p), out(B, p), out(dt=np.float64)),
+        "vae_residual": (draw(B, d), draw(B, d), 0.1, out(B, d), out(dt=np.float64)),
+        "vae_code_gradient": (code, eps, np.exp(code[:, :, p:] / 2), draw(B, p), 1,
+                              out(B, 2 * p)),
+        "score_matching_noisy": (draw(B, 1), draw(B, 1), sigma, out(B, 1)),
+        "score_matching_loss": (draw(B, 1), draw(B, 1), sigma, 2, out(B, 1),
+                                out(dt=np.float64)),
+        "gather_rows": (draw(6, d), np.stack([rng.permutation(6) for _ in range(R)]), 1,
+                        out(5, d), 2, 3),
+        "put_columns": (draw(B, 2), draw(B, 7), 3, 4, False),
+        "take_columns": (draw(B, 7), 4, draw(B, 3), True),
+    }
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_cpu_kernels_in_replica_form_are_the_cuda_kernels(dtype):
+    """One call, argument for argument, on the cpu backend's replica form (one call per
+    replica, npgen.kernels.replicas) and on the cuda backend: the same results, every output
+    and every per-replica value."""
+    from npgen import kernels
+
+    host = kernels.replica_form("cpu")
+    for name, arguments in _loss_kernel_calls(np.random.default_rng(23), dtype).items():
+        on_host = [a.copy() if isinstance(a, np.ndarray) else a for a in arguments]
+        on_device = [cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in arguments]
+        getattr(host, name)(*on_host)
+        getattr(ck, name)(*on_device)
+        for expected, actual in zip(on_host, on_device):
+            if isinstance(expected, np.ndarray):
+                np.testing.assert_allclose(actual.copy_to_host(), expected, err_msg=name,
+                                           **TOLERANCE[dtype])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adam_matches_each_replica_alone(dtype):
     rng = np.random.default_rng(4)
