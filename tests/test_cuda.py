@@ -187,8 +187,10 @@ def test_replica_states_are_numba_cudas_seeding():
 
 
 def test_the_cuda_plan_batches_the_sgms_vaes_and_gans_only():
-    """GANs (plain, resnet or densenet, with or without the gradient penalty), VAEs and SGMs."""
+    """GANs (plain, resnet or densenet, with or without the gradient penalty), VAEs and SGMs,
+    keyed on the code of cuda runs."""
     from npgen.study import devices, plans
+    from npgen.study.fingerprint import code_fingerprint
 
     runs = plans.plan("quick")
     cuda_runs = devices.device_plan(runs, "cuda")
@@ -197,7 +199,9 @@ def test_the_cuda_plan_batches_the_sgms_vaes_and_gans_only():
         for config, on_device in zip(configs, cuda_runs[figure]):
             batched = config["model"] in ("sgm", "vae", "gan")
             assert on_device.get("device") == ("cuda" if batched else None)
-            assert {k: v for k, v in on_device.items() if k != "device"} == config
+            assert on_device["code"] == code_fingerprint("cuda" if batched else "cpu")
+            assert {k: v for k, v in on_device.items() if k not in ("device", "code")} == \
+                {k: v for k, v in config.items() if k != "code"}
     assert any(c.get("device") for c in cuda_runs["fig3"])
     assert {c["skip"] for c in cuda_runs["fig6"] if c.get("device")} == {
         "plain", "resnet", "densenet"}

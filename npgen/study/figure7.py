@@ -52,7 +52,7 @@ from ..nn.dense_score import HIDDEN_SIZES as SCORE_HIDDEN
 from ..util.checks import check_choice
 from ..util.environment import environment_kept
 from ..util.io import atomic_save_npy
-from .runs import code_fingerprint
+from .fingerprint import code_fingerprint, executable_source
 from .sweep import find_run_dir, read_failures
 
 DATASETS = ("mixture", "subset")
@@ -116,10 +116,10 @@ PLANS = {
 
 
 def fig7_fingerprint():
-    """:func:`npgen.study.runs.code_fingerprint` plus the SHA-256 of this module: a Figure 7
-    run's key changes with the math of the models and with this study's measurements."""
-    with open(__file__, "rb") as handle:
-        digest = hashlib.sha256(handle.read().replace(b"\r\n", b"\n")).hexdigest()[:12]
+    """:func:`npgen.study.fingerprint.code_fingerprint` plus the SHA-256 of this module's
+    executable source: a Figure 7 run's key changes with the math of the models and with this
+    study's measurements, not with their docstrings or comments."""
+    digest = hashlib.sha256(executable_source(__file__).encode()).hexdigest()[:12]
     return f"{code_fingerprint()}+fig7-{digest}"
 
 
