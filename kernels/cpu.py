@@ -44,7 +44,8 @@ def _signatures(spec, ret=types.none):
 
     ``rN`` / ``wN``: read-only / writable C-contiguous array of rank N (a writable array is
     accepted where a read-only one is declared); ``oN``: writable rank-N array or None;
-    ``i``, ``f``, ``b``: int64, float64, bool.
+    ``jN``: read-only C-contiguous int64 array of rank N; ``i``, ``f``, ``b``: int64, float64,
+    bool.
     """
     scalars = {"i": types.int64, "f": types.float64, "b": types.boolean}
     signatures = []
@@ -53,6 +54,9 @@ def _signatures(spec, ret=types.none):
         for code in spec.split():
             if code in scalars:
                 args.append(scalars[code])
+                continue
+            if code[0] == "j":
+                args.append(types.Array(types.int64, int(code[1]), "C", readonly=True))
                 continue
             array = types.Array(dtype, int(code[1]), "C", readonly=code[0] == "r")
             args.append(types.Optional(array) if code[0] == "o" else array)
@@ -556,11 +560,58 @@ def linear_jvp_backward(x, dx, W, z, a, dz, grad_a, grad_da, kind, slope,
     _products(grad_dz, dx, W, grad_W, grad_dx, 1.0, need_grad_x)
 
 
+# --------------------------------------------------------------------------- column blocks and rows
+
+
+@_kernel("r2 i w2 i i i b")
+def _copy_columns(source, source_start, out, out_start, width, count, accumulate):
+    """For c < width: out[i, out_start + c] (+)= source[i, source_start + c] when c < count,
+    and, unless accumulate, out[i, out_start + c] = 0 for count <= c."""
+    for i in range(out.shape[0]):
+        for c in range(count):
+            value = source[i, source_start + c]
+            out[i, out_start + c] = out[i, out_start + c] + value if accumulate else value
+        if not accumulate:
+            for c in range(count, width):
+                out[i, out_start + c] = 0
+
+
+@_kernel("r2 w2 i i b")
+def put_columns(node, h, start, width, accumulate):
+    """The block h[:, start:start + width]: its leading w columns (+)= node (n, w); unless
+    accumulate, its other columns = 0."""
+    count = node.shape[1]
+    _check(h.shape[0] == node.shape[0] and 0 <= start and count <= width
+           and start + width <= h.shape[1])
+    _copy_columns(node, 0, h, start, width, count, accumulate)
+
+
+@_kernel("r2 i w2 b")
+def take_columns(grad_h, start, grad_node, accumulate):
+    """grad_node (+)= grad_h[:, start:start + w], w = grad_node's width."""
+    width = grad_node.shape[1]
+    _check(grad_h.shape[0] == grad_node.shape[0] and 0 <= start
+           and start + width <= grad_h.shape[1])
+    _copy_columns(grad_h, start, grad_node, 0, width, width, accumulate)
+
+
+@_kernel("r2 j1 i w2 i i")
+def gather_rows(source, index, start, out, offset, count):
+    """out[offset + k] = source[index[start + k]] for k < count (int64 row numbers)."""
+    _check(out.shape[1] == source.shape[1] and 0 <= offset and 0 <= count
+           and offset + count <= out.shape[0] and 0 <= start and start + count <= index.size)
+    for k in range(count):
+        row = index[start + k]
+        _check(0 <= row < source.shape[0])
+        for c in range(out.shape[1]):
+            out[offset + k, c] = source[row, c]
+
+
 # --------------------------------------------------------------------------- losses
 #
 # Each loss is a scalar rule (p, t) -> (l, dl/dp) evaluated in float64; the kernel averages.
 
-_BCE_WITH_LOGITS, _HINGE = range(2)
+_BCE_WITH_LOGITS, _HINGE, _HINGE_GENERATOR = range(3)
 
 
 @_jit
@@ -575,6 +626,12 @@ def _hinge_rule(s, t):
     """l = max(0, 1 - t s),  dl/ds = -t [1 - t s > 0]."""
     margin = 1 - t * s
     return max(margin, 0.0), -t if margin > 0 else 0.0
+
+
+@_jit
+def _hinge_generator_rule(s, t):
+    """l = -s,  dl/ds = -1 (t is not read)."""
+    return -s, -1.0
 
 
 @njit(inline="always")
@@ -594,7 +651,9 @@ def _mean_loss(which, pred, target, grad):
     """L = mean_i l(p_i, t_i); grad = dL/dp (each rule's derivative / N)."""
     if which == _BCE_WITH_LOGITS:
         return _mean_of(_bce_with_logits_rule, pred, target, grad)
-    return _mean_of(_hinge_rule, pred, target, grad)
+    if which == _HINGE:
+        return _mean_of(_hinge_rule, pred, target, grad)
+    return _mean_of(_hinge_generator_rule, pred, target, grad)
 
 
 def bce_with_logits(logits, target, grad):
@@ -605,6 +664,11 @@ def bce_with_logits(logits, target, grad):
 def hinge(scores, target, grad):
     """Mean of max(0, 1 - t s) for t in {-1, +1}; grad = -t [1 - t s > 0] / N."""
     return _mean_loss(_HINGE, *_flat(scores, target, grad))
+
+
+def hinge_generator(scores, grad):
+    """-mean(s): the hinge GAN's generator loss; grad = -1 / N."""
+    return _mean_loss(_HINGE_GENERATOR, *_flat(scores, scores, grad))
 
 
 @_kernel("r2 r2 w2", ret=types.float64)
@@ -633,6 +697,178 @@ def softmax_cross_entropy(logits, target, grad):
                           - float(target[i, j])) / n
     return total / n
 
+
+# --------------------------------------------------------------------------- the models' losses
+#
+# numpy_ref's pieces of the GAN's, the VAE's and the SGM's losses. Elementwise results are
+# computed in the arrays' float type, operation by operation in numpy_ref's order, so that a
+# step on this backend gives numpy's numbers to the bit; losses are summed in float64, in order.
+
+
+@_kernel("r2 f f w2", ret=types.float64)
+def gradient_penalty(tangent, target, scale, grad_tangent):
+    """P = w (|t_i*| - L)^2 with w = scale / L^2, L = target, i* the first row of largest norm
+    (norms in float64); grad_tangent = 2 w (|t_i*| - L) t_i* / |t_i*| in row i* (when
+    |t_i*| > 0), zero elsewhere. Returns P."""
+    _check(grad_tangent.shape == tangent.shape and tangent.shape[0] >= 1)
+    best, row = -1.0, 0
+    for i in range(tangent.shape[0]):
+        squares = 0.0
+        for j in range(tangent.shape[1]):
+            squares += np.float64(tangent[i, j]) * tangent[i, j]
+        norm = math.sqrt(squares)
+        if norm > best or (math.isnan(norm) and not math.isnan(best)):  # numpy's argmax
+            best, row = norm, i
+    grad_tangent[:, :] = 0
+    weight = scale / target ** 2
+    gap = best - target
+    if best > 0:
+        factor = _like(2 * weight * gap / best, tangent)
+        for j in range(tangent.shape[1]):
+            grad_tangent[row, j] = tangent[row, j] * factor
+    return weight * (gap * gap)
+
+
+@_jit
+def _variance_term(std, kl_power):
+    """std^(2k) in the float type of std: (std std)^k, k = kl_power (1 or 2)."""
+    variance = std * std
+    return variance if kl_power == 1 else variance * variance
+
+
+@_kernel("r2 r2 r2 r2")
+def _check_code(code, eps, z, std):
+    """Raise unless code is (B, 2p) and eps, z and std are (B, p)."""
+    _check(code.shape[0] == eps.shape[0] and code.shape[1] == 2 * eps.shape[1]
+           and z.shape == eps.shape and std.shape == eps.shape)
+
+
+@_kernel("r2 r2 i w2 r2", ret=types.float64)
+def _vae_sample(code, eps, kl_power, z, std):
+    """z = std eps + mu; returns 1/2 sum (mu^2 + std^(2k) - lv - 1), summed in float64."""
+    batch, p = eps.shape
+    total = 0.0
+    for i in range(batch):
+        for j in range(p):
+            mu, s = code[i, j], std[i, j]
+            z[i, j] = s * eps[i, j] + mu
+            total += (np.float64(mu) * mu + _variance_term(s, kl_power) - np.float64(code[i, p + j])
+                      - 1.0)
+    return total / 2
+
+
+def vae_reparameterize(code, eps, kl_power, z, std):
+    """std = exp(lv / 2), z = mu + std eps from code = [mu, lv] (B, 2p); returns the KL term
+    1/2 sum (mu^2 + std^(2k) - lv - 1), k = kl_power (1 or 2), summed in float64.
+
+    The exponential is numpy's, into ``std`` (no allocation): a CPU run keeps the numbers it
+    had with numpy's vectorised exp, which rounds many float32 arguments differently from
+    libm's, the exp numba would call."""
+    _check_code(code, eps, z, std)
+    if kl_power not in (1, 2):
+        raise ValueError(f"kl_power must be 1 or 2, got {kl_power!r}")
+    np.multiply(code[:, eps.shape[1]:], 0.5, out=std)
+    np.exp(std, out=std)
+    return _vae_sample(code, eps, kl_power, z, std)
+
+
+@_kernel("r1 r1 f w1", ret=types.float64)
+def _vae_residual(reconstruction, x, variance, residual):
+    """residual = (g - x) times 1/c in the float type; returns sum (g - x)^2 / (2c)."""
+    scale = _like(1 / variance, residual)
+    total = 0.0
+    for i in range(x.size):
+        difference = reconstruction[i] - x[i]
+        total += np.float64(difference) * difference
+        residual[i] = difference * scale
+    return total / (2 * variance)
+
+
+def vae_residual(reconstruction, x, variance, residual):
+    """residual = (g(z) - x) / c; returns sum |g(z) - x|^2 / (2c) (float64 sum)."""
+    g, data, out = _flat(reconstruction, x, residual)
+    return _vae_residual(g, data, float(variance), out)
+
+
+@_kernel("r2 r2 r2 r2 i w2")
+def vae_code_gradient(code, eps, std, grad_z, kl_power, grad_code):
+    """grad_code = [dL/dmu, dL/dlv] from dL/dz: dL/dmu = dL/dz + mu,
+    dL/dlv = dL/dz eps std / 2 + (k std^(2k) - 1) / 2, in the float type."""
+    batch, p = std.shape
+    _check(code.shape[0] == batch and code.shape[1] == 2 * p and grad_code.shape == code.shape
+           and eps.shape == std.shape and grad_z.shape == std.shape)
+    half, kl_slope = _like(0.5, std), _like(0.5 * kl_power, std)
+    for i in range(batch):
+        for j in range(p):
+            s, g = std[i, j], grad_z[i, j]
+            grad_code[i, j] = g + code[i, j]
+            grad_code[i, p + j] = g * eps[i, j] * s * half + (_variance_term(s, kl_power) * kl_slope
+                                                             - half)
+
+
+@_kernel("r1 r1 f w1")
+def _score_matching_noisy(x, eps, sigma, noisy):
+    level = _like(sigma, x)
+    for i in range(x.size):
+        noisy[i] = x[i] + level * eps[i]
+
+
+def score_matching_noisy(x, eps, sigma, noisy):
+    """noisy = x + sigma eps (sigma rounded to the float type)."""
+    clean, noise, out = _flat(x, eps, noisy)
+    _score_matching_noisy(clean, noise, float(sigma), out)
+
+
+@_kernel("r1 r1 f i w1", ret=types.float64)
+def _score_matching_loss(score, eps, sigma, weight_power, grad):
+    level = _like(sigma, score)
+    weight = sigma if weight_power == 1 else sigma * sigma
+    slope = _like(2 * weight, score)
+    total = 0.0
+    for i in range(score.size):
+        residual = score[i] + eps[i] / level
+        total += np.float64(residual) * residual
+        grad[i] = slope * residual
+    return weight * total
+
+
+def score_matching_loss(score, eps, sigma, weight_power, grad):
+    """grad = 2 w (s + eps / sigma); returns w sum (s + eps / sigma)^2 (float64 sum),
+    w = sigma^k, k = weight_power (1 or 2)."""
+    if weight_power not in (1, 2):
+        raise ValueError(f"weight_power must be 1 or 2, got {weight_power!r}")
+    s, noise, out = _flat(score, eps, grad)
+    return _score_matching_loss(s, noise, float(sigma), weight_power, out)
+
+
+@_kernel("r2 r2 j1 r1 w2")
+def score_matching_noisy_levels(x, eps, levels, sigmas, noisy):
+    """noisy_i = x_i + eps_i sigma_{l_i}, in the float type."""
+    _check(eps.shape == x.shape and noisy.shape == x.shape and levels.size == x.shape[0])
+    for i in range(x.shape[0]):
+        _check(0 <= levels[i] < sigmas.size)
+        level = sigmas[levels[i]]
+        for j in range(x.shape[1]):
+            noisy[i, j] = x[i, j] + eps[i, j] * level
+
+
+@_kernel("r2 r2 r2 j1 r1 r1 f w2", ret=types.float64)
+def score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, center, grad):
+    """R_i = ((x~_i - mu) (-K_l) + eps_i) + r_i A_l, grad_i = (R_i A_l) (1 / B) in the float
+    type, l = l_i; returns sum |R_i|^2 / (2B) (float64 sum)."""
+    n = raw.shape[0]
+    _check(noisy.shape == raw.shape and eps.shape == raw.shape and grad.shape == raw.shape
+           and levels.size == n and skips.size == raw_scales.size)
+    mu, share = _like(center, raw), _like(1.0 / n, raw)
+    total = 0.0
+    for i in range(n):
+        _check(0 <= levels[i] < raw_scales.size)
+        scale, skip = raw_scales[levels[i]], -skips[levels[i]]
+        for j in range(raw.shape[1]):
+            residual = (noisy[i, j] - mu) * skip + eps[i, j] + raw[i, j] * scale
+            total += np.float64(residual) * residual
+            grad[i, j] = residual * scale * share
+    return total / (2 * n)
 
 
 # --------------------------------------------------------------------------- f-divergence duals

@@ -53,6 +53,15 @@ def _close(actual, expected, dtype):
                                **TOLERANCE[dtype])
 
 
+def _match_replicas(dtype, results, reference):
+    """Replica r of each device array in ``results`` against the r-th textbook results
+    ``reference(r)``, in order."""
+    host = [array.copy_to_host() for array in results]
+    for r in range(R):
+        for actual, expected in zip(host, reference(r)):
+            _close(actual[r], expected, dtype)
+
+
 def _layer(rng, dtype, n=5, fan_in=3, out=4):
     return _draw(rng, dtype, R, n, fan_in), _draw(rng, dtype, R, out, fan_in), _draw(
         rng, dtype, R, out)
@@ -142,6 +151,80 @@ def test_losses_match_each_replica_alone(dtype):
             want, want_grad = reference(logits[r], target[r])
             _close(loss.copy_to_host()[r], want, dtype)
             _close(grad.copy_to_host()[r], want_grad, dtype)
+    grad, loss = cuda.device_array(logits.shape, dtype), cuda.device_array(R, np.float64)
+    ck.hinge_generator(*_device(logits), grad, loss)
+    _match_replicas(dtype, (loss, grad), lambda r: ref.hinge_generator(logits[r]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_vae_pieces_match_each_replica_alone(dtype):
+    rng = np.random.default_rng(20)
+    B, p, d = 4, 2, 3
+    code, eps, grad_z = _draw(rng, dtype, R, B, 2 * p), _draw(rng, dtype, R, B, p), _draw(
+        rng, dtype, R, B, p)
+    reconstruction, x = _draw(rng, dtype, R, B, d), _draw(rng, dtype, R, B, d)
+    dcode, deps, dgrad_z = _device(code, eps, grad_z)
+    for k in (1, 2):
+        z, std = cuda.device_array((R, B, p), dtype), cuda.device_array((R, B, p), dtype)
+        kl, grad_code = cuda.device_array(R, np.float64), cuda.device_array(code.shape, dtype)
+        ck.vae_reparameterize(dcode, deps, k, z, std, kl)
+        ck.vae_code_gradient(dcode, deps, std, dgrad_z, k, grad_code)
+
+        def reference(r):
+            kl_r, z_r, std_r = ref.vae_reparameterize(code[r], eps[r], k)
+            return kl_r, z_r, std_r, ref.vae_code_gradient(code[r], eps[r], std_r, grad_z[r], k)
+
+        _match_replicas(dtype, (kl, z, std, grad_code), reference)
+    residual, loss = cuda.device_array(x.shape, dtype), cuda.device_array(R, np.float64)
+    ck.vae_residual(*_device(reconstruction, x), 0.1, residual, loss)
+    _match_replicas(dtype, (loss, residual),
+                    lambda r: ref.vae_residual(reconstruction[r], x[r], 0.1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_score_matching_and_penalty_match_each_replica_alone(dtype):
+    """Each replica at its own noise level and with its own penalty target; the penalty's
+    tangents of replica 1 have two rows of the largest norm (the first counts)."""
+    rng = np.random.default_rng(21)
+    x, eps, score = (_draw(rng, dtype, R, 5, 1) for _ in range(3))
+    sigma, targets = np.array([1.0, 0.6, 0.36]), np.array([0.5, 1.0, 2.0])
+    tangent = _draw(rng, dtype, R, 5, 2)
+    tangent[1, 3] = tangent[1, 1] = 3
+    dx, deps, dscore, dsigma, dtargets, dtangent = _device(x, eps, score, sigma, targets, tangent)
+    noisy = cuda.device_array(x.shape, dtype)
+    ck.score_matching_noisy(dx, deps, dsigma, noisy)
+    _match_replicas(dtype, (noisy,),
+                    lambda r: (ref.score_matching_noisy(x[r], eps[r], sigma[r]),))
+    for k in (1, 2):
+        grad, loss = cuda.device_array(x.shape, dtype), cuda.device_array(R, np.float64)
+        ck.score_matching_loss(dscore, deps, dsigma, k, grad, loss)
+        _match_replicas(dtype, (loss, grad),
+                        lambda r: ref.score_matching_loss(score[r], eps[r], sigma[r], k))
+    grad, penalty = cuda.device_array(tangent.shape, dtype), cuda.device_array(R, np.float64)
+    ck.gradient_penalty(dtangent, dtargets, 10.0, grad, penalty)
+    _match_replicas(dtype, (penalty, grad),
+                    lambda r: ref.gradient_penalty(tangent[r], targets[r], 10.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_score_matching_with_levels_matches_each_replica_alone(dtype):
+    """A level per row, each replica with its own tables and center."""
+    rng = np.random.default_rng(22)
+    x, eps, raw = (_draw(rng, dtype, R, 4, 2) for _ in range(3))
+    levels = rng.integers(0, 3, (R, 4))
+    sigmas, scales, skips = (rng.uniform(0.2, 2, (R, 3)).astype(dtype) for _ in range(3))
+    center = np.array([0.0, 0.5, -1.0])
+    dx, deps, draw_, dlevels = _device(x, eps, raw, levels)
+    noisy = cuda.device_array(x.shape, dtype)
+    ck.score_matching_noisy_levels(dx, deps, dlevels, *_device(sigmas), noisy)
+    want_noisy = [ref.score_matching_noisy_levels(x[r], eps[r], levels[r], sigmas[r])
+                  for r in range(R)]
+    _match_replicas(dtype, (noisy,), lambda r: (want_noisy[r],))
+    grad, loss = cuda.device_array(x.shape, dtype), cuda.device_array(R, np.float64)
+    ck.score_matching_loss_levels(draw_, noisy, deps, dlevels, *_device(scales, skips, center),
+                                  grad, loss)
+    _match_replicas(dtype, (loss, grad), lambda r: ref.score_matching_loss_levels(
+        raw[r], want_noisy[r], eps[r], levels[r], scales[r], skips[r], center[r]))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -327,27 +410,34 @@ def test_particle_step_matches_each_replica_alone(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_column_blocks_match_numpy_slicing(dtype):
+def test_column_blocks_and_rows_match_each_replica_alone(dtype):
     """A layer input of two blocks, [a + pad(b), pad(c)] (widths 3 and 4; b, c narrower and
     zero-padded), written over NaN; then the gradients of a, b and c taken back from it, c's
-    added to what it holds."""
+    added to what it holds; then rows gathered in each replica's own order."""
     rng = np.random.default_rng(13)
     a, b, c = _draw(rng, dtype, R, 2, 3), _draw(rng, dtype, R, 2, 1), _draw(rng, dtype, R, 2, 2)
+    blocks = ((a, 0, 3, False), (b, 0, 3, True), (c, 3, 4, False))
     h = cuda.to_device(np.full((R, 2, 7), np.nan, dtype))
-    for node, start, width, accumulate in ((a, 0, 3, False), (b, 0, 3, True), (c, 3, 4, False)):
+    for node, start, width, accumulate in blocks:
         ck.put_columns(cuda.to_device(node), h, start, width, accumulate)
-    want = np.zeros((R, 2, 7), dtype)
-    want[:, :, :3] = a
-    want[:, :, :1] += b
-    want[:, :, 3:5] = c
-    np.testing.assert_array_equal(h.copy_to_host(), want)
     grad_h, held = _draw(rng, dtype, R, 2, 7), _draw(rng, dtype, R, 2, 2)
     grads = _device(np.full(a.shape, np.nan, dtype), np.full(b.shape, np.nan, dtype), held)
     for grad, start, accumulate in zip(grads, (0, 0, 3), (False, False, True)):
         ck.take_columns(cuda.to_device(grad_h), start, grad, accumulate)
-    wants = (grad_h[:, :, :3], grad_h[:, :, :1], held + grad_h[:, :, 3:5])
-    for grad, expected in zip(grads, wants):
-        np.testing.assert_array_equal(grad.copy_to_host(), expected)
+    source, order = _draw(rng, dtype, R, 6, 2), np.stack([rng.permutation(6) for _ in range(R)])
+    rows = cuda.to_device(np.full((R, 5, 2), np.nan, dtype))
+    ck.gather_rows(*_device(source, order), 1, rows, 2, 3)
+    for r in range(R):
+        want = np.full((2, 7), np.nan, dtype)
+        for node, start, width, accumulate in blocks:
+            want = ref.put_columns(node[r], want, start, width, accumulate)
+        np.testing.assert_array_equal(h.copy_to_host()[r], want)
+        wants = (ref.take_columns(grad_h[r], 0, 3), ref.take_columns(grad_h[r], 0, 1),
+                 held[r] + ref.take_columns(grad_h[r], 3, 2))
+        for grad, expected in zip(grads, wants):
+            np.testing.assert_array_equal(grad.copy_to_host()[r], expected)
+        np.testing.assert_array_equal(rows.copy_to_host()[r, 2:],
+                                      ref.gather_rows(source[r], order[r, 1:4]))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -162,7 +162,7 @@ def test_a_batched_sgm_step_is_the_cpu_step_with_the_device_noise(weighting):
     datasets = _data(ms, seeds, n)
     histories = fit_many(batched, datasets, epochs=1, batch_size=n)
     for model, cpu, data, history in zip(batched, alone, datasets, histories):
-        standardized, (cpu.mean, cpu.std) = cpu._standardized(data)
+        standardized, (cpu.mean, cpu.std) = cpu.training_data(data)
         batch = standardized[cpu.rng.permutation(n)]
         sigma = float(cpu.sigmas[cpu.rng.integers(cpu.sigmas.size, size=1)[0]])
         loss = cpu.denoising_loss(batch, _device_noise(cpu.seed, n), sigma)
@@ -229,7 +229,7 @@ def _held_bytes(batched, *arrays):
             todo += item
         elif isinstance(item, dict):
             todo += item.values()
-        elif type(item).__module__ == replicas.__name__:
+        elif type(item).__module__.startswith("npgen."):  # the batch, its networks, Adams, workspaces
             todo += vars(item).values()
     return sum(buffers.values())
 
@@ -381,9 +381,9 @@ def test_a_cuda_sweep_stores_batched_runs_like_cpu_runs(tmp_path, monkeypatch):
 
 
 def test_loss_shapes_that_do_not_fit_are_one_sentence():
-    x, sigma = ck.to_device(np.zeros((2, 3, 1))), ck.to_device(np.zeros((2, 1, 1)))
+    x, sigma = ck.to_device(np.zeros((2, 3, 1))), ck.to_device(np.zeros(2))
     with pytest.raises(ValueError, match="score_matching_noisy: array shapes do not fit"):
-        ck.score_matching_noisy(x, x, ck.to_device(np.zeros((3, 1, 1))), x)
+        ck.score_matching_noisy(x, x, ck.to_device(np.zeros(3)), x)
     with pytest.raises(ValueError, match="score_matching_loss: array shapes do not fit"):
         ck.score_matching_loss(x, x, sigma, 3, x, ck.to_device(np.zeros(2)))
     with pytest.raises(ValueError, match="gradient_penalty: array shapes do not fit"):

@@ -237,21 +237,12 @@ class GAN(PushForwardModel):
         """L_G from the logits s_i = D(G(z_i)); writes dL_G/ds into buffers.grad_logits."""
         if self.loss == "bce":
             return self.backend.bce_with_logits(logits, buffers.ones, buffers.grad_logits)
-        n = len(logits)
-        buffers.grad_logits.fill(-1.0 / n)
-        return -float(logits.sum(dtype=np.float64)) / n
+        return self.backend.hinge_generator(logits, buffers.grad_logits)
 
     def _gradient_penalty(self, tangent, grad_tangent):
         """P of :meth:`generator_gradient` from the tangents t (B, d); writes dP/dt."""
-        target = self.gp_lipschitz
-        weight = PENALTY_WEIGHT / target ** 2
-        norms = np.sqrt(np.einsum("ij,ij->i", tangent, tangent))
-        i = int(np.argmax(norms))
-        gap = float(norms[i]) - target
-        grad_tangent.fill(0)
-        if norms[i] > 0:
-            grad_tangent[i] = tangent[i] * (2 * weight * gap / float(norms[i]))
-        return weight * gap ** 2
+        return self.backend.gradient_penalty(tangent, self.gp_lipschitz, PENALTY_WEIGHT,
+                                             grad_tangent)
 
     # ----------------------------------------------------------------- training step
 

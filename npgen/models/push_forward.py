@@ -173,6 +173,11 @@ class PushForwardModel:
         values = as_real_array(name, values, self.dtype, f"(n, {n_cols})")
         return check_matrix(name, values, n_cols, self.dtype)
 
+    def training_data(self, data):
+        """(the array the model trains on, its standardization): ``data`` checked, and None (a
+        push-forward model trains on the data as it is)."""
+        return self._as_array("data", data, self.data_dim), None
+
     # ----------------------------------------------------------------- sampling
 
     @one_blas_thread

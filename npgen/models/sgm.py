@@ -230,11 +230,14 @@ class SGM:
         return self._denoising_loss(x, eps, sigma)
 
     def _denoising_loss(self, x, eps, sigma):
-        noisy = x + self.dtype.type(sigma) * eps
-        residual = self.score._forward(noisy, sigma) + eps / self.dtype.type(sigma)
-        weight = WEIGHTINGS[self.weighting](sigma)
-        loss = weight * float(np.sum(residual.astype(np.float64) ** 2))
-        self.score._backward((2 * weight) * residual, need_grad_x=False)
+        """L and its gradient through the backend's score_matching_noisy and
+        score_matching_loss (:mod:`npgen.kernels.numpy_ref` has their math)."""
+        backend = self.score.backend
+        noisy, grad = np.empty_like(x), np.empty_like(x)
+        backend.score_matching_noisy(x, eps, sigma, noisy)
+        loss = backend.score_matching_loss(self.score._forward(noisy, sigma), eps, sigma,
+                                           WEIGHT_POWERS[self.weighting], grad)
+        self.score._backward(grad, need_grad_x=False)
         return loss
 
     def step(self, batch):
@@ -258,13 +261,14 @@ class SGM:
         the model trains on (data - mean) / std. Returns the per-epoch mean losses (see
         :func:`npgen.models.training.fit_loop`, which also documents ``on_epoch``).
         """
-        standardized, (self.mean, self.std) = self._standardized(data)
+        standardized, (self.mean, self.std) = self.training_data(data)
         return fit_loop(self, standardized, epochs, batch_size, self.rng, "SGM", quiet=quiet,
                         on_epoch=on_epoch)
 
-    def _standardized(self, data):
-        """((data - mean) / std in the model's dtype, (mean, std)) for ``data`` (n, 1), checked:
-        the model's mean and std once fixed, else those of ``data`` (the caller keeps them)."""
+    def training_data(self, data):
+        """(the array the model trains on, its standardization): ((data - mean) / std in the
+        model's dtype, (mean, std)) for ``data`` (n, 1), checked: the model's mean and std once
+        fixed, else those of ``data`` (the caller keeps them)."""
         data = self._check_data(data)
         mean, std = self.mean, self.std
         if mean is None:
@@ -478,8 +482,7 @@ class _VectorSGMBuffers:
         self.levels = np.empty(n, np.int64)
         self.eps = np.empty((n, d), dt)
         self.noisy = np.empty((n, d), dt)
-        self.level_sigma, self.raw_scale, self.skip = (np.empty((n, 1), dt) for _ in range(3))
-        self.residual = np.empty((n, d), dt)
+        self.grad_raw = np.empty((n, d), dt)
 
 
 class VectorSGM:
@@ -578,22 +581,17 @@ class VectorSGM:
 
     def _denoising_loss(self, x, buf):
         """With sigma s = A r - K (x~ - mu) (A = s_d c_l, K = sigma_l c_l^2, the network's module
-        doc), the residual is R = A r - K (x~ - mu) + eps, L = ||R||^2 / (2B), dL/dr = A R / B."""
-        n, score = len(x), self.score
-        np.take(self._level_sigmas, buf.levels, out=buf.level_sigma[:, 0])
-        np.take(self._raw_scales, buf.levels, out=buf.raw_scale[:, 0])
-        np.take(self._skips, buf.levels, out=buf.skip[:, 0])
-        np.multiply(buf.eps, buf.level_sigma, out=buf.noisy)
-        buf.noisy += x
+        doc), the residual is R = A r - K (x~ - mu) + eps, L = ||R||^2 / (2B), dL/dr = A R / B:
+        the backend's score_matching_noisy_levels and score_matching_loss_levels
+        (:mod:`npgen.kernels.numpy_ref` has their math)."""
+        score = self.score
+        backend = score.backend
+        backend.score_matching_noisy_levels(x, buf.eps, buf.levels, self._level_sigmas, buf.noisy)
         raw = score._forward_raw(buf.noisy, buf.levels)
-        np.subtract(buf.noisy, self.dtype.type(score.data_mean), out=buf.residual)
-        buf.residual *= -buf.skip
-        buf.residual += buf.eps
-        buf.residual += raw * buf.raw_scale
-        loss = float(np.vdot(buf.residual, buf.residual)) / (2 * n)
-        buf.residual *= buf.raw_scale
-        buf.residual *= self.dtype.type(1.0 / n)
-        score._backward_raw(buf.residual, need_grad_x=False)
+        loss = backend.score_matching_loss_levels(raw, buf.noisy, buf.eps, buf.levels,
+                                                  self._raw_scales, self._skips, score.data_mean,
+                                                  buf.grad_raw)
+        score._backward_raw(buf.grad_raw, need_grad_x=False)
         return loss
 
     def step(self, batch):

@@ -59,12 +59,9 @@ class _VAEBuffers:
         dt, p, d = model.dtype, model.latent_dim, model.data_dim
         self.eps = np.empty((n, p), dt)
         self.std = np.empty((n, p), dt)
-        self.variance = np.empty((n, p), dt)
-        self.variance_squared = np.empty((n, p), dt)
         self.z = np.empty((n, p), dt)
         self.residual = np.empty((n, d), dt)
         self.grad_code = np.empty((n, 2 * p), dt)
-        self.kl_grad = np.empty((n, p), dt)
 
 
 class VAE(PushForwardModel):
@@ -132,46 +129,27 @@ class VAE(PushForwardModel):
             dL/dlv = dL/dz * eps * sigma / 2 + dKL/dlv,
                      dKL/dlv = (sigma^2 - 1) / 2 ('correct')  or  sigma^4 - 1/2 ('paper'),
                      i.e. (k exp(k lv) - 1) / 2 with k = 1 or 2
-        then the encoder backward from (dL/dmu, dL/dlv).
+        then the encoder backward from (dL/dmu, dL/dlv). The backend's kernels
+        vae_reparameterize, vae_residual and vae_code_gradient compute the pieces between the
+        networks (:mod:`npgen.kernels.numpy_ref` has their math).
         Returns {'loss': L, 'reconstruction': sum of the first term, 'kl': sum of KL_i}.
         """
         x = self._as_array("x", x, self.data_dim)
         eps = self._as_array("eps", eps, self.latent_dim)
         if len(eps) != len(x):
             raise ValueError(f"eps must have as many rows as x ({len(x)}), got {len(eps)}")
-        p, c = self.latent_dim, self.decoder_variance
         buf = self._buffers(len(x))
-
-        code = self.encoder._forward(x)
-        mu, logvar = code[:, :p], code[:, p:]
-        np.multiply(logvar, 0.5, out=buf.std)
-        np.exp(buf.std, out=buf.std)
-        np.multiply(buf.std, buf.std, out=buf.variance)
-        np.multiply(buf.std, eps, out=buf.z)
-        buf.z += mu
-        reconstruction = self.decoder._forward(buf.z)
-
-        np.subtract(reconstruction, x, out=buf.residual)
-        reconstruction_loss = float(np.vdot(buf.residual, buf.residual)) / (2 * c)
+        backend = self.encoder.backend
         # The variance term of KL_i is exp(k lv) = sigma^(2k), k = 1 ('correct') or 2 ('paper').
         k = 1 if self.kl == "correct" else 2
-        variance_term = (buf.variance if k == 1
-                         else np.multiply(buf.variance, buf.variance, out=buf.variance_squared))
-        kl = 0.5 * (float(np.einsum("ij,ij->", mu, mu))
-                    + float(variance_term.sum(dtype=np.float64))
-                    - float(logvar.sum(dtype=np.float64)) - mu.size)
 
-        buf.residual *= 1 / c
+        code = self.encoder._forward(x)
+        kl = backend.vae_reparameterize(code, eps, k, buf.z, buf.std)
+        reconstruction_loss = backend.vae_residual(self.decoder._forward(buf.z), x,
+                                                   self.decoder_variance, buf.residual)
         self.decoder.zero_grad()
         grad_z = self.decoder._backward(buf.residual, need_grad_in=True)
-        grad_mu, grad_logvar = buf.grad_code[:, :p], buf.grad_code[:, p:]
-        np.add(grad_z, mu, out=grad_mu)
-        np.multiply(grad_z, eps, out=grad_logvar)
-        grad_logvar *= buf.std
-        grad_logvar *= 0.5
-        np.multiply(variance_term, 0.5 * k, out=buf.kl_grad)  # dKL/dlv = (k exp(k lv) - 1) / 2
-        buf.kl_grad -= 0.5
-        grad_logvar += buf.kl_grad
+        backend.vae_code_gradient(code, eps, buf.std, grad_z, k, buf.grad_code)
         self.encoder.zero_grad()
         self.encoder._backward(buf.grad_code, need_grad_in=False)
         return {"loss": reconstruction_loss + kl, "reconstruction": reconstruction_loss, "kl": kl}

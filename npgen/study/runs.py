@@ -545,6 +545,8 @@ METRICS_READ = {
             "sampler_lipschitz": _NUMBER, "sampler_lipschitz_x0": _NUMBER, "sampler_lipschitz_noise": _NUMBER,
             "sampler_gradient_median": _NUMBER, "sampler_steps_per_level": _NUMBER,
             "theorem1_required_lipschitz": _NUMBER,
+            "theorem1_required_lipschitz_upper": ("a number or null", lambda v: v is None or _is_number(v)),
+            "sampler_meets_theorem1": ("true or false", lambda v: isinstance(v, bool)),
             "sampler_levels": ("a list of objects with numbers 'sigma_standardized', 'grad_sq_factor_median' and "
                                "'grad_sq_factor_at_max'", _is_level_table),
             "sampler_expansion_steps": ("an object of integer lists 'left', 'between' and 'right'", _is_steps_by_end),
