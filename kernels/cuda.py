@@ -453,7 +453,9 @@ def hinge_generator(scores, grad, loss):
 #
 # P = w (max_i |t_i| - L)^2 of npgen.models.gan (generator_gradient has the math), w = c / L^2,
 # for each replica's tangents t (R, B, d) and its own target L: one block per replica, norms in
-# float64, the maximizing row the first one, as numpy's argmax.
+# float64. The maximizing row is numpy's argmax (the first NaN, else the first of the largest),
+# carried with its norm through the block's reduction, so the row written is always one of
+# the replica's.
 
 
 @cuda.jit(device=True)
@@ -464,25 +466,50 @@ def _row_norm(t, r, i):
     return math.sqrt(total)
 
 
+@cuda.jit(device=True)
+def _argmax_before(value, index, other, other_index):
+    """Whether (value, index) precedes (other, other_index) in numpy's argmax order: a NaN
+    first, then the larger value, then the smaller index."""
+    if value != value or other != other:
+        return value != value and (other == other or index < other_index)
+    return value > other or (value == other and index < other_index)
+
+
+@cuda.jit(device=True)
+def _block_argmax(values, indices, value, index):
+    """The (value, index) of the block's threads first in :func:`_argmax_before`'s order (a
+    tree in shared memory; the block size is a power of two); every thread gets it."""
+    t = cuda.threadIdx.x
+    values[t], indices[t] = value, index
+    cuda.syncthreads()
+    width = cuda.blockDim.x // 2
+    while width > 0:
+        if t < width and _argmax_before(values[t + width], indices[t + width], values[t], indices[t]):
+            values[t], indices[t] = values[t + width], indices[t + width]
+        cuda.syncthreads()
+        width //= 2
+    value, index = values[0], indices[0]
+    cuda.syncthreads()
+    return value, index
+
+
 @cuda.jit
 def _gradient_penalty(tangent, targets, scale, grad_tangent, penalty):
     """penalty[r] = w_r (|t_r,i*| - L_r)^2, grad_tangent = dP/dt (row i* only)."""
-    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    norms = cuda.shared.array(REDUCE_WIDTH, float64)
+    rows = cuda.shared.array(REDUCE_WIDTH, np.int64)
     R, B, d = tangent.shape
     for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
         target = targets[r]
         weight = scale / (target * target)
-        largest = 0.0
+        largest, row = -1.0, B  # below every norm: a thread without rows never wins
         for i in range(cuda.threadIdx.x, B, cuda.blockDim.x):
-            largest = max(largest, _row_norm(tangent, r, i))
+            norm = _row_norm(tangent, r, i)
+            if _argmax_before(norm, i, largest, row):
+                largest, row = norm, i
             for j in range(d):
                 grad_tangent[r, i, j] = 0
-        best = _block_reduce(shared, largest, True)
-        first = -float64(B)
-        for i in range(cuda.threadIdx.x, B, cuda.blockDim.x):
-            if _row_norm(tangent, r, i) == best:
-                first = max(first, -float64(i))
-        row = int(-_block_reduce(shared, first, True))
+        best, row = _block_argmax(norms, rows, largest, row)
         if cuda.threadIdx.x == 0:
             gap = best - target
             penalty[r] = weight * gap * gap
@@ -493,12 +520,13 @@ def _gradient_penalty(tangent, targets, scale, grad_tangent, penalty):
 
 def gradient_penalty(tangent, targets, scale, grad_tangent, penalty):
     """penalty[r] = w_r (|t_i*| - L_r)^2 with i* the row of replica r's largest tangent norm
-    |t_i| (the first, on ties), L_r = targets[r] and w_r = scale / L_r^2; grad_tangent = dP/dt:
-    w_r 2 (|t_i*| - L_r) t_i* / |t_i*| in row i* (when |t_i*| > 0), zero elsewhere.
-    tangent, grad_tangent (R, B, d); targets and penalty (R,) float64. Returns penalty."""
+    |t_i| (numpy's argmax: the first on ties, the first NaN if any), L_r = targets[r] and
+    w_r = scale / L_r^2; grad_tangent = dP/dt: w_r 2 (|t_i*| - L_r) t_i* / |t_i*| in row i*
+    (when |t_i*| > 0), zero elsewhere. tangent, grad_tangent (R, B, d) with B >= 1; targets
+    and penalty (R,) float64. Returns penalty."""
     R = tangent.shape[0]
-    _check(tangent.ndim == 3 and grad_tangent.shape == tangent.shape and penalty.shape == (R,)
-           and targets.shape == (R,), "gradient_penalty")
+    _check(tangent.ndim == 3 and tangent.shape[1] >= 1 and grad_tangent.shape == tangent.shape
+           and penalty.shape == (R,) and targets.shape == (R,), "gradient_penalty")
     _gradient_penalty[_reduction_grid(R)](tangent, targets, float(scale), grad_tangent, penalty)
     return penalty
 

@@ -31,6 +31,13 @@ if config.ENABLE_CUDASIM:
 R = 3
 TOLERANCE = {np.float32: {"rtol": 2e-5, "atol": 2e-6}, np.float64: {"rtol": 1e-11, "atol": 1e-13}}
 DTYPES = (np.float32, np.float64)
+#: Units in the last place an activation on the device may differ from numpy's: CUDA's float64
+#: exp and tanh are within 1 ulp of the true value (as numpy's are), and the sigmoid and silu
+#: add the rounding of a division and a product.
+ACTIVATION_ULPS = 4
+#: The same for the derivatives, which cancel: 1 - tanh(z)^2 at z = 3 turns tanh's 1 ulp into
+#: about 200 ulp of the result.
+DERIVATIVE_ULPS = 512
 
 
 def _draw(rng, dtype, *shape):
@@ -112,18 +119,22 @@ def test_jvp_and_its_backward_match_each_replica_alone(activation, dtype):
 
 
 def test_activations_on_the_extended_reals():
-    """inf, -inf and 0 (the kink) give numpy_ref's values and derivatives, never NaN."""
+    """inf, -inf and 0 (the kink) give numpy_ref's values and derivatives to a few ulp (the
+    device's math library is not numpy's), never NaN."""
     z = np.array([[[-np.inf, -1e30, -2.0, 0.0, 3.0, 1e30, np.inf]]] * R)
     for name, kind in ACTIVATIONS.items():
         a, da = cuda.device_array(z.shape), cuda.device_array(z.shape)
         z_device, bias, ones = _device(z, np.zeros((R, 7)), np.ones(z.size))
         ck._bias_activation[ck._grid(z.size)](bias, kind, 0.2, z_device, a)
-        np.testing.assert_array_equal(a.copy_to_host()[0, 0],
-                                      ref.activation(kind, 0.2, z[0, 0]), err_msg=name)
         ck._tangent[ck._grid(z.size)](kind, 0.2, z_device.reshape(z.size), ones,
                                       da.reshape(z.size))
-        np.testing.assert_array_equal(da.copy_to_host()[0, 0],
-                                      ref.activation_derivative(kind, 0.2, z[0, 0]), err_msg=name)
+        for got, want, ulps in ((a, ref.activation(kind, 0.2, z[0, 0]), ACTIVATION_ULPS),
+                                (da, ref.activation_derivative(kind, 0.2, z[0, 0]), DERIVATIVE_ULPS)):
+            got = got.copy_to_host()[0, 0]
+            assert not np.isnan(got).any(), name
+            infinite = np.isinf(want)  # exact: one ulp from the largest float is inf
+            np.testing.assert_array_equal(got[infinite], want[infinite], err_msg=name)
+            np.testing.assert_array_max_ulp(got, want, maxulp=ulps)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -113,23 +113,35 @@ def test_a_batched_vae_step_is_the_cpu_step_with_the_device_noise(kl, skip):
             np.testing.assert_allclose(history[name], [value / n], rtol=1e-10)
 
 
-def test_the_gradient_penalty_is_the_textbooks_row_by_row():
-    """Each replica its own target; replica 0 random tangents, replica 1 a tie between rows 1
-    and 3 (the first one is penalized, as numpy's argmax), replica 2 all zero (no gradient);
-    d = 2."""
+@pytest.mark.parametrize("threads", [1, 4])
+def test_the_gradient_penalty_is_the_textbooks_row_by_row(threads):
+    """Each replica its own target, B = 7 rows of d = 2: replica 0 random tangents; replica 1
+    a tie between rows 2, 5 and 6 (row 5 on another thread than row 2 when threads = 4, row 6
+    on the same one: row 2 is penalized, as numpy's argmax); replica 2 all zero (no
+    gradient); replica 3 a NaN row among finite ones and replica 4 NaN rows only (numpy's
+    argmax picks the first NaN: a NaN penalty and no gradient, and no write outside the
+    replica's rows)."""
     rng = np.random.default_rng(5)
-    tangent = rng.standard_normal((3, 5, 2))
-    tangent[1, 3] = tangent[1, 1] = [3.0, -4.0]
+    tangent = rng.standard_normal((5, 7, 2))
+    tangent[1, [2, 5, 6]] = [3.0, -4.0]
     tangent[2] = 0
-    targets = [2.0, 0.5, 1.0]
-    grad, penalty = ck.to_device(np.full((3, 5, 2), 7.0)), ck.to_device(np.zeros(3))
-    ck.gradient_penalty(ck.to_device(tangent), ck.to_device(np.array(targets)), 10.0, grad,
-                        penalty)
-    for r in range(3):
+    tangent[3, 4, 1] = np.nan
+    tangent[4] = np.nan
+    targets = [2.0, 0.5, 1.0, 1.0, 1.0]
+    grad, penalty = ck.to_device(np.full((5, 7, 2), 7.0)), ck.to_device(np.zeros(5))
+    before = dict(ck.LAUNCH)
+    ck.configure(threads=threads)
+    try:
+        ck.gradient_penalty(ck.to_device(tangent), ck.to_device(np.array(targets)), 10.0, grad,
+                            penalty)
+    finally:
+        ck.configure(**before)
+    for r in range(5):
         expected, expected_grad = numpy_ref.gradient_penalty(tangent[r], targets[r], 10.0)
         np.testing.assert_allclose(penalty.copy_to_host()[r], expected, rtol=1e-12)
         np.testing.assert_allclose(grad.copy_to_host()[r], expected_grad, rtol=1e-12, atol=0)
-    assert np.count_nonzero(grad.copy_to_host()[1].any(axis=1)) == 1 and grad.copy_to_host()[1, 1].any()
+    assert np.flatnonzero(grad.copy_to_host()[1].any(axis=1)).tolist() == [2]
+    assert np.isnan(penalty.copy_to_host()[3:]).all()
 
 
 def _device_noise(seed, n):

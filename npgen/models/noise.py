@@ -13,22 +13,22 @@ from .latents import draw_latents
 
 
 class HostNoise:
-    """Replica r's draws from ``rngs[r]``, the numpy stream of its model (latents of law
-    ``latent``, :mod:`npgen.models.latents`)."""
+    """Replica r's draws from ``models[r].rng``, the numpy stream of its model as it is at each
+    draw (latents of law ``latent``, :mod:`npgen.models.latents`)."""
 
-    def __init__(self, rngs, latent="gaussian"):
-        self.rngs, self.latent = list(rngs), latent
+    def __init__(self, models, latent="gaussian"):
+        self.models, self.latent = list(models), latent
 
     def latents(self, out):
         """Fill ``out`` (R, n, p) with latents; return it."""
-        for rng, rows in zip(self.rngs, out):
-            draw_latents(rng, rows, self.latent)
+        for model, rows in zip(self.models, out):
+            draw_latents(model.rng, rows, self.latent)
         return out
 
     def normal(self, out):
         """Fill ``out`` (R, n, p) with standard normals; return it."""
-        for rng, rows in zip(self.rngs, out):
-            rng.standard_normal(out=rows, dtype=rows.dtype)
+        for model, rows in zip(self.models, out):
+            model.rng.standard_normal(out=rows, dtype=rows.dtype)
         return out
 
 
@@ -51,4 +51,4 @@ def noise_for(models, ops):
     their own streams on the host, device streams from their seeds on a device."""
     if ops.on_device:
         return DeviceNoise(ops, [model.seed for model in models])
-    return HostNoise([model.rng for model in models], getattr(models[0], "latent", "gaussian"))
+    return HostNoise(models, getattr(models[0], "latent", "gaussian"))

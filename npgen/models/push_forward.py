@@ -129,7 +129,7 @@ class PushForwardModel(ReplicatedModel):
         self.latent = check_latent(latent)
         self.rng = np.random.default_rng(self.seed)
         self.replicas = 1
-        self.noise = HostNoise([self.rng], self.latent)
+        self.noise = HostNoise([self], self.latent)
         self._buffers_by_size = {}
         self.trained = False
 

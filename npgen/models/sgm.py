@@ -217,7 +217,7 @@ class SGM(ReplicatedModel):
         self.mean = None
         self.std = None
         self.replicas = 1
-        self.noise = HostNoise([self.rng])
+        self.noise = HostNoise([self])
         self._buffers_by_size = {}
 
     def config(self):

@@ -56,8 +56,9 @@ from ..nn.dense_score import HIDDEN_SIZES as SCORE_HIDDEN
 from ..util.checks import check_choice
 from ..util.environment import environment_kept
 from ..util.io import atomic_save_npy
+from . import figure7_exact
 from .figure7_exact import exact_score_run
-from .runs import code_fingerprint
+from .fingerprint import code_fingerprint, executable_source
 from .sweep import find_run_dir, read_failures
 
 DATASETS = ("mixture", "subset")
@@ -121,10 +122,11 @@ PLANS = {
 
 
 def fig7_fingerprint():
-    """:func:`npgen.study.runs.code_fingerprint` plus the SHA-256 of this module: a Figure 7
-    run's key changes with the math of the models and with this study's measurements."""
-    with open(__file__, "rb") as handle:
-        digest = hashlib.sha256(handle.read().replace(b"\r\n", b"\n")).hexdigest()[:12]
+    """:func:`npgen.study.fingerprint.code_fingerprint` plus the SHA-256 of the executable source
+    of this module and of :mod:`npgen.study.figure7_exact`: a Figure 7 run's key changes with the
+    math of the models and with this study's measurements, not with their docstrings or comments."""
+    source = executable_source(__file__) + executable_source(figure7_exact.__file__)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     return f"{code_fingerprint()}+fig7-{digest}"
 
 

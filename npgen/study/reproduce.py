@@ -22,7 +22,8 @@ from .devices import BatchedRuns, check_device, device_plan
 from .figure7_report import section_fig7
 from .plans import FIG7, FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
-from .runs import code_fingerprint, run_cost, train_run
+from .fingerprint import code_fingerprint
+from .runs import run_cost, train_run
 from .sweep import FAILURES_FILE, other_runs, read_failures, run_sweep, sweep_status
 
 STUDY_FILE = "study.json"
@@ -39,8 +40,9 @@ def cluster_run(config, run_dir):
     """:func:`sweep_run` on a cluster's worker, which refuses a configuration planned by other
     code than the npgen installed on the worker: its numbers would be stored under a key that
     names code which did not compute them."""
-    if config.get("code") != code_fingerprint():
-        raise ValueError(f"this worker runs npgen code {code_fingerprint()}, but the run was"
+    code = code_fingerprint(config.get("device", "cpu"))
+    if config.get("code") != code:
+        raise ValueError(f"this worker runs npgen code {code}, but the run was"
                          f" planned with {config.get('code')}; install the same npgen on every"
                          " worker as on the machine that runs npgen reproduce")
     return sweep_run(config, run_dir)

@@ -25,13 +25,11 @@ to standardize, about 1 + m^2).
 
 ``train_run(config, run_dir)`` is both what ``npgen train`` calls and the function a sweep runs.
 
-A configuration records the code that computes it (:func:`code_fingerprint`), so a run's key
-changes with the math: after a fix, ``npgen reproduce`` trains again instead of reusing old runs.
+A configuration records the code that computes it (:func:`npgen.study.fingerprint.code_fingerprint`),
+so a run's key changes with the math: after a fix, ``npgen reproduce`` trains again instead of
+reusing old runs; a docstring or comment edit does not retrain anything.
 """
 
-import functools
-import hashlib
-import importlib
 import json
 import os
 import sys
@@ -61,6 +59,7 @@ from ..util.locks import check_not_busy, claim_folder, clear_dead_writers, write
 from ..util.threads import one_blas_thread
 from .figures import save_histogram
 from .exact_sampler import exact_score_metrics
+from .fingerprint import code_fingerprint
 from .sampler import sampler_metrics
 
 MODELS = ("gan", "vae", "sgm")
@@ -158,39 +157,6 @@ OPTION_FLAGS = {"n_layers": "--layers", "skip": "--skip", "sn_generator": "--sn-
                 "gp_lipschitz": "--gp", "kl": "--kl", "weighting": "--weighting",
                 "denoise": "--denoise", "latent": "--latent", "n_particles": "--particles",
                 "divergence": "--divergence"}
-
-#: The modules whose source decides a run's numbers: the kernels, the data, the networks, the
-#: models, the Lipschitz constants and bounds, this module (training, sampling, metrics) and the
-#: sampler's gradient metrics.
-#: Figures, the report and the sweep's bookkeeping only read numbers and are left out.
-MATH_MODULES = ("npgen.kernels", "npgen.data", "npgen.nn", "npgen.models", "npgen.analysis",
-                "npgen.study.runs", "npgen.study.sampler")
-
-
-@functools.lru_cache(maxsize=None)
-def code_fingerprint():
-    """'<npgen version>+<16 hex digits>': the version and a SHA-256 of the source of
-    :data:`MATH_MODULES` (every .py file of a package, in sorted order, with its path; line
-    endings normalized). Any edit to those files changes it, and with it every run's key."""
-    import npgen
-
-    digest = hashlib.sha256()
-    for name in MATH_MODULES:
-        module = importlib.import_module(name)
-        if hasattr(module, "__path__"):
-            root = module.__path__[0]
-            files = sorted(os.path.join(folder, f) for folder, _, names in os.walk(root)
-                           for f in names if f.endswith(".py"))
-        else:
-            root, files = os.path.dirname(module.__file__), [module.__file__]
-        for path in files:
-            relpath = os.path.relpath(path, root).replace(os.sep, "/")
-            with open(path, "rb") as handle:
-                source = handle.read().replace(b"\r\n", b"\n")
-            digest.update(f"{name}/{relpath}\0{len(source)}\0".encode())
-            digest.update(source)
-    return f"{npgen.__version__}+{digest.hexdigest()[:16]}"
-
 
 def make_config(model, m, preset="quick", seed=0, **options):
     """A complete, validated run configuration (a JSON-able dict; its hash keys the run).
