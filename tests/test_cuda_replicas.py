@@ -55,7 +55,8 @@ def _data(ms, seeds, n):
     {}, {"sn_generator": True}, {"gp_lipschitz": (0.5, 0.5)},
     {"gp_lipschitz": (0.5, 2.0), "sn_generator": True}, SKIPS["resnet"],
     dict(SKIPS["densenet"], sn_generator=True), dict(SKIPS["resnet"], gp_lipschitz=(0.5, 2.0)),
-    dict(SKIPS["densenet"], gp_lipschitz=(1.0, 1.0))])
+    dict(SKIPS["densenet"], gp_lipschitz=(1.0, 1.0)), {"loss": "hinge"},
+    {"loss": "hinge", "discriminator_first": True}])
 def test_a_batched_step_is_the_cpu_step_with_the_device_latents(options):
     """Penalized GANs of one target or of two targets in one batch, and resnet and densenet
     generators (with spectral norm, with the penalty), too."""
@@ -73,10 +74,16 @@ def test_a_batched_step_is_the_cpu_step_with_the_device_latents(options):
         z1, z2 = (ck.standard_normal(states, ck.to_device(np.zeros((1, n, 1)))).copy_to_host()[0]
                   for _ in range(2))
         batch = data[cpu.rng.permutation(n)]
-        losses = cpu.generator_gradient(z1)
-        cpu.generator_optimizer.step()
-        losses.update(cpu.discriminator_gradient(batch, z2))
-        cpu.discriminator_optimizer.step()
+        if cpu.discriminator_first:  # the discriminator takes the first latents
+            losses = cpu.discriminator_gradient(batch, z1)
+            cpu.discriminator_optimizer.step()
+            losses.update(cpu.generator_gradient(z2))
+            cpu.generator_optimizer.step()
+        else:
+            losses = cpu.generator_gradient(z1)
+            cpu.generator_optimizer.step()
+            losses.update(cpu.discriminator_gradient(batch, z2))
+            cpu.discriminator_optimizer.step()
         assert set(history) == set(losses) | {"wall_time_s"}
         for name, value in losses.items():
             np.testing.assert_allclose(history[name], [value], rtol=1e-10)

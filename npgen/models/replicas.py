@@ -1,16 +1,19 @@
-"""Batched replicas: R runs of one architecture trained in lockstep on the cuda backend.
+"""Batched replicas: grouping R runs of one architecture to train in lockstep on the cuda backend.
 
 The paper's runs are small and independent: many seeds and many values of m, one
-architecture. :func:`fit_many` trains R of them at once. Every network becomes R copies on the
-device, every array gains a leading replica axis, every product is one batched product and
-every elementwise pass one launch (:mod:`npgen.kernels.cuda`).
+architecture. :func:`fit_many` trains R of them at once. There is no second implementation for
+it: every network and every model's step is written once over a leading replica axis
+(:mod:`npgen.nn.layout`, :mod:`npgen.models.replicated`), so the R models become one model of R
+replicas on the device (``replicas_of``) whose own step runs, every product one batched product
+and every elementwise pass one launch (:mod:`npgen.kernels.cuda`). What this module adds is the
+batching alone: which models may share a batch (:func:`check_batchable`), how many bytes a
+replica takes (:func:`replica_bytes`), and the training loop (:class:`Lockstep`, :func:`fit_many`).
 
 What a replica shares with the same model trained alone on CPU, and what not:
 
 * its initialization: the replicas are ordinary CPU models (``GAN(seed=...)``, ``VAE(...)``,
-  ``SGM(...)``), whose weights
-  are copied to the device, and copied back into them when training ends, so that a batched
-  run is saved, sampled and measured exactly like a CPU run;
+  ``SGM(...)``), whose weights are copied to the device, and copied back into them when
+  training ends, so that a batched run is saved, sampled and measured exactly like a CPU run;
 * its minibatches: each epoch's shuffle is drawn from the model's own stream, as on CPU (and,
   for an SGM, the noise level of each of the epoch's steps, drawn after the shuffle);
 * not its latents and noise: they are drawn on the device, from xoroshiro128+ states seeded
@@ -21,10 +24,8 @@ Every replica keeps its own losses. A replica whose loss stops being finite or r
 (:data:`npgen.models.training.RUNAWAY_FACTOR`) is reported failed with the sentence a CPU run
 would raise; in lockstep it cannot stop alone, and the others are not affected by it.
 
-Batched training takes the models of the univariate study: GANs and VAEs with plain, resnet or
-densenet networks (any depth; a GAN's generator with or without spectral norm and with or
-without the gradient penalty, BCE loss, generator step first) and SGMs (either weighting, any
-noise levels). Other models and options (a GAN's hinge loss, the discriminator step first) are
+Batched training takes the GANs, VAEs and SGMs of the univariate study, with any of their
+options but a latent law other than the Gaussian (drawn on the device); other models are
 refused in one sentence by :func:`check_batchable`.
 """
 
@@ -57,10 +58,9 @@ def check_batchable(models):
             if model.mean is not None:
                 raise ValueError("fit_many trains untrained models; an SGM was already trained")
             continue
-        if isinstance(model, GAN) and (model.loss != "bce" or model.discriminator_first):
-            raise ValueError("fit_many trains GANs with the BCE loss, generator step first;"
-                             f" got loss={model.loss!r},"
-                             f" discriminator_first={model.discriminator_first!r}")
+        if model.latent != "gaussian":
+            raise ValueError("fit_many draws Gaussian latents on the device; got"
+                             f" latent={model.latent!r} (train it on CPU with its fit)")
         if model.trained:
             raise ValueError("fit_many trains untrained models; a model was already trained")
     kind = type(models[0])
