@@ -254,25 +254,27 @@ def test_replica_bytes_bound_what_a_replica_holds_after_a_step(kind, options):
     model = kind(seed=1, dtype="float64", **dict(TINY, **options))
     batched = replicas.Lockstep([model], ck, B)
     data, order = ck.to_device(_data([2.0], [1], n)[0][None]), ck.to_device(np.arange(n)[None])
+    batched.start_epoch(n // B)
     batched.step(data, order, 0)
     held = _held_bytes(batched, data, order)
     assert held <= replicas.replica_bytes(model, B, n) <= 1.25 * held
 
 
 def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
-    """Replica 1's discriminator loss turns NaN at the second step (a wrapped step reports it
-    so): it is reported failed with the CPU run's sentence, replica 0 trains to the end."""
-    real_step = replicas.Lockstep.step
+    """Replica 1's discriminator loss turns NaN at the second step (one step an epoch: a
+    wrapped read of the second epoch's losses reports it so): it is reported failed with the
+    CPU run's sentence, replica 0 trains to the end."""
+    real_read = replicas.Lockstep.epoch_losses
     calls = []
 
-    def step(self, *args):
-        losses = real_step(self, *args)
+    def epoch_losses(self):
+        losses = real_read(self)
         calls.append(1)
         if len(calls) == 2:
-            losses["discriminator"][1] = np.nan
+            losses["discriminator"][0, 1] = np.nan
         return losses
 
-    monkeypatch.setattr(replicas.Lockstep, "step", step)
+    monkeypatch.setattr(replicas.Lockstep, "epoch_losses", epoch_losses)
     seeds, n = [1, 2], 4
     models = _gans(seeds, dtype="float32")
     curves = [[], []]
@@ -286,14 +288,14 @@ def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
 def test_a_diverging_sgm_replica_stays_untrained(monkeypatch):
     """An SGM replica whose loss turns NaN is reported with the CPU run's sentence and keeps no
     standardization (it cannot sample); the other one trains on."""
-    real_step = replicas.Lockstep.step
+    real_read = replicas.Lockstep.epoch_losses
 
-    def step(self, *args):
-        losses = real_step(self, *args)
-        losses["loss"][0] = np.nan
+    def epoch_losses(self):
+        losses = real_read(self)
+        losses["loss"][:, 0] = np.nan
         return losses
 
-    monkeypatch.setattr(replicas.Lockstep, "step", step)
+    monkeypatch.setattr(replicas.Lockstep, "epoch_losses", epoch_losses)
     models = [SGM(seed=seed, lr=1e-2) for seed in (1, 2)]
     out = fit_many(models, _data([1.0, 1.0], [1, 2], 4), epochs=1, batch_size=4)
     assert str(out[0]) == "SGM training diverged at step 1: loss 'loss' (score) is nan"

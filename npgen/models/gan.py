@@ -212,6 +212,11 @@ class GAN(PushForwardModel):
             raise ValueError(f"z must have as many rows as real ({len(real)}), got {len(z)}")
         return self._first(self._discriminator_gradient(real[None], z[None]))
 
+    def _loss_names(self):
+        """The (R,) losses a step writes."""
+        return (("generator", "penalty", "discriminator") if self.gp_lipschitz is not None
+                else ("generator", "discriminator"))
+
     def _first(self, losses):
         """The losses of a one-replica model as floats."""
         return {name: float(self.ops.to_host(values)[0]) for name, values in losses.items()}

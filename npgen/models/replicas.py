@@ -35,6 +35,7 @@ import numpy as np
 
 from .. import kernels
 from ..util.checks import check_number
+from ..nn.score import FEATURES
 from .gan import GAN
 from .sgm import SGM
 from .training import TrainingDiverged, check_losses
@@ -93,26 +94,32 @@ def replica_bytes(model, batch_size, n_data):
     its workspace (``workspace_size``) for the rows it runs (B, and for a GAN's discriminator
     3B: the generator's B fakes and its own 2B rows; with the tangent path for a generator with
     the gradient penalty); plus the training data, the batch buffers, an SGM's per-level
-    features and the RNG states."""
+    features, the epoch's losses and the RNG states."""
     itemsize = np.dtype(model.dtype).itemsize
+    epoch_losses = 8 * 3 * (n_data // batch_size)  # at most 3 float64 losses a step
     if isinstance(model, SGM):
         net = model.score
         total = (n_data + 4 * net.n_params + net.workspace_size(batch_size) + net.state_size()
                  + model.sigmas.size * (FEATURES + 1) + 4 * batch_size)
-        return itemsize * total + 8 * n_data + 16 * 64
+        return itemsize * total + 8 * n_data + 16 * 64 + epoch_losses
     total = n_data * model.data_dim + 8 * batch_size * (model.latent_dim + model.data_dim + 2)
     for name, net in model.networks().items():
         rows = 3 * batch_size if name == "discriminator" else batch_size
         tangents = name == "generator" and model.gp_lipschitz is not None
         total += 4 * net.n_params + net.state_size() + net.workspace_size(rows, tangents)
-    return itemsize * total + 8 * n_data + 16 * 64
+    return itemsize * total + 8 * n_data + 16 * 64 + epoch_losses
 
 
 class Lockstep:
     """R models trained in lockstep: one model of R replicas (``replicas_of``) on the device,
     whose own step (:meth:`npgen.GAN._step`, :meth:`npgen.VAE._step`, :meth:`npgen.SGM._step`)
     takes each minibatch, gathered on the device from the replicas' shuffles. What
-    :func:`fit_many` runs, and what bench/gpu.py times."""
+    :func:`fit_many` runs, and what bench/gpu.py times.
+
+    A step waits for nothing on the host: each loss kernel writes its (R,) losses straight into
+    the epoch's row of a device array (losses, steps, R), which :meth:`epoch_losses` reads in
+    one copy when the epoch ends.
+    """
 
     def __init__(self, models, ck, batch_size):
         self.models, self.ck = models, ck
@@ -120,23 +127,36 @@ class Lockstep:
         first = models[0]
         data_dim = getattr(first, "data_dim", 1)
         self.batch = ck.zeros((len(models), batch_size, data_dim), first.dtype)
-        self.levels = None
+        self.names = self.model._loss_names()
+        self.levels = self.history = None
 
     def start_epoch(self, steps):
-        """Each model draws what an epoch of ``steps`` steps needs beyond its shuffle: an SGM,
-        the noise level of each step (after the shuffle, from its own stream)."""
+        """Make room for an epoch of ``steps`` steps' losses, and let each model draw what the
+        epoch needs beyond its shuffle: an SGM, the noise level of each step (after the
+        shuffle, from its own stream)."""
+        R = len(self.models)
+        if self.history is None or self.history.shape[1] != steps:
+            self.history = self.ck.zeros((len(self.names), steps, R), np.float64)
         if isinstance(self.model, SGM):
             L = self.model.sigmas.size
             self.levels = self.ck.to_device(np.stack([m.rng.integers(L, size=steps)
                                                       for m in self.models]))
 
     def step(self, data, order, start):
-        """One step on the rows order[:, start:start + B] of data; returns the losses on the
-        host, {name: (R,)}."""
+        """One step on the rows order[:, start:start + B] of data, step start // B of the
+        epoch; its losses go to that step's row of the epoch's losses."""
         B = self.batch.shape[1]
+        losses = self.model._buffers(B).losses
+        for j, name in enumerate(self.names):
+            losses[name] = self.history[j, start // B]
         self.ck.gather_rows(data, order, start, self.batch, 0, B)
-        levels = () if self.levels is None else (self.levels, start // B)
-        return self.model._read_losses(self.model._step(self.batch, *levels), B)
+        self.model._step(self.batch, *(() if self.levels is None else (self.levels, start // B)))
+
+    def epoch_losses(self):
+        """The epoch's losses on the host, in one copy, as the model reports them:
+        {name: (steps, R)}."""
+        host = self.ck.to_host(self.history)
+        return self.model._report_losses(dict(zip(self.names, host)), self.batch.shape[1])
 
     def copy_back(self, push_forward_only=False):
         """Copy the device weights (of the push-forward network only, if asked) into the models."""
@@ -191,14 +211,16 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     for epoch in range(epochs):
         order = ck.to_device(np.stack([model.rng.permutation(n) for model in models]))
         batched.start_epoch(steps_per_epoch)
+        for s in range(steps_per_epoch):
+            batched.step(data, order, s * batch_size)
+        losses = batched.epoch_losses()
         sums = [{} for _ in models]
         for s in range(steps_per_epoch):
             step += 1
-            losses = batched.step(data, order, s * batch_size)
             for r, model in enumerate(models):
                 if outcome[r] is not None:
                     continue
-                mine = {name: float(values[r]) for name, values in losses.items()}
+                mine = {name: float(values[s, r]) for name, values in losses.items()}
                 try:
                     check_losses(model, step, mine, starts[r], label)
                 except TrainingDiverged as err:

@@ -169,7 +169,7 @@ class SamplerGradient:
 class _SGMBuffers:
     """Arrays for one batch size B, allocated once on the model's backend: the step's (R, B, 1)
     arrays, each replica's level as its features (R, 1, 16) and sigma (R, 1, 1; float64), the
-    per-level tables they are taken from, and the (R,) loss."""
+    per-level tables they are taken from, and the (R,) loss (in ``losses``)."""
 
     def __init__(self, model, n):
         ops, R, dt, L = model.ops, model.replicas, model.dtype, model.sigmas.size
@@ -180,7 +180,7 @@ class _SGMBuffers:
         self.features = ops.zeros((R, 1, FEATURES), dt)
         self.sigma = ops.zeros((R, 1, 1), np.float64)
         self.sigma_of_replica = self.sigma.reshape(R)
-        self.loss = ops.zeros(R, np.float64)
+        self.losses = {"loss": ops.zeros(R, np.float64)}
 
 
 class SGM(ReplicatedModel):
@@ -263,10 +263,11 @@ class SGM(ReplicatedModel):
         (:mod:`npgen.kernels.numpy_ref` has their math). Writes dL/dtheta; returns the (R,) L."""
         buf, ops = self._buffers(x.shape[1]), self.ops
         ops.score_matching_noisy(x, eps, sigma, buf.noisy)
+        loss = buf.losses["loss"]
         ops.score_matching_loss(self.score._forward(buf.noisy, features), eps, sigma,
-                                WEIGHT_POWERS[self.weighting], buf.grad, buf.loss)
+                                WEIGHT_POWERS[self.weighting], buf.grad, loss)
         self.score._backward(buf.grad, need_grad_x=False)
-        return buf.loss
+        return loss
 
     def step(self, batch):
         """One Adam step on a minibatch of *standardized* data (n, 1); returns {'loss': L / n}.
@@ -292,9 +293,13 @@ class SGM(ReplicatedModel):
         self.optimizer.step()
         return {"loss": loss}
 
-    def _read_losses(self, losses, batch_size):
-        """The step's loss on the host per sample, {'loss': (R,) L / B}."""
-        return {"loss": self.ops.to_host(losses["loss"]) / batch_size}
+    def _loss_names(self):
+        """The (R,) losses a step writes."""
+        return ("loss",)
+
+    def _report_losses(self, losses, batch_size):
+        """The step's loss per sample, {'loss': L / B}."""
+        return {"loss": losses["loss"] / batch_size}
 
     def fit(self, data, epochs=400, batch_size=1000, quiet=False, on_epoch=None):
         """Train on ``data`` (n, 1) for ``epochs`` shuffled passes of ``batch_size``.

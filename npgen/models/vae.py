@@ -159,10 +159,13 @@ class VAE(PushForwardModel):
         self.encoder._backward(buf.grad_code, need_grad_in=False)
         return dict(buf.losses)
 
+    def _loss_names(self):
+        """The (R,) losses a step writes."""
+        return ("reconstruction", "kl")
+
     def _sums_on_host(self, losses):
         """{'loss', 'reconstruction', 'kl'}: (R,) float64 sums on the host, L = reconstruction + KL."""
-        host = {name: self.ops.to_host(values) for name, values in losses.items()}
-        return {"loss": host["reconstruction"] + host["kl"], **host}
+        return self._report_losses({name: self.ops.to_host(values) for name, values in losses.items()}, 1)
 
     def _step(self, batch):
         """One Adam step on the batch loss with fresh noise eps, on a minibatch (R, B, d)."""
@@ -171,7 +174,9 @@ class VAE(PushForwardModel):
         self.decoder_optimizer.step()
         return losses
 
-    def _read_losses(self, losses, batch_size):
-        """The step's losses on the host divided by the batch size (per-sample values,
-        comparable across batch sizes): {'loss', 'reconstruction', 'kl'}, (R,) float64."""
-        return {name: values / batch_size for name, values in self._sums_on_host(losses).items()}
+    def _report_losses(self, losses, batch_size):
+        """The step's sums divided by the batch size (per-sample values, comparable across batch
+        sizes): {'loss': (reconstruction + KL) / B, 'reconstruction', 'kl'}."""
+        total = losses["reconstruction"] + losses["kl"]
+        return {name: values / batch_size for name, values in
+                (("loss", total), ("reconstruction", losses["reconstruction"]), ("kl", losses["kl"]))}
