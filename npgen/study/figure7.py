@@ -52,6 +52,7 @@ from ..nn.dense_score import HIDDEN_SIZES as SCORE_HIDDEN
 from ..util.checks import check_choice
 from ..util.environment import environment_kept
 from ..util.io import atomic_save_npy
+from .records import samples_path
 from .runs import code_fingerprint
 from .sweep import find_run_dir, read_failures
 
@@ -303,7 +304,7 @@ def _model_run(config, run_dir):
         if config["model"] == "sgm":
             metrics.update(sigmas=model.sigmas.tolist(), step_size=model.step_size,
                            variance_ratio=model.variance_ratio)
-    atomic_save_npy(os.path.join(run_dir, "samples.npy"), samples)
+    atomic_save_npy(samples_path(run_dir), samples)
     classifier = DigitClassifier.load(os.path.join(_finished(config["classifier"], run_dir), "classifier"))
     predicted = classifier.predict(samples)
     if clean is None:  # the subset: the line through the barycentres of the 3s' and 7s' codes
