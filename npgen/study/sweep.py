@@ -68,14 +68,15 @@ import tempfile
 import threading
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 
 import numpy as np
+from tqdm import tqdm
 
 from ..util.checks import check_bool, check_number
 from ..util.io import TMP_PREFIX, atomic_directory, atomic_write_json, file_sizes
-from ..util.progress import format_seconds
+from ..util.progress import format_seconds, is_terminal, progress_bar
 from ..util.threads import one_blas_thread
 
 try:
@@ -373,33 +374,57 @@ def _exit_with_parent(parent_pid):
 
 # --------------------------------------------------------------------------- the sweep
 
-class _SweepLine:
-    """The sweep's one progress line: runs done/total, runs/min, ETA, failures, last run.
+class _SweepProgress:
+    """The sweep's progress: a tqdm bar of runs (done/total, rate, ETA, failures, the last run)
+    and, on a terminal, one line per worker under it with the run it is on and since when.
 
-    Rewritten in place on a terminal; elsewhere (a log file) printed at most every
-    ``log_interval`` seconds and after the last run. Notes go on their own lines above it.
-    ``done`` counts finished runs, those found on disk included; the rate counts this sweep's.
-    Runs computed on workers that report themselves (:data:`Shipped`) add the number of
-    workers seen and the mean seconds of a worker's first run, which pays numba's compile (or
-    its cache load), beside the mean of later runs.
+    In a log (not a terminal) the bar prints one line at most every
+    :data:`npgen.util.progress.LOG_INTERVAL` seconds and after the last run, and the worker
+    lines are left out. Notes go on their own lines above the bar. The bar counts finished runs,
+    those found on disk included; its rate counts this sweep's. Runs computed on workers that
+    report themselves (:data:`Shipped`) add the number of workers seen and the mean seconds of a
+    worker's first run, which pays numba's compile (or its cache load), beside the mean of
+    later runs.
     """
 
-    def __init__(self, total, quiet, log_interval=30.0):
-        self.total, self.quiet, self.log_interval = total, quiet, log_interval
+    def __init__(self, total, quiet):
+        self.total, self.quiet = total, quiet
         self.done = self.failed = self.finished = 0
-        self.last = ""
         self.workers = set()
         self.first_seconds, self.later_seconds = [], []
         self.stream = sys.stderr
-        self.tty = self.stream.isatty()
-        self.start = self._logged = time.perf_counter()
-        self._open = False  # a progress line without its newline is on the terminal
+        self.bar, self.lines, self.slots, self.started = None, [], [], {}
+
+    def open(self, n_workers):
+        """Draw the bar (from the runs already done) and, on a terminal, ``n_workers`` worker lines."""
+        self.bar = progress_bar(self.total, "sweep", unit="run", quiet=self.quiet, stream=self.stream,
+                                initial=self.done, position=0)
+        if not self.quiet and is_terminal(self.stream):
+            self.lines = [progress_bar(None, f"worker {k + 1}: idle", quiet=False, stream=self.stream,
+                                       position=k + 1, leave=False, bar_format="{desc}")
+                          for k in range(n_workers)]
+            self.slots = [None] * n_workers
+
+    def close(self):
+        for bar in self.lines + ([self.bar] if self.bar is not None else []):
+            bar.close()
 
     def note(self, message):
         if not self.quiet:
-            erase = "\r\x1b[K" if self._open else ""
-            self.stream.write(f"{erase}sweep: {message}\n" + (self._line() if self._open else ""))
-            self.stream.flush()
+            tqdm.write(f"sweep: {message}", file=self.stream)
+
+    def running(self, names):
+        """Show the runs in flight, each on the worker line it took when it started (a run keeps
+        its line until it ends), with how long it has run; runs beyond the lines wait unshown."""
+        now = time.perf_counter()
+        self.slots = [name if name in names else None for name in self.slots]
+        for name in names:
+            if name not in self.slots and None in self.slots:
+                self.slots[self.slots.index(None)] = name
+                self.started[name] = now
+        for k, (line, name) in enumerate(zip(self.lines, self.slots)):
+            line.set_description_str(f"worker {k + 1}: idle" if name is None else
+                                     f"worker {k + 1}: {name}, {format_seconds(now - self.started[name])}")
 
     def shipped(self, name, shipped):
         """Count a run computed on a worker that reported itself; note a worker's first run."""
@@ -413,30 +438,16 @@ class _SweepLine:
         self.finished += 1
         self.failed += failed
         self.done += not failed
-        self.last = name
-        now = time.perf_counter()
-        at_end = self.done + self.failed >= self.total
-        if self.quiet or not (self.tty or at_end or now - self._logged >= self.log_interval):
+        if self.bar is None or self.bar.disable:
             return
-        self._logged = now
-        erase = "\r\x1b[K" if self._open else ""
-        self._open = self.tty and not at_end
-        self.stream.write(erase + self._line() + ("" if self._open else "\n"))
-        self.stream.flush()
-
-    def _line(self):
-        per_minute = 60.0 * self.finished / max(time.perf_counter() - self.start, 1e-9)
-        remaining = self.total - self.done - self.failed
-        failed = f"  {self.failed} failed" if self.failed else ""
-        workers = ""
+        numbers = {"failed": self.failed} if self.failed else {}
         if self.workers:
-            first = format_seconds(sum(self.first_seconds) / len(self.first_seconds))
-            later = (format_seconds(sum(self.later_seconds) / len(self.later_seconds))
-                     if self.later_seconds else "-")
-            workers = f"  {len(self.workers)} workers, first run {first} (compile), later {later}"
-        return (f"sweep {self.done}/{self.total} runs  {per_minute:.1f} runs/min  "
-                f"ETA {format_seconds(remaining * 60.0 / per_minute)}{failed}{workers}"
-                f"  last {self.last}")
+            later = self.later_seconds
+            numbers.update(workers=len(self.workers),
+                           first=format_seconds(sum(self.first_seconds) / len(self.first_seconds)),
+                           later=format_seconds(sum(later) / len(later)) if later else "-")
+        self.bar.set_postfix(numbers, last=name, refresh=False)
+        self.bar.update(1)
 
 
 _Task = collections.namedtuple("_Task", "run_fn key config name out_dir")  # _execute's arguments
@@ -534,10 +545,11 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     with _sweep_lock(out_dir):
-        line = _SweepLine(len(unique), quiet)
+        line = _SweepProgress(len(unique), quiet)
         todo = _clear_leftovers(out_dir, unique, line.note)
         line.done = len(unique) - len(todo)
         line.note(f"{len(unique)} runs, {line.done} already done, {len(todo)} to run in {out_dir}")
+        line.open(min(len(todo), jobs if executor is None else getattr(executor, "_max_workers", 1)) or 1)
         failures_path = os.path.join(out_dir, FAILURES_FILE)
         failures = []
         atomic_write_json(failures_path, failures)
@@ -566,16 +578,17 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
 
         try:
             if executor is not None:
-                _run_with_executor(tasks, executor, record, detached)
+                _run_with_executor(tasks, executor, record, detached, line.running)
             elif jobs > 1:
                 with _spawn_pool(run_fn, jobs) as pool:
                     try:
-                        _run_with_executor(tasks, pool, record, detached)
+                        _run_with_executor(tasks, pool, record, detached, line.running)
                     except KeyboardInterrupt:
                         _stop_workers(pool)
                         raise
             else:
                 for task in tasks:
+                    line.running([task.name])
                     try:
                         shipped = _compute_detached(*task[:4]) if detached else _execute(*task)
                     except Exception as error:  # noqa: BLE001 -- recorded, re-raised if fail_fast
@@ -586,6 +599,8 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
             line.note(f"interrupted after {line.finished} of {len(tasks)} runs; "
                       "run the same sweep again to resume")
             raise
+        finally:
+            line.close()
         if failures:
             line.note(f"{len(failures)} of {len(tasks)} runs failed; see {failures_path}")
         return load_results(configs, out_dir)
@@ -612,9 +627,10 @@ def _stop_workers(pool):
         process.terminate()
 
 
-def _run_with_executor(tasks, executor, record, detached=False):
+def _run_with_executor(tasks, executor, record, detached=False, on_running=None):
     """Submit every task, ``record`` each as it completes; cancel the ones pending on any exit.
     ``detached``: the tasks compute their runs away from out_dir and ship them back.
+    ``on_running(names)``, if given, hears the names of the runs in flight about every second.
 
     A finished future is dropped at once: a cluster's scheduler keeps a result while its
     future lives, and would recompute it if the worker holding it died.
@@ -622,13 +638,19 @@ def _run_with_executor(tasks, executor, record, detached=False):
     futures = {(executor.submit(_compute_detached, *task[:4]) if detached else
                 executor.submit(_execute, *task)): task for task in tasks}
     try:
-        for future in as_completed(futures):
-            task, error = futures.pop(future), future.exception()
-            if error is not None and not isinstance(error, Exception):
-                raise error  # KeyboardInterrupt or SystemExit inside a worker ends the sweep
-            shipped = None if error is not None else future.result()
-            del future
-            record(task, error, shipped)
+        while futures:
+            finished, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
+            if on_running is not None:
+                on_running([task.name for future, task in futures.items()
+                            if future not in finished and future.running()])
+            while finished:
+                future = finished.pop()
+                task, error = futures.pop(future), future.exception()
+                if error is not None and not isinstance(error, Exception):
+                    raise error  # KeyboardInterrupt or SystemExit inside a worker ends the sweep
+                shipped = None if error is not None else future.result()
+                del future
+                record(task, error, shipped)
     finally:
         for future in futures:
             future.cancel()
