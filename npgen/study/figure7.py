@@ -389,10 +389,10 @@ def lipschitz_metrics(network, config, m, p_left):
     Theorem 1's bound with each."""
     bounds = lipschitz_bounds(layers_of(network), n_starts=config["lipschitz_starts"],
                               steps=config["lipschitz_steps"], seed=config["seed"])
-    return {"upper": bounds["upper"], "upper_method": bounds["upper_method"],
-            "lower": bounds["lower"], "lower_method": bounds["lower_method"],
-            "theorem1_with_upper": theorem1_bound(m, bounds["upper"], p_left),
-            "theorem1_with_lower": theorem1_bound(m, bounds["lower"], p_left)}
+    return {"upper": bounds.upper, "upper_method": bounds.upper_method,
+            "lower": bounds.lower, "lower_method": bounds.lower_method,
+            "theorem1_with_upper": theorem1_bound(m, bounds.upper, p_left),
+            "theorem1_with_lower": theorem1_bound(m, bounds.lower, p_left)}
 
 
 # --------------------------------------------------------------------------- the study
