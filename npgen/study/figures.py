@@ -153,6 +153,7 @@ def figure4(path, histograms, m, lip_vs_L, balance_vs_L):
     ax_bal.set_ylim(0, 0.55)
     ax_bal.legend(fontsize=7)
     _caption(ax_bal)
+    fig.subplots_adjust(hspace=0.45)  # room for the captions under the histograms' x labels
     save_figure(fig, path)
 
 
@@ -172,7 +173,7 @@ def _lipschitz_panel(ax, tables, colors, xlabel, title=None):
 
 def figure5(path, lip_vs_depth, lip_vs_epoch):
     """Figure 5: Lip against the number of layers (left) and against epochs (right)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"wspace": 0.3})
     colors = {model.upper(): MODEL_COLORS[model] for model in MODEL_COLORS}
     _lipschitz_panel(left, {m.upper(): t for m, t in lip_vs_depth.items()}, colors, "number of layers")
     _lipschitz_panel(right, {m.upper(): t for m, t in lip_vs_epoch.items()}, colors, "epoch")
@@ -181,7 +182,7 @@ def figure5(path, lip_vs_depth, lip_vs_epoch):
 
 def figure6(path, lip_by_model_and_skip):
     """Figure 6: Lip against m for plain, resnet and densenet generators (VAE left, GAN right)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"wspace": 0.3})
     colors = {"plain": "tab:gray", "resnet": "tab:red", "densenet": "tab:cyan"}
     for ax, model in zip(axes, ("vae", "gan")):
         _lipschitz_panel(ax, lip_by_model_and_skip.get(model, {}), colors, "m", title=model.upper())
