@@ -25,10 +25,10 @@ from ..analysis.theory import mixture_mass_between
 from ..models.latents import LATENTS
 from ..util.io import atomic_write_json
 from . import figures
-from .records import Stat, drawing, first_seed
+from .records import Stat, by_model, drawing, first_seed, where
 from .runs import latent_mass_between_bound
-from .verdicts import (BANDS, INCONCLUSIVE, Section, all_of, by_model, cell, collapse_notes, every_run, fmt, less,
-                       sampling_slack, where)
+from .verdicts import (BANDS, INCONCLUSIVE, Section, all_of, cell, collapse_notes, every_run, fmt, less,
+                       sampling_slack)
 
 #: The file of every run's numbers, in the study's folder.
 CAUCHY_FILE = "cauchy.json"

@@ -11,11 +11,11 @@ import numpy as np
 from ..analysis.theory import corollary2_log_lip_lower_bound, isoperimetric_profile, mixture_mass_between
 from . import figures
 from .plans import aggregate
-from .records import Stat, drawing, first_seed, lip, mass, mw2
+from .records import Stat, by_model, drawing, first_seed, lip, mass, mw2, where
 from .runs import figure3_bound
 from .sampler_sections import sampler_statements
-from .verdicts import (BANDS, HELD, INCONCLUSIVE, NOT_HELD, TREND, MIN_SEEDS, Check, Section, all_of, by_model,
-                       cell, collapse_notes, every_run, fmt, less, sampling_slack, scaled, trend, where)
+from .verdicts import (BANDS, HELD, INCONCLUSIVE, NOT_HELD, TREND, MIN_SEEDS, Check, Section, all_of, cell,
+                       collapse_notes, every_run, fmt, less, sampling_slack, scaled, trend)
 
 
 MW2_NOTE = ("MW2^2 (data units squared) is the squared mixture-Wasserstein distance from a two-component Gaussian "

@@ -16,9 +16,8 @@ import os
 from ..analysis.theory import mixture_mass_between
 from ..util.io import atomic_write_json
 from . import figures
-from .records import Stat, drawing
-from .verdicts import (BANDS, INCONCLUSIVE, MIN_SEEDS, Section, by_model, cell, collapse_notes, every_run, fmt,
-                       where)
+from .records import Stat, by_model, drawing, where
+from .verdicts import BANDS, INCONCLUSIVE, MIN_SEEDS, Section, cell, collapse_notes, every_run, fmt
 
 #: The file of every run's numbers, in the study's folder.
 PARTICLES_FILE = "particles.json"

@@ -1,4 +1,5 @@
-"""The typed records the report reads: a finished :class:`Run` and a :class:`Stat` over runs.
+"""The typed records the report reads, a finished :class:`Run` and a :class:`Stat` over runs, and
+the queries the sections ask of runs (:func:`by_model`, :func:`where`, :func:`lip`, ...).
 
 A run's folder holds config.json, metrics.json and :data:`SAMPLES_FILE` (the generated samples,
 one row per sample); :meth:`Run.samples` is the one place that opens the samples.
@@ -104,3 +105,13 @@ def first_seed(rows, key):
     for run in sorted(rows, key=lambda r: r.config["seed"]):
         first.setdefault(key(run.config), run)
     return first
+
+
+def by_model(rows, model):
+    """The runs of ``model``."""
+    return [r for r in rows if r.config["model"] == model]
+
+
+def where(rows, **fields):
+    """The runs whose configuration has every one of ``fields``."""
+    return [r for r in rows if all(r.config[k] == v for k, v in fields.items())]

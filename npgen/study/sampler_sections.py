@@ -8,9 +8,9 @@ import numpy as np
 
 from . import figures
 from .plans import aggregate
-from .records import drawing, lip, mw2
+from .records import by_model, drawing, lip, mw2, where
 from .sampler import CLASSES, EXPANSION_SHARE, MASS_CONFIDENCE, TRACE_FILE
-from .verdicts import Section, by_model, cell, collapse_notes, every_run, fmt, where
+from .verdicts import Section, cell, collapse_notes, every_run, fmt
 
 
 def meets(rows):

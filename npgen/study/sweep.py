@@ -577,24 +577,7 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
                 raise error
 
         try:
-            if executor is not None:
-                _run_with_executor(tasks, executor, record, detached, line.running)
-            elif jobs > 1:
-                with _spawn_pool(run_fn, jobs) as pool:
-                    try:
-                        _run_with_executor(tasks, pool, record, detached, line.running)
-                    except KeyboardInterrupt:
-                        _stop_workers(pool)
-                        raise
-            else:
-                for task in tasks:
-                    line.running([task.name])
-                    try:
-                        shipped = _compute_detached(*task[:4]) if detached else _execute(*task)
-                    except Exception as error:  # noqa: BLE001 -- recorded, re-raised if fail_fast
-                        record(task, error)
-                    else:
-                        record(task, None, shipped)
+            _run_tasks(tasks, run_fn, executor, jobs, detached, record, line.running)
         except KeyboardInterrupt:
             line.note(f"interrupted after {line.finished} of {len(tasks)} runs; "
                       "run the same sweep again to resume")
@@ -604,6 +587,30 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
         if failures:
             line.note(f"{len(failures)} of {len(tasks)} runs failed; see {failures_path}")
         return load_results(configs, out_dir)
+
+
+def _run_tasks(tasks, run_fn, executor, jobs, detached, record, on_running):
+    """Run ``tasks`` on ``executor``, on ``jobs`` > 1 spawned workers, or one by one in this
+    process; ``record(task, error, shipped)`` hears each as it ends, ``on_running(names)`` the
+    runs in flight."""
+    if executor is not None:
+        _run_with_executor(tasks, executor, record, detached, on_running)
+    elif jobs > 1:
+        with _spawn_pool(run_fn, jobs) as pool:
+            try:
+                _run_with_executor(tasks, pool, record, detached, on_running)
+            except KeyboardInterrupt:
+                _stop_workers(pool)
+                raise
+    else:
+        for task in tasks:
+            on_running([task.name])
+            try:
+                shipped = _compute_detached(*task[:4]) if detached else _execute(*task)
+            except Exception as error:  # noqa: BLE001 -- recorded, re-raised if fail_fast
+                record(task, error)
+            else:
+                record(task, None, shipped)
 
 
 def _spawn_pool(run_fn, jobs):

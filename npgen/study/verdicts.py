@@ -219,13 +219,3 @@ def sampling_slack(mass, n):
     """Four binomial standard errors of a mass p estimated from n samples, 4 sqrt(p (1 - p) / n),
     with p (1 - p) floored at 1/n."""
     return 4 * np.sqrt(max(mass * (1 - mass), 1.0 / n) / n)
-
-
-def by_model(rows, model):
-    """The runs of ``model``."""
-    return [r for r in rows if r.config["model"] == model]
-
-
-def where(rows, **fields):
-    """The runs whose configuration has every one of ``fields``."""
-    return [r for r in rows if all(r.config[k] == v for k, v in fields.items())]
