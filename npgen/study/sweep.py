@@ -410,8 +410,14 @@ class _SweepProgress:
             bar.close()
 
     def note(self, message):
-        if not self.quiet:
+        """A line of its own: above the bars on a terminal, between the bar's lines in a log."""
+        if self.quiet:
+            return
+        if is_terminal(self.stream):
             tqdm.write(f"sweep: {message}", file=self.stream)
+        else:
+            self.stream.write(f"sweep: {message}\n")
+            self.stream.flush()
 
     def running(self, names):
         """Show the runs in flight, each on the worker line it took when it started (a run keeps
@@ -441,10 +447,10 @@ class _SweepProgress:
         if self.bar is None or self.bar.disable:
             return
         numbers = {"failed": self.failed} if self.failed else {}
-        if self.workers:
-            later = self.later_seconds
+        if self.workers:  # workers met in an earlier sweep have no first run in this one
+            first, later = self.first_seconds, self.later_seconds
             numbers.update(workers=len(self.workers),
-                           first=format_seconds(sum(self.first_seconds) / len(self.first_seconds)),
+                           first=format_seconds(sum(first) / len(first)) if first else "-",
                            later=format_seconds(sum(later) / len(later)) if later else "-")
         self.bar.set_postfix(numbers, last=name, refresh=False)
         self.bar.update(1)
