@@ -25,6 +25,7 @@ from ..analysis.theory import mixture_mass_between
 from ..models.latents import LATENTS
 from ..util.io import atomic_write_json
 from . import figures
+from .plans import aggregate
 from .records import Stat, by_model, drawing, first_seed, where
 from .runs import latent_mass_between_bound
 from .verdicts import (BANDS, INCONCLUSIVE, Section, all_of, cell, collapse_notes, every_run, fmt, less,
@@ -62,11 +63,7 @@ def write_cauchy_numbers(out, rows):
 
 def latent_table(rows, latent, key):
     """{(m,): Stat of ``metrics[key]``} over the runs of ``latent`` at m > 0."""
-    groups = {}
-    for config, metrics, _ in rows:
-        if config["latent"] == latent and config["m"] > 0:
-            groups.setdefault((config["m"],), []).append(metrics[key])
-    return {k: Stat.of(v) for k, v in sorted(groups.items())}
+    return aggregate([r for r in where(rows, latent=latent) if r.config["m"] > 0], ["m"], lambda mt: mt[key])
 
 
 def cauchy_drawing(rows, m_values, histogram_m):
