@@ -50,20 +50,19 @@ importable module (functions are pickled by name), scripts need the ``if __name_
 ``shared_filesystem=False``: then each worker computes its run in a temporary folder of its own
 and sends the files back, and the sweep's process writes them into ``out_dir`` as above
 (:mod:`npgen.study.cluster` runs sweeps on dask.distributed that way).
+
+Keys, names and the reading of run directories are :mod:`npgen.study.run_dirs`; the progress
+bars :mod:`npgen.study.sweep_progress`.
 """
 
 import collections
 import copy
-import hashlib
 import json
-import math
 import multiprocessing
 import os
 import pickle
-import re
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -71,210 +70,18 @@ import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 
-import numpy as np
-from tqdm import tqdm
-
 from ..util.checks import check_bool, check_number
 from ..util.io import TMP_PREFIX, atomic_directory, atomic_write_json, file_sizes
-from ..util.progress import format_seconds, is_terminal, progress_bar
 from ..util.threads import one_blas_thread
+from .run_dirs import (CONFIG_FILE, CORRUPT_DIR, FAILURES_FILE, HASH_CHARS, LOCK_FILE, MARKER_FILE,  # noqa: F401
+                       METRICS_FILE, _inspect, _plain, _run_dirs_by_hash, _temporaries, _unique, config_key,
+                       find_run_dir, load_results, other_runs, run_name, sweep_status)
+from .sweep_progress import SweepProgress
 
 try:
     import fcntl
 except ImportError:  # Windows: sweeps in one folder are not guarded against each other
     fcntl = None
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-MARKER_FILE = "COMPLETE.json"
-FAILURES_FILE = "failures.json"
-CORRUPT_DIR = ".corrupt"
-LOCK_FILE = ".lock"
-HASH_CHARS = 12
-NAME_CHARS = 60
-
-_RUN_DIR = re.compile(r"^[^.].*-([0-9a-f]{%d})$" % HASH_CHARS)
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
-
-
-# --------------------------------------------------------------------------- keys and names
-
-def _plain(obj, where):
-    """``obj`` in plain JSON types: numpy scalars and arrays become numbers and lists, tuples lists."""
-    if isinstance(obj, dict):
-        for k in obj:
-            if not isinstance(k, str):
-                raise ValueError(f"{where} keys must be strings, got {k!r}")
-        return {k: _plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist(), where)
-    if isinstance(obj, np.generic):
-        return _plain(obj.item(), where)
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise ValueError(f"{where} must be JSON-able (dict, list, str, number, bool or None), "
-                     f"got {type(obj).__name__}")
-
-
-def _canonical(obj):
-    """``obj`` (plain JSON types) with integral floats as ints; NaN and inf are refused."""
-    if isinstance(obj, dict):
-        return {k: _canonical(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_canonical(v) for v in obj]
-    if isinstance(obj, float):
-        if not math.isfinite(obj):
-            raise ValueError(f"configurations must hold finite numbers, got {obj!r}")
-        return int(obj) if obj.is_integer() else obj
-    return obj
-
-
-def config_key(config):
-    """The run's key: SHA-256 (64 hex digits) of the configuration's canonical JSON.
-
-    Stable across dict order, Python sessions and machines; 4 and 4.0 give the same key,
-    True and 1 do not.
-    """
-    canonical = _canonical(_plain(config, "config"))
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
-
-
-def run_name(config, fields=None):
-    """The run directory's name: ``<readable part>-<first 12 hex digits of the key>``.
-
-    The readable part joins the values of ``fields`` (default: the configuration's first three
-    fields; fields it lacks are skipped): a string value as itself, any other as field name +
-    value, e.g. ``gan-m4-seed0``. It is made filesystem-safe and cut to 60 characters.
-    """
-    plain = _plain(config, "config")
-    fields = list(plain)[:3] if fields is None else fields
-    parts = []
-    for field in fields:
-        if field in plain:
-            value = _canonical(plain[field])
-            parts.append(value if isinstance(value, str) else f"{field}{json.dumps(value)}")
-    readable = _UNSAFE.sub("_", "-".join(parts))[:NAME_CHARS].strip("._-") or "run"
-    return f"{readable}-{config_key(plain)[:HASH_CHARS]}"
-
-
-def _unique(configs):
-    """{key: configuration in plain JSON types}, in first-seen order (duplicates dropped)."""
-    if isinstance(configs, dict) or not hasattr(configs, "__iter__"):
-        raise ValueError(f"configs must be a list of dicts, got {type(configs).__name__}")
-    unique = {}
-    for i, config in enumerate(configs):
-        if not isinstance(config, dict):
-            raise ValueError(f"configs[{i}] must be a dict, got {type(config).__name__}")
-        plain = _plain(config, f"configs[{i}]")
-        unique.setdefault(config_key(plain), plain)
-    return unique
-
-
-# --------------------------------------------------------------------------- run directories
-
-def _read_json(path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def _load_run(path, key):
-    """(metrics, None) if ``path`` is a finished run of ``key``, else (None, what is wrong)."""
-    try:
-        marker = _read_json(os.path.join(path, MARKER_FILE))
-    except FileNotFoundError:
-        return None, "no completion marker"
-    except (OSError, ValueError):
-        return None, "unreadable completion marker"
-    if not isinstance(marker, dict) or marker.get("key") != key:
-        return None, "completion marker of another configuration"
-    files = marker.get("files")
-    if not isinstance(files, dict) or not {CONFIG_FILE, METRICS_FILE} <= set(files):
-        return None, "completion marker without its file list"
-    for relpath, size in files.items():
-        try:
-            actual = os.path.getsize(os.path.join(path, relpath))
-        except OSError:
-            return None, f"{relpath} is missing"
-        if actual != size:
-            return None, f"{relpath} has {actual} bytes, the marker says {size}"
-    try:
-        config = _read_json(os.path.join(path, CONFIG_FILE))
-        metrics = _read_json(os.path.join(path, METRICS_FILE))
-    except (OSError, ValueError):
-        return None, "unreadable config.json or metrics.json"
-    if not isinstance(metrics, dict) or config_key(config) != key:
-        return None, "config.json or metrics.json does not match the marker"
-    return metrics, None
-
-
-def _run_dirs_by_hash(out_dir):
-    """{hash12: [run directory paths]} for the run directories in ``out_dir``."""
-    found = {}
-    if os.path.isdir(out_dir):
-        for entry in os.scandir(out_dir):
-            match = _RUN_DIR.match(entry.name)
-            if match and entry.is_dir():
-                found.setdefault(match.group(1), []).append(entry.path)
-    return found
-
-
-def _inspect(key, run_dirs):
-    """(path, metrics) of the finished run of ``key`` or (None, None), and [(path, problem)]
-    for its directories that fail the check."""
-    broken = []
-    for path in run_dirs.get(key[:HASH_CHARS], []):
-        metrics, problem = _load_run(path, key)
-        if problem is None:
-            return (path, metrics), broken
-        broken.append((path, problem))
-    return (None, None), broken
-
-
-def _temporaries(out_dir):
-    """Paths of the temporary entries (runs in progress or left over) in ``out_dir``."""
-    return [entry.path for entry in os.scandir(out_dir) if entry.name.startswith(TMP_PREFIX)]
-
-
-def find_run_dir(config, out_dir):
-    """The directory of ``config``'s finished run in ``out_dir``, or None."""
-    key = config_key(config)
-    return _inspect(key, _run_dirs_by_hash(out_dir))[0][0]
-
-
-def load_results(configs, out_dir):
-    """For each configuration (in order), the metrics of its finished run, or None."""
-    run_dirs = _run_dirs_by_hash(out_dir)
-    return [_inspect(config_key(config), run_dirs)[0][1] for config in configs]
-
-
-def other_runs(configs, out_dir):
-    """How many run directories in ``out_dir`` belong to none of ``configs``: runs of other
-    configurations, or of the same ones computed by other code. They are never read or removed."""
-    hashes = {key[:HASH_CHARS] for key in _unique(configs)}
-    return sum(len(paths) for h, paths in _run_dirs_by_hash(out_dir).items() if h not in hashes)
-
-
-def sweep_status(configs, out_dir):
-    """Counts over the distinct configurations: {"total", "done", "missing", "corrupt", "temporary"}.
-
-    Every configuration is done (a finished run), corrupt (a directory that fails the check) or
-    missing (no directory). ``temporary`` counts the temporary directories of these
-    configurations: runs in progress, or left by a killed sweep (the next run_sweep clears them).
-    """
-    keys = list(_unique(configs))
-    run_dirs = _run_dirs_by_hash(out_dir)
-    status = {"total": len(keys), "done": 0, "missing": 0, "corrupt": 0, "temporary": 0}
-    for key in keys:
-        (path, _), broken = _inspect(key, run_dirs)
-        status["done" if path else "corrupt" if broken else "missing"] += 1
-    if os.path.isdir(out_dir):
-        hashes = {key[:HASH_CHARS] for key in keys}
-        status["temporary"] = sum(os.path.basename(path)[len(TMP_PREFIX):][:HASH_CHARS] in hashes
-                                  for path in _temporaries(out_dir))
-    return status
 
 
 # --------------------------------------------------------------------------- one run
@@ -374,88 +181,6 @@ def _exit_with_parent(parent_pid):
 
 # --------------------------------------------------------------------------- the sweep
 
-class _SweepProgress:
-    """The sweep's progress: a tqdm bar of runs (done/total, rate, ETA, failures, the last run)
-    and, on a terminal, one line per worker under it with the run it is on and since when.
-
-    In a log (not a terminal) the bar prints one line at most every
-    :data:`npgen.util.progress.LOG_INTERVAL` seconds and after the last run, and the worker
-    lines are left out. Notes go on their own lines above the bar. The bar counts finished runs,
-    those found on disk included; its rate counts this sweep's. Runs computed on workers that
-    report themselves (:data:`Shipped`) add the number of workers seen and the mean seconds of a
-    worker's first run, which pays numba's compile (or its cache load), beside the mean of
-    later runs.
-    """
-
-    def __init__(self, total, quiet):
-        self.total, self.quiet = total, quiet
-        self.done = self.failed = self.finished = 0
-        self.workers = set()
-        self.first_seconds, self.later_seconds = [], []
-        self.stream = sys.stderr
-        self.bar, self.lines, self.slots, self.started = None, [], [], {}
-
-    def open(self, n_workers):
-        """Draw the bar (from the runs already done) and, on a terminal, ``n_workers`` worker lines."""
-        self.bar = progress_bar(self.total, "sweep", unit="run", quiet=self.quiet, stream=self.stream,
-                                initial=self.done, position=0)
-        if not self.quiet and is_terminal(self.stream):
-            self.lines = [progress_bar(None, f"worker {k + 1}: idle", quiet=False, stream=self.stream,
-                                       position=k + 1, leave=False, bar_format="{desc}")
-                          for k in range(n_workers)]
-            self.slots = [None] * n_workers
-
-    def close(self):
-        for bar in self.lines + ([self.bar] if self.bar is not None else []):
-            bar.close()
-
-    def note(self, message):
-        """A line of its own: above the bars on a terminal, between the bar's lines in a log."""
-        if self.quiet:
-            return
-        if is_terminal(self.stream):
-            tqdm.write(f"sweep: {message}", file=self.stream)
-        else:
-            self.stream.write(f"sweep: {message}\n")
-            self.stream.flush()
-
-    def running(self, names):
-        """Show the runs in flight, each on the worker line it took when it started (a run keeps
-        its line until it ends), with how long it has run; runs beyond the lines wait unshown."""
-        now = time.perf_counter()
-        self.slots = [name if name in names else None for name in self.slots]
-        for name in names:
-            if name not in self.slots and None in self.slots:
-                self.slots[self.slots.index(None)] = name
-                self.started[name] = now
-        for k, (line, name) in enumerate(zip(self.lines, self.slots)):
-            line.set_description_str(f"worker {k + 1}: idle" if name is None else
-                                     f"worker {k + 1}: {name}, {format_seconds(now - self.started[name])}")
-
-    def shipped(self, name, shipped):
-        """Count a run computed on a worker that reported itself; note a worker's first run."""
-        self.workers.add(shipped.worker)
-        (self.first_seconds if shipped.first else self.later_seconds).append(shipped.seconds)
-        if shipped.first:
-            self.note(f"{name}: first run on worker {shipped.worker},"
-                      f" {format_seconds(shipped.seconds)} with numba's compile or cache load")
-
-    def advance(self, name, failed):
-        self.finished += 1
-        self.failed += failed
-        self.done += not failed
-        if self.bar is None or self.bar.disable:
-            return
-        numbers = {"failed": self.failed} if self.failed else {}
-        if self.workers:  # workers met in an earlier sweep have no first run in this one
-            first, later = self.first_seconds, self.later_seconds
-            numbers.update(workers=len(self.workers),
-                           first=format_seconds(sum(first) / len(first)) if first else "-",
-                           later=format_seconds(sum(later) / len(later)) if later else "-")
-        self.bar.set_postfix(numbers, last=name, refresh=False)
-        self.bar.update(1)
-
-
 _Task = collections.namedtuple("_Task", "run_fn key config name out_dir")  # _execute's arguments
 
 
@@ -551,7 +276,7 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     with _sweep_lock(out_dir):
-        line = _SweepProgress(len(unique), quiet)
+        line = SweepProgress(len(unique), quiet)
         todo = _clear_leftovers(out_dir, unique, line.note)
         line.done = len(unique) - len(todo)
         line.note(f"{len(unique)} runs, {line.done} already done, {len(todo)} to run in {out_dir}")
