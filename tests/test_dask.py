@@ -116,6 +116,18 @@ def test_blas_is_pinned_to_one_thread_inside_the_task(local_cluster, tmp_path):
 # --------------------------------------------------------------------------- same runs, same files
 
 
+def _pop_clock(numbers, clock, where=""):
+    """Remove from the dict ``numbers``, at any depth, the keys ending with ``clock``; returns
+    them as {dotted path: value}."""
+    popped = {}
+    for key in list(numbers):
+        if key.endswith(clock):
+            popped[where + key] = numbers.pop(key)
+        elif isinstance(numbers[key], dict):
+            popped.update(_pop_clock(numbers[key], clock, f"{where}{key}."))
+    return popped
+
+
 def run_files(run_dir):
     """{relative path: bytes} of a finished run, with what depends on the clock set apart: the
     completion marker's times, the seconds in metrics.json and history.json, the PDF's date."""
@@ -125,9 +137,9 @@ def run_files(run_dir):
             files[relpath] = handle.read()
     marker = json.loads(files.pop(sweep.MARKER_FILE))
     timings = {}
-    for name, clock in ((sweep.METRICS_FILE, "_seconds"), ("history.json", "wall_time_s")):
+    for name, clock in ((sweep.METRICS_FILE, "seconds"), ("history.json", "wall_time_s")):
         numbers = json.loads(files[name])
-        timings.update({k: numbers.pop(k) for k in list(numbers) if k.endswith(clock)})
+        timings.update(_pop_clock(numbers, clock))
         files[name] = json.dumps(numbers, sort_keys=True).encode()
     for name in [name for name in files if name.endswith(".pdf")]:
         files[name] = re.sub(rb"/CreationDate \(D:[0-9Z+\-']+\)", b"", files[name])
@@ -147,7 +159,7 @@ def test_a_tiny_sweep_on_dask_gives_the_process_pools_files(local_cluster, tmp_p
         assert {"samples.npy", "config.json", "metrics.json", "history.json", "histogram.png"} <= set(dask_files)
         assert any(path.startswith("model/") for path in dask_files)
         assert dask_files == pool_files and dask_marker == pool_marker
-        assert set(dask_times) == {"train_seconds", "wall_seconds", "wall_time_s"}
+        assert {"train_seconds", "wall_seconds", "wall_time_s"} <= set(dask_times)
     assert not temporaries(tmp_path / "dask")
 
 

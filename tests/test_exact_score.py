@@ -314,6 +314,8 @@ def test_the_searched_trained_chain_is_the_sgms_own_sampler():
 
 def _sgm_row(m, mass, exact_mass, searched, exact_searched, sampled=5.0, demand=50.0,
              demand_upper=80.0):
+    from npgen.study.records import Run
+
     metrics = {"mass_between": mass, "collapse": None, "sampler_lipschitz": sampled,
                "theorem1_required_lipschitz": demand,
                "theorem1_required_lipschitz_upper": demand_upper,
@@ -321,27 +323,27 @@ def _sgm_row(m, mass, exact_mass, searched, exact_searched, sampled=5.0, demand=
                "exact_sampler": {"mass_between": exact_mass, "lipschitz": 1.0, "theorem1_required_lipschitz": 70.0},
                "score_error_per_level": [{"sigma_standardized": 1.0, "relative_error": 0.5},
                                          {"sigma_standardized": 0.1, "relative_error": 0.25}]}
-    return ({"model": "sgm", "m": m, "seed": 0}, metrics, None)
+    return Run({"model": "sgm", "m": m, "seed": 0}, metrics, None)
 
 
 def test_report_splits_the_mass_between_and_compares_steepness():
-    from npgen.study import report
+    from npgen.study import exact_sections, sampler_sections
 
     rows = [_sgm_row(4.0, 0.03, 0.01, 100.0, 120.0), _sgm_row(8.0, 0.02, 0.0, 1e6, 10.0)]
-    lines = report.exact_score_statements(rows, [4.0, 8.0])
+    lines = exact_sections.exact_score_statements(rows, [4.0, 8.0])
     assert "the sampler alone accounts for 0.01 and the network's score error adds 0.02" in lines[0]
     assert "as steep as the trained one, within a factor 2 (ratio 1.2)" in lines[0]
     assert "sigma 1: 0.5, sigma 0.1: 0.25" in lines[1]
     assert "less steep than the trained one (ratio 1e-05)" in lines[2]
     # Theorem 1's demand is met on the searched bound, not on the sampled one
-    assert report._meets(rows) == "2 of 2"
-    assert report._certified_lower(rows[0][1]) == 100.0
+    assert sampler_sections.meets(rows) == "2 of 2"
+    assert exact_sections.certified_lower(rows[0].metrics) == 100.0
     none_found = _sgm_row(4.0, 0.0, 0.0, None, None)
-    assert report._meets([none_found]) == "0 of 1"
+    assert sampler_sections.meets([none_found]) == "0 of 1"
     # inside the demand's interval is not meeting it; an infinite upper end is never met
-    assert report._meets([_sgm_row(4.0, 0.03, 0.01, 60.0, 120.0)]) == "0 of 1"
-    assert report._meets([_sgm_row(4.0, 0.0, 0.01, 1e9, 120.0, demand_upper=None)]) == "0 of 1"
-    assert "cannot be compared" in report.exact_score_statements([none_found], [4.0])[0]
+    assert sampler_sections.meets([_sgm_row(4.0, 0.03, 0.01, 60.0, 120.0)]) == "0 of 1"
+    assert sampler_sections.meets([_sgm_row(4.0, 0.0, 0.01, 1e9, 120.0, demand_upper=None)]) == "0 of 1"
+    assert "cannot be compared" in exact_sections.exact_score_statements([none_found], [4.0])[0]
 
 
 def test_figure7_table_and_notes_show_the_exact_score_sampler():

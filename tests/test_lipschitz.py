@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from npgen import MLP
-from npgen.analysis.lipschitz import (AffineLayer, lipschitz_enclosure_1d, exact_lipschitz_1d,
+from npgen.analysis.lipschitz import (AffineLayer, LipschitzResult, lipschitz_enclosure_1d, exact_lipschitz_1d,
                              interval_jacobian_upper_bound, layers_of, lipschitz_bounds,
                              lipschitz_report, paper_grid_estimate, product_upper_bound,
                              split_slope_upper_bound)
@@ -149,10 +149,11 @@ def test_widening_resnet_skip_by_hand():
     np.testing.assert_allclose(r.breakpoints, [0.0, 1.0], atol=1e-15)
     np.testing.assert_allclose(r.slopes, [0.0, -2.0, 3.0], atol=1e-15)
     check_pieces(net.forward, r)
-    lower, upper, _ = lipschitz_enclosure_1d(net, tol=1e-6)
+    enclosure = lipschitz_enclosure_1d(net, tol=1e-6)
+    lower, upper, _ = enclosure.lower, enclosure.upper, enclosure.location
     assert lower <= 3.0 * (1 + 1e-12) and 3.0 <= upper * (1 + 1e-12)
     b = lipschitz_bounds(net, n_starts=4, steps=10)
-    assert b["lower"] == pytest.approx(3.0, rel=1e-12) and b["upper"] >= 3.0 * (1 - 1e-12)
+    assert b.lower == pytest.approx(3.0, rel=1e-12) and b.upper >= 3.0 * (1 - 1e-12)
     # the same network as a hand-built list: the widening segment is accepted, the layer reads
     # 2 columns; a weight laid out as if the segment were 3 columns wide is refused
     layers = layers_of(net)
@@ -373,7 +374,8 @@ def check_enclosure(f, lower, upper, location, tol):
 def test_enclosure_enclosure_of_smooth_networks(activation, skip):
     net = MLP([1, 12, 12, 1], activation=activation, skip=skip, dtype="float64", seed=6,
               backend="numpy")
-    lower, upper, location = lipschitz_enclosure_1d(net, tol=1e-3)
+    enclosure = lipschitz_enclosure_1d(net, tol=1e-3)
+    lower, upper, location = enclosure.lower, enclosure.upper, enclosure.location
     check_enclosure(net.forward, lower, upper, location, 1e-3)
 
 
@@ -381,14 +383,16 @@ def test_enclosure_enclosure_of_a_widening_tanh_resnet():
     net = MLP([1, 4, 8, 16, 1], activation="tanh", skip="resnet", dtype="float64", seed=6,
               backend="numpy")
     assert widens(net)
-    lower, upper, location = lipschitz_enclosure_1d(net, tol=1e-3)
+    enclosure = lipschitz_enclosure_1d(net, tol=1e-3)
+    lower, upper, location = enclosure.lower, enclosure.upper, enclosure.location
     check_enclosure(net.forward, lower, upper, location, 1e-3)
 
 
 def test_enclosure_with_a_supremum_only_reached_at_infinity():
     # g(x) = 2x - tanh(x): g' = 1 + tanh(x)^2 < 2 = Lip(g)
     net = [layer([[1.0]], [0.0], "tanh"), layer([[2.0, -1.0]], [0.0], inputs=((0,), (1,)))]
-    lower, upper, location = lipschitz_enclosure_1d(net, tol=1e-4)
+    enclosure = lipschitz_enclosure_1d(net, tol=1e-4)
+    lower, upper, location = enclosure.lower, enclosure.upper, enclosure.location
     assert lower <= 2.0 <= upper and upper - lower <= 1e-4 * upper
     assert abs(location) > 3
 
@@ -397,7 +401,8 @@ def test_enclosure_finds_the_maximum_slope_of_silu():
     silu_prime = lambda z: (lambda s: s * (1 + z * (1 - s)))(1 / (1 + np.exp(-z)))  # noqa: E731
     z = np.linspace(2.0, 3.0, 1_000_001)
     true = silu_prime(z).max()
-    lower, upper, location = lipschitz_enclosure_1d([layer([[1.0]], [0.0], "silu")], tol=1e-6)
+    enclosure = lipschitz_enclosure_1d([layer([[1.0]], [0.0], "silu")], tol=1e-6)
+    lower, upper, location = enclosure.lower, enclosure.upper, enclosure.location
     assert lower <= true * (1 + 1e-12) and true <= upper * (1 + 1e-12)
     assert location == pytest.approx(z[np.argmax(silu_prime(z))], abs=1e-2)
 
@@ -405,11 +410,13 @@ def test_enclosure_finds_the_maximum_slope_of_silu():
 def test_enclosure_agrees_with_exact_on_piecewise_linear_and_mixed_networks():
     pl = MLP([1, 16, 16, 1], dtype="float64", seed=7, backend="numpy")
     exact = exact_lipschitz_1d(pl).constant
-    lower, upper, _ = lipschitz_enclosure_1d(pl, tol=1e-6)
+    enclosure = lipschitz_enclosure_1d(pl, tol=1e-6)
+    lower, upper, _ = enclosure.lower, enclosure.upper, enclosure.location
     assert lower <= exact * (1 + 1e-12) and exact <= upper * (1 + 1e-12)
     mixed = MLP([1, 16, 16, 1], output_activation="sigmoid", dtype="float64", seed=8,
                 backend="numpy")
-    lower, upper, location = lipschitz_enclosure_1d(mixed, tol=1e-3)
+    enclosure = lipschitz_enclosure_1d(mixed, tol=1e-3)
+    lower, upper, location = enclosure.lower, enclosure.upper, enclosure.location
     check_enclosure(mixed.forward, lower, upper, location, 1e-3)
 
 
@@ -433,10 +440,10 @@ def test_bounds_bracket_random_finite_differences(skip, activation):
               backend="numpy")
     b = lipschitz_bounds(net)
     near, far = random_pair_slopes(net.forward, 4)
-    assert b["lower"] >= near * (1 - 1e-6)
-    assert b["upper"] >= b["lower"] and b["upper"] >= far
-    assert b["upper"] <= b["product_upper_bound"] and b["exact"] is None
-    assert b["lower_location"].shape == (4,)
+    assert b.lower >= near * (1 - 1e-6)
+    assert b.upper >= b.lower and b.upper >= far
+    assert b.upper <= b.candidates["layer-product bound"] and b.exact is None
+    assert b.location.shape == (4,)
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "silu"])
@@ -446,9 +453,9 @@ def test_bounds_bracket_random_finite_differences_on_a_widening_resnet(activatio
     assert net.segments[2] == [(2, 1)] and net.segments[3] == [(3, 2, 1)]
     b = lipschitz_bounds(net)
     near, far = random_pair_slopes(net.forward, 3)
-    assert b["lower"] >= near * (1 - 1e-6)
-    assert b["upper"] >= b["lower"] and b["upper"] >= far
-    assert b["split_slope_upper_bound"] is None
+    assert b.lower >= near * (1 - 1e-6)
+    assert b.upper >= b.lower and b.upper >= far
+    assert b.candidates["split-slope chain bound"] is None
 
 
 @pytest.mark.parametrize("sizes, skip", [([5, 7, 7, 7, 3], s) for s in SKIPS]
@@ -461,16 +468,16 @@ def test_bounds_of_a_linear_network_are_its_spectral_norm(sizes, skip):
     norm = np.linalg.norm(J, 2)
     b = lipschitz_bounds(net, n_starts=4, steps=10)
     assert interval_jacobian_upper_bound(net) == pytest.approx(norm, rel=1e-10)
-    assert b["upper"] == pytest.approx(norm, rel=1e-10)
-    assert b["lower"] == pytest.approx(norm, rel=1e-10)
+    assert b.upper == pytest.approx(norm, rel=1e-10)
+    assert b.lower == pytest.approx(norm, rel=1e-10)
 
 
 def test_bounds_bracket_the_exact_constant_in_one_dimension():
     net = MLP([1, 24, 24, 1], activation="leaky_relu", dtype="float64", seed=9, backend="numpy")
     exact = exact_lipschitz_1d(net).constant
     b = lipschitz_bounds(net)
-    assert b["lower"] <= exact * (1 + 1e-12) <= b["upper"] * (1 + 1e-12)
-    assert b["lower"] >= 0.99 * exact
+    assert b.lower <= exact * (1 + 1e-12) <= b.upper * (1 + 1e-12)
+    assert b.lower >= 0.99 * exact
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "silu", "sigmoid"])
@@ -503,3 +510,23 @@ def test_report_rejects_files_that_are_not_networks(tmp_path):
     (tmp_path / "text.npz").write_text("hello")
     with pytest.raises(ValueError):
         lipschitz_report(tmp_path / "text.npz")
+
+
+def test_the_three_entry_points_return_one_result_type():
+    net = MLP([1, 24, 24, 1], activation="leaky_relu", dtype="float64", seed=9, backend="numpy")
+    exact = exact_lipschitz_1d(net)
+    results = (exact, lipschitz_enclosure_1d(net, tol=1e-6), lipschitz_bounds(net, n_starts=4, steps=10))
+    for result in results:
+        assert isinstance(result, LipschitzResult) and result.lower_method and result.upper_method
+        assert result.lower <= exact.constant * (1 + 1e-12) and exact.constant <= result.upper * (1 + 1e-12)
+    assert exact.exact == exact.constant == exact.lower == exact.upper
+    assert results[2].upper == min(v for v in results[2].candidates.values() if v is not None)
+
+
+@pytest.mark.xfail(strict=True, reason="lipschitz_enclosure_1d misses a steepest unbounded end piece: on this "
+                   "network |g'| = 0.2106 for every x >= 8.94, its enclosure ends at 0.2078")
+def test_the_enclosure_holds_the_slope_of_an_unbounded_end_piece():
+    net = MLP([1, 8, 8, 1], activation="relu", dtype="float64", seed=4, backend="numpy")
+    far = float(np.abs(np.diff(net.forward(np.array([[1e3], [1e3 + 1.0]])), axis=0)[0, 0]))
+    assert exact_lipschitz_1d(net).constant == pytest.approx(far, rel=1e-9)
+    assert lipschitz_enclosure_1d(net, tol=1e-6).upper >= far * (1 - 1e-9)

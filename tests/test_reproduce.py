@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from npgen import cli
-from npgen.study import plans, report, reproduce, runs
+from npgen.study import plans, reproduce, runs, verdicts
+from npgen.study.records import Run, Stat
 from npgen.study.sweep import config_key
 from tiny_study import TINY_PRESET, register
 
@@ -315,38 +316,38 @@ def test_narrowest_interval_holds_ninety_percent():
 
 
 @pytest.mark.parametrize("a, b, expected", [
-    ((1.0, 0.1, 3), (2.0, 0.1, 3), report.HELD),
-    ((2.0, 0.1, 3), (1.0, 0.1, 3), report.NOT_HELD),
-    ((1.0, 0.6, 5), (2.0, 0.6, 5), report.INCONCLUSIVE),         # the bands overlap
-    ((1.0, 0.1, 2), (2.0, 0.1, 3), report.INCONCLUSIVE),         # too few seeds
-    ((1.0, 0.1, 3), (2.0, 0.0, None), report.HELD),              # against an exact number
-    (None, (2.0, 0.1, 3), report.INCONCLUSIVE),
+    (Stat(1.0, 0.1, 3), Stat(2.0, 0.1, 3), verdicts.HELD),
+    (Stat(2.0, 0.1, 3), Stat(1.0, 0.1, 3), verdicts.NOT_HELD),
+    (Stat(1.0, 0.6, 5), Stat(2.0, 0.6, 5), verdicts.INCONCLUSIVE),   # the bands overlap
+    (Stat(1.0, 0.1, 2), Stat(2.0, 0.1, 3), verdicts.INCONCLUSIVE),   # too few seeds
+    (Stat(1.0, 0.1, 3), Stat.exact(2.0), verdicts.HELD),             # against an exact number
+    (None, Stat(2.0, 0.1, 3), verdicts.INCONCLUSIVE),
 ])
 def test_band_comparison(a, b, expected):
-    assert report._less(a, b, "a", "b")[0] == expected
+    assert verdicts.less(a, b, "a", "b")[0] == expected
 
 
 @pytest.mark.parametrize("results, verdict", [
-    ([report.HELD, report.HELD], "held"),
-    ([report.INCONCLUSIVE], "inconclusive"),
-    ([report.HELD, report.INCONCLUSIVE], "partly held (1 held, 0 did not hold, 1 inconclusive)"),
-    ([report.NOT_HELD, report.INCONCLUSIVE], "did not hold (0 held, 1 did not hold, 1 inconclusive)"),
+    ([verdicts.HELD, verdicts.HELD], "held"),
+    ([verdicts.INCONCLUSIVE], "inconclusive"),
+    ([verdicts.HELD, verdicts.INCONCLUSIVE], "partly held (1 held, 0 did not hold, 1 inconclusive)"),
+    ([verdicts.NOT_HELD, verdicts.INCONCLUSIVE], "did not hold (0 held, 1 did not hold, 1 inconclusive)"),
     ([], "not checked (no finished runs)"),
 ])
 def test_section_verdict_is_held_only_when_every_check_held(results, verdict):
-    section = report.Section("x", "x", "x", checks=[report.Check("rule", r, "") for r in results])
+    section = verdicts.Section("x", "x", "x", checks=[verdicts.Check("rule", r, "") for r in results])
     assert section.verdict == verdict
 
 
 def test_a_check_on_collapsed_runs_says_so_and_is_evaluated_without_them():
     config = runs.make_config("gan", 2, "quick", 0)
-    rows = [(dict(config, seed=seed), {"collapse": "one spike" if seed == 1 else None, "x": seed}, "")
+    rows = [Run(dict(config, seed=seed), {"collapse": "one spike" if seed == 1 else None, "x": seed}, "")
             for seed in range(4)]
-    section = report.Section("x", "x", "x")
-    section.add("x grows", lambda r: (report.HELD, str(len(r))), rows)
+    section = verdicts.Section("x", "x", "x")
+    section.add("x grows", lambda r: (verdicts.HELD, str(len(r))), rows)
     check, = section.checks
-    assert check.collapsed == ["GAN m=2 seed 1"] and check.without_collapsed == (report.HELD, "3")
-    assert "Rests on 1 collapsed run(s) (GAN m=2 seed 1); without them: held (3)." in report._check_lines(check)[1]
+    assert check.collapsed == ["GAN m=2 seed 1"] and check.without_collapsed == (verdicts.HELD, "3")
+    assert "Rests on 1 collapsed run(s) (GAN m=2 seed 1); without them: held (3)." in check.lines()[1]
 
 
 def test_one_seed_per_architecture_is_inconclusive(tiny_study):

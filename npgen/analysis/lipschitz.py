@@ -23,7 +23,7 @@ works on float64 copies of the weights, in evaluation semantics (spectral norm w
 vectors, no power iteration). Norms are Euclidean throughout.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -211,8 +211,32 @@ def _require_1d_input(layers, what, alternative):
 
 
 @dataclass(frozen=True)
-class ExactLipschitz:
-    """The exact Lipschitz constant of a piecewise-linear network g: R -> R^d.
+class LipschitzResult:
+    """What is known of Lip(g) = sup over x of ||J_g(x)||_2: lower <= Lip(g) <= upper.
+
+    What :func:`exact_lipschitz_1d`, :func:`lipschitz_enclosure_1d` and :func:`lipschitz_bounds`
+    return. ``lower`` = ||J_g(location)||_2 is attained at ``location`` (found by
+    ``lower_method``); ``upper`` comes from ``upper_method``. ``candidates`` holds every upper
+    bound tried, by name (None where one does not apply). ``exact`` is the constant when the two
+    ends are equal, else None.
+    """
+
+    lower: float
+    upper: float
+    location: object
+    lower_method: str
+    upper_method: str
+    candidates: dict = field(default_factory=dict)
+
+    @property
+    def exact(self):
+        return self.upper if self.lower == self.upper else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExactLipschitz(LipschitzResult):
+    """The exact Lipschitz constant of a piecewise-linear network g: R -> R^d (lower = upper =
+    ``constant``).
 
     ``breakpoints`` t_1 < ... < t_{P-1} split R into the P = ``n_pieces`` linear pieces
     (-inf, t_1], [t_1, t_2], ..., [t_{P-1}, inf); ``slopes`` holds g' on each piece (shape (P,)
@@ -221,13 +245,15 @@ class ExactLipschitz:
     when the steepest piece is an unbounded end piece (``note`` then says so).
     """
 
-    constant: float
-    location: float
     piece: tuple
     n_pieces: int
     breakpoints: np.ndarray
     slopes: np.ndarray
     note: str
+
+    @property
+    def constant(self):
+        return self.upper
 
 
 def _piece_samples(t):
@@ -346,6 +372,10 @@ def exact_lipschitz_1d(net):
     return _summarize(t, nodes[len(layers)][1])
 
 
+#: How :func:`exact_lipschitz_1d` finds its constant.
+EXACT_METHOD = "largest slope over the linear pieces"
+
+
 def _summarize(t, slopes):
     """Merge neighbouring pieces of equal slope (each merged piece keeps the steepest of its
     slopes) and locate the steepest piece."""
@@ -368,7 +398,8 @@ def _summarize(t, slopes):
         location, note = np.inf, f"steepest on the unbounded end piece x >= {left:.6g}"
     else:
         location, note = 0.5 * (left + right), f"steepest on the piece [{left:.6g}, {right:.6g}]"
-    return ExactLipschitz(constant=constant, location=location, piece=(left, right),
+    return ExactLipschitz(lower=constant, upper=constant, location=location, lower_method=EXACT_METHOD,
+                          upper_method=EXACT_METHOD, piece=(left, right),
                           n_pieces=int(slopes.shape[0]), breakpoints=t,
                           slopes=slopes[:, 0] if slopes.shape[1] == 1 else slopes, note=note)
 
@@ -582,8 +613,8 @@ def lipschitz_enclosure_1d(net, tol=1e-3, max_boxes=2_000_000, chunk=4096):
     arithmetic but not certified: it is computed in float64 rounded to nearest, not rounded
     outward, so its ends carry rounding errors (of order 1e-15 relative, far below ``tol``).
 
-    Returns (lower, upper, location). Raises RuntimeError when more than ``max_boxes``
-    sub-problems were needed (loosen ``tol``).
+    Returns a :class:`LipschitzResult` (lower, upper, location). Raises RuntimeError when more
+    than ``max_boxes`` sub-problems were needed (loosen ``tol``).
     """
     layers = layers_of(net)
     _require_1d_input(layers, "lipschitz_enclosure_1d", "lipschitz_bounds")
@@ -617,7 +648,8 @@ def lipschitz_enclosure_1d(net, tol=1e-3, max_boxes=2_000_000, chunk=4096):
         lo = np.concatenate([lo[branch], lo[branch], split_lo])
         hi = np.concatenate([hi[branch], hi[branch], split_hi])
         forced = np.concatenate([off, on, forced[~branch], forced[~branch]])
-    return lower, max(upper, lower), location
+    return LipschitzResult(lower, max(upper, lower), location, "||g'(x)||_2 at the best box's anchor",
+                           "interval branch and bound, float64")
 
 
 # --------------------------------------------------------------------------- bounds, d > 1
@@ -797,11 +829,11 @@ def jacobian_norm_search(net, n_starts=32, steps=200, seed=0):
 def lipschitz_bounds(net, n_starts=32, steps=200, seed=0):
     """Upper bounds (from the weights) and a searched lower bound of Lip(g) (l2 norms) for any input dimension.
 
-    Returns a dict: ``upper``, the smallest of :func:`product_upper_bound`,
+    Returns a :class:`LipschitzResult`: ``upper``, the smallest of :func:`product_upper_bound`,
     :func:`interval_jacobian_upper_bound` and, for chains, :func:`split_slope_upper_bound`
-    (each also returned, None where it does not apply), ``upper_method`` naming it; ``lower``
-    and ``lower_location`` from :func:`jacobian_norm_search`, ``lower_method``; and ``exact``:
-    None (for input dimension 1 use :func:`exact_lipschitz_1d` or :func:`lipschitz_enclosure_1d`).
+    (each in ``candidates``, None where it does not apply), ``upper_method`` naming it; ``lower``
+    and ``location`` from :func:`jacobian_norm_search`, ``lower_method`` (for input dimension 1,
+    :func:`exact_lipschitz_1d` or :func:`lipschitz_enclosure_1d` give the constant itself).
     """
     layers = layers_of(net)
     candidates = {"layer-product bound": product_upper_bound(layers),
@@ -809,19 +841,10 @@ def lipschitz_bounds(net, n_starts=32, steps=200, seed=0):
                   "split-slope chain bound": split_slope_upper_bound(layers) if _is_chain(layers) else None}
     method = min((name for name, value in candidates.items() if value is not None), key=candidates.get)
     lower, where = jacobian_norm_search(layers, n_starts, steps, seed)
-    return {
-        "upper": candidates[method],
-        "upper_method": method,
-        "lower": lower,
-        "lower_method": f"largest ||J(x)||_2 found by power iteration, screening"
-                        f" {_screen_size(layers, n_starts)} random points and ascent from the best"
-                        f" {n_starts}",
-        "lower_location": where,
-        "exact": None,
-        "product_upper_bound": candidates["layer-product bound"],
-        "interval_jacobian_upper_bound": candidates["interval Jacobian bound"],
-        "split_slope_upper_bound": candidates["split-slope chain bound"],
-    }
+    return LipschitzResult(lower, candidates[method], where,
+                           f"largest ||J(x)||_2 found by power iteration, screening"
+                           f" {_screen_size(layers, n_starts)} random points and ascent from the best"
+                           f" {n_starts}", method, candidates)
 
 
 # --------------------------------------------------------------------------- the paper's estimate
@@ -895,18 +918,18 @@ def lipschitz_report(path, sigmas=None):
             lines += [f"Lipschitz constant (exact, piecewise linear): {exact.constant:.10g}",
                       f"  {exact.note}; x* = {exact.location:.6g}; {exact.n_pieces} linear pieces"]
         else:
-            lower, upper, where = lipschitz_enclosure_1d(layers)
+            enclosure = lipschitz_enclosure_1d(layers)
             lines += [f"Lipschitz constant (enclosure, interval branch and bound in float64):"
-                      f" [{lower:.8g}, {upper:.8g}]",
-                      f"  lower bound attained at x = {where:.6g}"]
+                      f" [{enclosure.lower:.8g}, {enclosure.upper:.8g}]",
+                      f"  lower bound attained at x = {enclosure.location:.6g}"]
         lines.append("paper's grid estimate (largest slope between 1000 points of [-10, 10]):"
                      f" {paper_grid_estimate(layers):.10g}")
     else:
         bounds = lipschitz_bounds(layers)
-        lines += [f"Lipschitz constant (l2), upper bound from the weights: {bounds['upper']:.8g}"
-                  f" ({bounds['upper_method']})",
-                  f"Lipschitz constant (l2), lower bound: {bounds['lower']:.8g}"
-                  f" ({bounds['lower_method']})",
+        lines += [f"Lipschitz constant (l2), upper bound from the weights: {bounds.upper:.8g}"
+                  f" ({bounds.upper_method})",
+                  f"Lipschitz constant (l2), lower bound: {bounds.lower:.8g}"
+                  f" ({bounds.lower_method})",
                   f"paper's grid estimate: not applicable (input dimension {net.sizes[0]} > 1)"]
     return "\n".join(lines)
 
@@ -961,5 +984,5 @@ def _dense_score_report(path, net, sigmas):
              "       sigma           upper           lower"]
     for level in levels:
         bounds = lipschitz_bounds(net.layers_at(level), n_starts=4, steps=20)
-        lines.append(f"  {net.sigmas[level]:10.4g}  {bounds['upper']:14.6g}  {bounds['lower']:14.6g}")
+        lines.append(f"  {net.sigmas[level]:10.4g}  {bounds.upper:14.6g}  {bounds.lower:14.6g}")
     return "\n".join(lines)

@@ -33,7 +33,7 @@ import numpy as np
 from ..util.checks import check_bool, check_number
 from ..util.environment import import_kept
 from ..util.io import atomic_savez, read_npz
-from ..util.progress import Progress
+from ..util.progress import progress_bar
 
 SIDE = 28
 PIXELS = SIDE * SIDE
@@ -217,7 +217,7 @@ def _fill_costs(dists, first, second, costs, todo, cache, key, quiet):
     """Compute ``costs[todo]`` in place; the cache is saved every SAVE_EVERY_S seconds and when
     the work ends, finished or not (Ctrl-C included: what was computed is kept)."""
     ground = ground_cost()
-    progress = Progress(todo.size, label="OT pair costs", unit="pair", quiet=quiet)
+    progress = progress_bar(todo.size, label="OT pair costs", unit="pair", quiet=quiet)
     last_save = time.monotonic()
     try:
         for p in todo:

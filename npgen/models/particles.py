@@ -38,7 +38,7 @@ from ..nn.adam import Adam
 from ..nn.mlp import MLP
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, dtype_of)
-from ..util.progress import Progress
+from ..util.progress import progress_bar
 from ..util.threads import one_blas_thread
 from .saved import load_model, load_saved_arrays, save_model
 from .training import MAX_SAMPLES, TrainingDiverged
@@ -206,7 +206,7 @@ class Particles:
         y = (rng.standard_normal((self.n_particles, self.data_dim)) * self.init_scale).astype(self.dtype)
         history = {"divergence": [], "kinetic_energy": []}
         n_p, n_q = min(self.batch_size, len(y)), min(self.batch_size, len(data))
-        progress = Progress(n_steps, label="Particles", unit="step", quiet=quiet)
+        progress = progress_bar(n_steps, label="Particles", unit="step", quiet=quiet)
         try:
             for step in range(1, n_steps + 1):
                 for _ in range(self.discriminator_steps):

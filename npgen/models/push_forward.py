@@ -14,7 +14,7 @@ from ..nn.layers import SKIP_STYLES
 from ..nn.mlp import MLP
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, dtype_of)
-from ..util.progress import Progress
+from ..util.progress import progress_bar
 from ..util.threads import one_blas_thread
 from .latents import check_latent, draw_latents
 from .noise import HostNoise
@@ -227,7 +227,7 @@ class PushForwardModel(ReplicatedModel):
         quiet = check_bool("quiet", quiet)
         z = draw_latents(np.random.default_rng(seed), np.empty((n, self.latent_dim), self.dtype),
                          self.latent)
-        progress = Progress(-(-n // SAMPLE_CHUNK), label=f"{type(self).__name__} sampling",
+        progress = progress_bar(-(-n // SAMPLE_CHUNK), label=f"{type(self).__name__} sampling",
                             unit="chunk", quiet=quiet)
         try:
             return self.generate(z, progress.update)

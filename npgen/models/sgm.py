@@ -36,7 +36,7 @@ from ..nn.dense_score import HIDDEN_SIZES, DenseScoreNetwork, check_noise_levels
 from ..nn.score import FEATURES, SLOPE, SLOPE_X, ScoreNetwork, sinusoidal_features
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, dtype_of)
-from ..util.progress import Progress
+from ..util.progress import advance, progress_bar
 from ..util.threads import one_blas_thread
 from .noise import HostNoise
 from .replicated import ReplicatedModel
@@ -373,7 +373,7 @@ class SGM(ReplicatedModel):
         by_level = [gradient[1].copy()] if lipschitz else None
         steps = [gradient[1][traced].copy()] if traced is not None else None
         n_calls, steps_per_call = (n_steps_per_level, 1) if traced is not None else (1, n_steps_per_level)
-        progress = Progress(self.sigmas.size, label="SGM sampling", unit="level", quiet=quiet)
+        progress = progress_bar(self.sigmas.size, label="SGM sampling", unit="level", quiet=quiet)
         try:
             for level in range(self.sigmas.size):
                 for call in range(n_calls):
@@ -386,7 +386,7 @@ class SGM(ReplicatedModel):
                         f" (sigma={self.sigmas[level]:.3g}); use a smaller step_lr (default {STEP_LR:g})")
                 if lipschitz:
                     by_level.append(gradient[1].copy())
-                progress.update(1, sigma=float(self.sigmas[level]))
+                advance(progress, 1, sigma=float(self.sigmas[level]))
         finally:
             progress.close()
         if denoise:
@@ -693,7 +693,7 @@ class VectorSGM:
         noise_seed = int(rng.integers(2 ** 62))
         alphas = self.alphas.astype(self.dtype)
         steps = self.n_steps_per_level
-        progress = Progress(self.sigmas.size, label="SGM sampling", unit="level", quiet=quiet)
+        progress = progress_bar(self.sigmas.size, label="SGM sampling", unit="level", quiet=quiet)
         try:
             for level in range(self.sigmas.size):
                 arguments = self.score.langevin_arguments(level)
@@ -703,7 +703,7 @@ class VectorSGM:
                         steps, noise_seed + chunk, level * steps, self.score.activation_code,
                         self.score.slope)
                 self._check_finite(x, level)
-                progress.update(1, sigma=float(self.sigmas[level]))
+                advance(progress, 1, sigma=float(self.sigmas[level]))
         finally:
             progress.close()
         return x

@@ -59,6 +59,7 @@ from ..util.io import atomic_save_npy
 from . import figure7_exact
 from .figure7_exact import exact_score_run
 from .fingerprint import code_fingerprint, executable_source
+from .records import samples_path
 from .sweep import find_run_dir, read_failures
 
 DATASETS = ("mixture", "subset")
@@ -328,7 +329,7 @@ def _model_run(config, run_dir):
         if config["model"] == "sgm":
             metrics.update(sigmas=model.sigmas.tolist(), step_size=model.step_size,
                            variance_ratio=model.variance_ratio)
-    atomic_save_npy(os.path.join(run_dir, "samples.npy"), samples)
+    atomic_save_npy(samples_path(run_dir), samples)
     classifier = DigitClassifier.load(os.path.join(_finished(config["classifier"], run_dir), "classifier"))
     predicted = classifier.predict(samples)
     if clean is None:  # the subset: the line through the barycentres of the 3s' and 7s' codes
@@ -419,10 +420,10 @@ def lipschitz_metrics(network, config, m, p_left):
     Theorem 1's bound with each."""
     bounds = lipschitz_bounds(layers_of(network), n_starts=config["lipschitz_starts"],
                               steps=config["lipschitz_steps"], seed=config["seed"])
-    return {"upper": bounds["upper"], "upper_method": bounds["upper_method"],
-            "lower": bounds["lower"], "lower_method": bounds["lower_method"],
-            "theorem1_with_upper": theorem1_bound(m, bounds["upper"], p_left),
-            "theorem1_with_lower": theorem1_bound(m, bounds["lower"], p_left)}
+    return {"upper": bounds.upper, "upper_method": bounds.upper_method,
+            "lower": bounds.lower, "lower_method": bounds.lower_method,
+            "theorem1_with_upper": theorem1_bound(m, bounds.upper, p_left),
+            "theorem1_with_lower": theorem1_bound(m, bounds.lower, p_left)}
 
 
 # --------------------------------------------------------------------------- the study

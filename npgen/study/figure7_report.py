@@ -1,9 +1,10 @@
 """Figure 7's numbers, figures and report section, from the finished runs on disk.
 
-:func:`section_fig7` reads the runs of :mod:`npgen.study.figure7`, writes ``out/fig7/fig7.json``
-(every number the section shows), draws ``fig7.png`` (the histograms) and ``fig7_samples.png``
-(a grid of samples per source), and returns the report's section with its stated checks. Like
-:mod:`npgen.study.report` it computes nothing that a run's key depends on.
+:func:`collect_fig7` reads the runs of :mod:`npgen.study.figure7`; :func:`write_fig7_numbers`
+writes ``out/fig7/fig7.json`` (every number the section shows; a step of ``npgen reproduce``);
+:func:`section_fig7` returns the report's section with its stated checks (the rules of
+:mod:`npgen.study.verdicts`), which draws ``fig7.png`` (the histograms) and ``fig7_samples.png``
+(a grid of samples per source). It computes nothing that a run's key depends on.
 """
 
 import os
@@ -13,22 +14,23 @@ import numpy as np
 from ..util.io import atomic_write_json
 from . import figures
 from .figure7 import DATASETS, FIG7_DIR, GRID_IMAGES, MODELS, PLANS, PREPARATION_STAGES, fig7_configs
-from .report import HELD, INCONCLUSIVE, NOT_HELD, Check, Section, _all, _fmt, _sampling_slack
+from .records import Run
 from .runs import MIN_MODE_SHARE
 from .sweep import find_run_dir, load_results
+from .verdicts import HELD, INCONCLUSIVE, NOT_HELD, Check, Section, all_of, fmt, greater, sampling_slack
 
 NUMBERS_FILE = "fig7.json"
 
 
-def _collect(out, preset, identity):
-    """{(dataset, model): (config, metrics, run_dir)} of the finished runs, and the classifier's."""
+def collect_fig7(out, preset, identity):
+    """{(dataset, model): Run} of the finished runs, and the preparation stages' ({stage: Run})."""
     runs_dir = os.path.join(out, FIG7_DIR, "runs")
     configs = fig7_configs(preset, identity)
     found = {}
     for config, metrics in zip(configs, load_results(configs, runs_dir)):
         if metrics is not None:
             key = config["stage"] if config["stage"] in PREPARATION_STAGES else (config["dataset"], config["model"])
-            found[key] = (config, metrics, find_run_dir(config, runs_dir))
+            found[key] = Run(config, metrics, find_run_dir(config, runs_dir))
     return found
 
 
@@ -40,9 +42,9 @@ def fig7_numbers(found):
             "side_spread", "projection_std", "exact_mass_between", "lipschitz", "sigmas", "step_size",
             "variance_ratio", "train_seconds", "exact_score", "score_error_per_level")
     numbers = {name: {} for name in DATASETS}
-    for key, (_, metrics, _) in found.items():
+    for key, run in found.items():
         if key not in PREPARATION_STAGES:
-            numbers[key[0]][key[1]] = {k: metrics[k] for k in keep + ("pixel_line",) if k in metrics}
+            numbers[key[0]][key[1]] = {k: run.metrics[k] for k in keep + ("pixel_line",) if k in run.metrics}
     for stage in PREPARATION_STAGES:
         if stage in found:
             numbers[stage] = {k: v for k, v in found[stage][1].items() if k != "wall_time_s"}
@@ -55,23 +57,13 @@ ROW_TITLES = {"mixture": "two noisy digits", "subset": "3s and 7s (embedding)"}
 MODE_SHARE = MIN_MODE_SHARE
 
 
-def _greater(a, b, slack, name_a, name_b, unit=""):
-    """HELD when a - b exceeds ``slack``, NOT_HELD when b - a does, else INCONCLUSIVE."""
-    shown = f"{name_a} {a:.4g}{unit} vs {name_b} {b:.4g}{unit} (sampling slack {slack:.2g})"
-    if a - b > slack:
-        return HELD, shown
-    if b - a > slack:
-        return NOT_HELD, shown
-    return INCONCLUSIVE, f"{shown}: the difference is within the sampling slack"
-
-
 def _mass_slack(*metrics):
     """The sum of four binomial standard errors of each source's mass between the modes."""
-    return sum(_sampling_slack(mt["mass_between"], mt["n_samples"]) for mt in metrics)
+    return sum(sampling_slack(mt["mass_between"], mt["n_samples"]) for mt in metrics)
 
 
 def _share_slack(*metrics):
-    return sum(_sampling_slack(mt["share_other"], mt["n_samples"]) for mt in metrics)
+    return sum(sampling_slack(mt["share_other"], mt["n_samples"]) for mt in metrics)
 
 
 def _spread_slack(*metrics):
@@ -87,30 +79,30 @@ def _checks(section, name, by):
         section.checks.append(Check(
             f"{label}: the VAE interpolates: its mass between the modes and its share classified as neither 3"
             " nor 7 both exceed the data's (by more than 4 binomial standard errors each)",
-            *_all([_greater(vae["mass_between"], data["mass_between"], _mass_slack(vae, data),
+            *all_of([greater(vae["mass_between"], data["mass_between"], _mass_slack(vae, data),
                             "VAE mass between", "data"),
-                   _greater(vae["share_other"], data["share_other"], _share_slack(vae, data),
+                   greater(vae["share_other"], data["share_other"], _share_slack(vae, data),
                             "VAE share neither 3 nor 7", "data")])))
     if data and vae and gan:
         section.checks.append(Check(
             f"{label}: the GAN avoids the gap with a narrower histogram: less mass between the modes than the VAE,"
             " and a smaller spread of each side's projections than the data's (mean of the two sides' std)",
-            *_all([_greater(vae["mass_between"], gan["mass_between"], _mass_slack(vae, gan),
+            *all_of([greater(vae["mass_between"], gan["mass_between"], _mass_slack(vae, gan),
                             "VAE mass between", "GAN"),
-                   _greater(data["side_spread"], gan["side_spread"], _spread_slack(data, gan),
+                   greater(data["side_spread"], gan["side_spread"], _spread_slack(data, gan),
                             "data side spread", "GAN")])))
     if sgm:
         share = min(sgm["near_3"], sgm["near_7"])
         section.checks.append(Check(
             f"{label}: the SGM fits both modes: at least {MODE_SHARE:.0%} of its samples lie within m/2 of the 3's"
             f" mode and are classified 3, and as many within m/2 of the 7's mode classified 7",
-            *_greater(share, MODE_SHARE, _sampling_slack(share, sgm["n_samples"]),
+            *greater(share, MODE_SHARE, sampling_slack(share, sgm["n_samples"]),
                       "SGM min(near 3, near 7)", "threshold")))
     for model in ("vae", "gan"):
         mt = by.get(model)
         if mt and "lipschitz" in mt:
             bound, measured = mt["lipschitz"]["theorem1_with_upper"], theorem_line(mt)["mass_between"]
-            slack = _sampling_slack(measured, mt["n_samples"])
+            slack = sampling_slack(measured, mt["n_samples"])
             result = HELD if bound <= measured + slack else NOT_HELD
             section.checks.append(Check(
                 f"{label}: Theorem 1's bound with the certified Lip upper bound does not exceed the {model.upper()}'s"
@@ -124,61 +116,83 @@ def theorem_line(metrics):
     return metrics.get("pixel_line", metrics)
 
 
-def section_fig7(out, preset, identity):
-    """Write fig7.json, draw Figure 7 and its image grids, and return the report's section."""
-    found = _collect(out, preset, identity)
-    numbers = fig7_numbers(found)
-    folder = os.path.join(out, FIG7_DIR)
-    atomic_write_json(os.path.join(folder, NUMBERS_FILE), numbers)
+def write_fig7_numbers(out, found):
+    """Write ``out/fig7/fig7.json``: :func:`fig7_numbers` of the runs ``found`` (:func:`collect_fig7`)."""
+    atomic_write_json(os.path.join(out, FIG7_DIR, NUMBERS_FILE), fig7_numbers(found))
+
+
+SOURCE_ORDER = ("data",) + MODELS
+
+
+def fig7_drawing(found):
+    """Figure 7's draw (None without runs): the histograms to ``path`` and, beside it,
+    fig7_samples.png, a grid of evenly spaced samples per data set and source."""
     panels = {name: {} for name in DATASETS}
     grids = {name: {} for name in DATASETS}
-    for key, (_, metrics, run_dir) in found.items():
+    for key, run in found.items():
         if key not in PREPARATION_STAGES:
-            panels[key[0]][key[1]] = metrics
-            samples = np.load(os.path.join(run_dir, "samples.npy"), mmap_mode="r")
+            panels[key[0]][key[1]] = run.metrics
+            samples = run.samples(mmap_mode="r")
             # evenly spaced rows: the data rows are in the data set's order (3s first)
             grids[key[0]][key[1]] = samples[np.linspace(0, len(samples) - 1, GRID_IMAGES).astype(int)]
-    order = ("data",) + MODELS
-    panels = {n: {k: panels[n][k] for k in order if k in panels[n]} for n in DATASETS if panels[n]}
-    grids = {n: {k: grids[n][k] for k in order if k in grids[n]} for n in DATASETS if grids[n]}
-    image = os.path.join(out, "fig7.png")
+    panels = {n: {k: panels[n][k] for k in SOURCE_ORDER if k in panels[n]} for n in DATASETS if panels[n]}
+    grids = {n: {k: grids[n][k] for k in SOURCE_ORDER if k in grids[n]} for n in DATASETS if grids[n]}
+    if not panels:
+        return None
+
+    def draw(path):
+        figures.figure7(path, panels, ROW_TITLES)
+        figures.image_grid(os.path.join(os.path.dirname(path), "fig7_samples.png"), grids, ROW_TITLES)
+    return draw
+
+
+def fig7_row(name, model, mt):
+    """One row of the table: a data set's source and its numbers."""
+    lip = mt.get("lipschitz", {})
+    return [ROW_TITLES[name], model.upper() if model != "data" else "data",
+            fmt(mt["mass_between"]), fmt(mt.get("exact_mass_between")), fmt(mt["share_other"]),
+            f"{fmt(mt['near_3'])} / {fmt(mt['near_7'])}", fmt(mt["side_spread"]), fmt(lip.get("upper")),
+            fmt(lip.get("lower")), fmt(theorem_line(mt)["mass_between"]),
+            fmt(lip.get("theorem1_with_upper")), fmt(lip.get("theorem1_with_lower"))]
+
+
+def collapse_and_range_notes(s, name, by):
+    """The sources of data set ``name`` that hold under MODE_SHARE near either digit (collapsed),
+    and those with samples outside the histogram's range (notes)."""
+    for model in MODELS:
+        mt = by.get(model)
+        if mt is None:
+            continue
+        if min(mt["near_3"], mt["near_7"]) < MODE_SHARE:
+            s.collapsed.append(f"{ROW_TITLES[name]}, {model.upper()}: one mode (near the 3 {mt['near_3']:.3g},"
+                               f" near the 7 {mt['near_7']:.3g}; the rule: under {MODE_SHARE:.0%} near either)")
+        if mt.get("outside_edges"):
+            s.notes.append(f"{ROW_TITLES[name]}, {model.upper()}: {mt['outside_edges']} of {mt['n_samples']} samples lie"
+                           " outside the histogram's range (the data's range widened by a quarter on each side)")
+
+
+FIG7_HEADER = ["data set", "source", "mass between the modes (|t| <= m/2)", "exact (Gaussian model)",
+               "share neither 3 nor 7", "near the 3 / near the 7 (classified so)", "side spread (t units)",
+               "Lip upper (certified)", "Lip lower (searched)", "mass between on Theorem 1's line",
+               "Thm 1 bound, certified Lip (valid)", "Thm 1 bound, searched Lip (not guaranteed)"]
+
+
+def section_fig7(found, identity, preset):
+    """Figure 7's section from the runs ``found`` (:func:`collect_fig7`): the table, the checks per
+    data set, the collapsed sources, and how to draw the figure."""
+    numbers = fig7_numbers(found)
+    draw = fig7_drawing(found)
     s = Section("fig7", "Figure 7: MNIST in dimension 784 (two noisy digits; the 3s and 7s in a Wasserstein embedding)",
                 "The VAE interpolates between the 3 and the 7 (mass between the modes, samples classified as other "
                 "digits), the GAN does not interpolate but gives a narrower histogram, and the SGM fits both modes "
                 "(without their proportions).",
-                header=["data set", "source", "mass between the modes (|t| <= m/2)", "exact (Gaussian model)",
-                        "share neither 3 nor 7", "near the 3 / near the 7 (classified so)",
-                        "side spread (t units)", "Lip upper (certified)",
-                        "Lip lower (searched)", "mass between on Theorem 1's line",
-                        "Thm 1 bound, certified Lip (valid)", "Thm 1 bound, searched Lip (not guaranteed)"])
-    if panels:
-        figures.figure7(image, panels, ROW_TITLES)
-        figures.image_grid(os.path.join(out, "fig7_samples.png"), grids, ROW_TITLES)
-        s.image = image
+                image="fig7.png" if draw else None, header=list(FIG7_HEADER), draw=draw)
     for name in DATASETS:
         by = numbers[name]
-        for model in order:
-            mt = by.get(model)
-            if mt is None:
-                continue
-            lip = mt.get("lipschitz", {})
-            s.rows.append([ROW_TITLES[name], model.upper() if model != "data" else "data",
-                           _fmt(mt["mass_between"]), _fmt(mt.get("exact_mass_between")), _fmt(mt["share_other"]),
-                           f"{_fmt(mt['near_3'])} / {_fmt(mt['near_7'])}", _fmt(mt["side_spread"]), _fmt(lip.get("upper")), _fmt(lip.get("lower")),
-                           _fmt(theorem_line(mt)["mass_between"]),
-                           _fmt(lip.get("theorem1_with_upper")), _fmt(lip.get("theorem1_with_lower"))])
+        s.rows += [fig7_row(name, model, by[model]) for model in SOURCE_ORDER if model in by]
         s.rows += exact_score_rows(name, by)
         _checks(s, name, by)
-        for model in MODELS:
-            mt = by.get(model)
-            if mt is None:
-                continue
-            if min(mt["near_3"], mt["near_7"]) < MODE_SHARE:
-                s.collapsed.append(f"{ROW_TITLES[name]}, {model.upper()}: one mode (near the 3 {mt['near_3']:.3g},"
-                                   f" near the 7 {mt['near_7']:.3g}; the rule: under {MODE_SHARE:.0%} near either)")
-            if mt.get("outside_edges"):
-                s.notes.append(f"{ROW_TITLES[name]}, {model.upper()}: {mt['outside_edges']} of {mt['n_samples']} samples lie"
-                               " outside the histogram's range (the data's range widened by a quarter on each side)")
+        collapse_and_range_notes(s, name, by)
     for check in s.checks:  # a check that reads a collapsed source says so
         check.collapsed = [c.split(":")[0] for c in s.collapsed
                            if c.split(",")[0] in check.rule and c.split(",")[1].split(":")[0].strip() in check.rule]
@@ -226,9 +240,9 @@ def exact_score_rows(name, by):
     mt = (by.get("sgm") or {}).get("exact_score")
     if mt is None:
         return []
-    return [[ROW_TITLES[name], f"SGM sampler on the exact score ({mt['n_samples']} samples)", _fmt(mt["mass_between"]),
-             "-", _fmt(mt["share_other"]), f"{_fmt(mt['near_3'])} / {_fmt(mt['near_7'])}", _fmt(mt["side_spread"]),
-             "-", "-", _fmt(mt["mass_between"]), "-", "-"]]
+    return [[ROW_TITLES[name], f"SGM sampler on the exact score ({mt['n_samples']} samples)", fmt(mt["mass_between"]),
+             "-", fmt(mt["share_other"]), f"{fmt(mt['near_3'])} / {fmt(mt['near_7'])}", fmt(mt["side_spread"]),
+             "-", "-", fmt(mt["mass_between"]), "-", "-"]]
 
 
 def exact_score_notes(numbers):
@@ -238,14 +252,14 @@ def exact_score_notes(numbers):
     if not sgm or "exact_score" not in sgm:
         return []
     exact = sgm["exact_score"]
-    errors = ", ".join(f"sigma {_fmt(sigma)}: {_fmt(error)}"
+    errors = ", ".join(f"sigma {fmt(sigma)}: {fmt(error)}"
                        for sigma, error in zip(sgm["sigmas"], sgm["score_error_per_level"]))
     return [f"The two noisy digits are a Gaussian mixture, so the SGM's score has an exact yardstick. Its network's "
             f"relative score error E||s_theta - s||^2 / E||s||^2 on noised training rows, per level (sigma in pixel "
             f"units; a ratio): {errors}.",
             f"The same sampler (levels, steps, step size, start and noise of the run's first {exact['n_samples']} "
-            f"samples) on the exact score leaves a mass of {_fmt(exact['mass_between'])} between the modes, "
-            f"{_fmt(exact['near_3'])} near the 3 and {_fmt(exact['near_7'])} near the 7 (classified so), with "
+            f"samples) on the exact score leaves a mass of {fmt(exact['mass_between'])} between the modes, "
+            f"{fmt(exact['near_3'])} near the 3 and {fmt(exact['near_7'])} near the 7 (classified so), with "
             f"{exact['outside_edges']} samples outside the histogram's range; the trained SGM leaves "
-            f"{_fmt(sgm['mass_between'])} between the modes, so the sampler alone accounts for "
-            f"{_fmt(exact['mass_between'])} and the network's error adds {_fmt(sgm['mass_between'] - exact['mass_between'])}."]
+            f"{fmt(sgm['mass_between'])} between the modes, so the sampler alone accounts for "
+            f"{fmt(exact['mass_between'])} and the network's error adds {fmt(sgm['mass_between'] - exact['mass_between'])}."]

@@ -46,21 +46,34 @@ def save_histogram(path, samples, m, title=None, model="gan"):
 
 
 # --------------------------------------------------------------------------- study figures
-# Each function takes rows [(config, metrics, run_dir)] collected from finished runs.
+# Each function takes tables {(x,): Stat} (npgen.study.plans.aggregate) of finished runs.
+
+#: What a shaded band spans, said in each panel that draws one.
+BAND_CAPTION = "line: mean over seeds; shaded: min to max over seeds"
 
 
 def _band(ax, table, label, color, marker="o", linestyle="-"):
-    """Plot mean +- std of {(x,): (mean, std, n)} as a line with a shaded band."""
+    """Plot the mean of {(x,): Stat} as a line, shaded from the smallest to the largest run.
+
+    The range over seeds, not mean +- std: on a log axis mean - std < 0 would draw the band
+    down to the axis' floor, a spread no run has; every run lies inside [low, high]."""
     if not table:
         return
     xs = np.array([key[-1] for key in table])
-    mean = np.array([v[0] for v in table.values()])
-    std = np.array([v[1] for v in table.values()])
+    mean = np.array([v.mean for v in table.values()])
+    low = np.array([v.low for v in table.values()])
+    high = np.array([v.high for v in table.values()])
     ax.plot(xs, mean, marker=marker, ms=3, color=color, ls=linestyle, label=label)
-    ax.fill_between(xs, np.maximum(mean - std, 1e-300), mean + std, color=color, alpha=0.2, lw=0)
+    ax.fill_between(xs, low, high, color=color, alpha=0.2, lw=0)
 
 
-def _mass_panel(ax, masses, bounds, m_grid, true_mass):
+def _caption(ax, text=BAND_CAPTION):
+    """Write what the bands span in small type under the panel's axis label."""
+    ax.annotate(text, xy=(0.5, 1.0), xycoords="axes fraction", xytext=(0, 3), textcoords="offset points",
+                ha="center", va="bottom", fontsize=7, color="0.35")
+
+
+def _mass_panel(ax, masses, bounds, m_grid, true_mass, caption=BAND_CAPTION):
     """Mass in [-m/2, m/2] against m: ``masses`` and ``bounds`` are [(table, label, colour)]
     (bounds dotted, with crosses), with the true mass nu([-m/2, m/2]) over ``m_grid``."""
     for table, label, color in masses:
@@ -71,6 +84,7 @@ def _mass_panel(ax, masses, bounds, m_grid, true_mass):
     ax.set_xlabel("m")
     ax.set_ylabel("mass in [-m/2, m/2]")
     ax.legend(fontsize=7)
+    _caption(ax, caption)
 
 
 def figure1(path):
@@ -107,6 +121,7 @@ def figure3(path, lip_series, mass_by_model, bound_by_model, m_grid, true_mass, 
     left.set_xlabel("m")
     left.set_ylabel("Lipschitz constant")
     left.legend(fontsize=7)
+    _caption(left)
     _mass_panel(right, [(table, model.upper(), MODEL_COLORS[model]) for model, table in mass_by_model.items()],
                 [(table, f"Theorem 1 bound ({model.upper()})", MODEL_COLORS[model])
                  for model, table in bound_by_model.items()], m_grid, true_mass)
@@ -129,6 +144,7 @@ def figure4(path, histograms, m, lip_vs_L, balance_vs_L):
     ax_lip.set_xlabel("penalty target L")
     ax_lip.set_ylabel("Lipschitz constant")
     ax_lip.legend(fontsize=7)
+    _caption(ax_lip)
     ax_bal = fig.add_subplot(2, 2, 4)
     _band(ax_bal, balance_vs_L, "smaller mode's share", MODEL_COLORS["gan"])
     ax_bal.axhline(0.5, color=MODEL_COLORS["data"], ls="--", label="data (balanced)")
@@ -136,24 +152,28 @@ def figure4(path, histograms, m, lip_vs_L, balance_vs_L):
     ax_bal.set_ylabel("mass of the smaller mode / mass of both")
     ax_bal.set_ylim(0, 0.55)
     ax_bal.legend(fontsize=7)
+    _caption(ax_bal)
+    fig.subplots_adjust(hspace=0.45)  # room for the captions under the histograms' x labels
     save_figure(fig, path)
 
 
 def _lipschitz_panel(ax, tables, colors, xlabel, title=None):
-    """Mean +- std bands of Lip against ``xlabel``, one per entry of ``tables``, on a log axis."""
+    """Lip against ``xlabel`` (mean, shaded from min to max over seeds), one per entry of
+    ``tables``, on a log axis."""
     for label, table in tables.items():
         _band(ax, table, label, colors[label])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("Lipschitz constant")
     ax.set_yscale("log")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=14)
     ax.legend(fontsize=7)
+    _caption(ax)
 
 
 def figure5(path, lip_vs_depth, lip_vs_epoch):
     """Figure 5: Lip against the number of layers (left) and against epochs (right)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"wspace": 0.3})
     colors = {model.upper(): MODEL_COLORS[model] for model in MODEL_COLORS}
     _lipschitz_panel(left, {m.upper(): t for m, t in lip_vs_depth.items()}, colors, "number of layers")
     _lipschitz_panel(right, {m.upper(): t for m, t in lip_vs_epoch.items()}, colors, "epoch")
@@ -162,7 +182,7 @@ def figure5(path, lip_vs_depth, lip_vs_epoch):
 
 def figure6(path, lip_by_model_and_skip):
     """Figure 6: Lip against m for plain, resnet and densenet generators (VAE left, GAN right)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"wspace": 0.3})
     colors = {"plain": "tab:gray", "resnet": "tab:red", "densenet": "tab:cyan"}
     for ax, model in zip(axes, ("vae", "gan")):
         _lipschitz_panel(ax, lip_by_model_and_skip.get(model, {}), colors, "m", title=model.upper())
@@ -197,17 +217,14 @@ def figure3b(path, constant_series, trace, m):
     and one SGM run's |grad g| on the data scale against the step index, for traced samples
     coloured by where they end (right; ``trace`` holds the arrays of its sampler_trace.npz,
     or is None)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    means = []
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"wspace": 0.3})
     for label, (table, color, linestyle, marker) in constant_series.items():
         _band(left, table, label, color, marker=marker, linestyle=linestyle)
-        means += [v[0] for v in table.values() if v[0] > 0]
     left.set_yscale("log")
-    if means:  # a band whose std exceeds its mean reaches down to 0: keep the axis on the means
-        left.set_ylim(min(means) / 10, max(means) * 30)
     left.set_xlabel("m")
     left.set_ylabel("Lipschitz constant (data units)")
-    left.legend(fontsize=7)
+    left.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.16))  # below: five long labels
+    _caption(left)
     if trace is None:
         right.set_title("no SGM run with a sampler trace")
     else:
@@ -234,7 +251,8 @@ LATENT_COLORS = {"gaussian": "tab:green", "cauchy": "tab:red"}
 
 def figure_cauchy(path, samples_by_latent, m, mass_by_latent, bound_by_latent, m_grid, true_mass):
     """The Cauchy-latent study: GAN histograms at one m under each latent, side by side, and
-    the mass in [-m/2, m/2] against m with each latent's bound (mean +- std over seeds)."""
+    the mass in [-m/2, m/2] against m with each latent's bound (mean, shaded from min to max
+    over seeds) on a log axis, where a run with no mass between the modes sits below the axis."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     for ax, latent in zip(axes[:2], ("gaussian", "cauchy")):
         if latent in samples_by_latent:
@@ -244,9 +262,9 @@ def figure_cauchy(path, samples_by_latent, m, mass_by_latent, bound_by_latent, m
     _mass_panel(axes[2], [(table, f"GAN, {latent} latent", LATENT_COLORS[latent])
                           for latent, table in mass_by_latent.items()],
                 [(table, f"bound, {latent} latent", LATENT_COLORS[latent]) for latent, table in bound_by_latent.items()],
-                m_grid, true_mass)
+                m_grid, true_mass, BAND_CAPTION + "\n(a run with mass 0 takes its band down to the axis' floor)")
     axes[2].set_yscale("log")
-    axes[2].set_ylim(1e-7, 1.5)  # bands of collapsed runs reach 0: keep the axis on the masses
+    axes[2].set_ylim(1e-7, 1.5)  # a run with no sample between the modes has mass 0: below the axis
     save_figure(fig, path)
 
 

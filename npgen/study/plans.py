@@ -13,6 +13,7 @@ import os
 
 from ..models.latents import LATENTS
 from ..util.checks import check_choice
+from .records import Run, Stat
 from .runs import MODELS, PRESETS, check_metrics, make_config
 from .sweep import find_run_dir, load_results
 
@@ -124,21 +125,21 @@ def selected_figures(only):
 
 
 def collect(configs, runs_dir):
-    """[(config, metrics, run_dir)] for the configurations that finished; ValueError (naming the
-    file) if a finished run's metrics.json lacks a key the report reads or holds a wrong type."""
+    """[Run(config, metrics, folder)] for the configurations that finished; ValueError (naming
+    the file) if a finished run's metrics.json lacks a key the report reads or holds a wrong type."""
     rows = []
     for config, metrics in zip(configs, load_results(configs, runs_dir)):
         if metrics is not None:
             run_dir = find_run_dir(config, runs_dir)
             check_metrics(metrics, config["model"], os.path.join(run_dir, "metrics.json"))
-            rows.append((config, metrics, run_dir))
+            rows.append(Run(config, metrics, run_dir))
     return rows
 
 
 def aggregate(rows, by, value):
     """Group rows by the config fields ``by``; mean, std and count of ``value(metrics)`` per group.
 
-    Returns {group_key: (mean, std, n)} with groups in sorted order.
+    Returns {group_key: Stat(mean, std, n)} with groups in sorted order.
     """
     groups = {}
     for config, metrics, _ in rows:
@@ -146,7 +147,7 @@ def aggregate(rows, by, value):
         v = value(metrics)
         if v is not None and np.isfinite(v):
             groups.setdefault(key, []).append(float(v))
-    return {key: (float(np.mean(vals)), float(np.std(vals)), len(vals))
+    return {key: Stat.of(vals)
             for key, vals in sorted(groups.items(), key=lambda kv: tuple(map(_sortable, kv[0])))}
 
 

@@ -5,6 +5,8 @@ keyed by their configuration and executed by :mod:`npgen.study.sweep`, so an int
 reproduction resumes where it stopped and runs shared by several figures (Figure 2 reads
 Figure 3's runs at m = 10) are trained once. Every figure is then drawn from the numbers on disk
 (:mod:`npgen.study.figures`), and :mod:`npgen.study.report` writes report.md and report.html.
+The studies' own files of numbers (cauchy.json, particles.json, fig7/fig7.json) are written here,
+by :func:`write_study_numbers`, once the runs they read are finished.
 """
 
 import contextlib
@@ -19,9 +21,11 @@ from ..util.locks import LOCK_FILE, check_not_busy, folder_lock
 from . import figure7
 from .cluster import check_scheduler, dask_executor
 from .devices import BatchedRuns, check_device, device_plan
-from .figure7_report import section_fig7
+from .cauchy import write_cauchy_numbers
+from .figure7_report import collect_fig7, section_fig7, write_fig7_numbers
 from .plans import FIG7, FIGURES, PLANS, plan, selected_figures
-from .report import build_sections, write_report
+from .particles import write_particle_numbers
+from .report import build_sections, draw_figures, study_rows, write_report
 from .fingerprint import code_fingerprint
 from .runs import run_cost, train_run
 from .sweep import FAILURES_FILE, other_runs, read_failures, run_sweep, sweep_status
@@ -142,6 +146,70 @@ def reproduce(preset="quick", only=None, jobs=None, out="npgen-results", quiet=F
     not see ``out``; Figure 7's runs, which share cached files in ``out``, stay on this machine.
     Returns the path of report.md.
     """
+    figures, jobs, fig7_identity, fig7_skipped = _checked_arguments(preset, only, jobs, out, executor, device,
+                                                                     mnist, scheduler)
+    with folder_lock(out, "--out", create=True):  # one command writes a study at a time
+        check_study_target(out, preset)  # again, now that no other command can write it
+        return _run_study(out, preset, figures, jobs, quiet, executor, device, mnist, scheduler,
+                          fig7_identity, fig7_skipped)
+
+
+def _run_study(out, preset, figures, jobs, quiet, executor, device, mnist, scheduler, fig7_identity,
+               fig7_skipped):
+    """:func:`reproduce` once its arguments are checked and it holds ``out``: train what is
+    missing, write the studies' numbers and the report; returns the report's path."""
+    runs = device_plan(plan(preset), device)
+    needed = [config for name in figures for config in runs[name]]
+    if "grid" in figures:
+        needed += [c for name in ("fig3", "fig4", "fig5", "fig6") for c in runs[name]]
+    runs_dir = os.path.join(out, "runs")
+    before = sweep_status(needed, runs_dir)
+    reused = before["done"]
+    with _cluster(scheduler if reused < before["total"] else None, quiet) as cluster_executor:
+        atomic_write_json(os.path.join(out, STUDY_FILE),
+                          {"preset": preset, **({"device": device} if device != "cpu" else {})})
+        failures = []
+        if needed:
+            if scheduler is not None:
+                run_fn = cluster_run
+            else:
+                run_fn = sweep_run if device == "cpu" else _DeviceRuns(needed, runs_dir)
+            run_sweep(needed, run_fn, runs_dir, executor=cluster_executor or executor,
+                      jobs=jobs or 1, quiet=quiet, shared_filesystem=scheduler is None,
+                      cost=run_cost)
+            failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
+    failure_files = [os.path.join(runs_dir, FAILURES_FILE)] if failures else []
+    extra, notes, planned = [], [], len(needed)
+    if fig7_identity is not None:
+        section, fig7_failures, fig7_file = _figure7(out, preset, fig7_identity, mnist, executor, jobs, quiet)
+        extra.append(section)
+        failures += fig7_failures
+        failure_files += [fig7_file] if fig7_failures else []
+        planned += len(figure7.fig7_configs(preset, fig7_identity))
+    elif fig7_skipped:
+        notes.append(f"Figure 7 was skipped: {fig7_skipped}.")
+        if not quiet:
+            print(f"reproduce: Figure 7 was skipped: {fig7_skipped}", file=sys.stderr)
+    if not quiet:
+        status = sweep_status(needed, runs_dir)
+        print(f"reproduce: reused {reused} finished runs, trained {status['done'] - reused},"
+              f" {len(failures)} failed; {other_runs(needed, runs_dir)} other"
+              " runs in runs/ (other figures, settings or code versions) were left as they are",
+              file=sys.stderr)
+    write_study_numbers(out, preset, figures, runs)
+    report = write_report(out, preset, figures, runs, failures, extra=extra, notes=notes)
+    if failures:
+        raise StudyIncomplete(f"{len(failures)} of {planned} runs failed (first: {failures[0][0]}:"
+                              f" {failures[0][1]}); {report} lists them and"
+                              f" {' and '.join(failure_files)} {'hold' if len(failure_files) > 1 else 'holds'}"
+                              " their tracebacks")
+    return report
+
+
+def _checked_arguments(preset, only, jobs, out, executor, device, mnist, scheduler):
+    """Check every argument of :func:`reproduce` before anything is written (ValueError, one
+    sentence); returns the figures of 1-6 and beyond to run, the --jobs to use, and Figure 7's
+    data identity (None when it does not run) and the reason it is skipped (or None)."""
     check_choice("--preset", preset, PLANS)
     if only is not None and not str(only).strip(" ,"):
         raise ValueError(f"--only must name at least one figure of {list(FIGURES) + [FIG7]}, got {only!r}")
@@ -169,59 +237,32 @@ def reproduce(preset="quick", only=None, jobs=None, out="npgen-results", quiet=F
                                    else (None, None))
     if fig7_skipped and only is not None:
         raise ValueError(f"Figure 7 cannot run: {fig7_skipped}")
-    figures = tuple(name for name in figures if name != FIG7)
-    with folder_lock(out, "--out", create=True):  # one command writes a study at a time
-        check_study_target(out, preset)  # again, now that no other command can write it
-        runs = device_plan(plan(preset), device)
-        needed = [config for name in figures for config in runs[name]]
-        if "grid" in figures:
-            needed += [c for name in ("fig3", "fig4", "fig5", "fig6") for c in runs[name]]
-        runs_dir = os.path.join(out, "runs")
-        before = sweep_status(needed, runs_dir)
-        reused = before["done"]
-        with _cluster(scheduler if reused < before["total"] else None, quiet) as cluster_executor:
-            atomic_write_json(os.path.join(out, STUDY_FILE),
-                              {"preset": preset, **({"device": device} if device != "cpu" else {})})
-            failures = []
-            if needed:
-                if scheduler is not None:
-                    run_fn = cluster_run
-                else:
-                    run_fn = sweep_run if device == "cpu" else _DeviceRuns(needed, runs_dir)
-                run_sweep(needed, run_fn, runs_dir, executor=cluster_executor or executor,
-                          jobs=jobs or 1, quiet=quiet, shared_filesystem=scheduler is None,
-                          cost=run_cost)
-                failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
-        extra, notes, planned = [], [], len(needed)
-        failure_files = [os.path.join(runs_dir, FAILURES_FILE)] if failures else []
-        if fig7_identity is not None:
-            fig7_runs, fig7_records = figure7.run_fig7_sweeps(
-                out, preset, fig7_identity, mnist,
-                lambda configs, run_fn, folder: run_sweep(configs, run_fn, folder, executor=executor,
-                                                          jobs=jobs or os.cpu_count() or 1,
-                                                          quiet=quiet))
-            fig7_failures = [(record["name"], record["error"]) for record in fig7_records]
-            failures += fig7_failures
-            planned += len(figure7.fig7_configs(preset, fig7_identity))
-            failure_files += [os.path.join(fig7_runs, FAILURES_FILE)] if fig7_failures else []
-            extra.append(section_fig7(out, preset, fig7_identity))
-        elif fig7_skipped:
-            notes.append(f"Figure 7 was skipped: {fig7_skipped}.")
-            if not quiet:
-                print(f"reproduce: Figure 7 was skipped: {fig7_skipped}", file=sys.stderr)
-        if not quiet:
-            status = sweep_status(needed, runs_dir)
-            print(f"reproduce: reused {reused} finished runs, trained {status['done'] - reused},"
-                  f" {len(failures)} failed; {other_runs(needed, runs_dir)} other"
-                  " runs in runs/ (other figures, settings or code versions) were left as they are",
-                  file=sys.stderr)
-        report = write_report(out, preset, figures, runs, failures, extra=extra, notes=notes)
-        if failures:
-            raise StudyIncomplete(f"{len(failures)} of {planned} runs failed (first: {failures[0][0]}:"
-                                  f" {failures[0][1]}); {report} lists them and"
-                                  f" {' and '.join(failure_files)} {'hold' if len(failure_files) > 1 else 'holds'}"
-                                  " their tracebacks")
-        return report
+    return tuple(name for name in figures if name != FIG7), jobs, fig7_identity, fig7_skipped
+
+
+def _figure7(out, preset, identity, mnist, executor, jobs, quiet):
+    """Run Figure 7's sweeps on this machine, write fig7/fig7.json; returns its section, its
+    failed runs [(name, error)] and its failures file."""
+    fig7_runs, fig7_records = figure7.run_fig7_sweeps(
+        out, preset, identity, mnist,
+        lambda configs, run_fn, folder: run_sweep(configs, run_fn, folder, executor=executor,
+                                                  jobs=jobs or os.cpu_count() or 1, quiet=quiet))
+    found = collect_fig7(out, preset, identity)
+    write_fig7_numbers(out, found)
+    return (section_fig7(found, identity, preset), [(record["name"], record["error"]) for record in fig7_records],
+            os.path.join(fig7_runs, FAILURES_FILE))
+
+
+#: The studies whose every run's numbers are written to a file of their own, and its writer.
+NUMBER_WRITERS = {"cauchy": write_cauchy_numbers, "particles": write_particle_numbers}
+
+
+def write_study_numbers(out, preset, names, runs):
+    """For each study of ``names`` with a file of numbers (:data:`NUMBER_WRITERS`), write it
+    into ``out`` from the study's finished runs."""
+    for name in names:
+        if name in NUMBER_WRITERS:
+            NUMBER_WRITERS[name](out, study_rows(out, preset, name, runs[name]))
 
 
 @contextlib.contextmanager
@@ -249,4 +290,4 @@ def redraw_figure(number, out):
         raise ValueError(f"{out} is not a folder written by npgen reproduce (no {STUDY_FILE})")
     runs = device_plan(plan(preset), study_device(out))
     section, = build_sections(out, preset, [name], runs, require_runs=True)
-    return section.image
+    return draw_figures(out, [section])[0]

@@ -60,6 +60,7 @@ from ..util.threads import one_blas_thread
 from .figures import save_histogram
 from .exact_sampler import exact_score_metrics
 from .fingerprint import code_fingerprint
+from .records import samples_path
 from .sampler import sampler_metrics
 
 MODELS = ("gan", "vae", "sgm")
@@ -459,7 +460,7 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
     metrics["wall_seconds"] = time.perf_counter() - start
     os.makedirs(run_dir, exist_ok=True)
     model.save(os.path.join(run_dir, "model"))
-    atomic_save_npy(os.path.join(run_dir, "samples.npy"), samples.astype(np.float32))
+    atomic_save_npy(samples_path(run_dir), samples.astype(np.float32))
     atomic_write_json(os.path.join(run_dir, "history.json"), history)
     save_histogram(os.path.join(run_dir, "histogram.png"), samples, config["m"],
                    title=f"{config['model'].upper()}, m = {config['m']:g}", model=config["model"])

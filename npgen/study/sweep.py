@@ -50,224 +50,33 @@ importable module (functions are pickled by name), scripts need the ``if __name_
 ``shared_filesystem=False``: then each worker computes its run in a temporary folder of its own
 and sends the files back, and the sweep's process writes them into ``out_dir`` as above
 (:mod:`npgen.study.cluster` runs sweeps on dask.distributed that way).
+
+Keys, names and the reading of run directories are :mod:`npgen.study.run_dirs`; the progress
+bars :mod:`npgen.study.sweep_progress`.
 """
 
 import collections
 import copy
-import hashlib
 import json
-import math
 import multiprocessing
 import os
 import pickle
-import re
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
-
-import numpy as np
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from ..util.checks import check_bool, check_number
 from ..util.io import TMP_PREFIX, atomic_directory, atomic_write_json, file_sizes
 from ..util.locks import folder_lock
-from ..util.progress import format_seconds
 from ..util.threads import one_blas_thread
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-MARKER_FILE = "COMPLETE.json"
-FAILURES_FILE = "failures.json"
-CORRUPT_DIR = ".corrupt"
-HASH_CHARS = 12
-NAME_CHARS = 60
-
-_RUN_DIR = re.compile(r"^[^.].*-([0-9a-f]{%d})$" % HASH_CHARS)
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
-
-
-# --------------------------------------------------------------------------- keys and names
-
-def _plain(obj, where):
-    """``obj`` in plain JSON types: numpy scalars and arrays become numbers and lists, tuples lists."""
-    if isinstance(obj, dict):
-        for k in obj:
-            if not isinstance(k, str):
-                raise ValueError(f"{where} keys must be strings, got {k!r}")
-        return {k: _plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist(), where)
-    if isinstance(obj, np.generic):
-        return _plain(obj.item(), where)
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise ValueError(f"{where} must be JSON-able (dict, list, str, number, bool or None), "
-                     f"got {type(obj).__name__}")
-
-
-def _canonical(obj):
-    """``obj`` (plain JSON types) with integral floats as ints; NaN and inf are refused."""
-    if isinstance(obj, dict):
-        return {k: _canonical(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_canonical(v) for v in obj]
-    if isinstance(obj, float):
-        if not math.isfinite(obj):
-            raise ValueError(f"configurations must hold finite numbers, got {obj!r}")
-        return int(obj) if obj.is_integer() else obj
-    return obj
-
-
-def config_key(config):
-    """The run's key: SHA-256 (64 hex digits) of the configuration's canonical JSON.
-
-    Stable across dict order, Python sessions and machines; 4 and 4.0 give the same key,
-    True and 1 do not.
-    """
-    canonical = _canonical(_plain(config, "config"))
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
-
-
-def run_name(config, fields=None):
-    """The run directory's name: ``<readable part>-<first 12 hex digits of the key>``.
-
-    The readable part joins the values of ``fields`` (default: the configuration's first three
-    fields; fields it lacks are skipped): a string value as itself, any other as field name +
-    value, e.g. ``gan-m4-seed0``. It is made filesystem-safe and cut to 60 characters.
-    """
-    plain = _plain(config, "config")
-    fields = list(plain)[:3] if fields is None else fields
-    parts = []
-    for field in fields:
-        if field in plain:
-            value = _canonical(plain[field])
-            parts.append(value if isinstance(value, str) else f"{field}{json.dumps(value)}")
-    readable = _UNSAFE.sub("_", "-".join(parts))[:NAME_CHARS].strip("._-") or "run"
-    return f"{readable}-{config_key(plain)[:HASH_CHARS]}"
-
-
-def _unique(configs):
-    """{key: configuration in plain JSON types}, in first-seen order (duplicates dropped)."""
-    if isinstance(configs, dict) or not hasattr(configs, "__iter__"):
-        raise ValueError(f"configs must be a list of dicts, got {type(configs).__name__}")
-    unique = {}
-    for i, config in enumerate(configs):
-        if not isinstance(config, dict):
-            raise ValueError(f"configs[{i}] must be a dict, got {type(config).__name__}")
-        plain = _plain(config, f"configs[{i}]")
-        unique.setdefault(config_key(plain), plain)
-    return unique
-
-
-# --------------------------------------------------------------------------- run directories
-
-def _read_json(path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def _load_run(path, key):
-    """(metrics, None) if ``path`` is a finished run of ``key``, else (None, what is wrong)."""
-    try:
-        marker = _read_json(os.path.join(path, MARKER_FILE))
-    except FileNotFoundError:
-        return None, "no completion marker"
-    except (OSError, ValueError):
-        return None, "unreadable completion marker"
-    if not isinstance(marker, dict) or marker.get("key") != key:
-        return None, "completion marker of another configuration"
-    files = marker.get("files")
-    if not isinstance(files, dict) or not {CONFIG_FILE, METRICS_FILE} <= set(files):
-        return None, "completion marker without its file list"
-    for relpath, size in files.items():
-        try:
-            actual = os.path.getsize(os.path.join(path, relpath))
-        except OSError:
-            return None, f"{relpath} is missing"
-        if actual != size:
-            return None, f"{relpath} has {actual} bytes, the marker says {size}"
-    try:
-        config = _read_json(os.path.join(path, CONFIG_FILE))
-        metrics = _read_json(os.path.join(path, METRICS_FILE))
-    except (OSError, ValueError):
-        return None, "unreadable config.json or metrics.json"
-    if not isinstance(metrics, dict) or config_key(config) != key:
-        return None, "config.json or metrics.json does not match the marker"
-    return metrics, None
-
-
-def _run_dirs_by_hash(out_dir):
-    """{hash12: [run directory paths]} for the run directories in ``out_dir``."""
-    found = {}
-    if os.path.isdir(out_dir):
-        for entry in os.scandir(out_dir):
-            match = _RUN_DIR.match(entry.name)
-            if match and entry.is_dir():
-                found.setdefault(match.group(1), []).append(entry.path)
-    return found
-
-
-def _inspect(key, run_dirs):
-    """(path, metrics) of the finished run of ``key`` or (None, None), and [(path, problem)]
-    for its directories that fail the check."""
-    broken = []
-    for path in run_dirs.get(key[:HASH_CHARS], []):
-        metrics, problem = _load_run(path, key)
-        if problem is None:
-            return (path, metrics), broken
-        broken.append((path, problem))
-    return (None, None), broken
-
-
-def _temporaries(out_dir):
-    """Paths of the temporary entries (runs in progress or left over) in ``out_dir``."""
-    return [entry.path for entry in os.scandir(out_dir) if entry.name.startswith(TMP_PREFIX)]
-
-
-def find_run_dir(config, out_dir):
-    """The directory of ``config``'s finished run in ``out_dir``, or None."""
-    key = config_key(config)
-    return _inspect(key, _run_dirs_by_hash(out_dir))[0][0]
-
-
-def load_results(configs, out_dir):
-    """For each configuration (in order), the metrics of its finished run, or None."""
-    run_dirs = _run_dirs_by_hash(out_dir)
-    return [_inspect(config_key(config), run_dirs)[0][1] for config in configs]
-
-
-def other_runs(configs, out_dir):
-    """How many run directories in ``out_dir`` belong to none of ``configs``: runs of other
-    configurations, or of the same ones computed by other code. They are never read or removed."""
-    hashes = {key[:HASH_CHARS] for key in _unique(configs)}
-    return sum(len(paths) for h, paths in _run_dirs_by_hash(out_dir).items() if h not in hashes)
-
-
-def sweep_status(configs, out_dir):
-    """Counts over the distinct configurations: {"total", "done", "missing", "corrupt", "temporary"}.
-
-    Every configuration is done (a finished run), corrupt (a directory that fails the check) or
-    missing (no directory). ``temporary`` counts the temporary directories of these
-    configurations: runs in progress, or left by a killed sweep (the next run_sweep clears them).
-    """
-    keys = list(_unique(configs))
-    run_dirs = _run_dirs_by_hash(out_dir)
-    status = {"total": len(keys), "done": 0, "missing": 0, "corrupt": 0, "temporary": 0}
-    for key in keys:
-        (path, _), broken = _inspect(key, run_dirs)
-        status["done" if path else "corrupt" if broken else "missing"] += 1
-    if os.path.isdir(out_dir):
-        hashes = {key[:HASH_CHARS] for key in keys}
-        status["temporary"] = sum(os.path.basename(path)[len(TMP_PREFIX):][:HASH_CHARS] in hashes
-                                  for path in _temporaries(out_dir))
-    return status
+from .run_dirs import (CONFIG_FILE, CORRUPT_DIR, FAILURES_FILE, HASH_CHARS, LOCK_FILE, MARKER_FILE,  # noqa: F401
+                       METRICS_FILE, _inspect, _plain, _run_dirs_by_hash, _temporaries, _unique, config_key,
+                       find_run_dir, load_results, other_runs, run_name, sweep_status)
+from .sweep_progress import SweepProgress
 
 
 # --------------------------------------------------------------------------- one run
@@ -367,72 +176,6 @@ def _exit_with_parent(parent_pid):
 
 # --------------------------------------------------------------------------- the sweep
 
-class _SweepLine:
-    """The sweep's one progress line: runs done/total, runs/min, ETA, failures, last run.
-
-    Rewritten in place on a terminal; elsewhere (a log file) printed at most every
-    ``log_interval`` seconds and after the last run. Notes go on their own lines above it.
-    ``done`` counts finished runs, those found on disk included; the rate counts this sweep's.
-    Runs computed on workers that report themselves (:data:`Shipped`) add the number of
-    workers seen and the mean seconds of a worker's first run, which pays numba's compile (or
-    its cache load), beside the mean of later runs.
-    """
-
-    def __init__(self, total, quiet, log_interval=30.0):
-        self.total, self.quiet, self.log_interval = total, quiet, log_interval
-        self.done = self.failed = self.finished = 0
-        self.last = ""
-        self.workers = set()
-        self.first_seconds, self.later_seconds = [], []
-        self.stream = sys.stderr
-        self.tty = self.stream.isatty()
-        self.start = self._logged = time.perf_counter()
-        self._open = False  # a progress line without its newline is on the terminal
-
-    def note(self, message):
-        if not self.quiet:
-            erase = "\r\x1b[K" if self._open else ""
-            self.stream.write(f"{erase}sweep: {message}\n" + (self._line() if self._open else ""))
-            self.stream.flush()
-
-    def shipped(self, name, shipped):
-        """Count a run computed on a worker that reported itself; note a worker's first run."""
-        self.workers.add(shipped.worker)
-        (self.first_seconds if shipped.first else self.later_seconds).append(shipped.seconds)
-        if shipped.first:
-            self.note(f"{name}: first run on worker {shipped.worker},"
-                      f" {format_seconds(shipped.seconds)} with numba's compile or cache load")
-
-    def advance(self, name, failed):
-        self.finished += 1
-        self.failed += failed
-        self.done += not failed
-        self.last = name
-        now = time.perf_counter()
-        at_end = self.done + self.failed >= self.total
-        if self.quiet or not (self.tty or at_end or now - self._logged >= self.log_interval):
-            return
-        self._logged = now
-        erase = "\r\x1b[K" if self._open else ""
-        self._open = self.tty and not at_end
-        self.stream.write(erase + self._line() + ("" if self._open else "\n"))
-        self.stream.flush()
-
-    def _line(self):
-        per_minute = 60.0 * self.finished / max(time.perf_counter() - self.start, 1e-9)
-        remaining = self.total - self.done - self.failed
-        failed = f"  {self.failed} failed" if self.failed else ""
-        workers = ""
-        if self.workers:
-            first = format_seconds(sum(self.first_seconds) / len(self.first_seconds))
-            later = (format_seconds(sum(self.later_seconds) / len(self.later_seconds))
-                     if self.later_seconds else "-")
-            workers = f"  {len(self.workers)} workers, first run {first} (compile), later {later}"
-        return (f"sweep {self.done}/{self.total} runs  {per_minute:.1f} runs/min  "
-                f"ETA {format_seconds(remaining * 60.0 / per_minute)}{failed}{workers}"
-                f"  last {self.last}")
-
-
 _Task = collections.namedtuple("_Task", "run_fn key config name out_dir")  # _execute's arguments
 
 
@@ -516,10 +259,11 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     with _sweep_lock(out_dir):
-        line = _SweepLine(len(unique), quiet)
+        line = SweepProgress(len(unique), quiet)
         todo = _clear_leftovers(out_dir, unique, line.note)
         line.done = len(unique) - len(todo)
         line.note(f"{len(unique)} runs, {line.done} already done, {len(todo)} to run in {out_dir}")
+        line.open(min(len(todo), jobs if executor is None else getattr(executor, "_max_workers", 1)) or 1)
         failures_path = os.path.join(out_dir, FAILURES_FILE)
         failures = []
         atomic_write_json(failures_path, failures)
@@ -547,30 +291,40 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
                 raise error
 
         try:
-            if executor is not None:
-                _run_with_executor(tasks, executor, record, detached)
-            elif jobs > 1:
-                with _spawn_pool(run_fn, jobs) as pool:
-                    try:
-                        _run_with_executor(tasks, pool, record, detached)
-                    except KeyboardInterrupt:
-                        _stop_workers(pool)
-                        raise
-            else:
-                for task in tasks:
-                    try:
-                        shipped = _compute_detached(*task[:4]) if detached else _execute(*task)
-                    except Exception as error:  # noqa: BLE001 -- recorded, re-raised if fail_fast
-                        record(task, error)
-                    else:
-                        record(task, None, shipped)
+            _run_tasks(tasks, run_fn, executor, jobs, detached, record, line.running)
         except KeyboardInterrupt:
             line.note(f"interrupted after {line.finished} of {len(tasks)} runs; "
                       "run the same sweep again to resume")
             raise
+        finally:
+            line.close()
         if failures:
             line.note(f"{len(failures)} of {len(tasks)} runs failed; see {failures_path}")
         return load_results(configs, out_dir)
+
+
+def _run_tasks(tasks, run_fn, executor, jobs, detached, record, on_running):
+    """Run ``tasks`` on ``executor``, on ``jobs`` > 1 spawned workers, or one by one in this
+    process; ``record(task, error, shipped)`` hears each as it ends, ``on_running(names)`` the
+    runs in flight."""
+    if executor is not None:
+        _run_with_executor(tasks, executor, record, detached, on_running)
+    elif jobs > 1:
+        with _spawn_pool(run_fn, jobs) as pool:
+            try:
+                _run_with_executor(tasks, pool, record, detached, on_running)
+            except KeyboardInterrupt:
+                _stop_workers(pool)
+                raise
+    else:
+        for task in tasks:
+            on_running([task.name])
+            try:
+                shipped = _compute_detached(*task[:4]) if detached else _execute(*task)
+            except Exception as error:  # noqa: BLE001 -- recorded, re-raised if fail_fast
+                record(task, error)
+            else:
+                record(task, None, shipped)
 
 
 def _spawn_pool(run_fn, jobs):
@@ -594,9 +348,10 @@ def _stop_workers(pool):
         process.terminate()
 
 
-def _run_with_executor(tasks, executor, record, detached=False):
+def _run_with_executor(tasks, executor, record, detached=False, on_running=None):
     """Submit every task, ``record`` each as it completes; cancel the ones pending on any exit.
     ``detached``: the tasks compute their runs away from out_dir and ship them back.
+    ``on_running(names)``, if given, hears the names of the runs in flight about every second.
 
     A finished future is dropped at once: a cluster's scheduler keeps a result while its
     future lives, and would recompute it if the worker holding it died.
@@ -604,13 +359,19 @@ def _run_with_executor(tasks, executor, record, detached=False):
     futures = {(executor.submit(_compute_detached, *task[:4]) if detached else
                 executor.submit(_execute, *task)): task for task in tasks}
     try:
-        for future in as_completed(futures):
-            task, error = futures.pop(future), future.exception()
-            if error is not None and not isinstance(error, Exception):
-                raise error  # KeyboardInterrupt or SystemExit inside a worker ends the sweep
-            shipped = None if error is not None else future.result()
-            del future
-            record(task, error, shipped)
+        while futures:
+            finished, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
+            if on_running is not None:
+                on_running([task.name for future, task in futures.items()
+                            if future not in finished and future.running()])
+            while finished:
+                future = finished.pop()
+                task, error = futures.pop(future), future.exception()
+                if error is not None and not isinstance(error, Exception):
+                    raise error  # KeyboardInterrupt or SystemExit inside a worker ends the sweep
+                shipped = None if error is not None else future.result()
+                del future
+                record(task, error, shipped)
     finally:
         for future in futures:
             future.cancel()

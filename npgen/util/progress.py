@@ -1,66 +1,67 @@
-"""A one-line progress report for long work: done/total, rate, ETA and the latest numbers."""
+"""Progress bars for long work: tqdm (rate, ETA, the latest numbers), set up once for npgen.
+
+On a terminal a bar is redrawn in place every half second. Anywhere else (a log file, CI) it
+prints one plain line at the start, then at most one every :data:`LOG_INTERVAL` seconds, and
+one at the end. ``quiet`` prints nothing.
+"""
 
 import sys
 import time
 
+from tqdm import tqdm
 
-def format_seconds(seconds):
-    """'1h02m', '3m05s' or '12.3s'."""
-    if seconds != seconds or seconds == float("inf"):
-        return "?"
-    seconds = max(0.0, seconds)
-    if seconds >= 3600:
-        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-    if seconds >= 60:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{seconds:.1f}s"
+#: Seconds between two lines of a bar written to a log (a stream that is not a terminal).
+LOG_INTERVAL = 30.0
+#: Seconds between two redraws of a bar on a terminal.
+TERMINAL_INTERVAL = 0.5
 
 
-class Progress:
-    """Prints ``label  done/total  rate unit/s  ETA  key=value ...`` on one refreshed line.
+class LogLines:
+    """The stream tqdm writes to when the real one is not a terminal: each redraw of the bar
+    becomes one line of its own (tqdm's carriage returns and cursor moves are dropped)."""
 
-    ``update(k, **numbers)`` advances by k; the line is redrawn at most every ``interval``
-    seconds (and at the end). ``quiet=True`` prints nothing. On a terminal the line is
-    rewritten in place; elsewhere (a log file, CI) one line per ``log_interval`` seconds.
-    """
+    def __init__(self, stream):
+        self.stream = stream
 
-    def __init__(self, total, label="", unit="step", quiet=False, stream=None, interval=0.5,
-                 log_interval=30.0):
-        self.total, self.label, self.unit, self.quiet = total, label, unit, quiet
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.interval = interval if self.tty else log_interval
-        self.done = 0
-        self.numbers = {}
-        self.start = time.perf_counter()
-        self._last_draw = -float("inf")
+    def write(self, text):
+        text = text.replace("\r", "").replace("\x1b[A", "").strip("\n")
+        if text.strip():
+            self.stream.write(text + "\n")
 
-    def update(self, k=1, **numbers):
-        self.done += k
-        self.numbers.update(numbers)
-        now = time.perf_counter()
-        if not self.quiet and (now - self._last_draw >= self.interval or self.done >= self.total):
-            self._last_draw = now
-            self._draw(now)
-
-    def _draw(self, now):
-        elapsed = now - self.start
-        rate = self.done / elapsed if elapsed > 0 else float("nan")
-        eta = (self.total - self.done) / rate if rate and rate == rate else float("nan")
-        values = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in self.numbers.items())
-        line = (f"{self.label} {self.done}/{self.total} {rate:.1f} {self.unit}/s "
-                f"ETA {format_seconds(eta)} {values}").strip()
-        end = "" if self.tty and self.done < self.total else "\n"
-        self.stream.write(("\r\x1b[K" if self.tty else "") + line + end)
+    def flush(self):
         self.stream.flush()
 
-    def close(self):
-        """Finish the line (prints a final report if the last update was not drawn)."""
-        if not self.quiet and self.tty and self.done < self.total:
-            self.stream.write("\n")
-            self.stream.flush()
 
-    @property
-    def elapsed(self):
-        return time.perf_counter() - self.start
+def is_terminal(stream):
+    """Whether ``stream`` is an interactive terminal."""
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def progress_bar(total, label="", unit="step", quiet=False, stream=None, position=None, leave=True,
+                 log_interval=LOG_INTERVAL, **options):
+    """A tqdm bar of ``total`` ``unit``s named ``label`` on ``stream`` (stderr by default):
+    in place on a terminal, one line per ``log_interval`` seconds elsewhere, nothing when
+    ``quiet``. ``position``: the bar's line among several (0 is the top)."""
+    stream = sys.stderr if stream is None else stream
+    tty = is_terminal(stream)
+    return tqdm(total=total, desc=label, unit=unit, disable=quiet, position=position, leave=leave,
+                file=stream if tty else LogLines(stream), mininterval=TERMINAL_INTERVAL if tty else log_interval,
+                dynamic_ncols=tty, ascii=None if tty else True, **options)
+
+
+def advance(bar, k=1, **numbers):
+    """Advance ``bar`` by ``k``; ``numbers`` (the latest losses, say) are shown beside it and
+    formatted only when the bar is about to be redrawn or reaches its total, so a training step
+    pays one time check."""
+    if bar.disable:
+        return
+    if numbers and (time.time() - bar.last_print_t >= bar.mininterval or bar.n + k >= (bar.total or 0) > 0):
+        bar.set_postfix(numbers, refresh=False)
+    bar.update(k)
+
+
+def format_seconds(seconds):
+    """'1:02:03', '03:05': tqdm's interval format ('?' for an unknown one)."""
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return "?"
+    return tqdm.format_interval(max(0.0, seconds))
