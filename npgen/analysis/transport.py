@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from ..util.checks import check_bool, check_number
+from ..util.checks import check_bool, check_number, check_seed
 from ..util.environment import OPENMP_SWITCHES, environment_kept
 from ..util.io import atomic_savez, read_npz
 from ..util.progress import Progress
@@ -196,7 +196,7 @@ def pair_costs(images, n_pairs, seed=0, cache=None, quiet=False):
     if len(dists) < 2:
         raise ValueError(f"images must hold at least 2 images to make pairs, got {len(dists)}")
     n_pairs = check_number("n_pairs", n_pairs, low=1, high=MAX_PAIRS, integer=True)
-    seed = check_number("seed", seed, low=0, integer=True)
+    seed = check_seed(seed)
     key = _cache_key(images, seed)
     stored = np.empty(0)
     if cache is not None:

@@ -37,7 +37,7 @@ from ..nn.dense_score import HIDDEN_SIZES, DenseScoreNetwork, check_noise_levels
 from ..nn.files import read_network_file
 from ..nn.score import SLOPE, SLOPE_X, ScoreNetwork
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
-                           check_number, dtype_of)
+                           check_number, check_seed, dtype_of)
 from ..util.io import check_model_folder, read_model_meta, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
@@ -193,7 +193,7 @@ class SGM:
         self.lr = check_number("lr", lr, low=0, low_open=True)
         self.betas = check_betas(betas)
         self.dtype = dtype_of(dtype)
-        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.seed = check_seed(seed)
         self.rng = np.random.default_rng(self.seed)
         self.score = ScoreNetwork(dtype=self.dtype, seed=int(self.rng.integers(2 ** 32)),
                                   backend=backend)
@@ -302,7 +302,7 @@ class SGM:
             raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
         n = check_number("n", n, low=1, high=MAX_SAMPLES, integer=True)
         if seed is not None:
-            seed = check_number("seed", seed, low=0, integer=True)
+            seed = check_seed(seed)
         denoise = check_bool("denoise", denoise)
         quiet = check_bool("quiet", quiet)
         lipschitz = check_bool("lipschitz", lipschitz)
@@ -524,7 +524,7 @@ class VectorSGM:
         self.lr = check_number("lr", lr, low=0, low_open=True)
         self.betas = check_betas(betas)
         self.dtype = dtype_of(dtype)
-        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.seed = check_seed(seed)
         self.rng = np.random.default_rng(self.seed)
         self.score = DenseScoreNetwork(self.data_dim, self.sigmas, hidden_sizes, data_mean,
                                        data_scale, activation, dtype=self.dtype, seed=int(self.rng.integers(2 ** 32)),
@@ -632,7 +632,7 @@ class VectorSGM:
             raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
         n = check_number("n", n, low=1, high=MAX_SAMPLES // self.data_dim, integer=True)
         if seed is not None:
-            seed = check_number("seed", seed, low=0, integer=True)
+            seed = check_seed(seed)
         quiet = check_bool("quiet", quiet)
         rng = np.random.default_rng(seed)
         x = (rng.standard_normal((n, self.data_dim)) * self.sigmas[0] + self.score.data_mean).astype(self.dtype)

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from ..util.io import atomic_write_json
+from ..util.io import atomic_write_json, read_npy
 from . import figures
 from .figure7 import DATASETS, FIG7_DIR, GRID_IMAGES, MODELS, PLANS, PREPARATION_STAGES, fig7_configs
 from .report import HELD, INCONCLUSIVE, NOT_HELD, Check, Section, _all, _fmt, _sampling_slack
@@ -135,7 +135,7 @@ def section_fig7(out, preset, identity):
     for key, (_, metrics, run_dir) in found.items():
         if key not in PREPARATION_STAGES:
             panels[key[0]][key[1]] = metrics
-            samples = np.load(os.path.join(run_dir, "samples.npy"), mmap_mode="r")
+            samples = read_npy(os.path.join(run_dir, "samples.npy"), mmap_mode="r")
             # evenly spaced rows: the data rows are in the data set's order (3s first)
             grids[key[0]][key[1]] = samples[np.linspace(0, len(samples) - 1, GRID_IMAGES).astype(int)]
     order = ("data",) + MODELS

@@ -18,13 +18,13 @@ from scipy.stats import spearmanr
 from ..analysis.theory import (corollary2_log_lip_lower_bound, isoperimetric_profile,
                                mixture_mass_between)
 from ..models.latents import LATENTS
-from ..util.io import atomic_write_json, atomic_write_text
+from ..util.io import atomic_write_json, atomic_write_text, read_npz
 from . import figures
 from .cauchy import CAUCHY_RECORDED, with_cauchy_numbers
 from .particles import PARTICLE_RECORDED
 from .plans import PLANS, aggregate, cauchy_m_values, collect
 from .sweep import sweep_status
-from .runs import MIN_MODE_SHARE, SPIKE_MASS, SPIKE_WIDTH, figure3_bound
+from .runs import MIN_MODE_SHARE, SPIKE_MASS, SPIKE_WIDTH, figure3_bound, read_samples
 from .sampler import CLASSES, EXPANSION_SHARE, MASS_CONFIDENCE, TRACE_FILE
 
 
@@ -287,7 +287,7 @@ def section_fig2(out, rows, m):
     first = {}
     for config, _, run_dir in sorted(rows, key=lambda r: r[0]["seed"]):
         first.setdefault(config["model"], run_dir)
-    samples = {model: np.load(os.path.join(run_dir, "samples.npy")) for model, run_dir in first.items()}
+    samples = {model: read_samples(run_dir) for model, run_dir in first.items()}
     path = os.path.join(out, "fig2.png")
     figures.figure2(path, samples, m)
     seeds = sorted({c["seed"] for c, _, _ in rows})
@@ -407,8 +407,7 @@ def _sampler_trace(rows, m):
     for config, _, run_dir in sorted(_where(_by_model(rows, "sgm"), m=m), key=lambda r: r[0]["seed"]):
         path = os.path.join(run_dir, TRACE_FILE)
         if os.path.exists(path):
-            with np.load(path) as data:
-                return {key: data[key] for key in data.files}
+            return read_npz(path)
     return None
 
 
@@ -498,11 +497,11 @@ def section_fig4(out, rows, m, histogram_levels=(5.0, 15.0, 25.0)):
     gp = [r for r in rows if r[0]["gp_lipschitz"] is not None]
     histos = []
     if sn:
-        histos.append(("GAN, spectral norm on G", np.load(os.path.join(sn[0][2], "samples.npy"))))
+        histos.append(("GAN, spectral norm on G", read_samples(sn[0][2])))
     for L in histogram_levels:
         for config, _, run_dir in gp:
             if config["gp_lipschitz"] == L and config["seed"] == gp[0][0]["seed"]:
-                histos.append((f"GAN, gradient penalty L = {L:g}", np.load(os.path.join(run_dir, "samples.npy"))))
+                histos.append((f"GAN, gradient penalty L = {L:g}", read_samples(run_dir)))
                 break
     lip_vs_L = aggregate(gp, ["gp_lipschitz"], lambda mt: mt["lipschitz"])
     balance_vs_L = aggregate(gp, ["gp_lipschitz"], lambda mt: mt["smaller_mode_share"])
@@ -674,7 +673,7 @@ def section_cauchy(out, rows, m_values, histogram_m):
     for config, _, run_dir in sorted(rows, key=lambda r: r[0]["seed"]):
         if config["m"] == histogram_m:
             first.setdefault(config["latent"], run_dir)
-    samples = {latent: np.load(os.path.join(d, "samples.npy")) for latent, d in first.items()}
+    samples = {latent: read_samples(d) for latent, d in first.items()}
     path = os.path.join(out, "cauchy.png")
     m_grid = np.linspace(0.5, max(m_values), 100)
     figures.figure_cauchy(path, samples, histogram_m,
@@ -771,7 +770,7 @@ def section_particles(out, rows, fig3_rows, m_values, histogram_m):
     for config, metrics, run_dir in sorted(rows, key=lambda r: (r[0]["seed"], r[0]["m"])):
         n = config["n_particles"]
         if config["m"] == histogram_m and n not in samples:
-            samples[n] = np.load(os.path.join(run_dir, "samples.npy"))
+            samples[n] = read_samples(run_dir)
         if config["seed"] == min(c["seed"] for c, _, _ in rows):
             kinetic.setdefault(n, []).append((config["m"], metrics["kinetic_energy_vs_step"]))
     path = os.path.join(out, "particles.png")

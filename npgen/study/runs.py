@@ -51,9 +51,9 @@ from ..models.training import TrainingDiverged  # noqa: F401 -- raised by train_
 from ..models.vae import KL_VARIANTS, VAE, encoder_sizes
 from ..nn.layers import SKIP_STYLES
 from ..nn.score import HIDDEN_WIDTHS
-from ..util.checks import check_betas, check_bool, check_choice, check_number
+from ..util.checks import check_betas, check_bool, check_choice, check_number, check_seed
 from ..util.io import (atomic_directory, atomic_save_npy, atomic_write_json, check_folder_target,
-                       check_own_folder)
+                       check_own_folder, read_npy)
 from ..util.threads import one_blas_thread
 from .figures import save_histogram
 from .sampler import sampler_metrics
@@ -203,7 +203,7 @@ def make_config(model, m, preset="quick", seed=0, **options):
         own_adam = dict(PARTICLE_PRESETS[preset])
         budget = {"n_data": budget["n_data"], "n_samples": budget["n_samples"]}
     config = {"model": model, "m": check_number("m", m, low=0, high=MAX_M),
-              "seed": check_number("seed", seed, low=0, integer=True), **budget,
+              "seed": check_seed(seed, "seed (--seed)"), **budget,
               "betas": list(ADAM_BETAS), **own_adam}
     run_fields = list(config)[3:]
     accepted = MODEL_OPTIONS[model]
@@ -486,7 +486,7 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
     metrics["wall_seconds"] = time.perf_counter() - start
     os.makedirs(run_dir, exist_ok=True)
     model.save(os.path.join(run_dir, "model"))
-    atomic_save_npy(os.path.join(run_dir, "samples.npy"), samples.astype(np.float32))
+    atomic_save_npy(os.path.join(run_dir, SAMPLES_FILE), samples.astype(np.float32))
     atomic_write_json(os.path.join(run_dir, "history.json"), history)
     save_histogram(os.path.join(run_dir, "histogram.png"), samples, config["m"],
                    title=f"{config['model'].upper()}, m = {config['m']:g}", model=config["model"])
@@ -535,6 +535,26 @@ def train_command(model, m, preset, seed, out, force=False, **options):
         metrics = train_run(config, tmp, quiet=False)
         atomic_write_json(os.path.join(tmp, "metrics.json"), metrics)
     return config, metrics
+
+
+#: A run's generated samples: float32 of shape (n_samples, 1).
+SAMPLES_FILE = "samples.npy"
+
+
+def read_samples(run_dir):
+    """The samples of the finished run ``run_dir``, as :func:`train_run` wrote them: raises
+    ValueError (one sentence naming the file) unless they are n >= 1 finite real numbers of
+    shape (n,) or (n, 1)."""
+    path = os.path.join(run_dir, SAMPLES_FILE)
+    samples = read_npy(path)
+    retrain = "; delete that run's folder and rerun npgen reproduce to retrain it"
+    if (samples.dtype.kind != "f" or samples.size == 0 or samples.ndim not in (1, 2)
+            or samples.shape[1:] not in ((), (1,))):
+        raise ValueError(f"{path} must hold n >= 1 real numbers of shape (n,) or (n, 1), got {samples.dtype.name}"
+                         f" of shape {samples.shape}{retrain}")
+    if not np.isfinite(samples).all():
+        raise ValueError(f"{path} holds {int(np.sum(~np.isfinite(samples)))} NaN or inf samples{retrain}")
+    return samples
 
 
 def _is_number(value):
