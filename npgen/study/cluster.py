@@ -24,8 +24,10 @@ asked for.
 """
 
 import contextlib
+import ipaddress
 import logging
 import os
+import re
 
 DASK_EXTRA = 'pip install "npgen[dask]"'
 #: Seconds to wait for a scheduler to answer, and then for it to have a worker.
@@ -45,6 +47,18 @@ def import_distributed():
         raise ValueError("--scheduler needs dask.distributed, which is not installed;"
                          f" install it with {DASK_EXTRA}") from None
     return distributed
+
+
+#: A host name: dot-separated labels of letters, digits and inner hyphens.
+_HOST_NAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
+
+
+def _is_ip_address(host):
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def check_scheduler(scheduler):
@@ -67,6 +81,12 @@ def check_scheduler(scheduler):
                          f" dask.distributed knows: {', '.join(schemes)})")
     if not host:
         raise ValueError(f"--scheduler must be {_ACCEPTED}, got {scheduler!r} (no host)")
+    if not _HOST_NAME.match(host) and not _is_ip_address(host):
+        raise ValueError(f"--scheduler must be {_ACCEPTED}, got {scheduler!r} ({host!r} is neither a"
+                         " host name nor an IP address)")
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--scheduler must be {_ACCEPTED}, got {scheduler!r} (the port must be in"
+                         " [1, 65535])")
     return addressing.unparse_address(scheme, addressing.unparse_host_port(host, port))
 
 

@@ -17,7 +17,7 @@ from ..util.checks import check_choice, check_number
 from ..util.io import atomic_write_json, check_own_folder
 from . import figure7
 from .cluster import check_scheduler, dask_executor
-from .devices import BatchedRuns, check_device, device_plan
+from .devices import DEVICES, BatchedRuns, check_device, device_plan
 from .figure7_report import section_fig7
 from .plans import FIG7, FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
@@ -100,9 +100,15 @@ class StudyIncomplete(ValueError):
 
 
 def study_device(out):
-    """The device recorded in ``out/study.json`` ('cpu' when it names none)."""
-    with open(os.path.join(out, STUDY_FILE), encoding="utf-8") as handle:
-        return json.load(handle).get("device", "cpu")
+    """The device recorded in ``out/study.json`` ('cpu' when it names none); ValueError naming
+    the file when it names another than npgen reproduce writes."""
+    study = os.path.join(out, STUDY_FILE)
+    with open(study, encoding="utf-8") as handle:
+        device = json.load(handle).get("device", "cpu")
+    if device not in DEVICES:
+        raise ValueError(f"{study} names the device {device!r}; expected one of {list(DEVICES)},"
+                         " as npgen reproduce writes it")
+    return device
 
 
 def _check_device_options(device, jobs, executor):

@@ -31,6 +31,7 @@ import functools
 import hashlib
 import importlib
 import json
+import math
 import os
 import time
 
@@ -558,7 +559,12 @@ def read_samples(run_dir):
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float: NaN or inf in a metric the report reads means a damaged run."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_number_or_inf(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def _is_epoch_curve(value):
@@ -585,7 +591,7 @@ def _is_steps_by_end(value):
         for name in ("left", "between", "right"))
 
 
-_NUMBER = ("a number", _is_number)
+_NUMBER = ("a finite number", _is_number)
 #: The metrics.json keys the report and the figures read, per model: key -> (what is accepted, test).
 METRICS_READ = {
     "any": {key: _NUMBER for key in ("mass_between", "true_mass_between", "mass_left", "mass_right",
@@ -598,7 +604,7 @@ METRICS_READ = {
     "sgm": {"score_lipschitz_standardized": _NUMBER, "score_lipschitz_data_scale": _NUMBER,
             "sampler_lipschitz": _NUMBER, "sampler_lipschitz_x0": _NUMBER, "sampler_lipschitz_noise": _NUMBER,
             "sampler_gradient_median": _NUMBER, "sampler_steps_per_level": _NUMBER,
-            "theorem1_required_lipschitz": _NUMBER,
+            "theorem1_required_lipschitz": ("a number or Infinity (no mass between the modes)", _is_number_or_inf),
             "sampler_levels": ("a list of objects with numbers 'sigma_standardized', 'grad_sq_factor_median' and "
                                "'grad_sq_factor_at_max'", _is_level_table),
             "sampler_expansion_steps": ("an object of integer lists 'left', 'between' and 'right'", _is_steps_by_end),
