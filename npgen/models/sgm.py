@@ -53,6 +53,11 @@ WEIGHT_POWERS = {"paper": 1, "sigma2": 2}
 #: Annealed Langevin defaults: base step size and steps per noise level.
 STEP_LR = 2e-5
 STEPS_PER_LEVEL = 100
+#: The most Langevin steps per noise level a sampler takes (1000 times the default).
+MAX_STEPS_PER_LEVEL = 100_000
+#: Sample-steps per call of the CPU Langevin kernel (samples x steps; a fraction of a second):
+#: a long chain runs as a series of calls, so that Ctrl-C stops it between two of them.
+CHAIN_CALL_WORK = 2 ** 23
 #: Rows evaluated at once by the final denoising step (one reusable workspace).
 DENOISE_CHUNK = 4096
 #: Where the Langevin chain of :meth:`SGM.sample` can run.
@@ -287,6 +292,10 @@ class SGM:
         backend, to float rounding; without a seed every call draws fresh samples.
         ``quiet=False`` prints a progress line over the levels. A step size that makes the
         samples NaN or inf raises ValueError, naming the level where it happened.
+        ``n_steps_per_level`` is at most :data:`MAX_STEPS_PER_LEVEL`. On the CPU a level's steps
+        run in calls of about :data:`CHAIN_CALL_WORK` sample-steps, so Ctrl-C stops a long
+        chain within a fraction of a second; the noise is indexed by the step, so the samples
+        are those of one call per level, bit for bit.
 
         ``lipschitz=True`` also tracks the gradient of the whole sampler, a map
         g(x_0, z_1, ..., z_T) of its T + 1 standard normal inputs, for each sample, and returns
@@ -308,7 +317,7 @@ class SGM:
         lipschitz = check_bool("lipschitz", lipschitz)
         step_lr = check_number("step_lr", step_lr, low=0, low_open=True)
         n_steps_per_level = check_number("n_steps_per_level", n_steps_per_level, low=1,
-                                         integer=True)
+                                         high=MAX_STEPS_PER_LEVEL, integer=True)
         traced = _check_trace(trace, n, lipschitz)
         chain_type = {"cpu": _HostChain, "cuda": _DeviceChain}[
             check_choice("device", device, SAMPLING_DEVICES)]
@@ -321,12 +330,14 @@ class SGM:
         chain = chain_type(self.score, x, gradient, beff2, beff3, alphas, noise_seed)
         by_level = [gradient[1].copy()] if lipschitz else None
         steps = [gradient[1][traced].copy()] if traced is not None else None
-        n_calls, steps_per_call = (n_steps_per_level, 1) if traced is not None else (1, n_steps_per_level)
+        steps_per_call = (1 if traced is not None else n_steps_per_level if device == "cuda"
+                          else max(1, CHAIN_CALL_WORK // n))
         progress = Progress(self.sigmas.size, label="SGM sampling", unit="level", quiet=quiet)
         try:
             for level in range(self.sigmas.size):
-                for call in range(n_calls):
-                    chain.run(level, steps_per_call, level * n_steps_per_level + call)
+                for first in range(0, n_steps_per_level, steps_per_call):
+                    chain.run(level, min(steps_per_call, n_steps_per_level - first),
+                              level * n_steps_per_level + first)
                     if steps is not None:
                         steps.append(gradient[1][traced].copy())
                 if not np.isfinite(x).all():

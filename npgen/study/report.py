@@ -18,7 +18,7 @@ from scipy.stats import spearmanr
 from ..analysis.theory import (corollary2_log_lip_lower_bound, isoperimetric_profile,
                                mixture_mass_between)
 from ..models.latents import LATENTS
-from ..util.io import atomic_write_json, atomic_write_text, read_npz
+from ..util.io import atomic_write_json, atomic_write_texts, read_npz
 from . import figures
 from .cauchy import CAUCHY_RECORDED, with_cauchy_numbers
 from .particles import PARTICLE_RECORDED
@@ -961,12 +961,13 @@ def write_report(out, preset, names, runs, failures=(), extra=(), notes=()):
     under the report's title (a figure that was skipped, and why).
     """
     sections = build_sections(out, preset, names, runs) + list(extra)
-    atomic_write_text(os.path.join(out, "report.md"), render_markdown(sections, preset, failures, notes))
-    atomic_write_text(os.path.join(out, "report.html"), render_html(sections, preset, failures, notes))
-    atomic_write_json(os.path.join(out, "summary.json"), {
-        s.name: {"title": s.title, "claim": s.claim, "verdict": s.verdict, "header": s.header, "rows": s.rows,
-                 "checks": [{"rule": c.rule, "result": c.result, "measured": c.measured,
-                             "collapsed_runs": c.collapsed, "without_collapsed": c.without_collapsed}
-                            for c in s.checks],
-                 "collapsed": s.collapsed} for s in sections})
+    atomic_write_texts({  # the three files all or none: never a report.md beside an old report.html
+        os.path.join(out, "report.md"): render_markdown(sections, preset, failures, notes),
+        os.path.join(out, "report.html"): render_html(sections, preset, failures, notes),
+        os.path.join(out, "summary.json"): {
+            s.name: {"title": s.title, "claim": s.claim, "verdict": s.verdict, "header": s.header, "rows": s.rows,
+                     "checks": [{"rule": c.rule, "result": c.result, "measured": c.measured,
+                                 "collapsed_runs": c.collapsed, "without_collapsed": c.without_collapsed}
+                                for c in s.checks],
+                     "collapsed": s.collapsed} for s in sections}})
     return os.path.join(out, "report.md")

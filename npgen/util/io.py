@@ -7,6 +7,7 @@ destination (``os.replace`` is atomic on POSIX and Windows). Folders are written
 once complete.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,6 +43,8 @@ def _atomic_path(path):
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, a quota: the caller's write has no file name to give
+        raise ValueError(f"cannot write {path} ({err.strerror or err}); nothing was replaced") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -70,7 +73,25 @@ def atomic_write_text(path, text):
 
 def atomic_write_json(path, obj):
     """Write ``obj`` as indented JSON to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, _json_text(obj))
+
+
+def _json_text(obj):
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+def atomic_write_texts(texts):
+    """Write several files all or none: ``texts`` maps each path to its text (UTF-8), or to a
+    dict or list written as :func:`atomic_write_json` writes it. Every file is written to its
+    temporary and flushed to disk first; only when all are there are they renamed into place,
+    so a full disk leaves every one of them as it was."""
+    with contextlib.ExitStack() as stack:
+        for path, text in texts.items():
+            tmp = stack.enter_context(_atomic_path(path))
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(text if isinstance(text, str) else _json_text(text))
+                handle.flush()
+                os.fsync(handle.fileno())
 
 
 #: Version of the saved-model folder layout (config.json beside one .npz per network).
@@ -185,11 +206,14 @@ def fsync_path(path):
     """Flush a file, or a directory's entries (POSIX only), to disk."""
     if os.path.isdir(path) and os.name != "posix":
         return
-    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:  # a full disk shows here first when the writes were buffered
+        raise ValueError(f"cannot write {path} ({err.strerror or err})") from None
 
 
 def file_sizes(folder):
