@@ -377,3 +377,43 @@ def test_many_noise_levels_show_progress(tmp_path, capsys):
     ScoreNetwork(seed=0).save(path, noise_levels=np.geomspace(1.0, 0.01, 150))
     assert cli.main(["lipschitz", str(path)]) == 0
     assert "noise levels 150/150" in capsys.readouterr().err
+
+
+INTERRUPTED_STUDY = """
+import sys
+sys.path.insert(0, {tests!r})
+
+if __name__ == "__main__":
+    import pytest
+    from tiny_study import register
+    from npgen import cli
+    register(pytest.MonkeyPatch())
+    sys.exit(cli.main(["reproduce", "--preset", "tiny", "--only", "fig3,fig4,fig6", "--scheduler", "local",
+                       "--out", sys.argv[1]]))
+"""
+
+
+def test_ctrl_c_on_a_local_dask_cluster_prints_only_interrupted(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group: the workers ignore it and this
+    process closes the cluster, so no worker or nanny prints a traceback or an ERROR line."""
+    pytest.importorskip("distributed")
+    import subprocess
+    import sys
+    script = tmp_path / "study.py"
+    script.write_text(INTERRUPTED_STUDY.format(tests=os.path.dirname(os.path.abspath(__file__))))
+    log = tmp_path / "stderr.txt"
+    with open(log, "wb") as err:
+        process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "out")], stdout=subprocess.DEVNULL,
+                                   stderr=err, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while "first run on worker" not in log.read_text() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGINT)  # as the terminal sends it: to the whole group
+        assert process.wait(timeout=120) == 130
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "Traceback" not in text and "ERROR" not in text, text
+    assert text.splitlines()[-1] == "npgen reproduce: interrupted"

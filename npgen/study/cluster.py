@@ -28,6 +28,8 @@ import ipaddress
 import logging
 import os
 import re
+import signal
+import threading
 
 DASK_EXTRA = 'pip install "npgen[dask]"'
 #: Seconds to wait for a scheduler to answer, and then for it to have a worker.
@@ -93,15 +95,38 @@ def check_scheduler(scheduler):
 def start_local_cluster(n_workers, **worker_options):
     """A ``distributed.LocalCluster`` of ``n_workers`` worker processes with one thread each,
     listening on 127.0.0.1 only, dashboard off. ``worker_options`` go to each worker's Nanny
-    (``env={...}`` sets its environment)."""
+    (``env={...}`` sets its environment). The worker processes ignore Ctrl-C: this process
+    handles it and closes the cluster, so a Ctrl-C prints no worker's traceback."""
     distributed = import_distributed()
-    return distributed.LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, worker_dashboard_address=None,
-        # With the dashboard off the scheduler still serves health checks over HTTP, by
-        # default on port 8787 of every address it listens on: keep it on loopback.
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0", "dashboard": False},
-        silence_logs=logging.ERROR, **worker_options)
+    with _sigint_ignored():  # inherited by the worker processes, which start now
+        return distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, worker_dashboard_address=None,
+            # With the dashboard off the scheduler still serves health checks over HTTP, by
+            # default on port 8787 of every address it listens on: keep it on loopback.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0", "dashboard": False},
+            silence_logs=logging.ERROR, **worker_options)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored within the block, in the main thread (elsewhere nothing changes). A process
+    started meanwhile keeps ignoring it: an ignored signal stays ignored across exec."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _quiet_on_interrupt():
+    """Ctrl-C: what distributed logs while the cluster closes (cancelled tasks, workers that
+    stop mid-run) says nothing the user needs; only 'interrupted' is printed."""
+    for name in ("distributed", "asyncio", "tornado"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def describe_cluster(client):
@@ -147,4 +172,5 @@ def dask_executor(scheduler, n_workers=None, timeout=None):
             raise ValueError(f"--scheduler {address}: the scheduler has no worker after"
                              f" {timeout:g} s; start workers with dask worker"
                              f" {client.scheduler.address} --nthreads 1 --nworkers N") from None
+        stack.push(lambda kind, error, trace: _quiet_on_interrupt() if kind is KeyboardInterrupt else None)
         yield client.get_executor(pure=False), describe_cluster(client)
