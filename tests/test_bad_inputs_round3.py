@@ -21,7 +21,7 @@ import test_bad_inputs as table
 from test_bad_inputs import trained, world  # noqa: F401 -- world: the shared folder of the table
 from tiny_study import ONE_RUN_PLAN, register
 
-from npgen import GAN, MLP, SGM, ScoreNetwork, cli
+from npgen import GAN, MLP, SGM, ScoreNetwork, cli, theory
 from npgen.analysis import lipschitz, transport
 from npgen.data import mnist
 from npgen.models import Particles
@@ -68,6 +68,7 @@ API_ROWS = [
     ("gan-seed-401-digits", lambda w: GAN(seed=10 ** 400), ValueError, "seed must be an integer in [0, 2**63 - 1]"),
     ("sample-seed-401-digits", lambda w: trained(w, "sgm").sample(10, seed=10 ** 400, quiet=True), ValueError,
      "seed must be an integer in [0, 2**63 - 1]"),
+    ("bounds-lip-401-digits", lambda w: theory.bounds_table(10, lip=10 ** 400), ValueError, "lip must be a real number"),
     ("particles-401-digits", lambda w: Particles(n_particles=10 ** 400), ValueError,
      "n_particles must be an integer in [1, 1e+08]"),
     ("sgm-steps-per-level-huge", lambda w: trained(w, "sgm").sample(1, n_steps_per_level=10 ** 12, quiet=True),
@@ -245,7 +246,7 @@ def test_the_study_draws_when_nothing_is_damaged(study, tmp_path, capsys):
 
 def test_the_table_grew_by_this_round():
     rows = len(table.CLI_ROWS) + len(table.API_ROWS)
-    assert rows + len(CLI_ROWS) + len(API_ROWS) + len(STUDY_ROWS) >= 255 + 39  # 255 before this round
+    assert rows + len(CLI_ROWS) + len(API_ROWS) + len(STUDY_ROWS) >= 255 + 40  # 255 before this round
 
 
 def test_a_garbage_npy_is_not_called_pickled(tmp_path):

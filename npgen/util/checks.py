@@ -93,7 +93,8 @@ def check_number(name, value, low=-math.inf, high=math.inf, low_open=False, high
         raise ValueError(f"{name} must be {accepted}, got {value!r}")
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
-    if not (exact or math.isfinite(value)) or too_low or too_high:
+    if not (exact or math.isfinite(value)) or too_low or too_high or (
+            exact and not integer and abs(value) > np.finfo(np.float64).max):
         raise ValueError(f"{name} must be {accepted}, got {_shown(value)}")
     return int(value) if integer else float(value)
 
