@@ -1,8 +1,12 @@
 """Time npgen's CUDA backend on one GPU and print one table (run by bench/gpu.sh).
 
+Each row is written to ``OUT/gpu.json`` (and the table to ``OUT/gpu.md``) as soon as it is
+measured, by an atomic rewrite of the file, so a run stopped by a timeout keeps every row it
+finished; ``"complete": true`` marks a run that measured them all.
+
 Measures, on the device it finds:
 
-* per-step times of the batched GAN (:class:`npgen.models.replicas.BatchedGAN`, the paper's
+* per-step times of the batched GAN (:class:`npgen.models.replicas.Lockstep`, the paper's
   G 1-128-256-1 and spectrally normed D 1-512-256-128-1, batch 1000), VAE (encoder
   1-256-128-2, decoder 1-128-256-1) and SGM (the score network, x path 1-96-196-1) at R = 1,
   10, 100 and 330 replicas, with the FLOPs of their matrix products and their rate as a share
@@ -24,7 +28,6 @@ to check the script itself; its numbers are not measurements.
 """
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -41,7 +44,7 @@ PAPER = {"batch": 1000, "steps": 20000, "m_values": 11, "seeds": 10}
 #: 100), and the passes a run takes (the samples, the sampler's gradient, the traces).
 PAPER_SAMPLING = {"samples": 50000, "steps": 1000}
 SAMPLING_PASSES = 3
-DRY = {"replicas": (1, 2), "batch": 4, "base_width": 2, "n_layers": 2, "steps": 2,
+DRY = {"replicas": (1, 2), "batch": 4, "base_width": 2, "n_layers": 2, "steps": 1,
        "langevin": (2, 8, 3, 4), "sweep_runs": 2, "sampling": {"samples": 8, "steps": 3}}
 
 
@@ -104,14 +107,13 @@ def _model(kind, seed, settings):
 def time_steps(ck, kind, replicas, settings, budget):
     """(seconds per step, product FLOPs per step) of the batched GAN, VAE, SGM or penalized
     GAN at R replicas."""
-    from npgen.models.replicas import BatchedGAN, BatchedSGM, BatchedVAE
+    from npgen.models.replicas import Lockstep
 
-    batched_type, flops = {"gan": (BatchedGAN, gan_step_flops), "vae": (BatchedVAE, vae_step_flops),
-                           "sgm": (BatchedSGM, sgm_step_flops),
-                           "penalized gan": (BatchedGAN, penalized_gan_step_flops)}[kind]
+    flops = {"gan": gan_step_flops, "vae": vae_step_flops, "sgm": sgm_step_flops,
+             "penalized gan": penalized_gan_step_flops}[kind]
     B = settings["batch"]
     models = [_model(kind, r, settings) for r in range(replicas)]
-    batched = batched_type(models, ck, B)
+    batched = Lockstep(models, ck, B)
     data = ck.to_device(np.random.default_rng(0).standard_normal((replicas, 4 * B, 1), np.float32))
     order = ck.to_device(np.tile(np.arange(4 * B), (replicas, 1)))
     batched.start_epoch(4)
@@ -197,8 +199,33 @@ def device_name(ck):
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def measure(dry_run, budget):
-    """Every timing of the module doc, as a JSON-able dict."""
+class Results:
+    """The measurements as a JSON-able dict, with OUT/gpu.json and OUT/gpu.md rewritten
+    atomically after every row."""
+
+    def __init__(self, out, header):
+        self.out, self.result = out, dict(header, rows=[], complete=False)
+        self.write()
+
+    def add(self, row):
+        self.result["rows"].append(row)
+        self.write()
+
+    def finish(self):
+        self.result["complete"] = True
+        self.write()
+        return self.result
+
+    def write(self):
+        from npgen.util.io import atomic_write_json, atomic_write_text
+
+        atomic_write_json(os.path.join(self.out, "gpu.json"), self.result)
+        atomic_write_text(os.path.join(self.out, "gpu.md"), table(self.result) + "\n")
+
+
+def measure(dry_run, budget, out):
+    """Every timing of the module doc, each row written to ``out`` as it is measured; returns
+    them as a JSON-able dict."""
     from npgen import kernels
     ck = kernels.get_replica_backend("cuda")
     from npgen.study.plans import PLANS
@@ -214,28 +241,35 @@ def measure(dry_run, budget):
         settings = {"batch": PAPER["batch"], "base_width": 128, "n_layers": 3, "steps": 20}
         replicas, langevin = REPLICAS, (330, 1000, 50, (96, 196))
         sweep_runs, sampling = PAPER["m_values"] * PAPER["seeds"], PAPER_SAMPLING
-    rows = []
+    results = Results(out, {
+        "device": device_name(ck), "dry_run": dry_run, "fp32_roof_tflops": FP32_ROOF / 1e12,
+        "python": platform.python_version(),
+        "not_timed": "the runs that stay on CPU with --device cuda (resnet/densenet networks,"
+                     " particles, Figure 7), and the other figures' batches"})
+    first_step = None
     for kind in KINDS:
         for R in replicas:
             seconds, flops = time_steps(ck, kind, R, settings, budget=min(8.0, budget / 30))
-            rows.append({"what": f"{kind.upper()} step (npgen cuda)", "replicas": R,
-                         "seconds_per_step": seconds, "product_gflop_per_step": R * flops / 1e9,
-                         "percent_of_fp32_roof": 100 * R * flops / seconds / FP32_ROOF})
+            row = {"what": f"{kind.upper()} step (npgen cuda)", "replicas": R,
+                   "seconds_per_step": seconds, "product_gflop_per_step": R * flops / 1e9,
+                   "percent_of_fp32_roof": 100 * R * flops / seconds / FP32_ROOF}
+            first_step = first_step or row
+            results.add(row)
     torch_seconds = None if dry_run else time_torch_gan(settings)
     if torch_seconds is not None:
-        flops = rows[0]["product_gflop_per_step"] * 1e9
-        rows.append({"what": "GAN step (published PyTorch, one run)", "replicas": 1,
+        flops = first_step["product_gflop_per_step"] * 1e9
+        results.add({"what": "GAN step (published PyTorch, one run)", "replicas": 1,
                      "seconds_per_step": torch_seconds, "product_gflop_per_step": flops / 1e9,
                      "percent_of_fp32_roof": 100 * flops / torch_seconds / FP32_ROOF})
     if dry_run:
         R, n, steps, hidden = langevin[0], langevin[1], langevin[2], (langevin[3], langevin[3])
     else:
         R, n, steps, hidden = langevin
-    rows.append({"what": f"Langevin step ({n} samples each)", "replicas": R,
+    results.add({"what": f"Langevin step ({n} samples each)", "replicas": R,
                  "seconds_per_step": time_langevin(ck, R, n, steps, hidden),
                  "product_gflop_per_step": None, "percent_of_fp32_roof": None})
     one_run = time_langevin(ck, 1, sampling["samples"], steps, hidden)
-    rows.append({"what": f"Langevin step (one run's {sampling['samples']} samples)", "replicas": 1,
+    results.add({"what": f"Langevin step (one run's {sampling['samples']} samples)", "replicas": 1,
                  "seconds_per_step": one_run, "product_gflop_per_step": None,
                  "percent_of_fp32_roof": None,
                  "projected_seconds": one_run * sampling["steps"] * SAMPLING_PASSES * sweep_runs,
@@ -244,22 +278,19 @@ def measure(dry_run, budget):
                                f" of {sampling['steps']} steps each"})
     for kind in KINDS:
         seconds, flops = time_steps(ck, kind, sweep_runs, settings, budget=budget / 8)
-        rows.append({"what": f"Figure 3 {kind.upper()} runs as one batch", "replicas": sweep_runs,
+        results.add({"what": f"Figure 3 {kind.upper()} runs as one batch", "replicas": sweep_runs,
                      "seconds_per_step": seconds, "product_gflop_per_step": sweep_runs * flops / 1e9,
                      "percent_of_fp32_roof": 100 * sweep_runs * flops / seconds / FP32_ROOF,
                      "projected_seconds": seconds * PAPER["steps"], "figure": 3,
                      "projection": f"{PAPER['steps']} training steps of {sweep_runs} replicas"})
     penalized_runs = 2 if dry_run else len(PLANS["paper"].gp_values) * PAPER["seeds"]
     seconds, flops = time_steps(ck, "penalized gan", penalized_runs, settings, budget=budget / 8)
-    rows.append({"what": "Figure 4 penalized GAN runs as one batch", "replicas": penalized_runs,
+    results.add({"what": "Figure 4 penalized GAN runs as one batch", "replicas": penalized_runs,
                  "seconds_per_step": seconds, "product_gflop_per_step": penalized_runs * flops / 1e9,
                  "percent_of_fp32_roof": 100 * penalized_runs * flops / seconds / FP32_ROOF,
                  "projected_seconds": seconds * PAPER["steps"], "figure": 4,
                  "projection": f"{PAPER['steps']} training steps of {penalized_runs} replicas"})
-    return {"device": device_name(ck), "dry_run": dry_run, "fp32_roof_tflops": FP32_ROOF / 1e12,
-            "python": platform.python_version(), "rows": rows,
-            "not_timed": "the runs that stay on CPU with --device cuda (resnet/densenet networks,"
-                         " particles, Figure 7), and the other figures' batches"}
+    return results.finish()
 
 
 def table(result):
@@ -280,9 +311,13 @@ def table(result):
     for row in projected:
         lines.append(f"{row['what']}: {row['projected_seconds']:.0f} s projected for"
                      f" {row['projection']}.")
-    total = sum(row["projected_seconds"] for row in projected if row["figure"] == 3)
-    lines.append(f"Figure 3, paper preset (training and sampling): {total:.0f} s"
-                 f" ({total / 60:.1f} min) projected; target 600 s.")
+    if result["complete"]:
+        total = sum(row["projected_seconds"] for row in projected if row["figure"] == 3)
+        lines.append(f"Figure 3, paper preset (training and sampling): {total:.0f} s"
+                     f" ({total / 60:.1f} min) projected; target 600 s.")
+    else:
+        lines.append(f"Incomplete (still running, or stopped): rows measured so far:"
+                     f" {len(result['rows'])}.")
     lines.append(f"Not timed: {result['not_timed']}.")
     return "\n".join(lines)
 
@@ -295,14 +330,8 @@ def main(argv=None):
     parser.add_argument("--dry-run", action="store_true",
                         help="tiny sizes, to check the script (not a measurement)")
     args = parser.parse_args(argv)
-    result = measure(args.dry_run, args.budget)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "gpu.json"), "w", encoding="utf-8") as handle:
-        json.dump(result, handle, indent=1)
-    text = table(result)
-    with open(os.path.join(args.out, "gpu.md"), "w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
-    print(text)
+    print(table(measure(args.dry_run, args.budget, args.out)))
     return 0
 
 

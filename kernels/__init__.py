@@ -11,13 +11,26 @@
 ``cuda`` (replica backend ``"cuda"``, :func:`get_replica_backend`)
     numba-cuda kernels of the same math batched over a leading replica axis, for R runs
     trained in lockstep on a GPU (npgen.models.fit_many); it needs ``npgen[cuda]``.
+``replicas``
+    The rule that gives the one-replica backends the cuda backend's signatures (a leading
+    replica axis R on every array), so that npgen's networks are written once over that axis
+    and run on every backend (:func:`replica_form`).
 
 A backend provides the kernels named in ``KERNELS`` (its ``__all__``). They write into
 output arrays that the caller allocates once, so the same signatures can be implemented on
 device arrays by a CUDA backend. Arrays are C-contiguous, 2-D ``(batch, features)`` for
 activations and ``(out, in)`` for weights (the layout of ``torch.nn.Linear``), 1-D for biases
 and for the flat parameter buffers Adam updates. Scalar losses return a Python float and write
-the gradient of the *mean* loss.
+the gradient of that loss (a mean over the batch, or a sum where the model's loss is one: the
+VAE's and the SGM's).
+
+A kernel has one signature on every backend, up to the replica axis: the ``cuda`` form takes
+the ``cpu`` form's arrays with a leading axis R, a scalar that differs between replicas (a
+seed, the penalty's target, the SGM's noise level) as an (R,) array, and where the ``cpu`` form
+returns a float (a loss, a KL term, a penalty, sigma) it writes one float64 per replica into a
+last (R,) argument: the rule by which :mod:`replicas` gives the one-replica backends the
+cuda form. ``cpu.bce_with_logits(logits, target, grad) -> float`` is
+``cuda.bce_with_logits(logits, target, grad, loss)``.
 
 This package never imports ``npgen``: data flows one way, from models to kernels.
 """
@@ -41,7 +54,11 @@ ACTIVATIONS = {
 KERNELS = (
     "linear_forward", "linear_backward", "linear_backward_input", "linear_jvp",
     "linear_jvp_backward",
+    "put_columns", "take_columns", "gather_rows",
     "bce_with_logits", "hinge", "softmax_cross_entropy",
+    "hinge_generator", "gradient_penalty", "vae_reparameterize", "vae_residual",
+    "vae_code_gradient", "score_matching_noisy", "score_matching_loss",
+    "score_matching_noisy_levels", "score_matching_loss_levels",
     "adam_step",
     "spectral_norm_forward", "spectral_norm_backward",
     "annealed_langevin", "annealed_langevin_mlp",
@@ -85,6 +102,22 @@ def backend_name(name=None):
 def get_backend(name=None):
     """Return the kernel module for backend ``name`` (see :func:`backend_name`)."""
     return importlib.import_module(f"{__name__}.{BACKENDS[backend_name(name)]}")
+
+
+_REPLICA_FORMS = {}
+
+
+def replica_form(name=None):
+    """The kernels of backend ``name`` over a leading replica axis (:mod:`replicas` has the
+    rule): the ``cuda`` module itself, or the replica form of a one-replica backend (``name``
+    as :func:`backend_name` resolves it)."""
+    if name in REPLICA_BACKENDS:
+        return get_replica_backend(name)
+    name = backend_name(name)
+    if name not in _REPLICA_FORMS:
+        from .replicas import ReplicaForm
+        _REPLICA_FORMS[name] = ReplicaForm(get_backend(name))
+    return _REPLICA_FORMS[name]
 
 
 def get_replica_backend(name="cuda"):

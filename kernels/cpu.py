@@ -44,7 +44,8 @@ def _signatures(spec, ret=types.none):
 
     ``rN`` / ``wN``: read-only / writable C-contiguous array of rank N (a writable array is
     accepted where a read-only one is declared); ``oN``: writable rank-N array or None;
-    ``i``, ``f``, ``b``: int64, float64, bool.
+    ``jN``: read-only C-contiguous int64 array of rank N; ``i``, ``f``, ``b``: int64, float64,
+    bool.
     """
     scalars = {"i": types.int64, "f": types.float64, "b": types.boolean}
     signatures = []
@@ -53,6 +54,9 @@ def _signatures(spec, ret=types.none):
         for code in spec.split():
             if code in scalars:
                 args.append(scalars[code])
+                continue
+            if code[0] == "j":
+                args.append(types.Array(types.int64, int(code[1]), "C", readonly=True))
                 continue
             array = types.Array(dtype, int(code[1]), "C", readonly=code[0] == "r")
             args.append(types.Optional(array) if code[0] == "o" else array)
@@ -556,11 +560,58 @@ def linear_jvp_backward(x, dx, W, z, a, dz, grad_a, grad_da, kind, slope,
     _products(grad_dz, dx, W, grad_W, grad_dx, 1.0, need_grad_x)
 
 
+# --------------------------------------------------------------------------- column blocks and rows
+
+
+@_kernel("r2 i w2 i i i b")
+def _copy_columns(source, source_start, out, out_start, width, count, accumulate):
+    """For c < width: out[i, out_start + c] (+)= source[i, source_start + c] when c < count,
+    and, unless accumulate, out[i, out_start + c] = 0 for count <= c."""
+    for i in range(out.shape[0]):
+        for c in range(count):
+            value = source[i, source_start + c]
+            out[i, out_start + c] = out[i, out_start + c] + value if accumulate else value
+        if not accumulate:
+            for c in range(count, width):
+                out[i, out_start + c] = 0
+
+
+@_kernel("r2 w2 i i b")
+def put_columns(node, h, start, width, accumulate):
+    """The block h[:, start:start + width]: its leading w columns (+)= node (n, w); unless
+    accumulate, its other columns = 0."""
+    count = node.shape[1]
+    _check(h.shape[0] == node.shape[0] and 0 <= start and count <= width
+           and start + width <= h.shape[1])
+    _copy_columns(node, 0, h, start, width, count, accumulate)
+
+
+@_kernel("r2 i w2 b")
+def take_columns(grad_h, start, grad_node, accumulate):
+    """grad_node (+)= grad_h[:, start:start + w], w = grad_node's width."""
+    width = grad_node.shape[1]
+    _check(grad_h.shape[0] == grad_node.shape[0] and 0 <= start
+           and start + width <= grad_h.shape[1])
+    _copy_columns(grad_h, start, grad_node, 0, width, width, accumulate)
+
+
+@_kernel("r2 j1 i w2 i i")
+def gather_rows(source, index, start, out, offset, count):
+    """out[offset + k] = source[index[start + k]] for k < count (int64 row numbers)."""
+    _check(out.shape[1] == source.shape[1] and 0 <= offset and 0 <= count
+           and offset + count <= out.shape[0] and 0 <= start and start + count <= index.size)
+    for k in range(count):
+        row = index[start + k]
+        _check(0 <= row < source.shape[0])
+        for c in range(out.shape[1]):
+            out[offset + k, c] = source[row, c]
+
+
 # --------------------------------------------------------------------------- losses
 #
 # Each loss is a scalar rule (p, t) -> (l, dl/dp) evaluated in float64; the kernel averages.
 
-_BCE_WITH_LOGITS, _HINGE = range(2)
+_BCE_WITH_LOGITS, _HINGE, _HINGE_GENERATOR = range(3)
 
 
 @_jit
@@ -575,6 +626,12 @@ def _hinge_rule(s, t):
     """l = max(0, 1 - t s),  dl/ds = -t [1 - t s > 0]."""
     margin = 1 - t * s
     return max(margin, 0.0), -t if margin > 0 else 0.0
+
+
+@_jit
+def _hinge_generator_rule(s, t):
+    """l = -s,  dl/ds = -1 (t is not read)."""
+    return -s, -1.0
 
 
 @njit(inline="always")
@@ -594,7 +651,9 @@ def _mean_loss(which, pred, target, grad):
     """L = mean_i l(p_i, t_i); grad = dL/dp (each rule's derivative / N)."""
     if which == _BCE_WITH_LOGITS:
         return _mean_of(_bce_with_logits_rule, pred, target, grad)
-    return _mean_of(_hinge_rule, pred, target, grad)
+    if which == _HINGE:
+        return _mean_of(_hinge_rule, pred, target, grad)
+    return _mean_of(_hinge_generator_rule, pred, target, grad)
 
 
 def bce_with_logits(logits, target, grad):
@@ -605,6 +664,11 @@ def bce_with_logits(logits, target, grad):
 def hinge(scores, target, grad):
     """Mean of max(0, 1 - t s) for t in {-1, +1}; grad = -t [1 - t s > 0] / N."""
     return _mean_loss(_HINGE, *_flat(scores, target, grad))
+
+
+def hinge_generator(scores, grad):
+    """-mean(s): the hinge GAN's generator loss; grad = -1 / N."""
+    return _mean_loss(_HINGE_GENERATOR, *_flat(scores, scores, grad))
 
 
 @_kernel("r2 r2 w2", ret=types.float64)
@@ -633,6 +697,178 @@ def softmax_cross_entropy(logits, target, grad):
                           - float(target[i, j])) / n
     return total / n
 
+
+# --------------------------------------------------------------------------- the models' losses
+#
+# numpy_ref's pieces of the GAN's, the VAE's and the SGM's losses. Elementwise results are
+# computed in the arrays' float type, operation by operation in numpy_ref's order, so that a
+# step on this backend gives numpy's numbers to the bit; losses are summed in float64, in order.
+
+
+@_kernel("r2 f f w2", ret=types.float64)
+def gradient_penalty(tangent, target, scale, grad_tangent):
+    """P = w (|t_i*| - L)^2 with w = scale / L^2, L = target, i* the first row of largest norm
+    (norms in float64); grad_tangent = 2 w (|t_i*| - L) t_i* / |t_i*| in row i* (when
+    |t_i*| > 0), zero elsewhere. Returns P."""
+    _check(grad_tangent.shape == tangent.shape and tangent.shape[0] >= 1)
+    best, row = -1.0, 0
+    for i in range(tangent.shape[0]):
+        squares = 0.0
+        for j in range(tangent.shape[1]):
+            squares += np.float64(tangent[i, j]) * tangent[i, j]
+        norm = math.sqrt(squares)
+        if norm > best or (math.isnan(norm) and not math.isnan(best)):  # numpy's argmax
+            best, row = norm, i
+    grad_tangent[:, :] = 0
+    weight = scale / target ** 2
+    gap = best - target
+    if best > 0:
+        factor = _like(2 * weight * gap / best, tangent)
+        for j in range(tangent.shape[1]):
+            grad_tangent[row, j] = tangent[row, j] * factor
+    return weight * (gap * gap)
+
+
+@_jit
+def _variance_term(std, kl_power):
+    """std^(2k) in the float type of std: (std std)^k, k = kl_power (1 or 2)."""
+    variance = std * std
+    return variance if kl_power == 1 else variance * variance
+
+
+@_kernel("r2 r2 r2 r2")
+def _check_code(code, eps, z, std):
+    """Raise unless code is (B, 2p) and eps, z and std are (B, p)."""
+    _check(code.shape[0] == eps.shape[0] and code.shape[1] == 2 * eps.shape[1]
+           and z.shape == eps.shape and std.shape == eps.shape)
+
+
+@_kernel("r2 r2 i w2 r2", ret=types.float64)
+def _vae_sample(code, eps, kl_power, z, std):
+    """z = std eps + mu; returns 1/2 sum (mu^2 + std^(2k) - lv - 1), summed in float64."""
+    batch, p = eps.shape
+    total = 0.0
+    for i in range(batch):
+        for j in range(p):
+            mu, s = code[i, j], std[i, j]
+            z[i, j] = s * eps[i, j] + mu
+            total += (np.float64(mu) * mu + _variance_term(s, kl_power) - np.float64(code[i, p + j])
+                      - 1.0)
+    return total / 2
+
+
+def vae_reparameterize(code, eps, kl_power, z, std):
+    """std = exp(lv / 2), z = mu + std eps from code = [mu, lv] (B, 2p); returns the KL term
+    1/2 sum (mu^2 + std^(2k) - lv - 1), k = kl_power (1 or 2), summed in float64.
+
+    The exponential is numpy's, into ``std`` (no allocation): a CPU run keeps the numbers it
+    had with numpy's vectorised exp, which rounds many float32 arguments differently from
+    libm's, the exp numba would call."""
+    _check_code(code, eps, z, std)
+    if kl_power not in (1, 2):
+        raise ValueError(f"kl_power must be 1 or 2, got {kl_power!r}")
+    np.multiply(code[:, eps.shape[1]:], 0.5, out=std)
+    np.exp(std, out=std)
+    return _vae_sample(code, eps, kl_power, z, std)
+
+
+@_kernel("r1 r1 f w1", ret=types.float64)
+def _vae_residual(reconstruction, x, variance, residual):
+    """residual = (g - x) times 1/c in the float type; returns sum (g - x)^2 / (2c)."""
+    scale = _like(1 / variance, residual)
+    total = 0.0
+    for i in range(x.size):
+        difference = reconstruction[i] - x[i]
+        total += np.float64(difference) * difference
+        residual[i] = difference * scale
+    return total / (2 * variance)
+
+
+def vae_residual(reconstruction, x, variance, residual):
+    """residual = (g(z) - x) / c; returns sum |g(z) - x|^2 / (2c) (float64 sum)."""
+    g, data, out = _flat(reconstruction, x, residual)
+    return _vae_residual(g, data, float(variance), out)
+
+
+@_kernel("r2 r2 r2 r2 i w2")
+def vae_code_gradient(code, eps, std, grad_z, kl_power, grad_code):
+    """grad_code = [dL/dmu, dL/dlv] from dL/dz: dL/dmu = dL/dz + mu,
+    dL/dlv = dL/dz eps std / 2 + (k std^(2k) - 1) / 2, in the float type."""
+    batch, p = std.shape
+    _check(code.shape[0] == batch and code.shape[1] == 2 * p and grad_code.shape == code.shape
+           and eps.shape == std.shape and grad_z.shape == std.shape)
+    half, kl_slope = _like(0.5, std), _like(0.5 * kl_power, std)
+    for i in range(batch):
+        for j in range(p):
+            s, g = std[i, j], grad_z[i, j]
+            grad_code[i, j] = g + code[i, j]
+            grad_code[i, p + j] = g * eps[i, j] * s * half + (_variance_term(s, kl_power) * kl_slope
+                                                             - half)
+
+
+@_kernel("r1 r1 f w1")
+def _score_matching_noisy(x, eps, sigma, noisy):
+    level = _like(sigma, x)
+    for i in range(x.size):
+        noisy[i] = x[i] + level * eps[i]
+
+
+def score_matching_noisy(x, eps, sigma, noisy):
+    """noisy = x + sigma eps (sigma rounded to the float type)."""
+    clean, noise, out = _flat(x, eps, noisy)
+    _score_matching_noisy(clean, noise, float(sigma), out)
+
+
+@_kernel("r1 r1 f i w1", ret=types.float64)
+def _score_matching_loss(score, eps, sigma, weight_power, grad):
+    level = _like(sigma, score)
+    weight = sigma if weight_power == 1 else sigma * sigma
+    slope = _like(2 * weight, score)
+    total = 0.0
+    for i in range(score.size):
+        residual = score[i] + eps[i] / level
+        total += np.float64(residual) * residual
+        grad[i] = slope * residual
+    return weight * total
+
+
+def score_matching_loss(score, eps, sigma, weight_power, grad):
+    """grad = 2 w (s + eps / sigma); returns w sum (s + eps / sigma)^2 (float64 sum),
+    w = sigma^k, k = weight_power (1 or 2)."""
+    if weight_power not in (1, 2):
+        raise ValueError(f"weight_power must be 1 or 2, got {weight_power!r}")
+    s, noise, out = _flat(score, eps, grad)
+    return _score_matching_loss(s, noise, float(sigma), weight_power, out)
+
+
+@_kernel("r2 r2 j1 r1 w2")
+def score_matching_noisy_levels(x, eps, levels, sigmas, noisy):
+    """noisy_i = x_i + eps_i sigma_{l_i}, in the float type."""
+    _check(eps.shape == x.shape and noisy.shape == x.shape and levels.size == x.shape[0])
+    for i in range(x.shape[0]):
+        _check(0 <= levels[i] < sigmas.size)
+        level = sigmas[levels[i]]
+        for j in range(x.shape[1]):
+            noisy[i, j] = x[i, j] + eps[i, j] * level
+
+
+@_kernel("r2 r2 r2 j1 r1 r1 f w2", ret=types.float64)
+def score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, center, grad):
+    """R_i = ((x~_i - mu) (-K_l) + eps_i) + r_i A_l, grad_i = (R_i A_l) (1 / B) in the float
+    type, l = l_i; returns sum |R_i|^2 / (2B) (float64 sum)."""
+    n = raw.shape[0]
+    _check(noisy.shape == raw.shape and eps.shape == raw.shape and grad.shape == raw.shape
+           and levels.size == n and skips.size == raw_scales.size)
+    mu, share = _like(center, raw), _like(1.0 / n, raw)
+    total = 0.0
+    for i in range(n):
+        _check(0 <= levels[i] < raw_scales.size)
+        scale, skip = raw_scales[levels[i]], -skips[levels[i]]
+        for j in range(raw.shape[1]):
+            residual = (noisy[i, j] - mu) * skip + eps[i, j] + raw[i, j] * scale
+            total += np.float64(residual) * residual
+            grad[i, j] = residual * scale * share
+    return total / (2 * n)
 
 
 # --------------------------------------------------------------------------- f-divergence duals
@@ -1036,3 +1272,173 @@ def annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scal
     _langevin_mlp_loop(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scales, float(center),
                        alphas, n_steps_per_level, seed, first_step, kind, slope, z1, a1, z2, a2,
                        raw, z_odd)
+
+
+# --------------------------------------------------------------------------- annealed Langevin on given noise
+#
+# The chains below take their Gaussian inputs as arrays, so that a caller can move along paths
+# in the input space (the sampler's steep set, npgen.analysis.sampler_search) or feed the
+# counter-based stream (langevin_noise_block) to a score other than the network's. They run in
+# float64 and move x, dx0 and grad_sq in place.
+
+
+@_jit
+def langevin_noise_block(seed, first_sample, first_step, out):
+    """out[i, t] = z(seed, first_sample + i, first_step + t) (out (n, T) float64): the normals
+    :func:`annealed_langevin` draws for those samples and steps (numpy_ref.langevin_noise_block)."""
+    base = _mix64(np.uint64(seed) + _GOLDEN)
+    for i in range(out.shape[0]):
+        key = _mix64(base + (np.uint64(first_sample + i) + np.uint64(1)) * _GOLDEN)
+        z_odd = 0.0
+        for t in range(out.shape[1]):
+            step = first_step + t
+            if step % 2 == 0 or t == 0:  # one Box-Muller draw serves steps 2q and 2q + 1
+                radius, angle = _box_muller(key, step // 2)
+                z_odd = radius * math.sin(angle)
+                out[i, t] = z_odd if step % 2 else radius * math.cos(angle)
+            else:
+                out[i, t] = z_odd
+
+
+@_jit
+def langevin_noise_pair(seed, first_sample, pair, even, odd):
+    """even[i] = z(seed, first_sample + i, 2 pair) and odd[i] = z(seed, first_sample + i,
+    2 pair + 1) (float64 (n,)): the two halves of one Box-Muller draw per sample, so two steps
+    cost one draw."""
+    base = _mix64(np.uint64(seed) + _GOLDEN)
+    for i in range(even.size):
+        key = _mix64(base + (np.uint64(first_sample + i) + np.uint64(1)) * _GOLDEN)
+        radius, angle = _box_muller(key, pair)
+        even[i] = radius * math.cos(angle)
+        odd[i] = radius * math.sin(angle)
+
+
+@_jit
+def _mixture_score_and_slope(xi, level, tables, need_slope):
+    """(s_l(x), s_l'(x)) of the scalar mixture sum_k w_k N(mu_k, V[l, k]) at x (the formulas of
+    numpy_ref.blurred_mixture_score), from the tables c[l, k] = log w_k - log(2 pi V_lk) / 2 and
+    P[l, k] = 1 / V_lk: with l_k = c_lk - P_lk (x - mu_k)^2 / 2, e_k = exp(l_k - max_j l_j) and
+    a_k = P_lk (mu_k - x), s = sum e_k a_k / sum e_k and s' = sum e_k (a_k^2 - P_lk) / sum e_k - s^2."""
+    means, offsets, precisions = tables
+    c, p = offsets[level], precisions[level]
+    top = -np.inf
+    for k in range(means.size):
+        u = xi - means[k]
+        top = max(top, c[k] - 0.5 * p[k] * u * u)
+    total = 0.0
+    first = 0.0
+    second = 0.0
+    for k in range(means.size):
+        u = xi - means[k]
+        e = math.exp(c[k] - 0.5 * p[k] * u * u - top)
+        a = -p[k] * u
+        total += e
+        first += e * a
+        second += e * (a * a - p[k])
+    score = first / total
+    return score, (second / total - score * score) if need_slope else 0.0
+
+
+@_jit
+def _network_score_and_slope(xi, level, tables, need_slope):
+    """(s_l(x), s_l'(x)) of the score network on the first layer's pieces (see
+    :func:`_first_layer_pieces`): the piece p of x is the number of kinks <= x, and on it
+    s_l(x) = w3 . leaky(A_p x + B[l, p]) + beff3[l], B[l] = C + beff2[l]."""
+    kinks, A, B, w3, beff3, slope2 = tables
+    p = np.searchsorted(kinks, xi, side="right")
+    if need_slope:
+        return _piece_score_and_slope(xi, A[p], B[level, p], w3, beff3[level], slope2)
+    return _piece_score(xi, A[p], B[level, p], w3, beff3[level], slope2), 0.0
+
+
+@njit(inline="always")
+def _given_noise_loop(x, noise, alphas, dx0, grad_sq, track, score_and_slope, tables):
+    """The chain of numpy_ref.annealed_langevin_given_noise on samples x (n,) with noise
+    (n, L S), for any score_and_slope(x, level, tables, need_slope) -> (s, s')."""
+    n_levels = alphas.size
+    steps = noise.shape[1] // n_levels
+    for i in range(x.size):
+        xi, di, ni = x[i], dx0[i], grad_sq[i]
+        for level in range(n_levels):
+            alpha = alphas[level]
+            half_alpha, root_alpha = alpha / 2, math.sqrt(alpha)
+            for t in range(level * steps, (level + 1) * steps):
+                score, slope = score_and_slope(xi, level, tables, track)
+                if track:
+                    f = 1.0 + half_alpha * slope
+                    di = f * di
+                    ni = f * f * ni + alpha
+                xi = xi + (half_alpha * score + root_alpha * noise[i, t])
+        x[i] = xi
+        if track:
+            dx0[i] = di
+            grad_sq[i] = ni
+
+
+@_jit
+def _exact_given_noise(x, tables, alphas, noise, dx0, grad_sq, track):
+    _given_noise_loop(x, noise, alphas, dx0, grad_sq, track, _mixture_score_and_slope, tables)
+
+
+@_jit
+def _network_given_noise(x, tables, alphas, noise, dx0, grad_sq, track):
+    _given_noise_loop(x, noise, alphas, dx0, grad_sq, track, _network_score_and_slope, tables)
+
+
+def _given_noise_arrays(x, alphas, noise, dx0, grad_sq):
+    """Check the float64 chain arrays of the given-noise kernels; returns (dx0, grad_sq, track)
+    with x standing in for untracked gradient arrays (unwritten)."""
+    arrays = [a for a in (x, alphas, noise, dx0, grad_sq) if a is not None]
+    if any(a.dtype != np.float64 or not a.flags.c_contiguous for a in arrays):
+        raise ValueError("the given-noise Langevin kernels take C-contiguous float64 arrays")
+    if (x.ndim != 1 or noise.ndim != 2 or noise.shape[0] != x.size or alphas.ndim != 1
+            or alphas.size == 0 or noise.shape[1] % alphas.size
+            or any(a is not None and a.shape != x.shape for a in (dx0, grad_sq))
+            or (dx0 is None) != (grad_sq is None)):
+        raise ValueError("given-noise Langevin: array shapes do not fit together (x (n,), noise"
+                         " (n, L S), alphas (L,), dx0 and grad_sq (n,) both or neither)")
+    return (x, x, False) if dx0 is None else (dx0, grad_sq, True)
+
+
+def exact_score_langevin_given_noise(x, log_weights, means, variances, alphas, noise,
+                                     dx0=None, grad_sq=None):
+    """numpy_ref.exact_score_langevin_given_noise in place: x (n,) moves through the levels
+    with the exact score of sum_k w_k N(mu_k, V[l, k]) and the given noise (n, L S); dx0 and
+    grad_sq (n,), both or neither, carry the sampler's gradient on. Float64 throughout."""
+    dx0, grad_sq, track = _given_noise_arrays(x, alphas, noise, dx0, grad_sq)
+    log_weights, means, variances = (np.asarray(a, np.float64) for a in (log_weights, means, variances))
+    if variances.shape != (alphas.size, means.size) or log_weights.shape != means.shape or means.ndim != 1:
+        raise ValueError("exact_score_langevin_given_noise: log_weights and means (K,), variances (L, K)")
+    tables = (np.ascontiguousarray(means), np.ascontiguousarray(log_weights - 0.5 * np.log(2 * np.pi * variances)),
+              np.ascontiguousarray(1 / variances))
+    _exact_given_noise(x, tables, alphas, noise, dx0, grad_sq, track)
+
+
+def network_chain_tables(W1, b1, W2a, beff2, W3a, beff3, slope1, slope2):
+    """The score network's tables for :func:`network_langevin_on_tables`, in float64: the
+    first layer's kinks and pieces A (:func:`_first_layer_pieces`), B[l] = C + beff2[l] for
+    each level, w3 = W3a[0], beff3 and slope2. Computed once per network and set of levels."""
+    if beff2.shape != (beff3.size, W2a.shape[0]) or beff3.ndim != 1:
+        raise ValueError("network_chain_tables: beff2 (L, H2) and beff3 (L,) for L levels")
+    kinks, A, C = _first_layer_pieces(*(np.asarray(a, np.float64) for a in (W1, b1, W2a)), slope1)
+    B = np.ascontiguousarray(C[None] + np.asarray(beff2, np.float64)[:, None, :])
+    return (kinks, A, B, np.ascontiguousarray(W3a[0], np.float64),
+            np.ascontiguousarray(beff3, np.float64), float(slope2))
+
+
+def network_langevin_on_tables(x, tables, alphas, noise, dx0=None, grad_sq=None):
+    """:func:`network_langevin_given_noise` on tables made by :func:`network_chain_tables`."""
+    dx0, grad_sq, track = _given_noise_arrays(x, alphas, noise, dx0, grad_sq)
+    if tables[2].shape[0] != alphas.size:
+        raise ValueError("network_langevin_on_tables: the tables' levels and alphas differ in number")
+    _network_given_noise(x, tables, alphas, noise, dx0, grad_sq, track)
+
+
+def network_langevin_given_noise(x, W1, b1, W2a, beff2, W3a, beff3, alphas, noise, slope1, slope2,
+                                 dx0=None, grad_sq=None):
+    """numpy_ref.annealed_langevin_given_noise in place, with noise laid out (n, L S) (row i:
+    sample i's z of steps 0 .. L S - 1): the score network's chain (the weights of
+    :func:`annealed_langevin`, taken in float64) on given noise; dx0 and grad_sq (n,), both or
+    neither, carry the sampler's gradient on."""
+    network_langevin_on_tables(x, network_chain_tables(W1, b1, W2a, beff2, W3a, beff3, slope1, slope2),
+                               alphas, noise, dx0, grad_sq)

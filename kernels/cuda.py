@@ -20,11 +20,13 @@ How the work is done:
   accumulate in float64.
 
 Where the CPU kernel returns a Python float, the batched one writes one float64 per replica
-into an (R,) device array the caller passes: the losses' ``loss``, spectral norm's ``sigma``,
-particle_step's ``kinetic`` (and alpha_dual_loss's ``grad_nu``). Scalars (activation code,
-slopes, Adam's step and rates, Langevin's step count, alpha, dt) are shared by the replicas of
-a batch, which differ only in data and seed; values that differ between replicas (seeds,
-Langevin's centers, the alpha-divergence's shift nu) are (R,) arrays. Derivatives are
+into an (R,) device array the caller passes last: the losses' ``loss``, vae_reparameterize's
+``kl``, gradient_penalty's ``penalty``, spectral norm's ``sigma``, particle_step's ``kinetic``
+(and alpha_dual_loss's ``grad_nu``). Scalars (activation code, slopes, Adam's step and rates,
+Langevin's step count, alpha, dt, the penalty's scale) are shared by the replicas of a batch,
+which differ only in data and seed; values that differ between replicas (seeds, Langevin's
+centers, the alpha-divergence's shift nu, the penalty's target, the SGM's noise level) are
+(R,) arrays where the CPU kernel takes a number. Derivatives are
 computed from z; the activation values ``a`` are accepted for the CPU signatures.
 
 Random numbers come from the device: :func:`rng_states` gives each replica
@@ -59,11 +61,8 @@ from numba.cuda.random import (
     xoroshiro128p_normal_float64,
 )
 
-__all__ = list(KERNELS) + ["standard_normal", "rng_states", "gather_rows", "put_columns",
-                          "take_columns", "to_device", "to_host",
-                          "free_bytes", "synchronize", "vae_reparameterize", "vae_residual",
-                          "vae_code_gradient", "score_matching_noisy", "score_matching_loss",
-                          "gradient_penalty"]
+__all__ = list(KERNELS) + ["standard_normal", "rng_states", "zeros", "to_device", "to_host",
+                          "free_bytes", "synchronize"]
 
 #: Whether numba-cuda runs its simulator (NUMBA_ENABLE_CUDASIM=1) instead of a GPU.
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -392,13 +391,13 @@ def _block_sum(shared, value):
 
 # --------------------------------------------------------------------------- losses
 
-_BCE_WITH_LOGITS, _HINGE = range(2)
+_BCE_WITH_LOGITS, _HINGE, _HINGE_GENERATOR = range(3)
 
 
 @cuda.jit
 def _mean_loss(which, pred, target, grad, loss):
     """One block per replica r: loss[r] = mean_i l(p_ri, t_ri), grad = dl/dp / N, for
-    l = bce with logits (which 0) or hinge (which 1), in float64."""
+    l = bce with logits (which 0), hinge (which 1) or -p (which 2, t not read), in float64."""
     shared = cuda.shared.array(REDUCE_WIDTH, float64)
     R, N = pred.shape
     for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
@@ -409,10 +408,13 @@ def _mean_loss(which, pred, target, grad, loss):
                 e = math.exp(-abs(s))
                 partial += max(s, 0.0) - s * t + math.log1p(e)
                 slope = (1.0 / (1.0 + e) if s >= 0 else e / (1.0 + e)) - t
-            else:
+            elif which == _HINGE:
                 margin = 1.0 - t * s
                 partial += max(margin, 0.0)
                 slope = -t if margin > 0 else 0.0
+            else:
+                partial -= s
+                slope = -1.0
             grad[r, i] = slope / N
         total = _block_sum(shared, partial)
         if cuda.threadIdx.x == 0:
@@ -441,11 +443,19 @@ def hinge(scores, target, grad, loss):
     return _loss(_HINGE, "hinge", scores, target, grad, loss)
 
 
+def hinge_generator(scores, grad, loss):
+    """loss[r] = -mean of replica r's scores (the hinge GAN's generator loss); grad = -1 / N.
+    scores, grad (R, ...); loss (R,) float64. Returns loss."""
+    return _loss(_HINGE_GENERATOR, "hinge_generator", scores, scores, grad, loss)
+
+
 # --------------------------------------------------------------------------- the GAN's gradient penalty
 #
 # P = w (max_i |t_i| - L)^2 of npgen.models.gan (generator_gradient has the math), w = c / L^2,
 # for each replica's tangents t (R, B, d) and its own target L: one block per replica, norms in
-# float64, the maximizing row the first one, as numpy's argmax.
+# float64. The maximizing row is numpy's argmax (the first NaN, else the first of the largest),
+# carried with its norm through the block's reduction, so the row written is always one of
+# the replica's.
 
 
 @cuda.jit(device=True)
@@ -456,25 +466,50 @@ def _row_norm(t, r, i):
     return math.sqrt(total)
 
 
+@cuda.jit(device=True)
+def _argmax_before(value, index, other, other_index):
+    """Whether (value, index) precedes (other, other_index) in numpy's argmax order: a NaN
+    first, then the larger value, then the smaller index."""
+    if value != value or other != other:
+        return value != value and (other == other or index < other_index)
+    return value > other or (value == other and index < other_index)
+
+
+@cuda.jit(device=True)
+def _block_argmax(values, indices, value, index):
+    """The (value, index) of the block's threads first in :func:`_argmax_before`'s order (a
+    tree in shared memory; the block size is a power of two); every thread gets it."""
+    t = cuda.threadIdx.x
+    values[t], indices[t] = value, index
+    cuda.syncthreads()
+    width = cuda.blockDim.x // 2
+    while width > 0:
+        if t < width and _argmax_before(values[t + width], indices[t + width], values[t], indices[t]):
+            values[t], indices[t] = values[t + width], indices[t + width]
+        cuda.syncthreads()
+        width //= 2
+    value, index = values[0], indices[0]
+    cuda.syncthreads()
+    return value, index
+
+
 @cuda.jit
 def _gradient_penalty(tangent, targets, scale, grad_tangent, penalty):
     """penalty[r] = w_r (|t_r,i*| - L_r)^2, grad_tangent = dP/dt (row i* only)."""
-    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    norms = cuda.shared.array(REDUCE_WIDTH, float64)
+    rows = cuda.shared.array(REDUCE_WIDTH, np.int64)
     R, B, d = tangent.shape
     for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
         target = targets[r]
         weight = scale / (target * target)
-        largest = 0.0
+        largest, row = -1.0, B  # below every norm: a thread without rows never wins
         for i in range(cuda.threadIdx.x, B, cuda.blockDim.x):
-            largest = max(largest, _row_norm(tangent, r, i))
+            norm = _row_norm(tangent, r, i)
+            if _argmax_before(norm, i, largest, row):
+                largest, row = norm, i
             for j in range(d):
                 grad_tangent[r, i, j] = 0
-        best = _block_reduce(shared, largest, True)
-        first = -float64(B)
-        for i in range(cuda.threadIdx.x, B, cuda.blockDim.x):
-            if _row_norm(tangent, r, i) == best:
-                first = max(first, -float64(i))
-        row = int(-_block_reduce(shared, first, True))
+        best, row = _block_argmax(norms, rows, largest, row)
         if cuda.threadIdx.x == 0:
             gap = best - target
             penalty[r] = weight * gap * gap
@@ -485,12 +520,13 @@ def _gradient_penalty(tangent, targets, scale, grad_tangent, penalty):
 
 def gradient_penalty(tangent, targets, scale, grad_tangent, penalty):
     """penalty[r] = w_r (|t_i*| - L_r)^2 with i* the row of replica r's largest tangent norm
-    |t_i| (the first, on ties), L_r = targets[r] and w_r = scale / L_r^2; grad_tangent = dP/dt:
-    w_r 2 (|t_i*| - L_r) t_i* / |t_i*| in row i* (when |t_i*| > 0), zero elsewhere.
-    tangent, grad_tangent (R, B, d); targets and penalty (R,) float64. Returns penalty."""
+    |t_i| (numpy's argmax: the first on ties, the first NaN if any), L_r = targets[r] and
+    w_r = scale / L_r^2; grad_tangent = dP/dt: w_r 2 (|t_i*| - L_r) t_i* / |t_i*| in row i*
+    (when |t_i*| > 0), zero elsewhere. tangent, grad_tangent (R, B, d) with B >= 1; targets
+    and penalty (R,) float64. Returns penalty."""
     R = tangent.shape[0]
-    _check(tangent.ndim == 3 and grad_tangent.shape == tangent.shape and penalty.shape == (R,)
-           and targets.shape == (R,), "gradient_penalty")
+    _check(tangent.ndim == 3 and tangent.shape[1] >= 1 and grad_tangent.shape == tangent.shape
+           and penalty.shape == (R,) and targets.shape == (R,), "gradient_penalty")
     _gradient_penalty[_reduction_grid(R)](tangent, targets, float(scale), grad_tangent, penalty)
     return penalty
 
@@ -584,8 +620,8 @@ def vae_code_gradient(code, eps, std, grad_z, kl_power, grad_code):
 # --------------------------------------------------------------------------- denoising score matching
 #
 # The elementwise parts of npgen.models.sgm's loss (its module doc has the math): replica r
-# trains at its own noise level sigma[r, 0, 0] (float64, (R, 1, 1)) on clean rows x and noise
-# eps (R, B, 1), with the weight w = sigma^k (k = weight_power: 1 the published code's, 2
+# trains at its own noise level sigma[r] (float64, (R,)) on clean rows x and noise eps
+# (R, B, d), with the weight w = sigma^k (k = weight_power: 1 the published code's, 2
 # Song & Ermon's).
 
 
@@ -597,7 +633,7 @@ def _score_matching_noisy(x, eps, sigma, noisy):
     for index in range(start, R * B * d, stride):
         r, rest = index // (B * d), index % (B * d)
         i, j = rest // d, rest % d
-        noisy[r, i, j] = x[r, i, j] + sigma[r, 0, 0] * eps[r, i, j]
+        noisy[r, i, j] = x[r, i, j] + sigma[r] * eps[r, i, j]
 
 
 @cuda.jit
@@ -606,7 +642,7 @@ def _score_matching_loss(score, eps, sigma, weight_power, grad, loss):
     shared = cuda.shared.array(REDUCE_WIDTH, float64)
     R, B, d = score.shape
     for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
-        level = sigma[r, 0, 0]
+        level = sigma[r]
         weight = level if weight_power == 1 else level * level
         partial = 0.0
         for index in range(cuda.threadIdx.x, B * d, cuda.blockDim.x):
@@ -620,9 +656,9 @@ def _score_matching_loss(score, eps, sigma, weight_power, grad, loss):
 
 
 def score_matching_noisy(x, eps, sigma, noisy):
-    """noisy = x + sigma_r eps for every replica r: x, eps, noisy (R, B, d), sigma (R, 1, 1)."""
+    """noisy = x + sigma_r eps for every replica r: x, eps, noisy (R, B, d), sigma (R,)."""
     R = x.shape[0]
-    _check(eps.shape == x.shape and noisy.shape == x.shape and sigma.shape == (R, 1, 1),
+    _check(eps.shape == x.shape and noisy.shape == x.shape and sigma.shape == (R,),
            "score_matching_noisy")
     _score_matching_noisy[_grid(x.size)](x, eps, sigma, noisy)
 
@@ -630,12 +666,75 @@ def score_matching_noisy(x, eps, sigma, noisy):
 def score_matching_loss(score, eps, sigma, weight_power, grad, loss):
     """loss[r] = w_r sum (s + eps / sigma_r)^2 over replica r's rows, w_r = sigma_r^k
     (k = weight_power, 1 or 2), and grad = dloss/ds = 2 w_r (s + eps / sigma_r): the loss of
-    npgen.models.SGM, a sum over the batch. score, eps, grad (R, B, d); sigma (R, 1, 1);
-    loss (R,) float64. Returns loss."""
+    npgen.models.SGM, a sum over the batch. score, eps, grad (R, B, d); sigma and loss (R,)
+    float64. Returns loss."""
     R = score.shape[0]
-    _check(eps.shape == score.shape and grad.shape == score.shape and sigma.shape == (R, 1, 1)
+    _check(eps.shape == score.shape and grad.shape == score.shape and sigma.shape == (R,)
            and loss.shape == (R,) and weight_power in (1, 2), "score_matching_loss")
     _score_matching_loss[_reduction_grid(R)](score, eps, sigma, int(weight_power), grad, loss)
+    return loss
+
+
+# The same with a level per row (npgen.models.VectorSGM's loss, numpy_ref's *_levels): row i of
+# replica r at level levels[r, i] of that replica's tables (R, L); center (R,) float64.
+
+
+@cuda.jit(device=True)
+def _entry(index, shape):
+    """(r, i, j), the entry number ``index`` of a C-ordered array of this (R, B, d) shape."""
+    rows, columns = shape[1], shape[2]
+    return index // (rows * columns), index // columns % rows, index % columns
+
+
+@cuda.jit
+def _score_matching_noisy_levels(x, eps, levels, sigmas, noisy):
+    """noisy[r, i] = x[r, i] + eps[r, i] sigmas[r, levels[r, i]]."""
+    for index in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        r, i, j = _entry(index, x.shape)
+        noisy[r, i, j] = x[r, i, j] + eps[r, i, j] * sigmas[r, levels[r, i]]
+
+
+@cuda.jit
+def _score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, center, grad, loss):
+    """One block per replica r, l = levels[r, i]: R_ri = A_l r_ri - K_l (x~_ri - mu_r) + eps_ri,
+    grad = A_l R / B; loss[r] = sum R^2 / (2B), in float64."""
+    shared = cuda.shared.array(REDUCE_WIDTH, float64)
+    B = raw.shape[1]
+    for r in range(cuda.blockIdx.x, raw.shape[0], cuda.gridDim.x):
+        partial = 0.0
+        for index in range(cuda.threadIdx.x, B * raw.shape[2], cuda.blockDim.x):
+            _, i, j = _entry(index, raw.shape)  # of replica 0: (0, i, j)
+            scale, skip = raw_scales[r, levels[r, i]], skips[r, levels[r, i]]
+            residual = (noisy[r, i, j] - center[r]) * -skip + eps[r, i, j] + raw[r, i, j] * scale
+            partial += float64(residual) * residual
+            grad[r, i, j] = residual * scale / B
+        total = _block_sum(shared, partial)
+        if cuda.threadIdx.x == 0:
+            loss[r] = total / (2 * B)
+
+
+def score_matching_noisy_levels(x, eps, levels, sigmas, noisy):
+    """noisy[r, i] = x[r, i] + sigma_l eps[r, i], l = levels[r, i], sigma_l = sigmas[r, l]:
+    x, eps, noisy (R, B, d); levels (R, B) integers; sigmas (R, L)."""
+    R, B = x.shape[:2]
+    _check(x.ndim == 3 and eps.shape == x.shape and noisy.shape == x.shape
+           and levels.shape == (R, B) and sigmas.ndim == 2 and sigmas.shape[0] == R,
+           "score_matching_noisy_levels")
+    _score_matching_noisy_levels[_grid(x.size)](x, eps, levels, sigmas, noisy)
+
+
+def score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, center, grad, loss):
+    """loss[r] = sum_i |A_l r_i - K_l (x~_i - mu_r) + eps_i|^2 / (2B) over replica r's rows,
+    l = levels[r, i], A = raw_scales[r], K = skips[r], mu_r = center[r]; grad = dloss/draw =
+    A_l (A_l r_i - K_l (x~_i - mu_r) + eps_i) / B. raw, noisy, eps, grad (R, B, d); levels
+    (R, B) integers; raw_scales and skips (R, L); center and loss (R,) float64. Returns loss."""
+    R, B = raw.shape[:2]
+    _check(raw.ndim == 3 and all(a.shape == raw.shape for a in (noisy, eps, grad))
+           and levels.shape == (R, B) and raw_scales.ndim == 2 and raw_scales.shape[0] == R
+           and skips.shape == raw_scales.shape and center.shape == (R,) and loss.shape == (R,),
+           "score_matching_loss_levels")
+    _score_matching_loss_levels[_reduction_grid(R)](raw, noisy, eps, levels, raw_scales, skips,
+                                                    center, grad, loss)
     return loss
 
 
@@ -1240,6 +1339,15 @@ def gather_rows(source, index, start, out, offset, count):
 def synchronize():
     """Wait for every launched kernel and product to finish (for timing)."""
     cuda.synchronize()
+
+
+#: This backend's name (npgen.kernels.REPLICA_BACKENDS), and where its arrays live.
+BACKEND_NAME, on_device = "cuda", True
+
+
+def zeros(shape, dtype):
+    """A zero device array."""
+    return cuda.to_device(np.zeros(shape, dtype))
 
 
 def to_device(array):

@@ -12,7 +12,10 @@ ValueError. The signatures are those of :mod:`cpu`, argument for argument:
   here too, so that the two backends' outputs compare one for one;
 * ``grad_x`` (and ``grad_dx``) is written only when ``need_grad_x`` is true, and may be None
   otherwise;
-* losses return the loss as a Python float and write dL/dpred into ``grad``;
+* losses return the loss as a Python float and write dL/dpred into ``grad`` (the KL term of
+  ``vae_reparameterize`` and the penalty of ``gradient_penalty`` too);
+* ``put_columns`` writes into the column block of ``h`` alone, ``gather_rows`` into the rows
+  ``offset:offset + count`` of ``out`` alone;
 * ``adam_step``, ``spectral_norm_forward`` (u, v), ``annealed_langevin`` (x, and dx0 and
   grad_sq where given) and ``annealed_langevin_mlp`` (x) update their arrays in place.
 """
@@ -31,6 +34,14 @@ def _store(out, result, accumulate=False):
         out += result
     else:
         out[...] = result
+
+
+def _returned(results, *outs):
+    """The first of a textbook function's results (its loss), the others stored into outs."""
+    first, *rest = results
+    for out, result in zip(outs, rest):
+        _store(out, result)
+    return first
 
 
 def linear_forward(x, W, b, kind, slope, z, a):
@@ -83,26 +94,90 @@ def linear_jvp_backward(x, dx, W, z, a, dz, grad_a, grad_da, kind, slope,
         _store(grad_dx, grad_dx_new)
 
 
+def put_columns(node, h, start, width, accumulate):
+    """node into the column block h[:, start:start + width], in place: its leading columns
+    (+)= node, the rest zeroed unless accumulating (:func:`numpy_ref.put_columns`)."""
+    _store(h, numpy_ref.put_columns(node, h, start, width, accumulate))
+
+
+def take_columns(grad_h, start, grad_node, accumulate):
+    """grad_node (+)= grad_h[:, start:start + w], w = grad_node's width
+    (:func:`numpy_ref.take_columns`)."""
+    _store(grad_node, numpy_ref.take_columns(grad_h, start, grad_node.shape[1]), accumulate)
+
+
+def gather_rows(source, index, start, out, offset, count):
+    """out[offset:offset + count] = source[index[start:start + count]]
+    (:func:`numpy_ref.gather_rows`)."""
+    _store(out[offset:offset + count], numpy_ref.gather_rows(source, index[start:start + count]))
+
+
 def bce_with_logits(logits, target, grad):
     """Mean binary cross-entropy of sigmoid(logits); grad = dL/dlogits (returns the loss)."""
-    loss, grad_new = numpy_ref.bce_with_logits(logits, target)
-    _store(grad, grad_new)
-    return loss
+    return _returned(numpy_ref.bce_with_logits(logits, target), grad)
 
 
 def hinge(scores, target, grad):
     """Mean hinge loss for labels in {-1, +1}; grad = dL/dscores (returns the loss)."""
-    loss, grad_new = numpy_ref.hinge(scores, target)
-    _store(grad, grad_new)
-    return loss
+    return _returned(numpy_ref.hinge(scores, target), grad)
 
 
 def softmax_cross_entropy(logits, target, grad):
     """Mean over rows of -sum_j t_ij log softmax(s_i)_j; grad = dL/dlogits (returns the loss)
     (:func:`numpy_ref.softmax_cross_entropy`)."""
-    loss, grad_new = numpy_ref.softmax_cross_entropy(logits, target)
-    _store(grad, grad_new)
-    return loss
+    return _returned(numpy_ref.softmax_cross_entropy(logits, target), grad)
+
+
+def hinge_generator(scores, grad):
+    """The hinge GAN's generator loss -mean(scores); grad = -1 / N (returns the loss)
+    (:func:`numpy_ref.hinge_generator`)."""
+    return _returned(numpy_ref.hinge_generator(scores), grad)
+
+
+def gradient_penalty(tangent, target, scale, grad_tangent):
+    """The generator's gradient penalty towards Lip ``target``; writes dP/dtangent, returns P
+    (:func:`numpy_ref.gradient_penalty`)."""
+    return _returned(numpy_ref.gradient_penalty(tangent, target, scale), grad_tangent)
+
+
+def vae_reparameterize(code, eps, kl_power, z, std):
+    """z = mu + exp(lv / 2) eps and std = exp(lv / 2) from code = [mu, lv]; returns the KL
+    term (:func:`numpy_ref.vae_reparameterize`)."""
+    return _returned(numpy_ref.vae_reparameterize(code, eps, kl_power), z, std)
+
+
+def vae_residual(reconstruction, x, variance, residual):
+    """residual = (g(z) - x) / c; returns sum |g(z) - x|^2 / (2c)
+    (:func:`numpy_ref.vae_residual`)."""
+    return _returned(numpy_ref.vae_residual(reconstruction, x, variance), residual)
+
+
+def vae_code_gradient(code, eps, std, grad_z, kl_power, grad_code):
+    """grad_code = dL/d[mu, lv] from dL/dz (:func:`numpy_ref.vae_code_gradient`)."""
+    _store(grad_code, numpy_ref.vae_code_gradient(code, eps, std, grad_z, kl_power))
+
+
+def score_matching_noisy(x, eps, sigma, noisy):
+    """noisy = x + sigma eps (:func:`numpy_ref.score_matching_noisy`)."""
+    _store(noisy, numpy_ref.score_matching_noisy(x, eps, sigma))
+
+
+def score_matching_loss(score, eps, sigma, weight_power, grad):
+    """grad = 2 w (s + eps / sigma); returns w sum (s + eps / sigma)^2, w = sigma^k
+    (:func:`numpy_ref.score_matching_loss`)."""
+    return _returned(numpy_ref.score_matching_loss(score, eps, sigma, weight_power), grad)
+
+
+def score_matching_noisy_levels(x, eps, levels, sigmas, noisy):
+    """noisy_i = x_i + sigma_{l_i} eps_i (:func:`numpy_ref.score_matching_noisy_levels`)."""
+    _store(noisy, numpy_ref.score_matching_noisy_levels(x, eps, levels, sigmas))
+
+
+def score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, center, grad):
+    """grad = dL/draw; returns the loss of a level per row
+    (:func:`numpy_ref.score_matching_loss_levels`)."""
+    return _returned(numpy_ref.score_matching_loss_levels(raw, noisy, eps, levels, raw_scales,
+                                                          skips, center), grad)
 
 
 def kl_dual_loss(phi_p, phi_q, grad_p, grad_q):

@@ -9,9 +9,13 @@ Notation, for a batch of ``n`` rows (one sample a row):
 * ``kind`` is an activation code (``IDENTITY``, ``RELU``, ``LEAKY_RELU``, ``SILU``, ``TANH``,
   ``SIGMOID`` of :mod:`npgen.kernels`) and ``slope`` the negative slope of leaky_relu.
 
-The file goes from the small pieces to the large: activations, the dense layer, losses, Adam,
-spectral norm, and last annealed Langevin sampling. A forward returns what its backward needs,
-and a backward returns the gradients of its inputs and parameters. Nothing is written in place.
+The file goes from the small pieces to the large: activations, the dense layer, the column
+blocks of skip connections and minibatch rows, losses (the classifier's, then the pieces of the
+GAN's, the VAE's and the SGM's), Adam, spectral norm, annealed Langevin sampling, and last the
+exact score of a blurred Gaussian mixture with the Langevin chain driven by it (a yardstick for
+the learned score). A forward returns what its backward needs, and a backward returns the
+gradients of its inputs and
+parameters. Nothing is written in place.
 
 A 3-layer MLP, chained by hand
 ------------------------------
@@ -234,6 +238,64 @@ def dense_jvp_backward(x, dx, W, z, dz, grad_a, grad_da, kind, slope):
     return grad_z @ W, grad_dz @ W, grad_z.T @ x + grad_dz.T @ dx, grad_z.sum(axis=0)
 
 
+# --------------------------------------------------------------------------- column blocks and rows
+#
+# A layer's input with skip connections (npgen.nn.mlp) is column blocks laid side by side, each
+# the sum of some earlier nodes, a narrower node filling its block's leading columns
+# (zero-padded); its gradient goes back to each node from its block's leading columns.
+# Minibatches are rows of the data taken in the order of a shuffle.
+
+
+def _check_block(h, start, width, w):
+    if not (0 <= start and w <= width and start + width <= h.shape[1]):
+        raise ValueError(f"a block of {width} columns from column {start} holding {w} must lie"
+                         f" inside the {h.shape[1]} columns of the layer's input")
+
+
+def put_columns(node, h, start, width, accumulate):
+    """A node (n, w) into the column block h[:, start:start + width] of a layer's input h
+    (n, in), w <= width; returns the new h:
+
+        h'[:, start:start + w]         = node + (h[:, start:start + w] if accumulate else 0)
+        h'[:, start + w:start + width] = h[:, start + w:start + width] if accumulate else 0
+    and h' = h outside the block: a block is the first of its nodes put in (the zero-padding
+    of a narrower node), plus the others added (``accumulate``).
+    """
+    _check_block(h, start, width, node.shape[1])
+    h = h.copy()
+    w = node.shape[1]
+    if accumulate:
+        h[:, start:start + w] += node
+    else:
+        h[:, start:start + w] = node
+        h[:, start + w:start + width] = 0
+    return h
+
+
+def take_columns(grad_h, start, width):
+    """A node's share of the gradient of a layer's input: grad_h[:, start:start + width].
+
+    The adjoint of :func:`put_columns` in its node: for node -> h' = put_columns(node, h, start,
+    W, accumulate), dh'/dnode copies the node into columns start .. start + w - 1, so
+    grad_node = grad_h'[:, start:start + w] (what ``take_columns(grad_h', start, w)`` returns).
+    """
+    _check_block(grad_h, start, width, width)
+    return grad_h[:, start:start + width].copy()
+
+
+def gather_rows(source, index):
+    """The rows source[index[k]] of source (N, d), k = 0 .. len(index) - 1: out (len(index), d).
+
+    A minibatch: the rows of the data that a shuffle's slice ``index`` names (integers in
+    [0, N)).
+    """
+    index = np.asarray(index)
+    if index.ndim != 1 or index.dtype.kind not in "iu" or (
+            index.size and not 0 <= index.min() <= index.max() < len(source)):
+        raise ValueError(f"index must be a 1-D array of row numbers in [0, {len(source)})")
+    return source[index]
+
+
 # --------------------------------------------------------------------------- losses
 
 
@@ -299,6 +361,145 @@ def softmax_cross_entropy(logits, target):
     loss = -(target * log_p).sum(dtype=np.float64) / n
     mass = target.sum(axis=1, keepdims=True)
     return float(loss), (np.exp(log_p) * mass - target) / n
+
+
+# --------------------------------------------------------------------------- the models' losses
+#
+# The parts of the GAN's, the VAE's and the SGM's losses that are not a network (npgen.models
+# gan, vae and sgm have the models' math). Each returns its loss first, as a Python float summed
+# in float64, then the arrays the model passes on; elementwise results keep the float type of
+# their inputs and are computed in it, operation by operation as written.
+
+
+def hinge_generator(scores):
+    """The hinge GAN's generator loss on the discriminator's scores s_i = D(G(z_i)); returns
+    (loss, grad) with grad = dL/dscores:
+
+        L = -mean_i s_i,    dL/ds_i = -1 / N
+    """
+    n = scores.size
+    return -float(scores.sum(dtype=np.float64)) / n, np.full(scores.shape, -1.0 / n, scores.dtype)
+
+
+def gradient_penalty(tangent, target, scale):
+    """The generator's gradient penalty (Figure 4 right) on the tangents t_i = dG/dz (z_i), the
+    rows of tangent (B, d), towards the Lipschitz constant L = target > 0; returns
+    (penalty, grad) with grad = dP/dtangent:
+
+        P = w (|t_i*| - L)^2,   w = scale / L^2,   i* = argmax_i |t_i|   (the first, on ties)
+        dP/dt_i* = 2 w (|t_i*| - L) t_i* / |t_i*|   (0 when t_i* = 0),   dP/dt_i = 0 for i != i*
+
+    |t_i| is the Euclidean norm, in float64; the factor 2 w (|t_i*| - L) / |t_i*| is rounded to
+    the tangent's type before it scales t_i*.
+    """
+    values = tangent.astype(np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", values, values))
+    row = int(np.argmax(norms))
+    weight = scale / target ** 2
+    gap = float(norms[row]) - target
+    grad = np.zeros_like(tangent)
+    if norms[row] > 0:
+        grad[row] = tangent[row] * tangent.dtype.type(2 * weight * gap / float(norms[row]))
+    return weight * gap ** 2, grad
+
+
+def vae_reparameterize(code, eps, kl_power):
+    """The VAE's latent draw and KL term from the encoder's output code = [mu, lv] (B, 2p)
+    (means, then log-variances) and standard normals eps (B, p); returns (kl, z, std):
+
+        std = exp(lv / 2),   z = mu + std eps            (the reparameterization trick)
+        kl  = 1/2 sum_ij (mu_ij^2 + std_ij^(2k) - lv_ij - 1)
+    with k = kl_power: 1 is KL(N(mu, std^2) || N(0, 1)) summed over the batch, 2 the
+    published code's term (exp(lv)^2 for exp(lv)). std^(2k) is (std std)^k in the float type.
+    """
+    p = eps.shape[1]
+    mu, lv = code[:, :p], code[:, p:]
+    std = np.exp(lv * code.dtype.type(0.5))
+    variance = std * std
+    term = variance if kl_power == 1 else variance * variance
+    parts = [a.astype(np.float64) for a in (mu, term, lv)]
+    kl = 0.5 * float(np.sum(parts[0] * parts[0] + parts[1] - parts[2] - 1))
+    return kl, std * eps + mu, std
+
+
+def vae_residual(reconstruction, x, variance):
+    """The VAE's reconstruction term for decoder outputs g(z_i) and data x_i (B, d) under the
+    decoder variance c; returns (loss, residual) with residual = dL/dg:
+
+        L = sum_i |g(z_i) - x_i|^2 / (2c),   dL/dg = (g - x) / c
+    (g - x times 1/c rounded to the float type).
+    """
+    difference = reconstruction - x
+    values = difference.astype(np.float64)
+    return (float(np.sum(values * values)) / (2 * variance),
+            difference * difference.dtype.type(1 / variance))
+
+
+def vae_code_gradient(code, eps, std, grad_z, kl_power):
+    """The gradient of the VAE's loss with respect to the encoder's output code = [mu, lv]
+    (B, 2p), given dL/dz = grad_z (B, p) from the decoder, eps and std = exp(lv / 2) of
+    :func:`vae_reparameterize`; returns grad_code (B, 2p):
+
+        dL/dmu = dL/dz + mu                                  (z = mu + std eps, KL's mu^2 / 2)
+        dL/dlv = dL/dz eps std / 2 + (k std^(2k) - 1) / 2     (d std / d lv = std / 2)
+    """
+    p = eps.shape[1]
+    half = std.dtype.type(0.5)
+    variance = std * std
+    term = variance if kl_power == 1 else variance * variance
+    grad_lv = grad_z * eps * std * half + (term * std.dtype.type(0.5 * kl_power) - half)
+    return np.concatenate([grad_z + code[:, :p], grad_lv], axis=1)
+
+
+def score_matching_noisy(x, eps, sigma):
+    """The noisy rows of denoising score matching: x~ = x + sigma eps, for clean rows x,
+    standard normals eps (B, d) and the noise level sigma (rounded to the float type)."""
+    return x + x.dtype.type(sigma) * eps
+
+
+def score_matching_loss(score, eps, sigma, weight_power):
+    """The SGM's denoising score-matching loss at level sigma, for the network's scores
+    s_i = s(x~_i, sigma) of the noisy rows x~ = x + sigma eps (B, d); returns (loss, grad)
+    with grad = dL/dscore:
+
+        L = w sum_i |s_i + eps_i / sigma|^2,   dL/ds_i = 2 w (s_i + eps_i / sigma),   w = sigma^k
+    (k = weight_power: 1 the published code's weight, 2 Song & Ermon's). The regression target
+    -eps / sigma = (x - x~) / sigma^2 is the score of the Gaussian kernel N(x~; x, sigma^2); the
+    loss is a sum over the batch, as the published code's.
+    """
+    residual = score + eps / score.dtype.type(sigma)
+    weight = sigma if weight_power == 1 else sigma * sigma
+    values = residual.astype(np.float64)
+    return weight * float(np.sum(values * values)), (2 * weight) * residual
+
+
+def score_matching_noisy_levels(x, eps, levels, sigmas):
+    """The noisy rows of denoising score matching with a noise level per row:
+    x~_i = x_i + sigma_{l_i} eps_i, for clean rows x, standard normals eps (B, d), level
+    indices levels (B,) and the levels sigmas (L,) in the float type of x."""
+    return x + eps * gather_rows(sigmas[:, None], levels)
+
+
+def score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, center):
+    """The denoising score-matching loss of npgen.models.VectorSGM, a level l_i per row, for a
+    score network sigma s(x~, sigma_l) = A_l r(x~) - K_l (x~ - mu) (npgen.nn.DenseScoreNetwork:
+    A_l = s_d c_l, K_l = sigma_l c_l^2) given its raw output r (B, d), the noisy rows x~ and
+    their noise eps (B, d); returns (loss, grad) with grad = dL/draw:
+
+        R_i = A_{l_i} r_i - K_{l_i} (x~_i - mu) + eps_i     (= sigma_i s(x~_i, sigma_i) + eps_i)
+        L = 1 / (2B) sum_i |R_i|^2,    dL/dr_i = A_{l_i} R_i / B
+    with raw_scales = (A_l), skips = (K_l) (L,) in the float type, center = mu; R_i is
+    computed as ((x~_i - mu) (-K) + eps_i) + r_i A, dL/dr_i as (R_i A) (1 / B) rounded.
+    This is Song & Ermon's weight sigma^2 on the score's residual, averaged over the batch.
+    """
+    n = len(raw)
+    scale, skip = (gather_rows(table[:, None], levels) for table in (raw_scales, skips))
+    residual = (noisy - noisy.dtype.type(center)) * -skip + eps + raw * scale
+    values = residual.astype(np.float64)
+    return (float(np.sum(values * values)) / (2 * n),
+            residual * scale * residual.dtype.type(1.0 / n))
+
+
 # --------------------------------------------------------------------------- f-divergence duals
 #
 # Variational (dual) form of an f-divergence between the particles' law P and the data's law Q
@@ -570,3 +771,92 @@ def annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scal
             x += half_alpha * score + root_alpha * noise
             step += 1
     return x
+
+
+# --------------------------------------------------------------------------- the exact score of a blurred mixture
+#
+# A mixture sum_k w_k N(mu_k, s_k^2 I_d) blurred by N(0, sigma^2 I_d) is the mixture
+# sum_k w_k N(mu_k, v_k I_d) with v_k = s_k^2 + sigma^2. With the log-weights
+#     l_k(x) = log w_k - (d / 2) log(2 pi v_k) - ||x - mu_k||^2 / (2 v_k),
+# log p(x) = logsumexp_k l_k(x), the responsibilities r_k = exp(l_k - log p) and
+#     s(x) = grad log p(x) = sum_k r_k a_k,    a_k = (mu_k - x) / v_k.
+# In one dimension d r_k / dx = r_k (a_k - s), so
+#     s'(x) = sum_k r_k (a_k^2 - 1 / v_k) - s(x)^2.
+# Subtracting max_k l_k before exponentiating keeps far-apart components finite.
+
+
+def blurred_mixture_score(x, log_weights, means, variances, need_slope=False):
+    """The score of sum_k w_k N(mu_k, v_k I_d) at the rows of x (n, d), float64.
+
+    ``log_weights`` (K,) log w_k, ``means`` (K, d), ``variances`` (K,) v_k (already blurred:
+    v_k = s_k^2 + sigma^2). Returns (score (n, d), log p (n,)), and with ``need_slope`` (d = 1
+    only) also s'(x) (n,). ||x - mu_k||^2 is expanded as ||x||^2 - 2 x . mu_k + ||mu_k||^2, so
+    the cost is one (n, d) x (d, K) product; the score is
+        s(x) = sum_k (r_k / v_k) mu_k - x sum_k r_k / v_k.
+    """
+    x = np.asarray(x, np.float64)
+    means = np.asarray(means, np.float64)
+    variances = np.asarray(variances, np.float64)
+    d = x.shape[1]
+    squares = (np.einsum("ij,ij->i", x, x)[:, None] - 2 * (x @ means.T)
+               + np.einsum("kj,kj->k", means, means))
+    logits = (np.asarray(log_weights, np.float64) - 0.5 * d * np.log(2 * np.pi * variances)
+              - np.maximum(squares, 0) / (2 * variances))
+    top = logits.max(axis=1, keepdims=True)
+    e = np.exp(logits - top)
+    total = e.sum(axis=1, keepdims=True)
+    r = e / total
+    log_p = top[:, 0] + np.log(total[:, 0])
+    precision = r / variances
+    score = precision @ means - x * precision.sum(axis=1, keepdims=True)
+    if not need_slope:
+        return score, log_p
+    if d != 1:
+        raise ValueError("blurred_mixture_score: s'(x) is computed for d = 1 only")
+    a = (means[:, 0] - x) / variances
+    slope = np.sum(r * (a * a - 1 / variances), axis=1) - score[:, 0] ** 2
+    return score, log_p, slope
+
+
+def exact_score_langevin_given_noise(x, log_weights, means, variances, alphas, noise,
+                                     dx0=None, grad_sq=None):
+    """Annealed Langevin dynamics of scalar samples x (n,) on the exact score of a mixture:
+    :func:`annealed_langevin_given_noise` with s_l(x) the score of sum_k w_k N(mu_k, V[l, k])
+    (:func:`blurred_mixture_score`, d = 1) in place of the network, float64.
+
+    ``log_weights`` (K,), ``means`` (K,), ``variances`` V (L, K): the blurred variances at each
+    level, V[l, k] = s_k^2 + sigma_l^2; ``alphas`` (L,); ``noise`` (n, L S): row i holds sample
+    i's z of steps 0 .. L S - 1, S = L S / L steps per level. Per step, with s' in closed form,
+        f = 1 + (alpha_l / 2) s_l'(x),  dx0 <- f dx0,  grad_sq <- f^2 grad_sq + alpha_l,
+        x <- x + (alpha_l / 2) s_l(x) + sqrt(alpha_l) z.
+    Returns x, or (x, dx0, grad_sq) when either is given (one that is None starts at 1); no
+    input is changed.
+    """
+    track = dx0 is not None or grad_sq is not None
+    x = np.array(x, np.float64)
+    noise = np.asarray(noise, np.float64)
+    n_levels = alphas.size
+    steps = noise.shape[1] // n_levels
+    means = np.asarray(means, np.float64).reshape(-1, 1)
+    if track:
+        dx0, grad_sq = (np.ones_like(x) if start is None else np.array(start, np.float64)
+                        for start in (dx0, grad_sq))
+    for level in range(n_levels):
+        alpha = float(alphas[level])
+        for t in range(level * steps, (level + 1) * steps):
+            score, _, slope = blurred_mixture_score(x[:, None], log_weights, means, variances[level],
+                                                    need_slope=True)
+            if track:
+                f = 1 + alpha / 2 * slope
+                dx0 = f * dx0
+                grad_sq = f * f * grad_sq + alpha
+            x = x + alpha / 2 * score[:, 0] + np.sqrt(alpha) * noise[:, t]
+    return (x, dx0, grad_sq) if track else x
+
+
+def langevin_noise_block(seed, n, first_step, n_steps):
+    """(n, n_steps) float64: entry (i, t) is z(seed, i, first_step + t) of
+    :func:`annealed_langevin`'s stream, so a chain fed this block draws what the kernels draw."""
+    keys = langevin_sample_keys(seed, n)
+    return np.stack([langevin_noise(keys, step) for step in range(first_step, first_step + n_steps)],
+                    axis=1)

@@ -125,7 +125,8 @@ def test_half_line_bound_for_the_gaussian_is_figure_3s(p, m, lip):
     assert got == pytest.approx(expected, rel=1e-9, abs=1e-300)
 
 
-@pytest.mark.parametrize("law", [stats.logistic, stats.laplace, stats.norm])
+@pytest.mark.parametrize("law", [stats.logistic, stats.laplace, stats.norm, stats.hypsecant, stats.norm(0.5, 2.0),
+                                 stats.logistic(loc=-1.0, scale=0.5)])
 def test_half_line_bound_holds_and_is_attained_for_log_concave_latents(law):
     rng = np.random.default_rng(4)
     for _ in range(200):
@@ -140,6 +141,28 @@ def test_half_line_bound_holds_and_is_attained_for_log_concave_latents(law):
         left, between, _ = g.masses(4.0, law)
         assert left == pytest.approx(p, rel=1e-12)
         assert between == pytest.approx(theory.half_line_mass_between_bound(4.0, 3.0, p, law), rel=1e-10)
+
+
+@pytest.mark.parametrize("law", [stats.cauchy, stats.cauchy(0.0, 2.0), stats.t, stats.t(3), stats.gennorm(2.0),
+                                 stats.norm(0.0, -1.0), "norm"])
+def test_half_line_bound_refuses_laws_it_cannot_certify(law):
+    """Only the listed symmetric log-concave families are accepted: Student's t and the Cauchy
+    are not log-concave, the generalized normal is not on the list, a negative scale is no law."""
+    with pytest.raises(ValueError, match=r"^law must be one of scipy\.stats\.norm, .*hypsecant.*, got "):
+        theory.half_line_mass_between_bound(4.0, 0.5, 0.05, law)
+
+
+def test_the_half_line_formula_overstates_the_least_mass_for_a_cauchy_latent():
+    """Why the Cauchy is refused: F(F^-1(p) + m / Lip) - p, taken with the Cauchy CDF, is 0.78 at
+    p = 0.05, m = 4, Lip = 0.5, but the map sending the two tails |z| >= cot(pi p / 2) to the
+    left mode leaves only 0.083 between the modes (exact, from the Cauchy CDF)."""
+    p, m, lip = 0.05, 4.0, 0.5
+    formula = CAUCHY.cdf(CAUCHY.ppf(p) + m / lip) - p
+    edge = 1.0 / math.tan(math.pi * p / 2)
+    left, between, _ = distance_map([(-math.inf, -edge), (edge, math.inf)], m, lip).masses(m)
+    assert left == pytest.approx(p, rel=1e-12)
+    assert between < formula / 9
+    assert between >= theory.cauchy_mass_between_bound(m, lip, p) - 1e-12
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,6 +183,44 @@ def test_cauchy_profile_is_a_lower_bound_on_boundary_mass_and_two_tails_attain_i
         assert boundary_mass(tails) == pytest.approx(theory.cauchy_isoperimetric_profile(t), rel=1e-12)
         half_line = [(-math.inf, CAUCHY.ppf(t))]
         assert boundary_mass(half_line) > boundary_mass(tails)  # half-lines are not extremal
+
+
+def test_cauchy_profile_proof_steps_hold_numerically():
+    """The inequalities the profile's proof (cauchy_isoperimetric_profile's docstring) uses, with
+    angles measured from N (z = +-inf) on the circle z = tan(phi / 2):
+    (1) sin^2(a/2) + sin^2(b/2) >= 1 - cos(min(a + b, pi) / 2) for a, b in [0, pi], equal at a = b;
+    (2) cos^2(u/2) + cos^2(v/2) >= 1 for u, v >= 0, u + v <= pi (an arc through the point O, z = 0);
+    (3) for a union of mass t <= 1/2 that avoids z = 0, the ends nearest to 0 on the two sides
+        sit at angles a', b' from N with a' + b' >= 2 pi t.
+    And the step it replaces was false: 1 - cos(s / 2) is not subadditive, 2 g(pi/2) < g(pi)."""
+    a, b = np.meshgrid(np.linspace(0, np.pi, 801), np.linspace(0, np.pi, 801))
+    two_ends = np.sin(a / 2) ** 2 + np.sin(b / 2) ** 2
+    assert np.all(two_ends >= 1 - np.cos(np.minimum(a + b, np.pi) / 2) - 1e-15)
+    half = np.linspace(0, np.pi / 2, 101)
+    np.testing.assert_allclose(2 * np.sin(half / 2) ** 2, 1 - np.cos(half), atol=1e-15)
+    u, v = a[a + b <= np.pi], b[a + b <= np.pi]
+    assert np.all(np.cos(u / 2) ** 2 + np.cos(v / 2) ** 2 >= 1 - 1e-15)
+
+    def angle_from_n(z):
+        return np.pi - 2 * math.atan(abs(z))
+
+    rng = np.random.default_rng(5)
+    checked = 0
+    for _ in range(3000):
+        intervals = random_union(rng, max_pieces=5)
+        t = union_mass(intervals)
+        if t > 0.5 or any(lo <= 0 <= hi for lo, hi in intervals):
+            continue
+        ends = [x for lo, hi in intervals for x in (lo, hi) if math.isfinite(x)]
+        sides = [[x for x in ends if x > 0], [-x for x in ends if x < 0]]
+        far = [angle_from_n(min(side)) if side else 0.0 for side in sides]
+        assert sum(far) >= 2 * np.pi * t - 1e-12
+        cost = np.pi * boundary_mass(intervals)
+        assert cost >= sum(np.sin(f / 2) ** 2 for f in far) - 1e-12
+        checked += 1
+    assert checked > 500
+    one_arc_at_n = 1 - np.cos(np.array([np.pi / 2, np.pi]) / 2)  # g(pi/2), g(pi)
+    assert 2 * one_arc_at_n[0] == pytest.approx(2 - math.sqrt(2)) and 2 * one_arc_at_n[0] < one_arc_at_n[1]
 
 
 def test_cauchy_enlargement_bound_holds_for_unions_of_intervals():

@@ -20,6 +20,7 @@ if not (config.ENABLE_CUDASIM or os.environ.get("NPGEN_CUDA_DEVICE") == "1"):
 from npgen import GAN, SGM, VAE
 from npgen.data import two_gaussians
 from npgen.kernels import cuda as ck
+from npgen.kernels import numpy_ref
 from npgen.models import replicas, sgm
 from npgen.models.replicas import fit_many
 from npgen.study import devices, plans, reproduce, runs, sweep
@@ -54,7 +55,8 @@ def _data(ms, seeds, n):
     {}, {"sn_generator": True}, {"gp_lipschitz": (0.5, 0.5)},
     {"gp_lipschitz": (0.5, 2.0), "sn_generator": True}, SKIPS["resnet"],
     dict(SKIPS["densenet"], sn_generator=True), dict(SKIPS["resnet"], gp_lipschitz=(0.5, 2.0)),
-    dict(SKIPS["densenet"], gp_lipschitz=(1.0, 1.0))])
+    dict(SKIPS["densenet"], gp_lipschitz=(1.0, 1.0)), {"loss": "hinge"},
+    {"loss": "hinge", "discriminator_first": True}])
 def test_a_batched_step_is_the_cpu_step_with_the_device_latents(options):
     """Penalized GANs of one target or of two targets in one batch, and resnet and densenet
     generators (with spectral norm, with the penalty), too."""
@@ -72,10 +74,16 @@ def test_a_batched_step_is_the_cpu_step_with_the_device_latents(options):
         z1, z2 = (ck.standard_normal(states, ck.to_device(np.zeros((1, n, 1)))).copy_to_host()[0]
                   for _ in range(2))
         batch = data[cpu.rng.permutation(n)]
-        losses = cpu.generator_gradient(z1)
-        cpu.generator_optimizer.step()
-        losses.update(cpu.discriminator_gradient(batch, z2))
-        cpu.discriminator_optimizer.step()
+        if cpu.discriminator_first:  # the discriminator takes the first latents
+            losses = cpu.discriminator_gradient(batch, z1)
+            cpu.discriminator_optimizer.step()
+            losses.update(cpu.generator_gradient(z2))
+            cpu.generator_optimizer.step()
+        else:
+            losses = cpu.generator_gradient(z1)
+            cpu.generator_optimizer.step()
+            losses.update(cpu.discriminator_gradient(batch, z2))
+            cpu.discriminator_optimizer.step()
         assert set(history) == set(losses) | {"wall_time_s"}
         for name, value in losses.items():
             np.testing.assert_allclose(history[name], [value], rtol=1e-10)
@@ -112,25 +120,35 @@ def test_a_batched_vae_step_is_the_cpu_step_with_the_device_noise(kl, skip):
             np.testing.assert_allclose(history[name], [value / n], rtol=1e-10)
 
 
-def test_the_gradient_penalty_is_the_cpu_models_row_by_row():
-    """Each replica its own target; replica 0 random tangents, replica 1 a tie between rows 1
-    and 3 (the first one is penalized, as numpy's argmax), replica 2 all zero (no gradient);
-    d = 2."""
+@pytest.mark.parametrize("threads", [1, 4])
+def test_the_gradient_penalty_is_the_textbooks_row_by_row(threads):
+    """Each replica its own target, B = 7 rows of d = 2: replica 0 random tangents; replica 1
+    a tie between rows 2, 5 and 6 (row 5 on another thread than row 2 when threads = 4, row 6
+    on the same one: row 2 is penalized, as numpy's argmax); replica 2 all zero (no
+    gradient); replica 3 a NaN row among finite ones and replica 4 NaN rows only (numpy's
+    argmax picks the first NaN: a NaN penalty and no gradient, and no write outside the
+    replica's rows)."""
     rng = np.random.default_rng(5)
-    tangent = rng.standard_normal((3, 5, 2))
-    tangent[1, 3] = tangent[1, 1] = [3.0, -4.0]
+    tangent = rng.standard_normal((5, 7, 2))
+    tangent[1, [2, 5, 6]] = [3.0, -4.0]
     tangent[2] = 0
-    targets = [2.0, 0.5, 1.0]
-    grad, penalty = ck.to_device(np.full((3, 5, 2), 7.0)), ck.to_device(np.zeros(3))
-    ck.gradient_penalty(ck.to_device(tangent), ck.to_device(np.array(targets)), 10.0, grad,
-                        penalty)
-    for r in range(3):
-        gan = GAN(gp_lipschitz=targets[r], dtype="float64", **TINY)
-        expected_grad = np.empty((5, 2))
-        expected = gan._gradient_penalty(tangent[r], expected_grad)
+    tangent[3, 4, 1] = np.nan
+    tangent[4] = np.nan
+    targets = [2.0, 0.5, 1.0, 1.0, 1.0]
+    grad, penalty = ck.to_device(np.full((5, 7, 2), 7.0)), ck.to_device(np.zeros(5))
+    before = dict(ck.LAUNCH)
+    ck.configure(threads=threads)
+    try:
+        ck.gradient_penalty(ck.to_device(tangent), ck.to_device(np.array(targets)), 10.0, grad,
+                            penalty)
+    finally:
+        ck.configure(**before)
+    for r in range(5):
+        expected, expected_grad = numpy_ref.gradient_penalty(tangent[r], targets[r], 10.0)
         np.testing.assert_allclose(penalty.copy_to_host()[r], expected, rtol=1e-12)
         np.testing.assert_allclose(grad.copy_to_host()[r], expected_grad, rtol=1e-12, atol=0)
-    assert np.count_nonzero(grad.copy_to_host()[1].any(axis=1)) == 1 and grad.copy_to_host()[1, 1].any()
+    assert np.flatnonzero(grad.copy_to_host()[1].any(axis=1)).tolist() == [2]
+    assert np.isnan(penalty.copy_to_host()[3:]).all()
 
 
 def _device_noise(seed, n):
@@ -150,7 +168,7 @@ def test_a_batched_sgm_step_is_the_cpu_step_with_the_device_noise(weighting):
     datasets = _data(ms, seeds, n)
     histories = fit_many(batched, datasets, epochs=1, batch_size=n)
     for model, cpu, data, history in zip(batched, alone, datasets, histories):
-        standardized, (cpu.mean, cpu.std) = cpu._standardized(data)
+        standardized, (cpu.mean, cpu.std) = cpu.training_data(data)
         batch = standardized[cpu.rng.permutation(n)]
         sigma = float(cpu.sigmas[cpu.rng.integers(cpu.sigmas.size, size=1)[0]])
         loss = cpu.denoising_loss(batch, _device_noise(cpu.seed, n), sigma)
@@ -217,7 +235,7 @@ def _held_bytes(batched, *arrays):
             todo += item
         elif isinstance(item, dict):
             todo += item.values()
-        elif type(item).__module__ == replicas.__name__:
+        elif type(item).__module__.startswith("npgen."):  # the batch, its networks, Adams, workspaces
             todo += vars(item).values()
     return sum(buffers.values())
 
@@ -234,7 +252,7 @@ def test_replica_bytes_bound_what_a_replica_holds_after_a_step(kind, options):
     to exceed the estimate's margin on the batch buffers)."""
     B, n = 4, 8
     model = kind(seed=1, dtype="float64", **dict(TINY, **options))
-    batched = {GAN: replicas.BatchedGAN, VAE: replicas.BatchedVAE}[kind]([model], ck, B)
+    batched = replicas.Lockstep([model], ck, B)
     data, order = ck.to_device(_data([2.0], [1], n)[0][None]), ck.to_device(np.arange(n)[None])
     batched.step(data, order, 0)
     held = _held_bytes(batched, data, order)
@@ -244,7 +262,7 @@ def test_replica_bytes_bound_what_a_replica_holds_after_a_step(kind, options):
 def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
     """Replica 1's discriminator loss turns NaN at the second step (a wrapped step reports it
     so): it is reported failed with the CPU run's sentence, replica 0 trains to the end."""
-    real_step = replicas.BatchedGAN.step
+    real_step = replicas.Lockstep.step
     calls = []
 
     def step(self, *args):
@@ -254,7 +272,7 @@ def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
             losses["discriminator"][1] = np.nan
         return losses
 
-    monkeypatch.setattr(replicas.BatchedGAN, "step", step)
+    monkeypatch.setattr(replicas.Lockstep, "step", step)
     seeds, n = [1, 2], 4
     models = _gans(seeds, dtype="float32")
     curves = [[], []]
@@ -268,14 +286,14 @@ def test_a_diverging_replica_is_reported_and_the_others_train_on(monkeypatch):
 def test_a_diverging_sgm_replica_stays_untrained(monkeypatch):
     """An SGM replica whose loss turns NaN is reported with the CPU run's sentence and keeps no
     standardization (it cannot sample); the other one trains on."""
-    real_step = replicas.BatchedSGM.step
+    real_step = replicas.Lockstep.step
 
     def step(self, *args):
         losses = real_step(self, *args)
         losses["loss"][0] = np.nan
         return losses
 
-    monkeypatch.setattr(replicas.BatchedSGM, "step", step)
+    monkeypatch.setattr(replicas.Lockstep, "step", step)
     models = [SGM(seed=seed, lr=1e-2) for seed in (1, 2)]
     out = fit_many(models, _data([1.0, 1.0], [1, 2], 4), epochs=1, batch_size=4)
     assert str(out[0]) == "SGM training diverged at step 1: loss 'loss' (score) is nan"
@@ -369,9 +387,9 @@ def test_a_cuda_sweep_stores_batched_runs_like_cpu_runs(tmp_path, monkeypatch):
 
 
 def test_loss_shapes_that_do_not_fit_are_one_sentence():
-    x, sigma = ck.to_device(np.zeros((2, 3, 1))), ck.to_device(np.zeros((2, 1, 1)))
+    x, sigma = ck.to_device(np.zeros((2, 3, 1))), ck.to_device(np.zeros(2))
     with pytest.raises(ValueError, match="score_matching_noisy: array shapes do not fit"):
-        ck.score_matching_noisy(x, x, ck.to_device(np.zeros((3, 1, 1))), x)
+        ck.score_matching_noisy(x, x, ck.to_device(np.zeros(3)), x)
     with pytest.raises(ValueError, match="score_matching_loss: array shapes do not fit"):
         ck.score_matching_loss(x, x, sigma, 3, x, ck.to_device(np.zeros(2)))
     with pytest.raises(ValueError, match="gradient_penalty: array shapes do not fit"):

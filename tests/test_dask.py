@@ -285,7 +285,7 @@ def test_npgen_reproduce_on_a_local_cluster(tmp_path, monkeypatch, capsys):
     assert "dask scheduler tcp://127.0.0.1:" in err and "2 workers x 1 thread" in err
     assert "first run on worker" in err and "with numba's compile or cache load" in err
     assert "reused 0 finished runs, trained 3, 0 failed" in err
-    assert (out / "report.md").exists() and len(os.listdir(out / "runs")) == 3 + 2  # .lock, failures.json
+    assert (out / "report.md").exists() and len(os.listdir(out / "runs")) == 3 + 1  # failures.json
     assert cli.main(argv) == 0
     err = capsys.readouterr().err
     assert "reused 3 finished runs, trained 0" in err and "dask scheduler" not in err

@@ -46,16 +46,95 @@ def test_train_writes_into_an_empty_folder_and_records_only_its_options(tiny):
     assert config["code"] == runs.code_fingerprint()
 
 
-def test_the_fingerprint_follows_the_source_of_the_math(tmp_path, monkeypatch):
+def _edited(text, old, new):
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+#: Edits of kernels/numpy_ref.py that change only its prose: the module's docstring, a
+#: function's docstring, a comment on a line of its own and a comment after code.
+PROSE_EDITS = [("written to be read.", "written to be read, and fixed."),
+               ("sigmoid(z) = 1 / (1 + exp(-z)), through", "sigmoid(z) = 1 / (1 + e^-z), via"),
+               ("\ndef _sigmoid(z):", "\n# the logistic function\ndef _sigmoid(z):"),
+               ("e / (1 + e)).astype(z.dtype, copy=False)",
+                "e / (1 + e)).astype(z.dtype, copy=False)  # no overflow")]
+#: Edits of its code: a constant and an operator.
+CODE_EDITS = [("SPECTRAL_NORM_EPS = 1e-12", "SPECTRAL_NORM_EPS = 1e-10"),
+              ("1 / (1 + e), e / (1 + e)", "1 / (1 - e), e / (1 + e)")]
+
+
+@pytest.fixture
+def math_copies(tmp_path, monkeypatch):
+    """A package ``fake_math`` holding copies of kernels/numpy_ref.py and kernels/cuda.py, the
+    fingerprint's only modules (cuda.py for cuda runs alone); returns a function that
+    rewrites one of the copies and the fingerprint after it."""
+    from npgen.study import fingerprint
+
+    kernels_dir = os.path.dirname(fingerprint.module_files("npgen.kernels")["npgen.kernels"])
     package = tmp_path / "fake_math"
     package.mkdir()
-    (package / "__init__.py").write_text("X = 1\n")
+    (package / "__init__.py").write_text("")
+    sources = {}
+    for name in ("numpy_ref", "cuda"):
+        with open(os.path.join(kernels_dir, f"{name}.py"), encoding="utf-8") as handle:
+            sources[name] = handle.read()
+        (package / f"{name}.py").write_text(sources[name], encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(runs, "MATH_MODULES", ("fake_math",))
-    before = runs.code_fingerprint.__wrapped__()
+    monkeypatch.setattr(fingerprint, "MATH_MODULES", ("fake_math",))
+    monkeypatch.setattr(fingerprint, "DEVICE_MODULES", {"cuda": ("fake_math.cuda",)})
+
+    def fingerprint_after(name, edits, device="cpu"):
+        text = sources[name]
+        for old, new in edits:
+            text = _edited(text, old, new)
+        (package / f"{name}.py").write_text(text, encoding="utf-8")
+        return fingerprint.code_fingerprint.__wrapped__(device)
+
+    return fingerprint_after
+
+
+def test_prose_edits_keep_the_fingerprint(math_copies):
+    before = math_copies("numpy_ref", [])
     assert before.startswith(__import__("npgen").__version__ + "+")
-    (package / "__init__.py").write_text("X = 2\n")
-    assert runs.code_fingerprint.__wrapped__() != before
+    for edit in PROSE_EDITS:
+        assert math_copies("numpy_ref", [edit]) == before, edit
+    assert math_copies("numpy_ref", PROSE_EDITS) == before
+
+
+@pytest.mark.parametrize("edit", CODE_EDITS, ids=["constant", "operator"])
+def test_code_edits_change_the_fingerprint(math_copies, edit):
+    before = math_copies("numpy_ref", [])
+    assert math_copies("numpy_ref", [edit]) != before
+
+
+def test_a_device_module_keys_that_devices_runs_only(math_copies):
+    cpu, cuda = math_copies("cuda", []), math_copies("cuda", [], "cuda")
+    assert cpu != cuda
+    edit = [("LAUNCH = {\"threads\": 256", "LAUNCH = {\"threads\": 128")]
+    assert math_copies("cuda", edit) == cpu
+    assert math_copies("cuda", edit, "cuda") != cuda
+
+
+def test_cpu_runs_are_not_keyed_on_cuda_only_modules(monkeypatch):
+    """The real fingerprints: cuda runs hash the CUDA kernels, batched training and the
+    study's batching besides every module of a CPU run; CPU runs do not hash those three."""
+    from npgen.study import devices, fingerprint, plans
+
+    hashed, parse = [], fingerprint.executable_source
+
+    def recorded(path):
+        hashed.append(path)
+        return parse(path)
+
+    monkeypatch.setattr(fingerprint, "executable_source", recorded)
+    fingerprint.code_fingerprint.__wrapped__("cpu")
+    cpu, hashed[:] = set(hashed), []
+    fingerprint.code_fingerprint.__wrapped__("cuda")
+    paths = [os.path.relpath(p, os.path.dirname(p)) for p in set(hashed) - cpu]
+    assert cpu < set(hashed) and sorted(paths) == ["cuda.py", "devices.py", "replicas.py"]
+    for configs in devices.device_plan(plans.plan("quick"), "cuda").values():
+        for config in configs:
+            assert config["code"] == runs.code_fingerprint(config.get("device", "cpu"))
 
 
 def test_reproduce_reuses_runs_of_the_same_code_only(tiny, monkeypatch, capsys):

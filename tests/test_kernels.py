@@ -505,6 +505,210 @@ def test_spectral_norm_eps_is_shared():
     assert kernels.get_backend("cpu").SPECTRAL_NORM_EPS == numpy_ref.SPECTRAL_NORM_EPS
 
 
+# --------------------------------------------------------------------------- the models' losses
+
+
+def _model_loss_inputs(rng, dtype, batch=9, p=2, d=3):
+    """The inputs of each of the models' loss kernels by name, before its outputs, and the
+    shapes of the outputs it writes: {case: (kernel, inputs, output shapes)}."""
+    def draw(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    code, eps = draw(batch, 2 * p), draw(batch, p)
+    std = np.exp(code[:, p:] / 2)
+    cases = {}
+    for k in (1, 2):
+        cases[f"vae_reparameterize k={k}"] = ("vae_reparameterize", (code, eps, k),
+                                              [(batch, p), (batch, p)])
+        cases[f"vae_code_gradient k={k}"] = ("vae_code_gradient",
+                                             (code, eps, std, draw(batch, p), k), [code.shape])
+        cases[f"score_matching_loss k={k}"] = ("score_matching_loss",
+                                               (draw(batch, 1), draw(batch, 1), 0.36, k),
+                                               [(batch, 1)])
+    cases["vae_residual"] = ("vae_residual", (draw(batch, d), draw(batch, d), 0.1), [(batch, d)])
+    cases["score_matching_noisy"] = ("score_matching_noisy",
+                                     (draw(batch, 1), draw(batch, 1), 0.36), [(batch, 1)])
+    cases["gradient_penalty"] = ("gradient_penalty", (draw(batch, d), 1.5, 10.0), [(batch, d)])
+    cases["gradient_penalty d=1"] = ("gradient_penalty", (draw(batch, 1), 0.7, 10.0),
+                                     [(batch, 1)])
+    cases["hinge_generator"] = ("hinge_generator", (draw(batch, 1),), [(batch, 1)])
+    levels, tables = rng.integers(0, 4, batch), rng.uniform(0.2, 2, (3, 4)).astype(dtype)
+    cases["score_matching_noisy_levels"] = ("score_matching_noisy_levels",
+                                            (draw(batch, d), draw(batch, d), levels, tables[0]),
+                                            [(batch, d)])
+    cases["score_matching_loss_levels"] = ("score_matching_loss_levels",
+                                           (draw(batch, d), draw(batch, d), draw(batch, d), levels,
+                                            tables[1], tables[2], 0.3), [(batch, d)])
+    return cases
+
+
+def _run_model_loss(backend, kernel, inputs, shapes, dtype):
+    """(returned value, outputs) of one call, the outputs first filled with NaN."""
+    outputs = [np.full(shape, np.nan, dtype) for shape in shapes]
+    return getattr(backend, kernel)(*inputs, *outputs), outputs
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_model_losses_match_numpy(cpu, dtype):
+    """cpu computes the elementwise results in numpy_ref's float type and order, so they are
+    numpy's to the bit (a CPU training run keeps its numbers); the losses, float64 sums in
+    another order, agree to rounding. The penalty's row norms (float64 sums over d) may
+    differ in their last bit, hence a tolerance there."""
+    for case, (kernel, inputs, shapes) in _model_loss_inputs(np.random.default_rng(22),
+                                                             dtype).items():
+        expected, expected_outputs = _run_model_loss(numpy_backend, kernel, inputs, shapes, dtype)
+        value, outputs = _run_model_loss(cpu, kernel, inputs, shapes, dtype)
+        assert type(value) is type(expected), case
+        if expected is not None:
+            assert isinstance(value, float) and value == pytest.approx(expected, rel=1e-12), case
+        for actual, wanted in zip(outputs, expected_outputs):
+            if kernel == "gradient_penalty":
+                assert_match(actual, wanted, dtype, case)
+            else:
+                np.testing.assert_array_equal(actual, wanted, err_msg=case)
+
+
+def test_vae_code_gradient_matches_finite_differences():
+    """vae_code_gradient is d/dcode of <G, z(code)> + kl(code) for a fixed dL/dz = G."""
+    rng = np.random.default_rng(23)
+    code, eps, grad_z = (rng.standard_normal(shape) for shape in ((4, 6), (4, 3), (4, 3)))
+    for k in (1, 2):
+        def loss():
+            kl, z, _ = numpy_ref.vae_reparameterize(code, eps, k)
+            return float(np.sum(grad_z * z)) + kl
+
+        _, _, std = numpy_ref.vae_reparameterize(code, eps, k)
+        grad = numpy_ref.vae_code_gradient(code, eps, std, grad_z, k)
+        assert_matches_fd(grad, numerical_gradient(loss, code))
+
+
+def test_vae_kl_is_the_gaussian_kl():
+    """k = 1: the KL term is the sum of KL(N(mu, s^2) || N(0, 1))
+    = log(1 / s) + (s^2 + mu^2 - 1) / 2."""
+    mu, s = np.array([[0.3, -1.2]]), np.array([[0.5, 2.0]])
+    kl, z, std = numpy_ref.vae_reparameterize(np.hstack([mu, np.log(s ** 2)]), np.ones((1, 2)), 1)
+    expected = float(np.sum(np.log(1 / s) + (s ** 2 + mu ** 2 - 1) / 2))
+    assert kl == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(std, s, rtol=1e-15)
+    np.testing.assert_allclose(z, mu + s, rtol=1e-15)
+
+
+@pytest.mark.parametrize("kernel", ["vae_residual", "score_matching_loss", "gradient_penalty",
+                                    "hinge_generator", "score_matching_loss_levels"])
+def test_model_loss_gradients_match_finite_differences(kernel):
+    """The array each loss returns next to the loss is d loss / d (its first input)."""
+    for case, (name, inputs, _) in _model_loss_inputs(np.random.default_rng(24),
+                                                      np.float64).items():
+        if name != kernel:
+            continue
+        inputs = list(inputs)
+        function = getattr(numpy_ref, kernel)
+        loss, grad = function(*inputs)
+        assert isinstance(loss, float), case
+        assert_matches_fd(grad, numerical_gradient(lambda: function(*inputs)[0], inputs[0]))
+
+
+def test_gradient_penalty_by_hand():
+    """Rows of norms 5, 13 and 13 towards L = 10: row 1 (the first of the two largest),
+    P = 0.1 (13 - 10)^2 = 0.9, dP/dt_1 = 0.2 (13 - 10) t_1 / 13."""
+    tangent = np.array([[3.0, 4.0], [5.0, 12.0], [12.0, 5.0]])
+    penalty, grad = numpy_ref.gradient_penalty(tangent, 10.0, 10.0)
+    assert penalty == pytest.approx(0.9, rel=1e-14)
+    np.testing.assert_allclose(grad, [[0, 0], [0.6 * 5 / 13, 0.6 * 12 / 13], [0, 0]], rtol=1e-14)
+
+
+def test_score_matching_loss_by_hand():
+    """At sigma = 0.5, score 1 and eps 0.25: residual 1.5, L = w 1.5^2, dL/ds = 2 w 1.5."""
+    for k, weight in ((1, 0.5), (2, 0.25)):
+        loss, grad = numpy_ref.score_matching_loss(np.ones((1, 1)), np.full((1, 1), 0.25), 0.5,
+                                                   k)
+        assert loss == pytest.approx(weight * 2.25, rel=1e-15)
+        np.testing.assert_allclose(grad, [[2 * weight * 1.5]], rtol=1e-15)
+    noisy = numpy_ref.score_matching_noisy(np.ones((1, 1)), np.full((1, 1), 2.0), 0.5)
+    np.testing.assert_array_equal(noisy, [[2.0]])
+
+
+def test_score_matching_with_levels_by_hand():
+    """Rows at levels 1 and 0 of A = (2, 3), K = (0.5, 0.25), mu = 1: with r = 1, x~ = 3 and
+    eps = 0.5, R = (3 - 0.5 + 0.5, 2 - 1 + 0.5) = (3, 1.5), L = (9 + 2.25) / 4,
+    dL/dr = (3 * 3, 2 * 1.5) / 2; and x + sigma_l eps at sigmas (1, 4)."""
+    ones, levels = np.ones((2, 1)), np.array([1, 0])
+    loss, grad = numpy_ref.score_matching_loss_levels(ones, 3 * ones, 0.5 * ones, levels,
+                                                      np.array([2.0, 3.0]),
+                                                      np.array([0.5, 0.25]), 1.0)
+    assert loss == pytest.approx(11.25 / 4, rel=1e-15)
+    np.testing.assert_allclose(grad, [[4.5], [1.5]], rtol=1e-15)
+    noisy = numpy_ref.score_matching_noisy_levels(ones, ones, levels, np.array([1.0, 4.0]))
+    np.testing.assert_array_equal(noisy, [[5.0], [2.0]])
+
+
+# --------------------------------------------------------------------------- column blocks and rows
+
+
+def test_put_columns_builds_the_blocks_by_hand():
+    """A layer input of two blocks, [a + pad(b), pad(c)] (widths 3 and 4; b, c narrower and
+    zero-padded), put over NaN; the columns outside a block are left as they are."""
+    rng = np.random.default_rng(25)
+    a, b, c = (rng.standard_normal((2, width)) for width in (3, 1, 2))
+    h = np.full((2, 8), np.nan)
+    for node, start, width, accumulate in ((a, 0, 3, False), (b, 0, 3, True), (c, 3, 4, False)):
+        h = numpy_ref.put_columns(node, h, start, width, accumulate)
+    want = np.zeros((2, 8))
+    want[:, :3] = a
+    want[:, :1] += b
+    want[:, 3:5] = c
+    want[:, 7] = np.nan
+    np.testing.assert_array_equal(h, want)
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_take_columns_is_the_adjoint_of_put_columns(accumulate):
+    """d/dnode sum(G * put_columns(node, h, ...)) = take_columns(G, start, w), by central
+    differences."""
+    rng = np.random.default_rng(26)
+    node, h, weights = (rng.standard_normal(shape) for shape in ((4, 2), (4, 9), (4, 9)))
+    grad = numpy_ref.take_columns(weights, 3, 2)
+    loss = lambda: float(np.sum(weights * numpy_ref.put_columns(node, h, 3, 5, accumulate)))
+    assert_matches_fd(grad, numerical_gradient(loss, node))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_column_blocks_and_rows_match_numpy(cpu, dtype):
+    rng = np.random.default_rng(27)
+    h0 = rng.standard_normal((5, 9)).astype(dtype)
+    node, held = rng.standard_normal((2, 5, 2)).astype(dtype)
+    index = rng.permutation(7)
+    source = rng.standard_normal((7, 9)).astype(dtype)
+    results = {}
+    for backend in (numpy_backend, cpu):
+        h, grad_node, out = h0.copy(), held.copy(), np.full((6, 9), np.nan, dtype)
+        backend.put_columns(node, h, 4, 3, False)
+        backend.put_columns(node[:, :1].copy(), h, 0, 4, True)
+        backend.take_columns(h0, 6, grad_node, True)
+        backend.gather_rows(source, index, 2, out, 1, 4)
+        results[backend] = (h, grad_node, out)
+    for actual, wanted in zip(results[cpu], results[numpy_backend]):
+        np.testing.assert_array_equal(actual, wanted)
+    np.testing.assert_array_equal(results[cpu][2][1:5], source[index[2:6]])
+
+
+@pytest.mark.parametrize("call", [
+    lambda b: b.put_columns(np.ones((2, 3)), np.ones((2, 5)), 3, 3, False),
+    lambda b: b.put_columns(np.ones((2, 3)), np.ones((2, 5)), 0, 2, False),
+    lambda b: b.take_columns(np.ones((2, 5)), 4, np.ones((2, 2)), False),
+    lambda b: b.gather_rows(np.ones((3, 2)), np.array([0, 3]), 0, np.ones((2, 2)), 0, 2),
+    lambda b: b.gather_rows(np.ones((3, 2)), np.array([0, 1]), 1, np.ones((2, 2)), 0, 2),
+    lambda b: b.vae_code_gradient(np.ones((2, 4)), np.ones((2, 2)), np.ones((2, 2)),
+                                  np.ones((2, 3)), 1, np.ones((2, 4))),
+    lambda b: b.score_matching_noisy_levels(np.ones((2, 2)), np.ones((2, 2)), np.array([0, 3]),
+                                            np.ones(3), np.ones((2, 2))),
+], ids=["past the end", "node wider than its block", "take past the end", "row out of range",
+        "index too short", "grad_z of another shape", "level out of range"])
+def test_column_row_and_loss_kernels_refuse_shapes_that_do_not_fit(backend, call):
+    with pytest.raises(ValueError):
+        call(backend)
+
+
 # --------------------------------------------------------------------------- the textbook's form
 
 
@@ -726,6 +930,23 @@ _ALLOCATION_PROBE = textwrap.dedent("""
         p, g, m, v = rng.random((4, 100)).astype(dtype)
         assert allocations(cpu.adam_step, p, g, m, v, 3, 1e-3, .9, .99, 1e-8) <= 0
         assert allocations(cpu.bce_with_logits, p, g, m) <= 0
+        assert allocations(cpu._mean_loss, 2, p, p, g) <= 0  # hinge_generator
+        assert allocations(cpu.vae_residual, p, g, 0.1, m) <= 0
+        assert allocations(cpu.score_matching_noisy, p, g, 0.5, m) <= 0
+        assert allocations(cpu.score_matching_loss, p, g, 0.5, 2, m) <= 0
+        code, h = rng.random((50, 4)).astype(dtype), rng.random((50, 9)).astype(dtype)
+        eps, z, std, grad_z, node = rng.random((5, 50, 2)).astype(dtype)
+        assert allocations(cpu._vae_sample, code, eps, 2, z, std) <= 0
+        assert allocations(cpu.vae_code_gradient, code, eps, std, grad_z, 2, code.copy()) <= 0
+        assert allocations(cpu.gradient_penalty, eps, 1.5, 10.0, z) <= 0
+        levels, table = rng.integers(0, 3, 50), p[:3].copy()
+        assert allocations(cpu.score_matching_noisy_levels, eps, z, levels, table, std) <= 0
+        assert allocations(cpu.score_matching_loss_levels, eps, z, std, levels, table, table,
+                           0.2, grad_z) <= 0
+        assert allocations(cpu.put_columns, node, h, 3, 4, False) <= 0
+        assert allocations(cpu.take_columns, h, 3, node, True) <= 0
+        rows = np.arange(50)[::-1].copy()
+        assert allocations(cpu.gather_rows, h, rows, 5, h.copy(), 0, 30) <= 0
         # the elementwise pass of linear_backward_input (whose gemm is the caller's BLAS call)
         assert allocations(cpu._activation_backward, 5, .1, p, g, m, v) <= 0
 """)

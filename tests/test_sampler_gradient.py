@@ -5,6 +5,7 @@ its denoising step; the study's numbers made from it."""
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from npgen import kernels, theory
 from npgen.kernels import numpy_ref
@@ -208,14 +209,46 @@ def test_mass_upper_limit_is_clopper_pearsons():
     assert 0.01 < sampler.mass_upper_limit(0, 100) < 0.03
 
 
+def test_mass_lower_limit_is_clopper_pearsons():
+    # count = n: P(n of n | p) = p^n = 5% at the limit; count = 1: P(X >= 1 | p) = 1 - (1 - p)^n = 5%.
+    assert sampler.mass_lower_limit(1000, 1000) == pytest.approx(0.05 ** (1 / 1000), rel=1e-10)
+    assert sampler.mass_lower_limit(1, 1000) == pytest.approx(1 - 0.95 ** (1 / 1000), rel=1e-10)
+    assert sampler.mass_lower_limit(0, 1000) == 0.0
+    assert sampler.mass_lower_limit(10, 1000) < 0.01 < sampler.mass_upper_limit(10, 1000)
+
+
 def test_required_lipschitz_reads_both_sides():
     x = np.concatenate([np.full(700, -5.0), np.full(10, 0.1), np.full(290, 5.0)])
-    demand, plugin = sampler.required_lipschitz(4.0, x)
+    demand = sampler.required_lipschitz(4.0, x)
     sides = [theory.theorem1_required_lipschitz(4.0, p, 0.01) for p in (0.7, 0.29)]
-    assert plugin == pytest.approx(max(sides), rel=1e-12)
-    assert 0 < demand < plugin  # the upper limit on the mass between asks for less
+    assert demand.plugin == pytest.approx(max(sides), rel=1e-12)
+    # The upper limit on the mass between asks for less, the lower limit for more.
+    assert 0 < demand.low < demand.plugin < demand.high < np.inf
+    lower_mass = stats.beta.ppf(0.05, 10, 991)
+    assert demand.high == pytest.approx(theory.theorem1_required_lipschitz(4.0, 0.7, lower_mass), rel=1e-12)
     no_gap = sampler.required_lipschitz(4.0, np.concatenate([np.full(500, -5.0), np.full(500, 5.0)]))
-    assert no_gap[1] == np.inf and np.isfinite(no_gap[0])
+    assert no_gap.plugin == no_gap.high == np.inf and np.isfinite(no_gap.low)
+    assert not no_gap.met_by(1e300)  # no sample between: no finite constant is shown to meet it
+
+
+def test_theorem1_verdict_is_conservative_in_simulation():
+    """Samples of a push-forward with known masses (0.49, 0.02, 0.49) and so a known demand:
+    the plug-in demand falls below the truth in about half the runs, the upper end of the
+    interval in at most about 5%. A measured constant equal to the true demand lies inside the
+    interval in such a run; the old reading (at or above the lower end) called that 'meets',
+    the verdict does not, and only a constant above the upper end meets it."""
+    m, n, masses = 4.0, 1000, (0.49, 0.02, 0.49)
+    truth = float(theory.theorem1_required_lipschitz(m, masses[0], masses[1]))
+    rng = np.random.default_rng(7)
+    demands = [sampler.required_lipschitz(m, rng.choice([-5.0, 0.0, 5.0], size=n, p=masses)) for _ in range(400)]
+    low, high, plugin = np.array(demands).T
+    assert 0.35 < np.mean(plugin < truth) < 0.65
+    slack = 3 * np.sqrt(0.05 * 0.95 / len(demands))
+    assert np.mean(high < truth) <= 0.05 + slack and np.mean(low > truth) <= 0.05 + slack
+    run = next(d for d in demands if d.plugin < truth)
+    assert run.low <= truth <= run.high
+    assert not run.met_by(truth)
+    assert not run.met_by(run.high) and run.met_by(run.high * (1 + 1e-9))
 
 
 def test_expansion_steps_count_the_steps_that_carry_the_growth():

@@ -300,7 +300,7 @@ def test_an_interrupt_stops_the_sweep_and_keeps_finished_runs(tmp_path, threads)
 
 def test_a_second_sweep_in_the_same_folder_is_refused(tmp_path):
     with sweep._sweep_lock(str(tmp_path)):
-        with pytest.raises(RuntimeError, match="another sweep is running"):
+        with pytest.raises(ValueError, match="is being written by another npgen command"):
             run_sweep(toy_configs(tmp_path, 1), toy_run, tmp_path, quiet=True)
 
 

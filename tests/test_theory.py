@@ -16,6 +16,7 @@ import functools
 import math
 import time
 
+import mpmath
 import numpy as np
 import pytest
 from scipy import integrate, optimize
@@ -695,6 +696,61 @@ def test_required_lipschitz_is_monotone_and_has_its_limits():
     assert theory.theorem1_required_lipschitz(5.0, 0.0, 0.2) == 0.0
     assert theory.theorem1_required_lipschitz(5.0, 0.6, 0.4) == 0.0
     assert theory.theorem1_required_lipschitz(0.0, 0.3, 0.1) == 0.0
+
+
+def _mp_normal_quantile(u):
+    """Phi^-1(u) at mpmath's working precision: the root of log Phi(x) = log u, by symmetry above 1/2."""
+    if u > mpmath.mpf(1) / 2:
+        return -_mp_normal_quantile(1 - u)
+    guess = float(norm.ppf(float(u))) if float(u) > 0 else -38.0
+    return mpmath.findroot(lambda x: mpmath.log(mpmath.ncdf(x)) - mpmath.log(u), guess)
+
+
+def _mp_required_lipschitz(m, p_left, mass):
+    """m / (Phi^-1(p + q) - Phi^-1(p)) with p + q formed exactly (digits enough for q against p)."""
+    digits = 40 + max(0, math.ceil(math.log10(p_left) - math.log10(mass))) if p_left > 0 else 40
+    with mpmath.workdps(digits):
+        p, q = mpmath.mpf(p_left), mpmath.mpf(mass)
+        demand = m / (_mp_normal_quantile(p + q) - _mp_normal_quantile(p))
+        return float(demand) if demand < np.finfo(float).max else math.inf
+
+
+def _demand_grid():
+    """(p, q) over tiny, moderate and near-1 p; q from 1e-320 and 1e-17 up to a few ulps below 1 - p."""
+    for p in (5e-324, 1e-300, 1e-30, 1e-8, 0.01, 0.2, 0.4, 0.5, 0.6, 0.9, 1 - 1e-9, 1 - 2 ** -52):
+        room = float(mpmath.mpf(1) - mpmath.mpf(p))
+        for q in (1e-320, 1e-17, 1e-15, 1e-10, 1e-4 * room, 0.3 * room, 0.999999 * room,
+                  np.nextafter(np.nextafter(room, 0), 0)):
+            if q > 0 and mpmath.mpf(p) + mpmath.mpf(q) < 1:
+                yield p, float(q)
+
+
+#: Relative tolerance of the demand against mpmath (the worst case measured is about 1e-15).
+DEMAND_RTOL = 1e-12
+
+
+def test_required_lipschitz_matches_high_precision_values(monkeypatch):
+    """Against mpmath on a grid where subtracting two double quantiles fails (q = 1e-17 next to
+    p = 0.4 gave inf, q = 1e-15 was 1.4% off); ten Newton steps are enough everywhere. The
+    demand is inf only where the true one exceeds the largest float (q = 1e-320, p not tiny)."""
+    monkeypatch.setattr(theory, "_GAP_NEWTON_STEPS", 10)
+    grid = list(_demand_grid())
+    assert len(grid) > 80
+    for p, q in grid:
+        want = _mp_required_lipschitz(3.0, p, q)
+        assert theory.theorem1_required_lipschitz(3.0, p, q) == pytest.approx(want, rel=DEMAND_RTOL, abs=0), (p, q)
+    ps, qs = np.array(grid).T
+    np.testing.assert_allclose(theory.theorem1_required_lipschitz(3.0, ps, qs),
+                               [_mp_required_lipschitz(3.0, p, q) for p, q in grid], rtol=DEMAND_RTOL)
+
+
+def test_required_lipschitz_for_tiny_masses_is_the_first_order_series():
+    """For q << p the gap Phi^-1(p + q) - Phi^-1(p) is q / phi(Phi^-1(p)) (the derivative of
+    Phi^-1 is 1 / phi(Phi^-1)), with a relative correction of order q / phi."""
+    p = 0.4
+    for q in (1e-17, 1e-15, 1e-13):
+        slope = 1.0 / norm.pdf(norm.ppf(p))
+        assert theory.theorem1_required_lipschitz(1.0, p, q) == pytest.approx(1.0 / (q * slope), rel=1e-12)
 
 
 def test_required_lipschitz_is_the_least_constant_the_theorem_allows():

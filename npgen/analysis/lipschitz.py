@@ -30,7 +30,7 @@ import numpy as np
 from .. import kernels
 from ..kernels import numpy_ref
 from ..nn import DenseScoreNetwork, ScoreNetwork, read_network
-from ..nn.layers import AffineLayer, segment_width
+from ..nn.layers import AffineLayer, gather_segments, scatter_segments, segment_spans
 from ..nn.mlp import MLP
 from ..util.checks import check_number
 from ..util.progress import Progress
@@ -89,57 +89,11 @@ def _node_widths(layers):
                              f" got {W.shape} and {b.shape}")
         if not layer.inputs or any(not seg or min(seg) < 0 or max(seg) > k for seg in layer.inputs):
             raise ValueError(f"layer {k} inputs {layer.inputs} must name earlier nodes 0..{k}")
-        fan_in = _segment_spans(layer.inputs, widths)[-1][1]
+        fan_in = segment_spans(layer.inputs, widths)[-1][1]
         if fan_in != W.shape[1]:
             raise ValueError(f"layer {k} reads {fan_in} features but its weight has {W.shape[1]} columns")
         widths.append(W.shape[0])
     return widths
-
-
-def _segment_spans(inputs, widths):
-    """Columns [start, stop) of each segment of a layer input, given the node widths.
-
-    Segments lie side by side, each as wide as its widest node (:func:`npgen.nn.layers.segment_width`);
-    node j of a segment occupies its leading columns start .. start + widths[j].
-    """
-    spans, start = [], 0
-    for seg in inputs:
-        stop = start + segment_width(widths, seg)
-        spans.append((start, stop))
-        start = stop
-    return spans
-
-
-def _widths(inputs, nodes):
-    """Widths of the nodes a layer reads, from their arrays (rows are samples, columns units)."""
-    return {j: nodes[j].shape[1] for seg in inputs for j in seg}
-
-
-def _gather(inputs, nodes):
-    """Build a layer input h = [s_1; ...; s_S] from node arrays, s = sum_j P_j a_j over the
-    segment's nodes (P_j zero-pads node j into the segment's leading columns).
-
-    The same map builds values, tangents, Jacobians (rows of their transposes) and interval
-    ends: the padded columns are exactly 0, a constant with zero derivative.
-    """
-    if len(inputs) == 1 and len(inputs[0]) == 1:
-        return nodes[inputs[0][0]]
-    widths = _widths(inputs, nodes)
-    spans = _segment_spans(inputs, widths)
-    h = np.zeros((nodes[inputs[0][0]].shape[0], spans[-1][1]))
-    for (start, _), seg in zip(spans, inputs):
-        for j in seg:
-            h[:, start:start + widths[j]] += nodes[j]
-    return h
-
-
-def _scatter(inputs, grad_h, grads):
-    """Add the gradient of a layer input to its nodes' gradients: the adjoint of :func:`_gather`,
-    P_j^T keeps the leading widths[j] columns of the segment's block."""
-    widths = _widths(inputs, grads)
-    for (start, _), seg in zip(_segment_spans(inputs, widths), inputs):
-        for j in seg:
-            grads[j] = grads[j] + grad_h[:, start:start + widths[j]]
 
 
 def _kink_slope(layer):
@@ -222,10 +176,10 @@ def _evaluate(layers, x, dx=None):
     """g(x) for rows x (n, d_in) in float64, and with ``dx`` also the tangent J_g(x) dx."""
     nodes, tangents = [x], [dx]
     for layer in layers:
-        z = _gather(layer.inputs, nodes) @ layer.weight.T + layer.bias
+        z = gather_segments(layer.inputs, nodes) @ layer.weight.T + layer.bias
         nodes.append(_act(layer, z))
         if dx is not None:
-            tangents.append(_act_prime(layer, z) * (_gather(layer.inputs, tangents) @ layer.weight.T))
+            tangents.append(_act_prime(layer, z) * (gather_segments(layer.inputs, tangents) @ layer.weight.T))
     return nodes[-1], tangents[-1]
 
 
@@ -235,16 +189,16 @@ def _jvp(layers, x, v):
 
 
 def _vjp(layers, x, u):
-    """J_g(x)^T u, row by row: backprop of the cotangent u through :func:`_scatter`."""
+    """J_g(x)^T u, row by row: backprop of the cotangent u through :func:`npgen.nn.layers.scatter_segments`."""
     nodes, pre = [x], []
     for layer in layers:
-        pre.append(_gather(layer.inputs, nodes) @ layer.weight.T + layer.bias)
+        pre.append(gather_segments(layer.inputs, nodes) @ layer.weight.T + layer.bias)
         nodes.append(_act(layer, pre[-1]))
     grads = [np.zeros_like(node) for node in nodes]
     grads[-1] = u
     for k in reversed(range(len(layers))):
         grad_h = (grads[k + 1] * _act_prime(layers[k], pre[k])) @ layers[k].weight
-        _scatter(layers[k].inputs, grad_h, grads)
+        scatter_segments(layers[k].inputs, grad_h, grads)
     return grads[0]
 
 
@@ -379,8 +333,8 @@ def exact_lipschitz_1d(net):
     t = np.zeros(1)  # a first breakpoint, merged away at the end if nothing bends there
     nodes = {0: (np.zeros((1, 1)), np.ones((2, 1)))}
     for k, layer in enumerate(layers):
-        h = _gather(layer.inputs, {j: f[0] for j, f in nodes.items()})
-        dh = _gather(layer.inputs, {j: f[1] for j, f in nodes.items()})
+        h = gather_segments(layer.inputs, {j: f[0] for j, f in nodes.items()})
+        dh = gather_segments(layer.inputs, {j: f[1] for j, f in nodes.items()})
         z, dz = h @ layer.weight.T + layer.bias, dh @ layer.weight.T
         if _kink_slope(layer) != 1.0:
             t_new = _insert_breakpoints(t, _zero_crossings(t, z, dz))
@@ -551,10 +505,10 @@ def _box_bounds(layers, offsets, lo, hi, x0, forced):
     straddle = np.zeros(forced.shape, bool)
     for layer, col in zip(layers, offsets):
         W, b = layer.weight, layer.bias
-        ends = [[_gather(layer.inputs, [node[order][end] for node in nodes]) for end in (0, 1)]
+        ends = [[gather_segments(layer.inputs, [node[order][end] for node in nodes]) for end in (0, 1)]
                 for order in range(3)]
-        zp = _gather(layer.inputs, [p[0] for p in points]) @ W.T + b
-        dzp = _gather(layer.inputs, [p[1] for p in points]) @ W.T
+        zp = gather_segments(layer.inputs, [p[0] for p in points]) @ W.T + b
+        dzp = gather_segments(layer.inputs, [p[1] for p in points]) @ W.T
         ddz = _interval_affine(*ends[2], W, 0.0)
         dz = _intersect(_interval_linear(*ends[1], W), dzp, _interval_mul(*ddz, *shift))
         z = _intersect(_interval_affine(*ends[0], W, b), zp, _interval_mul(*dz, *shift))
@@ -678,7 +632,7 @@ def product_upper_bound(net):
     h = [s_1; ...; s_S] stacks segments, and
     ||W (h(x) - h(y))|| <= min(||W||_2 sqrt(sum_s L_s^2), sum_s ||W_s||_2 L_s) ||x - y||
     (the first since ||h(x) - h(y)||^2 = sum_s ||s_s(x) - s_s(y)||^2, the second by the triangle
-    inequality over the column blocks W_s, each as wide as its segment: :func:`_segment_spans`).
+    inequality over the column blocks W_s, each as wide as its segment: :func:`segment_spans`).
     The activation multiplies by max |act'|.
     """
     layers = layers_of(net)
@@ -689,7 +643,7 @@ def product_upper_bound(net):
         whole = norm * np.sqrt(sum(v * v for v in seg))
         if len(seg) > 1:
             blocks = sum(np.linalg.norm(layer.weight[:, a:b], 2) * v
-                         for (a, b), v in zip(_segment_spans(layer.inputs, widths), seg))
+                         for (a, b), v in zip(segment_spans(layer.inputs, widths), seg))
             whole = min(whole, blocks)
         lo, hi = _derivative_range(layer)
         bounds.append(max(abs(lo), abs(hi)) * whole)
@@ -759,8 +713,8 @@ def interval_jacobian_upper_bound(net):
     d_in = _node_widths(layers)[0]
     centers, radii = [np.eye(d_in)], [np.zeros((d_in, d_in))]
     for layer in layers:
-        C = _gather(layer.inputs, [c.T for c in centers]).T
-        R = _gather(layer.inputs, [r.T for r in radii]).T
+        C = gather_segments(layer.inputs, [c.T for c in centers]).T
+        R = gather_segments(layer.inputs, [r.T for r in radii]).T
         Cz, Rz = layer.weight @ C, np.abs(layer.weight) @ R
         lo, hi = _derivative_range(layer)
         c, r = 0.5 * (lo + hi), 0.5 * (hi - lo)

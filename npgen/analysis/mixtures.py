@@ -32,12 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..util.checks import as_real_array, check_number, check_seed
-from ..util.environment import OPENMP_SWITCHES, environment_kept
+from ..util.environment import import_kept
 from ..util.threads import threadpool_limits
-
-with environment_kept(*OPENMP_SWITCHES):
-    import ot
-    from sklearn.mixture import GaussianMixture
 
 #: Random starting couplings tried by :func:`mgw2` besides the independent one.
 MGW2_RESTARTS = 20
@@ -124,6 +120,7 @@ def fit_mixture(samples, n_components, seed=0):
         raise ValueError(f"samples must hold at least n_components={n_components} rows to fit "
                          f"that many components, got {x.shape[0]}")
     seed = check_number("seed", seed, low=0, high=2 ** 32 - 1, integer=True)
+    GaussianMixture = import_kept("sklearn.mixture").GaussianMixture
     model = GaussianMixture(n_components, covariance_type="full", random_state=seed)
     with threadpool_limits(limits=1):
         model.fit(x)
@@ -165,7 +162,7 @@ def mw2(a, b):
     :func:`component_w2_squared`, solved exactly by ``ot.emd2``, the problem and solver of
     ``ot.gmm.gmm_ot_loss``. Its square root is MW2, an upper bound on W2(a, b)."""
     costs = component_w2_squared(a, b)
-    return float(ot.emd2(a.weights, b.weights, costs))
+    return float(import_kept("ot").emd2(a.weights, b.weights, costs))
 
 
 def mgw2(a, b, seed=0):
@@ -185,6 +182,7 @@ def mgw2(a, b, seed=0):
     own_a = component_w2_squared(a, a)
     own_b = component_w2_squared(b, b)
     rng = np.random.default_rng(seed)
+    ot = import_kept("ot")
     starts = [np.outer(a.weights, b.weights)]
     starts += [ot.emd(a.weights, b.weights, rng.random((a.n_components, b.n_components)))
                for _ in range(MGW2_RESTARTS)]

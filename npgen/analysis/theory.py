@@ -103,6 +103,64 @@ def _norm_ppf(p):
     return np.where(p > 0.5, -special.ndtri(1.0 - p), special.ndtri(p))
 
 
+#: Gauss-Legendre nodes and weights on [-1, 1] for the short integrals of _normal_quantile_gap.
+_GAUSS_LEGENDRE_NODES, _GAUSS_LEGENDRE_WEIGHTS = np.polynomial.legendre.leggauss(24)
+#: Newton steps allowed for that gap; it converges in under ten from its start (tests check).
+_GAP_NEWTON_STEPS = 40
+
+
+def _one_minus_sum(p, q):
+    """1 - p - q for p, q in [0, 1], accurate relative to itself even when it is tiny: 1 - p is
+    split exactly into its rounded value s and error e (Fast2Sum, as 1 >= p), and when q is
+    close to s, s - q is exact (Sterbenz)."""
+    s = 1.0 - p
+    e = (1.0 - s) - p
+    return (s - q) + e
+
+
+def _normal_quantile_gap(p, q):
+    r"""Phi^-1(p + q) - Phi^-1(p) for p, q >= 0 with p + q <= 1, to about 1e-15 relative even
+    where q is tiny against p (forming p + q would round q away) or p + q is close to 1.
+
+    * Mirror. With r = 1 - p - q (:func:`_one_minus_sum`) and Phi^-1(1 - u) = -Phi^-1(u), the
+      gap is also Phi^-1(r + q) - Phi^-1(r); take the smaller outer mass a = min(p, r) <= 1/2
+      and the larger b = max(p, r) = 1 - a - q, both known to a rounding of themselves.
+    * q > a: x0 = Phi^-1(a) <= 0 and x1 = Phi^-1(a + q) (a + q <= 1/2) or -Phi^-1(b), each
+      from its own tail, and the gap is x1 - x0. It is then at least
+      Phi^-1(2a) - Phi^-1(a) >~ log(2) / |x0|, so the subtraction loses at most a factor
+      ~ x0^2 <= 1.5e3 on the rounding of x0 and a + q is rounded relative to about q.
+    * q <= a: the gap d solves q = int_{x0}^{x0 + d} phi = phi(x0) J(d) with
+      J(d) = int_0^d exp(-x0 u - u^2 / 2) du, i.e. J(d) = c := (q / a) Phi(x0) / phi(x0), and
+      Phi(x0) / phi(x0) = sqrt(pi / 2) erfcx(-x0 / sqrt(2)) (no underflow of phi(x0) even at
+      the smallest a). J is a 24-point Gauss-Legendre sum: the exponent changes by
+      (x0^2 - (x0 + d)^2) / 2 <= ~1 over [0, d] (the mass q <= a = Phi(x0) puts x0 + d below
+      Phi^-1(2a)), where the rule is exact to rounding. Newton's steps
+      d <- d - (J(d) - c) / exp(-x0 d - d^2 / 2) start from d = c; for q << a this is
+      d = q / phi(x0) (1 + x0 d / 2 + ...), the series of Phi^-1 in q (its derivative is
+      1 / phi(Phi^-1)).
+    """
+    p, q = np.broadcast_arrays(np.asarray(p, dtype=float), np.asarray(q, dtype=float))
+    r = np.maximum(_one_minus_sum(p, q), 0.0)
+    a, b = np.minimum(p, r), np.maximum(p, r)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x0 = special.ndtri(a)
+        x1 = np.where(b >= 0.5, special.ndtri(np.minimum(a + q, 0.5)), -special.ndtri(b))
+        subtracted = x1 - x0
+        small = (q <= a) & (a > 0) & (q > 0)  # the Newton branch; elsewhere it runs on dummies
+        base = np.where(small, x0, 0.0)
+        target = np.where(small, q / np.where(small, a, 1.0), 0.0) * math.sqrt(0.5 * math.pi) * \
+            special.erfcx(-base / math.sqrt(2.0))
+        d = target
+        for _ in range(_GAP_NEWTON_STEPS):
+            u = 0.5 * d[..., None] * (1.0 + _GAUSS_LEGENDRE_NODES)
+            integral = 0.5 * d * np.sum(_GAUSS_LEGENDRE_WEIGHTS * np.exp(-base[..., None] * u - 0.5 * u * u), axis=-1)
+            step = (integral - target) / np.exp(-base * d - 0.5 * d * d)
+            d = d - step
+            if np.all(np.abs(step) <= 1e-16 * d):
+                break
+    return np.where(small, d, subtracted)
+
+
 def _log_phi(x):
     """log phi(x)."""
     return -0.5 * np.square(x) - _LOG_SQRT_2PI
@@ -777,7 +835,10 @@ def theorem1_required_lipschitz(m, p_left, mass_between):
 
         Lip(g) >= m / (Phi^-1(p + q) - Phi^-1(p)),
 
-    the value returned: the bound at that constant is exactly q. It is +inf when q = 0 and
+    the value returned: the bound at that constant is exactly q. The gap of the two quantiles
+    is taken without forming p + q where q is small against p (:func:`_normal_quantile_gap`),
+    so the demand keeps its relative precision down to the smallest q (it is +inf only where the
+    true demand, about m phi(Phi^-1(p)) / q, exceeds the largest float). It is +inf when q = 0 and
     0 < p < 1 (no Lipschitz map leaves the gap empty), and 0 when p = 0, p + q = 1 or m = 0
     (the theorem then asks nothing). By the mirror image (A = [m/2, inf)), the same function
     of p_right = g#mu((m/2, inf)) gives a second demand; both hold.
@@ -797,10 +858,9 @@ def theorem1_required_lipschitz(m, p_left, mass_between):
     if np.any(p + q > 1 + 1e-12):
         raise ValueError(f"p_left + mass_between must be at most 1 (they are masses of disjoint sets), "
                          f"got {float(np.max(p + q))!r}")
-    right = np.maximum(1.0 - p - q, 0.0)  # 1 - (p + q), for the quantile's upper tail
-    upper = np.where(p + q > 0.5, -special.ndtri(right), special.ndtri(np.minimum(p + q, 1.0)))
-    with np.errstate(divide="ignore", invalid="ignore"):  # q = 0: gap 0, demand inf; p = 0: gap inf
-        demand = m / (upper - _norm_ppf(p))
+    right = np.maximum(_one_minus_sum(p, q), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # q = 0: gap 0; p = 0: gap inf
+        demand = m / _normal_quantile_gap(p, q)
     demand = np.where((p == 0) | (right == 0) | (m == 0), 0.0, np.where(q == 0, np.inf, demand))
     return _scalar_or_array(demand)
 
@@ -862,17 +922,46 @@ def mixture_mass_between(m, sigma=1.0, weight=0.5):
 #   closed form) and :func:`cauchy_mass_between_bound`.
 
 
+#: scipy.stats families whose every member (any loc, scale > 0) is symmetric and log-concave:
+#: log f is -x^2 / 2, -x - 2 log(1 + e^-x), -|x| and -log cosh x up to constants, each concave
+#: and even. They are the latents :func:`half_line_mass_between_bound` accepts.
+SYMMETRIC_LOG_CONCAVE_LAWS = (stats.norm, stats.logistic, stats.laplace, stats.hypsecant)
+
+
+def _symmetric_log_concave_law(law):
+    """``law`` (default: the standard normal) if it is one of SYMMETRIC_LOG_CONCAVE_LAWS, plain
+    or frozen with a loc and a scale > 0; ValueError otherwise."""
+    if law is None:
+        return stats.norm
+    family = getattr(law, "dist", law)  # a frozen law keeps its family in .dist
+    kwds = getattr(law, "kwds", {})
+    args = getattr(law, "args", ())
+    scale = kwds.get("scale", args[1] if len(args) > 1 else 1.0)
+    allowed = any(type(family) is type(known) for known in SYMMETRIC_LOG_CONCAVE_LAWS)
+    if not allowed or not (np.isscalar(scale) and scale > 0 and np.isfinite(scale)):
+        names = ", ".join(f"scipy.stats.{known.name}" for known in SYMMETRIC_LOG_CONCAVE_LAWS)
+        shown = repr(getattr(family, "name", law)) + ("" if not allowed else f" with scale {scale!r}")
+        raise ValueError(f"law must be one of {names} (plain, or frozen with any loc and a scale > 0), the "
+                         f"symmetric log-concave laws for which half-lines are extremal, got {shown} "
+                         f"(for a Cauchy latent use cauchy_mass_between_bound)")
+    return law
+
+
 def half_line_mass_between_bound(m, lip, p_left, law=None):
     r"""F(F^-1(p) + m / Lip) - p: the smallest mass between the modes -m and m that an
     Lip-Lipschitz map of a symmetric log-concave latent of CDF F can leave, given
     p = g#mu((-inf, -m/2]) (see the comment above this function in the source).
 
-    ``law`` is a scipy.stats continuous law with cdf, sf, ppf and isf (default: the standard
-    normal, for which this is :func:`mass_between_modes_bound`). The result is computed as the
-    latent mass of the interval [F^-1(p), F^-1(p) + m / Lip], from whichever tail is nearer,
-    so it stays accurate for p close to 0 or 1.
+    ``law`` is one of :data:`SYMMETRIC_LOG_CONCAVE_LAWS` (normal, logistic, Laplace,
+    hyperbolic secant), plain or frozen with any loc and scale (default: the standard normal,
+    for which this is :func:`mass_between_modes_bound`). Other laws are refused: the formula
+    rests on half-lines being extremal, which needs symmetry and log-concavity, and for a
+    heavy-tailed law it can exceed the least mass by far (for the Cauchy latent, where two
+    tails beat a half-line, see :func:`cauchy_mass_between_bound`). The result is computed as
+    the latent mass of the interval [F^-1(p), F^-1(p) + m / Lip], from whichever tail is
+    nearer, so it stays accurate for p close to 0 or 1.
     """
-    law = stats.norm if law is None else law
+    law = _symmetric_log_concave_law(law)
     m = _nonnegative("m", m)
     lip = _positive("lip", lip)
     p_left = _probability("p_left", p_left)
@@ -893,20 +982,32 @@ def cauchy_isoperimetric_profile(t):
     Derivation. Map R onto the circle by z = tan(phi / 2), phi in (-pi, pi): mu becomes the
     uniform law, intervals become arcs, z = +-inf the point N at phi = pi, and
     f(z) = cos^2(phi / 2) / pi = sin^2(rho / 2) / pi with rho = pi - |phi| the angle from N.
-    A set of mass t is a union of disjoint arcs of angles s_j, sum s_j = 2 pi t, and by
-    complement (same end points) we may take t <= 1/2. Each arc costs at least
-    g(s_j) = 2 sin^2(s_j / 4) = 1 - cos(s_j / 2) (in units of 1 / pi):
-    * an arc through N, with ends at angles a and b from N (a + b = s_j <= pi):
-      sin^2(a/2) + sin^2(b/2) = 1 - cos((a+b)/2) cos((a-b)/2) >= 1 - cos(s_j / 2);
-    * an arc not through N with ends at angles r and r + s_j <= pi on one side of N:
-      its far end alone costs sin^2((r + s_j)/2) >= sin^2(s_j/2) >= 2 sin^2(s_j/4) (s_j <= pi);
-    * an arc not through N that passes the point opposite N, ends at angles r and
-      2 pi - r - s_j from N: sin^2(r/2) + sin^2((r + s_j)/2) = 1 - cos(r + s_j/2) cos(s_j/2)
-      >= 1, as r + s_j/2 lies in [pi - s_j/2, pi + s_j/2].
-    g is concave on [0, pi] with g(0) = 0, hence subadditive: the total cost is at least
-    g(2 pi t) = 1 - cos(pi t) = 2 sin^2(pi t / 2), the cost of the symmetric arc through N
-    (the two tails |z| >= cot(pi t / 2)). A half-line of mass t costs sin^2(pi t) / pi,
-    more than 2 sin^2(pi t / 2) / pi whenever t < 1/2 (equal at 1/2).
+    A set of mass t is a union of disjoint closed arcs, apart from one another, of total angle
+    s = 2 pi t, and by complement (same end points) we may take t <= 1/2, so s <= pi. In units
+    of 1 / pi an end at angle rho from N costs w(rho) = sin^2(rho / 2), which increases on
+    [0, pi]. The claim is that the ends cost at least g(s) = 1 - cos(s / 2) = 2 sin^2(s / 4).
+    Write O for the point opposite N (rho = pi) and use sin^2 x + sin^2 y = 1 - cos(x + y) cos(x - y).
+    * Some arc contains O. If it avoids N, its ends lie at angles pi - u and pi - v from N on
+      the two sides of O, with u + v <= s <= pi, and cost
+      cos^2(u/2) + cos^2(v/2) = 1 + cos((u+v)/2) cos((u-v)/2) >= 1 >= g(s). If it contains N
+      too, it is the half-circle from N to O (its angle is at most pi), whose end at O costs 1.
+    * No arc contains O. At most one arc, C_0, contains N; its ends lie at angles a and b from N
+      on the two sides (a = b = 0 when there is no C_0). Every other arc lies in one of the two
+      open half-circles from N to O, outside C_0: those on b's side lie in the angles (b, pi)
+      from N, are disjoint, and so the farthest of their ends is at an angle b' >= b + s_b,
+      s_b being their total angle; with no such arc, b' = b is C_0's end (an end at angle 0
+      costs nothing). Likewise a' >= a + s_a on the other side, so a' + b' >= s, and the two
+      ends are distinct (they lie on different sides, short of O). Keeping only them,
+          cost >= sin^2(a'/2) + sin^2(b'/2) = 1 - cos((a' + b')/2) cos((a' - b')/2).
+      If a' + b' <= pi, cos((a' + b')/2) >= 0 and cos((a' - b')/2) <= 1 give
+      cost >= 1 - cos((a' + b')/2) = g(a' + b') >= g(s), g increasing on [0, 2 pi]. If
+      a' + b' > pi, cos((a' + b')/2) < 0 <= cos((a' - b')/2) (|a' - b'| <= pi) give cost >= 1 >= g(s).
+    So the boundary mass is at least g(2 pi t) / pi = (2 / pi) sin^2(pi t / 2), the cost of the
+    single arc centred on N (a = b = s/2): the two tails |z| >= cot(pi t / 2). (Adding the
+    arcs' costs one by one does not work: the cost 1 - cos(s_j / 2) of one arc centred on N is
+    convex in s_j, so several small arcs would be bounded by less than one large one; the
+    argument above uses that only one arc can sit at N.) A half-line of mass t costs
+    sin^2(pi t) / pi, more than 2 sin^2(pi t / 2) / pi whenever t < 1/2 (equal at 1/2).
     """
     t = _probability("t", t)
     return _scalar_or_array(2.0 / math.pi * np.sin(0.5 * math.pi * np.minimum(t, 1.0 - t)) ** 2)

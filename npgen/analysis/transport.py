@@ -35,7 +35,7 @@ import warnings
 import numpy as np
 
 from ..util.checks import check_bool, check_number, check_seed
-from ..util.environment import OPENMP_SWITCHES, environment_kept
+from ..util.environment import import_kept
 from ..util.io import atomic_savez, read_npz
 from ..util.progress import Progress
 
@@ -63,9 +63,7 @@ GROUND_COST = "squared Euclidean distance between pixel centres of the 28 x 28 g
 def _emd2():
     """POT's ``ot.emd2``, imported on first use (``import ot`` takes about 1.5 s) with the
     environment left as it was."""
-    with environment_kept(*OPENMP_SWITCHES):
-        import ot
-    return ot.emd2
+    return import_kept("ot").emd2
 
 
 def ground_cost():

@@ -20,7 +20,6 @@ import numpy as np
 
 from ..nn.mlp import MLP
 from ..util.checks import check_bool, check_choice, check_number
-from .latents import draw_latents
 from .push_forward import PushForwardModel, check_hidden_sizes, check_layers, generator_network
 
 #: Weight of the generator gradient penalty is PENALTY_WEIGHT / L^2.
@@ -53,20 +52,25 @@ def discriminator_sizes(n_layers=3, data_dim=1, base_width=128):
 
 
 class _GANBuffers:
-    """Arrays for one batch size B, allocated once and reused by every step."""
+    """Arrays for one batch size B, allocated once on the model's backend and reused by every
+    step: (R, ...) with the replica axis first, and one (R,) float64 array per loss."""
 
     def __init__(self, model, n):
-        dt, p, d = model.dtype, model.latent_dim, model.data_dim
-        self.z = np.empty((n, p), dt)
-        self.ones = np.ones((n, 1), dt)
-        self.grad_logits = np.empty((n, 1), dt)
-        self.real_and_fake = np.empty((2 * n, d), dt)
+        ops, R, dt, p, d = model.ops, model.replicas, model.dtype, model.latent_dim, model.data_dim
+        self.z = ops.zeros((R, n, p), dt)
+        self.ones = ops.to_device(np.ones((R, n, 1), dt))
+        self.grad_logits = ops.zeros((R, n, 1), dt)
+        self.real_and_fake = ops.zeros((R, 2 * n, d), dt)
+        self.same_rows = ops.to_device(np.tile(np.arange(n), (R, 1)))
         fake_label = 0 if model.loss == "bce" else -1
-        self.labels = np.concatenate([np.ones((n, 1), dt), np.full((n, 1), fake_label, dt)])
-        self.grad_logits_both = np.empty((2 * n, 1), dt)
+        self.labels = ops.to_device(np.concatenate([np.ones((R, n, 1), dt),
+                                                    np.full((R, n, 1), fake_label, dt)], axis=1))
+        self.grad_logits_both = ops.zeros((R, 2 * n, 1), dt)
+        self.losses = {name: ops.zeros(R, np.float64)
+                       for name in ("generator", "penalty", "discriminator")}
         if model.gp_lipschitz is not None:
-            self.unit_tangent = np.ones((n, p), dt)
-            self.grad_tangent = np.zeros((n, d), dt)
+            self.unit_tangent = ops.to_device(np.ones((R, n, p), dt))
+            self.grad_tangent = ops.zeros((R, n, d), dt)
 
 
 class GAN(PushForwardModel):
@@ -124,6 +128,7 @@ class GAN(PushForwardModel):
     """
 
     buffer_type = _GANBuffers
+    OPTIMIZERS = {"generator": "generator_optimizer", "discriminator": "discriminator_optimizer"}
 
     def __init__(self, latent_dim=1, data_dim=1, n_layers=None, skip="plain", base_width=None,
                  sn_generator=False, gp_lipschitz=None, loss="bce", discriminator_first=False,
@@ -154,7 +159,7 @@ class GAN(PushForwardModel):
         self.discriminator = MLP(
             d_sizes, activation="leaky_relu", slope=0.2, spectral_norm=True, dtype=self.dtype,
             seed=self._network_seed(), backend=backend)
-        self.backend = self.generator.backend
+        self._penalty_targets = None if gp_lipschitz is None else np.array([gp_lipschitz])
         self.generator_optimizer = self._optimizer(self.generator)
         self.discriminator_optimizer = self._optimizer(self.discriminator)
 
@@ -194,22 +199,7 @@ class GAN(PushForwardModel):
         path then gives dL/dtheta_G. Returns {'generator': L_G} [+ {'penalty': P}].
         """
         z = self._as_array("z", z, self.latent_dim)
-        buffers = self._buffers(len(z))
-        G, D = self.generator, self.discriminator
-        if self.gp_lipschitz is None:
-            fake = G._forward(z)
-        else:
-            fake, tangent = G._jvp(z, buffers.unit_tangent)
-        logits = D._forward(fake)
-        losses = {"generator": self._generator_criterion(logits, buffers)}
-        grad_fake = D._backward(buffers.grad_logits, need_grad_in=True, param_grads=False)
-        G.zero_grad()
-        if self.gp_lipschitz is None:
-            G._backward(grad_fake, need_grad_in=False)
-        else:
-            losses["penalty"] = self._gradient_penalty(tangent, buffers.grad_tangent)
-            G._jvp_backward(grad_fake, buffers.grad_tangent, need_grad_in=False)
-        return losses
+        return self._first(self._generator_gradient(z[None]))
 
     def discriminator_gradient(self, real, z):
         """Discriminator loss on real rows and fakes G(z); writes dL_D/dtheta_D into
@@ -220,62 +210,78 @@ class GAN(PushForwardModel):
         z = self._as_array("z", z, self.latent_dim)
         if len(z) != len(real):
             raise ValueError(f"z must have as many rows as real ({len(real)}), got {len(z)}")
-        n = len(real)
-        buffers = self._buffers(n)
-        buffers.real_and_fake[:n] = real
-        buffers.real_and_fake[n:] = self.generator._forward(z)
-        logits = self.discriminator._forward(buffers.real_and_fake)
-        if self.loss == "bce":
-            loss = self.backend.bce_with_logits(logits, buffers.labels, buffers.grad_logits_both)
+        return self._first(self._discriminator_gradient(real[None], z[None]))
+
+    def _first(self, losses):
+        """The losses of a one-replica model as floats."""
+        return {name: float(self.ops.to_host(values)[0]) for name, values in losses.items()}
+
+    # The passes below take and return arrays with the replica axis first (R, B, width) and
+    # write each loss into its (R,) array of the buffers.
+
+    def _generator_gradient(self, z):
+        buffers = self._buffers(z.shape[1])
+        G, D, ops, losses = self.generator, self.discriminator, self.ops, buffers.losses
+        if self.gp_lipschitz is None:
+            fake = G._forward(z)
         else:
-            loss = self.backend.hinge(logits, buffers.labels, buffers.grad_logits_both)
+            fake, tangent = G._jvp(z, buffers.unit_tangent)
+        logits = D._forward(fake)
+        if self.loss == "bce":
+            ops.bce_with_logits(logits, buffers.ones, buffers.grad_logits, losses["generator"])
+        else:
+            ops.hinge_generator(logits, buffers.grad_logits, losses["generator"])
+        grad_fake = D._backward(buffers.grad_logits, need_grad_in=True, param_grads=False)
+        G.zero_grad()
+        if self.gp_lipschitz is None:
+            G._backward(grad_fake, need_grad_in=False)
+            return {"generator": losses["generator"]}
+        ops.gradient_penalty(tangent, self._penalty_targets, PENALTY_WEIGHT, buffers.grad_tangent,
+                             losses["penalty"])
+        G._jvp_backward(grad_fake, buffers.grad_tangent, need_grad_in=False)
+        return {"generator": losses["generator"], "penalty": losses["penalty"]}
+
+    def _discriminator_gradient(self, real, z):
+        n = real.shape[1]
+        buffers, ops = self._buffers(n), self.ops
+        ops.gather_rows(real, buffers.same_rows, 0, buffers.real_and_fake, 0, n)
+        ops.gather_rows(self.generator._forward(z), buffers.same_rows, 0, buffers.real_and_fake,
+                        n, n)
+        logits = self.discriminator._forward(buffers.real_and_fake)
+        criterion = ops.bce_with_logits if self.loss == "bce" else ops.hinge
+        criterion(logits, buffers.labels, buffers.grad_logits_both, buffers.losses["discriminator"])
         self.discriminator.zero_grad()
         self.discriminator._backward(buffers.grad_logits_both, need_grad_in=False)
-        return {"discriminator": loss}
-
-    def _generator_criterion(self, logits, buffers):
-        """L_G from the logits s_i = D(G(z_i)); writes dL_G/ds into buffers.grad_logits."""
-        if self.loss == "bce":
-            return self.backend.bce_with_logits(logits, buffers.ones, buffers.grad_logits)
-        n = len(logits)
-        buffers.grad_logits.fill(-1.0 / n)
-        return -float(logits.sum(dtype=np.float64)) / n
-
-    def _gradient_penalty(self, tangent, grad_tangent):
-        """P of :meth:`generator_gradient` from the tangents t (B, d); writes dP/dt."""
-        target = self.gp_lipschitz
-        weight = PENALTY_WEIGHT / target ** 2
-        norms = np.sqrt(np.einsum("ij,ij->i", tangent, tangent))
-        i = int(np.argmax(norms))
-        gap = float(norms[i]) - target
-        grad_tangent.fill(0)
-        if norms[i] > 0:
-            grad_tangent[i] = tangent[i] * (2 * weight * gap / float(norms[i]))
-        return weight * gap ** 2
+        return {"discriminator": buffers.losses["discriminator"]}
 
     # ----------------------------------------------------------------- training step
 
-    def step(self, batch):
+    @classmethod
+    def replicas_of(cls, models, backend):
+        stacked = super().replicas_of(models, backend)
+        if stacked.gp_lipschitz is not None:
+            stacked._penalty_targets = stacked.ops.to_device(
+                np.array([model.gp_lipschitz for model in models], np.float64))
+        return stacked
+
+
+    def _step(self, batch):
         """One generator step and one discriminator step (order: ``discriminator_first``),
-        each with fresh latents. Returns the losses of both."""
-        batch = self._as_array("batch", batch, self.data_dim)
+        each with fresh latents, on a minibatch (R, B, data_dim). Returns the losses of both."""
         if self.discriminator_first:
             losses = self._discriminator_step(batch)
-            losses.update(self._generator_step(len(batch)))
+            losses.update(self._generator_step(batch.shape[1]))
         else:
-            losses = self._generator_step(len(batch))
+            losses = self._generator_step(batch.shape[1])
             losses.update(self._discriminator_step(batch))
         return losses
 
-    def _draw_latents(self, n):
-        return draw_latents(self.rng, self._buffers(n).z, self.latent)
-
     def _generator_step(self, n):
-        losses = self.generator_gradient(self._draw_latents(n))
+        losses = self._generator_gradient(self.noise.latents(self._buffers(n).z))
         self.generator_optimizer.step()
         return losses
 
     def _discriminator_step(self, batch):
-        losses = self.discriminator_gradient(batch, self._draw_latents(len(batch)))
+        losses = self._discriminator_gradient(batch, self.noise.latents(self._buffers(batch.shape[1]).z))
         self.discriminator_optimizer.step()
         return losses

@@ -10,7 +10,6 @@ comparison of training methods and not of networks.
 
 import numpy as np
 
-from ..nn.adam import Adam
 from ..nn.layers import SKIP_STYLES
 from ..nn.mlp import MLP
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
@@ -18,6 +17,8 @@ from ..util.checks import (as_real_array, check_betas, check_bool, check_choice,
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
 from .latents import check_latent, draw_latents
+from .noise import HostNoise
+from .replicated import ReplicatedModel
 from .saved import load_model, save_model
 from .training import MAX_SAMPLES, fit_loop
 
@@ -101,7 +102,7 @@ def generator_network(n_layers, latent_dim, data_dim, base_width, skip, spectral
                dtype=dtype, seed=seed, backend=backend)
 
 
-class PushForwardModel:
+class PushForwardModel(ReplicatedModel):
     """What the GAN and the VAE share: x = g(z), z ~ N(0, I_p), with g the network
     :attr:`push_forward_network`.
 
@@ -127,6 +128,8 @@ class PushForwardModel:
         self.seed = check_seed(seed)
         self.latent = check_latent(latent)
         self.rng = np.random.default_rng(self.seed)
+        self.replicas = 1
+        self.noise = HostNoise([self], self.latent)
         self._buffers_by_size = {}
         self.trained = False
 
@@ -140,9 +143,6 @@ class PushForwardModel:
         """A seed for one network's initialization, drawn from the model's stream."""
         return int(self.rng.integers(2 ** 32))
 
-    def _optimizer(self, net):
-        return Adam(net, lr=self.lr, betas=self.betas)
-
     def config(self):
         """The constructor arguments (without the backend), as a JSON-able dict."""
         config = {"latent_dim": self.latent_dim, "data_dim": self.data_dim,
@@ -152,6 +152,12 @@ class PushForwardModel:
         return config if self.hidden_sizes is None else dict(config, hidden_sizes=self.hidden_sizes)
 
     # ----------------------------------------------------------------- training
+
+    def step(self, batch):
+        """One training step on a minibatch (n, data_dim); returns its losses as floats."""
+        batch = self._as_array("batch", batch, self.data_dim)
+        losses = self._read_losses(self._step(batch[None]), len(batch))
+        return {name: float(values[0]) for name, values in losses.items()}
 
     def fit(self, data, epochs=400, batch_size=1000, quiet=False, on_epoch=None):
         """Train on ``data`` (n, data_dim) for ``epochs`` shuffled passes of ``batch_size``.
@@ -172,6 +178,11 @@ class PushForwardModel:
         :func:`npgen.util.checks.as_real_array` for what is refused)."""
         values = as_real_array(name, values, self.dtype, f"(n, {n_cols})")
         return check_matrix(name, values, n_cols, self.dtype)
+
+    def training_data(self, data):
+        """(the array the model trains on, its standardization): ``data`` checked, and None (a
+        push-forward model trains on the data as it is)."""
+        return self._as_array("data", data, self.data_dim), None
 
     # ----------------------------------------------------------------- sampling
 

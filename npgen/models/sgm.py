@@ -26,7 +26,6 @@ The settings are the published code's (``REFERENCE.md``, "Univariate setting"):
   (:class:`SamplerGradient`).
 """
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,14 +33,14 @@ import numpy as np
 from .. import kernels
 from ..nn.adam import Adam
 from ..nn.dense_score import HIDDEN_SIZES, DenseScoreNetwork, check_noise_levels
-from ..nn.files import read_network_file
-from ..nn.score import SLOPE, SLOPE_X, ScoreNetwork
+from ..nn.score import FEATURES, SLOPE, SLOPE_X, ScoreNetwork, sinusoidal_features
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, check_seed, dtype_of)
-from ..util.io import check_model_folder, read_model_meta, write_model_meta
 from ..util.progress import Progress
 from ..util.threads import one_blas_thread
-from .saved import load_model, save_model
+from .noise import HostNoise
+from .replicated import ReplicatedModel
+from .saved import check_recorded, load_model, save_model
 from .training import MAX_SAMPLES, fit_loop
 
 #: The paper's noise levels, largest first.
@@ -172,7 +171,24 @@ class SamplerGradient:
         return self.data_std * np.sqrt(np.maximum(rest, 0))
 
 
-class SGM:
+class _SGMBuffers:
+    """Arrays for one batch size B, allocated once on the model's backend: the step's (R, B, 1)
+    arrays, each replica's level as its features (R, 1, 16) and sigma (R, 1, 1; float64), the
+    per-level tables they are taken from, and the (R,) loss."""
+
+    def __init__(self, model, n):
+        ops, R, dt, L = model.ops, model.replicas, model.dtype, model.sigmas.size
+        self.eps, self.noisy, self.grad = (ops.zeros((R, n, 1), dt) for _ in range(3))
+        table = np.array([sinusoidal_features(sigma) for sigma in model.sigmas], dt)
+        self.features_by_level = ops.to_device(np.broadcast_to(table, (R, L, FEATURES)))
+        self.sigma_by_level = ops.to_device(np.broadcast_to(model.sigmas[:, None], (R, L, 1)))
+        self.features = ops.zeros((R, 1, FEATURES), dt)
+        self.sigma = ops.zeros((R, 1, 1), np.float64)
+        self.sigma_of_replica = self.sigma.reshape(R)
+        self.loss = ops.zeros(R, np.float64)
+
+
+class SGM(ReplicatedModel):
     """Score-based generative model of scalar data (d = 1), see the module doc.
 
     Parameters
@@ -202,9 +218,12 @@ class SGM:
         self.rng = np.random.default_rng(self.seed)
         self.score = ScoreNetwork(dtype=self.dtype, seed=int(self.rng.integers(2 ** 32)),
                                   backend=backend)
-        self.optimizer = Adam(self.score, lr=self.lr, betas=self.betas)
+        self.optimizer = self._optimizer(self.score)
         self.mean = None
         self.std = None
+        self.replicas = 1
+        self.noise = HostNoise([self])
+        self._buffers_by_size = {}
 
     def config(self):
         """The constructor arguments (without the backend), as a JSON-able dict."""
@@ -214,6 +233,13 @@ class SGM:
     def networks(self):
         """The trained networks by name (one: the score network)."""
         return {"score": self.score}
+
+    OPTIMIZERS = {"score": "optimizer"}
+
+    def _buffers(self, n):
+        if n not in self._buffers_by_size:
+            self._buffers_by_size[n] = _SGMBuffers(self, n)
+        return self._buffers_by_size[n]
 
     # ----------------------------------------------------------------- training
 
@@ -232,29 +258,48 @@ class SGM:
         if eps.shape != x.shape:
             raise ValueError(f"eps must have the shape of x {x.shape}, got {eps.shape}")
         sigma = check_number("sigma", sigma, low=0, low_open=True)
-        return self._denoising_loss(x, eps, sigma)
+        loss = self._denoising_loss(x[None], eps[None], np.array([float(sigma)]),
+                                    self.score._features(sigma))
+        return float(self.ops.to_host(loss)[0])
 
-    def _denoising_loss(self, x, eps, sigma):
-        noisy = x + self.dtype.type(sigma) * eps
-        residual = self.score._forward(noisy, sigma) + eps / self.dtype.type(sigma)
-        weight = WEIGHTINGS[self.weighting](sigma)
-        loss = weight * float(np.sum(residual.astype(np.float64) ** 2))
-        self.score._backward((2 * weight) * residual, need_grad_x=False)
-        return loss
+    def _denoising_loss(self, x, eps, sigma, features):
+        """L of every replica, x and eps (R, n, 1) at the levels sigma (R,) given by their
+        features p(sigma) (R, 1, 16): the backend's score_matching_noisy and score_matching_loss
+        (:mod:`npgen.kernels.numpy_ref` has their math). Writes dL/dtheta; returns the (R,) L."""
+        buf, ops = self._buffers(x.shape[1]), self.ops
+        ops.score_matching_noisy(x, eps, sigma, buf.noisy)
+        ops.score_matching_loss(self.score._forward(buf.noisy, features), eps, sigma,
+                                WEIGHT_POWERS[self.weighting], buf.grad, buf.loss)
+        self.score._backward(buf.grad, need_grad_x=False)
+        return buf.loss
 
     def step(self, batch):
         """One Adam step on a minibatch of *standardized* data (n, 1); returns {'loss': L / n}.
 
         The step follows the gradient of the batch sum L (:meth:`denoising_loss`, the published
         code's loss); the reported loss is its per-sample mean L / n, comparable with the GAN's
-        and the VAE's and across batch sizes.
+        and the VAE's and across batch sizes. The level is drawn from the model's stream, then
+        the noise.
         """
         batch = check_matrix("batch", batch, 1, self.dtype)
-        sigma = float(self.sigmas[self.rng.integers(self.sigmas.size)])
-        eps = self.rng.standard_normal(batch.shape, dtype=self.dtype)
-        loss = self._denoising_loss(batch, eps, sigma)
+        level = np.array([[self.rng.integers(self.sigmas.size)]])
+        losses = self._read_losses(self._step(batch[None], level, 0), len(batch))
+        return {"loss": float(losses["loss"][0])}
+
+    def _step(self, batch, levels, column):
+        """One Adam step of every replica on a minibatch (R, B, 1), replica r at the level
+        levels[r, column] (levels (R, steps), an index into ``sigmas``), with fresh noise."""
+        buf, ops = self._buffers(batch.shape[1]), self.ops
+        ops.gather_rows(buf.features_by_level, levels, column, buf.features, 0, 1)
+        ops.gather_rows(buf.sigma_by_level, levels, column, buf.sigma, 0, 1)
+        loss = self._denoising_loss(batch, self.noise.normal(buf.eps), buf.sigma_of_replica,
+                                    buf.features)
         self.optimizer.step()
-        return {"loss": loss / len(batch)}
+        return {"loss": loss}
+
+    def _read_losses(self, losses, batch_size):
+        """The step's loss on the host per sample, {'loss': (R,) L / B}."""
+        return {"loss": self.ops.to_host(losses["loss"]) / batch_size}
 
     def fit(self, data, epochs=400, batch_size=1000, quiet=False, on_epoch=None):
         """Train on ``data`` (n, 1) for ``epochs`` shuffled passes of ``batch_size``.
@@ -263,13 +308,14 @@ class SGM:
         the model trains on (data - mean) / std. Returns the per-epoch mean losses (see
         :func:`npgen.models.training.fit_loop`, which also documents ``on_epoch``).
         """
-        standardized, (self.mean, self.std) = self._standardized(data)
+        standardized, (self.mean, self.std) = self.training_data(data)
         return fit_loop(self, standardized, epochs, batch_size, self.rng, "SGM", quiet=quiet,
                         on_epoch=on_epoch)
 
-    def _standardized(self, data):
-        """((data - mean) / std in the model's dtype, (mean, std)) for ``data`` (n, 1), checked:
-        the model's mean and std once fixed, else those of ``data`` (the caller keeps them)."""
+    def training_data(self, data):
+        """(the array the model trains on, its standardization): ((data - mean) / std in the
+        model's dtype, (mean, std)) for ``data`` (n, 1), checked: the model's mean and std once
+        fixed, else those of ``data`` (the caller keeps them)."""
         data = self._check_data(data)
         mean, std = self.mean, self.std
         if mean is None:
@@ -382,36 +428,45 @@ class SGM:
     # ----------------------------------------------------------------- persistence
 
     def save(self, path_dir):
-        """Write the model to the directory ``path_dir``: ``score.npz`` (the score network in
-        npgen's one network-file format, with its noise levels and the data's std, so that
-        ``npgen lipschitz`` reads it; see :meth:`npgen.ScoreNetwork.save`) and ``config.json``
+        """Write the trained model to the folder ``path_dir``, whole or not at all
+        (:func:`npgen.models.saved.save_model`): ``score.npz`` (the score network in npgen's
+        one network-file format, with its noise levels and the data's std, so that ``npgen
+        lipschitz`` reads it; see :meth:`npgen.ScoreNetwork.save`) and ``config.json``
         (constructor arguments and standardization, written last). Optimizer state and the
         training stream are not saved. A folder that is not empty and holds no saved SGM is
         refused."""
-        check_model_folder(path_dir, "SGM")
-        path_dir = os.fspath(path_dir)
-        os.makedirs(path_dir, exist_ok=True)
-        self.score.save(os.path.join(path_dir, "score.npz"), noise_levels=self.sigmas,
-                        data_std=self.std)
-        write_model_meta(path_dir, "SGM", self.config(),
-                         standardization={"mean": self.mean, "std": self.std})
+        if self.mean is None:
+            raise RuntimeError("save needs a trained model: call fit first")
+        save_model(self, path_dir, network_extras={"score": {"noise_levels": self.sigmas,
+                                                             "data_std": self.std}},
+                   standardization={"mean": self.mean, "std": self.std})
 
     @classmethod
     def load(cls, path_dir, backend=None):
-        """Read a model written by :meth:`save`."""
-        meta = read_model_meta(path_dir, "SGM")
-        try:
-            model = cls(**meta["config"], backend=backend)
-            mean, std = meta["standardization"]["mean"], meta["standardization"]["std"]
-            if mean is not None:
-                model.mean = check_number("standardization mean", mean)
-                model.std = check_number("standardization std", std, low=0, low_open=True)
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path_dir}/config.json is corrupt ({type(err).__name__}: {err})") from None
-        path = os.path.join(os.fspath(path_dir), "score.npz")
-        _, arrays = read_network_file(path, ("ScoreNetwork",))
-        model.score.load_state_dict(arrays)
-        return model
+        """Read a model written by :meth:`save`. Refused in one sentence naming the field: a
+        config.json without the standardization its network was trained with, or a score.npz
+        whose noise levels or data std are not config.json's."""
+        return load_model(cls, path_dir, backend, kinds=("ScoreNetwork",), restore=_restore_standardization)
+
+
+def _restore_standardization(model, meta, files):
+    """:func:`npgen.models.saved.load_model`'s ``restore`` for the SGM: the data's mean and
+    std from config.json, checked against score.npz."""
+    path, recorded = files["score"]
+    source = f"{path[:-len('score.npz')]}config.json"
+    standardization = meta.get("standardization")
+    for field in ("mean", "std"):
+        if not isinstance(standardization, dict) or standardization.get(field) is None:
+            raise ValueError(f"{source} records no standardization.{field}, but {path} holds a trained"
+                             " score network: a saved SGM records the mean and std of the data it"
+                             " was trained on")
+    try:
+        model.mean = check_number("standardization.mean", standardization["mean"])
+        model.std = check_number("standardization.std", standardization["std"], low=0, low_open=True)
+    except ValueError as err:
+        raise ValueError(f"{source} is corrupt ({err})") from None
+    check_recorded(path, recorded, {"noise_levels": model.sigmas.tolist()}, f"{source} (its sigmas)")
+    check_recorded(path, recorded, {"data_std": model.std}, f"{source} (its standardization.std)")
 
 
 # --------------------------------------------------------------------------- data in R^d
@@ -489,8 +544,7 @@ class _VectorSGMBuffers:
         self.levels = np.empty(n, np.int64)
         self.eps = np.empty((n, d), dt)
         self.noisy = np.empty((n, d), dt)
-        self.level_sigma, self.raw_scale, self.skip = (np.empty((n, 1), dt) for _ in range(3))
-        self.residual = np.empty((n, d), dt)
+        self.grad_raw = np.empty((n, d), dt)
 
 
 class VectorSGM:
@@ -589,22 +643,17 @@ class VectorSGM:
 
     def _denoising_loss(self, x, buf):
         """With sigma s = A r - K (x~ - mu) (A = s_d c_l, K = sigma_l c_l^2, the network's module
-        doc), the residual is R = A r - K (x~ - mu) + eps, L = ||R||^2 / (2B), dL/dr = A R / B."""
-        n, score = len(x), self.score
-        np.take(self._level_sigmas, buf.levels, out=buf.level_sigma[:, 0])
-        np.take(self._raw_scales, buf.levels, out=buf.raw_scale[:, 0])
-        np.take(self._skips, buf.levels, out=buf.skip[:, 0])
-        np.multiply(buf.eps, buf.level_sigma, out=buf.noisy)
-        buf.noisy += x
+        doc), the residual is R = A r - K (x~ - mu) + eps, L = ||R||^2 / (2B), dL/dr = A R / B:
+        the backend's score_matching_noisy_levels and score_matching_loss_levels
+        (:mod:`npgen.kernels.numpy_ref` has their math)."""
+        score = self.score
+        backend = score.backend
+        backend.score_matching_noisy_levels(x, buf.eps, buf.levels, self._level_sigmas, buf.noisy)
         raw = score._forward_raw(buf.noisy, buf.levels)
-        np.subtract(buf.noisy, self.dtype.type(score.data_mean), out=buf.residual)
-        buf.residual *= -buf.skip
-        buf.residual += buf.eps
-        buf.residual += raw * buf.raw_scale
-        loss = float(np.vdot(buf.residual, buf.residual)) / (2 * n)
-        buf.residual *= buf.raw_scale
-        buf.residual *= self.dtype.type(1.0 / n)
-        score._backward_raw(buf.residual, need_grad_x=False)
+        loss = backend.score_matching_loss_levels(raw, buf.noisy, buf.eps, buf.levels,
+                                                  self._raw_scales, self._skips, score.data_mean,
+                                                  buf.grad_raw)
+        score._backward_raw(buf.grad_raw, need_grad_x=False)
         return loss
 
     def step(self, batch):

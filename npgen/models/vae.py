@@ -53,18 +53,15 @@ def encoder_sizes(data_dim=1, latent_dim=1, base_width=128):
 
 
 class _VAEBuffers:
-    """Arrays for one batch size B, allocated once and reused by every step."""
+    """Arrays for one batch size B, allocated once on the model's backend and reused by every
+    step: (R, ...) with the replica axis first, and one (R,) float64 array per loss."""
 
     def __init__(self, model, n):
-        dt, p, d = model.dtype, model.latent_dim, model.data_dim
-        self.eps = np.empty((n, p), dt)
-        self.std = np.empty((n, p), dt)
-        self.variance = np.empty((n, p), dt)
-        self.variance_squared = np.empty((n, p), dt)
-        self.z = np.empty((n, p), dt)
-        self.residual = np.empty((n, d), dt)
-        self.grad_code = np.empty((n, 2 * p), dt)
-        self.kl_grad = np.empty((n, p), dt)
+        ops, R, dt, p, d = model.ops, model.replicas, model.dtype, model.latent_dim, model.data_dim
+        self.eps, self.std, self.z = (ops.zeros((R, n, p), dt) for _ in range(3))
+        self.residual = ops.zeros((R, n, d), dt)
+        self.grad_code = ops.zeros((R, n, 2 * p), dt)
+        self.losses = {name: ops.zeros(R, np.float64) for name in ("reconstruction", "kl")}
 
 
 class VAE(PushForwardModel):
@@ -83,6 +80,7 @@ class VAE(PushForwardModel):
     """
 
     buffer_type = _VAEBuffers
+    OPTIMIZERS = {"encoder": "encoder_optimizer", "decoder": "decoder_optimizer"}
 
     def __init__(self, latent_dim=1, data_dim=1, n_layers=None, skip="plain", base_width=None,
                  kl="correct", decoder_variance=0.1, lr=1e-4, betas=(0.9, 0.999),
@@ -132,57 +130,48 @@ class VAE(PushForwardModel):
             dL/dlv = dL/dz * eps * sigma / 2 + dKL/dlv,
                      dKL/dlv = (sigma^2 - 1) / 2 ('correct')  or  sigma^4 - 1/2 ('paper'),
                      i.e. (k exp(k lv) - 1) / 2 with k = 1 or 2
-        then the encoder backward from (dL/dmu, dL/dlv).
+        then the encoder backward from (dL/dmu, dL/dlv). The backend's kernels
+        vae_reparameterize, vae_residual and vae_code_gradient compute the pieces between the
+        networks (:mod:`npgen.kernels.numpy_ref` has their math).
         Returns {'loss': L, 'reconstruction': sum of the first term, 'kl': sum of KL_i}.
         """
         x = self._as_array("x", x, self.data_dim)
         eps = self._as_array("eps", eps, self.latent_dim)
         if len(eps) != len(x):
             raise ValueError(f"eps must have as many rows as x ({len(x)}), got {len(eps)}")
-        p, c = self.latent_dim, self.decoder_variance
-        buf = self._buffers(len(x))
+        losses = self._sums_on_host(self._negative_elbo_gradient(x[None], eps[None]))
+        return {name: float(values[0]) for name, values in losses.items()}
 
-        code = self.encoder._forward(x)
-        mu, logvar = code[:, :p], code[:, p:]
-        np.multiply(logvar, 0.5, out=buf.std)
-        np.exp(buf.std, out=buf.std)
-        np.multiply(buf.std, buf.std, out=buf.variance)
-        np.multiply(buf.std, eps, out=buf.z)
-        buf.z += mu
-        reconstruction = self.decoder._forward(buf.z)
-
-        np.subtract(reconstruction, x, out=buf.residual)
-        reconstruction_loss = float(np.vdot(buf.residual, buf.residual)) / (2 * c)
+    def _negative_elbo_gradient(self, x, eps):
+        """:meth:`negative_elbo_gradient` on arrays with the replica axis first (R, B, width);
+        writes each loss into its (R,) array of the buffers and returns them."""
+        buf, ops = self._buffers(x.shape[1]), self.ops
         # The variance term of KL_i is exp(k lv) = sigma^(2k), k = 1 ('correct') or 2 ('paper').
         k = 1 if self.kl == "correct" else 2
-        variance_term = (buf.variance if k == 1
-                         else np.multiply(buf.variance, buf.variance, out=buf.variance_squared))
-        kl = 0.5 * (float(np.einsum("ij,ij->", mu, mu))
-                    + float(variance_term.sum(dtype=np.float64))
-                    - float(logvar.sum(dtype=np.float64)) - mu.size)
-
-        buf.residual *= 1 / c
+        code = self.encoder._forward(x)
+        ops.vae_reparameterize(code, eps, k, buf.z, buf.std, buf.losses["kl"])
+        ops.vae_residual(self.decoder._forward(buf.z), x, self.decoder_variance, buf.residual,
+                         buf.losses["reconstruction"])
         self.decoder.zero_grad()
         grad_z = self.decoder._backward(buf.residual, need_grad_in=True)
-        grad_mu, grad_logvar = buf.grad_code[:, :p], buf.grad_code[:, p:]
-        np.add(grad_z, mu, out=grad_mu)
-        np.multiply(grad_z, eps, out=grad_logvar)
-        grad_logvar *= buf.std
-        grad_logvar *= 0.5
-        np.multiply(variance_term, 0.5 * k, out=buf.kl_grad)  # dKL/dlv = (k exp(k lv) - 1) / 2
-        buf.kl_grad -= 0.5
-        grad_logvar += buf.kl_grad
+        ops.vae_code_gradient(code, eps, buf.std, grad_z, k, buf.grad_code)
         self.encoder.zero_grad()
         self.encoder._backward(buf.grad_code, need_grad_in=False)
-        return {"loss": reconstruction_loss + kl, "reconstruction": reconstruction_loss, "kl": kl}
+        return dict(buf.losses)
 
-    def step(self, batch):
-        """One Adam step on the batch loss with fresh noise eps. Returns the losses divided by
-        the batch size (per-sample values, comparable across batch sizes)."""
-        batch = self._as_array("batch", batch, self.data_dim)
-        eps = self._buffers(len(batch)).eps
-        self.rng.standard_normal(out=eps, dtype=self.dtype)
-        losses = self.negative_elbo_gradient(batch, eps)
+    def _sums_on_host(self, losses):
+        """{'loss', 'reconstruction', 'kl'}: (R,) float64 sums on the host, L = reconstruction + KL."""
+        host = {name: self.ops.to_host(values) for name, values in losses.items()}
+        return {"loss": host["reconstruction"] + host["kl"], **host}
+
+    def _step(self, batch):
+        """One Adam step on the batch loss with fresh noise eps, on a minibatch (R, B, d)."""
+        losses = self._negative_elbo_gradient(batch, self.noise.normal(self._buffers(batch.shape[1]).eps))
         self.encoder_optimizer.step()
         self.decoder_optimizer.step()
-        return {name: value / len(batch) for name, value in losses.items()}
+        return losses
+
+    def _read_losses(self, losses, batch_size):
+        """The step's losses on the host divided by the batch size (per-sample values,
+        comparable across batch sizes): {'loss', 'reconstruction', 'kl'}, (R,) float64."""
+        return {name: values / batch_size for name, values in self._sums_on_host(losses).items()}

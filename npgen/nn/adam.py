@@ -13,14 +13,16 @@ class Adam:
         theta <- theta - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
     ``net`` is anything with flat arrays ``params`` and ``grads`` of the same shape and a
-    ``backend`` kernel module (an :class:`npgen.MLP`); the state m, v is kept per parameter.
+    replica-form kernel backend ``ops`` (an npgen network, of one replica or of R replicas on
+    any backend: the update is elementwise); the state m, v is kept per parameter.
     """
 
     def __init__(self, net, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         params, grads = getattr(net, "params", None), getattr(net, "grads", None)
-        if not (isinstance(params, np.ndarray) and isinstance(grads, np.ndarray)
-                and params.ndim == 1 and params.dtype.kind == "f" and grads.shape == params.shape
-                and grads.dtype == params.dtype and hasattr(net, "backend")):
+        if not (hasattr(net, "ops") and all(hasattr(a, "shape") and hasattr(a, "dtype")
+                                            for a in (params, grads))
+                and len(params.shape) == 1 and np.dtype(params.dtype).kind == "f"
+                and grads.shape == params.shape and grads.dtype == params.dtype):
             raise ValueError("Adam needs a network with flat float arrays params and grads of one"
                              f" shape and a kernel backend (an npgen MLP or ScoreNetwork), got"
                              f" {type(net).__name__}")
@@ -28,15 +30,15 @@ class Adam:
         self.lr = check_number("lr", lr, low=0, low_open=True)
         self.beta1, self.beta2 = check_betas(betas)
         self.eps = check_number("eps", eps, low=0, low_open=True)  # eps = 0 divides 0 by 0
-        self.m = np.zeros_like(net.params)
-        self.v = np.zeros_like(net.params)
+        self.m = net.ops.zeros(params.shape, params.dtype)
+        self.v = net.ops.zeros(params.shape, params.dtype)
         self.t = 0
 
     def step(self):
         """Apply one update from ``net.grads``."""
         self.t += 1
-        self.net.backend.adam_step(self.net.params, self.net.grads, self.m, self.v, self.t,
-                                   self.lr, self.beta1, self.beta2, self.eps)
+        self.net.ops.adam_step(self.net.params, self.net.grads, self.m, self.v, self.t,
+                               self.lr, self.beta1, self.beta2, self.eps)
 
     def state_dict(self):
         """Optimizer state as arrays: first and second moments and the step count."""

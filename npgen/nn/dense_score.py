@@ -45,6 +45,7 @@ from .. import kernels
 from ..util.checks import check_matrix, check_number, check_seed, dtype_of
 from .files import build_network, check_state, read_network_file, write_network_file
 from .layers import AffineLayer
+from .layout import ParameterLayout
 from .mlp import MAX_PARAMS
 
 #: Hidden widths of the MNIST score network: 2 x 768 gives 1.83 million parameters at d = 784
@@ -120,6 +121,7 @@ class DenseScoreNetwork:
         self.seed = check_seed(seed)
         self.backend_name = kernels.backend_name(backend)
         self.backend = kernels.get_backend(self.backend_name)
+        self.ops = kernels.replica_form(self.backend_name)
         self.n_levels = self.sigmas.size
         self.data_mean = check_number("data_mean", data_mean)
         self.data_scale = check_number("data_scale", data_scale, low=0, low_open=True)
@@ -133,18 +135,14 @@ class DenseScoreNetwork:
         d, (h1, h2), L = self.data_dim, self.hidden_sizes, self.n_levels
         self.shapes = {"fc_1.weight": (h1, d + L), "fc_2.weight": (h2, h1 + L),
                        "fc_3.weight": (d, h2), "fc_3.bias": (d,)}
-        total = sum(int(np.prod(s)) for s in self.shapes.values())
+        self.layout = ParameterLayout(list(self.shapes.items()))
+        total = self.layout.size
         if total > MAX_PARAMS:
             raise ValueError(f"data_dim {d}, hidden_sizes {list(self.hidden_sizes)} and {L} levels ask"
                              f" for {total:.3g} parameters; an npgen network has at most {MAX_PARAMS} (2^28)")
         self.params = np.zeros(total, self.dtype)
         self.grads = np.zeros(total, self.dtype)
-        self.weights, self.weight_grads, offset = {}, {}, 0
-        for name, shape in self.shapes.items():
-            size = int(np.prod(shape))
-            self.weights[name] = self.params[offset:offset + size].reshape(shape)
-            self.weight_grads[name] = self.grads[offset:offset + size].reshape(shape)
-            offset += size
+        self.weights, self.weight_grads = self.layout.blocks(self.params), self.layout.blocks(self.grads)
         rng = np.random.default_rng(self.seed)
         for name, shape in self.shapes.items():
             fan_in = self.shapes[name.replace(".bias", ".weight")][1]

@@ -45,6 +45,46 @@ def segment_width(sizes, segment):
     return max(sizes[j] for j in segment)
 
 
+def segment_spans(segments, widths):
+    """Columns [start, stop) of each segment of a layer input, given the node widths.
+
+    Segments lie side by side, each as wide as its widest node (:func:`segment_width`); node j
+    of a segment occupies its leading columns start .. start + widths[j].
+    """
+    spans, start = [], 0
+    for seg in segments:
+        stop = start + segment_width(widths, seg)
+        spans.append((start, stop))
+        start = stop
+    return spans
+
+
+def gather_segments(segments, nodes):
+    """A layer input h = [s_1; ...; s_S] from 2-D node arrays (rows are samples), each
+    s = sum_j P_j a_j over its segment's nodes (P_j zero-pads node j into the segment's leading
+    columns). The same map builds values, tangents, Jacobians and interval ends: the padded
+    columns are exactly 0, a constant with zero derivative."""
+    if len(segments) == 1 and len(segments[0]) == 1:
+        return nodes[segments[0][0]]
+    widths = {j: nodes[j].shape[1] for seg in segments for j in seg}
+    spans = segment_spans(segments, widths)
+    h = np.zeros((nodes[segments[0][0]].shape[0], spans[-1][1]))
+    for (start, _), seg in zip(spans, segments):
+        for j in seg:
+            h[:, start:start + widths[j]] += nodes[j]
+    return h
+
+
+def scatter_segments(segments, grad_h, grads):
+    """Add the gradient of a layer input to its nodes' gradients ``grads`` (2-D arrays, replaced
+    by new ones): the adjoint of :func:`gather_segments`, P_j^T keeps the leading widths[j]
+    columns of the segment's block."""
+    widths = {j: grads[j].shape[1] for seg in segments for j in seg}
+    for (start, _), seg in zip(segment_spans(segments, widths), segments):
+        for j in seg:
+            grads[j] = grads[j] + grad_h[:, start:start + widths[j]]
+
+
 @dataclass(frozen=True)
 class AffineLayer:
     """One layer ``a = act(W h + b)`` of a network seen as a function of its input alone.

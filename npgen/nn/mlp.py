@@ -25,7 +25,8 @@ import numpy as np
 from .. import kernels
 from ..util.checks import check_bool, check_choice, check_matrix, check_number, check_seed, dtype_of
 from .files import build_network, read_network_file, write_network_file
-from .layers import SKIP_STYLES, layer_segments, segment_width
+from .layers import SKIP_STYLES, layer_segments, segment_spans
+from .layout import ParameterLayout, ReplicatedParameters, as_given, with_replica_axis
 
 #: The most parameters one network may have (2^28: 1 GiB of float32 weights, and as much
 #: again for their gradients); checked before anything is allocated. The paper's largest
@@ -34,36 +35,36 @@ MAX_PARAMS = 2 ** 28
 
 
 class _Workspace:
-    """Arrays for one batch size, allocated once and reused by every later call."""
+    """Arrays for one batch size, allocated once on the network's backend and reused by every
+    later call; each has the replica axis first: (R, n, width)."""
 
     def __init__(self, net, n):
-        dt, L = net.dtype, net.n_layers
         self.n = n
-        self.z = [np.empty((n, net.sizes[k + 1]), dt) for k in range(L)]
-        self.a = [np.empty((n, net.sizes[k + 1]), dt) for k in range(L)]
-        self.h = [None if net._aliased(k) else np.empty((n, net.fan_in[k]), dt) for k in range(L)]
-        self.grad_z = [np.empty((n, net.sizes[k + 1]), dt) for k in range(L)]
-        self.grad_h = [np.empty((n, net.fan_in[k]), dt) for k in range(L)]
-        self.grad_node = [np.empty((n, w), dt) for w in net.sizes]
+        self.z = net._activations(n, net.sizes[1:])
+        self.a = net._activations(n, net.sizes[1:])
+        self.h = net._activations(n, net.fan_in, skip=[net._aliased(k) for k in range(net.n_layers)])
+        self.grad_z = net._activations(n, net.sizes[1:])
+        self.grad_h = net._activations(n, net.fan_in, skip=[s is not None for s in net._sole_input])
+        self.grad_node = net._activations(n, net.sizes)
         self.tangents = None
 
     def with_tangents(self, net):
         """Allocate (once) the extra arrays a Jacobian-vector product and its backward need."""
         if self.tangents is None:
-            dt, L, n = net.dtype, net.n_layers, self.n
+            n, L = self.n, net.n_layers
             self.tangents = {
-                "dz": [np.empty((n, net.sizes[k + 1]), dt) for k in range(L)],
-                "da": [np.empty((n, net.sizes[k + 1]), dt) for k in range(L)],
-                "dh": [None if net._aliased(k) else np.empty((n, net.fan_in[k]), dt)
-                       for k in range(L)],
-                "grad_dz": [np.empty((n, net.sizes[k + 1]), dt) for k in range(L)],
-                "grad_dh": [np.empty((n, net.fan_in[k]), dt) for k in range(L)],
-                "grad_dnode": [np.empty((n, w), dt) for w in net.sizes],
+                "dz": net._activations(n, net.sizes[1:]),
+                "da": net._activations(n, net.sizes[1:]),
+                "dh": net._activations(n, net.fan_in, skip=[net._aliased(k) for k in range(L)]),
+                "grad_dz": net._activations(n, net.sizes[1:]),
+                "grad_dh": net._activations(n, net.fan_in,
+                                            skip=[s is not None for s in net._sole_input]),
+                "grad_dnode": net._activations(n, net.sizes),
             }
         return self.tangents
 
 
-class MLP:
+class MLP(ReplicatedParameters):
     """Multilayer perceptron ``sizes[0] -> sizes[1] -> ... -> sizes[-1]`` (see the module doc).
 
     Parameters
@@ -110,47 +111,58 @@ class MLP:
         self.skip = check_choice("skip", skip, SKIP_STYLES)
         self.dtype = dtype_of(dtype)
         self.seed = check_seed(seed)
-        self.backend_name = kernels.backend_name(backend)
-        self.backend = kernels.get_backend(self.backend_name)
         self.n_layers = len(self.sizes) - 1
         self.segments = layer_segments(self.sizes, self.skip)
-        self.fan_in = [sum(segment_width(self.sizes, seg) for seg in segs) for segs in self.segments]
-        n_params = sum((fan_in + 1) * out for fan_in, out in zip(self.fan_in, self.sizes[1:]))
-        if n_params > MAX_PARAMS:
-            raise ValueError(f"sizes {list(self.sizes)} ask for {n_params:.3g} parameters; an npgen"
-                             f" network has at most {MAX_PARAMS} (2^28)")
+        self.fan_in = [segment_spans(segs, self.sizes)[-1][1] for segs in self.segments]
+        self.layout = ParameterLayout(
+            [block for k, (out, fan_in) in enumerate(zip(self.sizes[1:], self.fan_in))
+             for block in ((f"{k}.weight", (out, fan_in)), (f"{k}.bias", (out,)))])
+        if self.layout.size > MAX_PARAMS:
+            raise ValueError(f"sizes {list(self.sizes)} ask for {self.layout.size:.3g} parameters;"
+                             f" an npgen network has at most {MAX_PARAMS} (2^28)")
         self._sole_input = self._sole_inputs()
-        self.training = True
-        self._allocate_parameters()
+        self._place(kernels.backend_name(backend), 1)
         self._initialize(np.random.default_rng(self.seed))
-        self._workspaces = {}
-        self._last = None
-        self._grads_fresh = True
 
     # ----------------------------------------------------------------- parameters
 
-    def _allocate_parameters(self):
-        shapes = [((self.sizes[k + 1], self.fan_in[k]), (self.sizes[k + 1],))
-                  for k in range(self.n_layers)]
-        total = sum(o * i + o for (o, i), _ in shapes)
-        self.params = np.zeros(total, self.dtype)
-        self.grads = np.zeros(total, self.dtype)
-        self.weights, self.biases, self.weight_grads, self.bias_grads = [], [], [], []
-        offset = 0
-        for (out, fan_in), _ in shapes:
-            for flat, dest, shape in ((self.params, self.weights, (out, fan_in)),
-                                      (self.grads, self.weight_grads, (out, fan_in))):
-                dest.append(flat[offset:offset + out * fan_in].reshape(shape))
-            offset += out * fan_in
-            self.biases.append(self.params[offset:offset + out])
-            self.bias_grads.append(self.grads[offset:offset + out])
-            offset += out
+    def _place(self, backend, replicas):
+        super()._place(backend, replicas)
+        self.training = True
+        self._grads_fresh = True
+
+    def _allocate_state(self):
+        """Spectral norm's per-replica state: u, v, W / sigma, its gradient and sigma."""
         if self.spectral_norm:
-            self.sn_u = [np.zeros(o, self.dtype) for (o, _), _ in shapes]
-            self.sn_v = [np.zeros(i, self.dtype) for (_, i), _ in shapes]
-            self.sn_weights = [np.zeros(s, self.dtype) for s, _ in shapes]
-            self.sn_weight_grads = [np.zeros(s, self.dtype) for s, _ in shapes]
-            self.sn_sigma = [1.0] * self.n_layers
+            R, zeros = self.replicas, self.ops.zeros
+            shapes = list(zip(self.sizes[1:], self.fan_in))
+            self._u = [zeros((R, out), self.dtype) for out, _ in shapes]
+            self._v = [zeros((R, fan_in), self.dtype) for _, fan_in in shapes]
+            self._W_sn = [zeros((R, out, fan_in), self.dtype) for out, fan_in in shapes]
+            self._grad_W_sn = [zeros((R, out, fan_in), self.dtype) for out, fan_in in shapes]
+            self._sigma = [self.ops.to_device(np.ones(R)) for _ in shapes]
+
+    def _replica_state(self):
+        return ("_u", "_v") if self.spectral_norm else ()
+
+    def _bind_parameters(self):
+        """The (R, *shape) views of every block of ``params`` and ``grads``, and for a network of
+        one host replica the 2-D views users read (``weights``, ``biases``, ``sn_u``, ...)."""
+        R, L = self.replicas, self.n_layers
+        p, g = self.layout.views(self.params, R), self.layout.views(self.grads, R)
+        self._W = [p[f"{k}.weight"] for k in range(L)]
+        self._b = [p[f"{k}.bias"] for k in range(L)]
+        self._grad_W = [g[f"{k}.weight"] for k in range(L)]
+        self._grad_b = [g[f"{k}.bias"] for k in range(L)]
+        if self.on_host:
+            self.weights, self.biases = [W[0] for W in self._W], [b[0] for b in self._b]
+            self.weight_grads = [W[0] for W in self._grad_W]
+            self.bias_grads = [b[0] for b in self._grad_b]
+            if self.spectral_norm:
+                self.sn_u, self.sn_v = [u[0] for u in self._u], [v[0] for v in self._v]
+        else:  # replicas are read through their one-replica networks (copy_to)
+            self.weights = self.biases = self.weight_grads = self.bias_grads = None
+            self.sn_u = self.sn_v = None
 
     def _initialize(self, rng):
         for W, b in zip(self.weights, self.biases):
@@ -162,11 +174,6 @@ class MLP:
                 for vec in (u, v):
                     draw = rng.standard_normal(vec.shape)
                     vec[...] = draw / max(np.linalg.norm(draw), 1e-12)
-
-    @property
-    def n_params(self):
-        """Number of trainable parameters."""
-        return self.params.size
 
     def effective_weight(self, k):
         """The weight layer k applies in evaluation mode, in float64: W_k, or W_k / (u . W_k v)
@@ -208,6 +215,27 @@ class MLP:
         return [self.segments[k][0][0] if self._aliased(k) and readers[self.segments[k][0][0]] == 1
                 else None for k in range(self.n_layers)]
 
+    def _activations(self, n, widths, skip=None):
+        """Zero arrays (R, n, w) on the backend for each width w (None where ``skip[i]``)."""
+        return [None if skip is not None and skip[i] else
+                self.ops.zeros((self.replicas, n, w), self.dtype) for i, w in enumerate(widths)]
+
+    def workspace_size(self, n, tangents=False):
+        """Elements one replica's workspace of n rows holds: per layer z, a, grad_z, the node
+        gradients, the input buffers of layers that build their input and the input gradients
+        of layers that do not write into a node's own; all twice with the tangent path."""
+        inputs = (sum(w for k, w in enumerate(self.fan_in) if not self._aliased(k))
+                  + sum(w for w, sole in zip(self.fan_in, self._sole_input) if sole is None))
+        return (2 if tangents else 1) * n * (3 * sum(self.sizes[1:]) + sum(self.sizes) + inputs)
+
+    def state_size(self):
+        """Elements of one replica's spectral-norm state (W / sigma and its gradient, u, v, and
+        sigma in float64 counted as two items of the network's float32), 0 without it."""
+        if not self.spectral_norm:
+            return 0
+        weights = sum(o * i for o, i in zip(self.sizes[1:], self.fan_in))
+        return 2 * weights + sum(self.sizes[1:]) + sum(self.fan_in) + 2 * self.n_layers
+
     def _workspace(self, n):
         ws = self._workspaces.get(n)
         if ws is None:
@@ -215,42 +243,36 @@ class MLP:
         return ws
 
     def _gather(self, k, nodes, buffers):
-        """Build the input h_k of layer k from ``nodes`` (into ``buffers[k]`` unless aliased)."""
+        """Build the input h_k of layer k from ``nodes`` (into ``buffers[k]`` unless aliased):
+        each segment's first node is written into its column block (zero-padded), the others
+        are added."""
         if self._aliased(k):
             return nodes[self.segments[k][0][0]]
-        h, col = buffers[k], 0
-        for seg in self.segments[k]:
-            width = segment_width(self.sizes, seg)
-            block = h[:, col:col + width]
-            block[...] = 0
-            for j in seg:
-                block[:, :self.sizes[j]] += nodes[j]
-            col += width
+        h = buffers[k]
+        for (start, stop), seg in zip(segment_spans(self.segments[k], self.sizes), self.segments[k]):
+            for position, j in enumerate(seg):
+                self.ops.put_columns(nodes[j], h, start, stop - start, position > 0)
         return h
 
     def _scatter(self, k, grad_h, grad_nodes, written):
-        """Add the gradient of layer k's input to the gradient of every node it was built from."""
-        col = 0
-        for seg in self.segments[k]:
-            width = segment_width(self.sizes, seg)
-            block = grad_h[:, col:col + width]
+        """Add the gradient of layer k's input to the gradient of every node it was built from
+        (write it to a node not ``written`` yet, and mark it written)."""
+        for (start, _), seg in zip(segment_spans(self.segments[k], self.sizes), self.segments[k]):
             for j in seg:
-                part = block[:, :self.sizes[j]]
-                if written[j]:
-                    grad_nodes[j] += part
-                else:
-                    grad_nodes[j][...] = part
-                    written[j] = True
-            col += width
+                self.ops.take_columns(grad_h, start, grad_nodes[j], written[j])
+                written[j] = True
 
     def _layer_weight(self, k):
         """The weight used by layer k in this pass (runs the power iteration in training mode)."""
         if not self.spectral_norm:
-            return self.weights[k]
-        self.sn_sigma[k] = self.backend.spectral_norm_forward(
-            self.weights[k], self.sn_u[k], self.sn_v[k], 1 if self.training else 0,
-            self.sn_weights[k])
-        return self.sn_weights[k]
+            return self._W[k]
+        self.ops.spectral_norm_forward(self._W[k], self._u[k], self._v[k],
+                                       1 if self.training else 0, self._W_sn[k], self._sigma[k])
+        return self._W_sn[k]
+
+    def _used_weight(self, k):
+        """The weight layer k used in the last pass (W / sigma with spectral norm)."""
+        return self._W_sn[k] if self.spectral_norm else self._W[k]
 
     def _param_grad_targets(self, k):
         """Where the kernel writes layer k's weight gradient, and whether it adds to its targets.
@@ -263,28 +285,32 @@ class MLP:
         accumulate = not self._grads_fresh
         if self.spectral_norm:
             if accumulate:
-                self.sn_weight_grads[k][...] = 0
-            return self.sn_weight_grads[k], accumulate
-        return self.weight_grads[k], accumulate
+                self._grad_W_sn[k][...] = 0
+            return self._grad_W_sn[k], accumulate
+        return self._grad_W[k], accumulate
 
     def _finish_weight_grad(self, k):
         if self.spectral_norm:
-            self.backend.spectral_norm_backward(
-                self.weights[k], self.sn_u[k], self.sn_v[k], self.sn_sigma[k],
-                self.sn_weight_grads[k], self.weight_grads[k], not self._grads_fresh)
+            self.ops.spectral_norm_backward(self._W[k], self._u[k], self._v[k], self._sigma[k],
+                                            self._grad_W_sn[k], self._grad_W[k],
+                                            not self._grads_fresh)
 
     # ----------------------------------------------------------------- passes (unchecked)
+    #
+    # The passes take and return arrays with the replica axis first, (R, n, width); a network
+    # of one replica also takes (n, width) arrays and then returns (n, width) views.
 
     def _forward(self, x):
         """Forward pass without argument checks; returns a view valid until the next call."""
-        ws = self._workspace(x.shape[0])
+        x, one = with_replica_axis(x)
+        ws = self._workspace(x.shape[1])
         nodes = [x] + ws.a
         for k in range(self.n_layers):
             h = self._gather(k, nodes, ws.h)
-            self.backend.linear_forward(h, self._layer_weight(k), self.biases[k],
-                                        self.activation_codes[k], self.slope, ws.z[k], ws.a[k])
-        self._last = (ws, nodes, False)
-        return ws.a[-1]
+            self.ops.linear_forward(h, self._layer_weight(k), self._b[k],
+                                    self.activation_codes[k], self.slope, ws.z[k], ws.a[k])
+        self._last = (ws, nodes, False, one)
+        return as_given(ws.a[-1], one)
 
     def _backward(self, grad_out, need_grad_in=True, param_grads=True):
         """Backward pass of the last ``_forward``; returns dL/dx.
@@ -292,55 +318,59 @@ class MLP:
         Adds the parameter gradients to ``grads``, unless ``param_grads`` is False: then only
         the gradient is passed through to the input (``need_grad_in`` must be True).
         """
-        ws, nodes, _ = self._last
+        ws, nodes, _, one = self._last
+        grad_out, _ = with_replica_axis(grad_out)
         written = [False] * (self.n_layers + 1)
         grad_nodes = ws.grad_node
         for k in reversed(range(self.n_layers)):
             grad_a = grad_out if k == self.n_layers - 1 else grad_nodes[k + 1]
             need_x = k > 0 or need_grad_in
-            W = self.sn_weights[k] if self.spectral_norm else self.weights[k]
             sole = self._sole_input[k]
             grad_h = ws.grad_h[k] if sole is None else grad_nodes[sole]
             if param_grads:
                 grad_W, accumulate = self._param_grad_targets(k)
-                self.backend.linear_backward(
-                    self._gather_cached(k, nodes, ws.h), W, ws.z[k], ws.a[k], grad_a,
-                    self.activation_codes[k], self.slope, ws.grad_z[k], grad_W,
-                    self.bias_grads[k], grad_h, accumulate, need_x)
+                self.ops.linear_backward(
+                    self._gathered(k, nodes, ws.h), self._used_weight(k), ws.z[k], ws.a[k],
+                    grad_a, self.activation_codes[k], self.slope, ws.grad_z[k], grad_W,
+                    self._grad_b[k], grad_h if need_x else None, accumulate, need_x)
                 self._finish_weight_grad(k)
             else:
-                self.backend.linear_backward_input(
-                    W, ws.z[k], ws.a[k], grad_a, self.activation_codes[k], self.slope,
-                    ws.grad_z[k], grad_h)
+                self.ops.linear_backward_input(
+                    self._used_weight(k), ws.z[k], ws.a[k], grad_a, self.activation_codes[k],
+                    self.slope, ws.grad_z[k], grad_h)
             if need_x and sole is None:
                 self._scatter(k, grad_h, grad_nodes, written)
         if param_grads:
             self._grads_fresh = False
-        return grad_nodes[0] if need_grad_in else None
+        return as_given(grad_nodes[0], one) if need_grad_in else None
 
-    def _gather_cached(self, k, nodes, buffers):
+    def _gathered(self, k, nodes, buffers):
         """Layer k's input as built by the last forward (no recomputation)."""
         return nodes[self.segments[k][0][0]] if self._aliased(k) else buffers[k]
 
     def _jvp(self, x, dx):
         """Forward pass with tangent dx; returns views (y, dy) = (g(x), Jg(x) dx)."""
-        ws = self._workspace(x.shape[0])
+        x, one = with_replica_axis(x)
+        dx, _ = with_replica_axis(dx)
+        ws = self._workspace(x.shape[1])
         tan = ws.with_tangents(self)
         nodes, dnodes = [x] + ws.a, [dx] + tan["da"]
         for k in range(self.n_layers):
             h = self._gather(k, nodes, ws.h)
             dh = self._gather(k, dnodes, tan["dh"])
-            self.backend.linear_jvp(h, dh, self._layer_weight(k), self.biases[k],
-                                    self.activation_codes[k], self.slope,
-                                    ws.z[k], ws.a[k], tan["dz"][k], tan["da"][k])
-        self._last = (ws, nodes, dnodes)
-        return ws.a[-1], tan["da"][-1]
+            self.ops.linear_jvp(h, dh, self._layer_weight(k), self._b[k],
+                                self.activation_codes[k], self.slope,
+                                ws.z[k], ws.a[k], tan["dz"][k], tan["da"][k])
+        self._last = (ws, nodes, dnodes, one)
+        return as_given(ws.a[-1], one), as_given(tan["da"][-1], one)
 
     def _jvp_backward(self, grad_y, grad_dy, need_grad_in=True):
         """Backward of the last ``_jvp`` through both the primal and the tangent path."""
-        ws, nodes, dnodes = self._last
+        ws, nodes, dnodes, one = self._last
         if dnodes is False:
             raise RuntimeError("jvp_backward needs a preceding jvp, not a forward")
+        grad_y, _ = with_replica_axis(grad_y)
+        grad_dy, _ = with_replica_axis(grad_dy)
         tan = ws.tangents
         written = [False] * (self.n_layers + 1)
         dwritten = [False] * (self.n_layers + 1)
@@ -350,22 +380,21 @@ class MLP:
             grad_da = grad_dy if last else tan["grad_dnode"][k + 1]
             need_x = k > 0 or need_grad_in
             grad_W, accumulate = self._param_grad_targets(k)
-            W = self.sn_weights[k] if self.spectral_norm else self.weights[k]
             sole = self._sole_input[k]
             grad_h, grad_dh = ((ws.grad_h[k], tan["grad_dh"][k]) if sole is None
                                else (ws.grad_node[sole], tan["grad_dnode"][sole]))
-            self.backend.linear_jvp_backward(
-                self._gather_cached(k, nodes, ws.h), self._gather_cached(k, dnodes, tan["dh"]),
-                W, ws.z[k], ws.a[k], tan["dz"][k], grad_a, grad_da,
+            self.ops.linear_jvp_backward(
+                self._gathered(k, nodes, ws.h), self._gathered(k, dnodes, tan["dh"]),
+                self._used_weight(k), ws.z[k], ws.a[k], tan["dz"][k], grad_a, grad_da,
                 self.activation_codes[k], self.slope, ws.grad_z[k], tan["grad_dz"][k],
-                grad_W, self.bias_grads[k], grad_h, grad_dh, accumulate, need_x)
+                grad_W, self._grad_b[k], grad_h, grad_dh, accumulate, need_x)
             self._finish_weight_grad(k)
             if need_x and sole is None:
                 self._scatter(k, grad_h, ws.grad_node, written)
                 self._scatter(k, grad_dh, tan["grad_dnode"], dwritten)
         self._grads_fresh = False
         if need_grad_in:
-            return ws.grad_node[0], tan["grad_dnode"][0]
+            return as_given(ws.grad_node[0], one), as_given(tan["grad_dnode"][0], one)
         return None, None
 
     # ----------------------------------------------------------------- public API (checked)

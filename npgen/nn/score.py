@@ -35,6 +35,7 @@ from ..kernels import numpy_ref
 from ..util.checks import check_matrix, check_number, check_seed, dtype_of
 from .files import build_network, check_state, read_network_file, write_network_file
 from .layers import AffineLayer
+from .layout import ParameterLayout, ReplicatedParameters, as_given, with_replica_axis
 
 #: Number of sinusoidal features of sigma (half sines, half cosines).
 FEATURES = 16
@@ -74,17 +75,30 @@ def _leaky(z, slope):
 
 
 class _Workspace:
-    """Activations and gradients of the x path for one batch size, allocated once."""
+    """Activations and gradients of the x path for one batch size, allocated once on the
+    network's backend: (R, n, width) arrays."""
 
-    def __init__(self, n, dtype):
+    def __init__(self, net, n):
         h1, h2 = HIDDEN_WIDTHS
+        rows = lambda width: net.ops.zeros((net.replicas, n, width), net.dtype)  # noqa: E731
         self.n = n
-        self.z1, self.h1, self.grad_z1, self.grad_h1 = (np.empty((n, h1), dtype) for _ in range(4))
-        self.z2, self.h2, self.grad_z2, self.grad_h2 = (np.empty((n, h2), dtype) for _ in range(4))
-        self.z3, self.s, self.grad_z3, self.grad_x = (np.empty((n, 1), dtype) for _ in range(4))
+        self.z1, self.h1, self.grad_z1, self.grad_h1 = (rows(h1) for _ in range(4))
+        self.z2, self.h2, self.grad_z2, self.grad_h2 = (rows(h2) for _ in range(4))
+        self.z3, self.s, self.grad_z3, self.grad_x = (rows(1) for _ in range(4))
 
 
-class ScoreNetwork:
+#: The noise-level path's arrays, one row per replica: (name, width).
+_LEVEL_ROWS = (
+    ("z_e1", EMBED_WIDTHS[0]), ("a_e1", EMBED_WIDTHS[0]), ("grad_z_e1", EMBED_WIDTHS[0]),
+    ("grad_a_e1", EMBED_WIDTHS[0]), ("z_e2", EMBED_WIDTHS[1]), ("e", EMBED_WIDTHS[1]),
+    ("z_leaky_e", EMBED_WIDTHS[1]), ("leaky_e", EMBED_WIDTHS[1]), ("grad_z_e2", EMBED_WIDTHS[1]),
+    ("grad_e", EMBED_WIDTHS[1]), ("grad_leaky_e", EMBED_WIDTHS[1]), ("beff2", HIDDEN_WIDTHS[1]),
+    ("beff2_a", HIDDEN_WIDTHS[1]), ("grad_z_beff2", HIDDEN_WIDTHS[1]),
+    ("grad_beff2", HIDDEN_WIDTHS[1]), ("beff3", 1), ("beff3_a", 1), ("grad_z_beff3", 1),
+    ("grad_beff3", 1))
+
+
+class ScoreNetwork(ReplicatedParameters):
     """s(x, sigma) for x in R (see the module doc), parameters in one flat buffer.
 
     Parameters
@@ -109,13 +123,10 @@ class ScoreNetwork:
     def __init__(self, dtype="float32", seed=0, backend=None):
         self.dtype = dtype_of(dtype)
         self.seed = check_seed(seed)
-        self.backend_name = kernels.backend_name(backend)
-        self.backend = kernels.get_backend(self.backend_name)
-        self._allocate_parameters()
-        self._initialize(np.random.default_rng(self.seed))
-        self._workspaces = {}
+        self.layout = ParameterLayout(self._blocks())
         self._features_cache = {}
-        self._last = None
+        self._place(kernels.backend_name(backend), 1)
+        self._initialize(np.random.default_rng(self.seed))
 
     # ----------------------------------------------------------------- parameters
 
@@ -131,18 +142,23 @@ class ScoreNetwork:
             blocks.append((f"{name}.bias", (out,)))
         return blocks
 
-    def _allocate_parameters(self):
-        blocks = self._blocks()
-        total = sum(int(np.prod(shape)) for _, shape in blocks)
-        self.params = np.zeros(total, self.dtype)
-        self.grads = np.zeros(total, self.dtype)
-        self.weights, self.weight_grads = {}, {}
-        offset = 0
-        for name, shape in blocks:
-            size = int(np.prod(shape))
-            self.weights[name] = self.params[offset:offset + size].reshape(shape)
-            self.weight_grads[name] = self.grads[offset:offset + size].reshape(shape)
-            offset += size
+    def _allocate_state(self):
+        """The noise-level path's rows (R, 1, width), one per replica (:data:`_LEVEL_ROWS`)."""
+        R = self.replicas
+        self._rows = {name: self.ops.zeros((R, 1, width), self.dtype) for name, width in _LEVEL_ROWS}
+        # The x path's effective biases and their gradients: the same memory seen as (R, width).
+        for name in ("beff2", "beff3", "grad_beff2", "grad_beff3"):
+            self._rows[f"{name}_bias"] = self._rows[name].reshape(R, self._rows[name].shape[2])
+
+    def _bind_parameters(self):
+        """The (R, *shape) views of every block, and for one host replica the blocks users read
+        (``weights``, ``weight_grads``: dicts by name)."""
+        self._w = self.layout.views(self.params, self.replicas)
+        self._g = self.layout.views(self.grads, self.replicas)
+        if self.on_host:
+            self.weights, self.weight_grads = self.layout.blocks(self.params), self.layout.blocks(self.grads)
+        else:
+            self.weights = self.weight_grads = None
 
     def _initialize(self, rng):
         for name, out, fan_in in LAYERS:
@@ -160,40 +176,16 @@ class ScoreNetwork:
             self.weights[f"{name}.x"][...] = weight[:, :x_width]
             self.weights[f"{name}.e"][...] = weight[:, x_width:]
 
-    @property
-    def n_params(self):
-        """Number of trainable parameters."""
-        return self.params.size
-
     # ----------------------------------------------------------------- the noise-level path
 
     def _features(self, sigma):
-        """p(sigma) as a (1, 16) array of the network's dtype, cached per noise level."""
+        """p(sigma) as a (1, 1, 16) array of the network's dtype (one replica's row), cached per
+        noise level."""
         features = self._features_cache.get(sigma)
         if features is None:
-            features = sinusoidal_features(sigma).astype(self.dtype)[None, :]
+            features = sinusoidal_features(sigma).astype(self.dtype)[None, None, :]
             self._features_cache[sigma] = features
         return features
-
-    def _embed(self, sigma):
-        """e(sigma) for one sigma: the embedding MLP on a batch of one; keeps what backward needs."""
-        w, dt, leaky = self.weights, self.dtype, kernels.LEAKY_RELU
-        p = self._features(sigma)
-        z_e1, a_e1 = np.empty((1, EMBED_WIDTHS[0]), dt), np.empty((1, EMBED_WIDTHS[0]), dt)
-        z_e2, e = np.empty((1, EMBED_WIDTHS[1]), dt), np.empty((1, EMBED_WIDTHS[1]), dt)
-        self.backend.linear_forward(p, w["sigma_emb_1.weight"], w["sigma_emb_1.bias"],
-                                    leaky, SLOPE, z_e1, a_e1)
-        self.backend.linear_forward(a_e1, w["sigma_emb_2.weight"], w["sigma_emb_2.bias"],
-                                    leaky, SLOPE, z_e2, e)
-        return {"p": p, "z_e1": z_e1, "a_e1": a_e1, "z_e2": z_e2, "e": e,
-                "leaky_e": _leaky(e, SLOPE).astype(dt)}
-
-    def _effective_biases(self, emb):
-        """beff2 = b2 + W2e e (196,) and beff3 = b3 + W3e leaky_0.2(e) (1,)."""
-        w = self.weights
-        beff2 = w["fc_2.bias"] + w["fc_2.e"] @ emb["e"][0]
-        beff3 = w["fc_3.bias"] + w["fc_3.e"] @ emb["leaky_e"][0]
-        return beff2.astype(self.dtype), beff3.astype(self.dtype)
 
     def _biases_float64(self, sigma):
         """beff2 (196,) and beff3 (1,) at ``sigma``, in float64 (an evaluation: nothing kept)."""
@@ -214,55 +206,98 @@ class ScoreNetwork:
                 np.array([b3[0] for _, b3 in pairs], self.dtype))
 
     # ----------------------------------------------------------------- passes (unchecked)
+    #
+    # Arrays have the replica axis first: x (R, n, 1), each replica at its own noise level, given
+    # as its features p(sigma_r) (R, 1, 16). A network of one replica also takes x (n, 1) with a
+    # float sigma, and then returns (n, 1) views.
+
+    def workspace_size(self, n):
+        """Elements one replica's workspace of n rows holds (z, a and their gradients per layer
+        of the x path)."""
+        return 4 * n * (sum(HIDDEN_WIDTHS) + 1)
+
+    def state_size(self):
+        """Elements of one replica's noise-level rows (:data:`_LEVEL_ROWS`)."""
+        return sum(width for _, width in _LEVEL_ROWS)
 
     def _workspace(self, n):
         ws = self._workspaces.get(n)
         if ws is None:
-            ws = self._workspaces[n] = _Workspace(n, self.dtype)
+            ws = self._workspaces[n] = _Workspace(self, n)
         return ws
 
     def _forward(self, x, sigma):
-        """s(x, sigma) for x (n, 1) and one sigma; returns a view valid until the next call."""
-        w, be = self.weights, self.backend
-        ws = self._workspace(x.shape[0])
-        emb = self._embed(sigma)
-        beff2, beff3 = self._effective_biases(emb)
-        be.linear_forward(x, w["fc_1.weight"], w["fc_1.bias"], kernels.LEAKY_RELU, SLOPE_X,
-                          ws.z1, ws.h1)
-        be.linear_forward(ws.h1, w["fc_2.x"], beff2, kernels.LEAKY_RELU, SLOPE, ws.z2, ws.h2)
-        be.linear_forward(ws.h2, w["fc_3.x"], beff3, kernels.IDENTITY, 0.0, ws.z3, ws.s)
-        self._last = (ws, x, emb)
-        return ws.s
+        """s(x, sigma) without argument checks (``sigma``: a float, or the replicas' features
+        (R, 1, 16)); returns a view valid until the next call.
+
+        The embedding runs on each replica's row and is folded into the x path's biases as two
+        identity layers on the rows e and leaky_0.2(e); since leaky_c(leaky_c(z)) =
+        leaky_{c^2}(z), the row leaky_0.2(e) is the second embedding layer with slope 0.04.
+        """
+        features = self._features(sigma) if np.isscalar(sigma) else sigma
+        x, one = with_replica_axis(x)
+        ops, w, row, leaky = self.ops, self._w, self._rows, kernels.LEAKY_RELU
+        ops.linear_forward(features, w["sigma_emb_1.weight"], w["sigma_emb_1.bias"], leaky, SLOPE,
+                           row["z_e1"], row["a_e1"])
+        for z, a, slope in (("z_e2", "e", SLOPE), ("z_leaky_e", "leaky_e", SLOPE * SLOPE)):
+            ops.linear_forward(row["a_e1"], w["sigma_emb_2.weight"], w["sigma_emb_2.bias"], leaky,
+                               slope, row[z], row[a])
+        for beff, source, block in (("beff2", "e", "fc_2"), ("beff3", "leaky_e", "fc_3")):
+            ops.linear_forward(row[source], w[f"{block}.e"], w[f"{block}.bias"], kernels.IDENTITY,
+                               0.0, row[beff], row[f"{beff}_a"])
+        ws = self._workspace(x.shape[1])
+        self._last = (ws, x, features, one)
+        h = x
+        for (weight, bias, kind, slope), z, a in zip(self._x_path(), (ws.z1, ws.z2, ws.z3),
+                                                     (ws.h1, ws.h2, ws.s)):
+            ops.linear_forward(h, weight, bias, kind, slope, z, a)
+            h = a
+        return as_given(ws.s, one)
+
+    def _x_path(self):
+        """(weight, bias, activation, slope) of the x path's layers, the biases beff folded in."""
+        w, leaky = self._w, kernels.LEAKY_RELU
+        return ((w["fc_1.weight"], w["fc_1.bias"], leaky, SLOPE_X),
+                (w["fc_2.x"], self._rows["beff2_bias"], leaky, SLOPE),
+                (w["fc_3.x"], self._rows["beff3_bias"], kernels.IDENTITY, 0.0))
 
     def _backward(self, grad_s, need_grad_x):
-        """Backprop dL/ds through the last ``_forward``; overwrites ``grads``, returns dL/dx."""
-        ws, x, emb = self._last
-        w, g, be = self.weights, self.weight_grads, self.backend
-        leaky = kernels.LEAKY_RELU
-        be.linear_backward(ws.h2, w["fc_3.x"], ws.z3, ws.s, grad_s, kernels.IDENTITY, 0.0,
-                           ws.grad_z3, g["fc_3.x"], g["fc_3.bias"], ws.grad_h2, False, True)
-        be.linear_backward(ws.h1, w["fc_2.x"], ws.z2, ws.h2, ws.grad_h2, leaky, SLOPE,
-                           ws.grad_z2, g["fc_2.x"], g["fc_2.bias"], ws.grad_h1, False, True)
-        be.linear_backward(x, w["fc_1.weight"], ws.z1, ws.h1, ws.grad_h1, leaky, SLOPE_X,
-                           ws.grad_z1, g["fc_1.weight"], g["fc_1.bias"], ws.grad_x,
-                           False, need_grad_x)
-        # The embedding's share: the bias gradients are the batch sums of dL/dz2 and dL/ds.
-        grad_beff2, grad_beff3 = g["fc_2.bias"], g["fc_3.bias"]
-        np.multiply(grad_beff2[:, None], emb["e"], out=g["fc_2.e"])
-        np.multiply(grad_beff3[:, None], emb["leaky_e"], out=g["fc_3.e"])
-        grad_e = (grad_beff2 @ w["fc_2.e"]
-                  + numpy_ref.activation_derivative(kernels.LEAKY_RELU, SLOPE, emb["e"][0].astype(np.float64))
-                  * (grad_beff3 @ w["fc_3.e"]))
-        grad_e = np.ascontiguousarray(grad_e, dtype=self.dtype).reshape(1, -1)
-        grad_z_e2 = np.empty_like(grad_e)
-        grad_a_e1, grad_z_e1 = (np.empty((1, EMBED_WIDTHS[0]), self.dtype) for _ in range(2))
-        be.linear_backward(emb["a_e1"], w["sigma_emb_2.weight"], emb["z_e2"], emb["e"], grad_e,
-                           leaky, SLOPE, grad_z_e2, g["sigma_emb_2.weight"],
-                           g["sigma_emb_2.bias"], grad_a_e1, False, True)
-        be.linear_backward(emb["p"], w["sigma_emb_1.weight"], emb["z_e1"], emb["a_e1"],
-                           grad_a_e1, leaky, SLOPE, grad_z_e1, g["sigma_emb_1.weight"],
-                           g["sigma_emb_1.bias"], None, False, False)
-        return ws.grad_x if need_grad_x else None
+        """Backprop dL/ds through the last ``_forward``; overwrites ``grads``, returns dL/dx.
+
+        The x path's bias gradients dL/dbeff are the batch sums of dL/dz2 and dL/ds; they go
+        back through the two identity layers to e and leaky(e), and the two branches then back
+        through the embedding one after the other, the second adding to the first.
+        """
+        ops, w, g, row, leaky = self.ops, self._w, self._g, self._rows, kernels.LEAKY_RELU
+        ws, x, features, one = self._last
+        grad_s, _ = with_replica_axis(grad_s)
+        weight_grads = (g["fc_1.weight"], g["fc_2.x"], g["fc_3.x"])
+        bias_grads = (g["fc_1.bias"], row["grad_beff2_bias"], row["grad_beff3_bias"])
+        inputs, grad_inputs = (x, ws.h1, ws.h2), (ws.grad_x, ws.grad_h1, ws.grad_h2)
+        grad_a = grad_s
+        for k, ((weight, _, kind, slope), z, a) in reversed(list(enumerate(zip(
+                self._x_path(), (ws.z1, ws.z2, ws.z3), (ws.h1, ws.h2, ws.s))))):
+            need_x = k > 0 or need_grad_x
+            ops.linear_backward(inputs[k], weight, z, a, grad_a, kind, slope,
+                                (ws.grad_z1, ws.grad_z2, ws.grad_z3)[k], weight_grads[k],
+                                bias_grads[k], grad_inputs[k] if need_x else None, False, need_x)
+            grad_a = grad_inputs[k]
+        for beff, source, block in (("beff2", "e", "fc_2"), ("beff3", "leaky_e", "fc_3")):
+            ops.linear_backward(row[source], w[f"{block}.e"], row[beff], row[f"{beff}_a"],
+                                row[f"grad_{beff}"], kernels.IDENTITY, 0.0, row[f"grad_z_{beff}"],
+                                g[f"{block}.e"], g[f"{block}.bias"], row[f"grad_{source}"], False,
+                                True)
+        for branch, (z, a, slope) in enumerate((("z_e2", "e", SLOPE),
+                                                ("z_leaky_e", "leaky_e", SLOPE * SLOPE))):
+            ops.linear_backward(row["a_e1"], w["sigma_emb_2.weight"], row[z], row[a],
+                                row[f"grad_{a}"], leaky, slope, row["grad_z_e2"],
+                                g["sigma_emb_2.weight"], g["sigma_emb_2.bias"], row["grad_a_e1"],
+                                branch > 0, True)
+            ops.linear_backward(features, w["sigma_emb_1.weight"], row["z_e1"], row["a_e1"],
+                                row["grad_a_e1"], leaky, SLOPE, row["grad_z_e1"],
+                                g["sigma_emb_1.weight"], g["sigma_emb_1.bias"], None, branch > 0,
+                                False)
+        return as_given(ws.grad_x, one) if need_grad_x else None
 
     # ----------------------------------------------------------------- public API (checked)
 

@@ -19,6 +19,7 @@ import time
 from .. import kernels
 from ..models.replicas import fit_many, replica_bytes
 from ..util.checks import check_choice
+from .fingerprint import code_fingerprint
 from .runs import build_model, finish_run, lipschitz_tracker, run_data
 from .sweep import config_key, find_run_dir
 
@@ -42,10 +43,11 @@ def batchable(config):
 
 def device_plan(runs, device):
     """The plan ``{figure: [config, ...]}`` for ``device``: unchanged for cpu; for cuda, every
-    batchable run gains ``"device": "cuda"``."""
+    batchable run gains ``"device": "cuda"`` and the code fingerprint of cuda runs."""
     if check_device(device) == "cpu":
         return runs
-    return {figure: [dict(c, device="cuda") if batchable(c) else c for c in configs]
+    code = code_fingerprint("cuda")
+    return {figure: [dict(c, device="cuda", code=code) if batchable(c) else c for c in configs]
             for figure, configs in runs.items()}
 
 

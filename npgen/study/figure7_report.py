@@ -38,7 +38,7 @@ def fig7_numbers(found):
     keep = ("m", "n_samples", "mass_between", "p_left", "p_right", "near_3", "near_7", "share_3", "share_7",
             "share_other", "outside_edges",
             "side_spread", "projection_std", "exact_mass_between", "lipschitz", "sigmas", "step_size",
-            "variance_ratio", "train_seconds")
+            "variance_ratio", "train_seconds", "exact_score", "score_error_per_level")
     numbers = {name: {} for name in DATASETS}
     for key, (_, metrics, _) in found.items():
         if key not in PREPARATION_STAGES:
@@ -167,6 +167,7 @@ def section_fig7(out, preset, identity):
                            f"{_fmt(mt['near_3'])} / {_fmt(mt['near_7'])}", _fmt(mt["side_spread"]), _fmt(lip.get("upper")), _fmt(lip.get("lower")),
                            _fmt(theorem_line(mt)["mass_between"]),
                            _fmt(lip.get("theorem1_with_upper")), _fmt(lip.get("theorem1_with_lower"))])
+        s.rows += exact_score_rows(name, by)
         _checks(s, name, by)
         for model in MODELS:
             mt = by.get(model)
@@ -183,7 +184,7 @@ def section_fig7(out, preset, identity):
                            if c.split(",")[0] in check.rule and c.split(",")[1].split(":")[0].strip() in check.rule]
         if check.collapsed:
             check.without_collapsed = (INCONCLUSIVE, "one training run per model: none is left to decide it")
-    s.notes += _notes(numbers, identity, preset)
+    s.notes += _notes(numbers, identity, preset) + exact_score_notes(numbers)
     return s
 
 
@@ -217,3 +218,34 @@ def _notes(numbers, identity, preset):
     return notes
 
 
+
+
+def exact_score_rows(name, by):
+    """The table row of the SGM's sampler run on the exact score (the two noisy digits only):
+    the columns of a source's row, with '-' where a column describes a trained network."""
+    mt = (by.get("sgm") or {}).get("exact_score")
+    if mt is None:
+        return []
+    return [[ROW_TITLES[name], f"SGM sampler on the exact score ({mt['n_samples']} samples)", _fmt(mt["mass_between"]),
+             "-", _fmt(mt["share_other"]), f"{_fmt(mt['near_3'])} / {_fmt(mt['near_7'])}", _fmt(mt["side_spread"]),
+             "-", "-", _fmt(mt["mass_between"]), "-", "-"]]
+
+
+def exact_score_notes(numbers):
+    """What the exact score says of the SGM on the two noisy digits: the score error per level
+    and how much of the SGM's mass between the modes the sampler alone leaves there."""
+    sgm = numbers["mixture"].get("sgm")
+    if not sgm or "exact_score" not in sgm:
+        return []
+    exact = sgm["exact_score"]
+    errors = ", ".join(f"sigma {_fmt(sigma)}: {_fmt(error)}"
+                       for sigma, error in zip(sgm["sigmas"], sgm["score_error_per_level"]))
+    return [f"The two noisy digits are a Gaussian mixture, so the SGM's score has an exact yardstick. Its network's "
+            f"relative score error E||s_theta - s||^2 / E||s||^2 on noised training rows, per level (sigma in pixel "
+            f"units; a ratio): {errors}.",
+            f"The same sampler (levels, steps, step size, start and noise of the run's first {exact['n_samples']} "
+            f"samples) on the exact score leaves a mass of {_fmt(exact['mass_between'])} between the modes, "
+            f"{_fmt(exact['near_3'])} near the 3 and {_fmt(exact['near_7'])} near the 7 (classified so), with "
+            f"{exact['outside_edges']} samples outside the histogram's range; the trained SGM leaves "
+            f"{_fmt(sgm['mass_between'])} between the modes, so the sampler alone accounts for "
+            f"{_fmt(exact['mass_between'])} and the network's error adds {_fmt(sgm['mass_between'] - exact['mass_between'])}."]

@@ -15,13 +15,15 @@ import sys
 from .. import kernels
 from ..util.checks import check_choice, check_number
 from ..util.io import atomic_write_json, check_own_folder
+from ..util.locks import LOCK_FILE, check_not_busy, folder_lock
 from . import figure7
 from .cluster import check_scheduler, dask_executor
 from .devices import DEVICES, BatchedRuns, check_device, device_plan
 from .figure7_report import section_fig7
 from .plans import FIG7, FIGURES, PLANS, plan, selected_figures
 from .report import build_sections, write_report
-from .runs import code_fingerprint, run_cost, train_run
+from .fingerprint import code_fingerprint
+from .runs import run_cost, train_run
 from .sweep import FAILURES_FILE, other_runs, read_failures, run_sweep, sweep_status
 
 STUDY_FILE = "study.json"
@@ -38,8 +40,9 @@ def cluster_run(config, run_dir):
     """:func:`sweep_run` on a cluster's worker, which refuses a configuration planned by other
     code than the npgen installed on the worker: its numbers would be stored under a key that
     names code which did not compute them."""
-    if config.get("code") != code_fingerprint():
-        raise ValueError(f"this worker runs npgen code {code_fingerprint()}, but the run was"
+    code = code_fingerprint(config.get("device", "cpu"))
+    if config.get("code") != code:
+        raise ValueError(f"this worker runs npgen code {code}, but the run was"
                          f" planned with {config.get('code')}; install the same npgen on every"
                          " worker as on the machine that runs npgen reproduce")
     return sweep_run(config, run_dir)
@@ -73,9 +76,10 @@ def study_preset(out):
 
 def check_study_target(out, preset):
     """Refuse, in one sentence, an ``--out`` that ``npgen reproduce`` must not write into: a
-    file or read-only place, a folder of other files (no study.json), or a study of another preset."""
+    file or read-only place, a folder of other files (no study.json), or a study of another preset.
+    A folder holding only the lock file of a reproduction that is starting counts as empty."""
     recorded = study_preset(out)
-    check_own_folder("--out", out, lambda path: recorded is not None,
+    check_own_folder("--out", out, lambda path: recorded is not None or os.listdir(path) == [LOCK_FILE],
                      f"study of npgen reproduce (no {STUDY_FILE})")
     if recorded is not None and recorded != preset:
         raise ValueError(f"--out {out} holds a study of the {recorded} preset; give --preset"
@@ -163,6 +167,7 @@ def reproduce(preset="quick", only=None, jobs=None, out="npgen-results", quiet=F
         jobs = _check_device_options(device, jobs, executor)
         if executor is None:
             jobs = check_number("--jobs", jobs, low=1, high=MAX_JOBS, integer=True)
+    check_not_busy("--out", out)
     check_study_target(out, preset)
     if mnist is not None and FIG7 not in figures:
         raise ValueError(f"--mnist applies to Figure 7 only, and --only {only} does not name fig7")
@@ -171,56 +176,58 @@ def reproduce(preset="quick", only=None, jobs=None, out="npgen-results", quiet=F
     if fig7_skipped and only is not None:
         raise ValueError(f"Figure 7 cannot run: {fig7_skipped}")
     figures = tuple(name for name in figures if name != FIG7)
-    runs = device_plan(plan(preset), device)
-    needed = [config for name in figures for config in runs[name]]
-    if "grid" in figures:
-        needed += [c for name in ("fig3", "fig4", "fig5", "fig6") for c in runs[name]]
-    runs_dir = os.path.join(out, "runs")
-    before = sweep_status(needed, runs_dir)
-    reused = before["done"]
-    with _cluster(scheduler if reused < before["total"] else None, quiet) as cluster_executor:
-        atomic_write_json(os.path.join(out, STUDY_FILE),
-                          {"preset": preset, **({"device": device} if device != "cpu" else {})})
-        failures = []
-        if needed:
-            if scheduler is not None:
-                run_fn = cluster_run
-            else:
-                run_fn = sweep_run if device == "cpu" else _DeviceRuns(needed, runs_dir)
-            run_sweep(needed, run_fn, runs_dir, executor=cluster_executor or executor,
-                      jobs=jobs or 1, quiet=quiet, shared_filesystem=scheduler is None,
-                      cost=run_cost)
-            failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
-    extra, notes, planned = [], [], len(needed)
-    failure_files = [os.path.join(runs_dir, FAILURES_FILE)] if failures else []
-    if fig7_identity is not None:
-        fig7_runs, fig7_records = figure7.run_fig7_sweeps(
-            out, preset, fig7_identity, mnist,
-            lambda configs, run_fn, folder: run_sweep(configs, run_fn, folder, executor=executor,
-                                                      jobs=jobs or os.cpu_count() or 1,
-                                                      quiet=quiet))
-        fig7_failures = [(record["name"], record["error"]) for record in fig7_records]
-        failures += fig7_failures
-        planned += len(figure7.fig7_configs(preset, fig7_identity))
-        failure_files += [os.path.join(fig7_runs, FAILURES_FILE)] if fig7_failures else []
-        extra.append(section_fig7(out, preset, fig7_identity))
-    elif fig7_skipped:
-        notes.append(f"Figure 7 was skipped: {fig7_skipped}.")
+    with folder_lock(out, "--out", create=True):  # one command writes a study at a time
+        check_study_target(out, preset)  # again, now that no other command can write it
+        runs = device_plan(plan(preset), device)
+        needed = [config for name in figures for config in runs[name]]
+        if "grid" in figures:
+            needed += [c for name in ("fig3", "fig4", "fig5", "fig6") for c in runs[name]]
+        runs_dir = os.path.join(out, "runs")
+        before = sweep_status(needed, runs_dir)
+        reused = before["done"]
+        with _cluster(scheduler if reused < before["total"] else None, quiet) as cluster_executor:
+            atomic_write_json(os.path.join(out, STUDY_FILE),
+                              {"preset": preset, **({"device": device} if device != "cpu" else {})})
+            failures = []
+            if needed:
+                if scheduler is not None:
+                    run_fn = cluster_run
+                else:
+                    run_fn = sweep_run if device == "cpu" else _DeviceRuns(needed, runs_dir)
+                run_sweep(needed, run_fn, runs_dir, executor=cluster_executor or executor,
+                          jobs=jobs or 1, quiet=quiet, shared_filesystem=scheduler is None,
+                          cost=run_cost)
+                failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
+        extra, notes, planned = [], [], len(needed)
+        failure_files = [os.path.join(runs_dir, FAILURES_FILE)] if failures else []
+        if fig7_identity is not None:
+            fig7_runs, fig7_records = figure7.run_fig7_sweeps(
+                out, preset, fig7_identity, mnist,
+                lambda configs, run_fn, folder: run_sweep(configs, run_fn, folder, executor=executor,
+                                                          jobs=jobs or os.cpu_count() or 1,
+                                                          quiet=quiet))
+            fig7_failures = [(record["name"], record["error"]) for record in fig7_records]
+            failures += fig7_failures
+            planned += len(figure7.fig7_configs(preset, fig7_identity))
+            failure_files += [os.path.join(fig7_runs, FAILURES_FILE)] if fig7_failures else []
+            extra.append(section_fig7(out, preset, fig7_identity))
+        elif fig7_skipped:
+            notes.append(f"Figure 7 was skipped: {fig7_skipped}.")
+            if not quiet:
+                print(f"reproduce: Figure 7 was skipped: {fig7_skipped}", file=sys.stderr)
         if not quiet:
-            print(f"reproduce: Figure 7 was skipped: {fig7_skipped}", file=sys.stderr)
-    if not quiet:
-        status = sweep_status(needed, runs_dir)
-        print(f"reproduce: reused {reused} finished runs, trained {status['done'] - reused},"
-              f" {len(failures)} failed; {other_runs(needed, runs_dir)} other"
-              " runs in runs/ (other figures, settings or code versions) were left as they are",
-              file=sys.stderr)
-    report = write_report(out, preset, figures, runs, failures, extra=extra, notes=notes)
-    if failures:
-        raise StudyIncomplete(f"{len(failures)} of {planned} runs failed (first: {failures[0][0]}:"
-                              f" {failures[0][1]}); {report} lists them and"
-                              f" {' and '.join(failure_files)} {'hold' if len(failure_files) > 1 else 'holds'}"
-                              " their tracebacks")
-    return report
+            status = sweep_status(needed, runs_dir)
+            print(f"reproduce: reused {reused} finished runs, trained {status['done'] - reused},"
+                  f" {len(failures)} failed; {other_runs(needed, runs_dir)} other"
+                  " runs in runs/ (other figures, settings or code versions) were left as they are",
+                  file=sys.stderr)
+        report = write_report(out, preset, figures, runs, failures, extra=extra, notes=notes)
+        if failures:
+            raise StudyIncomplete(f"{len(failures)} of {planned} runs failed (first: {failures[0][0]}:"
+                                  f" {failures[0][1]}); {report} lists them and"
+                                  f" {' and '.join(failure_files)} {'hold' if len(failure_files) > 1 else 'holds'}"
+                                  " their tracebacks")
+        return report
 
 
 @contextlib.contextmanager
@@ -242,6 +249,7 @@ def redraw_figure(number, out):
     if str(number) not in numbers:
         raise ValueError(f"figure number must be one of {', '.join(numbers)}, got {str(number)!r}")
     name = numbers[str(number)]
+    check_not_busy("--from", out)  # a reproduction still writing it would redraw it anyway
     preset = study_preset(out)
     if preset is None:
         raise ValueError(f"{out} is not a folder written by npgen reproduce (no {STUDY_FILE})")

@@ -12,7 +12,9 @@ nu = 1/2 N(-m, 1) + 1/2 N(m, 1), draws samples from it, and measures what Sectio
   to the samples and nu itself (:mod:`npgen.analysis.mixtures`): a mode-coverage number, as
   the mass a fit puts in excess on one mode must cross the 2m between the modes;
 * for the SGM, the Lipschitz constant of its whole sampler beside Theorem 1's demand
-  (:mod:`npgen.study.sampler`);
+  (:mod:`npgen.study.sampler`), and the exact score as a yardstick: the network's score error
+  per level, the same sampler run on the exact score, and searched lower bounds on both
+  samplers' Lip(g) (:mod:`npgen.study.exact_sampler`);
 * whether the samples collapsed (:func:`collapse`: one spike, or one mode).
 
 The SGM trains on standardized data z = (x - mu) / sd, so its score network is a function of z.
@@ -23,16 +25,15 @@ to standardize, about 1 + m^2).
 
 ``train_run(config, run_dir)`` is both what ``npgen train`` calls and the function a sweep runs.
 
-A configuration records the code that computes it (:func:`code_fingerprint`), so a run's key
-changes with the math: after a fix, ``npgen reproduce`` trains again instead of reusing old runs.
+A configuration records the code that computes it (:func:`npgen.study.fingerprint.code_fingerprint`),
+so a run's key changes with the math: after a fix, ``npgen reproduce`` trains again instead of
+reusing old runs; a docstring or comment edit does not retrain anything.
 """
 
-import functools
-import hashlib
-import importlib
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -55,8 +56,11 @@ from ..nn.score import HIDDEN_WIDTHS
 from ..util.checks import check_betas, check_bool, check_choice, check_number, check_seed
 from ..util.io import (atomic_directory, atomic_save_npy, atomic_write_json, check_folder_target,
                        check_own_folder, read_npy)
+from ..util.locks import check_not_busy, claim_folder, clear_dead_writers, writer_prefix
 from ..util.threads import one_blas_thread
 from .figures import save_histogram
+from .exact_sampler import exact_score_metrics
+from .fingerprint import code_fingerprint
 from .sampler import sampler_metrics
 
 MODELS = ("gan", "vae", "sgm")
@@ -137,7 +141,8 @@ OPTION_CHECKS = {
     "weighting": lambda name, v: check_choice(name, v, WEIGHTINGS),
     "denoise": check_bool,
     "latent": lambda name, v: check_latent(v, name),
-    "n_particles": lambda name, v: check_number(name, v, low=1, high=MAX_COUNT, integer=True),
+    # two at least: a run's metrics fit a two-component mixture to its particles
+    "n_particles": lambda name, v: check_number(name, v, low=2, high=MAX_COUNT, integer=True),
     "divergence": lambda name, v: check_choice(name, v, DIVERGENCES),
     "n_steps": _positive_integer,
     "epochs": _positive_integer,
@@ -153,39 +158,6 @@ OPTION_FLAGS = {"n_layers": "--layers", "skip": "--skip", "sn_generator": "--sn-
                 "gp_lipschitz": "--gp", "kl": "--kl", "weighting": "--weighting",
                 "denoise": "--denoise", "latent": "--latent", "n_particles": "--particles",
                 "divergence": "--divergence"}
-
-#: The modules whose source decides a run's numbers: the kernels, the data, the networks, the
-#: models, the Lipschitz constants and bounds, this module (training, sampling, metrics) and the
-#: sampler's gradient metrics.
-#: Figures, the report and the sweep's bookkeeping only read numbers and are left out.
-MATH_MODULES = ("npgen.kernels", "npgen.data", "npgen.nn", "npgen.models", "npgen.analysis",
-                "npgen.study.runs", "npgen.study.sampler")
-
-
-@functools.lru_cache(maxsize=None)
-def code_fingerprint():
-    """'<npgen version>+<16 hex digits>': the version and a SHA-256 of the source of
-    :data:`MATH_MODULES` (every .py file of a package, in sorted order, with its path; line
-    endings normalized). Any edit to those files changes it, and with it every run's key."""
-    import npgen
-
-    digest = hashlib.sha256()
-    for name in MATH_MODULES:
-        module = importlib.import_module(name)
-        if hasattr(module, "__path__"):
-            root = module.__path__[0]
-            files = sorted(os.path.join(folder, f) for folder, _, names in os.walk(root)
-                           for f in names if f.endswith(".py"))
-        else:
-            root, files = os.path.dirname(module.__file__), [module.__file__]
-        for path in files:
-            relpath = os.path.relpath(path, root).replace(os.sep, "/")
-            with open(path, "rb") as handle:
-                source = handle.read().replace(b"\r\n", b"\n")
-            digest.update(f"{name}/{relpath}\0{len(source)}\0".encode())
-            digest.update(source)
-    return f"{npgen.__version__}+{digest.hexdigest()[:16]}"
-
 
 def make_config(model, m, preset="quick", seed=0, **options):
     """A complete, validated run configuration (a JSON-able dict; its hash keys the run).
@@ -483,6 +455,7 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
     if config["model"] == "sgm":
         os.makedirs(run_dir, exist_ok=True)
         metrics.update(sampler_metrics(model, config, run_dir, samples, sample_seed, sample_options))
+        metrics.update(exact_score_metrics(model, config, run_data(config), sample_seed, distribution_metrics))
     metrics["final_losses"] = {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}
     metrics["wall_seconds"] = time.perf_counter() - start
     os.makedirs(run_dir, exist_ok=True)
@@ -512,6 +485,10 @@ def check_run_target(out, force):
     refused by :func:`npgen.util.io.check_folder_target`.
     """
     check_folder_target("--out", out)
+    check_not_busy("--out", out)
+    if os.path.ismount(out):
+        raise ValueError(f"--out {out} is a mount point, which npgen train cannot replace by the"
+                         " finished run folder; give a new folder inside it")
     here = os.path.abspath(os.getcwd())
     if os.path.commonpath([here, os.path.abspath(out)]) == os.path.abspath(out):
         raise ValueError(f"--out {out} is the current folder or holds it; npgen train replaces"
@@ -531,7 +508,10 @@ def train_command(model, m, preset, seed, out, force=False, **options):
     """
     config = make_config(model, m, preset, seed, **options)
     check_run_target(out, check_bool("force", force))
-    with atomic_directory(out, replace=force) as tmp:
+    clear_dead_writers(os.path.dirname(os.path.abspath(out)),
+                       lambda text: print(f"train: {text}", file=sys.stderr))
+    with atomic_directory(out, replace=force, prefix=writer_prefix(out)) as tmp, \
+            claim_folder(tmp, out, "--out"):
         atomic_write_json(os.path.join(tmp, "config.json"), config)
         metrics = train_run(config, tmp, quiet=False)
         atomic_write_json(os.path.join(tmp, "metrics.json"), metrics)
@@ -591,6 +571,21 @@ def _is_steps_by_end(value):
         for name in ("left", "between", "right"))
 
 
+def _is_score_error_table(value):
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(row, dict) and _is_number(row.get("sigma_standardized")) and _is_number(row.get("relative_error"))
+        for row in value)
+
+
+def _is_search(value):
+    return isinstance(value, dict) and all(
+        isinstance(value.get(name), dict) and (value[name].get("largest") is None or _is_number(value[name]["largest"]))
+        for name in ("trained", "exact"))
+
+
+#: The exact-score sampler's numbers the report reads.
+EXACT_SAMPLER_NUMBERS = ("mass_between", "smaller_mode_share", "mw2_squared", "lipschitz",
+                         "theorem1_required_lipschitz")
 _NUMBER = ("a finite number", _is_number)
 #: The metrics.json keys the report and the figures read, per model: key -> (what is accepted, test).
 METRICS_READ = {
@@ -605,11 +600,19 @@ METRICS_READ = {
             "sampler_lipschitz": _NUMBER, "sampler_lipschitz_x0": _NUMBER, "sampler_lipschitz_noise": _NUMBER,
             "sampler_gradient_median": _NUMBER, "sampler_steps_per_level": _NUMBER,
             "theorem1_required_lipschitz": ("a number or Infinity (no mass between the modes)", _is_number_or_inf),
+            "theorem1_required_lipschitz_upper": ("a number or null", lambda v: v is None or _is_number(v)),
+            "sampler_meets_theorem1": ("true or false", lambda v: isinstance(v, bool)),
             "sampler_levels": ("a list of objects with numbers 'sigma_standardized', 'grad_sq_factor_median' and "
                                "'grad_sq_factor_at_max'", _is_level_table),
             "sampler_expansion_steps": ("an object of integer lists 'left', 'between' and 'right'", _is_steps_by_end),
             "score_lipschitz_per_sigma": ("a list of objects with numbers 'exact_standardized' and "
-                                          "'grid_standardized'", _is_sigma_table)},
+                                          "'grid_standardized'", _is_sigma_table),
+            "score_error_per_level": ("a list of objects with numbers 'sigma_standardized' and 'relative_error'",
+                                      _is_score_error_table),
+            "exact_sampler": ("an object with numbers " + ", ".join(map(repr, EXACT_SAMPLER_NUMBERS)),
+                              lambda v: isinstance(v, dict) and all(_is_number(v.get(k)) for k in EXACT_SAMPLER_NUMBERS)),
+            "sampler_search": ("an object 'trained' and 'exact', each with 'largest' a number or null",
+                               _is_search)},
 }
 METRICS_READ["any"]["collapse"] = (f"null or one of {list(COLLAPSES)}", lambda v: v is None or v in COLLAPSES)
 

@@ -69,26 +69,20 @@ import threading
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 
 import numpy as np
 
 from ..util.checks import check_bool, check_number
 from ..util.io import TMP_PREFIX, atomic_directory, atomic_write_json, file_sizes
+from ..util.locks import folder_lock
 from ..util.progress import format_seconds
 from ..util.threads import one_blas_thread
-
-try:
-    import fcntl
-except ImportError:  # Windows: sweeps in one folder are not guarded against each other
-    fcntl = None
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 MARKER_FILE = "COMPLETE.json"
 FAILURES_FILE = "failures.json"
 CORRUPT_DIR = ".corrupt"
-LOCK_FILE = ".lock"
 HASH_CHARS = 12
 NAME_CHARS = 60
 
@@ -470,22 +464,10 @@ def read_failures(out_dir):
         return json.load(handle)
 
 
-@contextmanager
 def _sweep_lock(out_dir):
-    """Hold ``out_dir/.lock``; a second sweep in the same folder stops with a clear error."""
-    if fcntl is None:
-        yield
-        return
-    fd = os.open(os.path.join(out_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"another sweep is running in {out_dir} (it holds {LOCK_FILE}); "
-                               "wait for it to finish or use another out_dir") from None
-        yield
-    finally:
-        os.close(fd)
+    """Hold ``out_dir/.lock``; a second sweep in the same folder is refused in one sentence
+    (:class:`npgen.util.locks.FolderBusy`)."""
+    return folder_lock(out_dir, "out_dir")
 
 
 def _clear_leftovers(out_dir, unique, note):

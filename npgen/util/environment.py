@@ -6,6 +6,7 @@ spawns. Both happen inside :func:`environment_kept`.
 """
 
 import contextlib
+import importlib
 import os
 
 #: The Intel OpenMP switches that the imports of threadpoolctl, POT and scikit-learn set.
@@ -25,3 +26,10 @@ def environment_kept(*names):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def import_kept(name):
+    """Module ``name`` imported with the OpenMP switches left as they were: for POT and
+    scikit-learn, imported where they are used so that npgen loads without them."""
+    with environment_kept(*OPENMP_SWITCHES):
+        return importlib.import_module(name)

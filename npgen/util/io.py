@@ -8,6 +8,7 @@ once complete.
 """
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -39,6 +40,7 @@ def _atomic_path(path):
         raise ValueError(f"cannot write {path} ({err.strerror or err})") from None
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file follows the umask
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -316,9 +318,12 @@ def atomic_directory(path, replace=False, prefix=TMP_PREFIX):
         else:
             try:
                 os.rename(tmp, path)
-            except OSError:
-                raise ValueError(f"{path} was created by someone else while npgen wrote it;"
-                                 " nothing was replaced") from None
+            except OSError as err:
+                if err.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise ValueError(f"{path} was created by someone else while npgen wrote it;"
+                                     " nothing was replaced") from None
+                raise ValueError(f"{path} cannot be replaced by the folder npgen wrote beside it"
+                                 f" ({err.strerror}); nothing was replaced") from None
         fsync_path(parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
