@@ -43,7 +43,7 @@ def world3(world):  # noqa: F811 -- the imported fixture, extended
 CLI_ROWS = [
     # integers beyond a float's range (401 digits), refused like any value out of range
     ("train-particles-401-digits", ["train", "particles", "--m", "5", "--particles", HUGE],
-     "n_particles (--particles) must be an integer in [1, 1e+08], got 100000...000 (401 digits)"),
+     "n_particles (--particles) must be an integer in [2, 1e+08], got 100000...000 (401 digits)"),
     ("train-seed-401-digits", ["train", "gan", "--m", "5", "--seed", HUGE],
      "seed (--seed) must be an integer in [0, 2**63 - 1]"),
     ("train-layers-401-digits", ["train", "gan", "--m", "5", "--layers", HUGE], "n_layers (--layers)"),
