@@ -54,7 +54,7 @@ def _noise_levels(text):
 
 
 def _cmd_lipschitz(args):
-    print(lipschitz_report(args.weights, sigmas=args.sigma))
+    print(lipschitz_report(args.weights, sigmas=args.sigma, quiet=False))
 
 
 def _cmd_bounds(args):

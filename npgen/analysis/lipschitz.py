@@ -33,6 +33,7 @@ from ..nn import DenseScoreNetwork, ScoreNetwork, read_network
 from ..nn.layers import AffineLayer, gather_segments, scatter_segments, segment_spans
 from ..nn.mlp import MLP
 from ..util.checks import check_number
+from ..util.progress import progress_bar
 
 PIECEWISE_LINEAR = ("identity", "relu", "leaky_relu")
 
@@ -781,7 +782,7 @@ def _screen_size(layers, n_starts):
     return int(np.clip(SCREEN_BUDGET // cost, 32 * n_starts, max(SCREEN_MAX, 32 * n_starts)))
 
 
-def jacobian_norm_search(net, n_starts=32, steps=200, seed=0):
+def jacobian_norm_search(net, n_starts=32, steps=200, seed=0, progress=None):
     """Lower bound max_x ||J(x)||_2 <= Lip(g), by search; returns (value, x).
 
     Screening: :func:`_screen_size` points x ~ N(0, s^2 I), scales s from 0.25 to 4
@@ -792,9 +793,12 @@ def jacobian_norm_search(net, n_starts=32, steps=200, seed=0):
     direction (piecewise-linear nets have zero gradient almost everywhere, and there the
     screening does most of the work). The trial point takes one power step from the current v
     and is kept when its ||J v|| is larger; the step length then grows 1.5x, else it halves.
-    Every value is ||J(x) v|| for a unit v: a true lower bound.
+    Every value is ||J(x) v|| for a unit v: a true lower bound. ``progress`` (a
+    bar of :func:`npgen.util.progress.progress_bar`, optional) advances by one per block of screened
+    points and per ascent step.
     """
     layers = layers_of(net)
+    advance = progress.update if progress is not None else lambda: None
     rng = np.random.default_rng(seed)
     d = _node_widths(layers)[0]
     scales = np.geomspace(0.25, 4.0, _screen_size(layers, n_starts))
@@ -804,6 +808,7 @@ def jacobian_norm_search(net, n_starts=32, steps=200, seed=0):
     for i in range(0, x.shape[0], CHUNK):  # blocks: bounded memory, and small BLAS products
         for _ in range(8):
             v[i:i + CHUNK], jv[i:i + CHUNK] = _power_step(layers, x[i:i + CHUNK], v[i:i + CHUNK])
+        advance()
     top = np.argsort(-np.linalg.norm(jv, axis=1))[:n_starts]
     x, v, jv, scales = x[top], v[top], jv[top], scales[top]
     step = 0.1 * scales
@@ -821,12 +826,13 @@ def jacobian_norm_search(net, n_starts=32, steps=200, seed=0):
                     for new, old in ((trial, x), (v_trial, v), (jv_trial, jv)))
         step = np.where(better, 1.5 * step, 0.5 * step)
         step = np.where(step < 1e-8 * scales, 0.1 * scales, step)
+        advance()
     sigma = np.linalg.norm(jv, axis=1)
     best = int(np.argmax(sigma))
     return float(sigma[best]), x[best].copy()
 
 
-def lipschitz_bounds(net, n_starts=32, steps=200, seed=0):
+def lipschitz_bounds(net, n_starts=32, steps=200, seed=0, quiet=True):
     """Upper bounds (from the weights) and a searched lower bound of Lip(g) (l2 norms) for any input dimension.
 
     Returns a :class:`LipschitzResult`: ``upper``, the smallest of :func:`product_upper_bound`,
@@ -834,13 +840,22 @@ def lipschitz_bounds(net, n_starts=32, steps=200, seed=0):
     (each in ``candidates``, None where it does not apply), ``upper_method`` naming it; ``lower``
     and ``location`` from :func:`jacobian_norm_search`, ``lower_method`` (for input dimension 1,
     :func:`exact_lipschitz_1d` or :func:`lipschitz_enclosure_1d` give the constant itself).
+    Unless ``quiet``, a progress line on stderr counts the three upper bounds, the screened
+    blocks and the ascent steps (minutes for Figure 7's 784-dimensional networks).
     """
     layers = layers_of(net)
-    candidates = {"layer-product bound": product_upper_bound(layers),
-                  "interval Jacobian bound": interval_jacobian_upper_bound(layers),
-                  "split-slope chain bound": split_slope_upper_bound(layers) if _is_chain(layers) else None}
+    blocks = -(-_screen_size(layers, n_starts) // CHUNK)
+    progress = progress_bar(3 + blocks + steps, label="Lipschitz bounds", unit="stage", quiet=quiet)
+    progress.update(0)  # the line appears before the first bound, which alone can take a minute
+    candidates = {}
+    for name, bound in (("layer-product bound", product_upper_bound),
+                        ("interval Jacobian bound", interval_jacobian_upper_bound),
+                        ("split-slope chain bound", split_slope_upper_bound if _is_chain(layers) else None)):
+        candidates[name] = bound(layers) if bound is not None else None
+        progress.update()
     method = min((name for name, value in candidates.items() if value is not None), key=candidates.get)
-    lower, where = jacobian_norm_search(layers, n_starts, steps, seed)
+    lower, where = jacobian_norm_search(layers, n_starts, steps, seed, progress)
+    progress.close()
     return LipschitzResult(lower, candidates[method], where,
                            f"largest ||J(x)||_2 found by power iteration, screening"
                            f" {_screen_size(layers, n_starts)} random points and ascent from the best"
@@ -886,7 +901,7 @@ def _describe(net):
             f" skip {net.skip}, spectral norm {'on' if net.spectral_norm else 'off'}")
 
 
-def lipschitz_report(path, sigmas=None):
+def lipschitz_report(path, sigmas=None, quiet=True):
     """Text report of the Lipschitz constant of the npgen network saved at ``path``.
 
     An MLP with input dimension 1: the exact constant (piecewise-linear activations) or an
@@ -902,12 +917,14 @@ def lipschitz_report(path, sigmas=None):
 
     Raises ValueError (one sentence) for a file :func:`npgen.nn.read_network` refuses, for
     ``sigmas`` given with an MLP, or for a score network without stored levels and no ``sigmas``.
+    Unless ``quiet``, work that takes long (bounds in many dimensions, many noise levels)
+    shows a progress line with its ETA on stderr.
     """
     net, meta = read_network(path, backend="numpy")
     if isinstance(net, ScoreNetwork):
-        return _score_report(path, net, meta, sigmas)
+        return _score_report(path, net, meta, sigmas, quiet)
     if isinstance(net, DenseScoreNetwork):
-        return _dense_score_report(path, net, sigmas)
+        return _dense_score_report(path, net, sigmas, quiet)
     if sigmas is not None:
         raise ValueError(f"--sigma applies to score networks only, and {path} holds an MLP")
     layers = layers_of(net)
@@ -925,7 +942,7 @@ def lipschitz_report(path, sigmas=None):
         lines.append("paper's grid estimate (largest slope between 1000 points of [-10, 10]):"
                      f" {paper_grid_estimate(layers):.10g}")
     else:
-        bounds = lipschitz_bounds(layers)
+        bounds = lipschitz_bounds(layers, quiet=quiet)
         lines += [f"Lipschitz constant (l2), upper bound from the weights: {bounds.upper:.8g}"
                   f" ({bounds.upper_method})",
                   f"Lipschitz constant (l2), lower bound: {bounds.lower:.8g}"
@@ -934,7 +951,7 @@ def lipschitz_report(path, sigmas=None):
     return "\n".join(lines)
 
 
-def _score_report(path, net, meta, sigmas):
+def _score_report(path, net, meta, sigmas, quiet):
     """The per-noise-level table of :func:`lipschitz_report` for a score network."""
     source = "--sigma"
     if sigmas is None:
@@ -952,9 +969,11 @@ def _score_report(path, net, meta, sigmas):
              "Lipschitz constant of x -> s(x, sigma) (exact, piecewise linear):",
              "       sigma    standardized scale" + ("    data scale" if std else "")]
     constants = []
+    progress = progress_bar(len(sigmas), label="noise levels", unit="level", quiet=quiet or len(sigmas) < 100)
     for sigma in sigmas:
         constant = exact_lipschitz_1d(net.layers_at(sigma)).constant
         constants.append(constant)
+        progress.update()
         lines.append(f"  {sigma:10.4g}    {constant:18.8g}" + (f"    {constant / std ** 2:10.6g}" if std else ""))
     worst = int(np.argmax(constants))
     lines.append(f"largest: {constants[worst]:.8g} at sigma = {sigmas[worst]:.4g} (standardized scale)")
@@ -966,7 +985,7 @@ def _score_report(path, net, meta, sigmas):
     return "\n".join(lines)
 
 
-def _dense_score_report(path, net, sigmas):
+def _dense_score_report(path, net, sigmas, quiet):
     """Bounds on Lip(x -> s(x, sigma)) of a d-dimensional score network at its trained levels
     (``--sigma`` names levels it was trained on; others are refused: the level embedding is
     learned per level)."""
@@ -982,7 +1001,9 @@ def _dense_score_report(path, net, sigmas):
              f" -> {net.data_dim} ({net.activation}) at each trained sigma",
              "Lipschitz constant (l2) of x -> s(x, sigma): upper bound from the weights, searched lower bound",
              "       sigma           upper           lower"]
+    progress = progress_bar(len(levels), label="noise levels", unit="level", quiet=quiet)
     for level in levels:
         bounds = lipschitz_bounds(net.layers_at(level), n_starts=4, steps=20)
+        progress.update()
         lines.append(f"  {net.sigmas[level]:10.4g}  {bounds.upper:14.6g}  {bounds.lower:14.6g}")
     return "\n".join(lines)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..util.checks import as_real_array, check_number
+from ..util.checks import as_real_array, check_number, check_seed
 from ..util.environment import import_kept
 from ..util.threads import threadpool_limits
 
@@ -178,7 +178,7 @@ def mgw2(a, b, seed=0):
     of the starts reaches the global minimum (as it does for a mixture and its image under an
     isometry, where 0 is reached)."""
     a, b = _check_mixture("a", a), _check_mixture("b", b)
-    seed = check_number("seed", seed, low=0, integer=True)
+    seed = check_seed(seed)
     own_a = component_w2_squared(a, a)
     own_b = component_w2_squared(b, b)
     rng = np.random.default_rng(seed)

@@ -52,7 +52,7 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 def _as_real_array(name, x):
     try:
         return np.asarray(x, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond any float
         raise ValueError(f"{name} must be a real number or an array of real numbers, got {x!r}") from None
 
 

@@ -17,20 +17,24 @@ first[p]``, drawn in blocks of :data:`PAIR_BLOCK` pairs, block k from
 a smaller one, and a cache computed for the quick preset is the start of a larger run's.
 The cache is one .npz file: the pairs, their costs (NaN where not yet computed) and a key
 (format, ground cost, the images' SHA-256, the seed). It is written atomically every
-:data:`SAVE_EVERY_S` seconds while costs are computed, so Ctrl-C loses at most that much work
-and the next call resumes; a file that is not such a cache, is damaged, or holds the pairs of
+:data:`SAVE_EVERY_S` seconds while costs are computed, and once more when the work stops:
+Ctrl-C, or the SIGTERM with which a sweep stops its worker processes on Ctrl-C, saves every
+cost computed so far, and the next call resumes; a file that is not such a cache, is damaged, or holds the pairs of
 other images or another seed is refused in one sentence and left as it is.
 """
 
 import hashlib
 import json
+import contextlib
 import os
+import signal
+import threading
 import time
 import warnings
 
 import numpy as np
 
-from ..util.checks import check_bool, check_number
+from ..util.checks import check_bool, check_number, check_seed
 from ..util.environment import import_kept
 from ..util.io import atomic_savez, read_npz
 from ..util.progress import progress_bar
@@ -194,7 +198,7 @@ def pair_costs(images, n_pairs, seed=0, cache=None, quiet=False):
     if len(dists) < 2:
         raise ValueError(f"images must hold at least 2 images to make pairs, got {len(dists)}")
     n_pairs = check_number("n_pairs", n_pairs, low=1, high=MAX_PAIRS, integer=True)
-    seed = check_number("seed", seed, low=0, integer=True)
+    seed = check_seed(seed)
     key = _cache_key(images, seed)
     stored = np.empty(0)
     if cache is not None:
@@ -215,21 +219,56 @@ def pair_costs(images, n_pairs, seed=0, cache=None, quiet=False):
 
 def _fill_costs(dists, first, second, costs, todo, cache, key, quiet):
     """Compute ``costs[todo]`` in place; the cache is saved every SAVE_EVERY_S seconds and when
-    the work ends, finished or not (Ctrl-C included: what was computed is kept)."""
+    the work ends, finished or not: Ctrl-C, and SIGTERM (how a sweep stops its workers on
+    Ctrl-C), stop the loop, and the last save completes before either signal acts again."""
     ground = ground_cost()
     progress = progress_bar(todo.size, label="OT pair costs", unit="pair", quiet=quiet)
     last_save = time.monotonic()
+    with _sigterm_interrupts(cache is not None):
+        try:
+            for p in todo:
+                costs[p] = ot_cost(dists[first[p]], dists[second[p]], ground)
+                progress.update(1)
+                if cache is not None and time.monotonic() - last_save >= SAVE_EVERY_S:
+                    _write_cache(cache, key, first, second, costs)
+                    last_save = time.monotonic()
+        finally:
+            progress.close()
+            if cache is not None:
+                with _signals_deferred():
+                    _write_cache(cache, key, first, second, costs)
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts(active):
+    """Within the block (when ``active``, in the main thread), SIGTERM raises KeyboardInterrupt
+    as Ctrl-C does, so that ``finally`` clauses save the work; the old handler comes back after."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
-        for p in todo:
-            costs[p] = ot_cost(dists[first[p]], dists[second[p]], ground)
-            progress.update(1)
-            if cache is not None and time.monotonic() - last_save >= SAVE_EVERY_S:
-                _write_cache(cache, key, first, second, costs)
-                last_save = time.monotonic()
+        yield
     finally:
-        progress.close()
-        if cache is not None:
-            _write_cache(cache, key, first, second, costs)
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGINT and SIGTERM wait until the block ends (POSIX; elsewhere nothing is deferred)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def emd_seconds_per_pair(images, n_pairs=200, seed=0):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..util.checks import check_number
+from ..util.checks import check_number, check_seed
 
 
 def two_gaussians(m, sigma=1.0, n=50000, d=1, weight=0.5, seed=0, dtype="float32"):
@@ -16,7 +16,7 @@ def two_gaussians(m, sigma=1.0, n=50000, d=1, weight=0.5, seed=0, dtype="float32
     n = check_number("n", n, low=1, integer=True)
     d = check_number("d", d, low=1, integer=True)
     weight = check_number("weight", weight, low=0, high=1)
-    seed = check_number("seed", seed, low=0, integer=True)
+    seed = check_seed(seed)
     rng = np.random.default_rng(seed)
     left = rng.random(n) < weight
     centers = np.where(left, -m, m)[:, None]

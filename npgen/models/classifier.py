@@ -13,7 +13,7 @@ import numpy as np
 
 from ..nn.adam import Adam
 from ..nn.mlp import MLP
-from ..util.checks import as_real_array, check_betas, check_matrix, check_number, dtype_of
+from ..util.checks import as_real_array, check_betas, check_matrix, check_number, check_seed, dtype_of
 from ..util.threads import one_blas_thread
 from .saved import load_model, save_model
 from .training import fit_loop
@@ -56,7 +56,7 @@ class DigitClassifier:
         self.lr = check_number("lr", lr, low=0, low_open=True)
         self.betas = check_betas(betas)
         self.dtype = dtype_of(dtype)
-        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.seed = check_seed(seed)
         self.rng = np.random.default_rng(self.seed)
         self.network = MLP([PIXELS, *self.hidden, N_CLASSES], activation="relu",
                            dtype=self.dtype, seed=int(self.rng.integers(2 ** 32)),

@@ -37,7 +37,7 @@ import numpy as np
 from ..nn.adam import Adam
 from ..nn.mlp import MLP
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
-                           check_number, dtype_of)
+                           check_number, check_seed, dtype_of)
 from ..util.progress import progress_bar
 from ..util.threads import one_blas_thread
 from .saved import load_model, load_saved_arrays, save_model
@@ -123,7 +123,7 @@ class Particles:
         self.betas = check_betas(betas)
         self.init_scale = check_number("init_scale", init_scale, low=0, low_open=True)
         self.dtype = dtype_of(dtype)
-        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.seed = check_seed(seed)
         self.rng = np.random.default_rng(self.seed)
         self.discriminator = MLP([self.data_dim] + [self.width] * (self.n_layers - 1) + [1],
                                  activation="leaky_relu", slope=0.2, spectral_norm=True, dtype=self.dtype,
@@ -236,7 +236,7 @@ class Particles:
             raise RuntimeError("sample needs trained particles: call fit first (or load a saved model)")
         n = check_number("n", n, low=1, high=self.n_particles, integer=True)
         if seed is not None:
-            seed = check_number("seed", seed, low=0, integer=True)
+            seed = check_seed(seed)
         check_bool("quiet", quiet)
         return self.particles[np.sort(np.random.default_rng(seed).choice(self.n_particles, n, replace=False))]
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..nn.layers import SKIP_STYLES
 from ..nn.mlp import MLP
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
-                           check_number, dtype_of)
+                           check_number, check_seed, dtype_of)
 from ..util.progress import progress_bar
 from ..util.threads import one_blas_thread
 from .latents import check_latent, draw_latents
@@ -125,7 +125,7 @@ class PushForwardModel(ReplicatedModel):
         self.lr = check_number("lr", lr, low=0, low_open=True)
         self.betas = check_betas(betas)
         self.dtype = dtype_of(dtype)
-        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.seed = check_seed(seed)
         self.latent = check_latent(latent)
         self.rng = np.random.default_rng(self.seed)
         self.replicas = 1
@@ -223,7 +223,7 @@ class PushForwardModel(ReplicatedModel):
             raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
         n = check_number("n", n, low=1, high=MAX_SAMPLES, integer=True)
         if seed is not None:
-            seed = check_number("seed", seed, low=0, integer=True)
+            seed = check_seed(seed)
         quiet = check_bool("quiet", quiet)
         z = draw_latents(np.random.default_rng(seed), np.empty((n, self.latent_dim), self.dtype),
                          self.latent)

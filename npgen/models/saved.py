@@ -16,6 +16,7 @@ from ..util.io import (
     atomic_directory,
     check_model_folder,
     read_model_meta,
+    read_npy,
     write_model_meta,
 )
 
@@ -88,8 +89,5 @@ def load_saved_arrays(path_dir, names):
     loaded = {}
     for name in names:
         path = os.path.join(os.fspath(path_dir), f"{name}.npy")
-        try:
-            loaded[name] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path} is not a readable .npy array ({err})") from None
+        loaded[name] = read_npy(path)
     return loaded

@@ -35,7 +35,7 @@ from ..nn.adam import Adam
 from ..nn.dense_score import HIDDEN_SIZES, DenseScoreNetwork, check_noise_levels
 from ..nn.score import FEATURES, SLOPE, SLOPE_X, ScoreNetwork, sinusoidal_features
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
-                           check_number, dtype_of)
+                           check_number, check_seed, dtype_of)
 from ..util.progress import advance, progress_bar
 from ..util.threads import one_blas_thread
 from .noise import HostNoise
@@ -52,6 +52,11 @@ WEIGHT_POWERS = {"paper": 1, "sigma2": 2}
 #: Annealed Langevin defaults: base step size and steps per noise level.
 STEP_LR = 2e-5
 STEPS_PER_LEVEL = 100
+#: The most Langevin steps per noise level a sampler takes (1000 times the default).
+MAX_STEPS_PER_LEVEL = 100_000
+#: Sample-steps per call of the CPU Langevin kernel (samples x steps; a fraction of a second):
+#: a long chain runs as a series of calls, so that Ctrl-C stops it between two of them.
+CHAIN_CALL_WORK = 2 ** 23
 #: Rows evaluated at once by the final denoising step (one reusable workspace).
 DENOISE_CHUNK = 4096
 #: Where the Langevin chain of :meth:`SGM.sample` can run.
@@ -209,7 +214,7 @@ class SGM(ReplicatedModel):
         self.lr = check_number("lr", lr, low=0, low_open=True)
         self.betas = check_betas(betas)
         self.dtype = dtype_of(dtype)
-        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.seed = check_seed(seed)
         self.rng = np.random.default_rng(self.seed)
         self.score = ScoreNetwork(dtype=self.dtype, seed=int(self.rng.integers(2 ** 32)),
                                   backend=backend)
@@ -338,6 +343,10 @@ class SGM(ReplicatedModel):
         backend, to float rounding; without a seed every call draws fresh samples.
         ``quiet=False`` prints a progress line over the levels. A step size that makes the
         samples NaN or inf raises ValueError, naming the level where it happened.
+        ``n_steps_per_level`` is at most :data:`MAX_STEPS_PER_LEVEL`. On the CPU a level's steps
+        run in calls of about :data:`CHAIN_CALL_WORK` sample-steps, so Ctrl-C stops a long
+        chain within a fraction of a second; the noise is indexed by the step, so the samples
+        are those of one call per level, bit for bit.
 
         ``lipschitz=True`` also tracks the gradient of the whole sampler, a map
         g(x_0, z_1, ..., z_T) of its T + 1 standard normal inputs, for each sample, and returns
@@ -353,13 +362,13 @@ class SGM(ReplicatedModel):
             raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
         n = check_number("n", n, low=1, high=MAX_SAMPLES, integer=True)
         if seed is not None:
-            seed = check_number("seed", seed, low=0, integer=True)
+            seed = check_seed(seed)
         denoise = check_bool("denoise", denoise)
         quiet = check_bool("quiet", quiet)
         lipschitz = check_bool("lipschitz", lipschitz)
         step_lr = check_number("step_lr", step_lr, low=0, low_open=True)
         n_steps_per_level = check_number("n_steps_per_level", n_steps_per_level, low=1,
-                                         integer=True)
+                                         high=MAX_STEPS_PER_LEVEL, integer=True)
         traced = _check_trace(trace, n, lipschitz)
         chain_type = {"cpu": _HostChain, "cuda": _DeviceChain}[
             check_choice("device", device, SAMPLING_DEVICES)]
@@ -372,12 +381,14 @@ class SGM(ReplicatedModel):
         chain = chain_type(self.score, x, gradient, beff2, beff3, alphas, noise_seed)
         by_level = [gradient[1].copy()] if lipschitz else None
         steps = [gradient[1][traced].copy()] if traced is not None else None
-        n_calls, steps_per_call = (n_steps_per_level, 1) if traced is not None else (1, n_steps_per_level)
+        steps_per_call = (1 if traced is not None else n_steps_per_level if device == "cuda"
+                          else max(1, CHAIN_CALL_WORK // n))
         progress = progress_bar(self.sigmas.size, label="SGM sampling", unit="level", quiet=quiet)
         try:
             for level in range(self.sigmas.size):
-                for call in range(n_calls):
-                    chain.run(level, steps_per_call, level * n_steps_per_level + call)
+                for first in range(0, n_steps_per_level, steps_per_call):
+                    chain.run(level, min(steps_per_call, n_steps_per_level - first),
+                              level * n_steps_per_level + first)
                     if steps is not None:
                         steps.append(gradient[1][traced].copy())
                 if not np.isfinite(x).all():
@@ -583,7 +594,7 @@ class VectorSGM:
         self.lr = check_number("lr", lr, low=0, low_open=True)
         self.betas = check_betas(betas)
         self.dtype = dtype_of(dtype)
-        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.seed = check_seed(seed)
         self.rng = np.random.default_rng(self.seed)
         self.score = DenseScoreNetwork(self.data_dim, self.sigmas, hidden_sizes, data_mean,
                                        data_scale, activation, dtype=self.dtype, seed=int(self.rng.integers(2 ** 32)),
@@ -686,7 +697,7 @@ class VectorSGM:
             raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
         n = check_number("n", n, low=1, high=MAX_SAMPLES // self.data_dim, integer=True)
         if seed is not None:
-            seed = check_number("seed", seed, low=0, integer=True)
+            seed = check_seed(seed)
         quiet = check_bool("quiet", quiet)
         rng = np.random.default_rng(seed)
         x = (rng.standard_normal((n, self.data_dim)) * self.sigmas[0] + self.score.data_mean).astype(self.dtype)

@@ -30,7 +30,7 @@ import numpy as np
 from ..kernels import numpy_ref
 from ..nn.adam import Adam
 from ..nn.mlp import MLP
-from ..util.checks import as_real_array, check_betas, check_matrix, check_number, dtype_of
+from ..util.checks import as_real_array, check_betas, check_matrix, check_number, check_seed, dtype_of
 from ..util.threads import one_blas_thread
 from .classifier import PIXELS
 from .saved import load_model, save_model
@@ -151,7 +151,7 @@ class WassersteinEmbedding:
         self.lr = check_number("lr", lr, low=0, low_open=True)
         self.betas = check_betas(betas)
         self.dtype = dtype_of(dtype)
-        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.seed = check_seed(seed)
         self.rng = np.random.default_rng(self.seed)
         self.encoder = MLP([PIXELS, *self.encoder_hidden, self.code_dim], activation="relu",
                            dtype=self.dtype, seed=int(self.rng.integers(2 ** 32)),

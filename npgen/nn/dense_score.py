@@ -42,7 +42,7 @@ columns is dropped (e_l is not a variable).
 import numpy as np
 
 from .. import kernels
-from ..util.checks import check_matrix, check_number, dtype_of
+from ..util.checks import check_matrix, check_number, check_seed, dtype_of
 from .files import build_network, check_state, read_network_file, write_network_file
 from .layers import AffineLayer
 from .layout import ParameterLayout
@@ -118,7 +118,7 @@ class DenseScoreNetwork:
         self.activation_code = kernels.activation_code(activation)
         self.slope = check_number("slope", slope, low=-1, high=1)
         self.dtype = dtype_of(dtype)
-        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.seed = check_seed(seed)
         self.backend_name = kernels.backend_name(backend)
         self.backend = kernels.get_backend(self.backend_name)
         self.ops = kernels.replica_form(self.backend_name)

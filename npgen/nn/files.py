@@ -66,6 +66,11 @@ def build_network(cls, path, meta, arrays, backend=None):
         net.load_state_dict(arrays)
     except ValueError as err:
         raise ValueError(f"{path} does not hold a valid {cls.__name__}: {err}") from None
+    extra = sorted(set(arrays) - set(net.state_dict()))
+    if extra:
+        raise ValueError(f"{path} holds arrays that no {cls.__name__} has ({', '.join(map(repr, extra[:5]))}"
+                         f"{f' and {len(extra) - 5} more' * (len(extra) > 5)}); npgen reads only the files it"
+                         " saved, with the arrays of the network's state_dict()")
     return net
 
 

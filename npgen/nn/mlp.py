@@ -23,7 +23,7 @@ optimizer call updates a whole network.
 import numpy as np
 
 from .. import kernels
-from ..util.checks import check_bool, check_choice, check_matrix, check_number, dtype_of
+from ..util.checks import check_bool, check_choice, check_matrix, check_number, check_seed, dtype_of
 from .files import build_network, read_network_file, write_network_file
 from .layers import SKIP_STYLES, layer_segments, segment_spans
 from .layout import ParameterLayout, ReplicatedParameters, as_given, with_replica_axis
@@ -110,7 +110,7 @@ class MLP(ReplicatedParameters):
         self.spectral_norm = check_bool("spectral_norm", spectral_norm)
         self.skip = check_choice("skip", skip, SKIP_STYLES)
         self.dtype = dtype_of(dtype)
-        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.seed = check_seed(seed)
         self.n_layers = len(self.sizes) - 1
         self.segments = layer_segments(self.sizes, self.skip)
         self.fan_in = [segment_spans(segs, self.sizes)[-1][1] for segs in self.segments]

@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import kernels
 from ..kernels import numpy_ref
-from ..util.checks import check_matrix, check_number, dtype_of
+from ..util.checks import check_matrix, check_number, check_seed, dtype_of
 from .files import build_network, check_state, read_network_file, write_network_file
 from .layers import AffineLayer
 from .layout import ParameterLayout, ReplicatedParameters, as_given, with_replica_axis
@@ -122,7 +122,7 @@ class ScoreNetwork(ReplicatedParameters):
 
     def __init__(self, dtype="float32", seed=0, backend=None):
         self.dtype = dtype_of(dtype)
-        self.seed = check_number("seed", seed, low=0, integer=True)
+        self.seed = check_seed(seed)
         self.layout = ParameterLayout(self._blocks())
         self._features_cache = {}
         self._place(kernels.backend_name(backend), 1)

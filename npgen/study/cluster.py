@@ -24,8 +24,12 @@ asked for.
 """
 
 import contextlib
+import ipaddress
 import logging
 import os
+import re
+import signal
+import threading
 
 DASK_EXTRA = 'pip install "npgen[dask]"'
 #: Seconds to wait for a scheduler to answer, and then for it to have a worker.
@@ -45,6 +49,18 @@ def import_distributed():
         raise ValueError("--scheduler needs dask.distributed, which is not installed;"
                          f" install it with {DASK_EXTRA}") from None
     return distributed
+
+
+#: A host name: dot-separated labels of letters, digits and inner hyphens.
+_HOST_NAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
+
+
+def _is_ip_address(host):
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def check_scheduler(scheduler):
@@ -67,21 +83,50 @@ def check_scheduler(scheduler):
                          f" dask.distributed knows: {', '.join(schemes)})")
     if not host:
         raise ValueError(f"--scheduler must be {_ACCEPTED}, got {scheduler!r} (no host)")
+    if not _HOST_NAME.match(host) and not _is_ip_address(host):
+        raise ValueError(f"--scheduler must be {_ACCEPTED}, got {scheduler!r} ({host!r} is neither a"
+                         " host name nor an IP address)")
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--scheduler must be {_ACCEPTED}, got {scheduler!r} (the port must be in"
+                         " [1, 65535])")
     return addressing.unparse_address(scheme, addressing.unparse_host_port(host, port))
 
 
 def start_local_cluster(n_workers, **worker_options):
     """A ``distributed.LocalCluster`` of ``n_workers`` worker processes with one thread each,
     listening on 127.0.0.1 only, dashboard off. ``worker_options`` go to each worker's Nanny
-    (``env={...}`` sets its environment)."""
+    (``env={...}`` sets its environment). The worker processes ignore Ctrl-C: this process
+    handles it and closes the cluster, so a Ctrl-C prints no worker's traceback."""
     distributed = import_distributed()
-    return distributed.LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, worker_dashboard_address=None,
-        # With the dashboard off the scheduler still serves health checks over HTTP, by
-        # default on port 8787 of every address it listens on: keep it on loopback.
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0", "dashboard": False},
-        silence_logs=logging.ERROR, **worker_options)
+    with _sigint_ignored():  # inherited by the worker processes, which start now
+        return distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, worker_dashboard_address=None,
+            # With the dashboard off the scheduler still serves health checks over HTTP, by
+            # default on port 8787 of every address it listens on: keep it on loopback.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0", "dashboard": False},
+            silence_logs=logging.ERROR, **worker_options)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored within the block, in the main thread (elsewhere nothing changes). A process
+    started meanwhile keeps ignoring it: an ignored signal stays ignored across exec."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _quiet_on_interrupt():
+    """Ctrl-C: what distributed logs while the cluster closes (cancelled tasks, workers that
+    stop mid-run) says nothing the user needs; only 'interrupted' is printed."""
+    for name in ("distributed", "asyncio", "tornado"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def describe_cluster(client):
@@ -127,4 +172,5 @@ def dask_executor(scheduler, n_workers=None, timeout=None):
             raise ValueError(f"--scheduler {address}: the scheduler has no worker after"
                              f" {timeout:g} s; start workers with dask worker"
                              f" {client.scheduler.address} --nthreads 1 --nworkers N") from None
+        stack.push(lambda kind, error, trace: _quiet_on_interrupt() if kind is KeyboardInterrupt else None)
         yield client.get_executor(pure=False), describe_cluster(client)

@@ -132,7 +132,7 @@ def fig7_drawing(found):
     for key, run in found.items():
         if key not in PREPARATION_STAGES:
             panels[key[0]][key[1]] = run.metrics
-            samples = run.samples(mmap_mode="r")
+            samples = run.samples(mmap_mode="r", width=None)
             # evenly spaced rows: the data rows are in the data set's order (3s first)
             grids[key[0]][key[1]] = samples[np.linspace(0, len(samples) - 1, GRID_IMAGES).astype(int)]
     panels = {n: {k: panels[n][k] for k in SOURCE_ORDER if k in panels[n]} for n in DATASETS if panels[n]}

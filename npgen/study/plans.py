@@ -15,7 +15,7 @@ from ..models.latents import LATENTS
 from ..util.checks import check_choice
 from .records import Run, Stat
 from .runs import MODELS, PRESETS, check_metrics, make_config
-from .sweep import find_run_dir, load_results
+from .run_dirs import damaged_runs, find_run_dir, load_results
 
 FIGURES = ("fig1", "fig2", "fig3", "fig3b", "fig4", "fig5", "fig6", "grid", "cauchy", "particles")
 #: Figure 7 (the MNIST experiments, :mod:`npgen.study.figure7`): its own runs and data.
@@ -126,7 +126,15 @@ def selected_figures(only):
 
 def collect(configs, runs_dir):
     """[Run(config, metrics, folder)] for the configurations that finished; ValueError (naming
-    the file) if a finished run's metrics.json lacks a key the report reads or holds a wrong type."""
+    the file) if a finished run's metrics.json lacks a key the report reads or holds a wrong type,
+    or (naming the folder) if a run's folder was damaged since it finished: a figure is never
+    drawn without a run it should show."""
+    damaged = damaged_runs(configs, runs_dir)
+    if damaged:
+        path, problem = damaged[0]
+        raise ValueError(f"{path} is a damaged run ({problem}){f' and {len(damaged) - 1} more' * (len(damaged) > 1)};"
+                         " npgen reproduce with the same --preset and --out moves damaged runs to"
+                         " runs/.corrupt/ and trains them again")
     rows = []
     for config, metrics in zip(configs, load_results(configs, runs_dir)):
         if metrics is not None:

@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..util.io import read_npy
+
 #: The generated samples of a run, one row per sample (float32).
 SAMPLES_FILE = "samples.npy"
 
@@ -19,9 +21,23 @@ def samples_path(folder):
     return os.path.join(folder, SAMPLES_FILE)
 
 
-def load_samples(folder, mmap_mode=None):
-    """The samples array of the run in ``folder`` (``mmap_mode="r"`` maps it read-only)."""
-    return np.load(samples_path(folder), mmap_mode=mmap_mode)
+def load_samples(folder, mmap_mode=None, width=1):
+    """The samples array of the run in ``folder`` (``mmap_mode="r"`` maps it read-only), as
+    the run wrote it: raises ValueError (one sentence naming the file) unless it holds n >= 1
+    finite real numbers of shape (n,) or (n, width) (``width=None``: any). The header is read
+    first (:func:`npgen.util.io.read_npy`), so a damaged file never makes numpy allocate what
+    it declares."""
+    path = samples_path(folder)
+    samples = read_npy(path, mmap_mode=mmap_mode)
+    retrain = "; delete that run's folder and rerun npgen reproduce to retrain it"
+    shape = "(n,) or (n, d)" if width is None else f"(n,) or (n, {width})"
+    if (samples.dtype.kind != "f" or samples.size == 0 or samples.ndim not in (1, 2)
+            or (samples.ndim == 2 and width is not None and samples.shape[1] != width)):
+        raise ValueError(f"{path} must hold n >= 1 real numbers of shape {shape}, got {samples.dtype.name}"
+                         f" of shape {samples.shape}{retrain}")
+    if not np.isfinite(samples).all():
+        raise ValueError(f"{path} holds {int(np.sum(~np.isfinite(samples)))} NaN or inf samples{retrain}")
+    return samples
 
 
 class Run(NamedTuple):
@@ -33,9 +49,10 @@ class Run(NamedTuple):
     metrics: dict
     folder: str
 
-    def samples(self, mmap_mode=None):
-        """The run's generated samples (:func:`load_samples`)."""
-        return load_samples(self.folder, mmap_mode)
+    def samples(self, mmap_mode=None, width=1):
+        """The run's generated samples (:func:`load_samples`; ``width``: the data's dimension,
+        1 but for Figure 7's runs)."""
+        return load_samples(self.folder, mmap_mode, width)
 
     def with_metrics(self, **extra):
         """The same run with ``extra`` numbers added to its metrics (the files are not touched)."""

@@ -13,7 +13,7 @@ draws the figures and writes report.md, report.html (:mod:`npgen.study.render`) 
 
 import os
 
-from ..util.io import atomic_write_json, atomic_write_text
+from ..util.io import atomic_write_texts
 from .cauchy import section_cauchy
 from .paper_sections import (section_fig1, section_fig2, section_fig3, section_fig4, section_fig5, section_fig6,
                              section_grid)
@@ -96,8 +96,8 @@ def write_report(out, preset, names, runs, failures=(), extra=(), notes=()):
     sections = build_sections(out, preset, names, runs) + list(extra)
     draw_figures(out, sections)
     text = render_markdown(sections, preset, failures, notes)
-    atomic_write_text(os.path.join(out, "report.md"), text)
-    atomic_write_text(os.path.join(out, "report.html"),
-                      render_html(text, f"npgen reproduction report ({preset} preset)", out))
-    atomic_write_json(os.path.join(out, "summary.json"), summary(sections))
+    atomic_write_texts({  # the three files all or none: never a report.md beside an old report.html
+        os.path.join(out, "report.md"): text,
+        os.path.join(out, "report.html"): render_html(text, f"npgen reproduction report ({preset} preset)", out),
+        os.path.join(out, "summary.json"): summary(sections)})
     return os.path.join(out, "report.md")

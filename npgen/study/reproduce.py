@@ -20,7 +20,7 @@ from ..util.io import atomic_write_json, check_own_folder
 from ..util.locks import LOCK_FILE, check_not_busy, folder_lock
 from . import figure7
 from .cluster import check_scheduler, dask_executor
-from .devices import BatchedRuns, check_device, device_plan
+from .devices import DEVICES, BatchedRuns, check_device, device_plan
 from .cauchy import write_cauchy_numbers
 from .figure7_report import collect_fig7, section_fig7, write_fig7_numbers
 from .plans import FIG7, FIGURES, PLANS, plan, selected_figures
@@ -108,9 +108,15 @@ class StudyIncomplete(ValueError):
 
 
 def study_device(out):
-    """The device recorded in ``out/study.json`` ('cpu' when it names none)."""
-    with open(os.path.join(out, STUDY_FILE), encoding="utf-8") as handle:
-        return json.load(handle).get("device", "cpu")
+    """The device recorded in ``out/study.json`` ('cpu' when it names none); ValueError naming
+    the file when it names another than npgen reproduce writes."""
+    study = os.path.join(out, STUDY_FILE)
+    with open(study, encoding="utf-8") as handle:
+        device = json.load(handle).get("device", "cpu")
+    if device not in DEVICES:
+        raise ValueError(f"{study} names the device {device!r}; expected one of {list(DEVICES)},"
+                         " as npgen reproduce writes it")
+    return device
 
 
 def _check_device_options(device, jobs, executor):

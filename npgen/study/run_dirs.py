@@ -175,6 +175,17 @@ def find_run_dir(config, out_dir):
     return _inspect(key, _run_dirs_by_hash(out_dir))[0][0]
 
 
+def damaged_runs(configs, out_dir):
+    """[(path, what is wrong)] for the run directories of ``configs`` in ``out_dir`` that fail the
+    check while no directory of theirs passes it: runs that were finished once and were damaged
+    since (a truncated or edited metrics.json, a file of another size than its marker says)."""
+    run_dirs, found = _run_dirs_by_hash(out_dir), []
+    for key in _unique(configs):
+        (path, _), broken = _inspect(key, run_dirs)
+        found += [] if path else broken
+    return found
+
+
 def load_results(configs, out_dir):
     """For each configuration (in order), the metrics of its finished run, or None."""
     run_dirs = _run_dirs_by_hash(out_dir)

@@ -31,6 +31,7 @@ reusing old runs; a docstring or comment edit does not retrain anything.
 """
 
 import json
+import math
 import os
 import sys
 import time
@@ -52,7 +53,7 @@ from ..models.training import TrainingDiverged  # noqa: F401 -- raised by train_
 from ..models.vae import KL_VARIANTS, VAE, encoder_sizes
 from ..nn.layers import SKIP_STYLES
 from ..nn.score import HIDDEN_WIDTHS
-from ..util.checks import check_betas, check_bool, check_choice, check_number
+from ..util.checks import check_betas, check_bool, check_choice, check_number, check_seed
 from ..util.io import (atomic_directory, atomic_save_npy, atomic_write_json, check_folder_target,
                        check_own_folder)
 from ..util.locks import check_not_busy, claim_folder, clear_dead_writers, writer_prefix
@@ -176,7 +177,7 @@ def make_config(model, m, preset="quick", seed=0, **options):
         own_adam = dict(PARTICLE_PRESETS[preset])
         budget = {"n_data": budget["n_data"], "n_samples": budget["n_samples"]}
     config = {"model": model, "m": check_number("m", m, low=0, high=MAX_M),
-              "seed": check_number("seed", seed, low=0, integer=True), **budget,
+              "seed": check_seed(seed, "seed (--seed)"), **budget,
               "betas": list(ADAM_BETAS), **own_adam}
     run_fields = list(config)[3:]
     accepted = MODEL_OPTIONS[model]
@@ -519,7 +520,12 @@ def train_command(model, m, preset, seed, out, force=False, **options):
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float: NaN or inf in a metric the report reads means a damaged run."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_number_or_inf(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def _is_epoch_curve(value):
@@ -561,7 +567,7 @@ def _is_search(value):
 #: The exact-score sampler's numbers the report reads.
 EXACT_SAMPLER_NUMBERS = ("mass_between", "smaller_mode_share", "mw2_squared", "lipschitz",
                          "theorem1_required_lipschitz")
-_NUMBER = ("a number", _is_number)
+_NUMBER = ("a finite number", _is_number)
 #: The metrics.json keys the report and the figures read, per model: key -> (what is accepted, test).
 METRICS_READ = {
     "any": {key: _NUMBER for key in ("mass_between", "true_mass_between", "mass_left", "mass_right",
@@ -574,7 +580,7 @@ METRICS_READ = {
     "sgm": {"score_lipschitz_standardized": _NUMBER, "score_lipschitz_data_scale": _NUMBER,
             "sampler_lipschitz": _NUMBER, "sampler_lipschitz_x0": _NUMBER, "sampler_lipschitz_noise": _NUMBER,
             "sampler_gradient_median": _NUMBER, "sampler_steps_per_level": _NUMBER,
-            "theorem1_required_lipschitz": _NUMBER,
+            "theorem1_required_lipschitz": ("a number or Infinity (no mass between the modes)", _is_number_or_inf),
             "theorem1_required_lipschitz_upper": ("a number or null", lambda v: v is None or _is_number(v)),
             "sampler_meets_theorem1": ("true or false", lambda v: isinstance(v, bool)),
             "sampler_levels": ("a list of objects with numbers 'sigma_standardized', 'grad_sq_factor_median' and "

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ..util.io import read_npz
 from . import figures
 from .plans import aggregate
 from .exact_sections import EXACT_COLUMNS, EXACT_NOTE, exact_columns, exact_score_statements, exact_series
@@ -45,8 +46,7 @@ def sampler_trace(rows, m):
     for run in sorted(where(by_model(rows, "sgm"), m=m), key=lambda r: r.config["seed"]):
         path = os.path.join(run.folder, TRACE_FILE)
         if os.path.exists(path):
-            with np.load(path) as data:
-                return {key: data[key] for key in data.files}
+            return read_npz(path)
     return None
 
 

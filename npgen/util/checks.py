@@ -87,14 +87,26 @@ def check_number(name, value, low=-math.inf, high=math.inf, low_open=False, high
     """Check that ``value`` is a finite number in the given interval and return it."""
     accepted = accepted_numbers(low, high, low_open, high_open, integer)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be {accepted}, got {value!r}")
-    if integer and not float(value).is_integer():
+        raise ValueError(f"{name} must be {accepted}, got {_shown(value)}")
+    exact = isinstance(value, (int, np.integer))  # no float(): 10**400 has none, and is finite
+    if integer and not exact and not float(value).is_integer():
         raise ValueError(f"{name} must be {accepted}, got {value!r}")
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
-    if not math.isfinite(value) or too_low or too_high:
-        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    if not (exact or math.isfinite(value)) or too_low or too_high or (
+            exact and not integer and abs(value) > np.finfo(np.float64).max):
+        raise ValueError(f"{name} must be {accepted}, got {_shown(value)}")
     return int(value) if integer else float(value)
+
+
+def _shown(value, width=40):
+    """``repr(value)``, cut to ``width`` characters (a 401-digit integer as '1000...000 (401 digits)')."""
+    text = repr(value)
+    if len(text) <= width:
+        return text
+    if isinstance(value, (int, np.integer)):
+        return f"{text[:6]}...{text[-3:]} ({len(text.lstrip('-'))} digits)"
+    return text[:width] + "..."
 
 
 def check_choice(name, value, choices):
@@ -110,3 +122,15 @@ def check_betas(betas):
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
     return tuple(check_number(f"betas[{i}]", b, low=0, high=1, high_open=True)
                  for i, b in enumerate(betas))
+
+
+#: The largest seed npgen accepts: every seed fits a signed 64-bit integer, as kernels take it.
+MAX_SEED = 2 ** 63 - 1
+
+
+def check_seed(value, name="seed"):
+    """Check that ``value`` is an integer seed in [0, 2**63 - 1] and return it as an int."""
+    try:
+        return check_number(name, value, low=0, high=MAX_SEED, integer=True)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer in [0, 2**63 - 1], got {_shown(value)}") from None

@@ -7,6 +7,7 @@ destination (``os.replace`` is atomic on POSIX and Windows). Folders are written
 once complete.
 """
 
+import contextlib
 import errno
 import json
 import os
@@ -44,6 +45,8 @@ def _atomic_path(path):
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, a quota: the caller's write has no file name to give
+        raise ValueError(f"cannot write {path} ({err.strerror or err}); nothing was replaced") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -72,7 +75,25 @@ def atomic_write_text(path, text):
 
 def atomic_write_json(path, obj):
     """Write ``obj`` as indented JSON to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, _json_text(obj))
+
+
+def _json_text(obj):
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+def atomic_write_texts(texts):
+    """Write several files all or none: ``texts`` maps each path to its text (UTF-8), or to a
+    dict or list written as :func:`atomic_write_json` writes it. Every file is written to its
+    temporary and flushed to disk first; only when all are there are they renamed into place,
+    so a full disk leaves every one of them as it was."""
+    with contextlib.ExitStack() as stack:
+        for path, text in texts.items():
+            tmp = stack.enter_context(_atomic_path(path))
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(text if isinstance(text, str) else _json_text(text))
+                handle.flush()
+                os.fsync(handle.fileno())
 
 
 #: Version of the saved-model folder layout (config.json beside one .npz per network).
@@ -132,8 +153,53 @@ def read_npz(path):
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
+    except ValueError as err:
+        if "pickle" in str(err) or "Object arrays" in str(err):
+            raise ValueError(f"{path} holds Python objects (pickled arrays), which npgen never loads;"
+                             " it reads arrays of numbers written by numpy.savez") from None
         raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as err:
+        raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})") from None
+
+
+#: The most values :func:`read_npy` reads from one .npy file (8 GB of float64).
+MAX_NPY_VALUES = 10 ** 9
+
+
+def read_npy(path, mmap_mode=None):
+    """Read the array of a .npy file with ``allow_pickle=False``, after checking its header.
+
+    Raises ValueError (one sentence naming ``path``) when the file is missing, is not a .npy
+    file, holds pickled Python objects, or declares more than :data:`MAX_NPY_VALUES` values or
+    more bytes than it holds; so a damaged header never makes numpy allocate what it declares.
+    """
+    try:
+        with open(path, "rb") as handle:
+            try:
+                version = np.lib.format.read_magic(handle)
+                shape, _, dtype = (np.lib.format.read_array_header_1_0(handle) if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0(handle))
+            except (ValueError, EOFError, SyntaxError, TypeError) as err:
+                raise ValueError(f"{path} is not a .npy array file written by numpy.save ({err})") from None
+            start = handle.tell()
+            size = os.fstat(handle.fileno()).st_size
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a folder, not a .npy array file") from None
+    except OSError as err:
+        raise ValueError(f"cannot read {path} ({err.strerror})") from None
+    if dtype.hasobject:
+        raise ValueError(f"{path} holds Python objects (a pickled array), which npgen never loads;"
+                         " it reads arrays of numbers written by numpy.save")
+    count = int(np.prod(shape, dtype=object))
+    if count > MAX_NPY_VALUES or count * dtype.itemsize > size - start:
+        raise ValueError(f"{path} is damaged: its header declares {count:,} values of {dtype.name} in shape"
+                         f" {shape}, but the file holds {size - start:,} bytes after the header")
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path} is not a readable .npy array file ({err})") from None
 
 
 # --------------------------------------------------------------------------- whole folders
@@ -142,11 +208,14 @@ def fsync_path(path):
     """Flush a file, or a directory's entries (POSIX only), to disk."""
     if os.path.isdir(path) and os.name != "posix":
         return
-    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:  # a full disk shows here first when the writes were buffered
+        raise ValueError(f"cannot write {path} ({err.strerror or err})") from None
 
 
 def file_sizes(folder):
