@@ -4,7 +4,7 @@
 
 Each GLOB matches run folders (from ``npgen train`` or a study's ``runs/``) holding config.json
 and samples.npy. For every run the script recomputes npgen's two collapse rules from the
-samples (:func:`npgen.study.runs.collapse`: one spike, or one mode) and tabulates, per group,
+samples (:func:`npgen.study.run_metrics.collapse`: one spike, or one mode) and tabulates, per group,
 model and m, how many seeds collapsed and which. Only the runs of Figures 2-3 count (3 layers,
 plain, no spectral norm on G, no gradient penalty); the variants of Figures 4-6 are skipped.
 """
@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from npgen.study.runs import collapse, narrowest_interval_width, smaller_mode_share
+from npgen.study.run_metrics import collapse, narrowest_interval_width, smaller_mode_share
 
 
 def run_row(folder):

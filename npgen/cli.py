@@ -32,7 +32,8 @@ from .analysis.lipschitz import lipschitz_report
 from .analysis.theory import bounds_table, format_bounds_table
 from .study.plans import PLANS
 from .study.reproduce import redraw_figure, reproduce
-from .study.runs import PRESETS, TrainingDiverged, summarize_metrics, train_command
+from .study.metrics_schema import summarize_metrics
+from .study.runs import PRESETS, TrainingDiverged, train_command
 
 
 class _Parser(argparse.ArgumentParser):

@@ -23,7 +23,7 @@ from npgen.kernels import cuda as ck
 from npgen.kernels import numpy_ref
 from npgen.models import replicas, sgm
 from npgen.models.replicas import fit_many
-from npgen.study import devices, plans, reproduce, runs, sweep
+from npgen.study import devices, metrics_schema, plans, reproduce, runs, sweep
 from tiny_study import ONE_RUN_PLAN, TINY_PARTICLES, register
 
 if config.ENABLE_CUDASIM:
@@ -376,7 +376,7 @@ def test_a_cuda_sweep_stores_batched_runs_like_cpu_runs(tmp_path, monkeypatch):
         folder = sweep.find_run_dir(run, run_dir)
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
             assert json.load(handle)["device"] == "cuda"
-        runs.check_metrics(metrics, "gan", folder)
+        metrics_schema.check_metrics(metrics, "gan", folder)
         assert metrics["batch"]["replicas"] == 4
         assert {"model", "samples.npy", "history.json", "histogram.png"} <= set(os.listdir(folder))
     alone_dir = tmp_path / "alone"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from npgen import cli
-from npgen.study import plans, reproduce, runs, verdicts
+from npgen.study import plans, reproduce, run_metrics, runs, verdicts
 from npgen.study.records import Run, Stat
 from npgen.study.sweep import config_key
 from tiny_study import TINY_PRESET, register
@@ -115,13 +115,13 @@ def test_every_planned_run_is_on_disk_with_its_numbers(tiny_study, tiny):
 
 @pytest.mark.parametrize("p_left", [0.0, 1.0])
 def test_figure3_bound_is_zero_when_all_mass_is_on_one_side(p_left):
-    assert runs.figure3_bound(2.0, 4.0, p_left) == 0.0
+    assert run_metrics.figure3_bound(2.0, 4.0, p_left) == 0.0
 
 
 def test_figure3_bound_matches_theorem1():
     from scipy.stats import norm
     m, lip, p = 5.0, 30.0, 0.47
-    assert runs.figure3_bound(m, lip, p) == pytest.approx(norm.cdf(m / lip + norm.ppf(p)) - p, rel=1e-12)
+    assert run_metrics.figure3_bound(m, lip, p) == pytest.approx(norm.cdf(m / lip + norm.ppf(p)) - p, rel=1e-12)
 
 
 def test_figure_is_redrawn_without_training(tiny_study, tiny, monkeypatch):
@@ -306,13 +306,13 @@ def test_figure_1_needs_no_runs(tiny_study, tiny, tmp_path):
     (10.0, np.r_[np.full(10000, -10.0), np.full(10000, 10.0)], None),            # two spikes keep both modes
 ])
 def test_collapse_rules(m, samples, expected):
-    assert runs.distribution_metrics(samples, m)["collapse"] == expected
+    assert run_metrics.distribution_metrics(samples, m)["collapse"] == expected
 
 
 def test_narrowest_interval_holds_ninety_percent():
     x = np.linspace(0.0, 1.0, 100001)
-    assert runs.narrowest_interval_width(x) == pytest.approx(0.9, abs=1e-4)
-    assert runs.narrowest_interval_width(np.r_[np.zeros(95), np.linspace(5, 100, 5)]) == 0.0
+    assert run_metrics.narrowest_interval_width(x) == pytest.approx(0.9, abs=1e-4)
+    assert run_metrics.narrowest_interval_width(np.r_[np.zeros(95), np.linspace(5, 100, 5)]) == 0.0
 
 
 @pytest.mark.parametrize("a, b, expected", [

@@ -10,7 +10,7 @@ mixture fitted to the samples and the target) from metrics.json; they are writte
 and the report's section (:func:`section_cauchy`) are drawn from the same numbers.
 
 The bound is, for each latent, the smallest mass between the modes any Lip-Lipschitz map can
-leave given the generated masses on the two sides (:func:`npgen.study.runs.latent_mass_between_bound`):
+leave given the generated masses on the two sides (:func:`npgen.study.run_metrics.latent_mass_between_bound`):
 the Gaussian's F(F^-1(p) + m / Lip) - p, and for the Cauchy
 :func:`npgen.analysis.theory.cauchy_mass_between_bound`, which allows preimages made of
 several intervals. Beside each Cauchy run's bound, the Gaussian bound at the same constant and
@@ -27,7 +27,7 @@ from ..util.io import atomic_write_json
 from . import figures
 from .plans import aggregate
 from .records import Stat, by_model, drawing, first_seed, where
-from .runs import latent_mass_between_bound
+from .run_metrics import latent_mass_between_bound
 from .verdicts import (BANDS, INCONCLUSIVE, Section, all_of, cell, collapse_notes, every_run, fmt, less,
                        sampling_slack)
 

@@ -20,7 +20,8 @@ from .. import kernels
 from ..models.replicas import fit_many, replica_bytes
 from ..util.checks import check_choice
 from .fingerprint import code_fingerprint
-from .runs import build_model, finish_run, lipschitz_tracker, run_data
+from .run_metrics import lipschitz_tracker
+from .runs import build_model, finish_run, run_data
 from .sweep import config_key, find_run_dir
 
 DEVICES = ("cpu", "cuda")

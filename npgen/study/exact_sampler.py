@@ -35,7 +35,7 @@ from .sampler import required_lipschitz
 SCORE_ERROR_ROWS = 10000
 #: The exact-score chain's samples: the run's n_samples, up to this many.
 EXACT_SAMPLES = 20000
-#: Keys of :func:`npgen.study.runs.distribution_metrics` kept for the exact-score sampler.
+#: Keys of :func:`npgen.study.run_metrics.distribution_metrics` kept for the exact-score sampler.
 DISTRIBUTION_KEYS = ("mass_between", "mass_left", "mass_right", "smaller_mode_share", "mw2_squared", "collapse")
 
 
@@ -52,7 +52,7 @@ def sampler_chains(model, mixture):
 def exact_score_metrics(model, config, clean, sample_seed, distribution_metrics):
     """The numbers of the module doc for a trained SGM ``model`` of the run ``config``;
     ``clean`` (n, 1): the run's training data (data units); ``sample_seed``: the seed of the
-    run's samples; ``distribution_metrics``: :func:`npgen.study.runs.distribution_metrics`."""
+    run's samples; ``distribution_metrics``: :func:`npgen.study.run_metrics.distribution_metrics`."""
     start = time.perf_counter()
     m, mean, std = config["m"], model.mean, model.std
     mixture = IsotropicMixture.two_modes(m).standardized(mean, std)

@@ -15,7 +15,7 @@ from ..util.io import atomic_write_json
 from . import figures
 from .figure7 import DATASETS, FIG7_DIR, GRID_IMAGES, MODELS, PLANS, PREPARATION_STAGES, fig7_configs
 from .records import Run
-from .runs import MIN_MODE_SHARE
+from .run_metrics import MIN_MODE_SHARE
 from .sweep import find_run_dir, load_results
 from .verdicts import HELD, INCONCLUSIVE, NOT_HELD, Check, Section, all_of, fmt, greater, sampling_slack
 

@@ -20,7 +20,8 @@ import os
 #: Figures, the report and the sweep's bookkeeping only read numbers and are left out, and so
 #: are the modules of :data:`DEVICE_MODULES`.
 MATH_MODULES = ("npgen.kernels", "npgen.data", "npgen.nn", "npgen.models", "npgen.analysis",
-                "npgen.study.runs", "npgen.study.sampler", "npgen.study.exact_sampler")
+                "npgen.study.runs", "npgen.study.run_metrics", "npgen.study.sampler",
+                "npgen.study.exact_sampler")
 #: The modules that compute only the runs of a device (a configuration's ``"device"``): for
 #: cuda, its kernels, batched training and the batching of a study's runs.
 DEVICE_MODULES = {"cuda": ("npgen.kernels.cuda", "npgen.models.replicas", "npgen.study.devices")}

@@ -12,7 +12,7 @@ from ..analysis.theory import corollary2_log_lip_lower_bound, isoperimetric_prof
 from . import figures
 from .plans import aggregate
 from .records import Stat, by_model, drawing, first_seed, lip, mass, mw2, where
-from .runs import figure3_bound
+from .run_metrics import figure3_bound
 from .sampler_sections import sampler_statements
 from .verdicts import (BANDS, HELD, INCONCLUSIVE, NOT_HELD, TREND, MIN_SEEDS, Check, Section, all_of, cell,
                        collapse_notes, every_run, fmt, less, sampling_slack, scaled, trend)

@@ -14,7 +14,8 @@ import os
 from ..models.latents import LATENTS
 from ..util.checks import check_choice
 from .records import Run, Stat
-from .runs import MODELS, PRESETS, check_metrics, make_config
+from .metrics_schema import check_metrics
+from .runs import MODELS, PRESETS, make_config
 from .run_dirs import damaged_runs, find_run_dir, load_results
 
 FIGURES = ("fig1", "fig2", "fig3", "fig3b", "fig4", "fig5", "fig6", "grid", "cauchy", "particles")

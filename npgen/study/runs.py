@@ -31,18 +31,12 @@ reusing old runs; a docstring or comment edit does not retrain anything.
 """
 
 import json
-import math
 import os
 import sys
 import time
 
 import numpy as np
 
-from ..analysis.lipschitz import exact_lipschitz_1d, paper_grid_estimate
-from ..analysis.mixtures import fit_mixture, mw2, target_mixture
-from ..analysis.theory import (GaussianMixture1D, best_kl_bound, best_tv_bound,
-                               cauchy_mass_between_bound, half_line_mass_between_bound,
-                               mass_between_modes_bound, mixture_mass_between)
 from ..data import two_gaussians
 from ..models.gan import GAN, discriminator_sizes
 from ..models.latents import check_latent
@@ -62,6 +56,7 @@ from .figures import save_histogram
 from .exact_sampler import exact_score_metrics
 from .fingerprint import code_fingerprint
 from .records import samples_path
+from .run_metrics import distribution_metrics, lipschitz_metrics, lipschitz_tracker, particle_metrics
 from .sampler import sampler_metrics
 
 MODELS = ("gan", "vae", "sgm")
@@ -88,18 +83,6 @@ PRESETS = {
               "n_data": 50000, "n_samples": 20000},
 }
 
-#: Collapse rules (see :func:`collapse`). SPIKE_WIDTH is in data units: one data mode N(+-m, 1)
-#: needs 2 * 1.645 = 3.29 to hold 90% of its mass.
-SPIKE_MASS = 0.9
-SPIKE_WIDTH = 1.0
-MIN_MODE_SHARE = 0.05
-COLLAPSES = ("one spike", "one mode")
-
-#: Components of the Gaussian mixture fitted to a run's samples for MW2 (those of the data).
-MW2_COMPONENTS = 2
-
-#: Histogram used for the masses and the TV / KL estimates (the paper's: 400 bins on [-20, 20]).
-HIST_EDGES = np.linspace(-20.0, 20.0, 401)
 
 
 #: The options each model takes, with their defaults. An option of another model is refused,
@@ -263,152 +246,6 @@ def run_cost(config):
                     + 7 * _multiply_adds(discriminator_sizes(config["n_layers"])))
 
 
-def lipschitz_metrics(model, config):
-    """Exact Lipschitz constant(s) and the paper's grid estimate for a trained model.
-
-    GAN / VAE: ``lipschitz`` is Lip(g) of the generator / decoder, z -> x in data units.
-    SGM: the score network's constant in its input, at every trained noise level, on the
-    standardized scale (``*_standardized``, the paper's) and on the data's own scale
-    (``*_data_scale`` = standardized / ``data_variance``); the ``score_lipschitz_*`` keys hold
-    the maximum over the noise levels (sigma in standardized units).
-    """
-    if config["model"] == "particles":
-        exact = exact_lipschitz_1d(model.discriminator)
-        return {"discriminator_lipschitz": model.lipschitz * exact.constant,
-                "discriminator_lipschitz_bound": model.lipschitz, "discriminator_lipschitz_pieces": exact.n_pieces}
-    if config["model"] == "sgm":
-        variance = model.std ** 2
-        per_level = []
-        for sigma in model.sigmas:
-            layers = model.score.layers_at(float(sigma))
-            exact = exact_lipschitz_1d(layers)
-            per_level.append({"sigma_standardized": float(sigma), "exact_standardized": exact.constant,
-                              "exact_data_scale": exact.constant / variance,
-                              "grid_standardized": paper_grid_estimate(layers), "n_pieces": exact.n_pieces})
-        worst = max(per_level, key=lambda row: row["exact_standardized"])
-        return {"score_lipschitz_standardized": worst["exact_standardized"],
-                "score_lipschitz_data_scale": worst["exact_data_scale"],
-                "score_lipschitz_grid_standardized": worst["grid_standardized"],
-                "score_lipschitz_sigma_standardized": worst["sigma_standardized"],
-                "data_variance": variance, "score_lipschitz_per_sigma": per_level}
-    net = model.push_forward_network
-    exact = exact_lipschitz_1d(net)
-    return {"lipschitz": exact.constant, "lipschitz_location": exact.location,
-            "lipschitz_pieces": exact.n_pieces, "lipschitz_grid": paper_grid_estimate(net)}
-
-
-def lipschitz_tracker(model, config, n_points=10):
-    """An ``on_epoch`` callback recording the exact Lip(g) at ``n_points`` evenly spaced epochs
-    (GAN and VAE), and the list it fills with ``[epoch, Lip]`` pairs."""
-    curve = []
-    if config["model"] in ("sgm", "particles"):
-        return curve, None
-    epochs = config["epochs"]
-    checkpoints = {max(1, round(epochs * k / n_points)) for k in range(1, n_points + 1)}
-
-    def on_epoch(epoch, history):
-        if epoch in checkpoints:
-            curve.append([epoch, exact_lipschitz_1d(model.push_forward_network).constant])
-    return curve, on_epoch
-
-
-def figure3_bound(m, lip, p_left):
-    """Theorem 1's lower bound on the mass in [-m/2, m/2], Phi(m / Lip + Phi^-1(p)) - p, for
-    p = g#mu((-inf, -m/2]); it is 0 when p is 0 or 1 (all the mass on one side)."""
-    if not 0 < p_left < 1:
-        return 0.0
-    return float(mass_between_modes_bound(m, lip, p_left))
-
-
-def narrowest_interval_width(samples, mass=SPIKE_MASS):
-    """Width of the narrowest interval [x_(i), x_(i+k-1)] holding k = ceil(mass * n) of the samples."""
-    x = np.sort(np.asarray(samples, np.float64).ravel())
-    k = max(1, int(np.ceil(mass * x.size)))
-    return float(np.min(x[k - 1:] - x[:x.size - k + 1]))
-
-
-def smaller_mode_share(mass_left, mass_right):
-    """min(p_left, p_right) / (p_left + p_right): the smaller mode's share of the mass outside
-    [-m/2, m/2] (0 when no sample lies outside)."""
-    outside = mass_left + mass_right
-    return min(mass_left, mass_right) / outside if outside > 0 else 0.0
-
-
-def collapse(m, width90, share):
-    """Which collapse the samples show, or None. The two rules:
-
-    * ``"one spike"``: the narrowest interval holding 90% of the samples is under SPIKE_WIDTH = 1.0
-      wide (data units; one data mode needs 3.29);
-    * ``"one mode"`` (m > 0 only): the smaller mode's share, min(p_left, p_right) / (p_left +
-      p_right) with p_left = mass below -m/2 and p_right = mass above m/2, is under
-      MIN_MODE_SHARE = 5%.
-    """
-    if width90 < SPIKE_WIDTH:
-        return "one spike"
-    if m > 0 and share < MIN_MODE_SHARE:
-        return "one mode"
-    return None
-
-
-def latent_mass_between_bound(m, lip, mass_left, mass_right, latent):
-    """The least mass between the modes an Lip-Lipschitz map of the 1-d ``latent`` can leave,
-    given the generated masses left of -m/2 and right of m/2 (the larger of the two sides'
-    bounds): F(F^-1(p) + m / Lip) - p for the Gaussian, :func:`cauchy_mass_between_bound
-    <npgen.analysis.theory.cauchy_mass_between_bound>` for the Cauchy."""
-    if latent == "cauchy":
-        return float(cauchy_mass_between_bound(m, lip, mass_left, mass_right))
-    return float(max(half_line_mass_between_bound(m, lip, mass_left),
-                     half_line_mass_between_bound(m, lip, mass_right)))
-
-
-def distribution_metrics(samples, m, lip=None, latent="gaussian"):
-    """Masses, histogram TV / KL estimates, the collapse rules' numbers and (given Lip) the
-    lower bounds: ``mass_between_bound`` under the run's ``latent`` (see
-    :func:`latent_mass_between_bound`), and for the Gaussian latent the paper's Figure 3,
-    Theorem 4 and Theorem 7 bounds, which rest on the Gaussian's isoperimetry and are not
-    reported for the Cauchy latent."""
-    x = np.asarray(samples, np.float64).ravel()
-    mixture = GaussianMixture1D.symmetric(m)
-    counts, _ = np.histogram(np.clip(x, HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)
-    generated = counts / x.size
-    target = mixture.mass(HIST_EDGES[:-1], HIST_EDGES[1:])
-    target[0] += mixture.cdf(HIST_EDGES[0])
-    target[-1] += mixture.sf(HIST_EDGES[-1])
-    positive = generated > 0
-    out = {
-        "mass_between": float(np.mean(np.abs(x) <= m / 2)),
-        "true_mass_between": float(mixture_mass_between(m)),
-        "mass_left": float(np.mean(x < -m / 2)),
-        "mass_right": float(np.mean(x > m / 2)),
-        "tv_estimate": float(0.5 * np.abs(generated - target).sum()),
-        "kl_estimate": float(np.sum(generated[positive] * np.log(generated[positive] / target[positive]))),
-        "sample_mean": float(x.mean()),
-        "sample_std": float(x.std()),
-        "narrowest_90pct_interval_width": narrowest_interval_width(x),
-    }
-    out["smaller_mode_share"] = smaller_mode_share(out["mass_left"], out["mass_right"])
-    out["mw2_squared"] = mw2(fit_mixture(x, MW2_COMPONENTS), target_mixture(m))
-    out["collapse"] = collapse(m, out["narrowest_90pct_interval_width"], out["smaller_mode_share"])
-    if lip is not None and m > 0:
-        out["mass_between_bound"] = latent_mass_between_bound(m, lip, out["mass_left"], out["mass_right"],
-                                                              latent)
-    if lip is not None and m > 0 and latent == "gaussian":
-        out["fig3_bound"] = figure3_bound(m, lip, out["mass_left"])
-        out["best_tv_bound"] = best_tv_bound(x, mixture, lip).value
-        out["best_kl_bound"] = best_kl_bound(x, mixture, lip).value
-    return out
-
-
-def particle_metrics(history, n_points=20):
-    """The particles' kinetic energy mean_i |grad phi(y_i)|^2 (data units^2 per unit time^2) and
-    dual divergence estimate at ``n_points`` evenly spaced steps, and their last values."""
-    n = len(history["kinetic_energy"])
-    steps = sorted({max(1, round(n * k / n_points)) for k in range(1, n_points + 1)})
-    return {"kinetic_energy_vs_step": [[s, history["kinetic_energy"][s - 1]] for s in steps],
-            "divergence_vs_step": [[s, history["divergence"][s - 1]] for s in steps],
-            "final_kinetic_energy": history["kinetic_energy"][-1], "final_divergence": history["divergence"][-1]}
-
-
 @one_blas_thread
 def train_run(config, run_dir, quiet=True, backend=None):
     """Train, sample and measure one configuration; write everything into ``run_dir``.
@@ -517,109 +354,3 @@ def train_command(model, m, preset, seed, out, force=False, **options):
         metrics = train_run(config, tmp, quiet=False)
         atomic_write_json(os.path.join(tmp, "metrics.json"), metrics)
     return config, metrics
-
-
-def _is_number(value):
-    """A finite int or float: NaN or inf in a metric the report reads means a damaged run."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_number_or_inf(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-
-
-def _is_epoch_curve(value):
-    return isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 and all(map(_is_number, p))
-                                           for p in value)
-
-
-def _is_sigma_table(value):
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(row, dict) and _is_number(row.get("exact_standardized")) and _is_number(row.get("grid_standardized"))
-        for row in value)
-
-
-def _is_level_table(value):
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(row, dict) and all(_is_number(row.get(key)) for key in
-                                      ("sigma_standardized", "grad_sq_factor_median", "grad_sq_factor_at_max"))
-        for row in value)
-
-
-def _is_steps_by_end(value):
-    return isinstance(value, dict) and all(
-        isinstance(value.get(name), list) and all(isinstance(k, int) and not isinstance(k, bool) for k in value[name])
-        for name in ("left", "between", "right"))
-
-
-def _is_score_error_table(value):
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(row, dict) and _is_number(row.get("sigma_standardized")) and _is_number(row.get("relative_error"))
-        for row in value)
-
-
-def _is_search(value):
-    return isinstance(value, dict) and all(
-        isinstance(value.get(name), dict) and (value[name].get("largest") is None or _is_number(value[name]["largest"]))
-        for name in ("trained", "exact"))
-
-
-#: The exact-score sampler's numbers the report reads.
-EXACT_SAMPLER_NUMBERS = ("mass_between", "smaller_mode_share", "mw2_squared", "lipschitz",
-                         "theorem1_required_lipschitz")
-_NUMBER = ("a finite number", _is_number)
-#: The metrics.json keys the report and the figures read, per model: key -> (what is accepted, test).
-METRICS_READ = {
-    "any": {key: _NUMBER for key in ("mass_between", "true_mass_between", "mass_left", "mass_right",
-                                     "tv_estimate", "narrowest_90pct_interval_width", "smaller_mode_share",
-                                     "mw2_squared")},
-    "push_forward": {"lipschitz": _NUMBER, "lipschitz_grid": _NUMBER,
-                     "lipschitz_vs_epoch": ("a list of [epoch, Lip] number pairs", _is_epoch_curve)},
-    "particles": {"discriminator_lipschitz": _NUMBER, "train_seconds": _NUMBER,
-                  "kinetic_energy_vs_step": ("a list of [step, energy] number pairs", _is_epoch_curve)},
-    "sgm": {"score_lipschitz_standardized": _NUMBER, "score_lipschitz_data_scale": _NUMBER,
-            "sampler_lipschitz": _NUMBER, "sampler_lipschitz_x0": _NUMBER, "sampler_lipschitz_noise": _NUMBER,
-            "sampler_gradient_median": _NUMBER, "sampler_steps_per_level": _NUMBER,
-            "theorem1_required_lipschitz": ("a number or Infinity (no mass between the modes)", _is_number_or_inf),
-            "theorem1_required_lipschitz_upper": ("a number or null", lambda v: v is None or _is_number(v)),
-            "sampler_meets_theorem1": ("true or false", lambda v: isinstance(v, bool)),
-            "sampler_levels": ("a list of objects with numbers 'sigma_standardized', 'grad_sq_factor_median' and "
-                               "'grad_sq_factor_at_max'", _is_level_table),
-            "sampler_expansion_steps": ("an object of integer lists 'left', 'between' and 'right'", _is_steps_by_end),
-            "score_lipschitz_per_sigma": ("a list of objects with numbers 'exact_standardized' and "
-                                          "'grid_standardized'", _is_sigma_table),
-            "score_error_per_level": ("a list of objects with numbers 'sigma_standardized' and 'relative_error'",
-                                      _is_score_error_table),
-            "exact_sampler": ("an object with numbers " + ", ".join(map(repr, EXACT_SAMPLER_NUMBERS)),
-                              lambda v: isinstance(v, dict) and all(_is_number(v.get(k)) for k in EXACT_SAMPLER_NUMBERS)),
-            "sampler_search": ("an object 'trained' and 'exact', each with 'largest' a number or null",
-                               _is_search)},
-}
-METRICS_READ["any"]["collapse"] = (f"null or one of {list(COLLAPSES)}", lambda v: v is None or v in COLLAPSES)
-
-
-def check_metrics(metrics, model, path):
-    """Raise ValueError (one sentence naming ``path``) unless ``metrics`` holds every key the report
-    reads for ``model``, each of the accepted type."""
-    kind = model if model in ("sgm", "particles") else "push_forward"
-    expected = {**METRICS_READ["any"], **METRICS_READ[kind]}
-    for key, (accepted, test) in expected.items():
-        if key not in metrics:
-            raise ValueError(f"{path} lacks the key {key!r} ({accepted}); delete that run's folder and rerun "
-                             "npgen reproduce to retrain it")
-        if not test(metrics[key]):
-            shown = repr(metrics[key])
-            raise ValueError(f"{path}: {key!r} must be {accepted}, not {shown[:40] + '...' * (len(shown) > 40)}; "
-                             "delete that run's folder and rerun npgen reproduce to retrain it")
-
-
-def summarize_metrics(metrics):
-    """A few lines for the terminal."""
-    keys = ["lipschitz", "lipschitz_grid", "score_lipschitz_standardized", "score_lipschitz_data_scale",
-            "score_lipschitz_grid_standardized", "sampler_lipschitz", "theorem1_required_lipschitz",
-            "mass_between", "true_mass_between", "fig3_bound", "mass_between_bound", "mw2_squared",
-            "discriminator_lipschitz", "final_kinetic_energy",
-            "tv_estimate", "kl_estimate", "best_tv_bound", "best_kl_bound", "wall_seconds"]
-    lines = [f"{k:>33}: {metrics[k]:.6g}" for k in keys if k in metrics]
-    return "\n".join(lines + [f"{'collapse':>33}: {metrics.get('collapse') or 'none'}"])
-

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from .records import Stat
-from .runs import MIN_MODE_SHARE, SPIKE_MASS, SPIKE_WIDTH
+from .run_metrics import MIN_MODE_SHARE, SPIKE_MASS, SPIKE_WIDTH
 
 #: Verdicts of one check.
 HELD, NOT_HELD, INCONCLUSIVE = "held", "did not hold", "inconclusive"
