@@ -353,6 +353,8 @@ def test_ctrl_c_stops_a_long_chain_between_two_chunks():
     per level; SIGINT one second in stops it within seconds."""
     model = random_sgm()
     model.sample(10, seed=0, n_steps_per_level=2, quiet=True)  # compiled before the clock starts
+    # as in a terminal: a job started in the background (CI's, say) inherits SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
     start = time.monotonic()
     timer.start()
@@ -361,6 +363,7 @@ def test_ctrl_c_stops_a_long_chain_between_two_chunks():
             model.sample(20_000, seed=0, n_steps_per_level=100_000, quiet=True)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - start < 60
 
 
@@ -406,8 +409,10 @@ def test_ctrl_c_on_a_local_dask_cluster_prints_only_interrupted(tmp_path):
     script.write_text(INTERRUPTED_STUDY.format(tests=os.path.dirname(os.path.abspath(__file__))))
     log = tmp_path / "stderr.txt"
     with open(log, "wb") as err:
+        # SIGINT as a terminal's process has it (a background job, CI's say, inherits it ignored)
         process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "out")], stdout=subprocess.DEVNULL,
-                                   stderr=err, start_new_session=True)
+                                   stderr=err, start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180
         while "first run on worker" not in log.read_text() and time.monotonic() < deadline and process.poll() is None:
