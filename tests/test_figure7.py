@@ -13,7 +13,7 @@ from scipy import stats
 from npgen import MLP
 from npgen.analysis.theory import mixture_mass_between
 from npgen.data import mnist, two_digit_mixture
-from npgen.study import figure7, reproduce
+from npgen.study import figure7, figure7_metrics, reproduce
 from npgen.study.sweep import sweep_status
 from tiny_study import register
 
@@ -28,10 +28,10 @@ TINY_FIG7 = figure7.Figure7Plan(
 def test_the_mixture_projects_to_two_gaussians_of_the_noise_scale():
     images, labels = mnist()
     x, c3, c7 = two_digit_mixture(images, labels, repeats=3000, seed=1)
-    line = figure7.projection_line((c3, c7))
-    t = figure7.project(line, x[:-2])
+    line = figure7_metrics.projection_line((c3, c7))
+    t = figure7_metrics.project(line, x[:-2])
     m = line["m"]
-    assert figure7.project(line, np.stack([c3, c7])) == pytest.approx([-m, m], abs=1e-9)
+    assert figure7_metrics.project(line, np.stack([c3, c7])) == pytest.approx([-m, m], abs=1e-9)
     for side, mode in ((t[:3000], -m), (t[3000:], m)):
         assert stats.kstest((side - mode) / figure7.MIXTURE_SIGMA, "norm").pvalue > 1e-3
     # the exact mass between the modes is the 1-D mixture's, which the samples agree with
@@ -48,13 +48,13 @@ def test_theorem1_bound_with_the_certified_upper_bound_is_below_the_exact_mass()
     A = g.weights[1] @ g.weights[0]
     b = g.weights[1] @ g.biases[0] + g.biases[1]
     c3, c7 = rng.standard_normal(d), rng.standard_normal(d)
-    line = figure7.projection_line((c3, c7))
+    line = figure7_metrics.projection_line((c3, c7))
     mean, std = float(line["direction"] @ (b - line["center"])), float(np.linalg.norm(A.T @ line["direction"]))
     m = line["m"]
     p_left = stats.norm.cdf(-m / 2, mean, std)
     between = stats.norm.cdf(m / 2, mean, std) - p_left
     config = {"lipschitz_starts": 4, "lipschitz_steps": 20, "seed": 0}
-    lip = figure7.lipschitz_metrics(g, config, m, p_left)
+    lip = figure7_metrics.lipschitz_metrics(g, config, m, p_left)
     assert lip["lower"] <= np.linalg.norm(A, 2) * (1 + 1e-9) <= lip["upper"] * (1 + 1e-9)
     assert 0 < lip["theorem1_with_upper"] <= between
 

@@ -41,8 +41,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..analysis.lipschitz import layers_of, lipschitz_bounds
-from ..analysis.theory import mass_between_modes_bound, mixture_mass_between
+from ..analysis.theory import mixture_mass_between
 from ..analysis.transport import pair_costs
 from ..data import digit_subset, held_out_split, mnist, mnist_source, two_digit_mixture
 from ..data.mnist import MNIST_ENV
@@ -56,8 +55,9 @@ from ..nn.dense_score import HIDDEN_SIZES as SCORE_HIDDEN
 from ..util.checks import check_choice
 from ..util.environment import environment_kept
 from ..util.io import atomic_save_npy
-from . import figure7_exact
+from . import figure7_exact, figure7_metrics
 from .figure7_exact import exact_score_run
+from .figure7_metrics import DIGITS, lipschitz_metrics, projection_line, projection_metrics
 from .fingerprint import code_fingerprint, executable_source
 from .records import samples_path
 from .sweep import find_run_dir, read_failures
@@ -67,8 +67,6 @@ MODELS = ("vae", "gan", "sgm")
 #: Noise of the mixture (the paper's sigma = 0.15) and its latent dimensions.
 MIXTURE_SIGMA = 0.15
 LATENT_DIM = {"mixture": 784, "subset": 20}
-#: Classifier digits of the two modes and the colours of Figure 7's bins.
-DIGITS = (3, 7)
 #: Samples drawn per model and kept for the image grids.
 GRID_IMAGES = 64
 
@@ -124,9 +122,11 @@ PLANS = {
 
 def fig7_fingerprint():
     """:func:`npgen.study.fingerprint.code_fingerprint` plus the SHA-256 of the executable source
-    of this module and of :mod:`npgen.study.figure7_exact`: a Figure 7 run's key changes with the
-    math of the models and with this study's measurements, not with their docstrings or comments."""
-    source = executable_source(__file__) + executable_source(figure7_exact.__file__)
+    of this module, of :mod:`npgen.study.figure7_exact` and of :mod:`npgen.study.figure7_metrics`:
+    a Figure 7 run's key changes with the math of the models and with this study's measurements,
+    not with their docstrings or comments."""
+    source = "".join(executable_source(module.__file__)
+                     for module in (figure7_exact, figure7_metrics)) + executable_source(__file__)
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     return f"{code_fingerprint()}+fig7-{digest}"
 
@@ -357,73 +357,6 @@ def _model_run(config, run_dir):
     if config["model"] == "data" and config["dataset"] == "mixture":
         metrics["exact_mass_between"] = float(mixture_mass_between(line["m"], sigma=MIXTURE_SIGMA))
     return metrics
-
-
-# --------------------------------------------------------------------------- measurements
-
-
-def projection_line(clean):
-    """The line of the mixture: {"center" c, "direction" u, "m"} from the clean 3 and 7."""
-    c3, c7 = (np.asarray(c, np.float64) for c in clean)
-    gap = c7 - c3
-    return {"center": (c3 + c7) / 2, "direction": gap / np.linalg.norm(gap),
-            "m": float(np.linalg.norm(gap) / 2)}
-
-
-def project(line, x):
-    """t = u . (x - c) for the rows of x (float64)."""
-    return (np.asarray(x, np.float64) - line["center"]) @ line["direction"]
-
-
-def histogram_edges(t_data, bins):
-    """``bins`` + 1 edges over the data's projections, widened by a quarter of their range on
-    each side (the same edges for every model of a data set)."""
-    lo, hi = float(t_data.min()), float(t_data.max())
-    pad = 0.25 * (hi - lo)
-    return np.linspace(lo - pad, hi + pad, bins + 1)
-
-
-def projection_metrics(line, samples, predicted, bins, data):
-    """The numbers of one histogram: masses below, between and above the modes, the share
-    classified as neither 3 nor 7, the spread of each side, and the 400-bin counts per class."""
-    t = project(line, samples)
-    m = line["m"]
-    edges = histogram_edges(project(line, data), bins)
-    classes = {"3": predicted == DIGITS[0], "7": predicted == DIGITS[1],
-               "other": ~np.isin(predicted, DIGITS)}
-    counts = {name: np.histogram(t[keep], edges)[0].tolist() for name, keep in classes.items()}
-    sides = [t[t < 0], t[t >= 0]]
-    near = {digit: np.abs(t - mode) <= m / 2 for digit, mode in (("3", -m), ("7", m))}
-    return {"m": m, "n_samples": int(t.size), "p_left": float(np.mean(t <= -m / 2)),
-            "near_3": float(np.mean(near["3"] & classes["3"])),
-            "near_7": float(np.mean(near["7"] & classes["7"])),
-            "p_right": float(np.mean(t > m / 2)),
-            "mass_between": float(np.mean(np.abs(t) <= m / 2)) if t.size else 0.0,
-            "share_other": float(np.mean(classes["other"])),
-            "share_3": float(np.mean(classes["3"])), "share_7": float(np.mean(classes["7"])),
-            "side_spread": float(np.mean([s.std() for s in sides if s.size > 1])) if t.size else 0.0,
-            "projection_mean": float(t.mean()), "projection_std": float(t.std()),
-            "edges": edges.tolist(), "counts": counts,
-            "outside_edges": int(np.sum((t < edges[0]) | (t > edges[-1])))}
-
-
-def theorem1_bound(m, lip, p_left):
-    """Theorem 1's lower bound on the mass with |t| <= m / 2 (module doc); 0 when p_left is 0
-    or 1 (every sample on one side)."""
-    if not 0 < p_left < 1 or not np.isfinite(lip) or lip <= 0:
-        return 0.0
-    return float(mass_between_modes_bound(m, lip, p_left))
-
-
-def lipschitz_metrics(network, config, m, p_left):
-    """Certified upper and searched lower bounds of Lip(g) (l2, z -> x in pixel units) and
-    Theorem 1's bound with each."""
-    bounds = lipschitz_bounds(layers_of(network), n_starts=config["lipschitz_starts"],
-                              steps=config["lipschitz_steps"], seed=config["seed"])
-    return {"upper": bounds.upper, "upper_method": bounds.upper_method,
-            "lower": bounds.lower, "lower_method": bounds.lower_method,
-            "theorem1_with_upper": theorem1_bound(m, bounds.upper, p_left),
-            "theorem1_with_lower": theorem1_bound(m, bounds.lower, p_left)}
 
 
 # --------------------------------------------------------------------------- the study
