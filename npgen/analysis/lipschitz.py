@@ -523,13 +523,17 @@ def _box_bounds(layers, offsets, lo, hi, x0, forced):
     give others, and each is intersected with its plain enclosure. The mean-value forms keep
     the correlation between units, so the bound on g' tightens like the square of the box width
     (and the far tails, where z is nearly linear in x, close). Through the activation:
-    a' = act'(z) z',  a'' = act''(z) z'^2 + act'(z) z''. A unit forced on (state 1) has z >= 0,
-    forced off (state 0) z <= 0: its interval is cut to that side, so its slope is one number
-    instead of [min(slope, 1), max(slope, 1)].
+    a' = act'(z) z',  a'' = act''(z) z'^2 + act'(z) z''. These enclosures hold on the whole
+    box. The bound is carried by a second chain of first derivatives for the forced region: a
+    unit forced on (state 1) has z >= 0, forced off (state 0) z <= 0, so its slope there is one
+    number instead of [min(slope, 1), max(slope, 1)]; that chain takes plain interval
+    arithmetic inside the whole box's enclosures, not the mean-value forms, whose anchor x0 may
+    lie across a kink from the forced region.
     """
     x = x0[:, None]
     one, zero = np.ones_like(x), np.zeros_like(x)
     nodes = [((lo[:, None], hi[:, None]), (one, one), (zero, zero))]
+    forced_slopes = [(one, one)]
     points = [(x, one)]
     shift = (lo - x0)[:, None], (hi - x0)[:, None]
     empty = np.zeros(lo.size, bool)
@@ -543,19 +547,27 @@ def _box_bounds(layers, offsets, lo, hi, x0, forced):
         ddz = _interval_affine(*ends[2], W, 0.0)
         dz = _intersect(_interval_linear(*ends[1], W), dzp, _interval_mul(*ddz, *shift))
         z = _intersect(_interval_affine(*ends[0], W, b), zp, _interval_mul(*dz, *shift))
+        # The derivative on the forced region: plain interval arithmetic on the forced chain,
+        # inside the whole box's enclosure (the mean-value forms hold on the whole box only:
+        # the anchor x0 may lie outside the forced region, across a kink from it).
+        forced_ends = [gather_segments(layer.inputs, [d[end] for d in forced_slopes]) for end in (0, 1)]
+        plain = _interval_linear(*forced_ends, W)
+        forced_dz = (np.maximum(plain[0], dz[0]), np.minimum(plain[1], dz[1]))
+        forced_z = z
         if col is not None:
             state = forced[:, col:col + W.shape[0]]
             straddle[:, col:col + W.shape[0]] = (state < 0) & (z[0] < 0) & (z[1] > 0)
-            z = (np.where(state == 1, np.maximum(z[0], 0.0), z[0]),
-                 np.where(state == 0, np.minimum(z[1], 0.0), z[1]))
-            empty |= (z[0] > z[1]).any(axis=1)
+            forced_z = (np.where(state == 1, np.maximum(z[0], 0.0), z[0]),
+                        np.where(state == 0, np.minimum(z[1], 0.0), z[1]))
+            empty |= (forced_z[0] > forced_z[1]).any(axis=1)
         slope = _interval_act_prime(layer, *z)
         bend = _interval_mul(*_interval_act_second(layer, *z), *_interval_square(*dz))
         carry = _interval_mul(*slope, *ddz)
         nodes.append((_interval_act(layer, *z), _interval_mul(*slope, *dz),
                       (bend[0] + carry[0], bend[1] + carry[1])))
+        forced_slopes.append(_interval_mul(*_interval_act_prime(layer, *forced_z), *forced_dz))
         points.append((_act(layer, zp), _act_prime(layer, zp) * dzp))
-    d_lo, d_hi = nodes[-1][1]
+    d_lo, d_hi = forced_slopes[-1]
     upper = np.sqrt((np.maximum(np.abs(d_lo), np.abs(d_hi)) ** 2).sum(axis=1))
     return np.where(empty, 0.0, upper), np.linalg.norm(points[-1][1], axis=1), straddle
 
