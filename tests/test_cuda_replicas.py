@@ -396,3 +396,41 @@ def test_loss_shapes_that_do_not_fit_are_one_sentence():
         ck.score_matching_loss(x, x, sigma, 3, x, ck.to_device(np.zeros(2)))
     with pytest.raises(ValueError, match="gradient_penalty: array shapes do not fit"):
         ck.gradient_penalty(x, ck.to_device(np.ones(2)), 1.0, x, ck.to_device(np.zeros(3)))
+
+
+@pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="counts the simulator's launches and copies")
+@pytest.mark.parametrize("kind", [GAN, VAE, SGM])
+def test_a_training_step_copies_nothing_to_the_host(kind, monkeypatch):
+    """A step of the lockstep loop waits for nothing on the host: no device-to-host copy (the
+    cuBLAS stand-in's own copies of its operands aside), its losses written into the epoch's
+    device array; the epoch's one read is the only copy."""
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    copies, in_product = [], [False]
+    real_copy, real_matmul = FakeCUDAArray.copy_to_host, ck.xp_matmul
+
+    def copy_to_host(self, *args, **kwargs):
+        if not in_product[0]:
+            copies.append(self.shape)
+        return real_copy(self, *args, **kwargs)
+
+    def matmul(*args, **kwargs):
+        in_product[0] = True
+        try:
+            return real_matmul(*args, **kwargs)
+        finally:
+            in_product[0] = False
+
+    monkeypatch.setattr(FakeCUDAArray, "copy_to_host", copy_to_host)
+    monkeypatch.setattr(ck, "xp_matmul", matmul)
+    B, n = 4, 8
+    models = [kind(seed=seed, dtype="float64", **({} if kind is SGM else TINY)) for seed in (1, 2)]
+    batched = replicas.Lockstep(models, ck, B)
+    data = ck.to_device(np.stack([two_gaussians(2.0, n=n, seed=s) for s in (1, 2)]))
+    order = ck.to_device(np.tile(np.arange(n), (2, 1)))
+    batched.start_epoch(n // B)
+    for start in (0, B):
+        batched.step(data, order, start)
+    assert copies == []
+    losses = batched.epoch_losses()
+    assert len(copies) == 1 and all(values.shape == (n // B, 2) for values in losses.values())
