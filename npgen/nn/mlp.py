@@ -113,7 +113,9 @@ class MLP(ReplicatedParameters):
         self.seed = check_seed(seed)
         self.n_layers = len(self.sizes) - 1
         self.segments = layer_segments(self.sizes, self.skip)
-        self.fan_in = [segment_spans(segs, self.sizes)[-1][1] for segs in self.segments]
+        #: Columns [start, stop) of each segment of each layer's input (laid out once).
+        self.spans = [segment_spans(segs, self.sizes) for segs in self.segments]
+        self.fan_in = [spans[-1][1] for spans in self.spans]
         self.layout = ParameterLayout(
             [block for k, (out, fan_in) in enumerate(zip(self.sizes[1:], self.fan_in))
              for block in ((f"{k}.weight", (out, fan_in)), (f"{k}.bias", (out,)))])
@@ -249,7 +251,7 @@ class MLP(ReplicatedParameters):
         if self._aliased(k):
             return nodes[self.segments[k][0][0]]
         h = buffers[k]
-        for (start, stop), seg in zip(segment_spans(self.segments[k], self.sizes), self.segments[k]):
+        for (start, stop), seg in zip(self.spans[k], self.segments[k]):
             for position, j in enumerate(seg):
                 self.ops.put_columns(nodes[j], h, start, stop - start, position > 0)
         return h
@@ -257,7 +259,7 @@ class MLP(ReplicatedParameters):
     def _scatter(self, k, grad_h, grad_nodes, written):
         """Add the gradient of layer k's input to the gradient of every node it was built from
         (write it to a node not ``written`` yet, and mark it written)."""
-        for (start, _), seg in zip(segment_spans(self.segments[k], self.sizes), self.segments[k]):
+        for (start, _), seg in zip(self.spans[k], self.segments[k]):
             for j in seg:
                 self.ops.take_columns(grad_h, start, grad_nodes[j], written[j])
                 written[j] = True
