@@ -30,6 +30,7 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import get_cython_function_address, intrinsic
 
 from . import IDENTITY, KERNELS, LEAKY_RELU, RELU, SIGMOID, SILU, TANH
+from .langevin_tables import first_layer_pieces as _first_layer_pieces
 from .numpy_ref import LANGEVIN_GOLDEN, LANGEVIN_MIX, SPECTRAL_NORM_EPS
 
 __all__ = list(KERNELS)
@@ -1045,30 +1046,6 @@ def _box_muller(key, pair):
     u1 = (float(bits >> np.uint64(32)) + 0.5) * 2.0 ** -32
     u2 = (float(bits & np.uint64(0xFFFFFFFF)) + 0.5) * 2.0 ** -32
     return math.sqrt(-2.0 * math.log(u1)), 2.0 * math.pi * u2
-
-
-def _first_layer_pieces(W1, b1, W2a, slope1):
-    """Layer 2's input W2a h1(x) as a piecewise-affine function of the scalar x.
-
-    h1 = leaky_slope1(w1 x + b1) is affine in x between the sorted kinks t_k = -b1_k / w1_k
-    (a unit with w1_k = 0 has none): on piece p, h1 = d_p * (w1 x + b1) with d_p,k = 1 or
-    slope1 according to the side of kink k the piece lies on. Hence
-        W2a h1(x) = A_p x + C_p,    A_p = W2a (d_p * w1),    C_p = W2a (d_p * b1).
-    Piece p holds kinks[p-1] <= x < kinks[p] (kinks[-1] = -inf, kinks[K] = +inf).
-    Returns kinks (K,), A (K+1, H2) and C (K+1, H2), computed in float64, in W1's dtype.
-    """
-    w1, b = W1[:, 0].astype(np.float64), b1.astype(np.float64)
-    moving = w1 != 0
-    kinks = np.sort(-b[moving] / w1[moving])
-    if kinks.size == 0:
-        inside = np.zeros(1)
-    else:
-        inside = np.concatenate([[kinks[0] - 1], (kinks[:-1] + kinks[1:]) / 2, [kinks[-1] + 1]])
-    d = np.where(inside[:, None] * w1 + b > 0, 1.0, slope1)
-    W2 = W2a.astype(np.float64)
-    dtype = W1.dtype
-    return (kinks.astype(dtype), np.ascontiguousarray((d * w1) @ W2.T, dtype),
-            np.ascontiguousarray((d * b) @ W2.T, dtype))
 
 
 @njit(**_OPTIONS, fastmath={"reassoc", "contract", "nsz"})

@@ -44,7 +44,7 @@ import math
 
 import numpy as np
 
-from . import IDENTITY, KERNELS, LEAKY_RELU, RELU, SILU, TANH
+from . import IDENTITY, KERNELS, LEAKY_RELU, RELU, SILU, TANH, langevin_tables
 from .numpy_ref import LANGEVIN_GOLDEN, LANGEVIN_MIX, SPECTRAL_NORM_EPS
 
 #: The one sentence for a machine without the CUDA libraries.
@@ -72,10 +72,6 @@ RNG_STATES_PER_REPLICA = 64
 
 #: Width of the shared-memory array of a block reduction: the most threads of a reduction block.
 REDUCE_WIDTH = 128
-
-#: The most hidden units of the score network's first layer that annealed_langevin takes
-#: (each thread keeps that layer in local memory).
-LANGEVIN_MAX_HIDDEN = 512
 
 #: Launch sizes of the grid-stride kernels (see :func:`configure`).
 LAUNCH = {"threads": 256, "max_blocks": 4096}
@@ -967,77 +963,113 @@ def _noise(key, step):
 
 
 @cuda.jit
-def _langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seeds,
-              first_step, slope1, slope2, with_gradient, dx0, grad_sq):
-    """One thread per (replica r, sample i): the loop of annealed_langevin with replica r's
-    network and seed; with_gradient also carries dx0 and grad_sq."""
-    h1 = cuda.local.array(LANGEVIN_MAX_HIDDEN, float64)
-    dh1 = cuda.local.array(LANGEVIN_MAX_HIDDEN, float64)
+def _langevin(x, kinks, A, C, beff2, w3, beff3, rates, n_steps_per_level, seeds, first_step,
+              numbers, with_gradient, dx0, grad_sq, by_level, trace_slot, traces, bad_level):
+    """One thread per (replica r, sample i): the loop of annealed_langevin on replica r's
+    tables (kernels.langevin_tables), with its seed. The score is computed in x's type, as
+    the CPU kernel does: rates[r, l] = (alpha, alpha / 2, sqrt(alpha)) and numbers = (slope2,
+    0, 1) come in that type, and x is stored after every step (rounding the float64 noise
+    term's sum to x's type). with_gradient also carries dx0 and grad_sq, writes grad_sq after
+    each level into by_level (when it has L rows) and after each step into
+    traces[r, step, trace_slot[r, i]] (for slots >= 0). bad_level[r] falls to the first level
+    after which a sample of replica r is NaN or inf."""
     R, n = x.shape
-    H2, H1 = W2a.shape[1], W2a.shape[2]
-    n_levels = alphas.shape[1]
+    K, H2 = kinks.shape[1], w3.shape[1]
+    n_levels = rates.shape[1]
+    slope, zero, one = numbers[0], numbers[1], numbers[2]
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for index in range(start, R * n, stride):
         r, i = index // n, index % n
         key = _sample_key(seeds[r], i)
-        xi = float64(x[r, i])
+        slot = trace_slot[r, i] if trace_slot.shape[1] == n else -1
+        xi = x[r, i]
+        di, ni = (dx0[r, i], grad_sq[r, i]) if with_gradient else (zero, zero)
         step = first_step
+        p = 0
         for level in range(n_levels):
-            alpha = float64(alphas[r, level])
-            half_alpha, root_alpha = alpha / 2, math.sqrt(alpha)
+            alpha, half_alpha, root_alpha = rates[r, level, 0], rates[r, level, 1], rates[r, level, 2]
             for _ in range(n_steps_per_level):
-                for j in range(H1):
-                    w = float64(W1[r, j, 0])
-                    z1 = xi * w + b1[r, j]
-                    h1[j] = z1 if z1 > 0 else slope1 * z1
-                    dh1[j] = w if z1 > 0 else slope1 * w
-                score = float64(beff3[r, level])
-                dscore = 0.0
+                while p > 0 and xi < kinks[r, p - 1]:
+                    p -= 1
+                while p < K and xi >= kinks[r, p]:
+                    p += 1
+                score, dscore = beff3[r, level], zero
                 for k in range(H2):
-                    z2 = float64(beff2[r, level, k])
-                    dz2 = 0.0
-                    for j in range(H1):
-                        z2 += W2a[r, k, j] * h1[j]
-                        if with_gradient:
-                            dz2 += W2a[r, k, j] * dh1[j]
-                    gain = W3a[r, 0, k] * (1.0 if z2 > 0 else slope2)
-                    score += gain * z2
-                    dscore += gain * dz2
+                    a = A[r, p, k]
+                    u = a * xi + (C[r, p, k] + beff2[r, level, k])
+                    score += w3[r, k] * max(u, slope * u)
+                    if with_gradient:
+                        dscore += w3[r, k] * a * (one if u > 0 else slope)
                 if with_gradient:
-                    f = 1.0 + half_alpha * dscore
-                    dx0[r, i] = f * dx0[r, i]
-                    grad_sq[r, i] = f * f * grad_sq[r, i] + alpha
+                    f = one + half_alpha * dscore
+                    di = f * di
+                    ni = f * f * ni + alpha
+                    if slot >= 0:
+                        traces[r, step - first_step, slot] = ni
                 x[r, i] = xi + (half_alpha * score + root_alpha * _noise(key, step))
-                xi = float64(x[r, i])  # rounded to x's type at every step, as numpy_ref
+                xi = x[r, i]
                 step += 1
+            if with_gradient and by_level.shape[1] == n_levels:
+                by_level[r, level, i] = ni
+            if not math.isfinite(xi):
+                cuda.atomic.min(bad_level, r, level)
+        if with_gradient:
+            dx0[r, i], grad_sq[r, i] = di, ni
 
 
 def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seeds,
-                      first_step, slope1, slope2, dx0=None, grad_sq=None):
+                      first_step, slope1, slope2, dx0=None, grad_sq=None, by_level=None,
+                      trace_slot=None, traces=None, bad_level=None):
     """x <- x + (alpha_l / 2) s_l(x) + sqrt(alpha_l) z, n_steps_per_level times per level l,
     in place, for every replica r with its own score network and seed (numpy_ref's
     annealed_langevin, arrays with a leading replica axis): x (R, n), W1 (R, H1, 1), b1 (R, H1),
     W2a (R, H2, H1), beff2 (R, L, H2), W3a (R, 1, H2), beff3 (R, L), alphas (R, L), seeds (R,)
     integers. With dx0 and grad_sq (R, n) given, also, with f = 1 + (alpha_l / 2) s_l'(x) at
     the x before each step: dx0 <- f dx0 and grad_sq <- f^2 grad_sq + alpha_l.
+
+    One launch runs every level of every replica. The first layer is tabulated on the host
+    (:func:`npgen.kernels.langevin_tables.replica_pieces`, the CPU kernel's tables), so a
+    step costs one pass over the H2 units of the sample's piece. Optional outputs, with the
+    gradient only: ``by_level`` (R, L, n) receives grad_sq after each level; ``trace_slot``
+    (R, n) int64, a slot in 0 .. k-1 for each traced sample and -1 elsewhere, has
+    ``traces`` (R, T, k) receive a traced sample's grad_sq after each of the T =
+    L n_steps_per_level steps. ``bad_level`` (R,) int64, where given, is lowered to the first
+    level after which one of replica r's samples is NaN or inf (left as it is otherwise).
     """
+    what = "annealed_langevin"
     R, n = x.shape
     H2, H1 = W2a.shape[1:]
     L = alphas.shape[1]
+    seeds = np.asarray(seeds, np.uint64)
     _check(W1.shape == (R, H1, 1) and b1.shape == (R, H1) and W2a.shape[0] == R
            and beff2.shape == (R, L, H2) and W3a.shape == (R, 1, H2) and beff3.shape == (R, L)
-           and alphas.shape == (R, L) and len(seeds) == R, "annealed_langevin")
-    if H1 > LANGEVIN_MAX_HIDDEN:
-        raise ValueError(f"annealed_langevin takes at most {LANGEVIN_MAX_HIDDEN} first-layer"
-                         f" units, got {H1}")
+           and alphas.shape == (R, L) and seeds.shape == (R,), what)
     with_gradient = dx0 is not None or grad_sq is not None
     if with_gradient:
         _check(dx0 is not None and grad_sq is not None and dx0.shape == x.shape
-               and grad_sq.shape == x.shape, "annealed_langevin")
-    seeds = np.asarray(seeds, np.uint64)
-    _langevin[_grid(R * n)](x, W1, b1, W2a, beff2, W3a, beff3, alphas, int(n_steps_per_level),
-                            seeds, int(first_step), float(slope1), float(slope2), with_gradient,
-                            dx0 if with_gradient else x, grad_sq if with_gradient else x)
+               and grad_sq.shape == x.shape, what)
+    _check((trace_slot is None) == (traces is None) and (with_gradient or (
+        by_level is None and traces is None)), what)
+    if by_level is not None:
+        _check(by_level.shape == (R, L, n), what)
+    if traces is not None:
+        _check(trace_slot.shape == (R, n) and traces.shape[:2] == (R, L * int(n_steps_per_level)),
+               what)
+    dtype = x.dtype
+    kinks, A, C = langevin_tables.replica_pieces(_host(W1), _host(b1), _host(W2a), float(slope1))
+    alpha = _host(alphas).astype(np.float64)
+    rates = np.stack([alpha, alpha / 2, np.sqrt(alpha)], axis=2).astype(dtype)
+    numbers = np.array([slope2, 0, 1], dtype)
+    empty = cuda.device_array((R, 0, 0), dtype)
+    _langevin[_grid(R * n)](
+        x, to_device(kinks), to_device(A), to_device(C), beff2,
+        to_device(_host(W3a)[:, 0]), beff3, to_device(rates), int(n_steps_per_level), seeds,
+        int(first_step), to_device(numbers), with_gradient,
+        dx0 if with_gradient else x, grad_sq if with_gradient else x,
+        empty if by_level is None else by_level,
+        cuda.device_array((R, 0), np.int64) if trace_slot is None else trace_slot,
+        empty if traces is None else traces,
+        cuda.to_device(np.full(R, L, np.int64)) if bad_level is None else bad_level)
 
 
 # --------------------------------------------------------------------------- annealed Langevin in d dimensions

@@ -59,7 +59,7 @@ KERNEL_ARGUMENTS = {
     "_score_matching_loss_levels": "a3 a3 a3 j2 a2 a2 d1 a3 d1",
     "_gradient_penalty": "a3 d1 f a3 d1",
     "_gather_rows": "a3 j2 i a3 i i",
-    "_langevin": "a2 a3 a2 a3 a3 a3 a2 a2 i u1 i f f b a2 a2",
+    "_langevin": "a2 a2 a3 a3 a3 a2 a2 a3 i u1 i a1 b a2 a2 a3 j2 a3 j1",
     "_langevin_mlp_move": "a3 a3 a2 a2 a2 d1 a2 i u1 i",
     "_softmax_cross_entropy": "a3 a3 a3 d1",
     "_dual_loss": "i a2 a2 d1 f a2 a2 d1 d1",

@@ -21,7 +21,7 @@ from npgen import GAN, SGM, VAE
 from npgen.data import two_gaussians
 from npgen.kernels import cuda as ck
 from npgen.kernels import numpy_ref
-from npgen.models import replicas, sgm
+from npgen.models import replicas
 from npgen.models.replicas import fit_many
 from npgen.study import devices, metrics_schema, plans, reproduce, runs, sweep
 from tiny_study import ONE_RUN_PLAN, TINY_PARTICLES, register
@@ -319,16 +319,18 @@ def _tiny_models(config):
                 **TINY_ARCHITECTURE, **options)
 
 
-class _ChainOnHost(sgm._HostChain):
-    """The device chain's stand-in for a whole study under the simulator (3 passes of 1000
-    steps would take it hours; test_the_device_sampler_is_the_cpu_sampler checks the chain
-    itself): runs on the host and counts its uses."""
+class _SampleOnHost:
+    """The batched device sampler's stand-in for a whole study under the simulator (3 passes
+    of 1000 steps would take it hours; tests/test_cuda_sampler.py checks the launch itself):
+    each model's CPU sampler, with the calls counted."""
 
-    uses = 0
+    calls = 0
 
-    def __init__(self, *args):
-        super().__init__(*args)
-        type(self).uses += 1
+    def __call__(self, models, n, seeds, traces=None, **options):
+        type(self).calls += 1
+        traces = traces or [None] * len(models)
+        return [model.sample(n, seed=seed, trace=trace, quiet=True, **options)
+                for model, seed, trace in zip(models, seeds, traces)]
 
 
 def test_reproduce_on_cuda_trains_every_model_on_the_device_and_reports(tmp_path, monkeypatch):
@@ -340,7 +342,7 @@ def test_reproduce_on_cuda_trains_every_model_on_the_device_and_reports(tmp_path
     monkeypatch.setitem(plans.PLANS, "sim", ONE_RUN_PLAN)
     monkeypatch.setitem(runs.PARTICLE_PRESETS, "sim", dict(TINY_PARTICLES, batch_size=4))
     monkeypatch.setattr(devices, "build_model", _tiny_models)
-    monkeypatch.setattr(sgm, "_DeviceChain", _ChainOnHost)
+    monkeypatch.setattr(devices, "sample_many", _SampleOnHost())
     out = str(tmp_path / "study")
     report = reproduce.reproduce("sim", only="fig3", out=out, quiet=True, device="cuda")
     with open(os.path.join(out, "study.json"), encoding="utf-8") as handle:
@@ -353,7 +355,7 @@ def test_reproduce_on_cuda_trains_every_model_on_the_device_and_reports(tmp_path
             config = json.load(handle)
         devices_seen[config["model"]] = config.get("device", "cpu")
     assert devices_seen == {"gan": "cuda", "vae": "cuda", "sgm": "cuda"}
-    assert _ChainOnHost.uses == 3  # the run's samples, then its gradient and its traces
+    assert _SampleOnHost.calls == 3  # the batch's samples, then its gradients and its traces
     assert os.path.exists(report) and os.path.exists(reproduce.redraw_figure("3", out))
 
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import kernels
 from ..nn.adam import Adam
 from ..nn.dense_score import HIDDEN_SIZES, DenseScoreNetwork, check_noise_levels
 from ..nn.score import FEATURES, SLOPE, SLOPE_X, ScoreNetwork, sinusoidal_features
@@ -78,9 +77,23 @@ def _check_trace(trace, n, lipschitz):
     return indices.astype(np.int64)
 
 
+def _check_sampling(n, seed, denoise, quiet, lipschitz, step_lr, n_steps_per_level):
+    """(n, seed, the other options as a dict) of :meth:`SGM.sample`, each checked."""
+    n = check_number("n", n, low=1, high=MAX_SAMPLES, integer=True)
+    if seed is not None:
+        seed = check_seed(seed)
+    return n, seed, {
+        "denoise": check_bool("denoise", denoise), "quiet": check_bool("quiet", quiet),
+        "lipschitz": check_bool("lipschitz", lipschitz),
+        "step_lr": check_number("step_lr", step_lr, low=0, low_open=True),
+        "n_steps_per_level": check_number("n_steps_per_level", n_steps_per_level, low=1,
+                                          high=MAX_STEPS_PER_LEVEL, integer=True)}
+
+
 class _HostChain:
     """The Langevin chain of one sampling pass on the score network's own (CPU) kernels: the
-    samples x (n,) and the gradient arrays (dx0, grad_sq, or none) move in place."""
+    samples x (n,) and the gradient arrays (dx0, grad_sq, or none) move in place. (On a GPU,
+    :func:`npgen.models.sgm_device.sample_many` runs whole chains in one launch instead.)"""
 
     def __init__(self, score, x, gradient, beff2, beff3, alphas, noise_seed):
         w = score.weights
@@ -95,30 +108,6 @@ class _HostChain:
         beff2, beff3, alpha = self.levels[level]
         self.kernels.annealed_langevin(self.x, W1, b1, W2x, beff2, W3x, beff3, alpha, n_steps,
                                        self.noise_seed, first_step, SLOPE_X, SLOPE, *self.gradient)
-
-
-class _DeviceChain(_HostChain):
-    """The same chain on a CUDA GPU: the cuda backend's annealed_langevin on one replica (a
-    leading axis of 1), the network and the chain kept on the device; after each ``run`` the
-    host arrays x and gradient hold the chain's state. The noise is numpy_ref's counter-based
-    stream, so the samples are the CPU chain's, to float rounding."""
-
-    def __init__(self, score, x, gradient, beff2, beff3, alphas, noise_seed):
-        super().__init__(score, x, gradient, beff2, beff3, alphas, noise_seed)
-        ck = self.ck = kernels.get_replica_backend("cuda")
-        self.on_device = [ck.to_device(a[None]) for a in (x, *gradient)]
-        self.layers = [ck.to_device(a[None]) for a in self.layers]
-        self.levels = [[ck.to_device(a[None]) for a in arrays] for arrays in self.levels]
-        self.noise_seed = [noise_seed]
-
-    def run(self, level, n_steps, first_step):
-        W1, b1, W2x, W3x = self.layers
-        beff2, beff3, alpha = self.levels[level]
-        x, *gradient = self.on_device
-        self.ck.annealed_langevin(x, W1, b1, W2x, beff2, W3x, beff3, alpha, n_steps,
-                                  self.noise_seed, first_step, SLOPE_X, SLOPE, *gradient)
-        for host, device in zip((self.x, *self.gradient), self.on_device):
-            host[...] = self.ck.to_host(device)[0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -352,37 +341,36 @@ class SGM(ReplicatedModel):
         g(x_0, z_1, ..., z_T) of its T + 1 standard normal inputs, for each sample, and returns
         ``(samples, SamplerGradient)`` (see :class:`SamplerGradient`). ``trace``, a sequence of
         sample indices (with ``lipschitz=True`` only), also records those samples' squared
-        gradient norm after every step; the samples are the same, the steps then run one kernel
-        call each.
+        gradient norm after every step; the samples are the same (on the CPU the steps then
+        run one kernel call each).
 
-        ``device="cuda"`` runs the Langevin chain on a CUDA GPU (``npgen[cuda]``), with the same
-        noise: the samples and gradients are those of the CPU chain to float rounding.
+        ``device="cuda"`` runs the whole chain on a CUDA GPU (``npgen[cuda]``) in one launch
+        (:func:`npgen.models.sgm_device.sample_many`, which samples many runs at once), with
+        the same noise: the samples and gradients are those of the CPU chain to float rounding.
         """
         if self.mean is None:
             raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
-        n = check_number("n", n, low=1, high=MAX_SAMPLES, integer=True)
-        if seed is not None:
-            seed = check_seed(seed)
-        denoise = check_bool("denoise", denoise)
-        quiet = check_bool("quiet", quiet)
-        lipschitz = check_bool("lipschitz", lipschitz)
-        step_lr = check_number("step_lr", step_lr, low=0, low_open=True)
-        n_steps_per_level = check_number("n_steps_per_level", n_steps_per_level, low=1,
-                                         high=MAX_STEPS_PER_LEVEL, integer=True)
+        n, seed, options = _check_sampling(n, seed, denoise, quiet, lipschitz, step_lr,
+                                           n_steps_per_level)
         traced = _check_trace(trace, n, lipschitz)
-        chain_type = {"cpu": _HostChain, "cuda": _DeviceChain}[
-            check_choice("device", device, SAMPLING_DEVICES)]
-        rng = np.random.default_rng(seed)
-        x = rng.standard_normal(n, dtype=self.dtype)
-        noise_seed = int(rng.integers(2 ** 63))
-        beff2, beff3 = self.score.effective_biases(self.sigmas)
-        alphas = (step_lr * self.sigmas ** 2 / self.sigmas[-1] ** 2).astype(self.dtype)
+        if check_choice("device", device, SAMPLING_DEVICES) == "cuda":
+            from .sgm_device import sample_checked
+            [result] = sample_checked([self], n, [seed], [traced], **options)
+            if isinstance(result, Exception):
+                raise result
+            return result
+        return self._sample_on_host(n, seed, traced, **options)
+
+    def _sample_on_host(self, n, seed, traced, denoise, quiet, lipschitz, step_lr,
+                        n_steps_per_level):
+        """:meth:`sample` on the score network's own kernels (arguments checked)."""
+        x, noise_seed = self._chain_start(n, seed)
+        beff2, beff3, alphas = self._chain_levels(step_lr)
         gradient = (np.ones_like(x), np.ones_like(x)) if lipschitz else ()
-        chain = chain_type(self.score, x, gradient, beff2, beff3, alphas, noise_seed)
+        chain = _HostChain(self.score, x, gradient, beff2, beff3, alphas, noise_seed)
         by_level = [gradient[1].copy()] if lipschitz else None
         steps = [gradient[1][traced].copy()] if traced is not None else None
-        steps_per_call = (1 if traced is not None else n_steps_per_level if device == "cuda"
-                          else max(1, CHAIN_CALL_WORK // n))
+        steps_per_call = 1 if traced is not None else max(1, CHAIN_CALL_WORK // n)
         progress = progress_bar(self.sigmas.size, label="SGM sampling", unit="level", quiet=quiet)
         try:
             for level in range(self.sigmas.size):
@@ -392,23 +380,48 @@ class SGM(ReplicatedModel):
                     if steps is not None:
                         steps.append(gradient[1][traced].copy())
                 if not np.isfinite(x).all():
-                    raise ValueError(
-                        f"step_lr={step_lr:g} made the samples NaN or inf at noise level {level}"
-                        f" (sigma={self.sigmas[level]:.3g}); use a smaller step_lr (default {STEP_LR:g})")
+                    raise self._diverged(step_lr, level)
                 if lipschitz:
                     by_level.append(gradient[1].copy())
                 advance(progress, 1, sigma=float(self.sigmas[level]))
         finally:
             progress.close()
+        return self._finish_chain(x, gradient, denoise, n_steps_per_level, by_level, traced,
+                                  None if steps is None else np.array(steps))
+
+    def _chain_start(self, n, seed):
+        """(x_0 (n,) ~ N(0, 1) in the model's dtype, the Langevin noise's seed), both from
+        ``seed``: what every device starts a chain from."""
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal(n, dtype=self.dtype)
+        return x, int(rng.integers(2 ** 63))
+
+    def _chain_levels(self, step_lr):
+        """(beff2 (L, 196), beff3 (L,), alphas (L,)) of the chain: the per-level biases of the
+        score network and alpha_l = step_lr sigma_l^2 / sigma_L^2, in the model's dtype."""
+        beff2, beff3 = self.score.effective_biases(self.sigmas)
+        return beff2, beff3, (step_lr * self.sigmas ** 2 / self.sigmas[-1] ** 2).astype(self.dtype)
+
+    def _diverged(self, step_lr, level):
+        """The ValueError of a chain whose samples are NaN or inf after noise level ``level``."""
+        return ValueError(
+            f"step_lr={step_lr:g} made the samples NaN or inf at noise level {level}"
+            f" (sigma={self.sigmas[level]:.3g}); use a smaller step_lr (default {STEP_LR:g})")
+
+    def _finish_chain(self, x, gradient, denoise, n_steps_per_level, by_level, traced, by_step):
+        """The result of :meth:`sample` from the chain's end: x (n,) and ``gradient`` (dx0,
+        grad_sq, or ()) are denoised in place where asked, x is mapped to data coordinates,
+        and with a gradient a :class:`SamplerGradient` of ``by_level`` ((L + 1, n) rows),
+        ``traced`` and ``by_step`` ((T + 1, k), or None) comes with the samples."""
         if denoise:
             self._denoise(x, *gradient)
         samples = (x.astype(np.float64) * self.std + self.mean).astype(self.dtype)[:, None]
-        if not lipschitz:
+        if not gradient:
             return samples
         return samples, SamplerGradient(
             data_std=self.std, dx0=gradient[0], grad_sq=gradient[1],
-            grad_sq_by_level=np.array(by_level), steps_per_level=n_steps_per_level,
-            traced=traced, grad_sq_by_step=None if steps is None else np.array(steps))
+            grad_sq_by_level=np.asarray(by_level), steps_per_level=n_steps_per_level,
+            traced=traced, grad_sq_by_step=by_step)
 
     def _denoise(self, x, dx0=None, grad_sq=None):
         """x <- x + sigma_L^2 s(x, sigma_L) in place, in fixed-size chunks; with dx0 and grad_sq,

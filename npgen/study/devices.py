@@ -6,7 +6,9 @@ spectral norm and with or without the gradient penalty, and every SGM) records
 ``"device": "cuda"`` in its configuration. Its key changes with it: a GPU run draws its latents
 on the device, so it is its own run, stored beside CPU runs in the same way (run folder,
 config.json, metrics.json, report). An SGM's samples, and the sampler's gradient,
-also come from the device (``SGM.sample(device="cuda")``). The other runs stay CPU runs.
+also come from the device: the SGM runs of a batch are sampled together, each of the three
+sampling passes (the samples, the sampler's gradient, the traces) one launch for the whole
+batch (:func:`draw_sgm_batch`). The other runs stay CPU runs.
 
 The runs of a sweep that share an architecture, and differ only in m and seed, train as one
 batch (:func:`batches`); a group larger than the device's free memory holds is split, from an
@@ -18,10 +20,12 @@ import time
 
 from .. import kernels
 from ..models.replicas import fit_many, replica_bytes
+from ..models.sgm_device import sample_many
 from ..util.checks import check_choice
 from .fingerprint import code_fingerprint
 from .run_metrics import lipschitz_tracker
-from .runs import build_model, finish_run, run_data
+from .runs import build_model, finish_run, run_data, sample_seed
+from .sampler import SamplerDraws, check_same_samples, traced_for
 from .sweep import config_key, find_run_dir
 
 DEVICES = ("cpu", "cuda")
@@ -77,6 +81,33 @@ def batches(configs, bytes_per_replica, free_bytes):
     return out
 
 
+def draw_sgm_batch(models, configs):
+    """The :class:`npgen.study.sampler.SamplerDraws` of SGM runs of one batch (trained models,
+    configurations that differ only in m and seed), or, for a run whose sampling failed, its
+    error: each pass samples every run in one launch (:func:`sample_many`), the traced pass
+    with each run's own traced samples."""
+    n, seeds = configs[0]["n_samples"], [sample_seed(c) for c in configs]
+    options = {"denoise": configs[0]["denoise"]}
+    plain = sample_many(models, n, seeds, **options)
+    gradients = sample_many(models, n, seeds, lipschitz=True, **options)
+    traces = [None if isinstance(p, Exception) or isinstance(g, Exception)
+              else traced_for(p, g[1], c["m"]) for p, g, c in zip(plain, gradients, configs)]
+    traced = sample_many(models, n, seeds, lipschitz=True, traces=traces, **options)
+    draws = []
+    for samples, with_gradient, with_traces in zip(plain, gradients, traced):
+        failed = next((r for r in (samples, with_gradient, with_traces) if isinstance(r, Exception)),
+                      None)
+        try:
+            if failed is not None:
+                raise failed
+            check_same_samples(with_gradient[0], samples, "sampler's gradient")
+            check_same_samples(with_traces[0], samples, "traced sampling")
+            draws.append(SamplerDraws(samples, with_gradient[1], with_traces[1]))
+        except (ValueError, RuntimeError) as error:
+            draws.append(error)
+    return draws
+
+
 def config_replica_bytes(config):
     """Device bytes one replica of this run needs (see replica_bytes)."""
     return replica_bytes(build_model(config), config["batch_size"], config["n_data"])
@@ -86,8 +117,9 @@ class BatchedRuns:
     """The sweep's run function of a cuda study: ``self(config, run_dir)`` as train_run.
 
     The first call for a run trains its whole batch (the unfinished runs of ``configs`` with
-    its architecture, see :func:`batches`) with fit_many and keeps the trained models; each
-    call then samples, measures and writes one of them. A replica whose training diverged
+    its architecture, see :func:`batches`) with fit_many and keeps the trained models (an SGM
+    batch is also sampled, :func:`draw_sgm_batch`); each call then measures and writes one of
+    them. A replica whose training diverged
     raises its error there, so the sweep records it as a failed run; an error of the whole
     batch (the device out of memory, say) is recorded for each of its runs, trained once.
     """
@@ -97,17 +129,19 @@ class BatchedRuns:
         pending = [c for c in unique.values() if find_run_dir(c, runs_dir) is None]
         backend = kernels.get_replica_backend("cuda")
         self.batches = batches(pending, config_replica_bytes, backend.free_bytes())
-        self.trained = {}
+        self.trained, self.drawn = {}, {}
 
     def __call__(self, config, run_dir):
         key = config_key(config)
         if key not in self.trained:
             self._train_batch_of(key)
         model, outcome, curve, seconds, replicas = self.trained.pop(key)
-        if isinstance(outcome, Exception):
-            raise outcome
+        draws = self.drawn.pop(key, None)
+        for failure in (outcome, draws):
+            if isinstance(failure, Exception):
+                raise failure
         metrics = finish_run(model, outcome, curve, config, run_dir, time.perf_counter(),
-                             train_seconds=seconds / replicas)
+                             train_seconds=seconds / replicas, draws=draws)
         metrics["batch"] = {"replicas": replicas, "train_seconds": seconds}
         return metrics
 
@@ -128,3 +162,10 @@ class BatchedRuns:
         seconds = time.perf_counter() - start
         for c, model, outcome, (curve, _) in zip(batch, models, outcomes, trackers):
             self.trained[config_key(c)] = (model, outcome, curve, seconds, len(batch))
+        trained = [k for k, outcome in enumerate(outcomes) if not isinstance(outcome, Exception)]
+        if batch[0]["model"] == "sgm" and trained:
+            try:
+                draws = draw_sgm_batch([models[k] for k in trained], [batch[k] for k in trained])
+            except Exception as error:  # noqa: BLE001 -- as training's: each run's own
+                draws = [error] * len(trained)
+            self.drawn.update((config_key(batch[k]), d) for k, d in zip(trained, draws))

@@ -57,7 +57,7 @@ from .exact_sampler import exact_score_metrics
 from .fingerprint import code_fingerprint
 from .records import samples_path
 from .run_metrics import distribution_metrics, lipschitz_metrics, lipschitz_tracker, particle_metrics
-from .sampler import sampler_metrics
+from .sampler import sampler_draws, sampler_metrics
 
 MODELS = ("gan", "vae", "sgm")
 #: Every model a run can train: the paper's three and the generative particles
@@ -270,19 +270,26 @@ def run_data(config):
     return two_gaussians(config["m"], n=config["n_data"], seed=config["seed"])
 
 
+def sample_seed(config):
+    """The seed a run's samples are drawn with (each sampling pass of an SGM's uses it)."""
+    return config["seed"] + 1_000_003
+
+
 def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=True,
-               train_seconds=None):
+               train_seconds=None, draws=None):
     """Sample and measure a trained model and write its files into ``run_dir`` (what
     :func:`train_run` does after training). ``start``: the perf_counter time the run began;
-    ``train_seconds``: its training time, by default the time since ``start``.
-    Returns the metrics dict."""
+    ``train_seconds``: its training time, by default the time since ``start``; ``draws``: an
+    SGM's :class:`npgen.study.sampler.SamplerDraws` when its batch was sampled together
+    (:mod:`npgen.study.devices`), else the run samples here. Returns the metrics dict."""
     if train_seconds is None:
         train_seconds = time.perf_counter() - start
     sample_options = ({"denoise": config["denoise"], "device": config.get("device", "cpu")}
                       if config["model"] == "sgm" else {})
-    sample_seed = config["seed"] + 1_000_003
+    seed = sample_seed(config)
     n_samples = min(config["n_samples"], config.get("n_particles", config["n_samples"]))
-    samples = model.sample(n_samples, seed=sample_seed, quiet=quiet, **sample_options)
+    samples = (model.sample(n_samples, seed=seed, quiet=quiet, **sample_options)
+               if draws is None else draws.samples)
     metrics = {"train_seconds": train_seconds, "lipschitz_vs_epoch": lipschitz_curve}
     metrics.update(lipschitz_metrics(model, config))
     if config["model"] == "particles":
@@ -292,8 +299,10 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
                                         config.get("latent", "gaussian")))
     if config["model"] == "sgm":
         os.makedirs(run_dir, exist_ok=True)
-        metrics.update(sampler_metrics(model, config, run_dir, samples, sample_seed, sample_options))
-        metrics.update(exact_score_metrics(model, config, run_data(config), sample_seed, distribution_metrics))
+        if draws is None:
+            draws = sampler_draws(model, config, samples, seed, sample_options)
+        metrics.update(sampler_metrics(model, config, run_dir, draws))
+        metrics.update(exact_score_metrics(model, config, run_data(config), seed, distribution_metrics))
     metrics["final_losses"] = {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}
     metrics["wall_seconds"] = time.perf_counter() - start
     os.makedirs(run_dir, exist_ok=True)

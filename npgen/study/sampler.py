@@ -117,24 +117,48 @@ def expansion_steps(grad_sq_by_step, share=EXPANSION_SHARE):
     return np.where(total > 0, np.argmax(reached, axis=0) + 1, 0)
 
 
-def sampler_metrics(model, config, run_dir, samples, sample_seed, sample_options):
-    """Sample the run's SGM again with the sampler's gradient (``sample_seed``, the seed of
-    the run's ``samples``), then once more tracing a few samples; returns the metrics above and
-    writes TRACE_FILE into ``run_dir``. All three passes draw the same samples (checked)."""
+class SamplerDraws(NamedTuple):
+    """A run's three sampling passes, all from its sample seed: ``samples`` (n, 1), then the
+    same samples drawn again with the sampler's gradient (``gradient``, a SamplerGradient),
+    then once more tracing the samples of :func:`traced_for` (``traced``)."""
+    samples: np.ndarray
+    gradient: object
+    traced: object
+
+
+def traced_for(samples, gradient, m):
+    """The samples to trace for one run (:func:`traced_indices` at the largest |grad g|)."""
+    return traced_indices(samples[:, 0].astype(np.float64), m, int(np.argmax(gradient.norm)))
+
+
+def check_same_samples(drawn, samples, what):
+    """Raise RuntimeError unless the ``what`` pass drew the run's ``samples`` exactly."""
+    if not np.array_equal(drawn, samples):
+        raise RuntimeError(f"the {what} pass drew other samples than the run's; its metrics would"
+                           " not describe them")
+
+
+def sampler_draws(model, config, samples, sample_seed, sample_options):
+    """:class:`SamplerDraws` of one run sampled on its own: the run's ``samples`` (drawn with
+    ``sample_seed`` and ``sample_options``), then the gradient and the traced passes, each
+    checked to draw the same samples."""
     drawn, gradient = model.sample(config["n_samples"], seed=sample_seed, quiet=True, lipschitz=True,
                                    **sample_options)
-    if not np.array_equal(drawn, samples):
-        raise RuntimeError("sampling with the sampler's gradient drew other samples than the run's; "
-                           "the gradient metrics would not describe them")
+    check_same_samples(drawn, samples, "sampler's gradient")
+    again, traced = model.sample(config["n_samples"], seed=sample_seed, quiet=True, lipschitz=True,
+                                 trace=traced_for(samples, gradient, config["m"]), **sample_options)
+    check_same_samples(again, samples, "traced sampling")
+    return SamplerDraws(samples, gradient, traced)
+
+
+def sampler_metrics(model, config, run_dir, draws):
+    """The metrics above from one run's :class:`SamplerDraws`; writes TRACE_FILE into
+    ``run_dir``."""
+    samples, gradient, traced_gradient = draws
     x, m = samples[:, 0].astype(np.float64), config["m"]
     norm = gradient.norm
     top = int(np.argmax(norm))
-    traced = traced_indices(x, m, top)
-    again, traced_gradient = model.sample(config["n_samples"], seed=sample_seed, quiet=True, lipschitz=True,
-                                          trace=traced, **sample_options)
-    if not np.array_equal(again, samples):
-        raise RuntimeError("the traced sampling pass drew other samples than the run's; the traces "
-                           "would not describe them")
+    traced = traced_gradient.traced
     by_step = traced_gradient.grad_sq_by_step
     labels = classes_of(x[traced], m)
     steps = expansion_steps(by_step)
