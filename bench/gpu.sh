@@ -30,7 +30,7 @@ if [[ ${#dry[@]} -eq 0 ]]; then
     python3 -c "import cupy; print('cupy', cupy.__version__)" | tee -a "$out/versions.txt" || status=$?
 fi
 timeout 300 python3 bench/gpu.py --out "$out" --budget 200 "${dry[@]}" || status=$?
-tests=(tests/test_cuda_kernels.py tests/test_cuda_replicas.py)
+tests=(tests/test_cuda_kernels.py tests/test_cuda_replicas.py tests/test_cuda_sampler.py)
 if [[ ${#dry[@]} -eq 0 ]]; then
     timeout 200 python3 -m pytest -q -p no:cacheprovider "${tests[@]}" 2>&1 | tee "$out/device_tests.txt" || status=$?
 else

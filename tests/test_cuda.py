@@ -26,10 +26,12 @@ def _run_simulated(*test_files, timeout=600):
 
 
 def test_kernels_and_batched_training_under_the_simulator():
-    """tests/test_cuda_kernels.py (every kernel against numpy_ref) and
-    tests/test_cuda_replicas.py (batched GAN training) pass under the simulator."""
+    """tests/test_cuda_kernels.py (every kernel against numpy_ref),
+    tests/test_cuda_replicas.py (batched training) and tests/test_cuda_sampler.py (batched SGM
+    sampling) pass under the simulator."""
     pytest.importorskip("numba_cuda")
-    code, output = _run_simulated("test_cuda_kernels.py", "test_cuda_replicas.py")
+    code, output = _run_simulated("test_cuda_kernels.py", "test_cuda_replicas.py",
+                                  "test_cuda_sampler.py")
     assert code == 0 and " passed" in output and "skipped" not in output, output[-4000:]
 
 
