@@ -11,8 +11,9 @@ from .gan import GAN
 from .particles import Particles
 from .replicas import fit_many
 from .sgm import SGM, VectorSGM
+from .sgm_device import sample_many
 from .vae import VAE
 from .wasserstein_embedding import WassersteinEmbedding
 
 __all__ = ["GAN", "VAE", "SGM", "VectorSGM", "Particles", "DigitClassifier", "WassersteinEmbedding",
-           "fit_many"]
+           "fit_many", "sample_many"]

@@ -23,8 +23,9 @@ MATH_MODULES = ("npgen.kernels", "npgen.data", "npgen.nn", "npgen.models", "npge
                 "npgen.study.runs", "npgen.study.run_metrics", "npgen.study.sampler",
                 "npgen.study.exact_sampler")
 #: The modules that compute only the runs of a device (a configuration's ``"device"``): for
-#: cuda, its kernels, batched training and the batching of a study's runs.
-DEVICE_MODULES = {"cuda": ("npgen.kernels.cuda", "npgen.models.replicas", "npgen.study.devices")}
+#: cuda, its kernels, batched training and sampling, and the batching of a study's runs.
+DEVICE_MODULES = {"cuda": ("npgen.kernels.cuda", "npgen.models.replicas", "npgen.models.sgm_device",
+                           "npgen.study.devices")}
 
 
 def _without_docstrings(tree):
