@@ -971,8 +971,8 @@ def _langevin(x, kinks, A, C, beff2, w3, beff3, rates, n_steps_per_level, seeds,
     0, 1) come in that type, and x is stored after every step (rounding the float64 noise
     term's sum to x's type). with_gradient also carries dx0 and grad_sq, writes grad_sq after
     each level into by_level (when it has L rows) and after each step into
-    traces[r, step, trace_slot[r, i]] (for slots >= 0). bad_level[r] falls to the first level
-    after which a sample of replica r is NaN or inf."""
+    traces[r, step, trace_slot[r, i]] (for slots in 0 .. k-1). bad_level[r] falls to the first
+    level after which a sample of replica r is NaN or inf."""
     R, n = x.shape
     K, H2 = kinks.shape[1], w3.shape[1]
     n_levels = rates.shape[1]
@@ -1004,7 +1004,7 @@ def _langevin(x, kinks, A, C, beff2, w3, beff3, rates, n_steps_per_level, seeds,
                     f = one + half_alpha * dscore
                     di = f * di
                     ni = f * f * ni + alpha
-                    if slot >= 0:
+                    if 0 <= slot < traces.shape[2]:
                         traces[r, step - first_step, slot] = ni
                 x[r, i] = xi + (half_alpha * score + root_alpha * _noise(key, step))
                 xi = x[r, i]
@@ -1031,8 +1031,8 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
     (:func:`npgen.kernels.langevin_tables.replica_pieces`, the CPU kernel's tables), so a
     step costs one pass over the H2 units of the sample's piece. Optional outputs, with the
     gradient only: ``by_level`` (R, L, n) receives grad_sq after each level; ``trace_slot``
-    (R, n) int64, a slot in 0 .. k-1 for each traced sample and -1 elsewhere, has
-    ``traces`` (R, T, k) receive a traced sample's grad_sq after each of the T =
+    (R, n) int64, a slot in 0 .. k-1 for each traced sample and -1 elsewhere (a slot outside
+    0 .. k-1 traces nothing), has ``traces`` (R, T, k) receive a traced sample's grad_sq after each of the T =
     L n_steps_per_level steps. ``bad_level`` (R,) int64, where given, is lowered to the first
     level after which one of replica r's samples is NaN or inf (left as it is otherwise).
     """
