@@ -345,8 +345,9 @@ class SGM(ReplicatedModel):
         run one kernel call each).
 
         ``device="cuda"`` runs the whole chain on a CUDA GPU (``npgen[cuda]``) in one launch
-        (:func:`npgen.models.sgm_device.sample_many`, which samples many runs at once), with
-        the same noise: the samples and gradients are those of the CPU chain to float rounding.
+        (:func:`npgen.models.sgm_device.sample_many`, which samples many runs at once; no
+        progress line), with the same noise: the samples and gradients are those of the CPU
+        chain to float rounding.
         """
         if self.mean is None:
             raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
