@@ -968,8 +968,8 @@ def _langevin(x, kinks, A, C, beff2, w3, beff3, rates, n_steps_per_level, seeds,
     """One thread per (replica r, sample i): the loop of annealed_langevin on replica r's
     tables (kernels.langevin_tables), with its seed. The score is computed in x's type, as
     the CPU kernel does: rates[r, l] = (alpha, alpha / 2, sqrt(alpha)) and numbers = (slope2,
-    0, 1) come in that type, and x is stored after every step (rounding the float64 noise
-    term's sum to x's type). with_gradient also carries dx0 and grad_sq, writes grad_sq after
+    0, 1) come in that type, and each step's new x is rounded to that type (the noise is
+    float64), in a register. with_gradient also carries dx0 and grad_sq, writes grad_sq after
     each level into by_level (when it has L rows) and after each step into
     traces[r, step, trace_slot[r, i]] (for slots in 0 .. k-1). bad_level[r] falls to the first
     level after which a sample of replica r is NaN or inf."""
@@ -977,6 +977,7 @@ def _langevin(x, kinks, A, C, beff2, w3, beff3, rates, n_steps_per_level, seeds,
     K, H2 = kinks.shape[1], w3.shape[1]
     n_levels = rates.shape[1]
     slope, zero, one = numbers[0], numbers[1], numbers[2]
+    rounded = cuda.local.array(1, x.dtype)  # a register of x's type
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for index in range(start, R * n, stride):
         r, i = index // n, index % n
@@ -1006,13 +1007,14 @@ def _langevin(x, kinks, A, C, beff2, w3, beff3, rates, n_steps_per_level, seeds,
                     ni = f * f * ni + alpha
                     if 0 <= slot < traces.shape[2]:
                         traces[r, step - first_step, slot] = ni
-                x[r, i] = xi + (half_alpha * score + root_alpha * _noise(key, step))
-                xi = x[r, i]
+                rounded[0] = xi + (half_alpha * score + root_alpha * _noise(key, step))
+                xi = rounded[0]
                 step += 1
             if with_gradient and by_level.shape[1] == n_levels:
                 by_level[r, level, i] = ni
             if not math.isfinite(xi):
                 cuda.atomic.min(bad_level, r, level)
+        x[r, i] = xi
         if with_gradient:
             dx0[r, i], grad_sq[r, i] = di, ni
 
