@@ -37,6 +37,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -143,8 +144,8 @@ def time_sampler(replicas, n, lipschitz):
 
 def paper_batches(dry_run):
     """The GPU batches of the paper preset (:func:`npgen.study.devices.batches` over its
-    unique cuda runs), each with the plan's figures its runs appear in, and the count of the
-    preset's runs that stay on CPU. A dry run keeps DRY['batch_runs'] runs of each batch."""
+    unique cuda runs), each with the plan's figures its runs appear in, and the preset's runs
+    that stay on CPU, in words. A dry run keeps DRY['batch_runs'] runs of each batch."""
     from npgen.study import devices, plans, sweep
 
     figures = {}
@@ -156,7 +157,9 @@ def paper_batches(dry_run):
     for batch in devices.batches(on_device, None, None):
         names = sorted(set().union(*(figures[sweep.config_key(c)][1] for c in batch)))
         out.append((batch[:DRY["batch_runs"]] if dry_run else batch, names))
-    return out, len(figures) - len(on_device)
+    on_cpu = Counter(describe(config) for config, _ in figures.values()
+                     if config.get("device") != "cuda")
+    return out, "; ".join(f"{count} runs of {what}" for what, count in sorted(on_cpu.items()))
 
 
 def batch_models(batch, settings, dry_run):
@@ -172,7 +175,7 @@ def batch_models(batch, settings, dry_run):
 def describe(config):
     """A paper batch's architecture in a few words."""
     words = [config["model"].upper()]
-    if config["model"] != "sgm":
+    if config["model"] in ("gan", "vae"):
         words += [config.get("skip", "plain"), f"{config['n_layers']} layers"]
     if config.get("sn_generator"):
         words.append("spectrally normed generator")
@@ -285,7 +288,7 @@ def measure(dry_run, budget, out):
         "fp32_peak_tflops": None if peak is None else peak / 1e12, "peak_source": peak_source,
         "tf32": tf32_setting(), "product_timer": ProductMeter(ck).timer,
         "python": platform.python_version(), "cpu_runs_of_the_paper_preset": cpu_runs,
-        "not_timed": f"the paper preset's {cpu_runs} runs that stay on CPU (the particles), and"
+        "not_timed": f"the paper preset's runs that stay on CPU ({cpu_runs or 'none'}), and"
                      " each run's measurements after training and sampling (exact Lipschitz"
                      " constants, the exact-score sampler, histograms, MW2), on the host"})
     for kind in KINDS:

@@ -127,7 +127,7 @@ def _meter_module():
 
 HEADER = {"device": "test", "dry_run": False, "simulator": False, "fp32_peak_tflops": 67.0,
           "peak_source": "H100 SXM, NVIDIA datasheet", "python": "3", "not_timed": "nothing",
-          "product_timer": "CUDA events", "cpu_runs_of_the_paper_preset": 0,
+          "product_timer": "CUDA events", "cpu_runs_of_the_paper_preset": "",
           "tf32": {"CUPY_TF32": None, "NVIDIA_TF32_OVERRIDE": None, "tf32": False, "how": "test"}}
 
 
@@ -194,7 +194,7 @@ def test_the_peak_is_found_by_the_device_name_or_unknown():
     assert meter.fp32_peak("NVIDIA A100-SXM4-80GB") == (None, "peak unknown")
 
 
-def _gpu_result(peak=67.0, cpu_runs=0, fig3_seconds=100.0, share=60.0, tf32=False):
+def _gpu_result(peak=67.0, cpu_runs="", fig3_seconds=100.0, share=60.0, tf32=False):
     """A complete result of a GPU run with the given numbers."""
     rows = [{"what": f"{kind} step (npgen cuda)", "replicas": 330, "seconds_per_step": 1.0,
              "percent_of_fp32_peak_products": share} for kind in ("GAN", "VAE", "SGM")]
@@ -221,7 +221,7 @@ def test_targets_are_decided_from_a_gpu_run_only():
     assert slow[0] == ("not met", "3000 s (50.0 min) projected from the timed steps")
     assert slow[1][0] == "not met" and slow[2] == (
         "not met", "GAN 40%, VAE 40%, SGM 40% (TF32 on: the products ran on tensor cores)")
-    untimed = verdicts(cpu_runs=66, peak=None)
+    untimed = verdicts(cpu_runs="66 runs of PARTICLES", peak=None)
     assert untimed[1][0] == "inconclusive" and "not timed: nothing" in untimed[1][1]
     assert untimed[2] == ("inconclusive", "peak unknown for test")
     for flag in ("dry_run", "simulator"):

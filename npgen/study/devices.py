@@ -2,7 +2,8 @@
 
 With ``device="cuda"`` every run that :func:`npgen.models.replicas.fit_many` can batch (the
 GANs and VAEs of Figures 2 to 6, plain, resnet or densenet, a GAN's generator with or without
-spectral norm and with or without the gradient penalty, and every SGM) records
+spectral norm and with or without the gradient penalty, Gaussian latents only, and every SGM)
+records
 ``"device": "cuda"`` in its configuration. Its key changes with it: a GPU run draws its latents
 on the device, so it is its own run, stored beside CPU runs in the same way (run folder,
 config.json, metrics.json, report). An SGM's samples, and the sampler's gradient,
@@ -42,8 +43,10 @@ def check_device(device):
 
 def batchable(config):
     """Whether fit_many trains this run: an SGM, a VAE or a GAN (plain, resnet or densenet
-    networks alike, a GAN with or without the gradient penalty)."""
-    return config["model"] in ("sgm", "vae", "gan")
+    networks alike, a GAN with or without the gradient penalty) with Gaussian latents (the
+    device draws no others: the Cauchy-latent GANs stay CPU runs)."""
+    return (config["model"] in ("sgm", "vae", "gan")
+            and config.get("latent", "gaussian") == "gaussian")
 
 
 def device_plan(runs, device):
