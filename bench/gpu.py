@@ -98,11 +98,12 @@ def time_models(ck, models, settings, budget):
         steps += 1
     ck.synchronize()
     seconds = (time.perf_counter() - start) / steps
+    metered = settings["steps"]
     with ProductMeter(ck) as meter:
-        for k in range(settings["steps"]):
+        for k in range(metered):
             batched.step(data, order, (k % 4) * B)
         product_seconds = meter.seconds()
-    return seconds, product_seconds / settings["steps"], meter.flops / settings["steps"], meter.timer
+    return seconds, product_seconds / metered, meter.flops / metered, meter.timer
 
 
 def step_row(what, models, settings, timing, peak):
@@ -267,6 +268,7 @@ def measure(dry_run, budget, out):
     """Every timing of the module doc, each row written to ``out`` as it is measured; returns
     them, with the targets' verdicts, as a JSON-able dict."""
     from npgen import kernels
+    from npgen.models.sgm import NOISE_LEVELS
     ck = kernels.get_replica_backend("cuda")
     if dry_run:
         budget = 0.0  # exactly DRY["steps"] steps
@@ -295,26 +297,30 @@ def measure(dry_run, budget, out):
         for R in replicas:
             models = [_model(kind, r, settings) for r in range(R)]
             timing = time_models(ck, models, settings, budget=min(8.0, budget / 30))
-            results.add(step_row(f"{kind.upper()} step (npgen cuda)", models, settings, timing, peak))
+            results.add(step_row(f"{kind.upper()} step (npgen cuda)", models, settings, timing,
+                                 peak))
     torch_seconds = None if dry_run else time_torch_gan(settings)
     if torch_seconds is not None:
         flops = step_flops(_model("gan", 0, settings), settings["batch"])
         results.add({"what": "GAN step (published PyTorch, one run)", "replicas": 1,
                      "seconds_per_step": torch_seconds, "product_gflop_per_step": flops / 1e9,
                      "percent_of_fp32_peak_step": None if peak is None
-                     else 100 * flops / torch_seconds / peak})
+                     else 100 * flops / torch_seconds / peak,
+                     "note": "npgen's product count of the step; torch's generator step also"
+                             " computes the discriminator's weight gradients, not counted"})
     sgm_figures = next(names for batch, names in batches if batch[0]["model"] == "sgm")
-    chain_steps = 10 * PAPER_SAMPLING["steps_per_level"]
+    chain_steps = NOISE_LEVELS.size * PAPER_SAMPLING["steps_per_level"]
     for kind, passes in SAMPLING_PASSES.items():
         per_step, per_launch = time_sampler(sampler["replicas"], sampler["samples"],
                                             lipschitz=kind == "gradient")
-        results.add({"what": f"SGM sampler, one launch, {'plain' if kind == 'plain' else 'with the gradient and traces'}"
-                             f" ({sampler['samples']} samples each)",
+        how = "plain" if kind == "plain" else "with the gradient and traces"
+        results.add({"what": f"SGM sampler, one launch, {how} ({sampler['samples']} samples each)",
                      "replicas": sampler["replicas"], "seconds_per_step": per_step,
                      "seconds_per_launch": per_launch, "figures": sgm_figures,
                      "projected_seconds": passes * (per_launch + chain_steps * per_step),
-                     "projection": f"{passes} pass{'es' if passes > 1 else ''} of {chain_steps} steps"
-                                   f" of the SGM batch's {sampler['replicas']} runs"})
+                     "projection": f"{passes} pass{'es' if passes > 1 else ''} of"
+                                   f" {chain_steps} steps of the SGM batch's"
+                                   f" {sampler['replicas']} runs"})
     for batch, names in batches:
         models = batch_models(batch, settings, dry_run)
         own = settings if dry_run else dict(settings, batch=batch[0]["batch_size"])
@@ -389,11 +395,13 @@ def table(result):
     for row in result["rows"]:
         gflop = _cell(row.get("product_gflop_per_step"), ".3g")
         counted = row.get("counted_product_gflop_per_step")
-        if counted is not None and not np.isclose(counted, row["product_gflop_per_step"], rtol=1e-9):
+        if counted is not None and not np.isclose(counted, row["product_gflop_per_step"],
+                                                  rtol=1e-9):
             gflop += f" (products that ran: {counted:.3g})"
         product_ms = row.get("product_seconds_per_step")
+        product_ms = None if product_ms is None else 1e3 * product_ms
         lines.append(f"| {row['what']} | {row['replicas']} | {1e3 * row['seconds_per_step']:.3g} |"
-                     f" {gflop} | {_cell(None if product_ms is None else 1e3 * product_ms, '.3g')} |"
+                     f" {gflop} | {_cell(product_ms, '.3g')} |"
                      f" {_cell(row.get('percent_of_fp32_peak_step'), '.2g')} |"
                      f" {_cell(row.get('percent_of_fp32_peak_products'), '.2g')} |")
     lines.append("")

@@ -988,7 +988,8 @@ def _langevin(x, kinks, A, C, beff2, w3, beff3, rates, n_steps_per_level, seeds,
         step = first_step
         p = 0
         for level in range(n_levels):
-            alpha, half_alpha, root_alpha = rates[r, level, 0], rates[r, level, 1], rates[r, level, 2]
+            alpha, half_alpha = rates[r, level, 0], rates[r, level, 1]
+            root_alpha = rates[r, level, 2]
             for _ in range(n_steps_per_level):
                 while p > 0 and xi < kinks[r, p - 1]:
                     p -= 1
@@ -1034,9 +1035,10 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
     step costs one pass over the H2 units of the sample's piece. Optional outputs, with the
     gradient only: ``by_level`` (R, L, n) receives grad_sq after each level; ``trace_slot``
     (R, n) int64, a slot in 0 .. k-1 for each traced sample and -1 elsewhere (a slot outside
-    0 .. k-1 traces nothing), has ``traces`` (R, T, k) receive a traced sample's grad_sq after each of the T =
-    L n_steps_per_level steps. ``bad_level`` (R,) int64, where given, is lowered to the first
-    level after which one of replica r's samples is NaN or inf (left as it is otherwise).
+    0 .. k-1 traces nothing), has ``traces`` (R, T, k) receive a traced sample's grad_sq after
+    each of the T = L n_steps_per_level steps. ``bad_level`` (R,) int64, where given, is
+    lowered to the first level after which one of replica r's samples is NaN or inf (left as
+    it is otherwise).
     """
     what = "annealed_langevin"
     R, n = x.shape

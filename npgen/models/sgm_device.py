@@ -84,7 +84,8 @@ def sample_checked(models, n, seeds, traces, denoise, lipschitz, step_lr, n_step
             outputs["trace_slot"] = ck.to_device(slots)
             outputs["traces"] = ck.zeros((R, L * steps, max(1, slots.max() + 1)), models[0].dtype)
     ck.annealed_langevin(x, *weights[:3], beff2, weights[3], beff3, alphas, steps,
-                         [seed for _, seed in starts], 0, SLOPE_X, SLOPE, *gradient, bad_level=bad_level, **outputs)
+                         [seed for _, seed in starts], 0, SLOPE_X, SLOPE, *gradient,
+                         bad_level=bad_level, **outputs)
     x, bad_level = ck.to_host(x), ck.to_host(bad_level)
     gradient = [ck.to_host(array) for array in gradient]
     host = {name: ck.to_host(array) for name, array in outputs.items()}
