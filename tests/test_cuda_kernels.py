@@ -125,7 +125,7 @@ def test_activations_on_the_extended_reals():
     for name, kind in ACTIVATIONS.items():
         a, da = cuda.device_array(z.shape), cuda.device_array(z.shape)
         z_device, bias, ones = _device(z, np.zeros((R, 7)), np.ones(z.size))
-        ck._bias_activation[ck._grid(z.size)](bias, kind, 0.2, z_device, a)
+        ck._bias_activation[ck._grid(z.size)](z_device, z_device, False, bias, kind, 0.2, z_device, a)
         ck._tangent[ck._grid(z.size)](kind, 0.2, z_device.reshape(z.size), ones,
                                       da.reshape(z.size))
         for got, want, ulps in ((a, ref.activation(kind, 0.2, z[0, 0]), ACTIVATION_ULPS),
@@ -309,6 +309,35 @@ def test_spectral_norm_matches_each_replica_alone(iterations, dtype):
             _close(got.copy_to_host()[r], want, dtype)
         want_grad = ref.spectral_norm_backward(W[r], want_u, want_v, want_sigma, grad_W_sn[r])
         _close(dgW.copy_to_host()[r], old[r] + want_grad, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("iterations", [0, 1])
+def test_spectral_norm_of_every_layer_in_one_launch_is_numpy_refs(iterations, dtype):
+    """Three layers of different shapes, R replicas, one launch each way: each (layer,
+    replica) is numpy_ref's spectral_norm_forward_layers / spectral_norm_backward_layers."""
+    rng = np.random.default_rng(6)
+    shapes = [(4, 1), (3, 4), (1, 3)]
+    W = [_draw(rng, dtype, R, *shape) for shape in shapes]
+    u = [_draw(rng, dtype, R, rows) for rows, _ in shapes]
+    v = [_draw(rng, dtype, R, cols) for _, cols in shapes]
+    grad_W_sn, old = ([_draw(rng, dtype, R, *shape) for shape in shapes] for _ in range(2))
+    dW, du, dv, dgsn, dgW = ([cuda.to_device(a) for a in arrays]
+                             for arrays in (W, u, v, grad_W_sn, old))
+    W_sn = [cuda.device_array(w.shape, dtype) for w in W]
+    sigma = [cuda.device_array(R, np.float64) for _ in W]
+    ck.spectral_norm_forward_layers(dW, du, dv, iterations, W_sn, sigma)
+    ck.spectral_norm_backward_layers(dW, du, dv, sigma, dgsn, dgW, True)
+    for r in range(R):
+        want_W_sn, want_sigma, want_u, want_v = ref.spectral_norm_forward_layers(
+            [w[r] for w in W], [a[r] for a in u], [a[r] for a in v], iterations)
+        want_grad = ref.spectral_norm_backward_layers(
+            [w[r] for w in W], want_u, want_v, want_sigma, [g[r] for g in grad_W_sn])
+        for k in range(len(shapes)):
+            _close(sigma[k].copy_to_host()[r], want_sigma[k], dtype)
+            for got, want in ((W_sn, want_W_sn), (du, want_u), (dv, want_v)):
+                _close(got[k].copy_to_host()[r], want[k], dtype)
+            _close(dgW[k].copy_to_host()[r], old[k][r] + want_grad[k], dtype)
 
 
 def _score_networks(rng, dtype, levels=2, h1=5, h2=4):
