@@ -61,8 +61,9 @@ from numba.cuda.random import (
     xoroshiro128p_normal_float64,
 )
 
-__all__ = list(KERNELS) + list(LAYER_KERNELS) + ["standard_normal", "rng_states", "shuffle_orders", "zeros",
-                          "to_device", "to_host", "free_bytes", "synchronize"]
+__all__ = list(KERNELS) + list(LAYER_KERNELS) + [
+    "standard_normal", "standard_normal_fills", "rng_states", "shuffle_orders", "zeros",
+    "to_device", "to_host", "free_bytes", "synchronize"]
 
 #: Whether numba-cuda runs its simulator (NUMBA_ENABLE_CUDASIM=1) instead of a GPU.
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -266,15 +267,17 @@ def _chain_rule(kind, slope, z, grad_a, grad_z):
 
 @cuda.jit
 def _backward_columns(kind, slope, z, dz, grad_a, grad_da, grad_z, grad_dz, grad_b, accumulate,
-                      tangents):
+                      tangents, x, grad_W, outer):
     """One thread per (replica, unit j), down column j, with d1 = act'(z), d2 = act''(z):
     grad_z = grad_a d1, plus grad_da d2 dz and grad_dz = grad_da d1 when ``tangents`` (else
-    dz, grad_da and grad_dz are not touched); grad_b[r, j] (+)= sum_rows grad_z (in float64)."""
+    dz, grad_da and grad_dz are not touched); grad_b[r, j] (+)= sum_rows grad_z, and with
+    ``outer`` (a layer of one input x) grad_W[r, j, 0] (+)= sum_rows grad_z x (in float64; else
+    x and grad_W are not touched)."""
     R, n, out = z.shape
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for index in range(start, R * out, stride):
         r, j = index // out, index % out
-        total = 0.0
+        total, weight_total = 0.0, 0.0
         for i in range(n):
             d1 = _derivative(kind, slope, z[r, i, j])
             g = grad_a[r, i, j] * d1
@@ -283,7 +286,11 @@ def _backward_columns(kind, slope, z, dz, grad_a, grad_da, grad_z, grad_dz, grad
                 g += _second_derivative(kind, slope, z[r, i, j]) * (grad_da[r, i, j] * dz[r, i, j])
             grad_z[r, i, j] = g
             total += grad_z[r, i, j]
+            if outer:
+                weight_total += float64(grad_z[r, i, j]) * x[r, i, 0]
         grad_b[r, j] = grad_b[r, j] + total if accumulate else total
+        if outer:
+            grad_W[r, j, 0] = grad_W[r, j, 0] + weight_total if accumulate else weight_total
 
 
 def _flat(array):
@@ -315,18 +322,23 @@ def linear_forward(x, W, b, kind, slope, z, a):
 def linear_backward(x, W, z, a, grad_a, kind, slope, grad_z, grad_W, grad_b, grad_x,
                     accumulate, need_grad_x):
     """grad_z = grad_a act'(z), grad_W (+)= grad_z^T x, grad_b (+)= sum_rows grad_z,
-    grad_x = grad_z W when need_grad_x (grad_x may be None otherwise); per replica."""
+    grad_x = grad_z W when need_grad_x (grad_x may be None otherwise); per replica. The
+    column kernel that applies act' also sums grad_b, and for a layer of one input grad_W."""
     _check_layer(x, W, grad_b, z, "linear_backward")
     _check(a.shape == z.shape and grad_a.shape == z.shape and grad_z.shape == z.shape
            and grad_W.shape == W.shape, "linear_backward")
+    outer = x.shape[2] == 1
     _backward_columns[_grid(z.shape[0] * z.shape[2])](
-        kind, float(slope), z, z, grad_a, grad_a, grad_z, grad_z, grad_b, bool(accumulate), False)
-    _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x)
+        kind, float(slope), z, z, grad_a, grad_a, grad_z, grad_z, grad_b, bool(accumulate), False,
+        x, grad_W, outer)
+    _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x, not outer)
 
 
-def _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x):
-    """grad_W (+)= grad_z^T x and, when need_grad_x, grad_x = grad_z W."""
-    xp_matmul(grad_z, x, grad_W, transpose_a=True, accumulate=bool(accumulate))
+def _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x, weights=True):
+    """grad_W (+)= grad_z^T x (unless not ``weights``: a layer of one input has it from its
+    column kernel) and, when need_grad_x, grad_x = grad_z W."""
+    if weights:
+        xp_matmul(grad_z, x, grad_W, transpose_a=True, accumulate=bool(accumulate))
     if need_grad_x:
         _check(grad_x is not None and grad_x.shape == x.shape, "linear_backward")
         xp_matmul(grad_z, W, grad_x)
@@ -362,7 +374,8 @@ def linear_jvp_backward(x, dx, W, z, a, dz, grad_a, grad_da, kind, slope,
         a, dz, grad_a, grad_da, grad_z, grad_dz)) and grad_W.shape == W.shape,
         "linear_jvp_backward")
     _backward_columns[_grid(z.shape[0] * z.shape[2])](
-        kind, float(slope), z, dz, grad_a, grad_da, grad_z, grad_dz, grad_b, bool(accumulate), True)
+        kind, float(slope), z, dz, grad_a, grad_da, grad_z, grad_dz, grad_b, bool(accumulate), True,
+        x, grad_W, False)
     _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x)
     _parameter_products(grad_dz, dx, W, grad_W, grad_dx, True, need_grad_x)
 
@@ -858,25 +871,37 @@ def score_embedding_backward(features, params, slope, path, grad_beff2, grad_bef
 
 
 @cuda.jit
-def _adam(param, grad, m, v, step_size, root_bias2, beta1, beta2, eps):
+def _adam(params, grads, ms, vs, step_size, root_bias2, beta1, beta2, eps):
+    """Adam's update of every entry of every group g (params[g], grads[g], ms[g], vs[g])."""
     start, stride = cuda.grid(1), cuda.gridsize(1)
-    for i in range(start, param.size, stride):
-        g = float64(grad[i])
-        m[i] = beta1 * m[i] + (1 - beta1) * g
-        v[i] = beta2 * v[i] + (1 - beta2) * g * g
-        param[i] -= step_size * m[i] / (math.sqrt(float64(v[i])) / root_bias2 + eps)
+    for g in range(len(params)):
+        param, grad, m, v = params[g], grads[g], ms[g], vs[g]
+        for i in range(start, param.size, stride):
+            gradient = float64(grad[i])
+            m[i] = beta1 * m[i] + (1 - beta1) * gradient
+            v[i] = beta2 * v[i] + (1 - beta2) * gradient * gradient
+            param[i] -= step_size * m[i] / (math.sqrt(float64(v[i])) / root_bias2 + eps)
 
 
 def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps):
     """torch.optim.Adam on the flat buffers of every replica at once, step t from 1:
     m <- beta1 m + (1 - beta1) g,  v <- beta2 v + (1 - beta2) g^2,
     param <- param - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
-    _check(grad.shape == param.shape and m.shape == param.shape and v.shape == param.shape,
-           "adam_step")
+    adam_step_groups((param,), (grad,), (m,), (v,), step, lr, beta1, beta2, eps)
+
+
+def adam_step_groups(params, grads, ms, vs, step, lr, beta1, beta2, eps):
+    """:func:`adam_step` on every group g (params[g], grads[g], ms[g], vs[g]: tuples of flat
+    buffers, a network's each) at one step count and one set of rates, in one launch."""
+    params, grads, ms, vs = map(tuple, (params, grads, ms, vs))
+    _check(len(params) >= 1 and all(len(t) == len(params) for t in (grads, ms, vs))
+           and all(g.shape == p.shape and m.shape == p.shape and v.shape == p.shape
+                   for p, g, m, v in zip(params, grads, ms, vs)), "adam_step")
     step_size = lr / (1 - beta1 ** float(step))
     root_bias2 = math.sqrt(1 - beta2 ** float(step))
-    _adam[_grid(param.size)](_flat(param), _flat(grad), _flat(m), _flat(v), step_size,
-                             root_bias2, float(beta1), float(beta2), float(eps))
+    flat = [tuple(_flat(a) for a in group) for group in (params, grads, ms, vs)]
+    _adam[_grid(max(p.size for p in params))](*flat, step_size, root_bias2, float(beta1),
+                                              float(beta2), float(eps))
 
 
 # --------------------------------------------------------------------------- spectral norm
@@ -1055,26 +1080,34 @@ def rng_states(seeds):
 
 @cuda.jit
 def _standard_normal(states, single, out):
-    """State s of replica r fills out[r, s], out[r, s + S], ... with standard normals."""
-    R, size = out.shape
+    """State s of replica r fills out[t, r, s], out[t, r, s + S], ... with standard normals, for
+    t = 0, 1, ... in turn."""
+    fills, R, size = out.shape
     S = states.size // R
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for index in range(start, R * S, stride):
         r, s = index // S, index % S
-        for i in range(s, size, S):
-            if single:
-                out[r, i] = xoroshiro128p_normal_float32(states, index)
-            else:
-                out[r, i] = xoroshiro128p_normal_float64(states, index)
+        for t in range(fills):
+            for i in range(s, size, S):
+                if single:
+                    out[t, r, i] = xoroshiro128p_normal_float32(states, index)
+                else:
+                    out[t, r, i] = xoroshiro128p_normal_float64(states, index)
 
 
 def standard_normal(states, out):
     """Fill out (R, ...) with standard normals from :func:`rng_states` states, replica r's
     from its own states (the same numbers whatever R)."""
-    R = out.shape[0]
+    return standard_normal_fills(states, out.reshape(1, *out.shape))[0]
+
+
+def standard_normal_fills(states, out):
+    """out[t] for t = 0 .. T-1 (out (T, R, ...)) as T calls of :func:`standard_normal` on
+    out[0], out[1], ... in turn would fill them, in one launch."""
+    T, R = out.shape[:2]
     _check(states.size == R * RNG_STATES_PER_REPLICA, "standard_normal")
     _standard_normal[_grid(states.size)](states, out.dtype == np.float32,
-                                         out.reshape(R, out.size // R))
+                                         out.reshape(T, R, out.size // (T * R)))
     return out
 
 

@@ -619,6 +619,15 @@ def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps):
     return param - (lr / bias1) * m / (np.sqrt(v) / np.sqrt(bias2) + eps), m, v
 
 
+def adam_step_groups(params, grads, ms, vs, step, lr, beta1, beta2, eps):
+    """:func:`adam_step` of every group g on (params[g], grads[g], ms[g], vs[g]), with one
+    step count and one set of rates (the networks of one model); returns the lists of new
+    params, ms and vs."""
+    results = [adam_step(*group, step, lr, beta1, beta2, eps)
+               for group in zip(params, grads, ms, vs)]
+    return tuple(list(column) for column in zip(*results))
+
+
 # --------------------------------------------------------------------------- spectral norm
 
 SPECTRAL_NORM_EPS = 1e-12

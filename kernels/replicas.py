@@ -74,6 +74,12 @@ class ReplicaForm:
     def __getattr__(self, name):
         return getattr(self.module, name)
 
+    def adam_step_groups(self, params, grads, ms, vs, step, lr, beta1, beta2, eps):
+        """adam_step of every group g on (params[g], grads[g], ms[g], vs[g]), one after the other
+        (npgen.kernels.LAYER_KERNELS)."""
+        for group in zip(params, grads, ms, vs):
+            self.adam_step(*group, step, lr, beta1, beta2, eps)
+
     def spectral_norm_forward_layers(self, Ws, us, vs, n_power_iterations, W_sns, sigmas):
         """spectral_norm_forward of every layer k on (Ws[k], us[k], vs[k]) into W_sns[k] and
         sigmas[k], layer after layer (npgen.kernels.LAYER_KERNELS)."""

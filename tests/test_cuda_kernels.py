@@ -69,10 +69,13 @@ def _layer(rng, dtype, n=5, fan_in=3, out=4):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_forward_and_backward_match_each_replica_alone(activation, dtype):
+@pytest.mark.parametrize("fan_in", [3, 1])
+def test_forward_and_backward_match_each_replica_alone(activation, dtype, fan_in):
+    """A layer of one input makes its outer product in the bias kernel and its weight
+    gradient in the column kernel, with no product launched: the same numbers."""
     rng = np.random.default_rng(1)
     kind, slope = ACTIVATIONS[activation], 0.2
-    x, W, b = _layer(rng, dtype)
+    x, W, b = _layer(rng, dtype, fan_in=fan_in)
     grad_a = _draw(rng, dtype, R, 5, 4)
     old_W, old_b = _draw(rng, dtype, *W.shape), _draw(rng, dtype, *b.shape)
     z, a, grad_z = (cuda.device_array((R, 5, 4), dtype) for _ in range(3))

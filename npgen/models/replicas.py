@@ -88,6 +88,15 @@ def _shared_settings(model):
     return settings
 
 
+def step_noise(model):
+    """(fills, width): the device noise one step of ``model`` draws, ``fills`` arrays of
+    (batch, width) rows: a GAN's latents for its generator's and its discriminator's steps, a
+    VAE's eps, an SGM's noise on its rows."""
+    if isinstance(model, SGM):
+        return 1, 1
+    return (2 if isinstance(model, GAN) else 1), model.latent_dim
+
+
 def replica_bytes(model, batch_size, n_data):
     """An upper estimate of the device bytes one replica of ``model`` takes in
     :func:`fit_many`: for each network its parameters, gradients and Adam's two moments, its
@@ -95,20 +104,23 @@ def replica_bytes(model, batch_size, n_data):
     its workspace (``workspace_size``) for the rows it runs (B, and for a GAN's discriminator
     3B: the generator's B fakes and its own 2B rows; with the tangent path for a generator with
     the gradient penalty); plus the training data, the batch buffers, an SGM's per-level
-    features, the epoch's losses, its orders and their sort keys, and the RNG states."""
+    features, the epoch's losses, its orders and their sort keys, its noise (drawn ahead) and
+    the RNG states."""
     itemsize = np.dtype(model.dtype).itemsize
-    epoch_losses = 8 * 3 * (n_data // batch_size)  # at most 3 float64 losses a step
+    fills, width = step_noise(model)
+    # The epoch's losses (at most 3 float64 a step) and its noise.
+    epoch_arrays = 8 * 3 * (n_data // batch_size) + itemsize * fills * width * n_data
     if isinstance(model, SGM):
         net = model.score
         total = (n_data + 4 * net.n_params + net.workspace_size(batch_size) + net.state_size()
                  + model.sigmas.size * (FEATURES + 1) + 4 * batch_size)
-        return itemsize * total + 16 * n_data + 16 * 64 + epoch_losses
+        return itemsize * total + 16 * n_data + 16 * 64 + epoch_arrays
     total = n_data * model.data_dim + 8 * batch_size * (model.latent_dim + model.data_dim + 2)
     for name, net in model.networks().items():
         rows = 3 * batch_size if name == "discriminator" else batch_size
         tangents = name == "generator" and model.gp_lipschitz is not None
         total += 4 * net.n_params + net.state_size() + net.workspace_size(rows, tangents)
-    return itemsize * total + 16 * n_data + 16 * 64 + epoch_losses
+    return itemsize * total + 16 * n_data + 16 * 64 + epoch_arrays
 
 
 class Lockstep:
@@ -117,8 +129,9 @@ class Lockstep:
     :meth:`npgen.VAE._step`, :meth:`npgen.SGM._step`) takes each minibatch, gathered on the
     device from the replicas' shuffles. What :func:`fit_many` runs, and what bench/gpu.py times.
 
-    A step waits for nothing on the host and sends nothing to it: each epoch's orders are drawn
-    on the device (:func:`npgen.kernels.cuda.shuffle_orders`), and each loss kernel writes its
+    A step waits for nothing on the host and sends nothing to it: each epoch's orders and its
+    steps' noise are drawn on the device when it starts (:func:`npgen.kernels.cuda.shuffle_orders`,
+    :meth:`npgen.models.noise.DeviceNoise.draw_ahead`), and each loss kernel writes its
     (R,) losses straight into the epoch's row of a device array (losses, steps, R), which
     :meth:`epoch_losses` reads in one copy when the epoch ends.
     """
@@ -136,12 +149,16 @@ class Lockstep:
         self.order = ck.zeros((R, n_rows), np.int64)
         self.epoch = -1
         self.levels = None
+        fills, width = step_noise(first)
+        self.noise = (fills * self.steps, (batch_size, width), first.dtype)
 
     def start_epoch(self):
-        """Draw the next epoch's orders on the device, and let each model draw what the epoch
-        needs beyond them: an SGM, the noise level of each step (from its own stream)."""
+        """Draw the next epoch's orders and noise on the device, and let each model draw what
+        the epoch needs beyond them: an SGM, the noise level of each step (from its own
+        stream)."""
         self.epoch += 1
         self.ck.shuffle_orders(self.seeds, self.epoch, self.keys, self.order)
+        self.model.noise.draw_ahead(*self.noise)
         if isinstance(self.model, SGM):
             L = self.model.sigmas.size
             self.levels = self.ck.to_device(np.stack([m.rng.integers(L, size=self.steps)
