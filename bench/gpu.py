@@ -24,7 +24,8 @@ Measures, on the device it finds:
 
 The roof is 67 TFLOP/s: the FP32 (non-tensor-core) peak NVIDIA states for the H200 SXM. With
 ``--dry-run`` everything runs at tiny sizes (under the simulator when NUMBA_ENABLE_CUDASIM=1)
-to check the script itself; its numbers are not measurements.
+to check the script itself; its numbers are not measurements. Under the simulator it first
+prints each model's launches and copies per training step (bench/launch_count.py).
 """
 
 import argparse
@@ -113,15 +114,14 @@ def time_steps(ck, kind, replicas, settings, budget):
              "penalized gan": penalized_gan_step_flops}[kind]
     B = settings["batch"]
     models = [_model(kind, r, settings) for r in range(replicas)]
-    batched = Lockstep(models, ck, B)
+    batched = Lockstep(models, ck, B, 4 * B)
     data = ck.to_device(np.random.default_rng(0).standard_normal((replicas, 4 * B, 1), np.float32))
-    order = ck.to_device(np.tile(np.arange(4 * B), (replicas, 1)))
-    batched.start_epoch(4)
-    batched.step(data, order, 0)  # compiles and warms up
+    batched.start_epoch()
+    batched.step(data, 0)  # compiles and warms up
     ck.synchronize()
     steps, start = 0, time.perf_counter()
     while steps < settings["steps"] or (time.perf_counter() - start < budget and steps < 200):
-        batched.step(data, order, (steps % 4) * B)
+        batched.step(data, (steps % 4) * B)
         steps += 1
     ck.synchronize()
     return (time.perf_counter() - start) / steps, flops(models[0], B)
@@ -190,6 +190,20 @@ def time_langevin(ck, replicas, n, steps, hidden):
     return (time.perf_counter() - start) / steps
 
 
+def print_launch_counts():
+    """Print the launches and copies of one training step of each model, counted under the
+    simulator by bench/launch_count.py (the counts test_cuda_replicas.py holds to a budget)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from launch_count import BUDGET, step_counts
+
+    for kind in BUDGET:
+        counts = step_counts(kind, 2)
+        print(f"{kind} step: {counts['launches']} launches ({counts['kernels']} kernels +"
+              f" {counts['products']} products + {counts['fills']} fills; budget"
+              f" {BUDGET[kind]}), {counts['to_host']} copies to the host and"
+              f" {counts['to_device']} to the device")
+
+
 def device_name(ck):
     """The GPU's name, or the simulator's."""
     if ck.SIMULATOR:
@@ -233,6 +247,7 @@ def measure(dry_run, budget, out):
         budget = 0.0  # exactly DRY["steps"] steps
         if ck.SIMULATOR:
             ck.configure(threads=1, max_blocks=1)
+            print_launch_counts()
         settings = {"batch": DRY["batch"], "base_width": DRY["base_width"],
                     "n_layers": DRY["n_layers"], "steps": DRY["steps"]}
         replicas, langevin = DRY["replicas"], DRY["langevin"]

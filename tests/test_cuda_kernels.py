@@ -537,6 +537,63 @@ def test_normals_are_the_same_stream_whatever_the_batch(dtype):
     assert abs(draws.mean()) < 0.15 and abs(draws.std() - 1) < 0.15
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fills_drawn_in_one_launch_are_the_fills_drawn_one_by_one(dtype):
+    """standard_normal_fills on (T, R, ...) draws what T calls of standard_normal would, in
+    turn, bit for bit; so does DeviceNoise, whether or not it drew the epoch ahead."""
+    from npgen.models.noise import DeviceNoise
+
+    seeds = [5, 6, 7]
+    ahead = ck.standard_normal_fills(ck.rng_states(seeds), cuda.device_array((3, R, 70, 2), dtype))
+    states = ck.rng_states(seeds)
+    for t in range(3):
+        one = ck.standard_normal(states, cuda.device_array((R, 70, 2), dtype))
+        np.testing.assert_array_equal(ahead.copy_to_host()[t], one.copy_to_host())
+    drawn, plain = DeviceNoise(ck, seeds), DeviceNoise(ck, seeds)
+    drawn.draw_ahead(2, (70, 2), dtype)
+    for t in range(3):  # the third draw is past what was drawn ahead: drawn then
+        got = drawn.normal(cuda.device_array((R, 70, 2), dtype)).copy_to_host()
+        np.testing.assert_array_equal(got, plain.normal(cuda.device_array((R, 70, 2), dtype)).copy_to_host())
+        np.testing.assert_array_equal(got, ahead.copy_to_host()[t])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_noise_level_path_in_one_launch_is_numpy_refs(dtype):
+    """score_embedding_forward and _backward, one block per replica, against numpy_ref's."""
+    rng = np.random.default_rng(8)
+    shapes = [(4, 3), (4,), (5, 4), (5,), (6, 5), (6,), (1, 5), (1,)]
+    params = [_draw(rng, dtype, R, *shape) for shape in shapes]
+    features, grad_beff2, grad_beff3 = (_draw(rng, dtype, R, 1, w) for w in (3, 6, 1))
+    path = [cuda.device_array((R, 1, w), dtype) for w in (4, 4, 5, 5, 5)]
+    work = [cuda.device_array((R, 1, w), dtype) for w in (4, 4, 5, 5, 5)]
+    beff2, beff3 = cuda.device_array((R, 1, 6), dtype), cuda.device_array((R, 1, 1), dtype)
+    grads = [cuda.device_array(param.shape, dtype) for param in params]
+    on_device = _device(features, *params, grad_beff2, grad_beff3)
+    ck.score_embedding_forward(on_device[0], on_device[1:9], 0.3, path, beff2, beff3)
+    ck.score_embedding_backward(on_device[0], on_device[1:9], 0.3, path, *on_device[9:], work,
+                                grads)
+    for r in range(R):
+        mine = [param[r] for param in params]
+        want2, want3, want_path = ref.score_embedding_forward(features[r], mine, 0.3)
+        want_grads = ref.score_embedding_backward(features[r], mine, 0.3, want_path,
+                                                  grad_beff2[r], grad_beff3[r])
+        for got, want in zip([beff2, beff3, *path, *grads], [want2, want3, *want_path, *want_grads]):
+            _close(got.copy_to_host()[r], want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_on_several_buffers_in_one_launch_is_numpy_refs(dtype):
+    rng = np.random.default_rng(9)
+    params, grads, ms = ([_draw(rng, dtype, R * size) for size in (7, 2)] for _ in range(3))
+    vs = [np.abs(_draw(rng, dtype, R * size)) for size in (7, 2)]
+    want = ref.adam_step_groups(params, grads, ms, vs, 4, 1e-2, 0.5, 0.999, 1e-8)
+    on_device = [_device(*group) for group in (params, grads, ms, vs)]
+    ck.adam_step_groups(*on_device, 4, 1e-2, 0.5, 0.999, 1e-8)
+    for got, expected in zip((on_device[0], on_device[2], on_device[3]), want):
+        for g, e in zip(got, expected):
+            _close(g.copy_to_host(), e, dtype)
+
+
 def _xoroshiro_first_normal(seed):
     """The first normal of numba's first state for ``seed``: splitmix64 seeding, two
     xoroshiro128+ outputs as float32 uniforms, Box-Muller's cosine."""
