@@ -8,10 +8,11 @@ CuPy arrays: anything with ``__cuda_array_interface__``); the caller allocates t
 
 How the work is done:
 
-* matrix products go to a vendor BLAS through :data:`xp_matmul`: CuPy's batched matmul
-  (cuBLAS strided-batched gemm) on a GPU, which reads numba-cuda's arrays in place through
-  ``__cuda_array_interface__``; under numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``,
-  where CuPy cannot run) a numpy stand-in with the same interface;
+* matrix products go to a vendor BLAS through :data:`xp_matmul`: on a GPU one cuBLAS
+  strided-batched gemm through CuPy's bindings, with transposes as cuBLAS's flags (no operand
+  copied), on numba-cuda's arrays in place through ``__cuda_array_interface__``; under
+  numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``, where CuPy cannot run) a numpy
+  stand-in with the same interface;
 * the elementwise work (bias, activation and its derivatives, bias-gradient sums, the column
   blocks of skip connections), the losses, Adam, spectral norm and annealed Langevin are
   numba-cuda kernels with grid-stride loops, so any launch size covers any array
@@ -149,18 +150,51 @@ def host_matmul(a, b, out, transpose_a=False, transpose_b=False, accumulate=Fals
         out.copy_to_device(product)
 
 
+def gemm_arguments(a_shape, b_shape, transpose_a=False, transpose_b=False):
+    """The arguments of the cuBLAS strided-batched gemm (column-major) that computes
+    out[r] = op(a[r]) op(b[r]) for C-contiguous row-major a (R, ., .), b (R, ., .) and out
+    (R, M, N), op a transpose where asked, with no operand copied.
+
+    cuBLAS reads a row-major matrix as its transpose, so it is asked for
+    out^T = op(b)^T op(a)^T (m = N, n = M, k = K): b's buffer is its first operand (transposed
+    by cuBLAS where b is not, ``transa``), a's its second (``transb``); each leading dimension
+    is its buffer's row length, each stride its matrix's size. Returns a dict with transa,
+    transb (0 for 'N', 1 for 'T'), m, n, k, lda, strideA (b's), ldb, strideB (a's), ldc,
+    strideC and batchCount."""
+    R, rows_a, cols_a = a_shape
+    _, rows_b, cols_b = b_shape
+    M, K = (cols_a, rows_a) if transpose_a else (rows_a, cols_a)
+    N = rows_b if transpose_b else cols_b
+    return {"transa": int(transpose_b), "transb": int(transpose_a), "m": N, "n": M, "k": K,
+            "lda": cols_b, "strideA": rows_b * cols_b, "ldb": cols_a, "strideB": rows_a * cols_a,
+            "ldc": N, "strideC": M * N, "batchCount": R}
+
+
 def cupy_matmul(a, b, out, transpose_a=False, transpose_b=False, accumulate=False):
     """out[r] (+)= op(a[r]) op(b[r]) for every replica r: one cuBLAS strided-batched gemm
-    through CuPy, on the device arrays in place (``__cuda_array_interface__``)."""
+    (:func:`gemm_arguments`) through CuPy's bindings, on the device arrays in place
+    (``__cuda_array_interface__``), the transposes as cuBLAS's flags and the accumulation as its
+    beta = 1; operands that are not C-contiguous go through cupy.matmul."""
     import cupy
+    from cupy.cuda import cublas, device
 
     A, B, C = cupy.asarray(a), cupy.asarray(b), cupy.asarray(out)
-    A = A.transpose(0, 2, 1) if transpose_a else A
-    B = B.transpose(0, 2, 1) if transpose_b else B
-    if accumulate:
-        C += cupy.matmul(A, B)
-    else:
-        cupy.matmul(A, B, out=C)
+    if not (all(x.flags.c_contiguous for x in (A, B, C)) and A.dtype == B.dtype == C.dtype
+            and C.dtype in (np.float32, np.float64)):
+        A = A.transpose(0, 2, 1) if transpose_a else A
+        B = B.transpose(0, 2, 1) if transpose_b else B
+        if accumulate:
+            C += cupy.matmul(A, B)
+        else:
+            cupy.matmul(A, B, out=C)
+        return
+    gemm = cublas.sgemmStridedBatched if C.dtype == np.float32 else cublas.dgemmStridedBatched
+    args = gemm_arguments(A.shape, B.shape, transpose_a, transpose_b)
+    one, beta = np.array(1, C.dtype), np.array(1 if accumulate else 0, C.dtype)
+    gemm(device.get_cublas_handle(), args["transa"], args["transb"], args["m"], args["n"],
+         args["k"], one.ctypes.data, B.data.ptr, args["lda"], args["strideA"], A.data.ptr,
+         args["ldb"], args["strideB"], beta.ctypes.data, C.data.ptr, args["ldc"],
+         args["strideC"], args["batchCount"])
 
 
 #: The batched product every kernel here uses: CuPy on a GPU, numpy under the simulator.

@@ -594,6 +594,48 @@ def test_adam_on_several_buffers_in_one_launch_is_numpy_refs(dtype):
             _close(g.copy_to_host(), e, dtype)
 
 
+def _column_major_gemm(args, A, B, alpha, beta, C):
+    """cuBLAS's strided-batched gemm as its documentation defines it, in numpy, on flat
+    buffers: matrix i of an operand starts at i * stride, entry (p, q) at p + q * ld;
+    C_i = alpha op(A_i) op(B_i) + beta C_i, with op(X) = X ('N', 0) or X^T ('T', 1)."""
+    m, n, k = args["m"], args["n"], args["k"]
+
+    def matrix(buffer, start, ld, rows, cols):
+        return np.array([[buffer[start + p + q * ld] for q in range(cols)] for p in range(rows)])
+
+    for i in range(args["batchCount"]):
+        a = matrix(A, i * args["strideA"], args["lda"], *((k, m) if args["transa"] else (m, k)))
+        b = matrix(B, i * args["strideB"], args["ldb"], *((n, k) if args["transb"] else (k, n)))
+        product = (a.T if args["transa"] else a) @ (b.T if args["transb"] else b)
+        for p in range(m):
+            for q in range(n):
+                at = i * args["strideC"] + p + q * args["ldc"]
+                C[at] = alpha * product[p, q] + beta * C[at]
+
+
+@pytest.mark.parametrize("transpose_a, transpose_b, shapes", [
+    (False, True, ((R, 5, 3), (R, 4, 3))),    # a layer's forward: z = x W^T
+    (True, False, ((R, 5, 4), (R, 5, 3))),    # its weight gradient: grad_z^T x
+    (False, False, ((R, 5, 4), (R, 4, 3))),   # its input gradient: grad_z W
+    (False, True, ((R, 1, 16), (R, 32, 16))),  # a noise-level row through a layer
+    (True, False, ((R, 6, 1), (R, 6, 7)))])   # the weight gradient of a layer of one output
+def test_the_cublas_call_computes_the_batched_product(transpose_a, transpose_b, shapes):
+    """gemm_arguments, the call cupy_matmul makes on a GPU, computes on the C-contiguous
+    buffers what host_matmul (the simulator's numpy product) computes, accumulated or not."""
+    rng = np.random.default_rng(10)
+    a, b = (rng.standard_normal(shape) for shape in shapes)
+    want = cuda.device_array((R, *np.matmul(a.transpose(0, 2, 1) if transpose_a else a,
+                                            b.transpose(0, 2, 1) if transpose_b else b).shape[1:]))
+    old = rng.standard_normal(want.shape)
+    args = ck.gemm_arguments(a.shape, b.shape, transpose_a, transpose_b)
+    for accumulate in (False, True):
+        want.copy_to_device(old)
+        ck.host_matmul(a, b, want, transpose_a, transpose_b, accumulate)
+        got = old.ravel().copy()
+        _column_major_gemm(args, b.ravel(), a.ravel(), 1.0, float(accumulate), got)
+        np.testing.assert_allclose(got.reshape(want.shape), want.copy_to_host(), rtol=1e-12)
+
+
 def _xoroshiro_first_normal(seed):
     """The first normal of numba's first state for ``seed``: splitmix64 seeding, two
     xoroshiro128+ outputs as float32 uniforms, Box-Muller's cosine."""
