@@ -121,6 +121,8 @@ def time_steps(ck, kind, replicas, settings, budget):
     ck.synchronize()
     steps, start = 0, time.perf_counter()
     while steps < settings["steps"] or (time.perf_counter() - start < budget and steps < 200):
+        if steps % 4 == 0:  # an epoch's orders and noise, drawn as fit_many draws them
+            batched.start_epoch()
         batched.step(data, (steps % 4) * B)
         steps += 1
     ck.synchronize()

@@ -48,11 +48,11 @@ class LaunchCounter:
         from npgen.kernels import cuda as ck
 
         counter = self
-        self._saved = [(kernel.FakeCUDAKernel, "__call__"), (devicearray.FakeCUDAArray, "__setitem__"),
-                       (devicearray.FakeCUDAArray, "copy_to_host"),
-                       (devicearray.FakeCUDAArray, "copy_to_device"), (cuda, "to_device"),
-                       (ck, "xp_matmul")]
-        self._saved = [(owner, name, getattr(owner, name)) for owner, name in self._saved]
+        fake = devicearray.FakeCUDAArray
+        patched = [(kernel.FakeCUDAKernel, "__call__"), (fake, "__setitem__"),
+                   (fake, "copy_to_host"), (fake, "copy_to_device"), (cuda, "to_device"),
+                   (ck, "xp_matmul")]
+        self._saved = [(owner, name, getattr(owner, name)) for owner, name in patched]
         real = {name: value for _, name, value in self._saved}
 
         def launch(fake, *args):
@@ -112,7 +112,8 @@ def step_counts(kind, replicas, execute=True, batch=4):
 
     models = _models(kind, replicas)
     n = 2 * batch
-    data = ck.to_device(np.random.default_rng(0).standard_normal((replicas, n, 1)).astype(np.float32))
+    rows = np.random.default_rng(0).standard_normal((replicas, n, 1)).astype(np.float32)
+    data = ck.to_device(rows)
     with LaunchCounter(execute):
         batched = Lockstep(models, ck, batch, n)
         batched.start_epoch()

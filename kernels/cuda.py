@@ -791,7 +791,7 @@ def score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, cente
     return loss
 
 
-# --------------------------------------------------------------------------- the score network's noise-level path
+# --------------------------------------------------------------------------- the noise-level path
 #
 # numpy_ref.score_embedding_forward and _backward with a leading replica axis: one block per
 # replica walks the path's small layers (one row each), waiting between layers; products in
@@ -854,8 +854,9 @@ def _score_embedding_backward(p, V2, W2e, W3e, slope, z1, h, z2, e, leaky_e, gra
             for j in range(grad_beff3.shape[2]):
                 from_leaky_e += float64(grad_beff3[r, 0, j]) * W3e[r, j, m]
             grad_e[r, 0, m], grad_leaky_e[r, 0, m] = from_e, from_leaky_e
-            grad_z2[r, 0, m] = (_derivative(LEAKY_RELU, slope, z2[r, 0, m]) * from_e
-                                + _derivative(LEAKY_RELU, slope * slope, z2[r, 0, m]) * from_leaky_e)
+            z = z2[r, 0, m]
+            grad_z2[r, 0, m] = (_derivative(LEAKY_RELU, slope, z) * from_e
+                                + _derivative(LEAKY_RELU, slope * slope, z) * from_leaky_e)
         cuda.syncthreads()
         _row_outer(grad_z2, h, r, grad_V2, grad_c2)
         for q in range(cuda.threadIdx.x, z1.shape[2], cuda.blockDim.x):

@@ -500,7 +500,7 @@ def score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, cente
             residual * scale * residual.dtype.type(1.0 / n))
 
 
-# --------------------------------------------------------------------------- the score network's noise-level path
+# --------------------------------------------------------------------------- the noise-level path
 #
 # npgen.nn.score's embedding of the noise level, one row a replica: the sinusoidal features
 # p (1, F) through two leaky layers, folded into the x path's two biases. ``params`` are its

@@ -119,8 +119,8 @@ class ReplicaForm:
                 (leaky_e, W3e, grad_beff3, grad_W3e, grad_b3, grad_leaky_e)):
             self.linear_backward(x, W, grad, grad, grad, IDENTITY, 0.0, grad, grad_W, grad_b,
                                  grad_x, False, True)
-        for branch, (a, grad_a, branch_slope) in enumerate(((e, grad_e, slope),
-                                                             (leaky_e, grad_leaky_e, slope * slope))):
+        branches = ((e, grad_e, slope), (leaky_e, grad_leaky_e, slope * slope))
+        for branch, (a, grad_a, branch_slope) in enumerate(branches):
             self.linear_backward(h, V2, z2, a, grad_a, LEAKY_RELU, branch_slope, grad_z2, grad_V2,
                                  grad_c2, grad_h, branch > 0, True)
             self.linear_backward(features, V1, z1, h, grad_h, LEAKY_RELU, slope, grad_z1, grad_V1,

@@ -128,7 +128,8 @@ def test_activations_on_the_extended_reals():
     for name, kind in ACTIVATIONS.items():
         a, da = cuda.device_array(z.shape), cuda.device_array(z.shape)
         z_device, bias, ones = _device(z, np.zeros((R, 7)), np.ones(z.size))
-        ck._bias_activation[ck._grid(z.size)](z_device, z_device, False, bias, kind, 0.2, z_device, a)
+        ck._bias_activation[ck._grid(z.size)](z_device, z_device, False, bias, kind, 0.2,
+                                              z_device, a)
         ck._tangent[ck._grid(z.size)](kind, 0.2, z_device.reshape(z.size), ones,
                                       da.reshape(z.size))
         for got, want, ulps in ((a, ref.activation(kind, 0.2, z[0, 0]), ACTIVATION_ULPS),
@@ -553,7 +554,8 @@ def test_fills_drawn_in_one_launch_are_the_fills_drawn_one_by_one(dtype):
     drawn.draw_ahead(2, (70, 2), dtype)
     for t in range(3):  # the third draw is past what was drawn ahead: drawn then
         got = drawn.normal(cuda.device_array((R, 70, 2), dtype)).copy_to_host()
-        np.testing.assert_array_equal(got, plain.normal(cuda.device_array((R, 70, 2), dtype)).copy_to_host())
+        want = plain.normal(cuda.device_array((R, 70, 2), dtype)).copy_to_host()
+        np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(got, ahead.copy_to_host()[t])
 
 
@@ -577,7 +579,8 @@ def test_the_noise_level_path_in_one_launch_is_numpy_refs(dtype):
         want2, want3, want_path = ref.score_embedding_forward(features[r], mine, 0.3)
         want_grads = ref.score_embedding_backward(features[r], mine, 0.3, want_path,
                                                   grad_beff2[r], grad_beff3[r])
-        for got, want in zip([beff2, beff3, *path, *grads], [want2, want3, *want_path, *want_grads]):
+        wants = [want2, want3, *want_path, *want_grads]
+        for got, want in zip([beff2, beff3, *path, *grads], wants):
             _close(got.copy_to_host()[r], want, dtype)
 
 

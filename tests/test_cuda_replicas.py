@@ -160,8 +160,8 @@ def _device_noise(seed, n):
 @pytest.mark.parametrize("weighting", ["paper", "sigma2"])
 def test_a_batched_sgm_step_is_the_cpu_step_with_the_device_noise(weighting):
     """Each replica: the CPU model's standardization, the device's shuffle, the level the CPU
-    model draws for the epoch's step, the device's noise; the weights after the step and the loss are the CPU
-    model's denoising_loss and Adam step on that batch."""
+    model draws for the epoch's step, the device's noise; the weights after the step and the
+    loss are the CPU model's denoising_loss and Adam step on that batch."""
     seeds, ms, n = [3, 4], [1.0, 4.0], 6
     batched = [SGM(seed=seed, dtype="float64", weighting=weighting, lr=1e-2) for seed in seeds]
     alone = [SGM(seed=seed, dtype="float64", weighting=weighting, lr=1e-2) for seed in seeds]
@@ -435,11 +435,12 @@ def _launch_count():
 def test_a_training_step_keeps_to_its_launch_budget_and_copies_nothing(kind):
     """A step of the lockstep loop launches at most BUDGET[kind] kernels, products and fills,
     and copies nothing between host and device (the cuBLAS stand-in's own copies of its
-    operands aside). The counts are those of R = 2 run, equal at R = 5 run and at R = 330 with
-    the kernel bodies and products not run: they do not depend on R."""
+    operands aside). The counts are those of R = 2 run, equal at R = 5 and at R = 330 with the
+    kernel bodies and products not run: they do not depend on R."""
     counter = _launch_count()
     counts = counter.step_counts(kind, 2)
-    assert counts == counter.step_counts(kind, 5) == counter.step_counts(kind, 330, execute=False)
+    assert counts == counter.step_counts(kind, 5, execute=False) == counter.step_counts(
+        kind, 330, execute=False)
     assert counts["to_host"] == counts["to_device"] == 0
     assert counts["launches"] <= counter.BUDGET[kind], counts
 

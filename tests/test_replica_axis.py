@@ -172,7 +172,8 @@ def test_the_noise_level_path_in_replica_form_is_numpy_refs(backend):
         want2, want3, want_path = numpy_ref.score_embedding_forward(features[r], mine, 0.3)
         want_grads = numpy_ref.score_embedding_backward(features[r], mine, 0.3, want_path,
                                                         given[0][r], given[1][r])
-        for got, want in zip([beff2, beff3, *path, *grads], [want2, want3, *want_path, *want_grads]):
+        wants = [want2, want3, *want_path, *want_grads]
+        for got, want in zip([beff2, beff3, *path, *grads], wants):
             _same(got[r], want)
 
 
