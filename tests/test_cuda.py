@@ -48,6 +48,9 @@ KERNEL_ARGUMENTS = {
     "_spectral_norm_layers": "a3*3 a2*3 a2*3 i a3*3 d1*3",
     "_spectral_norm_backward_layers": "a3*3 a2*3 a2*3 d1*3 a3*3 a3*3 b",
     "_shuffle_keys": "u1 i u2",
+    "_score_embedding": "a3 a3 a2 a3 a2 a3 a2 a3 a2 f a3 a3 a3 a3 a3 a3 a3",
+    "_score_embedding_backward": "a3 a3 a3 a3 f a3 a3 a3 a3 a3 a3 a3 a3 a3 a3 a3 a3"
+                                 " a3 a2 a3 a2 a3 a2 a3 a2",
     "_standard_normal": "s b a3",
     "_vae_reparameterize": "a3 a3 i a3 a3 d1",
     "_vae_residual": "a3 a3 f a3 d1",
