@@ -18,7 +18,10 @@ How the work is done:
   numba-cuda kernels with grid-stride loops, so any launch size covers any array
   (:func:`configure` sets it; the tests use a few threads);
 * reductions (losses, norms, sigma, the spectral-norm coupling) take one block per replica and
-  accumulate in float64.
+  accumulate in float64;
+* the operations over several layers (``npgen.kernels.LAYER_KERNELS``: spectral norm of every
+  layer, the score network's noise-level path, Adam on several networks) are one launch each,
+  a block per (layer, replica) or per replica, their per-layer arrays passed as tuples.
 
 Where the CPU kernel returns a Python float, the batched one writes one float64 per replica
 into an (R,) device array the caller passes last: the losses' ``loss``, vae_reparameterize's
