@@ -29,7 +29,8 @@ most an hour; the products at R = 330 at least 50% of FP32 peak. Each is "met", 
 (with the number), "inconclusive" (with the reason) or, without a GPU, "not measured on a GPU".
 With ``--dry-run`` everything runs at tiny sizes (under the simulator when
 NUMBA_ENABLE_CUDASIM=1, the paper batches with tiny plain stand-ins) to check the script
-itself; its numbers are not measurements.
+itself; its numbers are not measurements. Under the simulator it first prints each model's
+launches and copies per training step (bench/launch_count.py).
 """
 
 import argparse
@@ -86,22 +87,25 @@ def time_models(ck, models, settings, budget):
     from npgen.models.replicas import Lockstep
 
     B, R = settings["batch"], len(models)
-    batched = Lockstep(models, ck, B)
+    batched = Lockstep(models, ck, B, 4 * B)
     data = ck.to_device(np.random.default_rng(0).standard_normal((R, 4 * B, 1), np.float32))
-    order = ck.to_device(np.tile(np.arange(4 * B), (R, 1)))
-    batched.start_epoch(4)
-    batched.step(data, order, 0)  # compiles and warms up
+    batched.start_epoch()
+    batched.step(data, 0)  # compiles and warms up
     ck.synchronize()
     steps, start = 0, time.perf_counter()
     while steps < settings["steps"] or (time.perf_counter() - start < budget and steps < 200):
-        batched.step(data, order, (steps % 4) * B)
+        if steps % 4 == 0:  # an epoch's orders and noise, drawn as fit_many draws them
+            batched.start_epoch()
+        batched.step(data, (steps % 4) * B)
         steps += 1
     ck.synchronize()
     seconds = (time.perf_counter() - start) / steps
     metered = settings["steps"]
     with ProductMeter(ck) as meter:
         for k in range(metered):
-            batched.step(data, order, (k % 4) * B)
+            if k % 4 == 0:
+                batched.start_epoch()
+            batched.step(data, (k % 4) * B)
         product_seconds = meter.seconds()
     return seconds, product_seconds / metered, meter.flops / metered, meter.timer
 
@@ -228,6 +232,20 @@ def time_torch_gan(settings, steps=50):
     return (time.perf_counter() - start) / steps
 
 
+def print_launch_counts():
+    """Print the launches and copies of one training step of each model, counted under the
+    simulator by bench/launch_count.py (the counts test_cuda_replicas.py holds to a budget)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from launch_count import BUDGET, step_counts
+
+    for kind in BUDGET:
+        counts = step_counts(kind, 2)
+        print(f"{kind} step: {counts['launches']} launches ({counts['kernels']} kernels +"
+              f" {counts['products']} products + {counts['fills']} fills; budget"
+              f" {BUDGET[kind]}), {counts['to_host']} copies to the host and"
+              f" {counts['to_device']} to the device")
+
+
 def device_name(ck):
     """The GPU's name, or the simulator's."""
     if ck.SIMULATOR:
@@ -274,6 +292,7 @@ def measure(dry_run, budget, out):
         budget = 0.0  # exactly DRY["steps"] steps
         if ck.SIMULATOR:
             ck.configure(threads=1, max_blocks=1)
+            print_launch_counts()
         settings = {key: DRY[key] for key in ("batch", "base_width", "n_layers", "steps")}
         replicas, sampler = DRY["replicas"], DRY["sampler"]
     else:

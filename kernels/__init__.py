@@ -65,6 +65,16 @@ KERNELS = (
     "kl_dual_loss", "alpha_dual_loss", "particle_step",
 )
 
+#: Operations over several layers of a network at once, in replica form (every array with the
+#: replica axis first; tuples of them where the layers' shapes differ): spectral norm's
+#: forward and backward of every layer (each layer what the kernel without ``_layers`` does),
+#: the score network's noise-level path (numpy_ref.score_embedding_forward and _backward), and
+#: Adam on several networks' flat buffers (tuples of them) at one step count.
+#: The ``cuda`` module has each as one launch; :mod:`replicas` gives the one-replica backends
+#: them as their layers' kernels called one after the other.
+LAYER_KERNELS = ("spectral_norm_forward_layers", "spectral_norm_backward_layers",
+                 "score_embedding_forward", "score_embedding_backward", "adam_step_groups")
+
 #: Backend name -> module name inside this package.
 BACKENDS = {"numpy": "numpy_backend", "cpu": "cpu"}
 

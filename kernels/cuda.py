@@ -8,16 +8,20 @@ CuPy arrays: anything with ``__cuda_array_interface__``); the caller allocates t
 
 How the work is done:
 
-* matrix products go to a vendor BLAS through :data:`xp_matmul`: CuPy's batched matmul
-  (cuBLAS strided-batched gemm) on a GPU, which reads numba-cuda's arrays in place through
-  ``__cuda_array_interface__``; under numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``,
-  where CuPy cannot run) a numpy stand-in with the same interface;
+* matrix products go to a vendor BLAS through :data:`xp_matmul`: on a GPU one cuBLAS
+  strided-batched gemm through CuPy's bindings, with transposes as cuBLAS's flags (no operand
+  copied), on numba-cuda's arrays in place through ``__cuda_array_interface__``; under
+  numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``, where CuPy cannot run) a numpy
+  stand-in with the same interface;
 * the elementwise work (bias, activation and its derivatives, bias-gradient sums, the column
   blocks of skip connections), the losses, Adam, spectral norm and annealed Langevin are
   numba-cuda kernels with grid-stride loops, so any launch size covers any array
   (:func:`configure` sets it; the tests use a few threads);
 * reductions (losses, norms, sigma, the spectral-norm coupling) take one block per replica and
-  accumulate in float64.
+  accumulate in float64;
+* the operations over several layers (``npgen.kernels.LAYER_KERNELS``: spectral norm of every
+  layer, the score network's noise-level path, Adam on several networks) are one launch each,
+  a block per (layer, replica) or per replica, their per-layer arrays passed as tuples.
 
 Where the CPU kernel returns a Python float, the batched one writes one float64 per replica
 into an (R,) device array the caller passes last: the losses' ``loss``, vae_reparameterize's
@@ -44,7 +48,7 @@ import math
 
 import numpy as np
 
-from . import IDENTITY, KERNELS, LEAKY_RELU, RELU, SILU, TANH, langevin_tables
+from . import IDENTITY, KERNELS, LAYER_KERNELS, LEAKY_RELU, RELU, SILU, TANH, langevin_tables
 from .numpy_ref import LANGEVIN_GOLDEN, LANGEVIN_MIX, SPECTRAL_NORM_EPS
 
 #: The one sentence for a machine without the CUDA libraries.
@@ -61,8 +65,9 @@ from numba.cuda.random import (
     xoroshiro128p_normal_float64,
 )
 
-__all__ = list(KERNELS) + ["standard_normal", "rng_states", "zeros", "to_device", "to_host",
-                          "free_bytes", "synchronize"]
+__all__ = list(KERNELS) + list(LAYER_KERNELS) + [
+    "standard_normal", "standard_normal_fills", "rng_states", "shuffle_orders", "zeros",
+    "to_device", "to_host", "free_bytes", "synchronize"]
 
 #: Whether numba-cuda runs its simulator (NUMBA_ENABLE_CUDASIM=1) instead of a GPU.
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -144,18 +149,51 @@ def host_matmul(a, b, out, transpose_a=False, transpose_b=False, accumulate=Fals
         out.copy_to_device(product)
 
 
+def gemm_arguments(a_shape, b_shape, transpose_a=False, transpose_b=False):
+    """The arguments of the cuBLAS strided-batched gemm (column-major) that computes
+    out[r] = op(a[r]) op(b[r]) for C-contiguous row-major a (R, ., .), b (R, ., .) and out
+    (R, M, N), op a transpose where asked, with no operand copied.
+
+    cuBLAS reads a row-major matrix as its transpose, so it is asked for
+    out^T = op(b)^T op(a)^T (m = N, n = M, k = K): b's buffer is its first operand (transposed
+    by cuBLAS where b is not, ``transa``), a's its second (``transb``); each leading dimension
+    is its buffer's row length, each stride its matrix's size. Returns a dict with transa,
+    transb (0 for 'N', 1 for 'T'), m, n, k, lda, strideA (b's), ldb, strideB (a's), ldc,
+    strideC and batchCount."""
+    R, rows_a, cols_a = a_shape
+    _, rows_b, cols_b = b_shape
+    M, K = (cols_a, rows_a) if transpose_a else (rows_a, cols_a)
+    N = rows_b if transpose_b else cols_b
+    return {"transa": int(transpose_b), "transb": int(transpose_a), "m": N, "n": M, "k": K,
+            "lda": cols_b, "strideA": rows_b * cols_b, "ldb": cols_a, "strideB": rows_a * cols_a,
+            "ldc": N, "strideC": M * N, "batchCount": R}
+
+
 def cupy_matmul(a, b, out, transpose_a=False, transpose_b=False, accumulate=False):
     """out[r] (+)= op(a[r]) op(b[r]) for every replica r: one cuBLAS strided-batched gemm
-    through CuPy, on the device arrays in place (``__cuda_array_interface__``)."""
+    (:func:`gemm_arguments`) through CuPy's bindings, on the device arrays in place
+    (``__cuda_array_interface__``), the transposes as cuBLAS's flags and the accumulation as its
+    beta = 1; operands that are not C-contiguous go through cupy.matmul."""
     import cupy
+    from cupy.cuda import cublas, device
 
     A, B, C = cupy.asarray(a), cupy.asarray(b), cupy.asarray(out)
-    A = A.transpose(0, 2, 1) if transpose_a else A
-    B = B.transpose(0, 2, 1) if transpose_b else B
-    if accumulate:
-        C += cupy.matmul(A, B)
-    else:
-        cupy.matmul(A, B, out=C)
+    if not (all(x.flags.c_contiguous for x in (A, B, C)) and A.dtype == B.dtype == C.dtype
+            and C.dtype in (np.float32, np.float64)):
+        A = A.transpose(0, 2, 1) if transpose_a else A
+        B = B.transpose(0, 2, 1) if transpose_b else B
+        if accumulate:
+            C += cupy.matmul(A, B)
+        else:
+            cupy.matmul(A, B, out=C)
+        return
+    gemm = cublas.sgemmStridedBatched if C.dtype == np.float32 else cublas.dgemmStridedBatched
+    args = gemm_arguments(A.shape, B.shape, transpose_a, transpose_b)
+    one, beta = np.array(1, C.dtype), np.array(1 if accumulate else 0, C.dtype)
+    gemm(device.get_cublas_handle(), args["transa"], args["transb"], args["m"], args["n"],
+         args["k"], one.ctypes.data, B.data.ptr, args["lda"], args["strideA"], A.data.ptr,
+         args["ldb"], args["strideB"], beta.ctypes.data, C.data.ptr, args["ldc"],
+         args["strideC"], args["batchCount"])
 
 
 #: The batched product every kernel here uses: CuPy on a GPU, numpy under the simulator.
@@ -230,14 +268,16 @@ def _second_derivative(kind, slope, z):
 
 
 @cuda.jit
-def _bias_activation(b, kind, slope, z, a):
-    """z[r, i, j] += b[r, j]; a = act(z)."""
+def _bias_activation(x, W, outer, b, kind, slope, z, a):
+    """z[r, i, j] += b[r, j]; a = act(z). With ``outer`` (a layer of one input) the product
+    is made here too: z[r, i, j] = x[r, i, 0] W[r, j, 0] + b[r, j] (z is not read)."""
     R, n, out = z.shape
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for index in range(start, R * n * out, stride):
         r, rest = index // (n * out), index % (n * out)
         i, j = rest // out, rest % out
-        value = z[r, i, j] + b[r, j]
+        product = x[r, i, 0] * W[r, j, 0] if outer else z[r, i, j]
+        value = product + b[r, j]
         z[r, i, j] = value
         a[r, i, j] = _value(kind, slope, value)
 
@@ -260,15 +300,17 @@ def _chain_rule(kind, slope, z, grad_a, grad_z):
 
 @cuda.jit
 def _backward_columns(kind, slope, z, dz, grad_a, grad_da, grad_z, grad_dz, grad_b, accumulate,
-                      tangents):
+                      tangents, x, grad_W, outer):
     """One thread per (replica, unit j), down column j, with d1 = act'(z), d2 = act''(z):
     grad_z = grad_a d1, plus grad_da d2 dz and grad_dz = grad_da d1 when ``tangents`` (else
-    dz, grad_da and grad_dz are not touched); grad_b[r, j] (+)= sum_rows grad_z (in float64)."""
+    dz, grad_da and grad_dz are not touched); grad_b[r, j] (+)= sum_rows grad_z, and with
+    ``outer`` (a layer of one input x) grad_W[r, j, 0] (+)= sum_rows grad_z x (in float64; else
+    x and grad_W are not touched)."""
     R, n, out = z.shape
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for index in range(start, R * out, stride):
         r, j = index // out, index % out
-        total = 0.0
+        total, weight_total = 0.0, 0.0
         for i in range(n):
             d1 = _derivative(kind, slope, z[r, i, j])
             g = grad_a[r, i, j] * d1
@@ -277,7 +319,11 @@ def _backward_columns(kind, slope, z, dz, grad_a, grad_da, grad_z, grad_dz, grad
                 g += _second_derivative(kind, slope, z[r, i, j]) * (grad_da[r, i, j] * dz[r, i, j])
             grad_z[r, i, j] = g
             total += grad_z[r, i, j]
+            if outer:
+                weight_total += float64(grad_z[r, i, j]) * x[r, i, 0]
         grad_b[r, j] = grad_b[r, j] + total if accumulate else total
+        if outer:
+            grad_W[r, j, 0] = grad_W[r, j, 0] + weight_total if accumulate else weight_total
 
 
 def _flat(array):
@@ -295,28 +341,37 @@ def _check_layer(x, W, b, z, what):
 
 def linear_forward(x, W, b, kind, slope, z, a):
     """z = x W^T + b, a = act(z), for every replica: x (R, n, in), W (R, out, in), b (R, out),
-    z and a (R, n, out)."""
+    z and a (R, n, out). One launch: the bias and the activation in the product's epilogue, a
+    kernel after cuBLAS's product; a layer of one input (the univariate networks' first) has its
+    outer product x W^T made in that kernel too, with no product launched."""
     _check_layer(x, W, b, z, "linear_forward")
     _check(a.shape == z.shape, "linear_forward")
-    xp_matmul(x, W, z, transpose_b=True)
-    _bias_activation[_grid(z.size)](b, kind, float(slope), z, a)
+    outer = x.shape[2] == 1
+    if not outer:
+        xp_matmul(x, W, z, transpose_b=True)
+    _bias_activation[_grid(z.size)](x, W, outer, b, kind, float(slope), z, a)
 
 
 def linear_backward(x, W, z, a, grad_a, kind, slope, grad_z, grad_W, grad_b, grad_x,
                     accumulate, need_grad_x):
     """grad_z = grad_a act'(z), grad_W (+)= grad_z^T x, grad_b (+)= sum_rows grad_z,
-    grad_x = grad_z W when need_grad_x (grad_x may be None otherwise); per replica."""
+    grad_x = grad_z W when need_grad_x (grad_x may be None otherwise); per replica. The
+    column kernel that applies act' also sums grad_b, and for a layer of one input grad_W."""
     _check_layer(x, W, grad_b, z, "linear_backward")
     _check(a.shape == z.shape and grad_a.shape == z.shape and grad_z.shape == z.shape
            and grad_W.shape == W.shape, "linear_backward")
+    outer = x.shape[2] == 1
     _backward_columns[_grid(z.shape[0] * z.shape[2])](
-        kind, float(slope), z, z, grad_a, grad_a, grad_z, grad_z, grad_b, bool(accumulate), False)
-    _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x)
+        kind, float(slope), z, z, grad_a, grad_a, grad_z, grad_z, grad_b, bool(accumulate), False,
+        x, grad_W, outer)
+    _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x, not outer)
 
 
-def _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x):
-    """grad_W (+)= grad_z^T x and, when need_grad_x, grad_x = grad_z W."""
-    xp_matmul(grad_z, x, grad_W, transpose_a=True, accumulate=bool(accumulate))
+def _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x, weights=True):
+    """grad_W (+)= grad_z^T x (unless not ``weights``: a layer of one input has it from its
+    column kernel) and, when need_grad_x, grad_x = grad_z W."""
+    if weights:
+        xp_matmul(grad_z, x, grad_W, transpose_a=True, accumulate=bool(accumulate))
     if need_grad_x:
         _check(grad_x is not None and grad_x.shape == x.shape, "linear_backward")
         xp_matmul(grad_z, W, grad_x)
@@ -352,7 +407,8 @@ def linear_jvp_backward(x, dx, W, z, a, dz, grad_a, grad_da, kind, slope,
         a, dz, grad_a, grad_da, grad_z, grad_dz)) and grad_W.shape == W.shape,
         "linear_jvp_backward")
     _backward_columns[_grid(z.shape[0] * z.shape[2])](
-        kind, float(slope), z, dz, grad_a, grad_da, grad_z, grad_dz, grad_b, bool(accumulate), True)
+        kind, float(slope), z, dz, grad_a, grad_da, grad_z, grad_dz, grad_b, bool(accumulate), True,
+        x, grad_W, False)
     _parameter_products(grad_z, x, W, grad_W, grad_x, accumulate, need_grad_x)
     _parameter_products(grad_dz, dx, W, grad_W, grad_dx, True, need_grad_x)
 
@@ -734,69 +790,201 @@ def score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, cente
     return loss
 
 
+# --------------------------------------------------------------------------- the noise-level path
+#
+# numpy_ref.score_embedding_forward and _backward with a leading replica axis: one block per
+# replica walks the path's small layers (one row each), waiting between layers; products in
+# float64, one thread per output entry.
+
+
+@cuda.jit(device=True)
+def _row_affine(x, W, b, r, z):
+    """z[r, 0] = x[r, 0] W[r]^T + b[r]; then the block waits."""
+    for j in range(cuda.threadIdx.x, z.shape[2], cuda.blockDim.x):
+        acc = 0.0
+        for k in range(x.shape[2]):
+            acc += float64(W[r, j, k]) * x[r, 0, k]
+        z[r, 0, j] = acc + b[r, j]
+    cuda.syncthreads()
+
+
+@cuda.jit(device=True)
+def _row_outer(grad, x, r, grad_W, grad_b):
+    """grad_W[r] = grad[r, 0]^T x[r, 0], grad_b[r] = grad[r, 0]."""
+    for j in range(cuda.threadIdx.x, grad.shape[2], cuda.blockDim.x):
+        g = grad[r, 0, j]
+        grad_b[r, j] = g
+        for k in range(x.shape[2]):
+            grad_W[r, j, k] = g * x[r, 0, k]
+
+
+@cuda.jit
+def _score_embedding(p, V1, c1, V2, c2, W2e, b2, W3e, b3, slope, z1, h, z2, e, leaky_e,
+                     beff2, beff3):
+    """Block r: the forward of numpy_ref.score_embedding_forward on replica r."""
+    for r in range(cuda.blockIdx.x, p.shape[0], cuda.gridDim.x):
+        _row_affine(p, V1, c1, r, z1)
+        for j in range(cuda.threadIdx.x, z1.shape[2], cuda.blockDim.x):
+            h[r, 0, j] = _value(LEAKY_RELU, slope, z1[r, 0, j])
+        cuda.syncthreads()
+        _row_affine(h, V2, c2, r, z2)
+        for j in range(cuda.threadIdx.x, z2.shape[2], cuda.blockDim.x):
+            e[r, 0, j] = _value(LEAKY_RELU, slope, z2[r, 0, j])
+            leaky_e[r, 0, j] = _value(LEAKY_RELU, slope * slope, z2[r, 0, j])
+        cuda.syncthreads()
+        _row_affine(e, W2e, b2, r, beff2)
+        _row_affine(leaky_e, W3e, b3, r, beff3)
+
+
+@cuda.jit
+def _score_embedding_backward(p, V2, W2e, W3e, slope, z1, h, z2, e, leaky_e, grad_beff2,
+                              grad_beff3, grad_z1, grad_h, grad_z2, grad_e, grad_leaky_e,
+                              grad_V1, grad_c1, grad_V2, grad_c2, grad_W2e, grad_b2, grad_W3e,
+                              grad_b3):
+    """Block r: numpy_ref.score_embedding_backward on replica r, with grad_e = dL/dbeff2 W2e,
+    grad_leaky_e = dL/dbeff3 W3e and grad_h = dL/dz2 V2 kept in the scratch rows."""
+    for r in range(cuda.blockIdx.x, p.shape[0], cuda.gridDim.x):
+        _row_outer(grad_beff2, e, r, grad_W2e, grad_b2)
+        _row_outer(grad_beff3, leaky_e, r, grad_W3e, grad_b3)
+        for m in range(cuda.threadIdx.x, z2.shape[2], cuda.blockDim.x):
+            from_e, from_leaky_e = 0.0, 0.0
+            for j in range(grad_beff2.shape[2]):
+                from_e += float64(grad_beff2[r, 0, j]) * W2e[r, j, m]
+            for j in range(grad_beff3.shape[2]):
+                from_leaky_e += float64(grad_beff3[r, 0, j]) * W3e[r, j, m]
+            grad_e[r, 0, m], grad_leaky_e[r, 0, m] = from_e, from_leaky_e
+            z = z2[r, 0, m]
+            grad_z2[r, 0, m] = (_derivative(LEAKY_RELU, slope, z) * from_e
+                                + _derivative(LEAKY_RELU, slope * slope, z) * from_leaky_e)
+        cuda.syncthreads()
+        _row_outer(grad_z2, h, r, grad_V2, grad_c2)
+        for q in range(cuda.threadIdx.x, z1.shape[2], cuda.blockDim.x):
+            acc = 0.0
+            for m in range(z2.shape[2]):
+                acc += float64(grad_z2[r, 0, m]) * V2[r, m, q]
+            grad_h[r, 0, q] = acc
+            grad_z1[r, 0, q] = _derivative(LEAKY_RELU, slope, z1[r, 0, q]) * acc
+        cuda.syncthreads()
+        _row_outer(grad_z1, p, r, grad_V1, grad_c1)
+        cuda.syncthreads()
+
+
+def _check_embedding(features, params, path, beff2, beff3, what):
+    R, _, F = features.shape
+    V1, c1, V2, c2, W2e, b2, W3e, b3 = params
+    H, E, H2, out3 = V1.shape[1], V2.shape[1], W2e.shape[1], W3e.shape[1]
+    _check(V1.shape == (R, H, F) and c1.shape == (R, H) and V2.shape == (R, E, H)
+           and c2.shape == (R, E) and W2e.shape == (R, H2, E) and b2.shape == (R, H2)
+           and W3e.shape == (R, out3, E) and b3.shape == (R, out3)
+           and [a.shape for a in path] == [(R, 1, H)] * 2 + [(R, 1, E)] * 3
+           and beff2.shape == (R, 1, H2) and beff3.shape == (R, 1, out3), what)
+
+
+def score_embedding_forward(features, params, slope, path, beff2, beff3):
+    """numpy_ref.score_embedding_forward for every replica, in one launch: features (R, 1, F),
+    params (V1, c1, V2, c2, W2e, b2, W3e, b3) with the replica axis first, path (z1, h, z2, e,
+    leaky_e) (R, 1, width) and beff2, beff3 (R, 1, width) written."""
+    _check_embedding(features, params, path, beff2, beff3, "score_embedding_forward")
+    _score_embedding[_reduction_grid(features.shape[0])](features, *params, float(slope), *path,
+                                                         beff2, beff3)
+
+
+def score_embedding_backward(features, params, slope, path, grad_beff2, grad_beff3, work, grads):
+    """numpy_ref.score_embedding_backward for every replica, in one launch, into ``grads`` (the
+    gradients of ``params``, their shapes); ``work`` (grad_z1, grad_h, grad_z2, grad_e,
+    grad_leaky_e) has the shapes of ``path`` and is scratch."""
+    _check_embedding(features, params, path, grad_beff2, grad_beff3, "score_embedding_backward")
+    _check([a.shape for a in work] == [a.shape for a in path]
+           and [a.shape for a in grads] == [a.shape for a in params], "score_embedding_backward")
+    _, _, V2, _, W2e, _, W3e, _ = params
+    _score_embedding_backward[_reduction_grid(features.shape[0])](
+        features, V2, W2e, W3e, float(slope), *path, grad_beff2, grad_beff3, *work, *grads)
+
+
 # --------------------------------------------------------------------------- optimizer
 
 
 @cuda.jit
-def _adam(param, grad, m, v, step_size, root_bias2, beta1, beta2, eps):
+def _adam(params, grads, ms, vs, step_size, root_bias2, beta1, beta2, eps):
+    """Adam's update of every entry of every group g (params[g], grads[g], ms[g], vs[g])."""
     start, stride = cuda.grid(1), cuda.gridsize(1)
-    for i in range(start, param.size, stride):
-        g = float64(grad[i])
-        m[i] = beta1 * m[i] + (1 - beta1) * g
-        v[i] = beta2 * v[i] + (1 - beta2) * g * g
-        param[i] -= step_size * m[i] / (math.sqrt(float64(v[i])) / root_bias2 + eps)
+    for g in range(len(params)):
+        param, grad, m, v = params[g], grads[g], ms[g], vs[g]
+        for i in range(start, param.size, stride):
+            gradient = float64(grad[i])
+            m[i] = beta1 * m[i] + (1 - beta1) * gradient
+            v[i] = beta2 * v[i] + (1 - beta2) * gradient * gradient
+            param[i] -= step_size * m[i] / (math.sqrt(float64(v[i])) / root_bias2 + eps)
 
 
 def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps):
     """torch.optim.Adam on the flat buffers of every replica at once, step t from 1:
     m <- beta1 m + (1 - beta1) g,  v <- beta2 v + (1 - beta2) g^2,
     param <- param - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
-    _check(grad.shape == param.shape and m.shape == param.shape and v.shape == param.shape,
-           "adam_step")
+    adam_step_groups((param,), (grad,), (m,), (v,), step, lr, beta1, beta2, eps)
+
+
+def adam_step_groups(params, grads, ms, vs, step, lr, beta1, beta2, eps):
+    """:func:`adam_step` on every group g (params[g], grads[g], ms[g], vs[g]: tuples of flat
+    buffers, a network's each) at one step count and one set of rates, in one launch."""
+    params, grads, ms, vs = map(tuple, (params, grads, ms, vs))
+    _check(len(params) >= 1 and all(len(t) == len(params) for t in (grads, ms, vs))
+           and all(g.shape == p.shape and m.shape == p.shape and v.shape == p.shape
+                   for p, g, m, v in zip(params, grads, ms, vs)), "adam_step")
     step_size = lr / (1 - beta1 ** float(step))
     root_bias2 = math.sqrt(1 - beta2 ** float(step))
-    _adam[_grid(param.size)](_flat(param), _flat(grad), _flat(m), _flat(v), step_size,
-                             root_bias2, float(beta1), float(beta2), float(eps))
+    flat = [tuple(_flat(a) for a in group) for group in (params, grads, ms, vs)]
+    _adam[_grid(max(p.size for p in params))](*flat, step_size, root_bias2, float(beta1),
+                                              float(beta2), float(eps))
 
 
 # --------------------------------------------------------------------------- spectral norm
+#
+# One launch covers every layer of a network and every replica: block (k, r) (k = b // R,
+# r = b % R, for b over a grid of blocks) works on layer k of replica r, its arrays taken from
+# tuples of per-layer arrays (the layers' shapes differ, their types do not). Sums in float64.
 
 
-@cuda.jit
-def _matrix_vector(W, transposed, vector, out):
-    """out[r] = W[r]^T vector[r] (transposed) or W[r] vector[r], one thread per entry of out,
-    in float64."""
-    R, size = out.shape
+@cuda.jit(device=True)
+def _matrix_vector(W, r, transposed, vector, out):
+    """out[r] = W[r]^T vector[r] (transposed) or W[r] vector[r], the block's threads taking
+    entries in turn; then the block waits."""
     inner = W.shape[1] if transposed else W.shape[2]
-    start, stride = cuda.grid(1), cuda.gridsize(1)
-    for index in range(start, R * size, stride):
-        r, k = index // size, index % size
+    for k in range(cuda.threadIdx.x, out.shape[1], cuda.blockDim.x):
         acc = 0.0
         for m in range(inner):
             acc += float64(W[r, m, k] if transposed else W[r, k, m]) * vector[r, m]
         out[r, k] = acc
+    cuda.syncthreads()
+
+
+@cuda.jit(device=True)
+def _normalize(shared, u, r):
+    """u[r] <- u[r] / max(||u[r]||, eps); then the block waits."""
+    partial = 0.0
+    for i in range(cuda.threadIdx.x, u.shape[1], cuda.blockDim.x):
+        partial += float64(u[r, i]) * u[r, i]
+    scale = 1.0 / max(math.sqrt(_block_sum(shared, partial)), SPECTRAL_NORM_EPS)
+    for i in range(cuda.threadIdx.x, u.shape[1], cuda.blockDim.x):
+        u[r, i] = u[r, i] * scale
+    cuda.syncthreads()
 
 
 @cuda.jit
-def _normalize(u):
-    """u[r] <- u[r] / max(||u[r]||, eps), one block per replica."""
+def _spectral_norm_layers(Ws, us, vs, n_power_iterations, W_sns, sigmas):
+    """Block (k, r): the power iterations on W_k[r], then sigma_k[r] = u . W v and
+    W_sn_k[r] = W_k[r] / sigma_k[r]."""
     shared = cuda.shared.array(REDUCE_WIDTH, float64)
-    R, size = u.shape
-    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
-        partial = 0.0
-        for i in range(cuda.threadIdx.x, size, cuda.blockDim.x):
-            partial += float64(u[r, i]) * u[r, i]
-        scale = 1.0 / max(math.sqrt(_block_sum(shared, partial)), SPECTRAL_NORM_EPS)
-        for i in range(cuda.threadIdx.x, size, cuda.blockDim.x):
-            u[r, i] = u[r, i] * scale
-
-
-@cuda.jit
-def _sigma_and_scaled(W, u, v, sigma, W_sn):
-    """One block per replica: sigma[r] = u[r] . W[r] v[r] (float64), W_sn[r] = W[r] / sigma[r]."""
-    shared = cuda.shared.array(REDUCE_WIDTH, float64)
-    R, rows, cols = W.shape
-    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+    R = sigmas[0].shape[0]
+    for block in range(cuda.blockIdx.x, len(Ws) * R, cuda.gridDim.x):
+        k, r = block // R, block % R
+        W, u, v, W_sn = Ws[k], us[k], vs[k], W_sns[k]
+        rows, cols = W.shape[1], W.shape[2]
+        for _ in range(n_power_iterations):
+            _matrix_vector(W, r, True, u, v)
+            _normalize(shared, v, r)
+            _matrix_vector(W, r, False, v, u)
+            _normalize(shared, u, r)
         partial = 0.0
         for i in range(cuda.threadIdx.x, rows, cuda.blockDim.x):
             acc = 0.0
@@ -805,24 +993,27 @@ def _sigma_and_scaled(W, u, v, sigma, W_sn):
             partial += u[r, i] * acc
         value = _block_sum(shared, partial)
         if cuda.threadIdx.x == 0:
-            sigma[r] = value
+            sigmas[k][r] = value
         for index in range(cuda.threadIdx.x, rows * cols, cuda.blockDim.x):
             i, j = index // cols, index % cols
             W_sn[r, i, j] = W[r, i, j] / value
 
 
 @cuda.jit
-def _spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
-    """One block per replica: c = <grad_W_sn, W> / sigma^2 (float64), then
-    grad_W (+)= grad_W_sn / sigma - c u v^T."""
+def _spectral_norm_backward_layers(Ws, us, vs, sigmas, grad_W_sns, grad_Ws, accumulate):
+    """Block (k, r): c = <grad_W_sn, W> / sigma^2, then grad_W (+)= grad_W_sn / sigma - c u v^T,
+    on layer k of replica r."""
     shared = cuda.shared.array(REDUCE_WIDTH, float64)
-    R, rows, cols = W.shape
-    for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+    R = sigmas[0].shape[0]
+    for block in range(cuda.blockIdx.x, len(Ws) * R, cuda.gridDim.x):
+        k, r = block // R, block % R
+        W, u, v, grad_W_sn, grad_W = Ws[k], us[k], vs[k], grad_W_sns[k], grad_Ws[k]
+        rows, cols = W.shape[1], W.shape[2]
         partial = 0.0
         for index in range(cuda.threadIdx.x, rows * cols, cuda.blockDim.x):
             i, j = index // cols, index % cols
             partial += float64(grad_W_sn[r, i, j]) * W[r, i, j]
-        s = sigma[r]
+        s = sigmas[k][r]
         coupling = _block_sum(shared, partial) / (s * s)
         for index in range(cuda.threadIdx.x, rows * cols, cuda.blockDim.x):
             i, j = index // cols, index % cols
@@ -830,30 +1021,50 @@ def _spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
             grad_W[r, i, j] = grad_W[r, i, j] + step if accumulate else step
 
 
+def _layers_grid(layers, replicas):
+    """(blocks, threads) of a launch with one block per (layer, replica)."""
+    return _reduction_grid(layers * replicas)
+
+
+def _check_spectral_norm(Ws, us, vs, sigmas, others, what):
+    R = sigmas[0].shape[0] if sigmas else 0
+    _check(len(Ws) >= 1 and all(len(t) == len(Ws) for t in (us, vs, sigmas, *others))
+           and all(W.shape[0] == R and u.shape == (R, W.shape[1]) and v.shape == (R, W.shape[2])
+                   and sigma.shape == (R,) and all(t[k].shape == W.shape for t in others)
+                   for k, (W, u, v, sigma) in enumerate(zip(Ws, us, vs, sigmas))), what)
+
+
+def spectral_norm_forward_layers(Ws, us, vs, n_power_iterations, W_sns, sigmas):
+    """:func:`spectral_norm_forward` of every layer k of a network (tuples of per-layer arrays:
+    Ws[k] and W_sns[k] (R, out_k, in_k), us[k] (R, out_k), vs[k] (R, in_k), sigmas[k] (R,)
+    float64), in one launch."""
+    Ws, us, vs, W_sns, sigmas = map(tuple, (Ws, us, vs, W_sns, sigmas))
+    _check_spectral_norm(Ws, us, vs, sigmas, (W_sns,), "spectral_norm_forward_layers")
+    _spectral_norm_layers[_layers_grid(len(Ws), sigmas[0].shape[0])](
+        Ws, us, vs, int(n_power_iterations), W_sns, sigmas)
+
+
+def spectral_norm_backward_layers(Ws, us, vs, sigmas, grad_W_sns, grad_Ws, accumulate):
+    """:func:`spectral_norm_backward` of every layer k of a network (tuples of per-layer arrays,
+    as :func:`spectral_norm_forward_layers`), in one launch."""
+    Ws, us, vs, sigmas, grad_W_sns, grad_Ws = map(tuple, (Ws, us, vs, sigmas, grad_W_sns, grad_Ws))
+    _check_spectral_norm(Ws, us, vs, sigmas, (grad_W_sns, grad_Ws), "spectral_norm_backward_layers")
+    _spectral_norm_backward_layers[_layers_grid(len(Ws), sigmas[0].shape[0])](
+        Ws, us, vs, sigmas, grad_W_sns, grad_Ws, bool(accumulate))
+
+
 def spectral_norm_forward(W, u, v, n_power_iterations, W_sn, sigma):
     """Per replica: power iterations v <- W^T u / ||W^T u||, u <- W v / ||W v|| (none in
     evaluation), then sigma = u . W v and W_sn = W / sigma. W, W_sn (R, out, in), u (R, out),
     v (R, in), sigma (R,) float64. Returns sigma."""
-    R, rows, cols = W.shape
-    _check(u.shape == (R, rows) and v.shape == (R, cols) and W_sn.shape == W.shape
-           and sigma.shape == (R,), "spectral_norm_forward")
-    for _ in range(n_power_iterations):
-        _matrix_vector[_grid(R * cols)](W, True, u, v)
-        _normalize[_reduction_grid(R)](v)
-        _matrix_vector[_grid(R * rows)](W, False, v, u)
-        _normalize[_reduction_grid(R)](u)
-    _sigma_and_scaled[_reduction_grid(R)](W, u, v, sigma, W_sn)
+    spectral_norm_forward_layers((W,), (u,), (v,), n_power_iterations, (W_sn,), (sigma,))
     return sigma
 
 
 def spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
     """Per replica: grad_W (+)= grad_W_sn / sigma - (<grad_W_sn, W> / sigma^2) u v^T, the
     inner product in float64; sigma (R,) as spectral_norm_forward wrote it."""
-    R, rows, cols = W.shape
-    _check(u.shape == (R, rows) and v.shape == (R, cols) and grad_W_sn.shape == W.shape
-           and grad_W.shape == W.shape and sigma.shape == (R,), "spectral_norm_backward")
-    _spectral_norm_backward[_reduction_grid(R)](W, u, v, sigma, grad_W_sn, grad_W,
-                                                bool(accumulate))
+    spectral_norm_backward_layers((W,), (u,), (v,), (sigma,), (grad_W_sn,), (grad_W,), accumulate)
 
 
 # --------------------------------------------------------------------------- random numbers
@@ -903,26 +1114,34 @@ def rng_states(seeds):
 
 @cuda.jit
 def _standard_normal(states, single, out):
-    """State s of replica r fills out[r, s], out[r, s + S], ... with standard normals."""
-    R, size = out.shape
+    """State s of replica r fills out[t, r, s], out[t, r, s + S], ... with standard normals, for
+    t = 0, 1, ... in turn."""
+    fills, R, size = out.shape
     S = states.size // R
     start, stride = cuda.grid(1), cuda.gridsize(1)
     for index in range(start, R * S, stride):
         r, s = index // S, index % S
-        for i in range(s, size, S):
-            if single:
-                out[r, i] = xoroshiro128p_normal_float32(states, index)
-            else:
-                out[r, i] = xoroshiro128p_normal_float64(states, index)
+        for t in range(fills):
+            for i in range(s, size, S):
+                if single:
+                    out[t, r, i] = xoroshiro128p_normal_float32(states, index)
+                else:
+                    out[t, r, i] = xoroshiro128p_normal_float64(states, index)
 
 
 def standard_normal(states, out):
     """Fill out (R, ...) with standard normals from :func:`rng_states` states, replica r's
     from its own states (the same numbers whatever R)."""
-    R = out.shape[0]
+    return standard_normal_fills(states, out.reshape(1, *out.shape))[0]
+
+
+def standard_normal_fills(states, out):
+    """out[t] for t = 0 .. T-1 (out (T, R, ...)) as T calls of :func:`standard_normal` on
+    out[0], out[1], ... in turn would fill them, in one launch."""
+    T, R = out.shape[:2]
     _check(states.size == R * RNG_STATES_PER_REPLICA, "standard_normal")
     _standard_normal[_grid(states.size)](states, out.dtype == np.float32,
-                                         out.reshape(R, out.size // R))
+                                         out.reshape(T, R, out.size // (T * R)))
     return out
 
 
@@ -1370,6 +1589,43 @@ def gather_rows(source, index, start, out, offset, count):
            and start + count <= index.shape[1], "gather_rows")
     _gather_rows[_grid(R * count * width)](source, index, int(start), out, int(offset),
                                            int(count))
+
+
+@cuda.jit
+def _shuffle_keys(seeds, epoch, keys):
+    """keys[r, i] = numpy_ref.shuffle_keys(seeds[r], epoch, n)[i]."""
+    R, n = keys.shape
+    epoch_step = (uint64(epoch) + uint64(1)) * _GOLDEN
+    for index in range(cuda.grid(1), R * n, cuda.gridsize(1)):
+        r, i = index // n, index % n
+        epoch_seed = _mix64(uint64(seeds[r]) + _GOLDEN) + epoch_step
+        keys[r, i] = _mix64(_mix64(epoch_seed) + (uint64(i) + uint64(1)) * _GOLDEN)
+
+
+def host_argsort(keys, out):
+    """out[r] = the stable argsort of keys[r], with numpy on a host copy: the stand-in for
+    :func:`cupy_argsort` where CuPy cannot run."""
+    out.copy_to_device(np.argsort(keys.copy_to_host(), axis=1, kind="stable"))
+
+
+def cupy_argsort(keys, out):
+    """out[r] = the stable argsort of keys[r] (CuPy's sort on the device, in place)."""
+    import cupy
+
+    cupy.asarray(out)[...] = cupy.argsort(cupy.asarray(keys), axis=1)
+
+
+#: The row sort shuffle_orders uses: CuPy on a GPU, numpy under the simulator.
+xp_argsort = host_argsort if SIMULATOR else cupy_argsort
+
+
+def shuffle_orders(seeds, epoch, keys, out):
+    """out[r] = numpy_ref.shuffle_order(seeds[r], epoch, n): replica r's order of its n rows in
+    this epoch, a counter-based permutation drawn on the device (hashed keys, then a sort), so
+    the same whatever R. seeds (R,) uint64, keys (R, n) uint64 scratch, out (R, n) int64."""
+    _check(keys.shape == out.shape and seeds.shape == (out.shape[0],), "shuffle_orders")
+    _shuffle_keys[_grid(keys.size)](seeds, int(epoch), keys)
+    xp_argsort(keys, out)
 
 
 def synchronize():

@@ -500,6 +500,48 @@ def score_matching_loss_levels(raw, noisy, eps, levels, raw_scales, skips, cente
             residual * scale * residual.dtype.type(1.0 / n))
 
 
+# --------------------------------------------------------------------------- the noise-level path
+#
+# npgen.nn.score's embedding of the noise level, one row a replica: the sinusoidal features
+# p (1, F) through two leaky layers, folded into the x path's two biases. ``params`` are its
+# parameters (V1, c1, V2, c2, W2e, b2, W3e, b3) and ``path`` what the forward keeps for the
+# backward (z1, h, z2, e, leaky_e).
+
+
+def score_embedding_forward(p, params, slope):
+    """The noise-level path with c = slope; returns (beff2, beff3, path):
+        z1 = p V1^T + c1,   h = leaky_c(z1)
+        z2 = h V2^T + c2,   e = leaky_c(z2),   leaky_e = leaky_c(e) = leaky_{c^2}(z2)
+        beff2 = e W2e^T + b2,   beff3 = leaky_e W3e^T + b3
+    """
+    V1, c1, V2, c2, W2e, b2, W3e, b3 = params
+    h, z1 = dense_forward(p, V1, c1, LEAKY_RELU, slope)
+    e, z2 = dense_forward(h, V2, c2, LEAKY_RELU, slope)
+    leaky_e = activation(LEAKY_RELU, slope * slope, z2)
+    beff2, _ = dense_forward(e, W2e, b2, IDENTITY, 0.0)
+    beff3, _ = dense_forward(leaky_e, W3e, b3, IDENTITY, 0.0)
+    return beff2, beff3, (z1, h, z2, e, leaky_e)
+
+
+def score_embedding_backward(p, params, slope, path, grad_beff2, grad_beff3):
+    """Backward of :func:`score_embedding_forward` from dL/dbeff2 (1, H2) and dL/dbeff3 (1, 1);
+    returns the gradients of ``params``, in their order:
+        dL/dW2e = dL/dbeff2^T e,   dL/db2 = dL/dbeff2,
+        dL/dW3e = dL/dbeff3^T leaky_e,   dL/db3 = dL/dbeff3,
+        dL/dz2 = leaky_c'(z2) (dL/dbeff2 W2e) + leaky_{c^2}'(z2) (dL/dbeff3 W3e),
+        dL/dV2 = dL/dz2^T h,   dL/dc2 = dL/dz2,
+        dL/dz1 = leaky_c'(z1) (dL/dz2 V2),   dL/dV1 = dL/dz1^T p,   dL/dc1 = dL/dz1.
+    """
+    V1, _, V2, _, W2e, _, W3e, _ = params
+    z1, h, z2, e, leaky_e = path
+    grad_z2 = (activation_backward(LEAKY_RELU, slope, z2, grad_beff2 @ W2e)
+               + activation_backward(LEAKY_RELU, slope * slope, z2, grad_beff3 @ W3e))
+    grad_z1 = activation_backward(LEAKY_RELU, slope, z1, grad_z2 @ V2)
+    return (grad_z1.T @ p, grad_z1.sum(axis=0), grad_z2.T @ h, grad_z2.sum(axis=0),
+            grad_beff2.T @ e, grad_beff2.sum(axis=0), grad_beff3.T @ leaky_e,
+            grad_beff3.sum(axis=0))
+
+
 # --------------------------------------------------------------------------- f-divergence duals
 #
 # Variational (dual) form of an f-divergence between the particles' law P and the data's law Q
@@ -577,6 +619,15 @@ def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps):
     return param - (lr / bias1) * m / (np.sqrt(v) / np.sqrt(bias2) + eps), m, v
 
 
+def adam_step_groups(params, grads, ms, vs, step, lr, beta1, beta2, eps):
+    """:func:`adam_step` of every group g on (params[g], grads[g], ms[g], vs[g]), with one
+    step count and one set of rates (the networks of one model); returns the lists of new
+    params, ms and vs."""
+    results = [adam_step(*group, step, lr, beta1, beta2, eps)
+               for group in zip(params, grads, ms, vs)]
+    return tuple(list(column) for column in zip(*results))
+
+
 # --------------------------------------------------------------------------- spectral norm
 
 SPECTRAL_NORM_EPS = 1e-12
@@ -610,6 +661,20 @@ def spectral_norm_backward(W, u, v, sigma, grad_W_sn):
     """
     coupling = float(np.sum(grad_W_sn * W, dtype=np.float64)) / sigma ** 2
     return grad_W_sn / sigma - coupling * np.outer(u, v)
+
+
+def spectral_norm_forward_layers(Ws, us, vs, n_power_iterations):
+    """:func:`spectral_norm_forward` of every layer k of a network, each on its own (W_k, u_k,
+    v_k); returns the lists (W_sns, sigmas, us, vs). The layers do not interact: a network's
+    layers in one call, which the batched backend runs as one launch."""
+    results = [spectral_norm_forward(W, u, v, n_power_iterations) for W, u, v in zip(Ws, us, vs)]
+    return tuple(list(column) for column in zip(*results))
+
+
+def spectral_norm_backward_layers(Ws, us, vs, sigmas, grad_W_sns):
+    """:func:`spectral_norm_backward` of every layer k of a network; returns the list of
+    grad_W_k = grad_W_sn_k / sigma_k - (<grad_W_sn_k, W_k> / sigma_k^2) u_k v_k^T."""
+    return [spectral_norm_backward(*layer) for layer in zip(Ws, us, vs, sigmas, grad_W_sns)]
 
 
 # --------------------------------------------------------------------------- annealed Langevin
@@ -651,6 +716,23 @@ def langevin_noise(keys, step):
     radius = np.sqrt(-2.0 * np.log(u1))
     angle = 2.0 * np.pi * u2
     return radius * (np.cos(angle) if step % 2 == 0 else np.sin(angle))
+
+
+def shuffle_keys(seed, epoch, n):
+    """The sort keys of rows i = 0 .. n-1 in epoch ``epoch`` (from 0) of the run seeded ``seed``:
+    k_i = mix(mix(mix(seed + G) + (epoch + 1) G) + (i + 1) G) (uint64), the sample keys of
+    :func:`langevin_sample_keys` with the epoch's own seed mix(seed + G) + (epoch + 1) G."""
+    golden = np.uint64(LANGEVIN_GOLDEN)
+    base = _mix64(np.array([seed], np.uint64) + golden)
+    epoch_seed = base + np.uint64((epoch + 1) * LANGEVIN_GOLDEN % 2 ** 64)
+    return _mix64(_mix64(epoch_seed) + (np.arange(n, dtype=np.uint64) + np.uint64(1)) * golden)
+
+
+def shuffle_order(seed, epoch, n):
+    """The order in which the device visits rows 0 .. n-1 in an epoch: the rows sorted by
+    :func:`shuffle_keys` (ties, which 64-bit keys almost never have, by row). A counter-based
+    permutation: a pure function of (seed, epoch, n), whatever else is computed beside it."""
+    return np.argsort(shuffle_keys(seed, epoch, n), kind="stable")
 
 
 def _score_and_slope(x, W1, b1, W2a, beff2_l, W3a, beff3_l, slope1, slope2, need_slope):

@@ -39,19 +39,21 @@ def test_kernels_and_batched_training_under_the_simulator():
 
 #: Argument codes of each kernel: aN float array of rank N in the float type compiled for,
 #: dN float64 array, uN uint64 array, jN int64 array, s xoroshiro128+ states, i int64,
-#: f float64, b bool.
+#: f float64, b bool; CODE*K a tuple of K of them (one per layer of a network).
 KERNEL_ARGUMENTS = {
-    "_bias_activation": "a2 i f a3 a3",
+    "_bias_activation": "a3 a3 b a2 i f a3 a3",
     "_tangent": "i f a1 a1 a1",
     "_chain_rule": "i f a1 a1 a1",
-    "_backward_columns": "i f a3 a3 a3 a3 a3 a3 a2 b b",
+    "_backward_columns": "i f a3 a3 a3 a3 a3 a3 a2 b b a3 a3 b",
     "_mean_loss": "i a2 a2 a2 d1",
-    "_adam": "a1 a1 a1 a1 f f f f f",
-    "_matrix_vector": "a3 b a2 a2",
-    "_normalize": "a2",
-    "_sigma_and_scaled": "a3 a2 a2 d1 a3",
-    "_spectral_norm_backward": "a3 a2 a2 d1 a3 a3 b",
-    "_standard_normal": "s b a2",
+    "_adam": "a1*2 a1*2 a1*2 a1*2 f f f f f",
+    "_spectral_norm_layers": "a3*3 a2*3 a2*3 i a3*3 d1*3",
+    "_spectral_norm_backward_layers": "a3*3 a2*3 a2*3 d1*3 a3*3 a3*3 b",
+    "_shuffle_keys": "u1 i u2",
+    "_score_embedding": "a3 a3 a2 a3 a2 a3 a2 a3 a2 f a3 a3 a3 a3 a3 a3 a3",
+    "_score_embedding_backward": "a3 a3 a3 a3 f a3 a3 a3 a3 a3 a3 a3 a3 a3 a3 a3 a3"
+                                 " a3 a2 a3 a2 a3 a2 a3 a2",
+    "_standard_normal": "s b a3",
     "_vae_reparameterize": "a3 a3 i a3 a3 d1",
     "_vae_residual": "a3 a3 f a3 d1",
     "_vae_code_gradient": "a3 a3 a3 a3 i a3",
@@ -78,7 +80,10 @@ def _argument_types(spec, dtype):
     arrays = {"a": dtype, "d": types.float64, "u": types.uint64, "j": types.int64}
     out = []
     for code in spec.split():
-        if code in scalars:
+        if "*" in code:
+            one, count = code.split("*")
+            out.append(types.UniTuple(_argument_types(one, dtype)[0], int(count)))
+        elif code in scalars:
             out.append(scalars[code])
         elif code == "s":
             out.append(types.Array(xoroshiro128p_type, 1, "C"))
@@ -135,7 +140,7 @@ def test_the_strided_level_bias_compiles_to_ptx_for_sm_90(ptx_compiler):
 
     for dtype in (types.float32, types.float64):
         argument_types = _argument_types(KERNEL_ARGUMENTS["_bias_activation"], dtype)
-        strided = (types.Array(dtype, 2, "A"),) + argument_types[1:]
+        strided = argument_types[:3] + (types.Array(dtype, 2, "A"),) + argument_types[4:]
         assert ".target sm_90" in ptx_compiler(ck._bias_activation, strided)
 
 

@@ -69,10 +69,13 @@ def _layer(rng, dtype, n=5, fan_in=3, out=4):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_forward_and_backward_match_each_replica_alone(activation, dtype):
+@pytest.mark.parametrize("fan_in", [3, 1])
+def test_forward_and_backward_match_each_replica_alone(activation, dtype, fan_in):
+    """A layer of one input makes its outer product in the bias kernel and its weight
+    gradient in the column kernel, with no product launched: the same numbers."""
     rng = np.random.default_rng(1)
     kind, slope = ACTIVATIONS[activation], 0.2
-    x, W, b = _layer(rng, dtype)
+    x, W, b = _layer(rng, dtype, fan_in=fan_in)
     grad_a = _draw(rng, dtype, R, 5, 4)
     old_W, old_b = _draw(rng, dtype, *W.shape), _draw(rng, dtype, *b.shape)
     z, a, grad_z = (cuda.device_array((R, 5, 4), dtype) for _ in range(3))
@@ -125,7 +128,8 @@ def test_activations_on_the_extended_reals():
     for name, kind in ACTIVATIONS.items():
         a, da = cuda.device_array(z.shape), cuda.device_array(z.shape)
         z_device, bias, ones = _device(z, np.zeros((R, 7)), np.ones(z.size))
-        ck._bias_activation[ck._grid(z.size)](bias, kind, 0.2, z_device, a)
+        ck._bias_activation[ck._grid(z.size)](z_device, z_device, False, bias, kind, 0.2,
+                                              z_device, a)
         ck._tangent[ck._grid(z.size)](kind, 0.2, z_device.reshape(z.size), ones,
                                       da.reshape(z.size))
         for got, want, ulps in ((a, ref.activation(kind, 0.2, z[0, 0]), ACTIVATION_ULPS),
@@ -309,6 +313,35 @@ def test_spectral_norm_matches_each_replica_alone(iterations, dtype):
             _close(got.copy_to_host()[r], want, dtype)
         want_grad = ref.spectral_norm_backward(W[r], want_u, want_v, want_sigma, grad_W_sn[r])
         _close(dgW.copy_to_host()[r], old[r] + want_grad, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("iterations", [0, 1])
+def test_spectral_norm_of_every_layer_in_one_launch_is_numpy_refs(iterations, dtype):
+    """Three layers of different shapes, R replicas, one launch each way: each (layer,
+    replica) is numpy_ref's spectral_norm_forward_layers / spectral_norm_backward_layers."""
+    rng = np.random.default_rng(6)
+    shapes = [(4, 1), (3, 4), (1, 3)]
+    W = [_draw(rng, dtype, R, *shape) for shape in shapes]
+    u = [_draw(rng, dtype, R, rows) for rows, _ in shapes]
+    v = [_draw(rng, dtype, R, cols) for _, cols in shapes]
+    grad_W_sn, old = ([_draw(rng, dtype, R, *shape) for shape in shapes] for _ in range(2))
+    dW, du, dv, dgsn, dgW = ([cuda.to_device(a) for a in arrays]
+                             for arrays in (W, u, v, grad_W_sn, old))
+    W_sn = [cuda.device_array(w.shape, dtype) for w in W]
+    sigma = [cuda.device_array(R, np.float64) for _ in W]
+    ck.spectral_norm_forward_layers(dW, du, dv, iterations, W_sn, sigma)
+    ck.spectral_norm_backward_layers(dW, du, dv, sigma, dgsn, dgW, True)
+    for r in range(R):
+        want_W_sn, want_sigma, want_u, want_v = ref.spectral_norm_forward_layers(
+            [w[r] for w in W], [a[r] for a in u], [a[r] for a in v], iterations)
+        want_grad = ref.spectral_norm_backward_layers(
+            [w[r] for w in W], want_u, want_v, want_sigma, [g[r] for g in grad_W_sn])
+        for k in range(len(shapes)):
+            _close(sigma[k].copy_to_host()[r], want_sigma[k], dtype)
+            for got, want in ((W_sn, want_W_sn), (du, want_u), (dv, want_v)):
+                _close(got[k].copy_to_host()[r], want[k], dtype)
+            _close(dgW[k].copy_to_host()[r], old[k][r] + want_grad[k], dtype)
 
 
 def _score_networks(rng, dtype, levels=2, h1=5, h2=4):
@@ -503,6 +536,107 @@ def test_normals_are_the_same_stream_whatever_the_batch(dtype):
     np.testing.assert_allclose(first[0], _xoroshiro_first_normal(seeds[0]), rtol=1e-6)
     draws = together.copy_to_host()
     assert abs(draws.mean()) < 0.15 and abs(draws.std() - 1) < 0.15
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fills_drawn_in_one_launch_are_the_fills_drawn_one_by_one(dtype):
+    """standard_normal_fills on (T, R, ...) draws what T calls of standard_normal would, in
+    turn, bit for bit; so does DeviceNoise, whether or not it drew the epoch ahead."""
+    from npgen.models.noise import DeviceNoise
+
+    seeds = [5, 6, 7]
+    ahead = ck.standard_normal_fills(ck.rng_states(seeds), cuda.device_array((3, R, 70, 2), dtype))
+    states = ck.rng_states(seeds)
+    for t in range(3):
+        one = ck.standard_normal(states, cuda.device_array((R, 70, 2), dtype))
+        np.testing.assert_array_equal(ahead.copy_to_host()[t], one.copy_to_host())
+    drawn, plain = DeviceNoise(ck, seeds), DeviceNoise(ck, seeds)
+    drawn.draw_ahead(2, (70, 2), dtype)
+    for t in range(3):  # the third draw is past what was drawn ahead: drawn then
+        got = drawn.normal(cuda.device_array((R, 70, 2), dtype)).copy_to_host()
+        want = plain.normal(cuda.device_array((R, 70, 2), dtype)).copy_to_host()
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, ahead.copy_to_host()[t])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_noise_level_path_in_one_launch_is_numpy_refs(dtype):
+    """score_embedding_forward and _backward, one block per replica, against numpy_ref's."""
+    rng = np.random.default_rng(8)
+    shapes = [(4, 3), (4,), (5, 4), (5,), (6, 5), (6,), (1, 5), (1,)]
+    params = [_draw(rng, dtype, R, *shape) for shape in shapes]
+    features, grad_beff2, grad_beff3 = (_draw(rng, dtype, R, 1, w) for w in (3, 6, 1))
+    path = [cuda.device_array((R, 1, w), dtype) for w in (4, 4, 5, 5, 5)]
+    work = [cuda.device_array((R, 1, w), dtype) for w in (4, 4, 5, 5, 5)]
+    beff2, beff3 = cuda.device_array((R, 1, 6), dtype), cuda.device_array((R, 1, 1), dtype)
+    grads = [cuda.device_array(param.shape, dtype) for param in params]
+    on_device = _device(features, *params, grad_beff2, grad_beff3)
+    ck.score_embedding_forward(on_device[0], on_device[1:9], 0.3, path, beff2, beff3)
+    ck.score_embedding_backward(on_device[0], on_device[1:9], 0.3, path, *on_device[9:], work,
+                                grads)
+    for r in range(R):
+        mine = [param[r] for param in params]
+        want2, want3, want_path = ref.score_embedding_forward(features[r], mine, 0.3)
+        want_grads = ref.score_embedding_backward(features[r], mine, 0.3, want_path,
+                                                  grad_beff2[r], grad_beff3[r])
+        wants = [want2, want3, *want_path, *want_grads]
+        for got, want in zip([beff2, beff3, *path, *grads], wants):
+            _close(got.copy_to_host()[r], want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_on_several_buffers_in_one_launch_is_numpy_refs(dtype):
+    rng = np.random.default_rng(9)
+    params, grads, ms = ([_draw(rng, dtype, R * size) for size in (7, 2)] for _ in range(3))
+    vs = [np.abs(_draw(rng, dtype, R * size)) for size in (7, 2)]
+    want = ref.adam_step_groups(params, grads, ms, vs, 4, 1e-2, 0.5, 0.999, 1e-8)
+    on_device = [_device(*group) for group in (params, grads, ms, vs)]
+    ck.adam_step_groups(*on_device, 4, 1e-2, 0.5, 0.999, 1e-8)
+    for got, expected in zip((on_device[0], on_device[2], on_device[3]), want):
+        for g, e in zip(got, expected):
+            _close(g.copy_to_host(), e, dtype)
+
+
+def _column_major_gemm(args, A, B, alpha, beta, C):
+    """cuBLAS's strided-batched gemm as its documentation defines it, in numpy, on flat
+    buffers: matrix i of an operand starts at i * stride, entry (p, q) at p + q * ld;
+    C_i = alpha op(A_i) op(B_i) + beta C_i, with op(X) = X ('N', 0) or X^T ('T', 1)."""
+    m, n, k = args["m"], args["n"], args["k"]
+
+    def matrix(buffer, start, ld, rows, cols):
+        return np.array([[buffer[start + p + q * ld] for q in range(cols)] for p in range(rows)])
+
+    for i in range(args["batchCount"]):
+        a = matrix(A, i * args["strideA"], args["lda"], *((k, m) if args["transa"] else (m, k)))
+        b = matrix(B, i * args["strideB"], args["ldb"], *((n, k) if args["transb"] else (k, n)))
+        product = (a.T if args["transa"] else a) @ (b.T if args["transb"] else b)
+        for p in range(m):
+            for q in range(n):
+                at = i * args["strideC"] + p + q * args["ldc"]
+                C[at] = alpha * product[p, q] + beta * C[at]
+
+
+@pytest.mark.parametrize("transpose_a, transpose_b, shapes", [
+    (False, True, ((R, 5, 3), (R, 4, 3))),    # a layer's forward: z = x W^T
+    (True, False, ((R, 5, 4), (R, 5, 3))),    # its weight gradient: grad_z^T x
+    (False, False, ((R, 5, 4), (R, 4, 3))),   # its input gradient: grad_z W
+    (False, True, ((R, 1, 16), (R, 32, 16))),  # a noise-level row through a layer
+    (True, False, ((R, 6, 1), (R, 6, 7)))])   # the weight gradient of a layer of one output
+def test_the_cublas_call_computes_the_batched_product(transpose_a, transpose_b, shapes):
+    """gemm_arguments, the call cupy_matmul makes on a GPU, computes on the C-contiguous
+    buffers what host_matmul (the simulator's numpy product) computes, accumulated or not."""
+    rng = np.random.default_rng(10)
+    a, b = (rng.standard_normal(shape) for shape in shapes)
+    want = cuda.device_array((R, *np.matmul(a.transpose(0, 2, 1) if transpose_a else a,
+                                            b.transpose(0, 2, 1) if transpose_b else b).shape[1:]))
+    old = rng.standard_normal(want.shape)
+    args = ck.gemm_arguments(a.shape, b.shape, transpose_a, transpose_b)
+    for accumulate in (False, True):
+        want.copy_to_device(old)
+        ck.host_matmul(a, b, want, transpose_a, transpose_b, accumulate)
+        got = old.ravel().copy()
+        _column_major_gemm(args, b.ravel(), a.ravel(), 1.0, float(accumulate), got)
+        np.testing.assert_allclose(got.reshape(want.shape), want.copy_to_host(), rtol=1e-12)
 
 
 def _xoroshiro_first_normal(seed):

@@ -73,7 +73,7 @@ def test_a_batched_step_is_the_cpu_step_with_the_device_latents(options):
         states = ck.rng_states([cpu.seed])
         z1, z2 = (ck.standard_normal(states, ck.to_device(np.zeros((1, n, 1)))).copy_to_host()[0]
                   for _ in range(2))
-        batch = data[cpu.rng.permutation(n)]
+        batch = data[numpy_ref.shuffle_order(cpu.seed, 0, n)]
         if cpu.discriminator_first:  # the discriminator takes the first latents
             losses = cpu.discriminator_gradient(batch, z1)
             cpu.discriminator_optimizer.step()
@@ -110,7 +110,7 @@ def test_a_batched_vae_step_is_the_cpu_step_with_the_device_noise(kl, skip):
     for model, cpu, data, history in zip(batched, alone, datasets, histories):
         eps = ck.standard_normal(ck.rng_states([cpu.seed]),
                                  ck.to_device(np.zeros((1, n, 1)))).copy_to_host()[0]
-        losses = cpu.negative_elbo_gradient(data[cpu.rng.permutation(n)], eps)
+        losses = cpu.negative_elbo_gradient(data[numpy_ref.shuffle_order(cpu.seed, 0, n)], eps)
         cpu.encoder_optimizer.step()
         cpu.decoder_optimizer.step()
         for name, net in cpu.networks().items():
@@ -159,9 +159,9 @@ def _device_noise(seed, n):
 
 @pytest.mark.parametrize("weighting", ["paper", "sigma2"])
 def test_a_batched_sgm_step_is_the_cpu_step_with_the_device_noise(weighting):
-    """Each replica: the CPU model's standardization, its shuffle, then its level draw for the
-    epoch's step, the device's noise; the weights after the step and the loss are the CPU
-    model's denoising_loss and Adam step on that batch."""
+    """Each replica: the CPU model's standardization, the device's shuffle, the level the CPU
+    model draws for the epoch's step, the device's noise; the weights after the step and the
+    loss are the CPU model's denoising_loss and Adam step on that batch."""
     seeds, ms, n = [3, 4], [1.0, 4.0], 6
     batched = [SGM(seed=seed, dtype="float64", weighting=weighting, lr=1e-2) for seed in seeds]
     alone = [SGM(seed=seed, dtype="float64", weighting=weighting, lr=1e-2) for seed in seeds]
@@ -169,7 +169,7 @@ def test_a_batched_sgm_step_is_the_cpu_step_with_the_device_noise(weighting):
     histories = fit_many(batched, datasets, epochs=1, batch_size=n)
     for model, cpu, data, history in zip(batched, alone, datasets, histories):
         standardized, (cpu.mean, cpu.std) = cpu.training_data(data)
-        batch = standardized[cpu.rng.permutation(n)]
+        batch = standardized[numpy_ref.shuffle_order(cpu.seed, 0, n)]
         sigma = float(cpu.sigmas[cpu.rng.integers(cpu.sigmas.size, size=1)[0]])
         loss = cpu.denoising_loss(batch, _device_noise(cpu.seed, n), sigma)
         cpu.optimizer.step()
@@ -252,11 +252,11 @@ def test_replica_bytes_bound_what_a_replica_holds_after_a_step(kind, options):
     to exceed the estimate's margin on the batch buffers)."""
     B, n = 4, 8
     model = kind(seed=1, dtype="float64", **dict(TINY, **options))
-    batched = replicas.Lockstep([model], ck, B)
-    data, order = ck.to_device(_data([2.0], [1], n)[0][None]), ck.to_device(np.arange(n)[None])
-    batched.start_epoch(n // B)
-    batched.step(data, order, 0)
-    held = _held_bytes(batched, data, order)
+    batched = replicas.Lockstep([model], ck, B, n)
+    data = ck.to_device(_data([2.0], [1], n)[0][None])
+    batched.start_epoch()
+    batched.step(data, 0)
+    held = _held_bytes(batched, data)
     assert held <= replicas.replica_bytes(model, B, n) <= 1.25 * held
 
 
@@ -400,39 +400,64 @@ def test_loss_shapes_that_do_not_fit_are_one_sentence():
         ck.gradient_penalty(x, ck.to_device(np.ones(2)), 1.0, x, ck.to_device(np.zeros(3)))
 
 
+def test_the_device_shuffle_is_a_permutation_that_does_not_depend_on_r():
+    """Replica r's order in an epoch is numpy_ref.shuffle_order of its seed and the epoch
+    alone: the same at R = 1 and R = 3, a permutation of the rows, another in the next epoch."""
+    n, seeds = 13, np.array([7, 2 ** 63 + 1, 0], np.uint64)
+    orders = {}
+    for R in (1, 3):
+        out, keys = ck.zeros((R, n), np.int64), ck.zeros((R, n), np.uint64)
+        for epoch in (0, 1):
+            ck.shuffle_orders(ck.to_device(seeds[:R]), epoch, keys, out)
+            orders[R, epoch] = out.copy_to_host()
+    for epoch in (0, 1):
+        np.testing.assert_array_equal(orders[1, epoch][0], orders[3, epoch][0])
+        for r, seed in enumerate(seeds):
+            order = orders[3, epoch][r]
+            np.testing.assert_array_equal(np.sort(order), np.arange(n))
+            np.testing.assert_array_equal(order, numpy_ref.shuffle_order(int(seed), epoch, n))
+    assert not np.array_equal(orders[3, 0], orders[3, 1])
+    assert len({tuple(order) for order in orders[3, 0]}) == 3
+
+
+def _launch_count():
+    """bench/launch_count.py, the counting hook bench/gpu.py prints with --dry-run."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
+                        "launch_count.py")
+    spec = importlib.util.spec_from_file_location("launch_count", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="counts the simulator's launches and copies")
-@pytest.mark.parametrize("kind", [GAN, VAE, SGM])
-def test_a_training_step_copies_nothing_to_the_host(kind, monkeypatch):
-    """A step of the lockstep loop waits for nothing on the host: no device-to-host copy (the
-    cuBLAS stand-in's own copies of its operands aside), its losses written into the epoch's
-    device array; the epoch's one read is the only copy."""
-    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+@pytest.mark.parametrize("kind", ["GAN", "VAE", "SGM"])
+def test_a_training_step_keeps_to_its_launch_budget_and_copies_nothing(kind):
+    """A step of the lockstep loop launches at most BUDGET[kind] kernels, products and fills,
+    and copies nothing between host and device (the cuBLAS stand-in's own copies of its
+    operands aside). The counts are those of R = 2 run, equal at R = 5 and at R = 330 with the
+    kernel bodies and products not run: they do not depend on R."""
+    counter = _launch_count()
+    counts = counter.step_counts(kind, 2)
+    assert counts == counter.step_counts(kind, 5, execute=False) == counter.step_counts(
+        kind, 330, execute=False)
+    assert counts["to_host"] == counts["to_device"] == 0
+    assert counts["launches"] <= counter.BUDGET[kind], counts
 
-    copies, in_product = [], [False]
-    real_copy, real_matmul = FakeCUDAArray.copy_to_host, ck.xp_matmul
 
-    def copy_to_host(self, *args, **kwargs):
-        if not in_product[0]:
-            copies.append(self.shape)
-        return real_copy(self, *args, **kwargs)
-
-    def matmul(*args, **kwargs):
-        in_product[0] = True
-        try:
-            return real_matmul(*args, **kwargs)
-        finally:
-            in_product[0] = False
-
-    monkeypatch.setattr(FakeCUDAArray, "copy_to_host", copy_to_host)
-    monkeypatch.setattr(ck, "xp_matmul", matmul)
+@pytest.mark.skipif(not config.ENABLE_CUDASIM, reason="counts the simulator's copies")
+def test_an_epochs_losses_are_its_one_read():
+    """The epoch's losses come to the host in one copy, one row per step."""
     B, n = 4, 8
-    models = [kind(seed=seed, dtype="float64", **({} if kind is SGM else TINY)) for seed in (1, 2)]
-    batched = replicas.Lockstep(models, ck, B)
+    models = [GAN(seed=seed, dtype="float64", **TINY) for seed in (1, 2)]
+    batched = replicas.Lockstep(models, ck, B, n)
     data = ck.to_device(np.stack([two_gaussians(2.0, n=n, seed=s) for s in (1, 2)]))
-    order = ck.to_device(np.tile(np.arange(n), (2, 1)))
-    batched.start_epoch(n // B)
+    batched.start_epoch()
     for start in (0, B):
-        batched.step(data, order, start)
-    assert copies == []
-    losses = batched.epoch_losses()
-    assert len(copies) == 1 and all(values.shape == (n // B, 2) for values in losses.values())
+        batched.step(data, start)
+    counter = _launch_count()
+    with counter.LaunchCounter() as counts:
+        losses = batched.epoch_losses()
+    assert counts["to_host"] == 1 and all(values.shape == (n // B, 2) for values in losses.values())

@@ -64,6 +64,8 @@ def test_the_dry_run_writes_every_row_without_pot_distributed_or_mlxtend(tmp_pat
     done = subprocess.run(["bash", SCRIPT, "--dry-run", str(out)], env=env,
                           capture_output=True, text=True, timeout=400, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for kind in ("GAN", "VAE", "SGM"):  # the launch counts come before the rows
+        assert f"{kind} step: " in done.stdout.split("| what |")[0], done.stdout[-3000:]
     result = json.loads((out / "gpu.json").read_text(encoding="utf-8"))
     assert result["complete"] and result["dry_run"]
     batches, cpu_runs = _gpu_module().paper_batches(dry_run=True)

@@ -501,6 +501,72 @@ def test_spectral_norm_backward_matches_finite_differences():
     assert_matches_fd(grad_W, numerical_gradient(loss, W))
 
 
+def test_spectral_norm_of_every_layer_matches_finite_differences():
+    """spectral_norm_backward_layers is the gradient of sum_k <G_k, W_k / sigma_k(W_k)> (u_k,
+    v_k held), layer by layer; spectral_norm_forward_layers is each layer's forward."""
+    rng = np.random.default_rng(12)
+    shapes = [(5, 1), (3, 5), (1, 3)]
+    Ws = [rng.standard_normal(shape) for shape in shapes]
+    us = [_normalized(rng, rows) for rows, _ in shapes]
+    vs = [_normalized(rng, cols) for _, cols in shapes]
+    _, _, us, vs = numpy_ref.spectral_norm_forward_layers(Ws, us, vs, 1)
+    weights = [rng.standard_normal(shape) for shape in shapes]
+
+    def loss():
+        W_sns = numpy_ref.spectral_norm_forward_layers(Ws, us, vs, 0)[0]
+        return float(sum(np.sum(W_sn * G) for W_sn, G in zip(W_sns, weights)))
+
+    W_sns, sigmas, _, _ = numpy_ref.spectral_norm_forward_layers(Ws, us, vs, 0)
+    for W, u, v, W_sn, sigma in zip(Ws, us, vs, W_sns, sigmas):
+        np.testing.assert_allclose(W_sn, W / float(u @ W @ v), rtol=1e-14)
+        assert sigma == pytest.approx(float(u @ W @ v), rel=1e-14)
+    grads = numpy_ref.spectral_norm_backward_layers(Ws, us, vs, sigmas, weights)
+    for W, grad in zip(Ws, grads):
+        assert_matches_fd(grad, numerical_gradient(loss, W))
+
+
+def _embedding_params(rng, widths=(3, 4, 5, 6, 1)):
+    """Parameters (V1, c1, V2, c2, W2e, b2, W3e, b3) of a noise-level path of these widths
+    (features, embedding layers, x path's two biases), in float64."""
+    F, H, E, H2, out3 = widths
+    shapes = [(H, F), (H,), (E, H), (E,), (H2, E), (H2,), (out3, E), (out3,)]
+    return [rng.standard_normal(shape) for shape in shapes]
+
+
+def test_the_noise_level_path_is_the_score_networks_float64_biases():
+    """numpy_ref.score_embedding_forward, on a score network's parameters, gives the biases
+    ScoreNetwork.effective_biases computes on its own (in float64, with plain numpy)."""
+    from npgen.nn.score import SLOPE, ScoreNetwork, _EMBEDDING, sinusoidal_features
+
+    net = ScoreNetwork(dtype="float64", seed=4)
+    params = [net.weights[name] for name in _EMBEDDING]
+    for sigma in (0.01, 1.0, 7.5):
+        beff2, beff3, _ = numpy_ref.score_embedding_forward(sinusoidal_features(sigma)[None],
+                                                            params, SLOPE)
+        want2, want3 = net.effective_biases([sigma])
+        np.testing.assert_allclose(beff2[0], want2[0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(beff3[0], want3, rtol=1e-12, atol=1e-14)
+
+
+def test_the_noise_level_paths_backward_matches_finite_differences():
+    """The gradient of <G2, beff2> + <G3, beff3> with respect to every parameter of the path,
+    at a leaky slope where both branches (e and leaky_e) carry gradient."""
+    rng = np.random.default_rng(13)
+    params = _embedding_params(rng)
+    p = rng.standard_normal((1, 3))
+    G2, G3 = rng.standard_normal((1, 6)), rng.standard_normal((1, 1))
+
+    def loss():
+        beff2, beff3, _ = numpy_ref.score_embedding_forward(p, params, 0.3)
+        return float(np.sum(beff2 * G2) + np.sum(beff3 * G3))
+
+    _, _, path = numpy_ref.score_embedding_forward(p, params, 0.3)
+    assert (path[2] < 0).any() and (path[2] > 0).any()  # both sides of the kink
+    grads = numpy_ref.score_embedding_backward(p, params, 0.3, path, G2, G3)
+    for param, grad in zip(params, grads):
+        assert_matches_fd(grad, numerical_gradient(loss, param))
+
+
 def test_spectral_norm_eps_is_shared():
     assert kernels.get_backend("cpu").SPECTRAL_NORM_EPS == numpy_ref.SPECTRAL_NORM_EPS
 

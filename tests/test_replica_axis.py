@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from npgen import kernels
+from npgen.kernels import numpy_ref
 from npgen.nn import MLP, Adam, ScoreNetwork
 from npgen.nn.layout import ParameterLayout
 
@@ -124,3 +125,84 @@ def test_the_replica_form_writes_a_returned_scalar_per_replica():
         g = np.zeros_like(logits[r])
         assert loss[r] == single.bce_with_logits(logits[r], target[r], g)
         np.testing.assert_array_equal(grad[r], g)
+
+
+# npgen.kernels.LAYER_KERNELS on a one-replica backend, replica r by replica r, are numpy_ref's
+# twins (which the cuda module's one-launch forms are tested against).
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_spectral_norm_of_every_layer_in_replica_form_is_numpy_refs(backend):
+    ops, rng = kernels.replica_form(backend), np.random.default_rng(3)
+    shapes = [(4, 1), (3, 4)]
+    Ws = [rng.standard_normal((R, *shape)) for shape in shapes]
+    us, vs = ([rng.standard_normal((R, shape[side])) for shape in shapes] for side in (0, 1))
+    grad_W_sns = [rng.standard_normal((R, *shape)) for shape in shapes]
+    W_sns, grad_Ws = ([np.zeros((R, *shape)) for shape in shapes] for _ in range(2))
+    sigmas = [np.zeros(R) for _ in shapes]
+    u0, v0 = [u.copy() for u in us], [v.copy() for v in vs]
+    ops.spectral_norm_forward_layers(Ws, us, vs, 1, W_sns, sigmas)
+    ops.spectral_norm_backward_layers(Ws, us, vs, sigmas, grad_W_sns, grad_Ws, False)
+    for r in range(R):
+        W_sn, sigma, u, v = numpy_ref.spectral_norm_forward_layers(
+            [W[r] for W in Ws], [u[r] for u in u0], [v[r] for v in v0], 1)
+        grads = numpy_ref.spectral_norm_backward_layers([W[r] for W in Ws], u, v, sigma,
+                                                        [g[r] for g in grad_W_sns])
+        for got, want in ((W_sns, W_sn), (sigmas, sigma), (us, u), (vs, v), (grad_Ws, grads)):
+            for k in range(len(shapes)):
+                _same(got[k][r], want[k])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_the_noise_level_path_in_replica_form_is_numpy_refs(backend):
+    ops, rng = kernels.replica_form(backend), np.random.default_rng(4)
+    shapes = [(4, 3), (4,), (5, 4), (5,), (6, 5), (6,), (1, 5), (1,)]
+    params = [rng.standard_normal((R, *shape)) for shape in shapes]
+    features = rng.standard_normal((R, 1, 3))
+    path = [np.zeros((R, 1, width)) for width in (4, 4, 5, 5, 5)]
+    beff2, beff3 = np.zeros((R, 1, 6)), np.zeros((R, 1, 1))
+    grad_beff2, grad_beff3 = rng.standard_normal((R, 1, 6)), rng.standard_normal((R, 1, 1))
+    given = grad_beff2.copy(), grad_beff3.copy()
+    grads = [np.zeros_like(param) for param in params]
+    ops.score_embedding_forward(features, params, 0.3, path, beff2, beff3)
+    ops.score_embedding_backward(features, params, 0.3, path, grad_beff2, grad_beff3,
+                                 [np.zeros_like(row) for row in path], grads)
+    for r in range(R):
+        mine = [param[r] for param in params]
+        want2, want3, want_path = numpy_ref.score_embedding_forward(features[r], mine, 0.3)
+        want_grads = numpy_ref.score_embedding_backward(features[r], mine, 0.3, want_path,
+                                                        given[0][r], given[1][r])
+        wants = [want2, want3, *want_path, *want_grads]
+        for got, want in zip([beff2, beff3, *path, *grads], wants):
+            _same(got[r], want)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_adam_on_several_buffers_in_replica_form_is_numpy_refs(backend):
+    ops, rng = kernels.replica_form(backend), np.random.default_rng(5)
+    params, grads, ms = ([rng.standard_normal(size) for size in (7, 3)] for _ in range(3))
+    vs = [np.abs(rng.standard_normal(size)) for size in (7, 3)]
+    want = numpy_ref.adam_step_groups(params, grads, ms, vs, 3, 1e-2, 0.9, 0.99, 1e-8)
+    ops.adam_step_groups(params, grads, ms, vs, 3, 1e-2, 0.9, 0.99, 1e-8)
+    for got, expected in zip((params, ms, vs), want):
+        for g, e in zip(got, expected):
+            _same(g, e)
+
+
+def test_adam_steps_together_as_each_optimizer_alone():
+    """Adam.step_together: each network's update as its own step() makes it, bit for bit;
+    optimizers of different settings are refused in one sentence."""
+    nets = [MLP([1, 3, 1], dtype="float64", seed=s) for s in range(2)]
+    alone = [MLP([1, 3, 1], dtype="float64", seed=s) for s in range(2)]
+    rng = np.random.default_rng(6)
+    for net, other in zip(nets, alone):
+        net.grads[...] = other.grads[...] = rng.standard_normal(net.n_params)
+    together = [Adam(net, lr=0.1) for net in nets]
+    Adam.step_together(together)
+    for net in alone:
+        Adam(net, lr=0.1).step()
+    for net, other, opt in zip(nets, alone, together):
+        np.testing.assert_array_equal(net.params, other.params)
+        assert opt.t == 1
+    with pytest.raises(ValueError, match="must share their backend, step count, lr"):
+        Adam.step_together([Adam(nets[0], lr=0.1), Adam(nets[1], lr=0.2)])

@@ -14,11 +14,12 @@ What a replica shares with the same model trained alone on CPU, and what not:
 * its initialization: the replicas are ordinary CPU models (``GAN(seed=...)``, ``VAE(...)``,
   ``SGM(...)``), whose weights are copied to the device, and copied back into them when
   training ends, so that a batched run is saved, sampled and measured exactly like a CPU run;
-* its minibatches: each epoch's shuffle is drawn from the model's own stream, as on CPU (and,
-  for an SGM, the noise level of each of the epoch's steps, drawn after the shuffle);
-* not its latents and noise: they are drawn on the device, from xoroshiro128+ states seeded
-  with the model's seed alone (:func:`npgen.kernels.cuda.rng_states`), so a run is the same
-  whatever R it is batched with, but not the CPU run of that seed.
+* for an SGM, the noise level of each step, drawn from the model's own stream as on CPU;
+* not its shuffles, latents and noise: they are drawn on the device, from the model's seed
+  alone, so a run is the same whatever R it is batched with, but not the CPU run of that seed.
+  Epoch e visits the rows in the order :func:`npgen.kernels.numpy_ref.shuffle_order` (seed, e)
+  (:func:`npgen.kernels.cuda.shuffle_orders`), and latents and noise come from xoroshiro128+
+  states (:func:`npgen.kernels.cuda.rng_states`).
 
 Every replica keeps its own losses. A replica whose loss stops being finite or runs away
 (:data:`npgen.models.training.RUNAWAY_FACTOR`) is reported failed with the sentence a CPU run
@@ -87,6 +88,15 @@ def _shared_settings(model):
     return settings
 
 
+def step_noise(model):
+    """(fills, width): the device noise one step of ``model`` draws, ``fills`` arrays of
+    (batch, width) rows: a GAN's latents for its generator's and its discriminator's steps, a
+    VAE's eps, an SGM's noise on its rows."""
+    if isinstance(model, SGM):
+        return 1, 1
+    return (2 if isinstance(model, GAN) else 1), model.latent_dim
+
+
 def replica_bytes(model, batch_size, n_data):
     """An upper estimate of the device bytes one replica of ``model`` takes in
     :func:`fit_many`: for each network its parameters, gradients and Adam's two moments, its
@@ -94,62 +104,74 @@ def replica_bytes(model, batch_size, n_data):
     its workspace (``workspace_size``) for the rows it runs (B, and for a GAN's discriminator
     3B: the generator's B fakes and its own 2B rows; with the tangent path for a generator with
     the gradient penalty); plus the training data, the batch buffers, an SGM's per-level
-    features, the epoch's losses and the RNG states."""
+    features, the epoch's losses, its orders and their sort keys, its noise (drawn ahead) and
+    the RNG states."""
     itemsize = np.dtype(model.dtype).itemsize
-    epoch_losses = 8 * 3 * (n_data // batch_size)  # at most 3 float64 losses a step
+    fills, width = step_noise(model)
+    # The epoch's losses (at most 3 float64 a step) and its noise.
+    epoch_arrays = 8 * 3 * (n_data // batch_size) + itemsize * fills * width * n_data
     if isinstance(model, SGM):
         net = model.score
         total = (n_data + 4 * net.n_params + net.workspace_size(batch_size) + net.state_size()
                  + model.sigmas.size * (FEATURES + 1) + 4 * batch_size)
-        return itemsize * total + 8 * n_data + 16 * 64 + epoch_losses
+        return itemsize * total + 16 * n_data + 16 * 64 + epoch_arrays
     total = n_data * model.data_dim + 8 * batch_size * (model.latent_dim + model.data_dim + 2)
     for name, net in model.networks().items():
         rows = 3 * batch_size if name == "discriminator" else batch_size
         tangents = name == "generator" and model.gp_lipschitz is not None
         total += 4 * net.n_params + net.state_size() + net.workspace_size(rows, tangents)
-    return itemsize * total + 8 * n_data + 16 * 64 + epoch_losses
+    return itemsize * total + 16 * n_data + 16 * 64 + epoch_arrays
 
 
 class Lockstep:
-    """R models trained in lockstep: one model of R replicas (``replicas_of``) on the device,
-    whose own step (:meth:`npgen.GAN._step`, :meth:`npgen.VAE._step`, :meth:`npgen.SGM._step`)
-    takes each minibatch, gathered on the device from the replicas' shuffles. What
-    :func:`fit_many` runs, and what bench/gpu.py times.
+    """R models trained in lockstep on ``n_rows`` rows each: one model of R replicas
+    (``replicas_of``) on the device, whose own step (:meth:`npgen.GAN._step`,
+    :meth:`npgen.VAE._step`, :meth:`npgen.SGM._step`) takes each minibatch, gathered on the
+    device from the replicas' shuffles. What :func:`fit_many` runs, and what bench/gpu.py times.
 
-    A step waits for nothing on the host: each loss kernel writes its (R,) losses straight into
-    the epoch's row of a device array (losses, steps, R), which :meth:`epoch_losses` reads in
-    one copy when the epoch ends.
+    A step waits for nothing on the host and sends nothing to it: each epoch's orders and its
+    steps' noise are drawn on the device when it starts (:func:`npgen.kernels.cuda.shuffle_orders`,
+    :meth:`npgen.models.noise.DeviceNoise.draw_ahead`), and each loss kernel writes its
+    (R,) losses straight into the epoch's row of a device array (losses, steps, R), which
+    :meth:`epoch_losses` reads in one copy when the epoch ends.
     """
 
-    def __init__(self, models, ck, batch_size):
+    def __init__(self, models, ck, batch_size, n_rows):
         self.models, self.ck = models, ck
         self.model = type(models[0]).replicas_of(models, ck.BACKEND_NAME)
-        first = models[0]
-        data_dim = getattr(first, "data_dim", 1)
-        self.batch = ck.zeros((len(models), batch_size, data_dim), first.dtype)
+        first, R = models[0], len(models)
+        self.batch = ck.zeros((R, batch_size, getattr(first, "data_dim", 1)), first.dtype)
         self.names = self.model._loss_names()
-        self.levels = self.history = None
+        self.steps = n_rows // batch_size
+        self.history = ck.zeros((len(self.names), self.steps, R), np.float64)
+        self.seeds = ck.to_device(np.array([model.seed for model in models], np.uint64))
+        self.keys = ck.zeros((R, n_rows), np.uint64)
+        self.order = ck.zeros((R, n_rows), np.int64)
+        self.epoch = -1
+        self.levels = None
+        fills, width = step_noise(first)
+        self.noise = (fills * self.steps, (batch_size, width), first.dtype)
 
-    def start_epoch(self, steps):
-        """Make room for an epoch of ``steps`` steps' losses, and let each model draw what the
-        epoch needs beyond its shuffle: an SGM, the noise level of each step (after the
-        shuffle, from its own stream)."""
-        R = len(self.models)
-        if self.history is None or self.history.shape[1] != steps:
-            self.history = self.ck.zeros((len(self.names), steps, R), np.float64)
+    def start_epoch(self):
+        """Draw the next epoch's orders and noise on the device, and let each model draw what
+        the epoch needs beyond them: an SGM, the noise level of each step (from its own
+        stream)."""
+        self.epoch += 1
+        self.ck.shuffle_orders(self.seeds, self.epoch, self.keys, self.order)
+        self.model.noise.draw_ahead(*self.noise)
         if isinstance(self.model, SGM):
             L = self.model.sigmas.size
-            self.levels = self.ck.to_device(np.stack([m.rng.integers(L, size=steps)
+            self.levels = self.ck.to_device(np.stack([m.rng.integers(L, size=self.steps)
                                                       for m in self.models]))
 
-    def step(self, data, order, start):
+    def step(self, data, start):
         """One step on the rows order[:, start:start + B] of data, step start // B of the
         epoch; its losses go to that step's row of the epoch's losses."""
         B = self.batch.shape[1]
         losses = self.model._buffers(B).losses
         for j, name in enumerate(self.names):
             losses[name] = self.history[j, start // B]
-        self.ck.gather_rows(data, order, start, self.batch, 0, B)
+        self.ck.gather_rows(data, self.order, start, self.batch, 0, B)
         self.model._step(self.batch, *(() if self.levels is None else (self.levels, start // B)))
 
     def epoch_losses(self):
@@ -171,9 +193,9 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     :func:`check_batchable`) on
     ``datasets`` (one (n, data_dim) array each, all of one n) in lockstep on ``backend``.
 
-    Each replica takes the steps ``model.fit(data, epochs, batch_size)`` would (the same
-    shuffles and, for an SGM, the same standardization; latents and noise drawn on the device,
-    see the module doc). ``on_epoch``, if given, is a list of one callable per model, called
+    Each replica takes the steps ``model.fit(data, epochs, batch_size)`` would (for an SGM
+    with the same standardization and noise levels; shuffles, latents and noise drawn on the
+    device, see the module doc). ``on_epoch``, if given, is a list of one callable per model, called
     as ``on_epoch[r](epoch, history)`` after each epoch with the model's push-forward (or
     score) network holding that epoch's weights. When training ends the weights are copied
     back into the models, which are then trained CPU models.
@@ -201,7 +223,7 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     ck = kernels.get_replica_backend(backend)
     start_time = time.perf_counter()
     data = ck.to_device(np.stack(arrays))
-    batched = Lockstep(models, ck, batch_size)
+    batched = Lockstep(models, ck, batch_size, n)
     label = type(models[0]).__name__
     histories = [{} for _ in models]
     outcome = [None] * len(models)
@@ -209,10 +231,9 @@ def fit_many(models, datasets, epochs, batch_size, on_epoch=None, backend="cuda"
     steps_per_epoch = n // batch_size
     step = 0
     for epoch in range(epochs):
-        order = ck.to_device(np.stack([model.rng.permutation(n) for model in models]))
-        batched.start_epoch(steps_per_epoch)
+        batched.start_epoch()
         for s in range(steps_per_epoch):
-            batched.step(data, order, s * batch_size)
+            batched.step(data, s * batch_size)
         losses = batched.epoch_losses()
         sums = [{} for _ in models]
         for s in range(steps_per_epoch):

@@ -32,6 +32,7 @@ which is the same as one Adam over both: Adam acts on each parameter separately)
 
 import numpy as np
 
+from ..nn.adam import Adam
 from ..nn.mlp import MLP
 from ..util.checks import check_choice, check_number
 from .push_forward import PushForwardModel, check_hidden_sizes, generator_network
@@ -170,8 +171,7 @@ class VAE(PushForwardModel):
     def _step(self, batch):
         """One Adam step on the batch loss with fresh noise eps, on a minibatch (R, B, d)."""
         losses = self._negative_elbo_gradient(batch, self.noise.normal(self._buffers(batch.shape[1]).eps))
-        self.encoder_optimizer.step()
-        self.decoder_optimizer.step()
+        Adam.step_together([self.encoder_optimizer, self.decoder_optimizer])
         return losses
 
     def _report_losses(self, losses, batch_size):

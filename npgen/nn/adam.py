@@ -40,6 +40,24 @@ class Adam:
         self.net.ops.adam_step(self.net.params, self.net.grads, self.m, self.v, self.t,
                                self.lr, self.beta1, self.beta2, self.eps)
 
+    @staticmethod
+    def step_together(optimizers):
+        """Apply one update of each of ``optimizers`` (the networks of one model, on one backend,
+        with one step count and one set of rates) in one backend call: the updates
+        :meth:`step` would make, one optimizer after the other."""
+        first = optimizers[0]
+        shared = (first.t, first.lr, first.beta1, first.beta2, first.eps, first.net.ops)
+        if any((opt.t, opt.lr, opt.beta1, opt.beta2, opt.eps, opt.net.ops) != shared
+               for opt in optimizers):
+            raise ValueError("optimizers stepped together must share their backend, step count,"
+                             " lr, betas and eps")
+        for opt in optimizers:
+            opt.t += 1
+        first.net.ops.adam_step_groups([opt.net.params for opt in optimizers],
+                                       [opt.net.grads for opt in optimizers],
+                                       [opt.m for opt in optimizers], [opt.v for opt in optimizers],
+                                       first.t, first.lr, first.beta1, first.beta2, first.eps)
+
     def state_dict(self):
         """Optimizer state as arrays: first and second moments and the step count."""
         return {"m": self.m.copy(), "v": self.v.copy(), "t": np.array(self.t)}

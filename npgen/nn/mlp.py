@@ -187,8 +187,11 @@ class MLP(ReplicatedParameters):
         return W / float(u @ (W @ v))
 
     def zero_grad(self):
-        """Set the parameter gradients to zero; the next backward writes instead of adding."""
-        self.grads[...] = 0
+        """Set the parameter gradients to zero: the next backward writes them instead of adding
+        to them. On a device, where nothing reads them in between, only that (no fill is
+        launched: every backward writes every gradient)."""
+        if not self.ops.on_device:
+            self.grads[...] = 0
         self._grads_fresh = True
 
     def train(self, mode=True):
@@ -264,13 +267,14 @@ class MLP(ReplicatedParameters):
                 self.ops.take_columns(grad_h, start, grad_nodes[j], written[j])
                 written[j] = True
 
-    def _layer_weight(self, k):
-        """The weight used by layer k in this pass (runs the power iteration in training mode)."""
+    def _layer_weights(self):
+        """The weights the layers use in this pass: W_k, or W_k / sigma_k with spectral norm,
+        every layer's power iteration (in training mode) in one call."""
         if not self.spectral_norm:
-            return self._W[k]
-        self.ops.spectral_norm_forward(self._W[k], self._u[k], self._v[k],
-                                       1 if self.training else 0, self._W_sn[k], self._sigma[k])
-        return self._W_sn[k]
+            return self._W
+        self.ops.spectral_norm_forward_layers(self._W, self._u, self._v, 1 if self.training else 0,
+                                              self._W_sn, self._sigma)
+        return self._W_sn
 
     def _used_weight(self, k):
         """The weight layer k used in the last pass (W / sigma with spectral norm)."""
@@ -282,7 +286,7 @@ class MLP(ReplicatedParameters):
         The kernel's one ``accumulate`` flag covers the weight and the bias gradient alike, and
         after a backward without ``zero_grad`` both must be added to. With spectral norm the
         kernel's weight target is dL/dW_sn, a scratch buffer that then starts from zero:
-        :meth:`_finish_weight_grad` adds its contribution to dL/dW.
+        :meth:`_finish_weight_grads` adds its contribution to dL/dW.
         """
         accumulate = not self._grads_fresh
         if self.spectral_norm:
@@ -291,11 +295,14 @@ class MLP(ReplicatedParameters):
             return self._grad_W_sn[k], accumulate
         return self._grad_W[k], accumulate
 
-    def _finish_weight_grad(self, k):
+    def _finish_weight_grads(self):
+        """With spectral norm, dL/dW of every layer from its dL/dW_sn, in one call; then the
+        gradients are no longer fresh (a later backward adds to them)."""
         if self.spectral_norm:
-            self.ops.spectral_norm_backward(self._W[k], self._u[k], self._v[k], self._sigma[k],
-                                            self._grad_W_sn[k], self._grad_W[k],
-                                            not self._grads_fresh)
+            self.ops.spectral_norm_backward_layers(self._W, self._u, self._v, self._sigma,
+                                                   self._grad_W_sn, self._grad_W,
+                                                   not self._grads_fresh)
+        self._grads_fresh = False
 
     # ----------------------------------------------------------------- passes (unchecked)
     #
@@ -307,9 +314,10 @@ class MLP(ReplicatedParameters):
         x, one = with_replica_axis(x)
         ws = self._workspace(x.shape[1])
         nodes = [x] + ws.a
+        weights = self._layer_weights()
         for k in range(self.n_layers):
             h = self._gather(k, nodes, ws.h)
-            self.ops.linear_forward(h, self._layer_weight(k), self._b[k],
+            self.ops.linear_forward(h, weights[k], self._b[k],
                                     self.activation_codes[k], self.slope, ws.z[k], ws.a[k])
         self._last = (ws, nodes, False, one)
         return as_given(ws.a[-1], one)
@@ -335,7 +343,6 @@ class MLP(ReplicatedParameters):
                     self._gathered(k, nodes, ws.h), self._used_weight(k), ws.z[k], ws.a[k],
                     grad_a, self.activation_codes[k], self.slope, ws.grad_z[k], grad_W,
                     self._grad_b[k], grad_h if need_x else None, accumulate, need_x)
-                self._finish_weight_grad(k)
             else:
                 self.ops.linear_backward_input(
                     self._used_weight(k), ws.z[k], ws.a[k], grad_a, self.activation_codes[k],
@@ -343,7 +350,7 @@ class MLP(ReplicatedParameters):
             if need_x and sole is None:
                 self._scatter(k, grad_h, grad_nodes, written)
         if param_grads:
-            self._grads_fresh = False
+            self._finish_weight_grads()
         return as_given(grad_nodes[0], one) if need_grad_in else None
 
     def _gathered(self, k, nodes, buffers):
@@ -357,10 +364,11 @@ class MLP(ReplicatedParameters):
         ws = self._workspace(x.shape[1])
         tan = ws.with_tangents(self)
         nodes, dnodes = [x] + ws.a, [dx] + tan["da"]
+        weights = self._layer_weights()
         for k in range(self.n_layers):
             h = self._gather(k, nodes, ws.h)
             dh = self._gather(k, dnodes, tan["dh"])
-            self.ops.linear_jvp(h, dh, self._layer_weight(k), self._b[k],
+            self.ops.linear_jvp(h, dh, weights[k], self._b[k],
                                 self.activation_codes[k], self.slope,
                                 ws.z[k], ws.a[k], tan["dz"][k], tan["da"][k])
         self._last = (ws, nodes, dnodes, one)
@@ -390,11 +398,10 @@ class MLP(ReplicatedParameters):
                 self._used_weight(k), ws.z[k], ws.a[k], tan["dz"][k], grad_a, grad_da,
                 self.activation_codes[k], self.slope, ws.grad_z[k], tan["grad_dz"][k],
                 grad_W, self._grad_b[k], grad_h, grad_dh, accumulate, need_x)
-            self._finish_weight_grad(k)
             if need_x and sole is None:
                 self._scatter(k, grad_h, ws.grad_node, written)
                 self._scatter(k, grad_dh, tan["grad_dnode"], dwritten)
-        self._grads_fresh = False
+        self._finish_weight_grads()
         if need_grad_in:
             return as_given(ws.grad_node[0], one), as_given(tan["grad_dnode"][0], one)
         return None, None

@@ -87,15 +87,16 @@ class _Workspace:
         self.z3, self.s, self.grad_z3, self.grad_x = (rows(1) for _ in range(4))
 
 
+#: The noise-level path's rows its forward keeps (numpy_ref.score_embedding_forward's
+#: ``path``): (name, width); its backward's scratch is a row grad_NAME of each.
+_PATH = (("z_e1", EMBED_WIDTHS[0]), ("a_e1", EMBED_WIDTHS[0]), ("z_e2", EMBED_WIDTHS[1]),
+         ("e", EMBED_WIDTHS[1]), ("leaky_e", EMBED_WIDTHS[1]))
 #: The noise-level path's arrays, one row per replica: (name, width).
-_LEVEL_ROWS = (
-    ("z_e1", EMBED_WIDTHS[0]), ("a_e1", EMBED_WIDTHS[0]), ("grad_z_e1", EMBED_WIDTHS[0]),
-    ("grad_a_e1", EMBED_WIDTHS[0]), ("z_e2", EMBED_WIDTHS[1]), ("e", EMBED_WIDTHS[1]),
-    ("z_leaky_e", EMBED_WIDTHS[1]), ("leaky_e", EMBED_WIDTHS[1]), ("grad_z_e2", EMBED_WIDTHS[1]),
-    ("grad_e", EMBED_WIDTHS[1]), ("grad_leaky_e", EMBED_WIDTHS[1]), ("beff2", HIDDEN_WIDTHS[1]),
-    ("beff2_a", HIDDEN_WIDTHS[1]), ("grad_z_beff2", HIDDEN_WIDTHS[1]),
-    ("grad_beff2", HIDDEN_WIDTHS[1]), ("beff3", 1), ("beff3_a", 1), ("grad_z_beff3", 1),
-    ("grad_beff3", 1))
+_LEVEL_ROWS = _PATH + tuple((f"grad_{name}", width) for name, width in _PATH) + (
+    ("beff2", HIDDEN_WIDTHS[1]), ("grad_beff2", HIDDEN_WIDTHS[1]), ("beff3", 1), ("grad_beff3", 1))
+#: The noise-level path's parameters, in the order of numpy_ref.score_embedding_forward.
+_EMBEDDING = ("sigma_emb_1.weight", "sigma_emb_1.bias", "sigma_emb_2.weight", "sigma_emb_2.bias",
+              "fc_2.e", "fc_2.bias", "fc_3.e", "fc_3.bias")
 
 
 class ScoreNetwork(ReplicatedParameters):
@@ -232,19 +233,14 @@ class ScoreNetwork(ReplicatedParameters):
 
         The embedding runs on each replica's row and is folded into the x path's biases as two
         identity layers on the rows e and leaky_0.2(e); since leaky_c(leaky_c(z)) =
-        leaky_{c^2}(z), the row leaky_0.2(e) is the second embedding layer with slope 0.04.
+        leaky_{c^2}(z), the row leaky_0.2(e) is the second embedding layer with slope 0.04
+        (numpy_ref.score_embedding_forward, one call).
         """
         features = self._features(sigma) if np.isscalar(sigma) else sigma
         x, one = with_replica_axis(x)
-        ops, w, row, leaky = self.ops, self._w, self._rows, kernels.LEAKY_RELU
-        ops.linear_forward(features, w["sigma_emb_1.weight"], w["sigma_emb_1.bias"], leaky, SLOPE,
-                           row["z_e1"], row["a_e1"])
-        for z, a, slope in (("z_e2", "e", SLOPE), ("z_leaky_e", "leaky_e", SLOPE * SLOPE)):
-            ops.linear_forward(row["a_e1"], w["sigma_emb_2.weight"], w["sigma_emb_2.bias"], leaky,
-                               slope, row[z], row[a])
-        for beff, source, block in (("beff2", "e", "fc_2"), ("beff3", "leaky_e", "fc_3")):
-            ops.linear_forward(row[source], w[f"{block}.e"], w[f"{block}.bias"], kernels.IDENTITY,
-                               0.0, row[beff], row[f"{beff}_a"])
+        ops, row = self.ops, self._rows
+        ops.score_embedding_forward(features, self._embedding(self._w), SLOPE,
+                                    [row[name] for name, _ in _PATH], row["beff2"], row["beff3"])
         ws = self._workspace(x.shape[1])
         self._last = (ws, x, features, one)
         h = x
@@ -253,6 +249,12 @@ class ScoreNetwork(ReplicatedParameters):
             ops.linear_forward(h, weight, bias, kind, slope, z, a)
             h = a
         return as_given(ws.s, one)
+
+    @staticmethod
+    def _embedding(blocks):
+        """The noise-level path's blocks of ``blocks`` (parameter or gradient views), in the
+        order of numpy_ref.score_embedding_forward."""
+        return [blocks[name] for name in _EMBEDDING]
 
     def _x_path(self):
         """(weight, bias, activation, slope) of the x path's layers, the biases beff folded in."""
@@ -265,10 +267,10 @@ class ScoreNetwork(ReplicatedParameters):
         """Backprop dL/ds through the last ``_forward``; overwrites ``grads``, returns dL/dx.
 
         The x path's bias gradients dL/dbeff are the batch sums of dL/dz2 and dL/ds; they go
-        back through the two identity layers to e and leaky(e), and the two branches then back
-        through the embedding one after the other, the second adding to the first.
+        back through the two identity layers to e and leaky(e), and from both through the
+        embedding (numpy_ref.score_embedding_backward, one call).
         """
-        ops, w, g, row, leaky = self.ops, self._w, self._g, self._rows, kernels.LEAKY_RELU
+        ops, g, row = self.ops, self._g, self._rows
         ws, x, features, one = self._last
         grad_s, _ = with_replica_axis(grad_s)
         weight_grads = (g["fc_1.weight"], g["fc_2.x"], g["fc_3.x"])
@@ -282,21 +284,10 @@ class ScoreNetwork(ReplicatedParameters):
                                 (ws.grad_z1, ws.grad_z2, ws.grad_z3)[k], weight_grads[k],
                                 bias_grads[k], grad_inputs[k] if need_x else None, False, need_x)
             grad_a = grad_inputs[k]
-        for beff, source, block in (("beff2", "e", "fc_2"), ("beff3", "leaky_e", "fc_3")):
-            ops.linear_backward(row[source], w[f"{block}.e"], row[beff], row[f"{beff}_a"],
-                                row[f"grad_{beff}"], kernels.IDENTITY, 0.0, row[f"grad_z_{beff}"],
-                                g[f"{block}.e"], g[f"{block}.bias"], row[f"grad_{source}"], False,
-                                True)
-        for branch, (z, a, slope) in enumerate((("z_e2", "e", SLOPE),
-                                                ("z_leaky_e", "leaky_e", SLOPE * SLOPE))):
-            ops.linear_backward(row["a_e1"], w["sigma_emb_2.weight"], row[z], row[a],
-                                row[f"grad_{a}"], leaky, slope, row["grad_z_e2"],
-                                g["sigma_emb_2.weight"], g["sigma_emb_2.bias"], row["grad_a_e1"],
-                                branch > 0, True)
-            ops.linear_backward(features, w["sigma_emb_1.weight"], row["z_e1"], row["a_e1"],
-                                row["grad_a_e1"], leaky, SLOPE, row["grad_z_e1"],
-                                g["sigma_emb_1.weight"], g["sigma_emb_1.bias"], None, branch > 0,
-                                False)
+        ops.score_embedding_backward(features, self._embedding(self._w), SLOPE,
+                                     [row[name] for name, _ in _PATH], row["grad_beff2"],
+                                     row["grad_beff3"], [row[f"grad_{name}"] for name, _ in _PATH],
+                                     self._embedding(g))
         return as_given(ws.grad_x, one) if need_grad_x else None
 
     # ----------------------------------------------------------------- public API (checked)
