@@ -8,7 +8,8 @@ FP32 peak and whether the float32 products ran as TF32.
   first layer's only when the network's input gradient is asked for (:func:`product_flops`).
   Only the batched products (cuBLAS through :data:`npgen.kernels.cuda.xp_matmul`) are counted:
   spectral norm's power iteration (two matrix-vector products per layer per forward, 0.2% of
-  the GAN step's product FLOPs at batch 1000) runs in its own kernels.
+  the GAN step's product FLOPs at batch 1000), a one-input layer's outer products and the
+  score network's noise-level embedding run in their own kernels.
 * The products' time: :class:`ProductMeter` wraps ``xp_matmul`` and brackets every product
   with two CUDA events (``cupy.cuda.Event``), so their sum is the device time of the products
   alone; it also counts each product's FLOPs from its shapes, which checks the formulas.
@@ -50,15 +51,19 @@ def fp32_peak(device_name):
     return None, "peak unknown"
 
 
-def product_flops(sizes, rows, weight_grads=False, input_grad=False):
+def product_flops(sizes, rows, weight_grads=False, input_grad=False, fused=True):
     """FLOPs of a dense network's products (layer widths ``sizes``) on ``rows`` rows: every
     layer forward; with a backward pass (``weight_grads`` or ``input_grad``), the input
     gradient of every layer but the first; each layer's weight gradient with ``weight_grads``;
-    the first layer's input gradient with ``input_grad``."""
+    the first layer's input gradient with ``input_grad``. With ``fused``, a layer of one input
+    (the univariate networks' first) launches no product for its forward and weight gradient:
+    the cuda backend makes that outer product in its bias and column kernels (2 r o FLOPs,
+    not counted); its input gradient stays a product."""
     total = 0
     backward = weight_grads or input_grad
     for k, (fan_in, out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        passes = 1 + weight_grads + (backward and (k > 0 or input_grad))
+        outer = fused and fan_in == 1
+        passes = (not outer) * (1 + weight_grads) + (backward and (k > 0 or input_grad))
         total += 2 * rows * fan_in * out * passes
     return total
 
@@ -67,14 +72,16 @@ def gan_step_flops(model, batch):
     """One GAN step: the generator step (G forward and backward with weight gradients, D
     forward and backward to its input) and the discriminator step (G forward, D forward and
     backward with weight gradients on the 2B real and fake rows). With the gradient penalty,
-    G also carries its tangents: a second forward product per layer, and their weight and
-    hidden input gradients."""
+    G runs its jvp instead: the primal forward as a plain forward, then the tangents' forward
+    and both paths' weight and hidden input gradients, all products (the jvp backward fuses no
+    outer product)."""
     G, D = model.generator.sizes, model.discriminator.sizes
-    flops = (product_flops(G, batch, weight_grads=True) + product_flops(D, batch, input_grad=True)
-             + product_flops(G, batch) + product_flops(D, 2 * batch, weight_grads=True))
+    generator = product_flops(G, batch, weight_grads=True)
     if model.gp_lipschitz is not None:
-        flops += product_flops(G, batch, weight_grads=True)
-    return flops
+        whole = product_flops(G, batch, weight_grads=True, fused=False)
+        generator = product_flops(G, batch) + 2 * whole - product_flops(G, batch, fused=False)
+    return (generator + product_flops(D, batch, input_grad=True)
+            + product_flops(G, batch) + product_flops(D, 2 * batch, weight_grads=True))
 
 
 def vae_step_flops(model, batch):
@@ -86,17 +93,11 @@ def vae_step_flops(model, batch):
 
 def sgm_step_flops(model, batch):
     """One SGM step: the score network's x path 1-96-196-1 forward and backward (no input
-    gradient), and the noise-level embedding on one row per replica: 16-32 once and 32-64
-    twice (for e and leaky(e)), the blocks e -> 196 and leaky(e) -> 1 that fold it into the
-    x path's biases, and their backward (the blocks and 32-64 with input gradients, 16-32
-    without, each 32-64 and 16-32 pass once per branch)."""
-    from npgen.nn.score import EMBED_WIDTHS, FEATURES, HIDDEN_WIDTHS
+    gradient). The noise-level embedding (one row per replica) runs in its own two kernels
+    (``score_embedding_forward`` and ``_backward``), not as products."""
+    from npgen.nn.score import HIDDEN_WIDTHS
 
-    e1, e2 = EMBED_WIDTHS
-    blocks = 2 * (e2 * HIDDEN_WIDTHS[1] + e2 * 1)
-    embedding = (2 * FEATURES * e1 + 2 * 2 * e1 * e2 + blocks  # forward
-                 + 2 * blocks + 2 * (2 * 2 * e1 * e2) + 2 * (2 * FEATURES * e1))  # backward
-    return product_flops([1, *HIDDEN_WIDTHS, 1], batch, weight_grads=True) + embedding
+    return product_flops([1, *HIDDEN_WIDTHS, 1], batch, weight_grads=True)
 
 
 def step_flops(model, batch):

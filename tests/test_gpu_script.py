@@ -154,34 +154,38 @@ def test_each_row_is_in_the_files_as_soon_as_it_is_added(tmp_path):
 
 
 def test_product_flops_are_the_hand_count():
-    """Each model's step on 10 rows, product by product (2 rows fan_in fan_out each)."""
+    """Each model's step on 10 rows, product by product (2 rows fan_in fan_out each). A layer
+    of one input launches no product for its forward and weight gradient (the cuda backend
+    makes that outer product in its bias and column kernels); its input gradient is one."""
     from npgen import GAN, SGM, VAE
     gpu, meter = _gpu_module(), _meter_module()
     gan = GAN(n_layers=2, base_width=2, backend="numpy")  # G 1-2-1, D 1-4-2-1
     assert (gan.generator.sizes, gan.discriminator.sizes) == ((1, 2, 1), (1, 4, 2, 1))
-    G_forward = 2 * 10 * (1 * 2 + 2 * 1)
+    G_forward = 2 * 10 * (2 * 1)  # the first layer (one input) is fused
     G_hidden_input = 2 * 10 * (2 * 1)
-    D_forward = 2 * 10 * (1 * 4 + 4 * 2 + 2 * 1)
+    D_forward = 2 * 10 * (4 * 2 + 2 * 1)
     D_hidden_input = 2 * 10 * (4 * 2 + 2 * 1)
-    generator_step = (G_forward + D_forward + D_forward  # D's input gradients, the first's too
+    D_first_input = 2 * 10 * (1 * 4)
+    generator_step = (G_forward + D_forward + D_hidden_input + D_first_input  # D to its input
                       + G_forward + G_hidden_input)  # G's weight and hidden input gradients
     discriminator_step = G_forward + 2 * (2 * D_forward + D_hidden_input)  # on 2B rows
-    assert gpu.step_flops(gan, 10) == generator_step + discriminator_step == 2360
+    assert gpu.step_flops(gan, 10) == generator_step + discriminator_step == 1840
     penalized = GAN(n_layers=2, base_width=2, gp_lipschitz=1.0, backend="numpy")
-    assert gpu.step_flops(penalized, 10) == 2360 + 2 * G_forward + G_hidden_input == 2560
+    G_whole = 2 * 10 * (1 * 2 + 2 * 1)  # the jvp's tangent forward and its backward fuse nothing
+    jvp_generator = G_forward + G_whole + 2 * G_whole + 2 * G_hidden_input
+    assert gpu.step_flops(penalized, 10) == (
+        1840 - (2 * G_forward + G_hidden_input) + jvp_generator) == 2080
     vae = VAE(n_layers=2, base_width=2, backend="numpy")  # encoder 1-4-2-2, decoder 1-2-1
     assert (vae.encoder.sizes, vae.decoder.sizes) == ((1, 4, 2, 2), (1, 2, 1))
-    encoder = 2 * 10 * (1 * 4 + 4 * 2 + 2 * 2)
+    encoder = 2 * 10 * (4 * 2 + 2 * 2)
     encoder_hidden_input = 2 * 10 * (4 * 2 + 2 * 2)
-    decoder = 2 * 10 * (1 * 2 + 2 * 1)
-    assert gpu.step_flops(vae, 10) == 2 * encoder + encoder_hidden_input + 3 * decoder == 1120
-    x_path = 2 * 10 * (1 * 96 + 96 * 196 + 196 * 1)
+    decoder = 2 * 10 * (2 * 1)
+    decoder_inputs = 2 * 10 * (2 * 1 + 1 * 2)  # its hidden input gradient and z's
+    assert gpu.step_flops(vae, 10) == (2 * encoder + encoder_hidden_input + 2 * decoder
+                                       + decoder_inputs) == 880
+    x_path = 2 * 10 * (96 * 196 + 196 * 1)  # the noise-level embedding runs in its own kernels
     x_hidden_input = 2 * 10 * (96 * 196 + 196 * 1)
-    embedding_forward = 2 * (16 * 32 + 2 * 32 * 64 + 64 * 196 + 64 * 1)  # one row per replica
-    embedding_backward = (2 * 2 * (64 * 196 + 64 * 1) + 2 * 2 * 2 * (32 * 64)
-                          + 2 * 2 * (16 * 32))
-    assert gpu.step_flops(SGM(backend="numpy"), 10) == (
-        2 * x_path + x_hidden_input + embedding_forward + embedding_backward) == 1247856
+    assert gpu.step_flops(SGM(backend="numpy"), 10) == 2 * x_path + x_hidden_input == 1140720
     assert meter.product_flops([3, 5], 7) == 2 * 7 * 15
     assert meter.product_flops([3, 5], 7, input_grad=True) == 2 * 2 * 7 * 15
 
