@@ -67,7 +67,7 @@ def test_the_score_is_the_formula_and_layers_at_is_the_chain():
         s = net.forward(x, level)
         d, h1 = 5, 7
         W1, W2 = net.weights["fc_1.weight"], net.weights["fc_2.weight"]
-        act = lambda z: numpy_ref.activation(kernels.SILU, 0.2, z)  # noqa: E731
+        act = lambda z: numpy_ref.activation(net.activation_code, 0.2, z)  # noqa: E731
         a1 = act(c * (x - 0.4) @ W1[:, :d].T + W1[:, d + level])
         a2 = act(a1 @ W2[:, :h1].T + W2[:, h1 + level])
         r = a2 @ net.weights["fc_3.weight"].T + net.weights["fc_3.bias"]

@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import kernels
 from ..nn.adam import Adam
-from ..nn.dense_score import HIDDEN_SIZES, DenseScoreNetwork, check_noise_levels
+from ..nn.dense_score import ACTIVATION, HIDDEN_SIZES, DenseScoreNetwork, check_noise_levels
 from ..nn.score import FEATURES, SLOPE, SLOPE_X, ScoreNetwork, sinusoidal_features
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, check_seed, dtype_of)
@@ -580,7 +580,7 @@ class VectorSGM:
     buffer_type = _VectorSGMBuffers
 
     def __init__(self, data_dim, sigmas, hidden_sizes=HIDDEN_SIZES, data_mean=0.0, data_scale=1.0,
-                 activation="silu", n_steps_per_level=VECTOR_STEPS_PER_LEVEL, step_size=None,
+                 activation=ACTIVATION, n_steps_per_level=VECTOR_STEPS_PER_LEVEL, step_size=None,
                  lr=2e-4, betas=(0.9, 0.999), dtype="float32", seed=0, backend=None):
         self.data_dim = check_number("data_dim", data_dim, low=1, integer=True)
         self.sigmas = check_noise_levels(sigmas)
