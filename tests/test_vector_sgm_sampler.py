@@ -24,14 +24,14 @@ def digit_like_means(seed=0):
 
 
 def test_sample_with_a_gaussian_network_is_the_exact_score_chain():
-    """With W3 = 0 and b3 = 0 the network's score is its skip alone, the exact score of
+    """With W3 = 0 and b3 = 0 (the MLP's last layer) the network's score is its skip alone, the exact score of
     N(mu, s_d^2 I) blurred at sigma_l, so VectorSGM.sample (the Langevin kernel, its start, its
     noise stream, its step sizes) must draw what exact_langevin_nd draws on that Gaussian."""
     sigmas = geometric_noise_levels(8.0, 0.01, 12)
     model = VectorSGM(D, sigmas, hidden_sizes=(8, 8), data_mean=0.2, data_scale=0.4,
                       n_steps_per_level=3, seed=0, backend="cpu")
-    model.score.weights["fc_3.weight"][...] = 0
-    model.score.weights["fc_3.bias"][...] = 0
+    model.score.mlp.weights[2][...] = 0
+    model.score.mlp.biases[2][...] = 0
     model.trained = True
     samples = model.sample(50, seed=7, quiet=True)
     gaussian = IsotropicMixture([1.0], np.full((1, D), 0.2), [0.4])
@@ -80,7 +80,7 @@ def test_the_score_network_is_confining_far_from_the_data(seed):
         net = DenseScoreNetwork(D, sigmas, hidden_sizes=(32, 32), data_mean=0.15, data_scale=0.36,
                                 activation=activation, dtype="float64", seed=seed, backend="numpy")
         net.params *= 30
-        radius = 1e3 * net.data_scale * (np.abs(net.weights["fc_3.weight"]).sum() + 1)
+        radius = 1e3 * net.data_scale * (np.abs(net.mlp.weights[2]).sum() + np.abs(net.mlp.biases[2]).sum())
         outward[activation] = [np.sum(net.forward(0.15 + radius * directions, level) * directions, 1).max()
                                for level in range(sigmas.size)]
     assert max(outward["tanh"]) < 0, outward["tanh"]
