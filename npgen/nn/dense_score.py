@@ -39,12 +39,14 @@ unbounded one (SiLU, leaky ReLU) r is affine far from the data, W3 D2 W2 D1 W1 c
 plus a constant for fixed activation patterns D1, D2, a map the training never constrains
 there; where it has an eigenvalue lambda with s_d lambda > sigma_l, the Langevin step
 multiplies a chain's distance by about 1 + (alpha_l / 2) c_l^2 (s_d lambda / sigma_l - 1) per
-step. Measured on Figure 7's two
-noisy digits (30 levels from 13.4 to 0.01, 5 steps per level, 10 epochs, 1000 chains): with
-SiLU, chains leave the data at sigma ~ 0.5 (where alpha_l c_l^2 s_d / sigma_l is largest) and
-reach norms of 1e8 (width 768) to 1e13 (width 256), with 30 or 100 levels alike, and 24% (768)
-or 1% (256) of the samples end outside the data's projected range widened by a quarter on each
-side; with tanh the largest norm stays at 17 to 22 below sigma = 1 and 0.2% end outside.
+step. Measured on Figure 7's two noisy digits (levels from 13.4 to 0.01, 10 epochs, 1000
+chains): with SiLU, chains leave the data at sigma ~ 0.5 (where alpha_l c_l^2 s_d / sigma_l is
+largest) and grow at every later level, to norms of 1e8 (width 768) and 1e13 (width 256) with
+30 levels of 5 steps, and of 5e3 and 4e5 with 100 levels of 1 and 2 steps (width 256); 24%
+(768) and 1% (256) of the 30-level samples end outside the data's projected range widened by
+a quarter on each side. With tanh and 30 levels of 5 steps the largest norm falls steadily to
+15 (768) or 19 (256) at the last level, and at most 0.2% end outside (0 to 10 of 5000 in
+Figure 7's quick runs); with 100 levels of 1 step it stays at 22 and 5.8% end outside.
 
 At one level the network is the chain of :meth:`DenseScoreNetwork.langevin_arguments`, what the
 Langevin kernel (:func:`npgen.kernels.numpy_ref.annealed_langevin_mlp`) evaluates: c_l and mu
