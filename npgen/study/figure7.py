@@ -70,8 +70,9 @@ LATENT_DIM = {"mixture": 784, "subset": 20}
 #: Samples drawn per model and kept for the image grids.
 GRID_IMAGES = 64
 #: Hidden widths of the quick preset's score network. A Langevin step of one sample costs
-#: 2 (2 784 H + H^2) flops plus 784 normals: measured on one core, 51 us at H = 256 against
-#: 96 us at 768, so 5000 samples of 150 steps take about 40 s instead of 72 s.
+#: 2 (2 784 H + H^2) flops plus 784 normals: measured in one process, 51 us at H = 256 against
+#: 96 us at 768 (a shared 2-core machine), so 5000 samples of 150 steps take about 40 s instead
+#: of 72 s.
 QUICK_SCORE_HIDDEN = (256, 256)
 
 
@@ -125,9 +126,11 @@ PLANS = {
     # 15 minutes on two cores from a cold cache: the same data, 10% of the mixture's epochs and
     # 25% of the subset's, the embedding's quick pair set and epochs, and a shorter Lipschitz
     # search. The SGM takes 30 noise levels of 5 steps and a score network of width 256
-    # (QUICK_SCORE_HIDDEN): one SGM run, 5000 samples of 150 steps, fits in about 90 s of one core.
+    # (QUICK_SCORE_HIDDEN): one SGM run (training, 5000 samples of 150 steps, and on the mixture
+    # the exact-score run) took 76 to 86 s on the mixture and 56 s on the subset, one process on
+    # a shared 2-core machine (load average 10).
     # Its Adam step is 1e-3: at 2e-4 the 1050 steps of the subset leave the score network so
-    # far from fitted that 77.8% of the samples are 3s and 16.5% 7s (1e-3: 57.5% and 33.0%;
+    # far from fitted that 77.5% of the samples are 3s and 16.2% 7s (1e-3: 57.5% and 33.0%;
     # 600 epochs at 2e-4: 55.1% and 38.8%; 20 Langevin steps per level instead of 5: 84.4% and
     # 10.4%). On the mixture, 1e-3 gives 49.2% / 0% / 50.8% below / between / above the modes
     # and no sample outside the range (2e-4: 51.7% / 0% / 48.3%, 7 of 5000 outside).
