@@ -127,8 +127,8 @@ PLANS = {
     # 25% of the subset's, the embedding's quick pair set and epochs, and a shorter Lipschitz
     # search. The SGM takes 30 noise levels of 5 steps and a score network of width 256
     # (QUICK_SCORE_HIDDEN): one SGM run (training, 5000 samples of 150 steps, and on the mixture
-    # the exact-score run) took 76 to 86 s on the mixture and 56 s on the subset, one process on
-    # a shared 2-core machine (load average 10).
+    # the exact-score run) took 76 to 86 s on the mixture and 56 to 85 s on the subset, one
+    # process on a shared 2-core machine (load average 10).
     # Its Adam step is 1e-3: at 2e-4 the 1050 steps of the subset leave the score network so
     # far from fitted that 77.5% of the samples are 3s and 16.2% 7s (1e-3: 57.5% and 33.0%;
     # 600 epochs at 2e-4: 55.1% and 38.8%; 20 Langevin steps per level instead of 5: 84.4% and
