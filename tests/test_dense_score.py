@@ -39,19 +39,18 @@ def test_backward_matches_finite_differences(backend, activation):
     weights = rng.standard_normal((6, 5))
     net.forward(x, levels)
     grad_x = net.backward(weights)
-    grads = {name: block.copy() for name, block in net.weight_grads.items()}
+    grads = [block.copy() for block in net.mlp.weight_grads + net.mlp.bias_grads]
 
     def loss():
         return float(np.sum(net.forward(x, levels) * weights))
 
-    for name, block in net.weights.items():
+    for block, grad in zip(net.mlp.weights + net.mlp.biases, grads):
         chosen = rng.choice(block.size, min(12, block.size), replace=False)
-        assert_matches_fd(grads[name].flat[chosen], central_difference(loss, block, chosen))
-    # every entry of the level-embedding columns of both hidden layers
-    for name, first in (("fc_1.weight", 5), ("fc_2.weight", 7)):
-        block = net.weights[name]
-        indices = np.arange(block.size).reshape(block.shape)[:, first:].ravel()
-        assert_matches_fd(grads[name].flat[indices], central_difference(loss, block, indices))
+        assert_matches_fd(grad.flat[chosen], central_difference(loss, block, chosen))
+    # every entry of the level-embedding columns E1 of the first layer
+    block = net.mlp.weights[0]
+    indices = np.arange(block.size).reshape(block.shape)[:, 5:].ravel()
+    assert_matches_fd(grads[0].flat[indices], central_difference(loss, block, indices))
     assert_matches_fd(grad_x.ravel(), central_difference(loss, x))
 
 
@@ -65,12 +64,11 @@ def test_the_score_is_the_formula_and_layers_at_is_the_chain():
     for level, sigma in enumerate(SIGMAS):
         c = 1 / np.sqrt(0.7 ** 2 + sigma ** 2)
         s = net.forward(x, level)
-        d, h1 = 5, 7
-        W1, W2 = net.weights["fc_1.weight"], net.weights["fc_2.weight"]
-        act = lambda z: numpy_ref.activation(kernels.SILU, 0.2, z)  # noqa: E731
-        a1 = act(c * (x - 0.4) @ W1[:, :d].T + W1[:, d + level])
-        a2 = act(a1 @ W2[:, :h1].T + W2[:, h1 + level])
-        r = a2 @ net.weights["fc_3.weight"].T + net.weights["fc_3.bias"]
+        (W1, W2, W3), (b1, b2, b3) = net.mlp.weights, net.mlp.biases
+        act = lambda z: numpy_ref.activation(net.activation_code, 0.2, z)  # noqa: E731
+        a1 = act(c * (x - 0.4) @ W1[:, :5].T + W1[:, 5 + level] + b1)
+        a2 = act(a1 @ W2.T + b2)
+        r = a2 @ W3.T + b3
         np.testing.assert_allclose(s, 0.7 * c / sigma * r - c ** 2 * (x - 0.4), rtol=1e-12, atol=1e-12)
         nodes = [x]
         for layer in net.layers_at(level):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..nn.adam import Adam
-from ..nn.dense_score import HIDDEN_SIZES, DenseScoreNetwork, check_noise_levels
+from ..nn.dense_score import ACTIVATION, HIDDEN_SIZES, DenseScoreNetwork, check_noise_levels
 from ..nn.score import FEATURES, SLOPE, SLOPE_X, ScoreNetwork, sinusoidal_features
 from ..util.checks import (as_real_array, check_betas, check_bool, check_choice, check_matrix,
                            check_number, check_seed, dtype_of)
@@ -574,11 +574,20 @@ class VectorSGM:
     * noise levels ``sigmas``, largest first; :func:`largest_distance` and
       :func:`geometric_noise_levels` give technique 1's sigma_1 (the largest distance between
       data points) and its geometric sequence down to :data:`SIGMA_MIN`;
-    * the score network :class:`npgen.nn.DenseScoreNetwork`, s(x, sigma_l) = r_l(x) / sigma_l;
+    * the score network :class:`npgen.nn.DenseScoreNetwork` (preconditioned, and confining far
+      from the data so that no chain runs off);
     * denoising score matching with Song & Ermon's weight lambda(sigma) = sigma^2, one level
       drawn uniformly per row: for clean rows x_i, eps_i ~ N(0, I), x~_i = x_i + sigma_i eps_i,
           L = 1 / (2B) sum_i sigma_i^2 ||s(x~_i, sigma_i) + eps_i / sigma_i||^2
             = 1 / (2B) sum_i ||sigma_i s(x~_i, sigma_i) + eps_i||^2;
+      a mean over the batch with a level per row, where the univariate :class:`SGM` keeps the
+      published code's one level per batch and sum. Measured on Figure 7's two noisy digits
+      (width 256, 30 levels, 10 epochs of batch 128, the same seed and steps): with a level per
+      batch and the sum, the relative score error is 0.41 / 1.16 / 17.2 at sigma = 0.20 / 0.044 /
+      0.01 against 0.39 / 0.65 / 1.77 with a level per row and the mean, and the sampler puts
+      65.8% / 14.7% / 19.5% of 1000 samples below / between / above the modes (25% outside the
+      data's widened range) against 51.4% / 0% / 48.6% (0.2%): consecutive Adam steps on one
+      level each mix gradients of very different scales in the moment estimates;
       the data are used as they are (no standardization: the levels are in the data's units);
     * annealed Langevin sampling from x ~ N(mu, sigma_1^2 I), ``n_steps_per_level`` steps per
       level of x <- x + (alpha_l / 2) s(x, sigma_l) + sqrt(alpha_l) z with
@@ -594,7 +603,7 @@ class VectorSGM:
     buffer_type = _VectorSGMBuffers
 
     def __init__(self, data_dim, sigmas, hidden_sizes=HIDDEN_SIZES, data_mean=0.0, data_scale=1.0,
-                 activation="silu", n_steps_per_level=VECTOR_STEPS_PER_LEVEL, step_size=None,
+                 activation=ACTIVATION, n_steps_per_level=VECTOR_STEPS_PER_LEVEL, step_size=None,
                  lr=2e-4, betas=(0.9, 0.999), dtype="float32", seed=0, backend=None):
         self.data_dim = check_number("data_dim", data_dim, low=1, integer=True)
         self.sigmas = check_noise_levels(sigmas)
