@@ -117,11 +117,14 @@ def expansion_steps(grad_sq_by_step, share=EXPANSION_SHARE):
     return np.where(total > 0, np.argmax(reached, axis=0) + 1, 0)
 
 
-def sampler_metrics(model, config, run_dir, samples, sample_seed, sample_options):
+def sampler_metrics(model, config, run_dir, samples, sample_seed, sample_options, clock):
     """Sample the run's SGM again with the sampler's gradient (``sample_seed``, the seed of
     the run's ``samples``), then once more tracing a few samples; returns the metrics above and
-    writes TRACE_FILE into ``run_dir``. All three passes draw the same samples (checked)."""
-    drawn, gradient = model.sample(config["n_samples"], seed=sample_seed, quiet=True, lipschitz=True,
+    writes TRACE_FILE into ``run_dir``. All three passes draw the same samples (checked).
+    ``clock`` (:class:`npgen.study.phase_times.PhaseClock`) times the two passes as the phases
+    ``sampler_gradient`` and ``sampler_trace``."""
+    with clock.phase("sampler_gradient"):
+        drawn, gradient = model.sample(config["n_samples"], seed=sample_seed, quiet=True, lipschitz=True,
                                    **sample_options)
     if not np.array_equal(drawn, samples):
         raise RuntimeError("sampling with the sampler's gradient drew other samples than the run's; "
@@ -130,8 +133,9 @@ def sampler_metrics(model, config, run_dir, samples, sample_seed, sample_options
     norm = gradient.norm
     top = int(np.argmax(norm))
     traced = traced_indices(x, m, top)
-    again, traced_gradient = model.sample(config["n_samples"], seed=sample_seed, quiet=True, lipschitz=True,
-                                          trace=traced, **sample_options)
+    with clock.phase("sampler_trace"):
+        again, traced_gradient = model.sample(config["n_samples"], seed=sample_seed, quiet=True, lipschitz=True,
+                                              trace=traced, **sample_options)
     if not np.array_equal(again, samples):
         raise RuntimeError("the traced sampling pass drew other samples than the run's; the traces "
                            "would not describe them")
