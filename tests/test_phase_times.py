@@ -2,14 +2,16 @@
 
 import time
 
+import numpy as np
 import pytest
 
+from npgen.models.sgm import SGM
 from npgen.study import runs
 from npgen.study.phase_times import INSIDE, PhaseClock, phase_table
 from tiny_study import register
 
-SGM_PHASES = {"train", "sample", "lipschitz", "distribution", "sampler_gradient", "sampler_trace",
-              "exact_score", "sampler_search", "save"}
+SGM_PHASES = {"train", "sample", "lipschitz", "distribution", "sampler_trace", "exact_score",
+              "sampler_search", "save"}
 
 
 def test_a_phase_adds_up_over_its_entries_and_counts_cpu_apart_from_waiting():
@@ -26,8 +28,13 @@ def test_a_phase_adds_up_over_its_entries_and_counts_cpu_apart_from_waiting():
 
 
 def test_an_sgm_run_records_each_phase_within_its_wall_time(tmp_path, monkeypatch):
+    """Also: the run samples once with the sampler's gradient; its samples are those of a plain
+    sampling pass with the run's sample seed."""
     register(monkeypatch)
-    _, metrics = runs.train_command("sgm", 4, "tiny", 0, str(tmp_path / "run"))
+    config, metrics = runs.train_command("sgm", 4, "tiny", 0, str(tmp_path / "run"))
+    model = SGM.load(str(tmp_path / "run" / "model"))
+    plain = model.sample(config["n_samples"], seed=config["seed"] + 1_000_003, quiet=True, denoise=config["denoise"])
+    np.testing.assert_array_equal(np.load(tmp_path / "run" / "samples.npy"), plain)
     phases = metrics["phase_seconds"]
     assert set(phases) == SGM_PHASES
     outer = sum(p["wall"] for name, p in phases.items() if name not in INSIDE)

@@ -286,8 +286,10 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
                       if config["model"] == "sgm" else {})
     sample_seed = config["seed"] + 1_000_003
     n_samples = min(config["n_samples"], config.get("n_particles", config["n_samples"]))
-    with clock.phase("sample"):
-        samples = model.sample(n_samples, seed=sample_seed, quiet=quiet, **sample_options)
+    with clock.phase("sample"):  # an SGM's samples come with its sampler's gradient, in one pass
+        drawn = model.sample(n_samples, seed=sample_seed, quiet=quiet, lipschitz=config["model"] == "sgm",
+                             **sample_options)
+    samples, gradient = drawn if config["model"] == "sgm" else (drawn, None)
     metrics = {"train_seconds": train_seconds, "lipschitz_vs_epoch": lipschitz_curve}
     with clock.phase("lipschitz"):
         metrics.update(lipschitz_metrics(model, config))
@@ -299,7 +301,8 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
                                             config.get("latent", "gaussian")))
     if config["model"] == "sgm":
         os.makedirs(run_dir, exist_ok=True)
-        metrics.update(sampler_metrics(model, config, run_dir, samples, sample_seed, sample_options, clock))
+        metrics.update(sampler_metrics(model, config, run_dir, samples, gradient, sample_seed, sample_options,
+                                       clock))
         with clock.phase("exact_score"):
             metrics.update(exact_score_metrics(model, config, run_data(config), sample_seed,
                                                distribution_metrics, clock))

@@ -117,18 +117,12 @@ def expansion_steps(grad_sq_by_step, share=EXPANSION_SHARE):
     return np.where(total > 0, np.argmax(reached, axis=0) + 1, 0)
 
 
-def sampler_metrics(model, config, run_dir, samples, sample_seed, sample_options, clock):
-    """Sample the run's SGM again with the sampler's gradient (``sample_seed``, the seed of
-    the run's ``samples``), then once more tracing a few samples; returns the metrics above and
-    writes TRACE_FILE into ``run_dir``. All three passes draw the same samples (checked).
-    ``clock`` (:class:`npgen.study.phase_times.PhaseClock`) times the two passes as the phases
-    ``sampler_gradient`` and ``sampler_trace``."""
-    with clock.phase("sampler_gradient"):
-        drawn, gradient = model.sample(config["n_samples"], seed=sample_seed, quiet=True, lipschitz=True,
-                                   **sample_options)
-    if not np.array_equal(drawn, samples):
-        raise RuntimeError("sampling with the sampler's gradient drew other samples than the run's; "
-                           "the gradient metrics would not describe them")
+def sampler_metrics(model, config, run_dir, samples, gradient, sample_seed, sample_options, clock):
+    """The metrics above for the run's SGM ``model``, from its ``samples`` and the
+    :class:`npgen.models.sgm.SamplerGradient` of the same pass (``sample_seed``, the seed of
+    that pass); samples once more, tracing a few samples (the same samples: checked), and
+    writes TRACE_FILE into ``run_dir``. ``clock`` (:class:`npgen.study.phase_times.PhaseClock`)
+    times that pass as the phase ``sampler_trace``."""
     x, m = samples[:, 0].astype(np.float64), config["m"]
     norm = gradient.norm
     top = int(np.argmax(norm))
