@@ -11,6 +11,10 @@ the same two normals with polynomials of its own (fdlibm's log, sin and cos kern
 arguments, within a few units in the last place of libm's), from multiplies, adds, a division,
 a square root and selects only, so that a loop drawing a row of pairs vectorises: the
 d-dimensional sampler draws n d pairs per step with it.
+
+numba inlines these functions into cpu.py's kernels, whose on-disk cache is checked against
+cpu.py's own time stamp only: after a change here, touch cpu.py (or empty its cache) so that
+its kernels are compiled again.
 """
 
 import math

@@ -282,14 +282,16 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
     if train_seconds is None:
         train_seconds = time.perf_counter() - start
     clock = clock or PhaseClock()
-    sample_options = ({"denoise": config["denoise"], "device": config.get("device", "cpu")}
-                      if config["model"] == "sgm" else {})
+    is_sgm = config["model"] == "sgm"
+    sample_options = {"denoise": config["denoise"], "device": config.get("device", "cpu")} if is_sgm else {}
     sample_seed = config["seed"] + 1_000_003
     n_samples = min(config["n_samples"], config.get("n_particles", config["n_samples"]))
-    with clock.phase("sample"):  # an SGM's samples come with its sampler's gradient, in one pass
-        drawn = model.sample(n_samples, seed=sample_seed, quiet=quiet, lipschitz=config["model"] == "sgm",
-                             **sample_options)
-    samples, gradient = drawn if config["model"] == "sgm" else (drawn, None)
+    with clock.phase("sample"):
+        if is_sgm:  # the samples come with the sampler's gradient, in one pass
+            samples, gradient = model.sample(n_samples, seed=sample_seed, quiet=quiet, lipschitz=True,
+                                             **sample_options)
+        else:
+            samples, gradient = model.sample(n_samples, seed=sample_seed, quiet=quiet), None
     metrics = {"train_seconds": train_seconds, "lipschitz_vs_epoch": lipschitz_curve}
     with clock.phase("lipschitz"):
         metrics.update(lipschitz_metrics(model, config))
@@ -299,7 +301,7 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
     with clock.phase("distribution"):
         metrics.update(distribution_metrics(samples, config["m"], lip_for_bounds,
                                             config.get("latent", "gaussian")))
-    if config["model"] == "sgm":
+    if is_sgm:
         os.makedirs(run_dir, exist_ok=True)
         metrics.update(sampler_metrics(model, config, run_dir, samples, gradient, sample_seed, sample_options,
                                        clock))
