@@ -297,7 +297,7 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
         metrics.update(lipschitz_metrics(model, config))
     if config["model"] == "particles":
         metrics.update(particle_metrics(history))
-    lip_for_bounds = metrics.get("lipschitz") if config["model"] != "sgm" else None
+    lip_for_bounds = None if is_sgm else metrics.get("lipschitz")
     with clock.phase("distribution"):
         metrics.update(distribution_metrics(samples, config["m"], lip_for_bounds,
                                             config.get("latent", "gaussian")))
@@ -309,6 +309,7 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
             metrics.update(exact_score_metrics(model, config, run_data(config), sample_seed,
                                                distribution_metrics, clock))
     metrics["final_losses"] = {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}
+    metrics["wall_seconds"] = time.perf_counter() - start
     with clock.phase("save"):
         os.makedirs(run_dir, exist_ok=True)
         model.save(os.path.join(run_dir, "model"))
@@ -317,7 +318,6 @@ def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=Tr
         save_histogram(os.path.join(run_dir, "histogram.png"), samples, config["m"],
                        title=f"{config['model'].upper()}, m = {config['m']:g}", model=config["model"])
     metrics["phase_seconds"] = clock.seconds
-    metrics["wall_seconds"] = time.perf_counter() - start
     return metrics
 
 
