@@ -30,8 +30,9 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import get_cython_function_address, intrinsic
 
 from . import IDENTITY, KERNELS, LEAKY_RELU, RELU, SIGMOID, SILU, TANH
+from .cpu_noise import box_muller, normal_pair, sample_key, stream_base
 from .langevin_tables import first_layer_pieces as _first_layer_pieces
-from .numpy_ref import LANGEVIN_GOLDEN, LANGEVIN_MIX, SPECTRAL_NORM_EPS
+from .numpy_ref import SPECTRAL_NORM_EPS
 
 __all__ = list(KERNELS)
 
@@ -1023,30 +1024,8 @@ def spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
 
 # --------------------------------------------------------------------------- annealed Langevin
 #
-# The noise is numpy_ref's counter-based generator, bit for bit (its constants are imported
-# from there); the score is evaluated through the pieces of the first layer.
-
-_GOLDEN = np.uint64(LANGEVIN_GOLDEN)
-_MIX1, _MIX2 = np.uint64(LANGEVIN_MIX[0]), np.uint64(LANGEVIN_MIX[1])
-
-
-@_jit
-def _mix64(z):
-    """splitmix64's finalizer on one uint64 (see numpy_ref._mix64)."""
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
-
-
-@_jit
-def _box_muller(key, pair):
-    """(radius, angle) of step pair ``pair`` of the sample with ``key``: the normals of steps
-    2 pair and 2 pair + 1 are radius cos(angle) and radius sin(angle)."""
-    bits = _mix64(key + (np.uint64(pair) + np.uint64(1)) * _GOLDEN)
-    u1 = (float(bits >> np.uint64(32)) + 0.5) * 2.0 ** -32
-    u2 = (float(bits & np.uint64(0xFFFFFFFF)) + 0.5) * 2.0 ** -32
-    return math.sqrt(-2.0 * math.log(u1)), 2.0 * math.pi * u2
-
+# The noise is numpy_ref's counter-based generator (:mod:`cpu_noise`); the score is evaluated
+# through the pieces of the first layer.
 
 @njit(**_OPTIONS, fastmath={"reassoc", "contract", "nsz"})
 def _piece_score(xi, a, c, w3, b3, slope2):
@@ -1077,7 +1056,7 @@ def _langevin_loop(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, 
     """The loop of :func:`_langevin_on_pieces`; inlined once per value of ``track``, so that
     the compiler removes the gradient's work from the samples-only copy."""
     slope = _like(slope2, x)
-    base = _mix64(np.uint64(seed) + _GOLDEN)
+    base = stream_base(seed)
     for level in range(alphas.size):
         B = C + beff2[level]
         b3 = beff3[level]
@@ -1086,7 +1065,7 @@ def _langevin_loop(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, 
         root_alpha = _like(math.sqrt(alphas[level]), x)
         start = first_step + level * n_steps_per_level
         for i in range(x.size):
-            key = _mix64(base + (np.uint64(i) + np.uint64(1)) * _GOLDEN)
+            key = sample_key(base, i)
             xi = x[i]
             di = dx0[i]
             ni = grad_sq[i]
@@ -1106,7 +1085,7 @@ def _langevin_loop(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, 
                 else:
                     score = _piece_score(xi, A[p], B[p], w3, b3, slope)
                 if t % 2 == 0 or t == start:
-                    radius, angle = _box_muller(key, t // 2)
+                    radius, angle = box_muller(key, t // 2)
                     z = radius * math.cos(angle)
                     z_odd = radius * math.sin(angle)
                 if t % 2 == 1:
@@ -1171,8 +1150,10 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
 # --------------------------------------------------------------------------- annealed Langevin, d dimensions
 #
 # A step is three products (linear_forward: BLAS, then bias and activation in one pass) and one
-# fused pass that scales the score, draws the noise and moves x. Coordinate j of sample i reads
-# the noise of flat index i d + j, as numpy_ref.annealed_langevin_mlp does.
+# pass that scales the score, draws the noise and moves x. Coordinate j of sample i reads the
+# noise of flat index i d + j, as numpy_ref.annealed_langevin_mlp does, drawn by
+# cpu_noise.normal_pair, whose loop vectorises (libm's Box-Muller cost more than the three
+# products' elementwise work together).
 
 
 @_kernel("w2 r2 f f f f i i i w2")
@@ -1181,30 +1162,27 @@ def _langevin_move(x, raw, scale, shrink, center, root_alpha, seed, step, start,
     pass over x.
 
     The normals of steps 2q and 2q + 1 are one Box-Muller pair: an even step (or the first
-    step of a call) draws the pair, uses its cosine half and keeps the sine half in z_odd for
-    the odd step that follows.
+    step of a call) draws the pair of every coordinate, uses the half of its step and keeps the
+    sine half in z_odd, which the odd step that follows reads.
     """
-    n, d = x.shape
-    base = _mix64(np.uint64(seed) + _GOLDEN)
+    flat_x, flat_raw, flat_odd = x.reshape(-1), raw.reshape(-1), z_odd.reshape(-1)
     s = _like(scale, x)
     k = _like(shrink, x)
     c = _like(center, x)
     r = _like(root_alpha, x)
-    draw = step % 2 == 0 or step == start
-    odd = step % 2 == 1
-    flat_raw = raw.reshape(-1)
-    for i in range(n):
-        for j in range(d):
-            flat = i * d + j
-            if draw:
-                key = _mix64(base + (np.uint64(flat) + np.uint64(1)) * _GOLDEN)
-                radius, angle = _box_muller(key, step // 2)
-                z_odd[i, j] = _like(radius * math.sin(angle), x)
-                noise = z_odd[i, j] if odd else _like(radius * math.cos(angle), x)
-            else:
-                noise = z_odd[i, j]
-            xij = x[i, j]
-            x[i, j] = xij + ((s * flat_raw[flat] - k * (xij - c)) + r * noise)
+    if step % 2 == 0 or step == start:
+        base = stream_base(seed)
+        odd = step % 2 == 1
+        for flat in range(flat_x.size):
+            z_even, z_next = normal_pair(sample_key(base, flat), step // 2)
+            flat_odd[flat] = _like(z_next, x)
+            noise = flat_odd[flat] if odd else _like(z_even, x)
+            xf = flat_x[flat]
+            flat_x[flat] = xf + ((s * flat_raw[flat] - k * (xf - c)) + r * noise)
+    else:
+        for flat in range(flat_x.size):
+            xf = flat_x[flat]
+            flat_x[flat] = xf + ((s * flat_raw[flat] - k * (xf - c)) + r * flat_odd[flat])
 
 
 @_kernel("w2 r2 r2 r2 r2 r2 r1 r1 r1 f r1 i i i i f w2 w2 w2 w2 w2 w2")
@@ -1263,14 +1241,14 @@ def annealed_langevin_mlp(x, W1, beff1, W2, beff2, W3, b3, out_scales, skip_scal
 def langevin_noise_block(seed, first_sample, first_step, out):
     """out[i, t] = z(seed, first_sample + i, first_step + t) (out (n, T) float64): the normals
     :func:`annealed_langevin` draws for those samples and steps (numpy_ref.langevin_noise_block)."""
-    base = _mix64(np.uint64(seed) + _GOLDEN)
+    base = stream_base(seed)
     for i in range(out.shape[0]):
-        key = _mix64(base + (np.uint64(first_sample + i) + np.uint64(1)) * _GOLDEN)
+        key = sample_key(base, first_sample + i)
         z_odd = 0.0
         for t in range(out.shape[1]):
             step = first_step + t
             if step % 2 == 0 or t == 0:  # one Box-Muller draw serves steps 2q and 2q + 1
-                radius, angle = _box_muller(key, step // 2)
+                radius, angle = box_muller(key, step // 2)
                 z_odd = radius * math.sin(angle)
                 out[i, t] = z_odd if step % 2 else radius * math.cos(angle)
             else:
@@ -1281,13 +1259,11 @@ def langevin_noise_block(seed, first_sample, first_step, out):
 def langevin_noise_pair(seed, first_sample, pair, even, odd):
     """even[i] = z(seed, first_sample + i, 2 pair) and odd[i] = z(seed, first_sample + i,
     2 pair + 1) (float64 (n,)): the two halves of one Box-Muller draw per sample, so two steps
-    cost one draw."""
-    base = _mix64(np.uint64(seed) + _GOLDEN)
+    cost one draw. They are the normals :func:`annealed_langevin_mlp` draws, bit for bit (both
+    through cpu_noise.normal_pair)."""
+    base = stream_base(seed)
     for i in range(even.size):
-        key = _mix64(base + (np.uint64(first_sample + i) + np.uint64(1)) * _GOLDEN)
-        radius, angle = _box_muller(key, pair)
-        even[i] = radius * math.cos(angle)
-        odd[i] = radius * math.sin(angle)
+        even[i], odd[i] = normal_pair(sample_key(base, first_sample + i), pair)
 
 
 @_jit

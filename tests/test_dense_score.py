@@ -159,6 +159,75 @@ def test_langevin_split_into_calls_draws_what_one_call_draws():
     np.testing.assert_allclose(parts, whole, rtol=1e-13, atol=1e-13)
 
 
+def _noise_moves(n, d, first_step, steps, seed):
+    """x = 0 moved by the cpu kernel with a zero score and alpha = 1, which moves it by its
+    noise alone: x = z_first_step (+ z_first_step+1 ...), each coordinate's, exactly."""
+    zeros = np.zeros
+    x = zeros((n, d))
+    one = np.ones(1)
+    cpu.annealed_langevin_mlp(x, zeros((3, d)), zeros((1, 3)), zeros((2, 3)), zeros((1, 2)), zeros((d, 2)),
+                              zeros(d), 0 * one, 0 * one, 0.0, one, steps, seed, first_step, kernels.SILU, 0.2)
+    return x
+
+
+def test_the_vector_sampler_draws_the_noise_pair_bit_for_bit():
+    """The exact-score sampler in d dimensions reads langevin_noise_pair; the kernel's normals
+    are the same numbers, on a call's first step (even or odd) and from the kept odd half, and
+    numpy_ref's stream to rounding."""
+    n, d, seed, pair = 7, 9, 2 ** 62 + 5, 5
+    even, odd = np.empty(n * d), np.empty(n * d)
+    cpu.langevin_noise_pair(seed, 0, pair, even, odd)
+    np.testing.assert_array_equal(_noise_moves(n, d, 2 * pair, 1, seed).ravel(), even)
+    np.testing.assert_array_equal(_noise_moves(n, d, 2 * pair + 1, 1, seed).ravel(), odd)
+    np.testing.assert_array_equal(_noise_moves(n, d, 2 * pair, 2, seed).ravel(), even + odd)
+    keys = numpy_ref.langevin_sample_keys(seed, n * d)
+    for step, drawn in ((2 * pair, even), (2 * pair + 1, odd)):
+        np.testing.assert_allclose(drawn, numpy_ref.langevin_noise(keys, step), rtol=0, atol=1e-14)
+
+
+def test_the_noise_pair_is_standard_normal_over_many_draws():
+    """A million normals of the vectorised draw: mean 0, variance 1, and the quantiles of
+    N(0, 1) (Kolmogorov-Smirnov distance well below its 1% critical value, 1.63 / sqrt(n))."""
+    from scipy import stats
+    n = 500_000
+    even, odd = np.empty(n), np.empty(n)
+    cpu.langevin_noise_pair(17, 0, 12, even, odd)
+    z = np.concatenate([even, odd])
+    assert abs(z.mean()) < 5 / np.sqrt(z.size) and abs(z.var() - 1) < 5 * np.sqrt(2 / z.size)
+    assert stats.kstest(z, "norm").statistic < 1.63 / np.sqrt(z.size)
+    assert abs(np.corrcoef(even, odd)[0, 1]) < 5 / np.sqrt(n)
+
+
+_THREADS_PROBE = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from npgen import kernels
+    from npgen.kernels import cpu
+    rng = np.random.default_rng(0)
+    n, d, h1, h2, L = 64, 20, 16, 12, 2
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    W1, W2, W3 = (rng.standard_normal(s).astype(np.float32) * 0.3 for s in ((h1, d), (h2, h1), (d, h2)))
+    B1, B2 = rng.standard_normal((L, h1)).astype(np.float32), rng.standard_normal((L, h2)).astype(np.float32)
+    b3, scales, alphas = np.zeros(d, np.float32), np.ones(L, np.float32), np.full(L, 1e-2, np.float32)
+    cpu.annealed_langevin_mlp(x, W1, B1, W2, B2, W3, b3, scales, scales, 0.1, alphas, 3, 42, 1,
+                              kernels.SILU, 0.2)
+    np.save(sys.argv[1], x)
+""")
+
+
+def test_the_vector_sampler_draws_the_same_numbers_on_any_number_of_threads(tmp_path):
+    runs = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
+        path = tmp_path / f"x{threads}.npy"
+        result = subprocess.run([sys.executable, "-c", _THREADS_PROBE, str(path)], env=env,
+                                cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr
+        runs.append(np.load(path))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
 def test_langevin_kernel_refuses_shapes_that_do_not_fit():
     rng = np.random.default_rng(9)
     _, x, chain = langevin_arguments("float64", rng)

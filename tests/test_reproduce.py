@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from npgen import cli
-from npgen.study import plans, reproduce, run_metrics, runs, verdicts
+from npgen.study import phase_times, plans, reproduce, run_metrics, runs, verdicts
 from npgen.study.records import Run, Stat
 from npgen.study.sweep import config_key
 from tiny_study import TINY_PRESET, register
@@ -111,6 +111,25 @@ def test_every_planned_run_is_on_disk_with_its_numbers(tiny_study, tiny):
             assert metrics["sampler_meets_theorem1"] == (upper is not None and metrics["sampler_lipschitz"] > upper)
             assert upper is None or metrics["theorem1_required_lipschitz"] <= upper
             assert os.path.exists(os.path.join(run_dir, "sampler_trace.npz"))
+
+
+def test_the_profile_counts_every_run_once_under_its_first_figure(tiny_study, tiny):
+    out, _ = tiny_study
+    planned = plans.plan("tiny")
+    rows = phase_times.reproduction_rows(str(out))
+    assert len(rows) == len({config_key(c) for configs in planned.values() for c in configs})
+    first = {}
+    for figure in plans.FIGURES:
+        for config in planned[figure]:
+            first.setdefault(config_key(config), figure)
+    for figure, config, metrics in rows:
+        assert figure == first[config_key(config)]
+        assert metrics["phase_seconds"]["train"]["cpu"] > 0
+    text = phase_times.format_profile(rows)
+    total = sum(p["cpu"] for _, _, m in rows for name, p in m["phase_seconds"].items()
+                if name not in phase_times.INSIDE)
+    everything = next(line.split() for line in text.splitlines() if line.startswith("all "))
+    assert int(everything[1]) == len(rows) and float(everything[2]) == pytest.approx(total, abs=0.06)
 
 
 @pytest.mark.parametrize("p_left", [0.0, 1.0])

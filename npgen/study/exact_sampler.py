@@ -49,10 +49,12 @@ def sampler_chains(model, mixture):
     return NetworkChain(**common, score=model.score), ExactChain(**common, mixture=mixture)
 
 
-def exact_score_metrics(model, config, clean, sample_seed, distribution_metrics):
+def exact_score_metrics(model, config, clean, sample_seed, distribution_metrics, clock):
     """The numbers of the module doc for a trained SGM ``model`` of the run ``config``;
     ``clean`` (n, 1): the run's training data (data units); ``sample_seed``: the seed of the
-    run's samples; ``distribution_metrics``: :func:`npgen.study.run_metrics.distribution_metrics`."""
+    run's samples; ``distribution_metrics``: :func:`npgen.study.run_metrics.distribution_metrics`;
+    ``clock`` (:class:`npgen.study.phase_times.PhaseClock`) times the steep-set searches as the
+    phase ``sampler_search``."""
     start = time.perf_counter()
     m, mean, std = config["m"], model.mean, model.std
     mixture = IsotropicMixture.two_modes(m).standardized(mean, std)
@@ -77,8 +79,9 @@ def exact_score_metrics(model, config, clean, sample_seed, distribution_metrics)
                  seconds=time.perf_counter() - start)
     searched = time.perf_counter()
     threshold = -mean / std  # x = 0 in data units
-    search = {name: search_steep_set(chain, chain.n_inputs, threshold, seed=config["seed"]).summary(std)
-              for name, chain in (("trained", trained_chain), ("exact", exact_chain))}
+    with clock.phase("sampler_search"):
+        search = {name: search_steep_set(chain, chain.n_inputs, threshold, seed=config["seed"]).summary(std)
+                  for name, chain in (("trained", trained_chain), ("exact", exact_chain))}
     search["seconds"] = time.perf_counter() - searched
     return {"score_error_per_level": [{"sigma_standardized": float(s), "relative_error": e}
                                       for s, e in zip(sigmas, errors)],

@@ -55,6 +55,7 @@ from ..util.threads import one_blas_thread
 from .figures import save_histogram
 from .exact_sampler import exact_score_metrics
 from .fingerprint import code_fingerprint
+from .phase_times import PhaseClock
 from .records import samples_path
 from .run_metrics import distribution_metrics, lipschitz_metrics, lipschitz_tracker, particle_metrics
 from .sampler import sampler_draws, sampler_metrics
@@ -253,16 +254,17 @@ def train_run(config, run_dir, quiet=True, backend=None):
     Files: model/ (weights), samples.npy, history.json, histogram.png. Returns the metrics
     dict (the caller writes metrics.json and config.json).
     """
-    start = time.perf_counter()
-    data = run_data(config)
-    model = build_model(config, backend)
-    lipschitz_curve, on_epoch = lipschitz_tracker(model, config)
-    if config["model"] == "particles":
-        history = model.fit(data, n_steps=config["n_steps"], quiet=quiet)
-    else:
-        history = model.fit(data, epochs=config["epochs"], batch_size=config["batch_size"],
-                            quiet=quiet, on_epoch=on_epoch)
-    return finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet)
+    start, clock = time.perf_counter(), PhaseClock()
+    with clock.phase("train"):
+        data = run_data(config)
+        model = build_model(config, backend)
+        lipschitz_curve, on_epoch = lipschitz_tracker(model, config)
+        if config["model"] == "particles":
+            history = model.fit(data, n_steps=config["n_steps"], quiet=quiet)
+        else:
+            history = model.fit(data, epochs=config["epochs"], batch_size=config["batch_size"],
+                                quiet=quiet, on_epoch=clock.timed("lipschitz_curve", on_epoch))
+    return finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet, clock=clock)
 
 
 def run_data(config):
@@ -276,41 +278,57 @@ def sample_seed(config):
 
 
 def finish_run(model, history, lipschitz_curve, config, run_dir, start, quiet=True,
-               train_seconds=None, draws=None):
+               train_seconds=None, draws=None, clock=None):
     """Sample and measure a trained model and write its files into ``run_dir`` (what
     :func:`train_run` does after training). ``start``: the perf_counter time the run began;
     ``train_seconds``: its training time, by default the time since ``start``; ``draws``: an
     SGM's :class:`npgen.study.sampler.SamplerDraws` when its batch was sampled together
-    (:mod:`npgen.study.devices`), else the run samples here. Returns the metrics dict."""
+    (:mod:`npgen.study.devices`), else the run samples here; ``clock``: the
+    :class:`npgen.study.phase_times.PhaseClock` that timed the training, if any, which times the
+    phases here as well (``metrics["phase_seconds"]``). Returns the metrics dict."""
     if train_seconds is None:
         train_seconds = time.perf_counter() - start
-    sample_options = ({"denoise": config["denoise"], "device": config.get("device", "cpu")}
-                      if config["model"] == "sgm" else {})
+    clock = clock or PhaseClock()
+    is_sgm = config["model"] == "sgm"
+    sample_options = {"denoise": config["denoise"], "device": config.get("device", "cpu")} if is_sgm else {}
     seed = sample_seed(config)
     n_samples = min(config["n_samples"], config.get("n_particles", config["n_samples"]))
-    samples = (model.sample(n_samples, seed=seed, quiet=quiet, **sample_options)
-               if draws is None else draws.samples)
+    with clock.phase("sample"):
+        if draws is not None:
+            samples = draws.samples
+        elif is_sgm:  # the samples come with the sampler's gradient, in one pass
+            samples, gradient = model.sample(n_samples, seed=seed, quiet=quiet, lipschitz=True,
+                                             **sample_options)
+        else:
+            samples = model.sample(n_samples, seed=seed, quiet=quiet)
     metrics = {"train_seconds": train_seconds, "lipschitz_vs_epoch": lipschitz_curve}
-    metrics.update(lipschitz_metrics(model, config))
+    with clock.phase("lipschitz"):
+        metrics.update(lipschitz_metrics(model, config))
     if config["model"] == "particles":
         metrics.update(particle_metrics(history))
-    lip_for_bounds = metrics.get("lipschitz") if config["model"] != "sgm" else None
-    metrics.update(distribution_metrics(samples, config["m"], lip_for_bounds,
-                                        config.get("latent", "gaussian")))
-    if config["model"] == "sgm":
+    lip_for_bounds = None if is_sgm else metrics.get("lipschitz")
+    with clock.phase("distribution"):
+        metrics.update(distribution_metrics(samples, config["m"], lip_for_bounds,
+                                            config.get("latent", "gaussian")))
+    if is_sgm:
         os.makedirs(run_dir, exist_ok=True)
         if draws is None:
-            draws = sampler_draws(model, config, samples, seed, sample_options)
+            with clock.phase("sampler_trace"):
+                draws = sampler_draws(model, config, samples, gradient, seed, sample_options)
         metrics.update(sampler_metrics(model, config, run_dir, draws))
-        metrics.update(exact_score_metrics(model, config, run_data(config), seed, distribution_metrics))
+        with clock.phase("exact_score"):
+            metrics.update(exact_score_metrics(model, config, run_data(config), seed,
+                                               distribution_metrics, clock))
     metrics["final_losses"] = {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}
     metrics["wall_seconds"] = time.perf_counter() - start
-    os.makedirs(run_dir, exist_ok=True)
-    model.save(os.path.join(run_dir, "model"))
-    atomic_save_npy(samples_path(run_dir), samples.astype(np.float32))
-    atomic_write_json(os.path.join(run_dir, "history.json"), history)
-    save_histogram(os.path.join(run_dir, "histogram.png"), samples, config["m"],
-                   title=f"{config['model'].upper()}, m = {config['m']:g}", model=config["model"])
+    with clock.phase("save"):
+        os.makedirs(run_dir, exist_ok=True)
+        model.save(os.path.join(run_dir, "model"))
+        atomic_save_npy(samples_path(run_dir), samples.astype(np.float32))
+        atomic_write_json(os.path.join(run_dir, "history.json"), history)
+        save_histogram(os.path.join(run_dir, "histogram.png"), samples, config["m"],
+                       title=f"{config['model'].upper()}, m = {config['m']:g}", model=config["model"])
+    metrics["phase_seconds"] = clock.seconds
     return metrics
 
 

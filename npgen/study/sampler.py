@@ -118,9 +118,10 @@ def expansion_steps(grad_sq_by_step, share=EXPANSION_SHARE):
 
 
 class SamplerDraws(NamedTuple):
-    """A run's three sampling passes, all from its sample seed: ``samples`` (n, 1), then the
-    same samples drawn again with the sampler's gradient (``gradient``, a SamplerGradient),
-    then once more tracing the samples of :func:`traced_for` (``traced``)."""
+    """A run's sampling passes, all from its sample seed: ``samples`` (n, 1) with the sampler's
+    gradient (``gradient``, a SamplerGradient; on a GPU a plain pass and a gradient pass that
+    draws the same samples), then once more tracing the samples of :func:`traced_for`
+    (``traced``)."""
     samples: np.ndarray
     gradient: object
     traced: object
@@ -138,13 +139,10 @@ def check_same_samples(drawn, samples, what):
                            " not describe them")
 
 
-def sampler_draws(model, config, samples, sample_seed, sample_options):
-    """:class:`SamplerDraws` of one run sampled on its own: the run's ``samples`` (drawn with
-    ``sample_seed`` and ``sample_options``), then the gradient and the traced passes, each
-    checked to draw the same samples."""
-    drawn, gradient = model.sample(config["n_samples"], seed=sample_seed, quiet=True, lipschitz=True,
-                                   **sample_options)
-    check_same_samples(drawn, samples, "sampler's gradient")
+def sampler_draws(model, config, samples, gradient, sample_seed, sample_options):
+    """:class:`SamplerDraws` of one run sampled on its own: the run's ``samples`` and their
+    ``gradient`` (one pass with the sampler's gradient, drawn with ``sample_seed`` and
+    ``sample_options``), then the traced pass, checked to draw the same samples."""
     again, traced = model.sample(config["n_samples"], seed=sample_seed, quiet=True, lipschitz=True,
                                  trace=traced_for(samples, gradient, config["m"]), **sample_options)
     check_same_samples(again, samples, "traced sampling")
