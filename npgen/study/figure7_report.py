@@ -16,8 +16,8 @@ import numpy as np
 from ..util.io import atomic_write_json, atomic_write_text
 from . import figures
 from .figure7 import DATASETS, FIG7_DIR, GRID_IMAGES, MODELS, PLANS, PREPARATION_STAGES, SEEDS, fig7_configs
-from .figure7_checks import (ROW_TITLES, describe_failure, failure_of, fig7_checks, outside_share, run_label,
-                             smaller_mode_share, theorem_line)
+from .figure7_checks import (ROW_TITLES, SEED_RULE, describe_failure, failure_of, fig7_checks, outside_share,
+                             run_label, smaller_mode_share, theorem_line)
 from .records import Run, Stat
 from .render import section_markdown
 from .sweep import find_run_dir, load_results
@@ -214,7 +214,7 @@ def _notes(numbers, identity, preset):
              f"5000 samples per run. Each model is trained at the seeds {seeds}; the data rows, the classifier "
              "and the embedding are single runs. A model's cells are mean ± std over its runs (population std, "
              "n = number of runs), collapsed and diverged runs included: they are named below, and the checks "
-             "say which of them they leave out.",
+             f"say which of them they leave out. {SEED_RULE}",
              "t is the projection on the line through the two modes (pixel units for the two noisy digits, code "
              "units in the embedding); the modes sit at t = -m and t = m, and 'between' is |t| <= m / 2. Side "
              "spread: the mean over t < 0 and t >= 0 of the std of t. s: of the samples within m / 2 of a mode and "
