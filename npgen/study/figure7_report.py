@@ -8,18 +8,16 @@ seed 0 with the other seeds' outlines) and ``fig7_samples.png`` (a grid of seed 
 source). It computes nothing that a run's key depends on.
 """
 
-import json
 import os
 
 import numpy as np
 
-from ..util.io import atomic_write_json, atomic_write_text
+from ..util.io import atomic_write_json
 from . import figures
 from .figure7 import DATASETS, FIG7_DIR, GRID_IMAGES, MODELS, PLANS, PREPARATION_STAGES, SEEDS, fig7_configs
 from .figure7_checks import (ROW_TITLES, SEED_RULE, describe_failure, failure_of, fig7_checks, outside_share,
                              run_label, smaller_mode_share, theorem_line)
 from .records import Run, Stat
-from .render import section_markdown
 from .sweep import find_run_dir, load_results
 from .verdicts import Section, fmt
 
@@ -101,8 +99,7 @@ def fig7_drawing(found):
         if key in PREPARATION_STAGES:
             continue
         first, *others = runs
-        panels[key[0]][key[1]] = dict(first.metrics, seed=first.config["seed"],
-                                      outlines=[_outline(run.metrics) for run in others])
+        panels[key[0]][key[1]] = dict(first.metrics, outlines=[_outline(run.metrics) for run in others])
         samples = first.samples(mmap_mode="r", width=None)
         # evenly spaced rows: the data rows are in the data set's order (3s first)
         grids[key[0]][key[1]] = samples[np.linspace(0, len(samples) - 1, GRID_IMAGES).astype(int)]
@@ -130,9 +127,11 @@ def over_runs(values):
 
 def failures_cell(runs):
     """'none of 3', or 'collapsed in 1 of 3 (seed 2)' and the like."""
-    parts = [f"{kind} in {len(seeds)} of {len(runs)} (seed {', '.join(map(str, seeds))})"
-             for kind in ("collapsed", "diverged")
-             for seeds in [[mt["seed"] for mt in runs if mt["failure"] == kind]] if seeds]
+    parts = []
+    for kind in ("collapsed", "diverged"):
+        seeds = [str(mt["seed"]) for mt in runs if mt["failure"] == kind]
+        if seeds:
+            parts.append(f"{kind} in {len(seeds)} of {len(runs)} (seed {', '.join(seeds)})")
     return "; ".join(parts) or f"none of {len(runs)}"
 
 
@@ -281,57 +280,3 @@ def exact_score_notes(numbers):
             f"between the modes, with {over_runs([mt['exact_score']['outside_edges'] for mt in runs])} samples "
             f"outside the histogram's range; the trained SGM leaves {over_runs(trained)}, so the sampler alone "
             f"accounts for {over_runs(exact)} and the network's error adds {over_runs(added)}."]
-
-
-# --------------------------------------------------------------------------- redrawing
-
-
-#: The report section ``npgen figure 7 --from DIR`` writes beside fig7.json.
-SECTION_FILE = "section.md"
-
-
-def _stored_identities(runs_dir, preset):
-    """The data identities recorded by the classifier runs of ``preset`` in ``runs_dir`` (one
-    per MNIST source the study was run with; unreadable folders are skipped, as the sweep skips them)."""
-    identities = {}
-    entries = os.scandir(runs_dir) if os.path.isdir(runs_dir) else ()
-    for entry in entries:
-        try:
-            with open(os.path.join(entry.path, "config.json"), encoding="utf-8") as handle:
-                config = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if (isinstance(config, dict) and config.get("figure") == "fig7" and config.get("stage") == "classifier"
-                and config.get("preset") == preset and isinstance(config.get("data"), dict)):
-            identities[json.dumps(config["data"], sort_keys=True)] = config["data"]
-    return list(identities.values())
-
-
-def stored_fig7(out, preset):
-    """(runs, identity) of the Figure 7 study stored in ``out`` (:func:`collect_fig7` of the data
-    identity with the most finished model runs of this code); ValueError, one sentence naming
-    the folder and how to make the runs, when it holds no finished model run."""
-    runs_dir = os.path.join(out, FIG7_DIR, "runs")
-    if preset not in PLANS:
-        raise ValueError(f"{out} holds a study of the {preset} preset, which has no Figure 7 settings;"
-                         f" Figure 7 runs with --preset {' or '.join(sorted(PLANS))}")
-    best, best_identity = {}, None
-    for identity in _stored_identities(runs_dir, preset):
-        found = collect_fig7(out, preset, identity)
-        if sum(len(runs) for key, runs in found.items() if key not in PREPARATION_STAGES) > \
-                sum(len(runs) for key, runs in best.items() if key not in PREPARATION_STAGES):
-            best, best_identity = found, identity
-    if best_identity is None:
-        raise ValueError(f"{runs_dir} holds no finished Figure 7 model runs of the {preset} preset made by this"
-                         f" npgen; make them with npgen reproduce --only fig7 --preset {preset} --out {out}")
-    return best, best_identity
-
-
-def redraw_fig7(out, preset):
-    """Figure 7 from the runs stored in ``out``, without training: fig7.json, the section's
-    markdown (fig7/section.md) and the figures; returns the section."""
-    found, identity = stored_fig7(out, preset)
-    write_fig7_numbers(out, found)
-    section = section_fig7(found, identity, preset)
-    atomic_write_text(os.path.join(out, FIG7_DIR, SECTION_FILE), "\n".join(section_markdown(section)) + "\n")
-    return section

@@ -22,7 +22,8 @@ from . import figure7
 from .cluster import check_scheduler, dask_executor
 from .devices import DEVICES, BatchedRuns, check_device, device_plan
 from .cauchy import write_cauchy_numbers
-from .figure7_report import collect_fig7, redraw_fig7, section_fig7, write_fig7_numbers
+from .figure7_redraw import redraw_fig7
+from .figure7_report import collect_fig7, section_fig7, write_fig7_numbers
 from .plans import FIG7, FIGURES, PLANS, plan, selected_figures
 from .particles import write_particle_numbers
 from .report import build_sections, draw_figures, study_rows, write_report
