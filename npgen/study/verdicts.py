@@ -55,12 +55,13 @@ class Check:
     def lines(self):
         """The check as text: its verdict, its rule, what was measured, and the collapsed runs."""
         lines = [f"**{self.result}**: {self.rule}. Measured: {self.measured}."]
+        failed = "collapsed or diverged" if any("diverged" in name for name in self.collapsed) else "collapsed"
         if self.collapsed and self.without_collapsed is None:
-            lines.append(f"Leaves out {len(self.collapsed)} collapsed or diverged run(s) "
+            lines.append(f"Leaves out {len(self.collapsed)} {failed} run(s) "
                          f"({', '.join(self.collapsed)}): the verdict counts the other runs.")
         elif self.collapsed:
             result, measured = self.without_collapsed
-            lines.append(f"Rests on {len(self.collapsed)} collapsed run(s) ({', '.join(self.collapsed)}); "
+            lines.append(f"Rests on {len(self.collapsed)} {failed} run(s) ({', '.join(self.collapsed)}); "
                          f"without them: {result} ({measured}).")
         return lines
 
