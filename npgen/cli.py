@@ -4,7 +4,7 @@
                     [--device cpu|cuda] [--out DIR] [--mnist DIR]
                                     the paper's Sections 4.1 and 4.2: runs, figures, report.md and report.html
                                     (--scheduler: on a dask.distributed cluster, npgen[dask])
-    npgen figure N --from DIR       redraw figure N (1-6, 3b, "grid", "cauchy", "particles") from a reproduction's stored runs
+    npgen figure N --from DIR       redraw figure N (1-7, 3b, "grid", "cauchy", "particles") from a reproduction's stored runs
     npgen train gan|vae|sgm|particles --m M [--preset quick|paper] [--seed S] [--out DIR] [--force]
                 [--gp L] [--sn-generator] [--layers N] [--skip resnet]     (GAN)
                 [--latent cauchy]                                          (GAN)
@@ -108,7 +108,7 @@ def build_parser():
     rep.set_defaults(handler=_cmd_reproduce)
 
     fig = sub.add_parser("figure", help="redraw one figure from stored results, without training")
-    fig.add_argument("number", help="1, 2, 3, 3b, 4, 5, 6, grid, cauchy or particles")
+    fig.add_argument("number", help="1, 2, 3, 3b, 4, 5, 6, 7, grid, cauchy or particles")
     fig.add_argument("--from", dest="source", required=True, help="a folder written by npgen reproduce")
     fig.set_defaults(handler=_cmd_figure)
 

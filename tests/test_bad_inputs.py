@@ -235,7 +235,9 @@ CLI_ROWS = [
     ("bounds-lam", ["bounds", "--m", "10", "--lam", "1.5"], "lam"),
     ("bounds-lip", ["bounds", "--m", "10", "--lip", "-3"], "lip"),
     ("bounds-m-nan", ["bounds", "--m", "nan"], "m must be"),
-    ("figure-number", ["figure", "9", "--from", "study"], "figure number must be one of 1, 2, 3, 3b, 4, 5, 6, grid, cauchy, particles, got '9'"),
+    ("figure-number", ["figure", "9", "--from", "study"], "figure number must be one of 1, 2, 3, 3b, 4, 5, 6, 7, grid, cauchy, particles, got '9'"),
+    ("figure-7-preset-without-settings", ["figure", "7", "--from", "study"],
+     "holds a study of the tiny preset, which has no Figure 7 settings"),
     ("figure-name", ["figure", "fig3", "--from", "study"], "got 'fig3'"),
     ("figure-nowhere", ["figure", "3", "--from", "nowhere"], "not a folder written by npgen reproduce"),
     # npgen reproduce --scheduler: options that do not apply, addresses, schedulers that do not answer

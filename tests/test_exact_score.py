@@ -352,9 +352,16 @@ def test_figure7_table_and_notes_show_the_exact_score_sampler():
     exact = {"n_samples": 2000, "mass_between": 0.01, "share_other": 0.02, "near_3": 0.49, "near_7": 0.48,
              "side_spread": 0.2, "outside_edges": 0}
     sgm = {"mass_between": 0.39, "exact_score": exact, "sigmas": [10.0, 0.01], "score_error_per_level": [1e-4, 2.1]}
-    rows = figure7_report.exact_score_rows("mixture", {"sgm": sgm})
-    assert rows[0][1] == "SGM sampler on the exact score (2000 samples)" and rows[0][2] == "0.01"
-    assert figure7_report.exact_score_rows("subset", {"sgm": {"mass_between": 0.3}}) == []
-    notes = figure7_report.exact_score_notes({"mixture": {"sgm": sgm}})
+    rows = figure7_report.exact_score_rows("mixture", {"sgm": [sgm]})
+    assert rows[0][1] == "SGM sampler on the exact score (2000 samples per seed)" and rows[0][3] == "0.01"
+    assert figure7_report.exact_score_rows("subset", {"sgm": [{"mass_between": 0.3}]}) == []
+    notes = figure7_report.exact_score_notes({"mixture": {"sgm": [sgm]}})
     assert "sigma 10: 1.000e-04, sigma 0.01: 2.1" in notes[0]
     assert "the sampler alone accounts for 0.01 and the network's error adds 0.38" in notes[1]
+    # over seeds: the per-level errors are averaged and every mass is mean ± std (n runs)
+    other = dict(sgm, mass_between=0.41, exact_score=dict(exact, mass_between=0.03), score_error_per_level=[3e-4, 1.9])
+    rows = figure7_report.exact_score_rows("mixture", {"sgm": [sgm, other]})
+    assert rows[0][3] == "0.02 ± 0.01 (n=2)"
+    notes = figure7_report.exact_score_notes({"mixture": {"sgm": [sgm, other]}})
+    assert "mean over 2 seed(s)): sigma 10: 2.000e-04, sigma 0.01: 2" in notes[0]
+    assert "the network's error adds 0.38 ± 0 (n=2)" in notes[1]

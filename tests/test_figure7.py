@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from npgen import MLP
+from npgen import MLP, cli
 from npgen.analysis.theory import mixture_mass_between
 from npgen.data import mnist, two_digit_mixture
 from npgen.study import figure7, figure7_metrics, reproduce
@@ -66,28 +66,58 @@ def tiny_fig7(monkeypatch):
     return "tiny"
 
 
-def test_a_tiny_figure7_runs_resumes_and_reports(tiny_fig7, tmp_path):
+def test_a_tiny_figure7_runs_resumes_reports_and_redraws(tiny_fig7, tmp_path, monkeypatch):
     out = str(tmp_path / "study")
     report = reproduce.reproduce("tiny", only="fig7", out=out, jobs=1, quiet=True)
     numbers = json.loads((tmp_path / "study" / "fig7" / "fig7.json").read_text())
     mixture = numbers["mixture"]
     assert set(mixture) == {"data", "vae", "gan", "sgm"}
-    assert mixture["data"]["mass_between"] == 0 and mixture["data"]["exact_mass_between"] < 1e-20
+    data, = mixture["data"]
+    assert data["mass_between"] == 0 and data["exact_mass_between"] < 1e-20
+    for model in ("vae", "gan", "sgm"):  # one run per training seed, each drawn with its own seed
+        assert [run["seed"] for run in mixture[model]] == list(figure7.SEEDS)
+        assert len({run["mass_between"] for run in mixture[model]} | {run["side_spread"] for run in mixture[model]}) > 1
     for model in ("vae", "gan"):
-        lip = mixture[model]["lipschitz"]
-        assert lip["lower"] <= lip["upper"] and lip["theorem1_with_upper"] <= lip["theorem1_with_lower"] + 1e-12
-    for source in mixture.values():
-        assert source["share_3"] + source["share_7"] + source["share_other"] == pytest.approx(1)
+        for run in mixture[model]:
+            lip = run["lipschitz"]
+            assert lip["lower"] <= lip["upper"] and lip["theorem1_with_upper"] <= lip["theorem1_with_lower"] + 1e-12
+    for runs in mixture.values():
+        for source in runs:
+            assert source["share_3"] + source["share_7"] + source["share_other"] == pytest.approx(1)
     for name in ("fig7.png", "fig7_samples.png"):
         assert (tmp_path / "study" / name).stat().st_size > 1000
     text = open(report, encoding="utf-8").read()
     assert "Figure 7" in text and "VAE interpolates" in text and "SGM fits both modes" in text
+    assert "(n=3)" in text and "over the training seeds" in text
     configs = figure7.fig7_configs("tiny", figure7.data_identity())
     runs_dir = os.path.join(out, "fig7", "runs")
-    assert sweep_status(configs, runs_dir)["done"] == len(configs)
+    assert sweep_status(configs, runs_dir)["done"] == len(configs) == 2 + 2 * (1 + 3 * len(figure7.SEEDS))
     before = sorted(os.listdir(runs_dir))
+    assert "fig7-model-subset-gan-seed2-" in " ".join(before)
     reproduce.reproduce("tiny", only="fig7", out=out, jobs=1, quiet=True)
     assert sorted(os.listdir(runs_dir)) == before
+    # npgen figure 7 --from redraws the figures, fig7.json and the section from the stored runs alone
+    for name in ("fig7.png", "fig7_samples.png", "fig7/fig7.json"):
+        (tmp_path / "study" / name).unlink()
+    monkeypatch.setattr(figure7, "run_fig7", lambda config, run_dir: pytest.fail("trained while redrawing"))
+    assert cli.main(["figure", "7", "--from", out]) == 0
+    assert json.loads((tmp_path / "study" / "fig7" / "fig7.json").read_text()) == numbers
+    assert (tmp_path / "study" / "fig7.png").stat().st_size > 1000
+    section = (tmp_path / "study" / "fig7" / "section.md").read_text()
+    assert section.startswith("## Figure 7") and "SGM fits both modes" in section
+    assert sorted(os.listdir(runs_dir)) == before
+
+
+def test_figure7_from_a_study_without_its_runs_is_refused_in_one_sentence(tiny_fig7, tmp_path, capsys):
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "study.json").write_text(json.dumps({"preset": "tiny"}))  # a study of the other figures
+    assert cli.main(["figure", "7", "--from", str(out)]) != 0
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "Traceback" not in error
+    assert f"{out / 'fig7' / 'runs'} holds no finished Figure 7 model runs of the tiny preset" in error
+    assert f"npgen reproduce --only fig7 --preset tiny --out {out}" in error
+    assert not (out / "fig7").exists()
 
 
 def test_without_mnist_figure7_is_refused_alone_and_skipped_with_the_rest(tiny_fig7, tmp_path, monkeypatch):
@@ -109,6 +139,6 @@ def test_failed_figure7_runs_are_counted_and_their_file_named(tiny_fig7, tmp_pat
         reproduce.reproduce("tiny", only="fig7", out=str(out), jobs=1, quiet=True)
     message = str(caught.value)
     # the classifier and the embedding failed, so the model runs, which read both, were not tried
-    assert message.startswith("2 of 10 runs failed") and len(message.splitlines()) == 1
+    assert message.startswith("2 of 22 runs failed") and len(message.splitlines()) == 1
     assert str(out / "fig7" / "runs" / "failures.json") in message
     assert "no classifier today" in (out / "report.md").read_text()

@@ -28,10 +28,10 @@ score (:mod:`npgen.study.figure7_exact`), projected and classified as the model'
 
 Runs are sweep runs (:mod:`npgen.study.sweep`) in ``out/fig7/runs`` (the report's section,
 figures and ``fig7.json`` are :mod:`npgen.study.figure7_report`'s): the classifier, the
-embedding, then one run per data set and model (``model="data"``: 5000 rows of the data set
-itself). A model run finds the classifier's (and embedding's) finished run in its own runs
-folder, so an interrupted reproduction resumes, and every key holds the settings, the data's
-SHA-256 and the code.
+embedding, then per data set one data run (``model="data"``: 5000 rows of the data set itself)
+and one run per model and training seed of :data:`SEEDS`. A model run finds the classifier's
+(and embedding's) finished run in its own runs folder, so an interrupted reproduction resumes,
+and every key holds the settings, the seed, the data's SHA-256 and the code.
 """
 
 import hashlib
@@ -74,6 +74,11 @@ GRID_IMAGES = 64
 #: 96 us at 768 (a shared 2-core machine), so 5000 samples of 150 steps take about 40 s instead
 #: of 72 s.
 QUICK_SCORE_HIDDEN = (256, 256)
+#: The training seeds of every model run (the data rows, the classifier and the embedding are
+#: single runs at seed 0): the report's checks rest on the runs of all of them.
+SEEDS = (0, 1, 2)
+#: The configuration fields that name a Figure 7 run's folder (fig7-model-mixture-gan-seed1-<key>).
+NAME_FIELDS = ("figure", "stage", "dataset", "model", "seed")
 
 
 @dataclass(frozen=True)
@@ -250,10 +255,11 @@ PREPARATION_STAGES = ("classifier", "embedding")
 
 def fig7_configs(preset, identity):
     """Every run of Figure 7, in the order they may run: the classifier and the embedding
-    first, then the data rows and the models of both data sets."""
+    first, then per data set its data rows and each model at every seed of :data:`SEEDS`."""
     return [classifier_config(preset, identity), embedding_config(preset, identity)] + [
-        model_config(preset, identity, name, model) for name in DATASETS
-        for model in ("data",) + MODELS]
+        config for name in DATASETS for config in
+        [model_config(preset, identity, name, "data")]
+        + [model_config(preset, identity, name, model, seed) for seed in SEEDS for model in MODELS]]
 
 
 # --------------------------------------------------------------------------- one run
@@ -416,16 +422,17 @@ def mnist_folder(directory):
 
 def run_fig7_sweeps(out, preset, identity, directory, sweep):
     """Run what is missing: the classifier and the embedding first, then every model run (not
-    tried when the first phase failed: each reads both). ``sweep(configs, run_fn, runs_dir)`` is
-    the caller's :func:`npgen.study.sweep.run_sweep` with its settings. Returns the runs folder
+    tried when the first phase failed: each reads both). ``sweep(configs, run_fn, runs_dir,
+    name_fields=...)`` is the caller's :func:`npgen.study.sweep.run_sweep` with its settings. Returns the runs folder
     and the failed runs' records (:func:`npgen.study.sweep.read_failures`) of both phases."""
     runs_dir = os.path.join(out, FIG7_DIR, "runs")
     configs = fig7_configs(preset, identity)
     with mnist_folder(directory):
-        sweep([c for c in configs if c["stage"] in PREPARATION_STAGES], run_fig7, runs_dir)
+        sweep([c for c in configs if c["stage"] in PREPARATION_STAGES], run_fig7, runs_dir, name_fields=NAME_FIELDS)
         failures = read_failures(runs_dir)
         if not failures:
-            sweep([c for c in configs if c["stage"] not in PREPARATION_STAGES], run_fig7, runs_dir)
+            sweep([c for c in configs if c["stage"] not in PREPARATION_STAGES], run_fig7, runs_dir,
+                  name_fields=NAME_FIELDS)
             failures = read_failures(runs_dir)
     return runs_dir, failures
 

@@ -323,8 +323,10 @@ def figure7(path, panels, row_titles):
     """Figure 7: one row per data set, one column per source (data, VAE, GAN, SGM); each panel
     the histogram of the projections, every bin split into the samples the classifier calls
     3, 7 or another digit (stacked, :data:`DIGIT_COLORS`), the modes at -m and m and the band
-    |t| <= m / 2 shaded. ``panels[row][column]`` holds a run's "edges", "counts" and "m"."""
+    |t| <= m / 2 shaded. ``panels[row][column]`` holds a run's "edges", "counts" and "m", and
+    may hold "outlines": the total counts of other runs on the same edges, drawn as black steps."""
     fig, filled = _panel_grid(panels, row_titles, 3.4, 2.8)
+    outlines_named = False
     for k, (ax, panel) in enumerate(filled):
         edges = np.asarray(panel["edges"])
         width = np.diff(edges)
@@ -335,13 +337,18 @@ def figure7(path, panels, row_titles):
             ax.bar(edges[:-1], density, width=width, bottom=bottom, align="edge", color=color,
                    lw=0, label=f"classified {name}")
             bottom += density
+        for k_outline, counts in enumerate(panel.get("outlines", [])):
+            total = np.asarray(counts, np.float64)
+            ax.stairs(total / (max(1.0, total.sum()) * width), edges, color="k", lw=0.6,
+                      label="other seeds" if k_outline == 0 else None)
         m = panel["m"]
         ax.axvspan(-m / 2, m / 2, color="gray", alpha=0.12, lw=0)
         for mode in (-m, m):
             ax.axvline(mode, color="k", lw=0.6, ls=":")
         ax.set_xlabel("projection t")
-        if k == 0:
+        if k == 0 or (panel.get("outlines") and not outlines_named):
             ax.legend(fontsize=6, loc="upper center")
+            outlines_named = outlines_named or bool(panel.get("outlines"))
     fig.tight_layout()
     save_figure(fig, path)
 

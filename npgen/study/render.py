@@ -55,6 +55,7 @@ def section_markdown(s):
         first, *rest = check.lines()
         lines += [f"- {first}"] + [f"  {line}" for line in rest]
     lines += [f"- collapsed: {name}" for name in s.collapsed]
+    lines += [f"- diverged: {name}" for name in s.diverged]
     lines += [f"- note: {note}" for note in s.notes]
     lines.append("")
     return lines

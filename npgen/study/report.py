@@ -83,7 +83,7 @@ def summary(sections):
                      "checks": [{"rule": c.rule, "result": c.result, "measured": c.measured,
                                  "collapsed_runs": c.collapsed, "without_collapsed": c.without_collapsed}
                                 for c in s.checks],
-                     "collapsed": s.collapsed} for s in sections}
+                     "collapsed": s.collapsed, "diverged": s.diverged} for s in sections}
 
 
 def write_report(out, preset, names, runs, failures=(), extra=(), notes=()):

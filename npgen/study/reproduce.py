@@ -22,6 +22,7 @@ from . import figure7
 from .cluster import check_scheduler, dask_executor
 from .devices import DEVICES, BatchedRuns, check_device, device_plan
 from .cauchy import write_cauchy_numbers
+from .figure7_redraw import redraw_fig7
 from .figure7_report import collect_fig7, section_fig7, write_fig7_numbers
 from .plans import FIG7, FIGURES, PLANS, plan, selected_figures
 from .particles import write_particle_numbers
@@ -251,8 +252,9 @@ def _figure7(out, preset, identity, mnist, executor, jobs, quiet):
     failed runs [(name, error)] and its failures file."""
     fig7_runs, fig7_records = figure7.run_fig7_sweeps(
         out, preset, identity, mnist,
-        lambda configs, run_fn, folder: run_sweep(configs, run_fn, folder, executor=executor,
-                                                  jobs=jobs or os.cpu_count() or 1, quiet=quiet))
+        lambda configs, run_fn, folder, **options: run_sweep(configs, run_fn, folder, executor=executor,
+                                                             jobs=jobs or os.cpu_count() or 1, quiet=quiet,
+                                                             **options))
     found = collect_fig7(out, preset, identity)
     write_fig7_numbers(out, found)
     return (section_fig7(found, identity, preset), [(record["name"], record["error"]) for record in fig7_records],
@@ -284,9 +286,11 @@ def _cluster(scheduler, quiet):
 
 
 def redraw_figure(number, out):
-    """Redraw figure ``number`` ('1'..'6' or 'grid') from the runs stored in ``out``; no training.
-    A figure none of whose runs finished raises ValueError instead of drawing an empty figure."""
-    numbers = {name[3:] if name.startswith("fig") else name: name for name in FIGURES}
+    """Redraw figure ``number`` ('1'..'7' or 'grid', ...) from the runs stored in ``out``; no
+    training. A figure none of whose runs finished raises ValueError instead of drawing an empty
+    figure. Figure 7 also rewrites fig7/fig7.json and its report section, fig7/section.md."""
+    names = [n for n in FIGURES if n.startswith("fig")] + [FIG7] + [n for n in FIGURES if not n.startswith("fig")]
+    numbers = {name[3:] if name.startswith("fig") else name: name for name in names}
     if str(number) not in numbers:
         raise ValueError(f"figure number must be one of {', '.join(numbers)}, got {str(number)!r}")
     name = numbers[str(number)]
@@ -294,6 +298,8 @@ def redraw_figure(number, out):
     preset = study_preset(out)
     if preset is None:
         raise ValueError(f"{out} is not a folder written by npgen reproduce (no {STUDY_FILE})")
+    if name == FIG7:
+        return draw_figures(out, [redraw_fig7(out, preset)])[0]
     runs = device_plan(plan(preset), study_device(out))
     section, = build_sections(out, preset, [name], runs, require_runs=True)
     return draw_figures(out, [section])[0]

@@ -43,7 +43,8 @@ COLLAPSE_RULES = (f"a run has collapsed to one spike when the narrowest interval
 class Check:
     """One stated rule and what the runs gave: ``result`` is HELD, NOT_HELD or INCONCLUSIVE,
     ``measured`` the numbers (or why it is inconclusive). ``collapsed`` names the collapsed runs
-    the check rests on, and ``without_collapsed`` is (result, measured) with them left out."""
+    the check rests on, and ``without_collapsed`` is (result, measured) with them left out; when
+    it is None, the result already leaves them out (Figure 7's checks over seeds)."""
 
     rule: str
     result: str
@@ -54,9 +55,13 @@ class Check:
     def lines(self):
         """The check as text: its verdict, its rule, what was measured, and the collapsed runs."""
         lines = [f"**{self.result}**: {self.rule}. Measured: {self.measured}."]
-        if self.collapsed:
+        failed = "collapsed or diverged" if any("diverged" in name for name in self.collapsed) else "collapsed"
+        if self.collapsed and self.without_collapsed is None:
+            lines.append(f"Leaves out {len(self.collapsed)} {failed} run(s) "
+                         f"({', '.join(self.collapsed)}): the verdict counts the other runs.")
+        elif self.collapsed:
             result, measured = self.without_collapsed
-            lines.append(f"Rests on {len(self.collapsed)} collapsed run(s) ({', '.join(self.collapsed)}); "
+            lines.append(f"Rests on {len(self.collapsed)} {failed} run(s) ({', '.join(self.collapsed)}); "
                          f"without them: {result} ({measured}).")
         return lines
 
@@ -75,6 +80,7 @@ class Section:
     rows: list = field(default_factory=list)
     checks: list = field(default_factory=list)       # [Check]
     collapsed: list = field(default_factory=list)    # ["GAN m=2 seed 3: one spike (...)"]
+    diverged: list = field(default_factory=list)     # ["two noisy digits, SGM, seed 1: 1129 of 5000 ..."]
     notes: list = field(default_factory=list)
     draw: object = None
 
