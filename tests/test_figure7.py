@@ -66,7 +66,7 @@ def tiny_fig7(monkeypatch):
     return "tiny"
 
 
-def test_a_tiny_figure7_runs_resumes_reports_and_redraws(tiny_fig7, tmp_path, monkeypatch):
+def test_a_tiny_figure7_runs_resumes_reports_and_redraws(tiny_fig7, tmp_path, monkeypatch, capsys):
     out = str(tmp_path / "study")
     report = reproduce.reproduce("tiny", only="fig7", out=out, jobs=1, quiet=True)
     numbers = json.loads((tmp_path / "study" / "fig7" / "fig7.json").read_text())
@@ -106,6 +106,13 @@ def test_a_tiny_figure7_runs_resumes_reports_and_redraws(tiny_fig7, tmp_path, mo
     section = (tmp_path / "study" / "fig7" / "section.md").read_text()
     assert section.startswith("## Figure 7") and "SGM fits both modes" in section
     assert sorted(os.listdir(runs_dir)) == before
+    # a run whose samples were overwritten (same size, so its marker still passes) is named in one sentence
+    damaged = next(os.path.join(runs_dir, name) for name in before if name.startswith("fig7-model-mixture-vae-seed0-"))
+    samples = np.load(os.path.join(damaged, "samples.npy"))
+    np.save(os.path.join(damaged, "samples.npy"), np.full_like(samples, np.nan))
+    assert cli.main(["figure", "7", "--from", out]) != 0
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"{damaged}/samples.npy holds {samples.size} NaN or inf samples" in error
 
 
 def test_figure7_from_a_study_without_its_runs_is_refused_in_one_sentence(tiny_fig7, tmp_path, capsys):
