@@ -197,7 +197,7 @@ def _run_study(out, preset, figures, jobs, quiet, executor, device, mnist, sched
         notes.append(f"Figure 7 was skipped: {fig7_skipped}.")
         if not quiet:
             print(f"reproduce: Figure 7 was skipped: {fig7_skipped}", file=sys.stderr)
-    if not quiet:
+    if not quiet and needed:  # Figure 7's own sweep has printed its runs
         status = sweep_status(needed, runs_dir)
         print(f"reproduce: reused {reused} finished runs, trained {status['done'] - reused},"
               f" {len(failures)} failed; {other_runs(needed, runs_dir)} other"
