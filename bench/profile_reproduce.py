@@ -14,7 +14,7 @@ read.
 import argparse
 import sys
 
-from npgen.study.phase_times import format_profile, reproduction_rows
+from npgen.study.phase_profile import format_profile, reproduction_rows
 from npgen.util.io import atomic_write_text
 
 

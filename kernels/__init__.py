@@ -125,8 +125,9 @@ def replica_form(name=None):
         return get_replica_backend(name)
     name = backend_name(name)
     if name not in _REPLICA_FORMS:
-        from .replicas import ReplicaForm
-        _REPLICA_FORMS[name] = ReplicaForm(get_backend(name))
+        # loaded as the backends are: it reads this package's activation codes
+        replicas = importlib.import_module(f"{__name__}.replicas")
+        _REPLICA_FORMS[name] = replicas.ReplicaForm(get_backend(name))
     return _REPLICA_FORMS[name]
 
 

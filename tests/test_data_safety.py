@@ -116,8 +116,9 @@ def test_a_device_module_keys_that_devices_runs_only(math_copies):
 
 
 def test_cpu_runs_are_not_keyed_on_cuda_only_modules(monkeypatch):
-    """The real fingerprints: cuda runs hash the CUDA kernels, batched training and the
-    study's batching besides every module of a CPU run; CPU runs do not hash those three."""
+    """The real fingerprints: cuda runs hash the CUDA kernels, batched training, batched
+    sampling and the study's batching besides every module of a CPU run; CPU runs do not hash
+    those four."""
     from npgen.study import devices, fingerprint, plans
 
     hashed, parse = [], fingerprint.executable_source
@@ -131,7 +132,7 @@ def test_cpu_runs_are_not_keyed_on_cuda_only_modules(monkeypatch):
     cpu, hashed[:] = set(hashed), []
     fingerprint.code_fingerprint.__wrapped__("cuda")
     paths = [os.path.relpath(p, os.path.dirname(p)) for p in set(hashed) - cpu]
-    assert cpu < set(hashed) and sorted(paths) == ["cuda.py", "devices.py", "replicas.py"]
+    assert cpu < set(hashed) and sorted(paths) == ["cuda.py", "devices.py", "replicas.py", "sgm_device.py"]
     for configs in devices.device_plan(plans.plan("quick"), "cuda").values():
         for config in configs:
             assert config["code"] == runs.code_fingerprint(config.get("device", "cpu"))

@@ -7,7 +7,8 @@ import pytest
 
 from npgen.models.sgm import SGM
 from npgen.study import runs
-from npgen.study.phase_times import INSIDE, PhaseClock, phase_table
+from npgen.study.phase_profile import phase_table
+from npgen.study.phase_times import INSIDE, PhaseClock
 from tiny_study import register
 
 SGM_PHASES = {"train", "sample", "lipschitz", "distribution", "sampler_trace", "exact_score",

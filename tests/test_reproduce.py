@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from npgen import cli
-from npgen.study import phase_times, plans, reproduce, run_metrics, runs, verdicts
+from npgen.study import phase_profile, phase_times, plans, reproduce, run_metrics, runs, verdicts
 from npgen.study.records import Run, Stat
 from npgen.study.sweep import config_key
 from tiny_study import TINY_PRESET, register
@@ -116,7 +116,7 @@ def test_every_planned_run_is_on_disk_with_its_numbers(tiny_study, tiny):
 def test_the_profile_counts_every_run_once_under_its_first_figure(tiny_study, tiny):
     out, _ = tiny_study
     planned = plans.plan("tiny")
-    rows = phase_times.reproduction_rows(str(out))
+    rows = phase_profile.reproduction_rows(str(out))
     assert len(rows) == len({config_key(c) for configs in planned.values() for c in configs})
     first = {}
     for figure in plans.FIGURES:
@@ -125,7 +125,7 @@ def test_the_profile_counts_every_run_once_under_its_first_figure(tiny_study, ti
     for figure, config, metrics in rows:
         assert figure == first[config_key(config)]
         assert metrics["phase_seconds"]["train"]["cpu"] > 0
-    text = phase_times.format_profile(rows)
+    text = phase_profile.format_profile(rows)
     total = sum(p["cpu"] for _, _, m in rows for name, p in m["phase_seconds"].items()
                 if name not in phase_times.INSIDE)
     everything = next(line.split() for line in text.splitlines() if line.startswith("all "))

@@ -39,7 +39,9 @@ from ..util.progress import advance, progress_bar
 from ..util.threads import one_blas_thread
 from .noise import HostNoise
 from .replicated import ReplicatedModel
+from .langevin_options import STEP_LR, STEPS_PER_LEVEL, check_sampling, check_trace
 from .saved import check_recorded, load_model, save_model
+from .sgm_device import sample_checked
 from .training import MAX_SAMPLES, fit_loop
 
 #: The paper's noise levels, largest first.
@@ -48,11 +50,6 @@ NOISE_LEVELS = 0.6 ** np.arange(10)
 WEIGHTINGS = {"paper": lambda sigma: sigma, "sigma2": lambda sigma: sigma * sigma}
 #: The same weights as powers, w(sigma) = sigma^k (how the batched kernels take them).
 WEIGHT_POWERS = {"paper": 1, "sigma2": 2}
-#: Annealed Langevin defaults: base step size and steps per noise level.
-STEP_LR = 2e-5
-STEPS_PER_LEVEL = 100
-#: The most Langevin steps per noise level a sampler takes (1000 times the default).
-MAX_STEPS_PER_LEVEL = 100_000
 #: Sample-steps per call of the CPU Langevin kernel (samples x steps; a fraction of a second):
 #: a long chain runs as a series of calls, so that Ctrl-C stops it between two of them.
 CHAIN_CALL_WORK = 2 ** 23
@@ -60,34 +57,6 @@ CHAIN_CALL_WORK = 2 ** 23
 DENOISE_CHUNK = 4096
 #: Where the Langevin chain of :meth:`SGM.sample` can run.
 SAMPLING_DEVICES = ("cpu", "cuda")
-
-
-def _check_trace(trace, n, lipschitz):
-    """The sample indices of ``trace`` as an int64 array (None for no trace)."""
-    if trace is None:
-        return None
-    if not lipschitz:
-        raise ValueError("trace records the sampler's gradient, so it needs lipschitz=True")
-    indices = np.asarray(trace)
-    if indices.ndim != 1 or indices.size == 0 or indices.dtype.kind not in "iu":
-        raise ValueError(f"trace must be a non-empty 1-D sequence of sample indices (ints), got {trace!r}")
-    if indices.min() < 0 or indices.max() >= n:
-        raise ValueError(f"trace indices must lie in [0, n - 1] = [0, {n - 1}], got {indices.min()}"
-                         f" to {indices.max()}")
-    return indices.astype(np.int64)
-
-
-def _check_sampling(n, seed, denoise, quiet, lipschitz, step_lr, n_steps_per_level):
-    """(n, seed, the other options as a dict) of :meth:`SGM.sample`, each checked."""
-    n = check_number("n", n, low=1, high=MAX_SAMPLES, integer=True)
-    if seed is not None:
-        seed = check_seed(seed)
-    return n, seed, {
-        "denoise": check_bool("denoise", denoise), "quiet": check_bool("quiet", quiet),
-        "lipschitz": check_bool("lipschitz", lipschitz),
-        "step_lr": check_number("step_lr", step_lr, low=0, low_open=True),
-        "n_steps_per_level": check_number("n_steps_per_level", n_steps_per_level, low=1,
-                                          high=MAX_STEPS_PER_LEVEL, integer=True)}
 
 
 class _HostChain:
@@ -332,7 +301,8 @@ class SGM(ReplicatedModel):
         backend, to float rounding; without a seed every call draws fresh samples.
         ``quiet=False`` prints a progress line over the levels. A step size that makes the
         samples NaN or inf raises ValueError, naming the level where it happened.
-        ``n_steps_per_level`` is at most :data:`MAX_STEPS_PER_LEVEL`. On the CPU a level's steps
+        ``n_steps_per_level`` is at most
+        :data:`npgen.models.langevin_options.MAX_STEPS_PER_LEVEL`. On the CPU a level's steps
         run in calls of about :data:`CHAIN_CALL_WORK` sample-steps, so Ctrl-C stops a long
         chain within a fraction of a second; the noise is indexed by the step, so the samples
         are those of one call per level, bit for bit.
@@ -351,11 +321,10 @@ class SGM(ReplicatedModel):
         """
         if self.mean is None:
             raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
-        n, seed, options = _check_sampling(n, seed, denoise, quiet, lipschitz, step_lr,
+        n, seed, options = check_sampling(n, seed, denoise, quiet, lipschitz, step_lr,
                                            n_steps_per_level)
-        traced = _check_trace(trace, n, lipschitz)
+        traced = check_trace(trace, n, lipschitz)
         if check_choice("device", device, SAMPLING_DEVICES) == "cuda":
-            from .sgm_device import sample_checked
             [result] = sample_checked([self], n, [seed], [traced], **options)
             if isinstance(result, Exception):
                 raise result

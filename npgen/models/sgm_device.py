@@ -13,9 +13,9 @@ samples, after every step into an (R, T, k) array, each read once at the end.
 import numpy as np
 
 from .. import kernels
-from ..nn.score import SLOPE, SLOPE_X
+from ..nn.score import SLOPE, SLOPE_X, ScoreNetwork
 from ..util.checks import check_seed
-from .sgm import SGM, STEP_LR, STEPS_PER_LEVEL, _check_sampling, _check_trace
+from .langevin_options import STEP_LR, STEPS_PER_LEVEL, check_sampling, check_trace
 
 
 def device_backend():
@@ -28,8 +28,9 @@ def _check_models(models):
     if not isinstance(models, (list, tuple)) or not models:
         raise ValueError("models must be a non-empty list of trained SGMs")
     for k, model in enumerate(models):
-        if not isinstance(model, SGM) or model.mean is None:
-            what = "an untrained SGM" if isinstance(model, SGM) else f"a {type(model).__name__}"
+        is_sgm = isinstance(getattr(model, "score", None), ScoreNetwork)  # an npgen.models.SGM
+        if not is_sgm or model.mean is None:
+            what = "an untrained SGM" if is_sgm else f"a {type(model).__name__}"
             raise ValueError(f"models must be trained SGMs (call fit or fit_many first);"
                              f" models[{k}] is {what}")
     first = models[0]
@@ -55,10 +56,10 @@ def sample_many(models, n, seeds, denoise=False, step_lr=STEP_LR,
     if not isinstance(traces, (list, tuple)) or len(traces) != len(models):
         raise ValueError(f"traces must be None or a list of one trace (or None) per model"
                          f" ({len(models)})")
-    n, _, options = _check_sampling(n, None, denoise, True, lipschitz, step_lr,
+    n, _, options = check_sampling(n, None, denoise, True, lipschitz, step_lr,
                                     n_steps_per_level)
     seeds = [None if seed is None else check_seed(seed) for seed in seeds]
-    traces = [_check_trace(trace, n, lipschitz) for trace in traces]
+    traces = [check_trace(trace, n, lipschitz) for trace in traces]
     return sample_checked(models, n, seeds, traces, **options)
 
 
