@@ -113,6 +113,13 @@ def test_a_tiny_figure7_runs_resumes_reports_and_redraws(tiny_fig7, tmp_path, mo
     assert cli.main(["figure", "7", "--from", out]) != 0
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and f"{damaged}/samples.npy holds {samples.size} NaN or inf samples" in error
+    # a run whose metrics.json was truncated is named, not left out of the figure
+    truncated = next(os.path.join(runs_dir, name) for name in before if name.startswith("fig7-model-subset-sgm-seed1-"))
+    with open(os.path.join(truncated, "metrics.json"), "w", encoding="utf-8") as handle:
+        handle.write("{")
+    assert cli.main(["figure", "7", "--from", out]) != 0
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"{truncated} is a damaged run" in error
 
 
 def test_figure7_from_a_study_without_its_runs_is_refused_in_one_sentence(tiny_fig7, tmp_path, capsys):

@@ -18,6 +18,7 @@ from .figure7 import DATASETS, FIG7_DIR, GRID_IMAGES, MODELS, PLANS, PREPARATION
 from .figure7_checks import (ROW_TITLES, SEED_RULE, describe_failure, failure_of, fig7_checks, outside_share,
                              run_label, smaller_mode_share, theorem_line)
 from .records import Run, Stat
+from .run_dirs import refuse_damaged
 from .sweep import find_run_dir, load_results
 from .verdicts import Section, fmt
 
@@ -27,9 +28,11 @@ SOURCE_ORDER = ("data",) + MODELS
 
 def collect_fig7(out, preset, identity):
     """The finished runs: {stage: Run} of the classifier and the embedding, and {(dataset,
-    source): [Run]} of the data rows and the models, in the order of their seeds."""
+    source): [Run]} of the data rows and the models, in the order of their seeds; ValueError
+    (naming the folder) if a run was damaged since it finished."""
     runs_dir = os.path.join(out, FIG7_DIR, "runs")
     configs = fig7_configs(preset, identity)
+    refuse_damaged(configs, runs_dir)
     found = {}
     for config, metrics in zip(configs, load_results(configs, runs_dir)):
         if metrics is None:

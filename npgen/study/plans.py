@@ -16,7 +16,7 @@ from ..util.checks import check_choice
 from .records import Run, Stat
 from .metrics_schema import check_metrics
 from .runs import MODELS, PRESETS, make_config
-from .run_dirs import damaged_runs, find_run_dir, load_results
+from .run_dirs import find_run_dir, load_results, refuse_damaged
 
 FIGURES = ("fig1", "fig2", "fig3", "fig3b", "fig4", "fig5", "fig6", "grid", "cauchy", "particles")
 #: Figure 7 (the MNIST experiments, :mod:`npgen.study.figure7`): its own runs and data.
@@ -130,12 +130,7 @@ def collect(configs, runs_dir):
     the file) if a finished run's metrics.json lacks a key the report reads or holds a wrong type,
     or (naming the folder) if a run's folder was damaged since it finished: a figure is never
     drawn without a run it should show."""
-    damaged = damaged_runs(configs, runs_dir)
-    if damaged:
-        path, problem = damaged[0]
-        raise ValueError(f"{path} is a damaged run ({problem}){f' and {len(damaged) - 1} more' * (len(damaged) > 1)};"
-                         " npgen reproduce with the same --preset and --out moves damaged runs to"
-                         " runs/.corrupt/ and trains them again")
+    refuse_damaged(configs, runs_dir)
     rows = []
     for config, metrics in zip(configs, load_results(configs, runs_dir)):
         if metrics is not None:

@@ -186,6 +186,18 @@ def damaged_runs(configs, out_dir):
     return found
 
 
+def refuse_damaged(configs, out_dir):
+    """Raise ValueError (naming the first damaged folder, and how many more) when a run of
+    ``configs`` in ``out_dir`` was damaged since it finished (:func:`damaged_runs`): a figure is
+    never drawn without a run it should show."""
+    damaged = damaged_runs(configs, out_dir)
+    if damaged:
+        path, problem = damaged[0]
+        raise ValueError(f"{path} is a damaged run ({problem}){f' and {len(damaged) - 1} more' * (len(damaged) > 1)};"
+                         " npgen reproduce with the same --preset and --out moves damaged runs to"
+                         " runs/.corrupt/ and trains them again")
+
+
 def load_results(configs, out_dir):
     """For each configuration (in order), the metrics of its finished run, or None."""
     run_dirs = _run_dirs_by_hash(out_dir)
