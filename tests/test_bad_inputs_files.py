@@ -175,7 +175,7 @@ API_ROWS = [
 
 @pytest.mark.parametrize("argv, fragment", [row[1:] for row in CLI_ROWS], ids=[row[0] for row in CLI_ROWS])
 def test_the_cli_refuses_before_any_work(files_world, argv, fragment, capsys, monkeypatch):
-    for module, work in ((runs, "train_run"), (reproduce, "run_sweep"), (figure7, "run_fig7_sweeps")):
+    for module, work in ((runs, "train_run"), (reproduce, "run_sweep"), (figure7, "run_fig7_stage")):
         monkeypatch.setattr(module, work, lambda *a, **k: pytest.fail("worked before refusing"))
     cli_row_refused(files_world, argv, fragment, capsys, monkeypatch)
 

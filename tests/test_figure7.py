@@ -156,3 +156,48 @@ def test_failed_figure7_runs_are_counted_and_their_file_named(tiny_fig7, tmp_pat
     assert message.startswith("2 of 22 runs failed") and len(message.splitlines()) == 1
     assert str(out / "fig7" / "runs" / "failures.json") in message
     assert "no classifier today" in (out / "report.md").read_text()
+
+
+def test_figure7s_preparation_runs_beside_the_other_figures_and_before_its_model_runs(
+        tiny_fig7, tmp_path, monkeypatch):
+    """On a shared executor the classifier and the embedding are handed out first, the other
+    figures' runs go on while the embedding runs (it waits here until one has started: run one
+    after the other, that never happens), and no Figure 7 model run starts before both end."""
+    from concurrent.futures import ThreadPoolExecutor
+    import threading
+    import time
+
+    events, other_started = [], threading.Event()
+    lock = threading.Lock()
+
+    def note(what, name):
+        with lock:
+            events.append((time.perf_counter(), what, name))
+
+    real_sweep_run, real_fig7 = reproduce.sweep_run, figure7.run_fig7
+
+    def other_run(config, run_dir):
+        note("start", "other")
+        other_started.set()
+        return real_sweep_run(config, run_dir)
+
+    def fig7_run(config, run_dir):
+        name = config["stage"] if config["stage"] != "model" else "model"
+        note("start", name)
+        if name == "embedding":
+            assert other_started.wait(60), "the other figures' runs did not start beside the embedding"
+        result = real_fig7(config, run_dir)
+        note("end", name)
+        return result
+
+    monkeypatch.setattr(reproduce, "sweep_run", other_run)
+    monkeypatch.setattr(figure7, "run_fig7", fig7_run)
+    with ThreadPoolExecutor(2) as executor:
+        reproduce.reproduce("tiny", only="fig3,fig7", out=str(tmp_path / "s"), executor=executor, quiet=True)
+    starts = [name for _, what, name in events if what == "start"]
+    assert sorted(starts[:2]) == ["classifier", "embedding"]
+    prep_end = max(t for t, what, name in events if what == "end" and name in ("classifier", "embedding"))
+    model_starts = [t for t, what, name in events if what == "start" and name == "model"]
+    assert len(model_starts) == 2 * (1 + 3 * len(figure7.SEEDS)) and min(model_starts) > prep_end
+    assert not os.path.exists(tmp_path / "s" / "fig7" / "runs" / "failures.json") or \
+        json.loads((tmp_path / "s" / "fig7" / "runs" / "failures.json").read_text()) == []

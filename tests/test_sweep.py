@@ -162,6 +162,33 @@ def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
     assert [r is not None for r in run_sweep(configs, toy_run, out, quiet=True)] == [True] * 6
 
 
+def test_a_sweep_beside_another_on_a_stopped_pool_ends_interrupted_recording_no_failure(tmp_path):
+    """Two sweeps share one pool (``npgen reproduce`` runs Figure 7's first phase beside the
+    other figures); when Ctrl-C stops the pool's workers under the other sweep, this one's runs
+    in flight were interrupted, not failed."""
+    import threading
+    configs = toy_configs(tmp_path, 2, sleep=60)
+    pool, outcome = sweep.spawn_pool(2, toy_run), {}
+
+    def beside():
+        try:
+            run_sweep(configs, toy_run, tmp_path / "beside", executor=pool, quiet=True)
+        except BaseException as error:  # noqa: BLE001 -- what the sweep raised is the result
+            outcome["error"] = error
+
+    thread = threading.Thread(target=beside)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while sum(calls(tmp_path)[0].values()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sweep.stop_workers(pool)
+    thread.join(30)
+    pool.shutdown()
+    assert isinstance(outcome.get("error"), KeyboardInterrupt)
+    assert sweep.read_failures(tmp_path / "beside") == []
+    assert not any(map(is_running, calls(tmp_path)[1]))
+
+
 def damage_marker_deleted(run_dir):
     os.remove(run_dir / "COMPLETE.json")
 

@@ -155,7 +155,11 @@ class PushForwardModel(ReplicatedModel):
 
     def step(self, batch):
         """One training step on a minibatch (n, data_dim); returns its losses as floats."""
-        batch = self._as_array("batch", batch, self.data_dim)
+        return self._checked_step(self._as_array("batch", batch, self.data_dim))
+
+    def _checked_step(self, batch):
+        """:meth:`step` on a minibatch already checked: a finite C-contiguous (n, data_dim)
+        array of the model's dtype, as every minibatch of data that :meth:`fit` checked once."""
         losses = self._read_losses(self._step(batch[None]), len(batch))
         return {name: float(values[0]) for name, values in losses.items()}
 
@@ -168,7 +172,7 @@ class PushForwardModel(ReplicatedModel):
         """
         data = self._as_array("data", data, self.data_dim)
         history = fit_loop(self, data, epochs, batch_size, self.rng, type(self).__name__,
-                           quiet=quiet, on_epoch=on_epoch)
+                           quiet=quiet, on_epoch=on_epoch, step=self._checked_step)
         self.trained = True
         return history
 

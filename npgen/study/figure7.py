@@ -411,7 +411,8 @@ def fig7_status(preset, directory=None):
 @contextmanager
 def mnist_folder(directory):
     """Within the block, $NPGEN_MNIST_DIR names ``directory`` (when given), so that the runs,
-    in this process or in spawned workers, read the data the study was keyed with."""
+    in this process or in workers spawned inside the block, read the data the study was keyed
+    with."""
     if directory is None:
         yield
         return
@@ -420,22 +421,23 @@ def mnist_folder(directory):
         yield
 
 
-def run_fig7_sweeps(out, preset, identity, directory, sweep):
-    """Run what is missing: the classifier and the embedding first, then every model run (not
-    tried when the first phase failed: each reads both). ``sweep(configs, run_fn, runs_dir,
-    name_fields=...)`` is the caller's :func:`npgen.study.sweep.run_sweep` with its settings. Returns the runs folder
-    and the failed runs' records (:func:`npgen.study.sweep.read_failures`) of both phases."""
-    runs_dir = os.path.join(out, FIG7_DIR, "runs")
-    configs = fig7_configs(preset, identity)
-    with mnist_folder(directory):
-        sweep([c for c in configs if c["stage"] in PREPARATION_STAGES], run_fig7, runs_dir, name_fields=NAME_FIELDS)
-        failures = read_failures(runs_dir)
-        if not failures:
-            sweep([c for c in configs if c["stage"] not in PREPARATION_STAGES], run_fig7, runs_dir,
-                  name_fields=NAME_FIELDS)
-            failures = read_failures(runs_dir)
-    return runs_dir, failures
+def fig7_runs_dir(out):
+    """``out/fig7/runs``: the sweep folder of every Figure 7 run."""
+    return os.path.join(out, FIG7_DIR, "runs")
+
+
+def run_fig7_stage(out, preset, identity, sweep, models):
+    """Run what is missing of one phase of Figure 7: the classifier and the embedding
+    (:data:`PREPARATION_STAGES`), or with ``models`` the data and model runs, which read both
+    (run them only once the first phase has finished without failures). ``sweep(configs, run_fn,
+    runs_dir, name_fields=...)`` is the caller's :func:`npgen.study.sweep.run_sweep` with its
+    settings; the MNIST source is $NPGEN_MNIST_DIR's (see :func:`mnist_folder`). Returns the
+    phase's failed runs' records (:func:`npgen.study.sweep.read_failures`)."""
+    runs_dir = fig7_runs_dir(out)
+    sweep([c for c in fig7_configs(preset, identity) if (c["stage"] in PREPARATION_STAGES) != models],
+          run_fig7, runs_dir, name_fields=NAME_FIELDS)
+    return read_failures(runs_dir)
 
 
 __all__ = ["PLANS", "Figure7Plan", "fig7_configs", "run_fig7", "data_identity", "fig7_status",
-           "run_fig7_sweeps"]
+           "run_fig7_stage", "fig7_runs_dir", "mnist_folder"]

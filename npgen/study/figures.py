@@ -29,20 +29,22 @@ def draw_histogram(ax, samples, m, model="gan", title=None, bins=200):
     ax.legend(fontsize=7, loc="upper right")
 
 
-def save_figure(fig, path):
-    """Write ``fig`` to ``path`` (PNG) and, beside it, the same figure as PDF; close it."""
+def save_figure(fig, path, pdf=True):
+    """Write ``fig`` to ``path`` (PNG) and, with ``pdf``, beside it the same figure as PDF; close it."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     stem, _ = os.path.splitext(path)
     fig.savefig(stem + ".png", dpi=130, bbox_inches="tight")
-    fig.savefig(stem + ".pdf", bbox_inches="tight")
+    if pdf:
+        fig.savefig(stem + ".pdf", bbox_inches="tight")
     plt.close(fig)
 
 
 def save_histogram(path, samples, m, title=None, model="gan"):
-    """One histogram panel to ``path`` (.png, plus .pdf)."""
+    """One histogram panel to ``path`` (.png only: every run draws one, and the study's
+    figures, which hold them, come as PDF too)."""
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     draw_histogram(ax, samples, m, model=model, title=title)
-    save_figure(fig, path)
+    save_figure(fig, path, pdf=False)
 
 
 # --------------------------------------------------------------------------- study figures

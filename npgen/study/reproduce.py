@@ -10,9 +10,11 @@ by :func:`write_study_numbers`, once the runs they read are finished.
 """
 
 import contextlib
+import functools
 import json
 import os
 import sys
+import threading
 
 from .. import kernels
 from ..util.checks import check_choice, check_number
@@ -29,7 +31,8 @@ from .particles import write_particle_numbers
 from .report import build_sections, draw_figures, study_rows, write_report
 from .fingerprint import code_fingerprint
 from .runs import run_cost, train_run
-from .sweep import FAILURES_FILE, other_runs, read_failures, run_sweep, sweep_status
+from .sweep import (FAILURES_FILE, other_runs, read_failures, run_sweep, spawn_pool, stop_workers,
+                    sweep_status)
 
 STUDY_FILE = "study.json"
 #: The most worker processes ``--jobs`` starts (each imports numba and holds a few hundred MB).
@@ -164,7 +167,13 @@ def reproduce(preset="quick", only=None, jobs=None, out="npgen-results", quiet=F
 def _run_study(out, preset, figures, jobs, quiet, executor, device, mnist, scheduler, fig7_identity,
                fig7_skipped):
     """:func:`reproduce` once its arguments are checked and it holds ``out``: train what is
-    missing, write the studies' numbers and the report; returns the report's path."""
+    missing, write the studies' numbers and the report; returns the report's path.
+
+    Every sweep of this machine shares one pool of workers (:func:`_local_pool`), so that each
+    worker imports numba and loads its kernels once. Figure 7's first phase (the classifier and
+    the embedding, which every Figure 7 model run reads) is queued on it ahead of Figures 1-6's
+    runs, in a thread of its own (:class:`_Preparation`): its long embedding run then overlaps
+    their runs instead of leaving a core idle before Figure 7's model runs."""
     runs = device_plan(plan(preset), device)
     needed = [config for name in figures for config in runs[name]]
     if "grid" in figures:
@@ -172,28 +181,33 @@ def _run_study(out, preset, figures, jobs, quiet, executor, device, mnist, sched
     runs_dir = os.path.join(out, "runs")
     before = sweep_status(needed, runs_dir)
     reused = before["done"]
-    with _cluster(scheduler if reused < before["total"] else None, quiet) as cluster_executor:
+    failures, failure_files, extra, notes, planned = [], [], [], [], len(needed)
+    with figure7.mnist_folder(mnist), \
+            _cluster(scheduler if reused < before["total"] else None, quiet) as cluster_executor, \
+            _local_pool(jobs, executor, scheduler, device) as pool:
         atomic_write_json(os.path.join(out, STUDY_FILE),
                           {"preset": preset, **({"device": device} if device != "cpu" else {})})
-        failures = []
+        local = executor or pool  # where this machine's runs go; None: in this process
+        fig7_sweep = functools.partial(run_sweep, executor=local, jobs=1, quiet=quiet)
+        preparation = None
+        if fig7_identity is not None and local is not None and needed:
+            preparation = _Preparation(out, preset, fig7_identity, fig7_sweep, quiet)
         if needed:
             if scheduler is not None:
                 run_fn = cluster_run
             else:
                 run_fn = sweep_run if device == "cpu" else _DeviceRuns(needed, runs_dir)
-            run_sweep(needed, run_fn, runs_dir, executor=cluster_executor or executor,
-                      jobs=jobs or 1, quiet=quiet, shared_filesystem=scheduler is None,
-                      cost=run_cost)
+            run_sweep(needed, run_fn, runs_dir, executor=cluster_executor or local, jobs=1, quiet=quiet,
+                      shared_filesystem=scheduler is None, cost=run_cost)
             failures = [(record["name"], record["error"]) for record in read_failures(runs_dir)]
-    failure_files = [os.path.join(runs_dir, FAILURES_FILE)] if failures else []
-    extra, notes, planned = [], [], len(needed)
-    if fig7_identity is not None:
-        section, fig7_failures, fig7_file = _figure7(out, preset, fig7_identity, mnist, executor, jobs, quiet)
-        extra.append(section)
-        failures += fig7_failures
-        failure_files += [fig7_file] if fig7_failures else []
-        planned += len(figure7.fig7_configs(preset, fig7_identity))
-    elif fig7_skipped:
+            failure_files = [os.path.join(runs_dir, FAILURES_FILE)] if failures else []
+        if fig7_identity is not None:
+            section, fig7_failures, fig7_file = _figure7(out, preset, fig7_identity, fig7_sweep, preparation)
+            extra.append(section)
+            failures += fig7_failures
+            failure_files += [fig7_file] if fig7_failures else []
+            planned += len(figure7.fig7_configs(preset, fig7_identity))
+    if fig7_skipped:
         notes.append(f"Figure 7 was skipped: {fig7_skipped}.")
         if not quiet:
             print(f"reproduce: Figure 7 was skipped: {fig7_skipped}", file=sys.stderr)
@@ -211,6 +225,67 @@ def _run_study(out, preset, figures, jobs, quiet, executor, device, mnist, sched
                               f" {' and '.join(failure_files)} {'hold' if len(failure_files) > 1 else 'holds'}"
                               " their tracebacks")
     return report
+
+
+@contextlib.contextmanager
+def _local_pool(jobs, executor, scheduler, device):
+    """The pool of spawned worker processes that every sweep of this machine shares: ``jobs``
+    workers (under ``--scheduler``, whose cluster trains Figures 1-6, one per CPU core for
+    Figure 7's runs). None when the runs go to ``executor``, or run in this process (one job,
+    or a cuda study). Whatever ends the block (an error, Ctrl-C), the workers stop at once: the
+    runs they were on are left as temporary folders, which the next sweep clears."""
+    size = (os.cpu_count() or 1) if scheduler is not None else jobs
+    if executor is not None or device != "cpu" or size <= 1:
+        yield None
+        return
+    pool = spawn_pool(size, sweep_run, figure7.run_fig7)
+    try:
+        yield pool
+    except BaseException:
+        stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Preparation(threading.Thread):
+    """Figure 7's first phase (:func:`npgen.study.figure7.run_fig7_stage`) in a thread of its
+    own, started at once: its runs are handed to the executor before the caller's next sweep
+    hands out its own. :meth:`failures` waits for it. Its sweep prints nothing (two progress
+    bars would overwrite each other); a line says that it runs and how it ended."""
+
+    def __init__(self, out, preset, identity, sweep, quiet):
+        super().__init__(name="Figure 7 preparation", daemon=True)
+        self.args, self.quiet = (out, preset, identity), quiet
+        self.sweep = functools.partial(sweep, quiet=True, on_submitted=self._submitted)
+        self.handed_out, self.records, self.error = threading.Event(), None, None
+        self._note("Figure 7's classifier and embedding run beside the other figures' runs")
+        self.start()
+        self.handed_out.wait()
+
+    def _submitted(self):
+        self.handed_out.set()
+
+    def _note(self, message):
+        if not self.quiet:
+            print(f"reproduce: {message}", file=sys.stderr)
+
+    def run(self):
+        try:
+            self.records = figure7.run_fig7_stage(*self.args, self.sweep, models=False)
+        except BaseException as error:  # noqa: BLE001 -- raised again by failures()
+            self.error = error
+        finally:
+            self.handed_out.set()
+
+    def failures(self):
+        """The phase's failed runs' records, once it has ended; its error, raised again."""
+        self.join()
+        if self.error is not None:
+            raise self.error
+        self._note(f"Figure 7's classifier and embedding: {len(self.records)} failed" if self.records
+                   else "Figure 7's classifier and embedding are done")
+        return self.records
 
 
 def _checked_arguments(preset, only, jobs, out, executor, device, mnist, scheduler):
@@ -247,18 +322,20 @@ def _checked_arguments(preset, only, jobs, out, executor, device, mnist, schedul
     return tuple(name for name in figures if name != FIG7), jobs, fig7_identity, fig7_skipped
 
 
-def _figure7(out, preset, identity, mnist, executor, jobs, quiet):
-    """Run Figure 7's sweeps on this machine, write fig7/fig7.json; returns its section, its
-    failed runs [(name, error)] and its failures file."""
-    fig7_runs, fig7_records = figure7.run_fig7_sweeps(
-        out, preset, identity, mnist,
-        lambda configs, run_fn, folder, **options: run_sweep(configs, run_fn, folder, executor=executor,
-                                                             jobs=jobs or os.cpu_count() or 1, quiet=quiet,
-                                                             **options))
+def _figure7(out, preset, identity, sweep, preparation):
+    """Run Figure 7's sweeps with ``sweep`` (its first phase may be running already:
+    ``preparation``), write fig7/fig7.json; returns its section, its failed runs [(name,
+    error)] and its failures file."""
+    if preparation is not None:
+        records = preparation.failures()
+    else:
+        records = figure7.run_fig7_stage(out, preset, identity, sweep, models=False)
+    if not records:
+        records = figure7.run_fig7_stage(out, preset, identity, sweep, models=True)
     found = collect_fig7(out, preset, identity)
     write_fig7_numbers(out, found)
-    return (section_fig7(found, identity, preset), [(record["name"], record["error"]) for record in fig7_records],
-            os.path.join(fig7_runs, FAILURES_FILE))
+    return (section_fig7(found, identity, preset), [(record["name"], record["error"]) for record in records],
+            os.path.join(figure7.fig7_runs_dir(out), FAILURES_FILE))
 
 
 #: The studies whose every run's numbers are written to a file of their own, and its writer.

@@ -67,7 +67,8 @@ import tempfile
 import threading
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import weakref
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, ProcessPoolExecutor, wait
 
 from ..util.checks import check_bool, check_number
 from ..util.io import TMP_PREFIX, atomic_directory, atomic_write_json, file_sizes
@@ -226,7 +227,7 @@ def _clear_leftovers(out_dir, unique, note):
 
 
 def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail_fast=False,
-              name_fields=None, shared_filesystem=True, cost=None):
+              name_fields=None, shared_filesystem=True, cost=None, on_submitted=None):
     """Run every configuration of ``configs`` that ``out_dir`` does not hold finished yet.
 
     ``run_fn(config, run_dir) -> dict`` does one run (see the module docstring for what the
@@ -246,6 +247,9 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
     ``cost(config) -> number``, if given, estimates a run's work: the runs start largest cost
     first (ties in the order of ``configs``), so that the longest runs of a parallel sweep do
     not start last and leave the other workers idle at the end.
+    ``on_submitted()``, if given, is called once every run to do has been handed to the
+    executor (at the start, for runs in this process): a sweep started beside this one on the
+    same executor, in another thread, then queues its runs behind these.
 
     Returns, for each configuration in order, the metrics of its run (None for a failed run).
     """
@@ -291,7 +295,8 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
                 raise error
 
         try:
-            _run_tasks(tasks, run_fn, executor, jobs, detached, record, line.running)
+            _run_tasks(tasks, run_fn, executor, jobs, detached, record, line.running,
+                       on_submitted or (lambda: None))
         except KeyboardInterrupt:
             line.note(f"interrupted after {line.finished} of {len(tasks)} runs; "
                       "run the same sweep again to resume")
@@ -303,20 +308,21 @@ def run_sweep(configs, run_fn, out_dir, executor=None, jobs=1, quiet=False, fail
         return load_results(configs, out_dir)
 
 
-def _run_tasks(tasks, run_fn, executor, jobs, detached, record, on_running):
+def _run_tasks(tasks, run_fn, executor, jobs, detached, record, on_running, on_submitted):
     """Run ``tasks`` on ``executor``, on ``jobs`` > 1 spawned workers, or one by one in this
     process; ``record(task, error, shipped)`` hears each as it ends, ``on_running(names)`` the
-    runs in flight."""
+    runs in flight, ``on_submitted()`` when all are handed out."""
     if executor is not None:
-        _run_with_executor(tasks, executor, record, detached, on_running)
+        _run_with_executor(tasks, executor, record, detached, on_running, on_submitted)
     elif jobs > 1:
-        with _spawn_pool(run_fn, jobs) as pool:
+        with spawn_pool(jobs, run_fn) as pool:
             try:
-                _run_with_executor(tasks, pool, record, detached, on_running)
+                _run_with_executor(tasks, pool, record, detached, on_running, on_submitted)
             except KeyboardInterrupt:
-                _stop_workers(pool)
+                stop_workers(pool)
                 raise
     else:
+        on_submitted()
         for task in tasks:
             on_running([task.name])
             try:
@@ -327,29 +333,39 @@ def _run_tasks(tasks, run_fn, executor, jobs, detached, record, on_running):
                 record(task, None, shipped)
 
 
-def _spawn_pool(run_fn, jobs):
-    """A pool of ``jobs`` spawned worker processes that exit if the sweep's process dies."""
-    try:
-        pickle.dumps(run_fn)
-    except Exception as error:  # noqa: BLE001 -- every pickling failure means the same thing
-        raise ValueError("with jobs > 1, run_fn must be a top-level function of an importable "
-                         f"module, got {run_fn!r} ({error})") from None
+def spawn_pool(jobs, *run_fns):
+    """A pool of ``jobs`` spawned worker processes that exit if the sweep's process dies, for
+    sweeps of the functions ``run_fns`` (each checked to be picklable: a top-level function)."""
+    for run_fn in run_fns:
+        try:
+            pickle.dumps(run_fn)
+        except Exception as error:  # noqa: BLE001 -- every pickling failure means the same thing
+            raise ValueError("with jobs > 1, run_fn must be a top-level function of an importable "
+                             f"module, got {run_fn!r} ({error})") from None
     return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_exit_with_parent, initargs=(os.getpid(),))
 
 
-def _stop_workers(pool):
+#: The pools whose workers :func:`stop_workers` terminated: a run that another sweep had on
+#: them was interrupted, not failed.
+_STOPPED_POOLS = weakref.WeakSet()
+
+
+def stop_workers(pool):
     """Terminate a pool's worker processes, so that Ctrl-C stops the runs in flight at once.
 
     (Their temporary directories are cleared by the next sweep.) Without this, shutting the
-    pool down would first run every call already queued to the workers.
+    pool down would first run every call already queued to the workers. Another sweep still
+    waiting on the pool (in another thread) then stops as if interrupted, recording no failure.
     """
+    _STOPPED_POOLS.add(pool)
     for process in list((pool._processes or {}).values()):  # Python >= 3.14: terminate_workers()
         process.terminate()
 
 
-def _run_with_executor(tasks, executor, record, detached=False, on_running=None):
-    """Submit every task, ``record`` each as it completes; cancel the ones pending on any exit.
+def _run_with_executor(tasks, executor, record, detached=False, on_running=None, on_submitted=None):
+    """Submit every task (then call ``on_submitted()``, if given), ``record`` each as it
+    completes; cancel the ones pending on any exit.
     ``detached``: the tasks compute their runs away from out_dir and ship them back.
     ``on_running(names)``, if given, hears the names of the runs in flight about every second.
 
@@ -358,6 +374,8 @@ def _run_with_executor(tasks, executor, record, detached=False, on_running=None)
     """
     futures = {(executor.submit(_compute_detached, *task[:4]) if detached else
                 executor.submit(_execute, *task)): task for task in tasks}
+    if on_submitted is not None:
+        on_submitted()
     try:
         while futures:
             finished, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
@@ -369,6 +387,8 @@ def _run_with_executor(tasks, executor, record, detached=False, on_running=None)
                 task, error = futures.pop(future), future.exception()
                 if error is not None and not isinstance(error, Exception):
                     raise error  # KeyboardInterrupt or SystemExit inside a worker ends the sweep
+                if isinstance(error, BrokenExecutor) and executor in _STOPPED_POOLS:
+                    raise KeyboardInterrupt  # the pool was stopped under the sweep
                 shipped = None if error is not None else future.result()
                 del future
                 record(task, error, shipped)
