@@ -327,3 +327,14 @@ def test_sampler_draws_traces_the_run_samples_and_refuses_a_trace_of_others(monk
     monkeypatch.setattr(model, "trace", trace_ending_elsewhere)
     with pytest.raises(RuntimeError, match="the traced sampling pass drew other samples"):
         sampler.sampler_draws(model, config, samples, gradient, 6, options)
+
+
+@pytest.mark.parametrize("trace, message", [
+    ([3, 300], r"trace indices must lie in \[0, n - 1\] = \[0, 299\], got 3 to 300"),
+    ([-1], r"trace indices must lie in \[0, n - 1\] = \[0, 299\], got -1 to -1"),
+    ([0.5], "trace must be a non-empty 1-D sequence of sample indices"),
+    ([], "trace must be a non-empty 1-D sequence of sample indices")])
+def test_sgm_trace_refuses_indices_that_are_not_samples_in_one_sentence(trace, message):
+    with pytest.raises(ValueError, match=message) as refused:
+        untrained_sgm("cpu").trace(300, trace, seed=1, **SAMPLING)
+    assert "\n" not in str(refused.value)
