@@ -32,7 +32,7 @@ from numba.extending import get_cython_function_address, intrinsic
 from . import IDENTITY, KERNELS, LEAKY_RELU, RELU, SIGMOID, SILU, TANH
 from .cpu_noise import box_muller, normal_pair, sample_key, stream_base
 from .langevin_tables import first_layer_pieces as _first_layer_pieces
-from .numpy_ref import SPECTRAL_NORM_EPS
+from .numpy_ref import SPECTRAL_NORM_EPS, langevin_rows
 
 __all__ = list(KERNELS)
 
@@ -1052,7 +1052,7 @@ def _piece_score_and_slope(xi, a, c, w3, b3, slope2):
 
 @njit(inline="always")
 def _langevin_loop(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, seed,
-                   first_step, slope2, dx0, grad_sq, track):
+                   first_step, slope2, dx0, grad_sq, rows, track):
     """The loop of :func:`_langevin_on_pieces`; inlined once per value of ``track``, so that
     the compiler removes the gradient's work from the samples-only copy."""
     slope = _like(slope2, x)
@@ -1065,7 +1065,7 @@ def _langevin_loop(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, 
         root_alpha = _like(math.sqrt(alphas[level]), x)
         start = first_step + level * n_steps_per_level
         for i in range(x.size):
-            key = sample_key(base, i)
+            key = sample_key(base, rows[i])
             xi = x[i]
             di = dx0[i]
             ni = grad_sq[i]
@@ -1097,10 +1097,11 @@ def _langevin_loop(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, 
                 grad_sq[i] = ni
 
 
-@_kernel("w1 r1 r2 r2 r2 r1 r1 r1 i i i f o1 o1")
+@_kernel("w1 r1 r2 r2 r2 r1 r1 r1 i i i f o1 o1 j1")
 def _langevin_on_pieces(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, seed,
-                        first_step, slope2, dx0, grad_sq):
-    """The loop of :func:`annealed_langevin` on the tables of :func:`_first_layer_pieces`.
+                        first_step, slope2, dx0, grad_sq, rows):
+    """The loop of :func:`annealed_langevin` on the tables of :func:`_first_layer_pieces`;
+    chain i draws the noise of sample rows[i].
 
     Samples are independent: each keeps x in a register for the steps of a level, walking
     from piece to piece as it moves (a step moves it across few kinks). With ``dx0`` and
@@ -1109,19 +1110,20 @@ def _langevin_on_pieces(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_le
     """
     if dx0 is None:  # x stands in for the arrays, unwritten
         _langevin_loop(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, seed,
-                       first_step, slope2, x, x, False)
+                       first_step, slope2, x, x, rows, False)
     else:
         _langevin_loop(x, kinks, A, C, beff2, w3, beff3, alphas, n_steps_per_level, seed,
-                       first_step, slope2, _present(dx0), _present(grad_sq), True)
+                       first_step, slope2, _present(dx0), _present(grad_sq), rows, True)
 
 
 def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed,
-                      first_step, slope1, slope2, dx0=None, grad_sq=None):
+                      first_step, slope1, slope2, dx0=None, grad_sq=None, rows=None):
     """x <- x + (alpha_l / 2) s_l(x) + sqrt(alpha_l) z, n_steps_per_level times per level l,
     in place, with s_l(x) = W3a leaky(W2a leaky(W1 x + b1) + beff2[l]) + beff3[l] (see
     numpy_ref.annealed_langevin for the arguments and the noise). ``dx0`` and ``grad_sq``
     (n,), where given, carry the sampler's gradient on in place: per step, with
     f = 1 + (alpha_l / 2) s_l'(x), dx0 <- f dx0 and grad_sq <- f^2 grad_sq + alpha_l.
+    ``rows``, where given, are the chains' sample indices (numpy_ref.langevin_rows).
 
     A plain-Python front: it tabulates the first layer's pieces (:func:`_first_layer_pieces`),
     so that a step costs s_l(x) = W3a leaky(A_p x + C_p + beff2[l]) + beff3[l], about 600
@@ -1140,11 +1142,12 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
         other = np.ones_like(x)
         pair = (given, other) if grad_sq is None else (other, given)
         annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed,
-                          first_step, slope1, slope2, *pair)
+                          first_step, slope1, slope2, *pair, rows)
         return
+    rows = langevin_rows(rows, x.size)
     kinks, A, C = _first_layer_pieces(W1, b1, W2a, slope1)
     _langevin_on_pieces(x, kinks, A, C, beff2, np.ascontiguousarray(W3a[0]), beff3, alphas,
-                        n_steps_per_level, seed, first_step, slope2, dx0, grad_sq)
+                        n_steps_per_level, seed, first_step, slope2, dx0, grad_sq, rows)
 
 
 # --------------------------------------------------------------------------- annealed Langevin, d dimensions

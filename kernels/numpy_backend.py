@@ -228,16 +228,17 @@ def spectral_norm_backward(W, u, v, sigma, grad_W_sn, grad_W, accumulate):
 
 
 def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed,
-                      first_step, slope1, slope2, dx0=None, grad_sq=None):
+                      first_step, slope1, slope2, dx0=None, grad_sq=None, rows=None):
     """The samples x moved in place by :func:`numpy_ref.annealed_langevin`; ``dx0`` and
     ``grad_sq``, where given, carry the sampler's gradient on in place (d x / d x_0 and its
-    squared norm over all the Gaussian inputs)."""
+    squared norm over all the Gaussian inputs); ``rows``, where given, are the chains' sample
+    indices (:func:`numpy_ref.langevin_rows`)."""
     args = (x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed, first_step,
             slope1, slope2)
     if dx0 is None and grad_sq is None:
-        _store(x, numpy_ref.annealed_langevin(*args))
+        _store(x, numpy_ref.annealed_langevin(*args, rows=rows))
         return
-    results = numpy_ref.annealed_langevin(*args, dx0, grad_sq)
+    results = numpy_ref.annealed_langevin(*args, dx0, grad_sq, rows)
     for out, result in zip((x, dx0, grad_sq), results):
         if out is not None:
             _store(out, result)

@@ -701,11 +701,36 @@ def _mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
-def langevin_sample_keys(seed, n):
-    """key_i = mix(mix(seed + G) + (i + 1) G) for samples i = 0 .. n-1 (uint64)."""
+def langevin_sample_keys(seed, n, rows=None):
+    """key_i = mix(mix(seed + G) + (i + 1) G) (uint64) for samples i = 0 .. n-1, or, with
+    ``rows`` (n,) given, for the sample indices i = rows[0] .. rows[n-1]."""
     golden = np.uint64(LANGEVIN_GOLDEN)
     base = _mix64(np.array([seed], np.uint64) + golden)
-    return _mix64(base + (np.arange(n, dtype=np.uint64) + np.uint64(1)) * golden)
+    indices = np.arange(n, dtype=np.uint64) if rows is None else rows.astype(np.uint64)
+    return _mix64(base + (indices + np.uint64(1)) * golden)
+
+
+def langevin_rows(rows, n):
+    """The sample indices of n chains as an int64 array (n,): 0 .. n-1 when ``rows`` is None,
+    else ``rows`` itself, a 1-D integer array of n indices in [0, 2^63 - 1]. A chain draws the
+    noise of its sample index, so chains x0[rows] moved with ``rows`` draw, step by step, what
+    those samples draw in the pass over all of x0."""
+    if rows is None:
+        return np.arange(n, dtype=np.int64)
+    if (not isinstance(rows, np.ndarray) or rows.dtype.kind not in "iu" or rows.shape != (n,)
+            or (n and (int(rows.min()) < 0 or int(rows.max()) > np.iinfo(np.int64).max))):
+        raise ValueError(f"rows must be a 1-D integer array of the {n} chains' sample indices,"
+                         f" each in [0, 2^63 - 1], got {_described(rows)}")
+    return rows.astype(np.int64)
+
+
+def _described(rows):
+    """What ``rows`` is, in a few words, for the error of :func:`langevin_rows`."""
+    if not isinstance(rows, np.ndarray):
+        return f"rows of type {type(rows).__name__}"
+    shown = f"rows of dtype {rows.dtype} and shape {rows.shape}"
+    return shown if rows.size == 0 or rows.dtype.kind not in "iu" else \
+        f"{shown}, values {rows.min()} to {rows.max()}"
 
 
 def langevin_noise(keys, step):
@@ -739,17 +764,21 @@ def _score_and_slope(x, W1, b1, W2a, beff2_l, W3a, beff3_l, slope1, slope2, need
     """The score s_l(x) of samples x (n,) at one level, and when ``need_slope`` its derivative
         s_l'(x) = W3a (leaky_slope2'(z2) * (W2a (leaky_slope1'(z1) * w1)))
     with z1 = W1 x + b1, z2 = W2a leaky_slope1(z1) + beff2[l] (left derivatives at the kinks,
-    as :func:`activation_derivative`); None in its place otherwise."""
+    as :func:`activation_derivative`); None in its place otherwise.
+
+    The products are einsum's, not BLAS's: einsum sums each sample's row in one order however
+    many rows there are, so a chain's path does not depend on the chains run beside it (BLAS
+    blocks a product by its shape), which :func:`annealed_langevin`'s ``rows`` relies on."""
     w1, w3 = W1[:, 0], W3a[0]
     z1 = x[:, None] * w1 + b1
     h1 = np.where(z1 > 0, z1, slope1 * z1).astype(x.dtype)
-    z2 = h1 @ W2a.T + beff2_l
+    z2 = np.einsum("nj,kj->nk", h1, W2a) + beff2_l
     h2 = np.where(z2 > 0, z2, slope2 * z2).astype(x.dtype)
-    score = h2 @ w3 + beff3_l
+    score = np.einsum("nk,k->n", h2, w3) + beff3_l
     if not need_slope:
         return score, None
-    dz2 = (np.where(z1 > 0, 1, slope1) * w1).astype(x.dtype) @ W2a.T
-    return score, (np.where(z2 > 0, 1, slope2) * dz2).astype(x.dtype) @ w3
+    dz2 = np.einsum("nj,kj->nk", (np.where(z1 > 0, 1, slope1) * w1).astype(x.dtype), W2a)
+    return score, np.einsum("nk,k->n", (np.where(z2 > 0, 1, slope2) * dz2).astype(x.dtype), w3)
 
 
 def annealed_langevin_given_noise(x, W1, b1, W2a, beff2, W3a, beff3, alphas, noise, slope1,
@@ -788,7 +817,7 @@ def annealed_langevin_given_noise(x, W1, b1, W2a, beff2, W3a, beff3, alphas, noi
 
 
 def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_level, seed,
-                      first_step, slope1, slope2, dx0=None, grad_sq=None):
+                      first_step, slope1, slope2, dx0=None, grad_sq=None, rows=None):
     """Annealed Langevin dynamics (Song & Ermon, 2019) with the score network of a scalar x;
     returns the moved samples (x itself is left as it is).
 
@@ -800,14 +829,16 @@ def annealed_langevin(x, W1, b1, W2a, beff2, W3a, beff3, alphas, n_steps_per_lev
         x <- x + (alpha_l / 2) s_l(x) + sqrt(alpha_l) z
     for samples x (n,). Step t of the run (t = first_step, first_step + 1, ...) gives
     sample i the normal z(seed, i, t) described above, so a run split into several calls
-    (one per level, say, each with its ``first_step``) draws what a single call would.
+    (one per level, say, each with its ``first_step``) draws what a single call would. The
+    chain x[j] is sample rows[j] (``rows``: see :func:`langevin_rows`; sample j by default),
+    so a call on some of a run's chains, with their indices, moves them as the whole run does.
 
     With ``dx0`` or ``grad_sq`` (n,) given, the sampler's gradient with respect to its
     Gaussian inputs is tracked as well and (x, dx0, grad_sq) returned, as by
     :func:`annealed_langevin_given_noise`, which runs the steps here, one level at a time.
     """
     track = dx0 is not None or grad_sq is not None
-    keys = langevin_sample_keys(seed, x.size)
+    keys = langevin_sample_keys(seed, x.size, langevin_rows(rows, x.size))
     state = (x.copy(), dx0, grad_sq)
     for level in range(alphas.size):
         start = first_step + level * n_steps_per_level

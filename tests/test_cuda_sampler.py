@@ -117,6 +117,18 @@ def test_sgm_sample_on_cuda_is_one_launch_with_its_traces(monkeypatch):
     np.testing.assert_allclose(gradient.grad_sq_by_step, cpu.grad_sq_by_step, **TOLERANCE["float64"])
 
 
+def test_sgm_trace_on_cuda_is_the_cpu_trace():
+    """SGM.trace traces in sample's one launch on a GPU and runs the traced chains alone on
+    the CPU: the same samples and per-step |grad g|^2."""
+    model = _models("float64")[1]
+    samples, by_step = model.trace(N, [4, 1], seed=7, quiet=True, device="cuda", **OPTIONS)
+    cpu_samples, cpu_by_step = model.trace(N, [4, 1], seed=7, quiet=True, **OPTIONS)
+    assert samples.shape == (2, 1) and by_step.shape == (2 * STEPS + 1, 2)
+    np.testing.assert_allclose(samples, cpu_samples, **TOLERANCE["float64"])
+    np.testing.assert_allclose(by_step, cpu_by_step, **TOLERANCE["float64"])
+    assert np.ptp(by_step, axis=0).min() > 0
+
+
 def test_a_run_whose_samples_diverge_is_its_own_error():
     """Run 1's score network made huge: its samples are inf or NaN after level 0, which comes
     back as the ValueError its CPU sampler raises; run 0 is sampled as alone."""

@@ -11,7 +11,7 @@ from npgen import kernels, theory
 from npgen.kernels import numpy_ref
 from npgen.models.sgm import NOISE_LEVELS, SGM
 from npgen.study import sampler
-from npgen.nn.score import ScoreNetwork
+from npgen.nn.score import SLOPE, SLOPE_X, ScoreNetwork
 from finite_differences import EPS, assert_matches_fd
 from test_sgm import LANGEVIN, kernel_arguments, linear_score_weights
 
@@ -184,6 +184,49 @@ def test_traced_samples_follow_the_same_run_step_by_step(backend):
     np.testing.assert_array_equal(by_step.grad_sq_by_step[::6], gradient.grad_sq_by_level[:, traced])
 
 
+@pytest.mark.parametrize("seed", [6, None])
+def test_a_traced_sample_ends_its_trace(seed):
+    """sample(..., trace=...) runs the traced chains apart from the others; they are the same
+    chains, a fresh seed's too: the last step of a trace is the sample's own |grad g|^2."""
+    model = untrained_sgm("cpu")
+    traced = np.array([5, 80, 299])
+    _, gradient = model.sample(300, seed=seed, lipschitz=True, trace=traced, **SAMPLING)
+    np.testing.assert_array_equal(gradient.traced, traced)
+    np.testing.assert_array_equal(gradient.grad_sq_by_step[-1], gradient.grad_sq[traced])
+    assert np.abs(gradient.grad_sq[traced] - 1).min() > 0
+
+
+def traced_pass_over_all_chains(model, n, seed, traced):
+    """grad_sq (T + 1, k) of the samples ``traced``, recorded after every step of a pass that
+    moves all n chains one step per kernel call (as a pass with trace=... once did)."""
+    x, noise_seed = model._chain_start(n, seed)
+    beff2, beff3, alphas = model._chain_levels(SAMPLING["step_lr"])
+    w = model.score.weights
+    dx0, grad_sq = np.ones_like(x), np.ones_like(x)
+    steps, S = [grad_sq[traced].copy()], SAMPLING["n_steps_per_level"]
+    for level in range(alphas.size):
+        for step in range(S):
+            one = slice(level, level + 1)
+            model.score.backend.annealed_langevin(
+                x, w["fc_1.weight"], w["fc_1.bias"], w["fc_2.x"], beff2[one], w["fc_3.x"], beff3[one],
+                alphas[one], 1, noise_seed, level * S + step, SLOPE_X, SLOPE, dx0, grad_sq)
+            steps.append(grad_sq[traced].copy())
+    return np.array(steps)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("denoise", [False, True])
+def test_tracing_runs_the_traced_chains_alone_as_the_whole_pass_runs_them(backend, denoise):
+    model = untrained_sgm(backend)
+    samples, gradient = model.sample(300, seed=6, lipschitz=True, denoise=denoise, **SAMPLING)
+    traced = np.array([299, 0, 7, 150])
+    ends, by_step = model.trace(300, traced, seed=6, denoise=denoise, **SAMPLING)
+    np.testing.assert_array_equal(ends, samples[traced])
+    np.testing.assert_array_equal(by_step, traced_pass_over_all_chains(model, 300, 6, traced))
+    np.testing.assert_array_equal(by_step[::6], gradient.grad_sq_by_level[:, traced])
+    assert np.ptp(by_step, axis=0).min() > 0  # every trace moves
+
+
 def test_denoising_step_carries_the_gradient():
     """x <- x + sigma_L^2 s(x) multiplies d x / d x_0 by f = 1 + sigma_L^2 s'(x) and |grad g|^2 by f^2;
     s' here by central differences of the score network."""
@@ -261,3 +304,37 @@ def test_expansion_steps_count_the_steps_that_carry_the_growth():
     np.testing.assert_array_equal(sampler.expansion_steps(grad_sq), [1, 2, 0])
     np.testing.assert_array_equal(sampler.expansion_steps(grad_sq, share=0.8), [1, 1, 0])
     np.testing.assert_array_equal(sampler.expansion_steps(grad_sq, share=0.99), [1, 3, 0])
+
+
+def test_sampler_draws_traces_the_run_samples_and_refuses_a_trace_of_others(monkeypatch):
+    """The study's traced draws are what the whole traced pass records, and a trace whose
+    chains end elsewhere than the run's samples stops the run."""
+    model, config = untrained_sgm("cpu"), {"n_samples": 300, "m": 0.5}
+    options = {key: SAMPLING[key] for key in ("n_steps_per_level", "step_lr")}
+    samples, gradient = model.sample(300, seed=6, lipschitz=True, **SAMPLING)
+    draws = sampler.sampler_draws(model, config, samples, gradient, 6, options)
+    traced = sampler.traced_for(samples, gradient, config["m"])
+    assert traced.size > 3
+    np.testing.assert_array_equal(draws.traced.traced, traced)
+    np.testing.assert_array_equal(draws.traced.grad_sq_by_step,
+                                  traced_pass_over_all_chains(model, 300, 6, traced))
+    np.testing.assert_array_equal(draws.traced.grad_sq, gradient.grad_sq)
+    trace = model.trace
+
+    def trace_ending_elsewhere(*args, **kwargs):
+        ends, by_step = trace(*args, **kwargs)
+        return np.nextafter(ends, np.inf), by_step
+    monkeypatch.setattr(model, "trace", trace_ending_elsewhere)
+    with pytest.raises(RuntimeError, match="the traced sampling pass drew other samples"):
+        sampler.sampler_draws(model, config, samples, gradient, 6, options)
+
+
+@pytest.mark.parametrize("trace, message", [
+    ([3, 300], r"trace indices must lie in \[0, n - 1\] = \[0, 299\], got 3 to 300"),
+    ([-1], r"trace indices must lie in \[0, n - 1\] = \[0, 299\], got -1 to -1"),
+    ([0.5], "trace must be a non-empty 1-D sequence of sample indices"),
+    ([], "trace must be a non-empty 1-D sequence of sample indices")])
+def test_sgm_trace_refuses_indices_that_are_not_samples_in_one_sentence(trace, message):
+    with pytest.raises(ValueError, match=message) as refused:
+        untrained_sgm("cpu").trace(300, trace, seed=1, **SAMPLING)
+    assert "\n" not in str(refused.value)

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from npgen import kernels
-from npgen.kernels import cpu, numpy_backend
+from npgen.kernels import cpu, numpy_backend, numpy_ref
 from npgen.models.sgm import NOISE_LEVELS, SGM
 from npgen.nn.score import ScoreNetwork, sinusoidal_features
 from finite_differences import assert_matches_fd, central_difference
@@ -192,6 +192,67 @@ def test_langevin_is_a_function_of_seed_sample_and_step(backend):
     moved = x0.copy()
     moved[::2] += 1.0
     np.testing.assert_array_equal(run_langevin(backend, moved, args, 3, seed=13)[1::2], once[1::2])
+
+
+ROW_KERNELS = ("numpy_ref", "numpy", "cpu")
+
+
+def run_on_rows(kernel, x, args, gradient, rows=None):
+    """(x, and dx0, grad_sq where ``gradient`` is given) after 4 steps per level of ``kernel``
+    (numpy_ref's textbook sampler or a backend's, in place on copies), chain j drawing the
+    noise of sample rows[j]."""
+    options = dict(n_steps_per_level=4, seed=17, first_step=0, slope1=0.01, slope2=0.2, rows=rows)
+    if kernel == "numpy_ref":
+        moved = numpy_ref.annealed_langevin(x, *args, **options, **dict(zip(("dx0", "grad_sq"), gradient)))
+        return moved if gradient else (moved,)
+    state = [x.copy(), *(array.copy() for array in gradient)]
+    LANGEVIN[kernel](state[0], *args, **options, **dict(zip(("dx0", "grad_sq"), state[1:])))
+    return state
+
+
+@pytest.mark.parametrize("kernel", ROW_KERNELS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("tracked", [False, True])
+def test_chains_given_their_rows_move_as_in_the_pass_over_all(kernel, dtype, tracked):
+    """Chains x0[rows], told their sample indices, end where those samples end in the pass
+    over all of x0, bit for bit, with the same gradient; without their indices they draw
+    other noise."""
+    net = ScoreNetwork(seed=12, dtype=dtype, backend="numpy")
+    args = kernel_arguments(net, NOISE_LEVELS[[1, 4]], step_lr=2e-3)
+    x0 = (np.random.default_rng(6).standard_normal(200) * 2).astype(dtype)
+    gradient = (np.ones_like(x0), np.ones_like(x0)) if tracked else ()
+    whole = run_on_rows(kernel, x0, args, gradient)
+    assert np.abs(whole[0] - x0).min() > 0
+    if tracked:
+        assert np.abs(whole[2] - 1).max() > 0.1
+    for rows in (np.array([199, 3, 57, 0, 120, 3]), np.array([57]), np.array([], np.int64)):
+        part = run_on_rows(kernel, x0[rows], args, tuple(array[rows] for array in gradient), rows)
+        for chains, all_chains in zip(part, whole):
+            assert chains.dtype == np.dtype(dtype)
+            np.testing.assert_array_equal(chains, all_chains[rows])
+    rows = np.array([199, 3, 57])
+    unnamed = run_on_rows(kernel, x0[rows], args, tuple(array[rows] for array in gradient))
+    assert np.abs(unnamed[0] - whole[0][rows]).min() > 0
+
+
+@pytest.mark.parametrize("kernel", ROW_KERNELS)
+@pytest.mark.parametrize("rows, shown", [
+    (np.array([0, -1, 2]), "dtype int64 and shape (3,), values -1 to 2"),
+    (np.array([0, 2 ** 63, 1], np.uint64), "dtype uint64 and shape (3,), values 0 to 9223372036854775808"),
+    (np.array([0.0, 1.0, 2.0]), "dtype float64 and shape (3,)"),
+    (np.array([True, False, True]), "dtype bool and shape (3,)"),
+    (np.array([0, 1]), "dtype int64 and shape (2,), values 0 to 1"),
+    (np.array([[0, 1, 2]]), "dtype int64 and shape (1, 3), values 0 to 2"),
+    ([0, 1, 2], "type list")])
+def test_rows_that_are_not_the_chains_sample_indices_are_refused(kernel, rows, shown):
+    net = ScoreNetwork(seed=12, backend="numpy")
+    args = kernel_arguments(net, NOISE_LEVELS[[1]])
+    x0 = np.zeros(3, np.float32)
+    with pytest.raises(ValueError) as refused:
+        run_on_rows(kernel, x0, args, (), rows)
+    message = str(refused.value)
+    assert message.startswith("rows must be a 1-D integer array of the 3 chains' sample indices")
+    assert message.endswith(shown) and "\n" not in message
 
 
 def linear_score_weights(c, mu, dtype=np.float32):

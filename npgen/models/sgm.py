@@ -26,7 +26,7 @@ The settings are the published code's (``REFERENCE.md``, "Univariate setting"):
   (:class:`SamplerGradient`).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,12 +61,14 @@ SAMPLING_DEVICES = ("cpu", "cuda")
 
 class _HostChain:
     """The Langevin chain of one sampling pass on the score network's own (CPU) kernels: the
-    samples x (n,) and the gradient arrays (dx0, grad_sq, or none) move in place. (On a GPU,
-    :func:`npgen.models.sgm_device.sample_many` runs whole chains in one launch instead.)"""
+    samples x (k,) and the gradient arrays (dx0, grad_sq, or none) move in place; chain j is
+    sample rows[j] of the pass (sample j when ``rows`` is None), whose noise it draws. (On a
+    GPU, :func:`npgen.models.sgm_device.sample_many` runs whole chains in one launch instead.)"""
 
-    def __init__(self, score, x, gradient, beff2, beff3, alphas, noise_seed):
+    def __init__(self, score, x, gradient, beff2, beff3, alphas, noise_seed, rows=None):
         w = score.weights
         self.kernels, self.x, self.gradient, self.noise_seed = score.backend, x, gradient, noise_seed
+        self.rows = rows
         self.layers = (w["fc_1.weight"], w["fc_1.bias"], w["fc_2.x"], w["fc_3.x"])
         self.levels = [(beff2[level:level + 1], beff3[level:level + 1], alphas[level:level + 1])
                        for level in range(alphas.size)]
@@ -76,7 +78,8 @@ class _HostChain:
         W1, b1, W2x, W3x = self.layers
         beff2, beff3, alpha = self.levels[level]
         self.kernels.annealed_langevin(self.x, W1, b1, W2x, beff2, W3x, beff3, alpha, n_steps,
-                                       self.noise_seed, first_step, SLOPE_X, SLOPE, *self.gradient)
+                                       self.noise_seed, first_step, SLOPE_X, SLOPE, *self.gradient,
+                                       rows=self.rows)
 
 
 @dataclass(frozen=True, eq=False)
@@ -311,8 +314,8 @@ class SGM(ReplicatedModel):
         g(x_0, z_1, ..., z_T) of its T + 1 standard normal inputs, for each sample, and returns
         ``(samples, SamplerGradient)`` (see :class:`SamplerGradient`). ``trace``, a sequence of
         sample indices (with ``lipschitz=True`` only), also records those samples' squared
-        gradient norm after every step; the samples are the same (on the CPU the steps then
-        run one kernel call each).
+        gradient norm after every step; the samples are the same (on the CPU the traced samples'
+        chains run once more on their own, as :meth:`trace` runs them).
 
         ``device="cuda"`` runs the whole chain on a CUDA GPU (``npgen[cuda]``) in one launch
         (:func:`npgen.models.sgm_device.sample_many`, which samples many runs at once; no
@@ -329,17 +332,50 @@ class SGM(ReplicatedModel):
             if isinstance(result, Exception):
                 raise result
             return result
-        return self._sample_on_host(n, seed, traced, **options)
+        if traced is not None and seed is None:  # the traced chains' pass starts where this one does
+            seed = int(np.random.default_rng().integers(2 ** 63))
+        result = self._sample_on_host(n, seed, None, **options)
+        if traced is None:
+            return result
+        samples, gradient = result
+        _, traced_gradient = self._sample_on_host(n, seed, traced, **options)
+        return samples, replace(gradient, traced=traced,
+                                grad_sq_by_step=traced_gradient.grad_sq_by_step)
+
+    @one_blas_thread
+    def trace(self, n, trace, seed=None, denoise=False, step_lr=STEP_LR,
+              n_steps_per_level=STEPS_PER_LEVEL, quiet=False, device="cpu"):
+        """The samples ``trace`` (k indices) of ``sample(n, seed, ...)`` and their squared
+        gradient norm step by step: (samples (k, 1), the rows ``trace`` of :meth:`sample`'s samples
+        exactly, and grad_sq_by_step (T + 1, k), |grad g|^2 of each after 0, 1, .., T steps,
+        standardized, as :class:`SamplerGradient`'s). On the CPU only those k chains run,
+        from the same start (the n starts drawn, the k kept) with their own samples' noise, one
+        kernel call per step; ``device="cuda"`` traces them in :meth:`sample`'s one launch.
+        The other arguments are :meth:`sample`'s."""
+        if self.mean is None:
+            raise RuntimeError("trace needs a trained model: call fit first (or load a saved model)")
+        n, seed, options = check_sampling(n, seed, denoise, quiet, True, step_lr,
+                                           n_steps_per_level)
+        traced = check_trace(trace, n, True)
+        if check_choice("device", device, SAMPLING_DEVICES) == "cuda":
+            samples, gradient = self.sample(n, seed, trace=traced, device=device, **options)
+            return samples[traced], gradient.grad_sq_by_step
+        samples, gradient = self._sample_on_host(n, seed, traced, **options)
+        return samples, gradient.grad_sq_by_step
 
     def _sample_on_host(self, n, seed, traced, denoise, quiet, lipschitz, step_lr,
                         n_steps_per_level):
-        """:meth:`sample` on the score network's own kernels (arguments checked)."""
+        """:meth:`sample` on the score network's own kernels (arguments checked); with
+        ``traced`` (k,), the chains of those samples alone, one step per kernel call, whose
+        (samples (k, 1), SamplerGradient) record grad_sq after every step."""
         x, noise_seed = self._chain_start(n, seed)
+        if traced is not None:
+            x = x[traced]
         beff2, beff3, alphas = self._chain_levels(step_lr)
         gradient = (np.ones_like(x), np.ones_like(x)) if lipschitz else ()
-        chain = _HostChain(self.score, x, gradient, beff2, beff3, alphas, noise_seed)
+        chain = _HostChain(self.score, x, gradient, beff2, beff3, alphas, noise_seed, traced)
         by_level = [gradient[1].copy()] if lipschitz else None
-        steps = [gradient[1][traced].copy()] if traced is not None else None
+        steps = [gradient[1].copy()] if traced is not None else None
         steps_per_call = 1 if traced is not None else max(1, CHAIN_CALL_WORK // n)
         progress = progress_bar(self.sigmas.size, label="SGM sampling", unit="level", quiet=quiet)
         try:
@@ -348,7 +384,7 @@ class SGM(ReplicatedModel):
                     chain.run(level, min(steps_per_call, n_steps_per_level - first),
                               level * n_steps_per_level + first)
                     if steps is not None:
-                        steps.append(gradient[1][traced].copy())
+                        steps.append(gradient[1].copy())
                 if not np.isfinite(x).all():
                     raise self._diverged(step_lr, level)
                 if lipschitz:

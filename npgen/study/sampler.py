@@ -35,6 +35,7 @@ generator. For one SGM run this module measures, on the data's own scale:
 """
 
 import os
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -120,8 +121,8 @@ def expansion_steps(grad_sq_by_step, share=EXPANSION_SHARE):
 class SamplerDraws(NamedTuple):
     """A run's sampling passes, all from its sample seed: ``samples`` (n, 1) with the sampler's
     gradient (``gradient``, a SamplerGradient; on a GPU a plain pass and a gradient pass that
-    draws the same samples), then once more tracing the samples of :func:`traced_for`
-    (``traced``)."""
+    draws the same samples), then the samples of :func:`traced_for` traced step by step
+    (``traced``: the SamplerGradient with their indices and grad_sq_by_step filled in)."""
     samples: np.ndarray
     gradient: object
     traced: object
@@ -142,11 +143,13 @@ def check_same_samples(drawn, samples, what):
 def sampler_draws(model, config, samples, gradient, sample_seed, sample_options):
     """:class:`SamplerDraws` of one run sampled on its own: the run's ``samples`` and their
     ``gradient`` (one pass with the sampler's gradient, drawn with ``sample_seed`` and
-    ``sample_options``), then the traced pass, checked to draw the same samples."""
-    again, traced = model.sample(config["n_samples"], seed=sample_seed, quiet=True, lipschitz=True,
-                                 trace=traced_for(samples, gradient, config["m"]), **sample_options)
-    check_same_samples(again, samples, "traced sampling")
-    return SamplerDraws(samples, gradient, traced)
+    ``sample_options``), then the chains of the traced samples alone (:meth:`SGM.trace`),
+    checked to end at those samples exactly."""
+    indices = traced_for(samples, gradient, config["m"])
+    ends, by_step = model.trace(config["n_samples"], indices, seed=sample_seed, quiet=True,
+                                **sample_options)
+    check_same_samples(ends, samples[indices], "traced sampling")
+    return SamplerDraws(samples, gradient, replace(gradient, traced=indices, grad_sq_by_step=by_step))
 
 
 def sampler_metrics(model, config, run_dir, draws):
