@@ -131,6 +131,16 @@ def test_import_leaves_the_environment_alone():
     assert json.loads(_python(code, env)) == {}
 
 
+def test_the_command_line_and_the_reproduction_do_not_import_the_cpu_kernels():
+    """Importing npgen.kernels.cpu compiles every CPU kernel when numba's cache is cold (about
+    30 s): ``npgen reproduce``'s own process, which plans, hands runs to its workers and writes
+    the report, must not pay it before its workers start."""
+    code = ("import json, sys; import npgen, npgen.cli, npgen.study.reproduce, npgen.study.report,"
+            " npgen.study.figure7; print(json.dumps(sorted(m for m in sys.modules"
+            " if m.startswith('npgen.kernels.cpu') or m == 'npgen.kernels.cuda')))")
+    assert json.loads(_python(code, dict(os.environ))) == []
+
+
 def test_training_does_not_depend_on_the_callers_blas_threads():
     """A GAN trained with OPENBLAS_NUM_THREADS=2 gives the weights it gives with one thread."""
     code = ("import numpy as np; from npgen import GAN;"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels import cpu as cpu_kernels
+from .. import kernels
 from ..kernels import numpy_ref
 from ..util.checks import check_number
 
@@ -151,6 +151,13 @@ class LangevinChain:
         raise NotImplementedError
 
 
+def cpu_kernels():
+    """:mod:`npgen.kernels.cpu`, imported at the first chain that needs it: the import compiles
+    every CPU kernel when numba's cache is cold (about 30 s), which a process that only plans
+    runs or writes a report (the reproduction's own) does not need to pay."""
+    return kernels.get_backend("cpu")
+
+
 @dataclass(frozen=True)
 class ExactChain(LangevinChain):
     """:class:`LangevinChain` on the exact score of ``mixture`` (1-D, in the chain's units)
@@ -160,9 +167,8 @@ class ExactChain(LangevinChain):
 
     def _move(self, x, alphas, noise, gradient):
         m = self.mixture
-        cpu_kernels.exact_score_langevin_given_noise(x, np.log(m.weights), m.means[:, 0],
-                                                     m.variances(self.sigmas), alphas, noise,
-                                                     *gradient)
+        cpu_kernels().exact_score_langevin_given_noise(x, np.log(m.weights), m.means[:, 0],
+                                                       m.variances(self.sigmas), alphas, noise, *gradient)
 
 
 def exact_langevin_1d(chain, n, seed, dtype=np.float32, denoise=False):
@@ -179,7 +185,7 @@ def exact_langevin_1d(chain, n, seed, dtype=np.float32, denoise=False):
     for first in range(0, n, CHAIN_CHUNK):
         rows = slice(first, min(n, first + CHAIN_CHUNK))
         block = noise[:rows.stop - first]
-        cpu_kernels.langevin_noise_block(noise_seed, first, 0, block)
+        cpu_kernels().langevin_noise_block(noise_seed, first, 0, block)
         for target, value in zip(out, chain(start[rows], block, track=True)):
             target[rows] = value
     if denoise:
@@ -214,7 +220,7 @@ def exact_langevin_nd(mixture, sigmas, alphas, steps_per_level, n, seed, start_m
         for step in range(alphas.size * steps_per_level):
             level = step // steps_per_level
             if step % 2 == 0:
-                cpu_kernels.langevin_noise_pair(noise_seed + c, 0, step // 2, even, odd)
+                cpu_kernels().langevin_noise_pair(noise_seed + c, 0, step // 2, even, odd)
             score, _ = numpy_ref.blurred_mixture_score(rows, log_weights, mixture.means, variances[level])
             z = (odd if step % 2 else even).reshape(rows.shape)
             rows += alphas[level] / 2 * score + np.sqrt(alphas[level]) * z

@@ -31,10 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels import cpu as cpu_kernels
 from ..nn.score import SLOPE, SLOPE_X
 from ..util.checks import check_number
-from .exact_score import LangevinChain
+from .exact_score import LangevinChain, cpu_kernels
 
 #: Inputs drawn to find pairs, pairs searched, and bisection steps: 50 halvings of pi/2 reach
 #: the spacing of float64 angles, so the crossing is found as closely as the chain can resolve
@@ -127,8 +126,8 @@ class NetworkChain(LangevinChain):
         """The network's piece tables at the chain's levels (computed on first use)."""
         w = self.score.weights
         beff2, beff3 = self.score.effective_biases(self.sigmas)
-        return cpu_kernels.network_chain_tables(w["fc_1.weight"], w["fc_1.bias"], w["fc_2.x"], beff2,
-                                                w["fc_3.x"], beff3, SLOPE_X, SLOPE)
+        return cpu_kernels().network_chain_tables(w["fc_1.weight"], w["fc_1.bias"], w["fc_2.x"], beff2,
+                                                  w["fc_3.x"], beff3, SLOPE_X, SLOPE)
 
     def _move(self, x, alphas, noise, gradient):
-        cpu_kernels.network_langevin_on_tables(x, self.tables, alphas, noise, *gradient)
+        cpu_kernels().network_langevin_on_tables(x, self.tables, alphas, noise, *gradient)

