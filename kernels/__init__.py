@@ -37,6 +37,12 @@ This package never imports ``npgen``: data flows one way, from models to kernels
 
 import importlib
 import os
+import sys
+
+try:  # POSIX file locks; without them (Windows) a process compiles its CPU kernels itself
+    import fcntl
+except ImportError:  # pragma: no cover - not on the platforms CI runs
+    fcntl = None
 
 #: Activation codes shared by every backend (numba kernels take an int, not a string).
 IDENTITY, RELU, LEAKY_RELU, SILU, TANH, SIGMOID = range(6)
@@ -109,9 +115,40 @@ def backend_name(name=None):
     return name
 
 
+#: The path of a lock file that a process compiling the CPU kernels into numba's on-disk cache
+#: holds while it compiles (``npgen reproduce`` starts one before its runs, see
+#: :func:`npgen.study.reproduce`). A process that imports :mod:`cpu` first waits for it, then
+#: loads the kernels from the cache. Code that numba compiled in the process that runs it and
+#: the same code loaded from its cache can round float32 results differently (the SGM sampler's
+#: gradient differed in its last bits), so the runs of a reproduction all run the cached code,
+#: whether the cache was cold or warm when it started.
+CACHE_LOCK_ENV = "NPGEN_KERNEL_CACHE_LOCK"
+
+
+def wait_for_kernel_cache():
+    """Block while the process named by $NPGEN_KERNEL_CACHE_LOCK compiles the CPU kernels
+    (a shared lock on its file waits for its exclusive one); return at once without it, once
+    :mod:`cpu` is loaded, or where files cannot be locked."""
+    path = os.environ.get(CACHE_LOCK_ENV)
+    if not path or fcntl is None or f"{__name__}.cpu" in sys.modules:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # the reproduction that made it has ended: nothing to wait for
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    finally:
+        os.close(fd)
+
+
 def get_backend(name=None):
-    """Return the kernel module for backend ``name`` (see :func:`backend_name`)."""
-    return importlib.import_module(f"{__name__}.{BACKENDS[backend_name(name)]}")
+    """Return the kernel module for backend ``name`` (see :func:`backend_name`); the ``cpu``
+    module after :func:`wait_for_kernel_cache`."""
+    module = BACKENDS[backend_name(name)]
+    if module == "cpu":
+        wait_for_kernel_cache()
+    return importlib.import_module(f"{__name__}.{module}")
 
 
 _REPLICA_FORMS = {}

@@ -30,6 +30,7 @@ from .plans import FIG7, FIGURES, PLANS, plan, selected_figures
 from .particles import write_particle_numbers
 from .report import build_sections, draw_figures, study_rows, write_report
 from .fingerprint import code_fingerprint
+from .kernel_cache import kernels_compiled_apart
 from .runs import run_cost, train_run
 from .sweep import (FAILURES_FILE, other_runs, read_failures, run_sweep, spawn_pool, stop_workers,
                     sweep_status)
@@ -169,8 +170,9 @@ def _run_study(out, preset, figures, jobs, quiet, executor, device, mnist, sched
     """:func:`reproduce` once its arguments are checked and it holds ``out``: train what is
     missing, write the studies' numbers and the report; returns the report's path.
 
-    Every sweep of this machine shares one pool of workers (:func:`_local_pool`), so that each
-    worker imports numba and loads its kernels once. Figure 7's first phase (the classifier and
+    The CPU kernels are compiled once, apart (:func:`npgen.study.kernel_cache.kernels_compiled_apart`),
+    and every run loads them from numba's cache. Every sweep of this machine shares one pool of
+    workers (:func:`_local_pool`), so that each worker imports numba and loads its kernels once. Figure 7's first phase (the classifier and
     the embedding, which every Figure 7 model run reads) is queued on it ahead of Figures 1-6's
     runs, in a thread of its own (:class:`_Preparation`): its long embedding run then overlaps
     their runs instead of leaving a core idle before Figure 7's model runs."""
@@ -182,7 +184,7 @@ def _run_study(out, preset, figures, jobs, quiet, executor, device, mnist, sched
     before = sweep_status(needed, runs_dir)
     reused = before["done"]
     failures, failure_files, extra, notes, planned = [], [], [], [], len(needed)
-    with figure7.mnist_folder(mnist), \
+    with figure7.mnist_folder(mnist), kernels_compiled_apart(), \
             _cluster(scheduler if reused < before["total"] else None, quiet) as cluster_executor, \
             _local_pool(jobs, executor, scheduler, device) as pool:
         atomic_write_json(os.path.join(out, STUDY_FILE),
