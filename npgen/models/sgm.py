@@ -322,12 +322,9 @@ class SGM(ReplicatedModel):
         progress line), with the same noise: the samples and gradients are those of the CPU
         chain to float rounding.
         """
-        if self.mean is None:
-            raise RuntimeError("sample needs a trained model: call fit first (or load a saved model)")
-        n, seed, options = check_sampling(n, seed, denoise, quiet, lipschitz, step_lr,
-                                           n_steps_per_level)
-        traced = check_trace(trace, n, lipschitz)
-        if check_choice("device", device, SAMPLING_DEVICES) == "cuda":
+        n, seed, options, traced, on_cuda = self._checked("sample", n, seed, denoise, quiet, lipschitz,
+                                                          step_lr, n_steps_per_level, trace, device)
+        if on_cuda:
             [result] = sample_checked([self], n, [seed], [traced], **options)
             if isinstance(result, Exception):
                 raise result
@@ -352,16 +349,23 @@ class SGM(ReplicatedModel):
         from the same start (the n starts drawn, the k kept) with their own samples' noise, one
         kernel call per step; ``device="cuda"`` traces them in :meth:`sample`'s one launch.
         The other arguments are :meth:`sample`'s."""
-        if self.mean is None:
-            raise RuntimeError("trace needs a trained model: call fit first (or load a saved model)")
-        n, seed, options = check_sampling(n, seed, denoise, quiet, True, step_lr,
-                                           n_steps_per_level)
-        traced = check_trace(trace, n, True)
-        if check_choice("device", device, SAMPLING_DEVICES) == "cuda":
+        n, seed, options, traced, on_cuda = self._checked("trace", n, seed, denoise, quiet, True, step_lr,
+                                                          n_steps_per_level, trace, device)
+        if on_cuda:
             samples, gradient = self.sample(n, seed, trace=traced, device=device, **options)
             return samples[traced], gradient.grad_sq_by_step
         samples, gradient = self._sample_on_host(n, seed, traced, **options)
         return samples, gradient.grad_sq_by_step
+
+    def _checked(self, method, n, seed, denoise, quiet, lipschitz, step_lr, n_steps_per_level, trace,
+                 device):
+        """The arguments of :meth:`sample` or :meth:`trace` (``method``), checked: (n, seed,
+        the chain's options, the traced indices or None, whether it runs on cuda)."""
+        if self.mean is None:
+            raise RuntimeError(f"{method} needs a trained model: call fit first (or load a saved model)")
+        n, seed, options = check_sampling(n, seed, denoise, quiet, lipschitz, step_lr, n_steps_per_level)
+        traced = check_trace(trace, n, lipschitz)
+        return n, seed, options, traced, check_choice("device", device, SAMPLING_DEVICES) == "cuda"
 
     def _sample_on_host(self, n, seed, traced, denoise, quiet, lipschitz, step_lr,
                         n_steps_per_level):
