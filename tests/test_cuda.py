@@ -225,12 +225,12 @@ def test_batches_group_an_architecture_and_split_at_the_memory_estimate():
 
     configs = [c for c in devices.device_plan(plans.plan("quick"), "cuda")["fig3"]
                if c.get("device") and c["model"] == "gan"]
-    assert len(configs) == 25  # 5 m x 5 seeds, one architecture
+    assert len(configs) == 21  # 4 m x 5 seeds and m = 0 at one seed, one architecture
     [whole] = devices.batches(configs, lambda config: 100, None)
     assert whole == configs
     split = devices.batches(configs, lambda config: 100, 1000)  # 0.8 * 1000 / 100 = 8 a batch
-    assert [len(b) for b in split] == [8, 8, 8, 1] and sum(split, []) == configs
-    assert [len(b) for b in devices.batches(configs, lambda config: 10 ** 9, 1000)] == [1] * 25
+    assert [len(b) for b in split] == [8, 8, 5] and sum(split, []) == configs
+    assert [len(b) for b in devices.batches(configs, lambda config: 10 ** 9, 1000)] == [1] * 21
     deeper = dict(configs[0], n_layers=4)
     assert len(devices.batches(configs[:2] + [deeper], lambda config: 1, None)) == 2
     penalized = [dict(configs[0], gp_lipschitz=target) for target in (1.0, 5.0, 25.0)]

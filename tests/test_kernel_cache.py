@@ -45,3 +45,16 @@ def test_the_compiling_process_holds_the_lock_until_it_has_loaded_the_kernels(mo
         finally:
             os.close(fd)
     assert kernels.CACHE_LOCK_ENV not in os.environ and not os.path.exists(path)
+
+
+def test_without_a_temporary_folder_the_block_runs_and_each_process_compiles_for_itself(monkeypatch):
+    from npgen.study import kernel_cache
+
+    def no_folder(**_):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.delenv(kernels.CACHE_LOCK_ENV, raising=False)
+    monkeypatch.setattr(kernel_cache.tempfile, "mkdtemp", no_folder)
+    ran = []
+    with kernels_compiled_apart():
+        ran.append(os.environ.get(kernels.CACHE_LOCK_ENV))
+    assert ran == [None]

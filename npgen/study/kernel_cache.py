@@ -18,6 +18,7 @@ costs one core, not the whole machine.
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,26 +39,40 @@ COMPILE = "import npgen.kernels.cpu"
 def kernels_compiled_apart():
     """Within the block, a separate process compiles (or loads) the CPU kernels into numba's
     cache, and $NPGEN_KERNEL_CACHE_LOCK makes this process and those it starts wait for it
-    before they load them. Where files cannot be locked, nothing is started. The process is
+    before they load them. Where files cannot be locked, or no temporary folder or process can
+    be made, nothing is started (each process then compiles what it needs). The process is
     stopped if the block ends first (an error, Ctrl-C)."""
-    if fcntl is None:
-        yield
-        return
-    with tempfile.TemporaryDirectory(prefix="npgen-kernels-") as folder:
-        path = os.path.join(folder, "compiling.lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    compiler = folder = None
+    if fcntl is not None:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # taken before the child starts: no one can pass early
-            compiler = subprocess.Popen([sys.executable, "-c", COMPILE], pass_fds=(fd,),
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-        finally:
-            os.close(fd)  # the lock lives on in the child's copy, until the child exits
-        try:
-            with environment_kept(kernels.CACHE_LOCK_ENV):
-                os.environ[kernels.CACHE_LOCK_ENV] = path
-                yield
-        finally:
+            folder = tempfile.mkdtemp(prefix="npgen-kernels-")
+            path = os.path.join(folder, "compiling.lock")
+            compiler = _start_compiler(path)
+        except OSError:
+            compiler = None
+    try:
+        if compiler is None:
+            yield
+            return
+        with environment_kept(kernels.CACHE_LOCK_ENV):
+            os.environ[kernels.CACHE_LOCK_ENV] = path
+            yield
+    finally:
+        if compiler is not None:
             if compiler.poll() is None:
                 compiler.terminate()
             compiler.wait()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_compiler(path):
+    """The process that imports the CPU kernels, holding an exclusive lock on ``path`` (taken
+    here, before it starts, so that no process can pass early) until it exits."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return subprocess.Popen([sys.executable, "-c", COMPILE], pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finally:
+        os.close(fd)  # the lock lives on in the child's copy, until the child exits
