@@ -18,7 +18,7 @@ def test_a_process_importing_the_cpu_kernels_waits_for_the_lock(tmp_path):
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
     code = ("import time; from npgen import kernels; kernels.get_backend('cpu'); print(time.time())")
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
                              env={**os.environ, kernels.CACHE_LOCK_ENV: str(path)})
     time.sleep(4)  # long enough for the child to load numba and the kernels, were it not waiting
     assert child.poll() is None
@@ -35,7 +35,7 @@ def test_without_the_lock_file_nothing_waits(tmp_path, monkeypatch):
 
 def test_the_compiling_process_holds_the_lock_until_it_has_loaded_the_kernels(monkeypatch):
     monkeypatch.delenv(kernels.CACHE_LOCK_ENV, raising=False)
-    with kernels_compiled_apart():
+    with kernels_compiled_apart() as compiler:
         path = os.environ[kernels.CACHE_LOCK_ENV]
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -44,6 +44,8 @@ def test_the_compiling_process_holds_the_lock_until_it_has_loaded_the_kernels(mo
             fcntl.flock(fd, fcntl.LOCK_SH)  # ... then the compiling process ends and lets go
         finally:
             os.close(fd)
+        # it loaded the installed npgen's kernels, even from a source checkout's root
+        assert compiler.wait() == 0
     assert kernels.CACHE_LOCK_ENV not in os.environ and not os.path.exists(path)
 
 

@@ -40,8 +40,8 @@ def kernels_compiled_apart():
     """Within the block, a separate process compiles (or loads) the CPU kernels into numba's
     cache, and $NPGEN_KERNEL_CACHE_LOCK makes this process and those it starts wait for it
     before they load them. Where files cannot be locked, or no temporary folder or process can
-    be made, nothing is started (each process then compiles what it needs). The process is
-    stopped if the block ends first (an error, Ctrl-C)."""
+    be made, nothing is started (each process then compiles what it needs). Yields the process
+    (a ``subprocess.Popen``), or None; it is stopped if the block ends first (an error, Ctrl-C)."""
     compiler = folder = None
     if fcntl is not None:
         try:
@@ -52,11 +52,11 @@ def kernels_compiled_apart():
             compiler = None
     try:
         if compiler is None:
-            yield
+            yield None
             return
         with environment_kept(kernels.CACHE_LOCK_ENV):
             os.environ[kernels.CACHE_LOCK_ENV] = path
-            yield
+            yield compiler
     finally:
         if compiler is not None:
             if compiler.poll() is None:
@@ -72,7 +72,9 @@ def _start_compiler(path):
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        return subprocess.Popen([sys.executable, "-c", COMPILE], pass_fds=(fd,), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # run in the lock's folder: ``-c`` puts the working folder first on sys.path, and a
+        # source checkout there would shadow the installed npgen
+        return subprocess.Popen([sys.executable, "-c", COMPILE], pass_fds=(fd,), cwd=os.path.dirname(path),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     finally:
         os.close(fd)  # the lock lives on in the child's copy, until the child exits
