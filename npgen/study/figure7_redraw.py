@@ -9,7 +9,7 @@ import json
 import os
 
 from ..util.io import atomic_write_text
-from .figure7 import FIG7_DIR, PLANS, PREPARATION_STAGES
+from .figure7 import FIG7_DIR, PLANS, PREPARATION_STAGES, fig7_runs_dir
 from .figure7_report import collect_fig7, section_fig7, write_fig7_numbers
 from .render import section_markdown
 
@@ -43,7 +43,7 @@ def stored_fig7(out, preset):
     """(runs, identity) of the Figure 7 study stored in ``out`` (:func:`collect_fig7` of the data
     identity with the most finished model runs of this code); ValueError, one sentence naming
     the folder and how to make the runs, when it holds no finished model run."""
-    runs_dir = os.path.join(out, FIG7_DIR, "runs")
+    runs_dir = fig7_runs_dir(out)
     if preset not in PLANS:
         raise ValueError(f"{out} holds a study of the {preset} preset, which has no Figure 7 settings;"
                          f" Figure 7 runs with --preset {' or '.join(sorted(PLANS))}")

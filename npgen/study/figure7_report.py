@@ -14,7 +14,8 @@ import numpy as np
 
 from ..util.io import atomic_write_json
 from . import figures
-from .figure7 import DATASETS, FIG7_DIR, GRID_IMAGES, MODELS, PLANS, PREPARATION_STAGES, SEEDS, fig7_configs
+from .figure7 import (DATASETS, FIG7_DIR, GRID_IMAGES, MODELS, PLANS, PREPARATION_STAGES, SEEDS, fig7_configs,
+                      fig7_runs_dir)
 from .figure7_checks import (ROW_TITLES, SEED_RULE, describe_failure, failure_of, fig7_checks, outside_share,
                              run_label, smaller_mode_share, theorem_line)
 from .records import Run, Stat
@@ -30,7 +31,7 @@ def collect_fig7(out, preset, identity):
     """The finished runs: {stage: Run} of the classifier and the embedding, and {(dataset,
     source): [Run]} of the data rows and the models, in the order of their seeds; ValueError
     (naming the folder) if a run was damaged since it finished."""
-    runs_dir = os.path.join(out, FIG7_DIR, "runs")
+    runs_dir = fig7_runs_dir(out)
     configs = fig7_configs(preset, identity)
     refuse_damaged(configs, runs_dir)
     found = {}

@@ -259,14 +259,11 @@ class _Preparation(threading.Thread):
     def __init__(self, out, preset, identity, sweep, quiet):
         super().__init__(name="Figure 7 preparation", daemon=True)
         self.args, self.quiet = (out, preset, identity), quiet
-        self.sweep = functools.partial(sweep, quiet=True, on_submitted=self._submitted)
         self.handed_out, self.records, self.error = threading.Event(), None, None
+        self.sweep = functools.partial(sweep, quiet=True, on_submitted=self.handed_out.set)
         self._note("Figure 7's classifier and embedding run beside the other figures' runs")
         self.start()
         self.handed_out.wait()
-
-    def _submitted(self):
-        self.handed_out.set()
 
     def _note(self, message):
         if not self.quiet:

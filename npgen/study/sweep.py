@@ -363,8 +363,8 @@ def stop_workers(pool):
         process.terminate()
 
 
-def _run_with_executor(tasks, executor, record, detached=False, on_running=None, on_submitted=None):
-    """Submit every task (then call ``on_submitted()``, if given), ``record`` each as it
+def _run_with_executor(tasks, executor, record, detached, on_running, on_submitted):
+    """Submit every task (then call ``on_submitted()``), ``record`` each as it
     completes; cancel the ones pending on any exit.
     ``detached``: the tasks compute their runs away from out_dir and ship them back.
     ``on_running(names)``, if given, hears the names of the runs in flight about every second.
@@ -374,8 +374,7 @@ def _run_with_executor(tasks, executor, record, detached=False, on_running=None,
     """
     futures = {(executor.submit(_compute_detached, *task[:4]) if detached else
                 executor.submit(_execute, *task)): task for task in tasks}
-    if on_submitted is not None:
-        on_submitted()
+    on_submitted()
     try:
         while futures:
             finished, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
